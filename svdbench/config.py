@@ -1,0 +1,176 @@
+"""Config schemas (dataclasses) and their registration in Hydra's ConfigStore.
+
+This is the only library module that knows Hydra, and only inside :func:`register_configs`.
+OmegaConf checks keys and types when the config is composed (a misspelled key or a wrong
+type fails there); ``__post_init__`` checks ranges when :func:`to_config` builds the objects.
+Every message names the key.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, List, Optional
+
+from .data import DATASETS
+from .models import FAMILIES
+
+
+def _check(cond: bool, key: str, msg: str) -> None:
+    if not cond:
+        raise ValueError(f"{key} {msg}")
+
+
+@dataclass
+class ModelConfig:
+    family: str = "cifar_resnet"  # cifar_resnet | torchvision | timm
+    name: str = "resnet8"
+
+    def __post_init__(self) -> None:
+        _check(self.family in FAMILIES, "model.family", f"must be one of {FAMILIES}, got {self.family!r}")
+
+
+@dataclass
+class DatasetConfig:
+    name: str = "fashion_mnist"
+    root: Optional[str] = None  # None: search the usual places (see svdbench.data)
+    download: bool = True  # torchvision download where files are missing and the network allows
+    train_subset: Optional[int] = None  # first N training samples
+    test_subset: Optional[int] = None
+    augment: bool = True
+    image_size: int = 224  # imagenet only
+    shape: List[int] = field(default_factory=lambda: [3, 32, 32])  # synthetic only: C, H, W
+    num_classes: int = 10  # synthetic only
+    num_train: int = 512  # synthetic only
+    num_test: int = 256  # synthetic only
+
+    def __post_init__(self) -> None:
+        _check(self.name in DATASETS, "dataset.name", f"must be one of {DATASETS}, got {self.name!r}")
+        for key in ("train_subset", "test_subset"):
+            v = getattr(self, key)
+            _check(v is None or v > 0, f"dataset.{key}", f"must be positive, got {v}")
+        _check(len(self.shape) == 3 and min(self.shape) > 0, "dataset.shape", f"must be [C, H, W] > 0, got {self.shape}")
+        _check(self.num_classes >= 2, "dataset.num_classes", f"must be >= 2, got {self.num_classes}")
+
+
+@dataclass
+class TrainerConfig:
+    optimizer: str = "sgd"  # sgd | adam
+    lr: float = 0.1
+    finetune_lr: Optional[float] = None  # None: same as lr
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    schedule: str = "cosine"  # cosine | multistep | constant, per stage
+    milestones: List[float] = field(default_factory=lambda: [0.5, 0.75])  # fractions of a stage
+    gamma: float = 0.1
+    epochs: int = 10
+    batch_size: int = 128
+    eval_batch_size: int = 1000
+    device: str = "auto"  # auto | cpu | cuda
+    num_workers: int = 0  # DataLoader workers (ImageNet folders only)
+    deterministic: bool = True
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        _check(self.optimizer in ("sgd", "adam"), "trainer.optimizer", f"must be sgd or adam, got {self.optimizer!r}")
+        _check(self.schedule in ("cosine", "multistep", "constant"), "trainer.schedule",
+               f"must be cosine, multistep or constant, got {self.schedule!r}")
+        _check(self.lr > 0, "trainer.lr", f"must be > 0, got {self.lr}")
+        _check(self.finetune_lr is None or self.finetune_lr > 0, "trainer.finetune_lr", f"must be > 0, got {self.finetune_lr}")
+        _check(self.weight_decay >= 0, "trainer.weight_decay", f"must be >= 0, got {self.weight_decay}")
+        _check(0 <= self.momentum < 1, "trainer.momentum", f"must be in [0, 1), got {self.momentum}")
+        _check(all(0 < m < 1 for m in self.milestones), "trainer.milestones",
+               f"are fractions of a stage, each in (0, 1), got {list(self.milestones)}")
+        _check(self.epochs >= 0, "trainer.epochs", f"must be >= 0, got {self.epochs}")
+        _check(self.batch_size > 0, "trainer.batch_size", f"must be > 0, got {self.batch_size}")
+        _check(self.eval_batch_size > 0, "trainer.eval_batch_size", f"must be > 0, got {self.eval_batch_size}")
+        _check(self.device in ("auto", "cpu", "cuda"), "trainer.device", f"must be auto, cpu or cuda, got {self.device!r}")
+        _check(self.num_workers >= 0, "trainer.num_workers", f"must be >= 0, got {self.num_workers}")
+
+
+@dataclass
+class RegularizerConfig:
+    _target_: str = "svdbench.regularizers.SparsityRegularizer"
+    kind: str = "hoyer"  # none | l1 | hoyer | hoyer_square
+    weight: float = 0.0  # lambda_s
+
+    def __post_init__(self) -> None:
+        kinds = ("none", "l1", "hoyer", "hoyer_square")
+        _check(self.kind in kinds, "regularizer.kind", f"must be one of {kinds}, got {self.kind!r}")
+        _check(self.weight >= 0, "regularizer.weight", f"must be >= 0, got {self.weight}")
+
+
+@dataclass
+class MethodConfig:
+    _target_: str = "svdbench.methods.Dense"
+    finetune_epochs: int = 0
+
+    def __post_init__(self) -> None:
+        _check(self.finetune_epochs >= 0, "method.finetune_epochs", f"must be >= 0, got {self.finetune_epochs}")
+
+
+@dataclass
+class SVDMethodConfig(MethodConfig):
+    _target_: str = "svdbench.methods.SVDTraining"
+    decomposition: str = "channel"  # channel | spatial
+    init: str = "random"  # random | svd (of the current weights)
+    orthogonality: float = 1.0  # lambda_o
+    energy: Optional[float] = 0.05  # e: drop the tail holding at most e of sum(s^2)
+    threshold: Optional[float] = None  # alternative: drop |s| < threshold (set energy to null)
+    skip: List[str] = field(default_factory=list)  # fnmatch patterns of module names left dense
+    decompose_linear: bool = False
+    merge_unprofitable: bool = True  # deploy a layer dense where its factor pair costs more
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _check(self.decomposition in ("channel", "spatial"), "method.decomposition",
+               f"must be channel or spatial, got {self.decomposition!r}")
+        _check(self.init in ("random", "svd"), "method.init", f"must be random or svd, got {self.init!r}")
+        _check(self.orthogonality >= 0, "method.orthogonality", f"must be >= 0, got {self.orthogonality}")
+        _check((self.energy is None) != (self.threshold is None), "method.energy",
+               "and method.threshold: set exactly one (the other null)")
+        _check(self.energy is None or 0 <= self.energy < 1, "method.energy", f"must be in [0, 1), got {self.energy}")
+        _check(self.threshold is None or self.threshold >= 0, "method.threshold", f"must be >= 0, got {self.threshold}")
+
+
+@dataclass
+class LoggerConfig:
+    name: str = "console"
+    level: str = "INFO"
+
+
+@dataclass
+class Config:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    dataset: DatasetConfig = field(default_factory=DatasetConfig)
+    method: Any = None  # one of the method schemas, chosen by the method group
+    regularizer: RegularizerConfig = field(default_factory=RegularizerConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    logger: LoggerConfig = field(default_factory=LoggerConfig)
+    seed: int = 0
+    save_model: bool = True
+
+
+METHOD_SCHEMAS: dict[str, type] = {"dense_schema": MethodConfig, "svd_schema": SVDMethodConfig}
+
+
+def register_configs(extra_method_schemas: dict[str, type] | None = None) -> None:
+    """Store the schemas in Hydra's ConfigStore: ``config_schema`` (top level) and, in the
+    ``method`` group, one ``<name>_schema`` per method that its YAML file extends."""
+    from hydra.core.config_store import ConfigStore
+
+    cs = ConfigStore.instance()
+    cs.store(name="config_schema", node=Config)
+    for name, schema in {**METHOD_SCHEMAS, **(extra_method_schemas or {})}.items():
+        cs.store(group="method", name=name, node=schema)
+    cs.store(group="regularizer", name="regularizer_schema", node=RegularizerConfig)
+    cs.store(group="trainer", name="trainer_schema", node=TrainerConfig)
+    cs.store(group="dataset", name="dataset_schema", node=DatasetConfig)
+    cs.store(group="model", name="model_schema", node=ModelConfig)
+    cs.store(group="logger", name="logger_schema", node=LoggerConfig)
+
+
+def to_config(cfg) -> Config:
+    """Build the typed :class:`Config` (running every range check) from a composed DictConfig."""
+    from omegaconf import OmegaConf
+
+    return OmegaConf.to_object(cfg)

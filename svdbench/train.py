@@ -1,0 +1,127 @@
+"""The one training loop every method goes through, and evaluation.
+
+``train_stage`` runs ``epochs`` epochs of SGD/Adam on ``task loss + method.regularization``,
+calling the method's hooks (``after_backward``, ``after_step``, ``on_epoch_end``); a progress bar
+per epoch shows loss and accuracy. A non-finite loss stops the stage with :class:`DivergedError`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+
+
+class DivergedError(RuntimeError):
+    """The loss became NaN or infinite."""
+
+
+@dataclass
+class OptimConfig:
+    """Optimiser and schedule of one stage. ``milestones`` are fractions of the stage's epochs
+    (the original CIFAR recipe's epochs 81 and 122 of 164 are about [0.494, 0.744])."""
+
+    optimizer: str = "sgd"
+    lr: float = 0.1
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    schedule: str = "cosine"
+    milestones: tuple[float, ...] = (0.5, 0.75)
+    gamma: float = 0.1
+
+
+def make_optimizer(model: nn.Module, cfg: OptimConfig) -> torch.optim.Optimizer:
+    """Weight decay applies to weights and factors U, V; not to biases, norm layers or s
+    (s has its own sparsity regulariser)."""
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        (no_decay if p.ndim <= 1 else decay).append(p)
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay},
+              {"params": no_decay, "weight_decay": 0.0}]
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.momentum > 0)
+    if cfg.optimizer == "adam":
+        return torch.optim.Adam(groups, lr=cfg.lr)
+    raise ValueError(f"unknown optimizer {cfg.optimizer!r}; choose sgd or adam")
+
+
+def make_scheduler(opt: torch.optim.Optimizer, cfg: OptimConfig, steps: int):
+    """Per-iteration schedule over ``steps`` iterations."""
+    if cfg.schedule == "cosine":
+        return torch.optim.lr_scheduler.LambdaLR(opt, lambda i: 0.5 * (1 + math.cos(math.pi * min(i, steps) / steps)))
+    if cfg.schedule == "multistep":
+        marks = [round(m * steps) for m in cfg.milestones]
+        return torch.optim.lr_scheduler.LambdaLR(opt, lambda i: cfg.gamma ** sum(i >= m for m in marks))
+    if cfg.schedule == "constant":
+        return torch.optim.lr_scheduler.LambdaLR(opt, lambda i: 1.0)
+    raise ValueError(f"unknown schedule {cfg.schedule!r}; choose cosine, multistep or constant")
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, batches, device: torch.device | str = "cpu") -> dict[str, float]:
+    """Top-1 accuracy (percent) and mean cross-entropy over ``batches``."""
+    was = model.training
+    model.eval()
+    correct, total, loss = 0, 0, 0.0
+    for x, y in batches:
+        x, y = x.to(device), y.to(device)
+        out = model(x)
+        loss += F.cross_entropy(out, y, reduction="sum").item()
+        correct += (out.argmax(1) == y).sum().item()
+        total += y.numel()
+    model.train(was)
+    return {"top1": 100.0 * correct / max(total, 1), "loss": loss / max(total, 1)}
+
+
+def train_stage(model: nn.Module, method, train, test, *, epochs: int, optim: OptimConfig, stage: str,
+                device: torch.device | str = "cpu", progress: bool = True,
+                on_epoch: Callable[[dict], None] | None = None) -> list[dict]:
+    """Train ``model`` for ``epochs`` epochs; returns one dict of metrics per epoch
+    (stage, epoch, train_loss, reg_loss, train_top1, test_top1, test_loss, lr)."""
+    if epochs <= 0:
+        return []
+    opt = make_optimizer(model, optim)
+    sched = make_scheduler(opt, optim, epochs * len(train))
+    history, step = [], 0
+    for epoch in range(epochs):
+        model.train()
+        n, seen, correct, loss_sum, reg_sum = len(train), 0, 0, 0.0, 0.0
+        bar = tqdm(train, total=n, desc=f"{stage} {epoch + 1}/{epochs}", disable=not progress,
+                   leave=False, dynamic_ncols=True)
+        for x, y in bar:
+            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+            out = model(x)
+            task = F.cross_entropy(out, y)
+            reg = method.regularization(model, stage)
+            loss = task if reg is None else task + reg
+            if not torch.isfinite(loss):
+                raise DivergedError(f"loss became {loss.item()} in stage {stage!r}, epoch {epoch + 1}")
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            method.after_backward(model, step, stage)
+            opt.step()
+            sched.step()
+            method.after_step(model, step, stage)
+            step += 1
+            b = y.numel()
+            seen += b
+            loss_sum += task.item() * b
+            reg_sum += (0.0 if reg is None else reg.item()) * b
+            correct += (out.argmax(1) == y).sum().item()
+            bar.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{100 * correct / seen:.1f}")
+        method.on_epoch_end(model, epoch, stage)
+        ev = evaluate(model, test, device)
+        rec = {"stage": stage, "epoch": epoch + 1, "train_loss": loss_sum / seen, "reg_loss": reg_sum / seen,
+               "train_top1": 100 * correct / seen, "test_top1": ev["top1"], "test_loss": ev["loss"],
+               "lr": opt.param_groups[0]["lr"]}
+        history.append(rec)
+        if on_epoch is not None:
+            on_epoch(rec)
+    return history
