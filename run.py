@@ -1,8 +1,8 @@
 """Run one svdbench experiment (or a sweep with -m), configured by Hydra from conf/.
 
-    python run.py                                   # the demo: SVD training of ResNet-8 on Fashion-MNIST
-    python run.py model=resnet20 method=dense trainer.epochs=30
-    python run.py -m regularizer.weight=0.02,0.05 method.energy=0.02,0.05
+python run.py                                   # the demo: SVD training of ResNet-8 on Fashion-MNIST
+python run.py model=resnet20 method=dense trainer.epochs=30
+python run.py -m regularizer.weight=0.02,0.05 method.energy=0.02,0.05
 """
 
 from __future__ import annotations

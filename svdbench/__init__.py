@@ -12,6 +12,18 @@ from .measure import analyze_macs, count_macs, count_params  # noqa: E402
 from .regularizers import orthogonality_loss, sparsity_loss  # noqa: E402
 
 __all__ = [
-    "LowRankConv2d", "LowRankLinear", "analyze_macs", "count_macs", "count_params", "decompose", "export",
-    "lowrank", "models", "orthogonality_loss", "prune", "ranks", "regularizers", "sparsity_loss",
+    "LowRankConv2d",
+    "LowRankLinear",
+    "analyze_macs",
+    "count_macs",
+    "count_params",
+    "decompose",
+    "export",
+    "lowrank",
+    "models",
+    "orthogonality_loss",
+    "prune",
+    "ranks",
+    "regularizers",
+    "sparsity_loss",
 ]

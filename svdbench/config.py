@@ -9,7 +9,7 @@ Every message names the key.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, List, Optional
+from typing import Any, List
 
 from .data import DATASETS
 from .models import FAMILIES
@@ -32,10 +32,10 @@ class ModelConfig:
 @dataclass
 class DatasetConfig:
     name: str = "fashion_mnist"
-    root: Optional[str] = None  # None: search the usual places (see svdbench.data)
+    root: str | None = None  # None: search the usual places (see svdbench.data)
     download: bool = True  # torchvision download where files are missing and the network allows
-    train_subset: Optional[int] = None  # first N training samples
-    test_subset: Optional[int] = None
+    train_subset: int | None = None  # first N training samples
+    test_subset: int | None = None
     augment: bool = True
     image_size: int = 224  # imagenet only
     shape: List[int] = field(default_factory=lambda: [3, 32, 32])  # synthetic only: C, H, W
@@ -48,7 +48,9 @@ class DatasetConfig:
         for key in ("train_subset", "test_subset"):
             v = getattr(self, key)
             _check(v is None or v > 0, f"dataset.{key}", f"must be positive, got {v}")
-        _check(len(self.shape) == 3 and min(self.shape) > 0, "dataset.shape", f"must be [C, H, W] > 0, got {self.shape}")
+        _check(
+            len(self.shape) == 3 and min(self.shape) > 0, "dataset.shape", f"must be [C, H, W] > 0, got {self.shape}"
+        )
         _check(self.num_classes >= 2, "dataset.num_classes", f"must be >= 2, got {self.num_classes}")
 
 
@@ -56,7 +58,7 @@ class DatasetConfig:
 class TrainerConfig:
     optimizer: str = "sgd"  # sgd | adam
     lr: float = 0.1
-    finetune_lr: Optional[float] = None  # None: same as lr
+    finetune_lr: float | None = None  # None: same as lr
     momentum: float = 0.9
     weight_decay: float = 5e-4
     schedule: str = "cosine"  # cosine | multistep | constant, per stage
@@ -72,18 +74,30 @@ class TrainerConfig:
 
     def __post_init__(self) -> None:
         _check(self.optimizer in ("sgd", "adam"), "trainer.optimizer", f"must be sgd or adam, got {self.optimizer!r}")
-        _check(self.schedule in ("cosine", "multistep", "constant"), "trainer.schedule",
-               f"must be cosine, multistep or constant, got {self.schedule!r}")
+        _check(
+            self.schedule in ("cosine", "multistep", "constant"),
+            "trainer.schedule",
+            f"must be cosine, multistep or constant, got {self.schedule!r}",
+        )
         _check(self.lr > 0, "trainer.lr", f"must be > 0, got {self.lr}")
-        _check(self.finetune_lr is None or self.finetune_lr > 0, "trainer.finetune_lr", f"must be > 0, got {self.finetune_lr}")
+        _check(
+            self.finetune_lr is None or self.finetune_lr > 0,
+            "trainer.finetune_lr",
+            f"must be > 0, got {self.finetune_lr}",
+        )
         _check(self.weight_decay >= 0, "trainer.weight_decay", f"must be >= 0, got {self.weight_decay}")
         _check(0 <= self.momentum < 1, "trainer.momentum", f"must be in [0, 1), got {self.momentum}")
-        _check(all(0 < m < 1 for m in self.milestones), "trainer.milestones",
-               f"are fractions of a stage, each in (0, 1), got {list(self.milestones)}")
+        _check(
+            all(0 < m < 1 for m in self.milestones),
+            "trainer.milestones",
+            f"are fractions of a stage, each in (0, 1), got {list(self.milestones)}",
+        )
         _check(self.epochs >= 0, "trainer.epochs", f"must be >= 0, got {self.epochs}")
         _check(self.batch_size > 0, "trainer.batch_size", f"must be > 0, got {self.batch_size}")
         _check(self.eval_batch_size > 0, "trainer.eval_batch_size", f"must be > 0, got {self.eval_batch_size}")
-        _check(self.device in ("auto", "cpu", "cuda"), "trainer.device", f"must be auto, cpu or cuda, got {self.device!r}")
+        _check(
+            self.device in ("auto", "cpu", "cuda"), "trainer.device", f"must be auto, cpu or cuda, got {self.device!r}"
+        )
         _check(self.num_workers >= 0, "trainer.num_workers", f"must be >= 0, got {self.num_workers}")
 
 
@@ -114,20 +128,26 @@ class SVDMethodConfig(MethodConfig):
     decomposition: str = "channel"  # channel | spatial
     init: str = "random"  # random | svd (of the current weights)
     orthogonality: float = 1.0  # lambda_o
-    energy: Optional[float] = 0.05  # e: drop the tail holding at most e of sum(s^2)
-    threshold: Optional[float] = None  # alternative: drop |s| < threshold (set energy to null)
+    energy: float | None = 0.05  # e: drop the tail holding at most e of sum(s^2)
+    threshold: float | None = None  # alternative: drop |s| < threshold (set energy to null)
     skip: List[str] = field(default_factory=list)  # fnmatch patterns of module names left dense
     decompose_linear: bool = False
     merge_unprofitable: bool = True  # deploy a layer dense where its factor pair costs more
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        _check(self.decomposition in ("channel", "spatial"), "method.decomposition",
-               f"must be channel or spatial, got {self.decomposition!r}")
+        _check(
+            self.decomposition in ("channel", "spatial"),
+            "method.decomposition",
+            f"must be channel or spatial, got {self.decomposition!r}",
+        )
         _check(self.init in ("random", "svd"), "method.init", f"must be random or svd, got {self.init!r}")
         _check(self.orthogonality >= 0, "method.orthogonality", f"must be >= 0, got {self.orthogonality}")
-        _check((self.energy is None) != (self.threshold is None), "method.energy",
-               "and method.threshold: set exactly one (the other null)")
+        _check(
+            (self.energy is None) != (self.threshold is None),
+            "method.energy",
+            "and method.threshold: set exactly one (the other null)",
+        )
         _check(self.energy is None or 0 <= self.energy < 1, "method.energy", f"must be in [0, 1), got {self.energy}")
         _check(self.threshold is None or self.threshold >= 0, "method.threshold", f"must be >= 0, got {self.threshold}")
 
@@ -148,6 +168,7 @@ class Config:
     logger: LoggerConfig = field(default_factory=LoggerConfig)
     seed: int = 0
     save_model: bool = True
+    init_from: str | None = None  # a dense run's directory or its dense.pt: the common starting point
 
 
 METHOD_SCHEMAS: dict[str, type] = {"dense_schema": MethodConfig, "svd_schema": SVDMethodConfig}

@@ -22,8 +22,10 @@ import torch
 log = logging.getLogger(__name__)
 
 FASHION_FILES = {
-    "train_images": "train-images-idx3-ubyte", "train_labels": "train-labels-idx1-ubyte",
-    "test_images": "t10k-images-idx3-ubyte", "test_labels": "t10k-labels-idx1-ubyte",
+    "train_images": "train-images-idx3-ubyte",
+    "train_labels": "train-labels-idx1-ubyte",
+    "test_images": "t10k-images-idx3-ubyte",
+    "test_labels": "t10k-labels-idx1-ubyte",
 }
 FASHION_SYSTEM_DIR = "/usr/share/datasets/fashion-mnist"  # Debian package dataset-fashion-mnist
 STATS = {  # per-channel mean, std of the training split
@@ -63,9 +65,20 @@ class TensorBatches:
     new permutation each epoch from ``generator``.
     """
 
-    def __init__(self, images: torch.Tensor, labels: torch.Tensor, batch_size: int, mean, std,
-                 shuffle: bool = False, pad: int = 0, flip: bool = False, drop_last: bool = False,
-                 generator: torch.Generator | None = None, device: str | torch.device = "cpu") -> None:
+    def __init__(
+        self,
+        images: torch.Tensor,
+        labels: torch.Tensor,
+        batch_size: int,
+        mean,
+        std,
+        shuffle: bool = False,
+        pad: int = 0,
+        flip: bool = False,
+        drop_last: bool = False,
+        generator: torch.Generator | None = None,
+        device: str | torch.device = "cpu",
+    ) -> None:
         x = images.float().div_(255.0) if images.dtype == torch.uint8 else images.float()
         m = torch.tensor(mean).view(1, -1, 1, 1)
         s = torch.tensor(std).view(1, -1, 1, 1)
@@ -84,7 +97,7 @@ class TensorBatches:
         order = torch.randperm(n, generator=self.generator) if self.shuffle else torch.arange(n)
         order = order.to(self.images.device)
         for i in range(len(self)):
-            idx = order[i * self.batch_size:(i + 1) * self.batch_size]
+            idx = order[i * self.batch_size : (i + 1) * self.batch_size]
             x, y = self.images[idx], self.labels[idx]
             yield self.augment(x), y
 
@@ -117,7 +130,7 @@ def _read_idx(path: Path) -> torch.Tensor:
     if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] != 8:
         raise DatasetError(f"{path}: not an unsigned-byte IDX file")
     ndim = data[3]
-    dims = [int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim)]
+    dims = [int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)]
     arr = np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim)
     if arr.size != int(np.prod(dims)):
         raise DatasetError(f"{path}: truncated IDX file ({arr.size} of {int(np.prod(dims))} values)")
@@ -199,8 +212,9 @@ def load_cifar(name: str, root: str | None, download: bool) -> tuple[torch.Tenso
     return (*read(train_files), *read(test_files))
 
 
-def make_synthetic(num_train: int, num_test: int, shape: Iterable[int], num_classes: int,
-                   seed: int = 0) -> tuple[torch.Tensor, ...]:
+def make_synthetic(
+    num_train: int, num_test: int, shape: Iterable[int], num_classes: int, seed: int = 0
+) -> tuple[torch.Tensor, ...]:
     """A learnable toy task: each class is a fixed random pattern plus Gaussian noise, as uint8."""
     shape = tuple(shape)
     g = torch.Generator().manual_seed(seed)
@@ -218,16 +232,31 @@ def _subset(x: torch.Tensor, y: torch.Tensor, n: int | None):
     return (x, y) if not n else (x[:n], y[:n])
 
 
-def load_dataset(name: str, *, root: str | None = None, batch_size: int = 128, eval_batch_size: int = 512,
-                 train_subset: int | None = None, test_subset: int | None = None, augment: bool = True,
-                 download: bool = False, seed: int = 0, device: str | torch.device = "cpu",
-                 num_workers: int = 0, image_size: int = 224, synthetic_shape: Iterable[int] = (3, 32, 32),
-                 synthetic_classes: int = 10, synthetic_train: int = 512, synthetic_test: int = 256) -> DataBundle:
+def load_dataset(
+    name: str,
+    *,
+    root: str | None = None,
+    batch_size: int = 128,
+    eval_batch_size: int = 512,
+    train_subset: int | None = None,
+    test_subset: int | None = None,
+    augment: bool = True,
+    download: bool = False,
+    seed: int = 0,
+    device: str | torch.device = "cpu",
+    num_workers: int = 0,
+    image_size: int = 224,
+    synthetic_shape: Iterable[int] = (3, 32, 32),
+    synthetic_classes: int = 10,
+    synthetic_train: int = 512,
+    synthetic_test: int = 256,
+) -> DataBundle:
     """Load one of ``DATASETS``. ``train_subset``/``test_subset`` keep the first N samples."""
     gen = torch.Generator().manual_seed(seed)
     if name == "imagenet":
-        return _imagenet(root, batch_size, eval_batch_size, train_subset, test_subset, augment, seed,
-                         num_workers, image_size)
+        return _imagenet(
+            root, batch_size, eval_batch_size, train_subset, test_subset, augment, seed, num_workers, image_size
+        )
     if name == "fashion_mnist":
         xtr, ytr, xte, yte = load_fashion_mnist(root, download)
         stats, pad, flip, classes = STATS[name], 2, True, 10
@@ -243,8 +272,17 @@ def load_dataset(name: str, *, root: str | None = None, batch_size: int = 128, e
         raise DatasetError(f"unknown dataset {name!r}; choose from {DATASETS}")
     xtr, ytr = _subset(xtr, ytr, train_subset)
     xte, yte = _subset(xte, yte, test_subset)
-    train = TensorBatches(xtr, ytr, batch_size, *stats, shuffle=True, pad=pad if augment else 0,
-                          flip=flip and augment, generator=gen, device=device)
+    train = TensorBatches(
+        xtr,
+        ytr,
+        batch_size,
+        *stats,
+        shuffle=True,
+        pad=pad if augment else 0,
+        flip=flip and augment,
+        generator=gen,
+        device=device,
+    )
     test = TensorBatches(xte, yte, eval_batch_size, *stats, device=device)
     return DataBundle(name, train, test, tuple(xtr.shape[1:]), classes, len(ytr), len(yte))
 
@@ -261,18 +299,26 @@ class _LoaderBatches:
             yield x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
 
 
-def _imagenet(root, batch_size, eval_batch_size, train_subset, test_subset, augment, seed, num_workers,
-              image_size) -> DataBundle:
+def _imagenet(
+    root, batch_size, eval_batch_size, train_subset, test_subset, augment, seed, num_workers, image_size
+) -> DataBundle:
     """ImageFolder at ``root/train`` and ``root/val``: the standard RandomResizedCrop / flip recipe."""
     from torch.utils.data import DataLoader, Subset
-    from torchvision import datasets, transforms as T
+    from torchvision import datasets
+    from torchvision import transforms as T
 
     if not root or not (Path(root) / "train").is_dir() or not (Path(root) / "val").is_dir():
         raise DatasetError(f"imagenet needs dataset.root with train/ and val/ ImageFolder trees, got {root!r}")
     mean, std = STATS["imagenet"]
     norm = [T.ToTensor(), T.Normalize(mean, std)]
-    train_tf = T.Compose(([T.RandomResizedCrop(image_size), T.RandomHorizontalFlip()] if augment
-                          else [T.Resize(int(image_size * 8 / 7)), T.CenterCrop(image_size)]) + norm)
+    train_tf = T.Compose(
+        (
+            [T.RandomResizedCrop(image_size), T.RandomHorizontalFlip()]
+            if augment
+            else [T.Resize(int(image_size * 8 / 7)), T.CenterCrop(image_size)]
+        )
+        + norm
+    )
     test_tf = T.Compose([T.Resize(int(image_size * 8 / 7)), T.CenterCrop(image_size)] + norm)
     train_ds = datasets.ImageFolder(str(Path(root) / "train"), train_tf)
     test_ds = datasets.ImageFolder(str(Path(root) / "val"), test_tf)
@@ -284,5 +330,12 @@ def _imagenet(root, batch_size, eval_batch_size, train_subset, test_subset, augm
     g = torch.Generator().manual_seed(seed)
     train = DataLoader(train_ds, batch_size, shuffle=True, num_workers=num_workers, generator=g, drop_last=False)
     test = DataLoader(test_ds, eval_batch_size, num_workers=num_workers)
-    return DataBundle("imagenet", _LoaderBatches(train, "cpu"), _LoaderBatches(test, "cpu"),
-                      (3, image_size, image_size), classes, len(train_ds), len(test_ds))
+    return DataBundle(
+        "imagenet",
+        _LoaderBatches(train, "cpu"),
+        _LoaderBatches(test, "cpu"),
+        (3, image_size, image_size),
+        classes,
+        len(train_ds),
+        len(test_ds),
+    )

@@ -85,8 +85,13 @@ class LowRankLayer(nn.Module):
 class LowRankConv2d(LowRankLayer):
     """A ``Conv2d`` trained as ``U diag(s) V^T`` (channel-wise or spatial-wise reshape)."""
 
-    def __init__(self, conv: nn.Conv2d, decomposition: Decomposition = "channel",
-                 init: Init = "svd", forward_mode: ForwardMode = "auto") -> None:
+    def __init__(
+        self,
+        conv: nn.Conv2d,
+        decomposition: Decomposition = "channel",
+        init: Init = "svd",
+        forward_mode: ForwardMode = "auto",
+    ) -> None:
         super().__init__()
         if not isinstance(conv, nn.Conv2d):
             raise TypeError(f"LowRankConv2d needs an nn.Conv2d, got {type(conv).__name__}")
@@ -142,11 +147,15 @@ class LowRankConv2d(LowRankLayer):
     def factor_conv_args(self) -> tuple[dict, dict]:
         """Keyword arguments (stride, padding, dilation) of the two deployed convolutions."""
         if self.decomposition == "channel":
-            return (dict(stride=self.stride, padding=self.padding, dilation=self.dilation),
-                    dict(stride=1, padding=0, dilation=1))
+            return (
+                dict(stride=self.stride, padding=self.padding, dilation=self.dilation),
+                dict(stride=1, padding=0, dilation=1),
+            )
         (sh, sw), (ph, pw), (dh, dw) = self.stride, self.padding, self.dilation
-        return (dict(stride=(sh, 1), padding=(ph, 0), dilation=(dh, 1)),
-                dict(stride=(1, sw), padding=(0, pw), dilation=(1, dw)))
+        return (
+            dict(stride=(sh, 1), padding=(ph, 0), dilation=(dh, 1)),
+            dict(stride=(1, sw), padding=(0, pw), dilation=(1, dw)),
+        )
 
     def _cost(self, x: torch.Tensor) -> tuple[float, float]:
         """Multiply-adds of (rebuild + one conv, two factor convs) for input ``x`` (B,C,H,W)."""
@@ -176,8 +185,15 @@ class LowRankConv2d(LowRankLayer):
         return F.conv2d(x, self.weight(), self.bias, self.stride, self.padding, self.dilation)
 
     def to_dense(self) -> nn.Conv2d:
-        conv = nn.Conv2d(self.in_channels, self.out_channels, self.kernel_size, self.stride,
-                         self.padding, self.dilation, bias=self.bias is not None)
+        conv = nn.Conv2d(
+            self.in_channels,
+            self.out_channels,
+            self.kernel_size,
+            self.stride,
+            self.padding,
+            self.dilation,
+            bias=self.bias is not None,
+        )
         with torch.no_grad():
             conv.weight.copy_(self.weight())
             if self.bias is not None:
@@ -187,8 +203,7 @@ class LowRankConv2d(LowRankLayer):
     def to_factors(self) -> nn.Sequential:
         (w1, w2), (a1, a2) = self.factor_weights(), self.factor_conv_args()
         first = nn.Conv2d(self.in_channels, self.rank, tuple(w1.shape[2:]), bias=False, **a1)
-        second = nn.Conv2d(self.rank, self.out_channels, tuple(w2.shape[2:]),
-                           bias=self.bias is not None, **a2)
+        second = nn.Conv2d(self.rank, self.out_channels, tuple(w2.shape[2:]), bias=self.bias is not None, **a2)
         with torch.no_grad():
             first.weight.copy_(w1)
             second.weight.copy_(w2)
@@ -280,8 +295,9 @@ def _initial_weight(layer: nn.Conv2d | nn.Linear, init: str) -> torch.Tensor:
     raise ValueError(f"init must be 'random' or 'svd', got {init!r}")
 
 
-def decompose_layer(layer: nn.Module, decomposition: Decomposition = "channel", init: Init = "svd",
-                    forward_mode: ForwardMode = "auto") -> LowRankLayer:
+def decompose_layer(
+    layer: nn.Module, decomposition: Decomposition = "channel", init: Init = "svd", forward_mode: ForwardMode = "auto"
+) -> LowRankLayer:
     """Decompose one ``Conv2d`` (channel or spatial) or ``Linear``; anything else raises."""
     if isinstance(layer, nn.Conv2d):
         return LowRankConv2d(layer, decomposition, init, forward_mode)
@@ -290,9 +306,15 @@ def decompose_layer(layer: nn.Module, decomposition: Decomposition = "channel", 
     raise TypeError(f"cannot decompose {type(layer).__name__}: only nn.Conv2d and nn.Linear")
 
 
-def decompose(model: nn.Module, decomposition: Decomposition = "channel", init: Init = "svd",
-              skip: Iterable[str] = (), linear: bool = False, min_rank: int = 2,
-              forward_mode: ForwardMode = "auto") -> nn.Module:
+def decompose(
+    model: nn.Module,
+    decomposition: Decomposition = "channel",
+    init: Init = "svd",
+    skip: Iterable[str] = (),
+    linear: bool = False,
+    min_rank: int = 2,
+    forward_mode: ForwardMode = "auto",
+) -> nn.Module:
     """Replace, in place, every eligible ``Conv2d`` (and ``Linear`` when ``linear``) by its
     decomposed form and return the model.
 
@@ -384,8 +406,9 @@ def _factor_cost_ratio(layer: LowRankLayer) -> float:
     if isinstance(layer, LowRankLinear):
         return layer.deployed_macs(True) / layer.deployed_macs(False)
     sw = layer.stride[1]
-    return layer.deployed_macs((1, 1), sw if layer.decomposition == "spatial" else 1) / \
-        layer.deployed_macs((1, 1), 1, factored=False)
+    return layer.deployed_macs((1, 1), sw if layer.decomposition == "spatial" else 1) / layer.deployed_macs(
+        (1, 1), 1, factored=False
+    )
 
 
 def _set_submodule(model: nn.Module, name: str, new: nn.Module) -> None:

@@ -28,8 +28,13 @@ class MacCount:
     counter: str = ""
 
     def as_dict(self) -> dict:
-        return {"macs": self.macs, "macs_total": self.macs_total, "by_operator": self.by_operator,
-                "unsupported_ops": self.unsupported_ops, "counter": self.counter}
+        return {
+            "macs": self.macs,
+            "macs_total": self.macs_total,
+            "by_operator": self.by_operator,
+            "unsupported_ops": self.unsupported_ops,
+            "counter": self.counter,
+        }
 
 
 def _import_fvcore():

@@ -19,8 +19,12 @@ def versions() -> dict[str, str]:
     from . import __version__
     from .measure import fvcore_version
 
-    return {"python": platform.python_version(), "torch": torch.__version__, "fvcore": fvcore_version(),
-            "svdbench": __version__}
+    return {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "fvcore": fvcore_version(),
+        "svdbench": __version__,
+    }
 
 
 def write_json_atomic(path: str | os.PathLike, data: Any) -> Path:
@@ -33,6 +37,23 @@ def write_json_atomic(path: str | os.PathLike, data: Any) -> Path:
             json.dump(data, f, indent=2, sort_keys=False, default=str)
             f.flush()
             os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def atomic_torch_save(obj: Any, path: str | os.PathLike) -> Path:
+    """``torch.save`` to a temporary file, then rename: never a half-written file."""
+    import torch
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        torch.save(obj, tmp)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -39,12 +39,11 @@ def make_optimizer(model: nn.Module, cfg: OptimConfig) -> torch.optim.Optimizer:
     """Weight decay applies to weights and factors U, V; not to biases, norm layers or s
     (s has its own sparsity regulariser)."""
     decay, no_decay = [], []
-    for name, p in model.named_parameters():
+    for p in model.parameters():
         if not p.requires_grad:
             continue
         (no_decay if p.ndim <= 1 else decay).append(p)
-    groups = [{"params": decay, "weight_decay": cfg.weight_decay},
-              {"params": no_decay, "weight_decay": 0.0}]
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.momentum > 0)
     if cfg.optimizer == "adam":
@@ -80,9 +79,19 @@ def evaluate(model: nn.Module, batches, device: torch.device | str = "cpu") -> d
     return {"top1": 100.0 * correct / max(total, 1), "loss": loss / max(total, 1)}
 
 
-def train_stage(model: nn.Module, method, train, test, *, epochs: int, optim: OptimConfig, stage: str,
-                device: torch.device | str = "cpu", progress: bool = True,
-                on_epoch: Callable[[dict], None] | None = None) -> list[dict]:
+def train_stage(
+    model: nn.Module,
+    method,
+    train,
+    test,
+    *,
+    epochs: int,
+    optim: OptimConfig,
+    stage: str,
+    device: torch.device | str = "cpu",
+    progress: bool = True,
+    on_epoch: Callable[[dict], None] | None = None,
+) -> list[dict]:
     """Train ``model`` for ``epochs`` epochs; returns one dict of metrics per epoch
     (stage, epoch, train_loss, reg_loss, train_top1, test_top1, test_loss, lr)."""
     if epochs <= 0:
@@ -93,8 +102,9 @@ def train_stage(model: nn.Module, method, train, test, *, epochs: int, optim: Op
     for epoch in range(epochs):
         model.train()
         n, seen, correct, loss_sum, reg_sum = len(train), 0, 0, 0.0, 0.0
-        bar = tqdm(train, total=n, desc=f"{stage} {epoch + 1}/{epochs}", disable=not progress,
-                   leave=False, dynamic_ncols=True)
+        bar = tqdm(
+            train, total=n, desc=f"{stage} {epoch + 1}/{epochs}", disable=not progress, leave=False, dynamic_ncols=True
+        )
         for x, y in bar:
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
             out = model(x)
@@ -118,9 +128,16 @@ def train_stage(model: nn.Module, method, train, test, *, epochs: int, optim: Op
             bar.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{100 * correct / seen:.1f}")
         method.on_epoch_end(model, epoch, stage)
         ev = evaluate(model, test, device)
-        rec = {"stage": stage, "epoch": epoch + 1, "train_loss": loss_sum / seen, "reg_loss": reg_sum / seen,
-               "train_top1": 100 * correct / seen, "test_top1": ev["top1"], "test_loss": ev["loss"],
-               "lr": opt.param_groups[0]["lr"]}
+        rec = {
+            "stage": stage,
+            "epoch": epoch + 1,
+            "train_loss": loss_sum / seen,
+            "reg_loss": reg_sum / seen,
+            "train_top1": 100 * correct / seen,
+            "test_top1": ev["top1"],
+            "test_loss": ev["loss"],
+            "lr": opt.param_groups[0]["lr"],
+        }
         history.append(rec)
         if on_epoch is not None:
             on_epoch(rec)

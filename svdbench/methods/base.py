@@ -19,6 +19,11 @@ class Method:
 
     name = "base"
     compresses = False
+    #: needs a trained dense model before ``prepare`` (post-hoc methods): without ``init_from``
+    #: the pipeline first trains one (stage ``"pretrain"``, ``trainer.epochs`` epochs)
+    pretrain_dense = False
+    #: epochs of the ``"train"`` stage; None means ``trainer.epochs``
+    train_epochs: int | None = None
 
     def __init__(self, finetune_epochs: int = 0, **unused: Any) -> None:
         self.finetune_epochs = int(finetune_epochs)

@@ -21,10 +21,20 @@ class SVDTraining(Method):
     name = "svd"
     compresses = True
 
-    def __init__(self, decomposition: str = "channel", init: str = "random", orthogonality: float = 1.0,
-                 energy: float | None = 0.05, threshold: float | None = None, finetune_epochs: int = 0,
-                 skip: Sequence[str] = (), decompose_linear: bool = False, merge_unprofitable: bool = True,
-                 regularizer: SparsityRegularizer | None = None, **unused) -> None:
+    def __init__(
+        self,
+        decomposition: str = "channel",
+        init: str = "random",
+        orthogonality: float = 1.0,
+        energy: float | None = 0.05,
+        threshold: float | None = None,
+        finetune_epochs: int = 0,
+        skip: Sequence[str] = (),
+        decompose_linear: bool = False,
+        merge_unprofitable: bool = True,
+        regularizer: SparsityRegularizer | None = None,
+        **unused,
+    ) -> None:
         super().__init__(finetune_epochs)
         if decomposition not in ("channel", "spatial"):
             raise ValueError(f"method.decomposition must be channel or spatial, got {decomposition!r}")
@@ -45,8 +55,7 @@ class SVDTraining(Method):
         self.ranks_after: dict[str, int] = {}
 
     def prepare(self, model: nn.Module, input_shape) -> nn.Module:
-        return lowrank.decompose(model, self.decomposition, self.init, skip=self.skip,
-                                 linear=self.decompose_linear)
+        return lowrank.decompose(model, self.decomposition, self.init, skip=self.skip, linear=self.decompose_linear)
 
     def regularization(self, model: nn.Module, stage: str) -> torch.Tensor | None:
         reg = self.lambda_o * orthogonality_loss(model) if self.lambda_o else None
@@ -64,9 +73,18 @@ class SVDTraining(Method):
         return lowrank.export(model, merge_unprofitable=self.merge_unprofitable)
 
     def details(self) -> dict:
-        return {**super().details(), "decomposition": self.decomposition, "init": self.init,
-                "orthogonality": self.lambda_o, "energy": self.energy, "threshold": self.threshold,
-                "regularizer": self.regularizer.kind, "regularizer_weight": self.regularizer.weight,
-                "skip": self.skip, "decompose_linear": self.decompose_linear,
-                "merge_unprofitable": self.merge_unprofitable,
-                "ranks_before": self.ranks_before, "ranks_after": self.ranks_after}
+        return {
+            **super().details(),
+            "decomposition": self.decomposition,
+            "init": self.init,
+            "orthogonality": self.lambda_o,
+            "energy": self.energy,
+            "threshold": self.threshold,
+            "regularizer": self.regularizer.kind,
+            "regularizer_weight": self.regularizer.weight,
+            "skip": self.skip,
+            "decompose_linear": self.decompose_linear,
+            "merge_unprofitable": self.merge_unprofitable,
+            "ranks_before": self.ranks_before,
+            "ranks_after": self.ranks_after,
+        }

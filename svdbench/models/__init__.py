@@ -28,8 +28,7 @@ def build_model(family: str, name: str, num_classes: int, in_channels: int) -> n
         model = getattr(torchvision.models, name)(weights=None, num_classes=num_classes)
         if in_channels != 3:
             old = model.conv1
-            model.conv1 = nn.Conv2d(in_channels, old.out_channels, old.kernel_size, old.stride,
-                                    old.padding, bias=False)
+            model.conv1 = nn.Conv2d(in_channels, old.out_channels, old.kernel_size, old.stride, old.padding, bias=False)
         return model
     if family == "timm":
         import timm

@@ -42,8 +42,9 @@ class BasicBlock(nn.Module):
 class CifarResNet(nn.Module):
     """ResNet-(6n+2) for small images: 3x3 stem, three stages of n blocks, global pool, linear."""
 
-    def __init__(self, depth: int = 20, num_classes: int = 10, in_channels: int = 3,
-                 widths: tuple[int, int, int] = (16, 32, 64)) -> None:
+    def __init__(
+        self, depth: int = 20, num_classes: int = 10, in_channels: int = 3, widths: tuple[int, int, int] = (16, 32, 64)
+    ) -> None:
         super().__init__()
         if depth < 8 or (depth - 2) % 6:
             raise ValueError(f"CIFAR ResNet depth must be 6n+2 with n >= 1 (8, 20, 32, ...), got {depth}")

@@ -1,0 +1,45 @@
+# svdbench: `make demo` (install + the default run on real Fashion-MNIST), `make test` (install + tests).
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+# the torch builds svdbench is tested with (CUDA build on x86_64; runs on the CPU too)
+TORCH := torch==2.14.1 torchvision==0.29.1
+FASHION_DIR := /usr/share/datasets/fashion-mnist
+
+.PHONY: demo test lint data install clean
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q $(TORCH)
+	$(PIP) install -q -e '.[dev]'
+	touch $@
+
+install: $(VENV)/.installed
+
+# Fashion-MNIST: Debian's dataset-fashion-mnist where apt can install it; torchvision's download otherwise.
+data: install
+	@if [ -f $(FASHION_DIR)/train-images-idx3-ubyte.gz ] || [ -f data/FashionMNIST/raw/train-images-idx3-ubyte.gz ]; then \
+	  echo "Fashion-MNIST present"; \
+	elif command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ] && \
+	     (apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist) >/dev/null 2>&1 && \
+	     [ -f $(FASHION_DIR)/train-images-idx3-ubyte.gz ]; then \
+	  echo "Fashion-MNIST installed from dataset-fashion-mnist"; \
+	else \
+	  $(PY) -c "import torchvision as tv; [tv.datasets.FashionMNIST('data', train=t, download=True) for t in (True, False)]" \
+	  && echo "Fashion-MNIST downloaded to data/"; \
+	fi
+
+demo: data
+	$(PY) run.py
+
+test: data
+	$(PY) -m ruff check .
+	$(PY) -m pytest -q
+
+lint: install
+	$(PY) -m ruff check . && $(PY) -m ruff format --check .
+
+clean:
+	rm -rf outputs multirun .pytest_cache
