@@ -18,12 +18,13 @@ from hydra.types import RunMode
 from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from baselines.config import METHOD_SCHEMAS as BASELINE_SCHEMAS
 from svdbench.config import register_configs, to_config
 from svdbench.pipeline import InputError, run_experiment, summary
 
 CONF_DIR = str(Path(__file__).resolve().parent / "conf")
 log = logging.getLogger("svdbench")
-register_configs()
+register_configs(BASELINE_SCHEMAS)
 
 
 def one_line(err: BaseException) -> str:
