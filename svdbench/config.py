@@ -71,6 +71,7 @@ class TrainerConfig:
     num_workers: int = 0  # DataLoader workers (ImageNet folders only)
     deterministic: bool = True
     progress: bool = True
+    bn_recalibration_batches: int = 50  # after compression: re-estimate BatchNorm statistics (0: off)
 
     def __post_init__(self) -> None:
         _check(self.optimizer in ("sgd", "adam"), "trainer.optimizer", f"must be sgd or adam, got {self.optimizer!r}")
@@ -98,6 +99,7 @@ class TrainerConfig:
         _check(
             self.device in ("auto", "cpu", "cuda"), "trainer.device", f"must be auto, cpu or cuda, got {self.device!r}"
         )
+        _check(self.bn_recalibration_batches >= 0, "trainer.bn_recalibration_batches", "must be >= 0")
         _check(self.num_workers >= 0, "trainer.num_workers", f"must be >= 0, got {self.num_workers}")
 
 

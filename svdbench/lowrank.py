@@ -62,6 +62,9 @@ class LowRankLayer(nn.Module):
         self.bias = None if bias is None else nn.Parameter(bias.detach().clone())
         self.full_rank = int(s.numel())
 
+    def _factory(self) -> dict:
+        return {"device": self.s.device, "dtype": self.s.dtype}
+
     @property
     def rank(self) -> int:
         return int(self.s.numel())
@@ -193,23 +196,26 @@ class LowRankConv2d(LowRankLayer):
             self.padding,
             self.dilation,
             bias=self.bias is not None,
+            **self._factory(),
         )
         with torch.no_grad():
             conv.weight.copy_(self.weight())
             if self.bias is not None:
                 conv.bias.copy_(self.bias)
-        return conv.to(self.s.device)
+        return conv
 
     def to_factors(self) -> nn.Sequential:
         (w1, w2), (a1, a2) = self.factor_weights(), self.factor_conv_args()
-        first = nn.Conv2d(self.in_channels, self.rank, tuple(w1.shape[2:]), bias=False, **a1)
-        second = nn.Conv2d(self.rank, self.out_channels, tuple(w2.shape[2:]), bias=self.bias is not None, **a2)
+        first = nn.Conv2d(self.in_channels, self.rank, tuple(w1.shape[2:]), bias=False, **a1, **self._factory())
+        second = nn.Conv2d(
+            self.rank, self.out_channels, tuple(w2.shape[2:]), bias=self.bias is not None, **a2, **self._factory()
+        )
         with torch.no_grad():
             first.weight.copy_(w1)
             second.weight.copy_(w2)
             if self.bias is not None:
                 second.bias.copy_(self.bias)
-        return nn.Sequential(first, second).to(self.s.device)
+        return nn.Sequential(first, second)
 
     def deployed_macs(self, out_hw: tuple[int, int], in_w: int, factored: bool = True) -> int:
         """Per-sample MACs of the deployed layer for an output ``H x W`` (METHOD.md 1.1)."""
@@ -255,22 +261,22 @@ class LowRankLinear(LowRankLayer):
         return F.linear(x, self.matrix(), self.bias)
 
     def to_dense(self) -> nn.Linear:
-        lin = nn.Linear(self.in_features, self.out_features, bias=self.bias is not None)
+        lin = nn.Linear(self.in_features, self.out_features, bias=self.bias is not None, **self._factory())
         with torch.no_grad():
             lin.weight.copy_(self.matrix())
             if self.bias is not None:
                 lin.bias.copy_(self.bias)
-        return lin.to(self.s.device)
+        return lin
 
     def to_factors(self) -> nn.Sequential:
-        first = nn.Linear(self.in_features, self.rank, bias=False)
-        second = nn.Linear(self.rank, self.out_features, bias=self.bias is not None)
+        first = nn.Linear(self.in_features, self.rank, bias=False, **self._factory())
+        second = nn.Linear(self.rank, self.out_features, bias=self.bias is not None, **self._factory())
         with torch.no_grad():
             first.weight.copy_(self.V.T)
             second.weight.copy_(self.U * self.s)
             if self.bias is not None:
                 second.bias.copy_(self.bias)
-        return nn.Sequential(first, second).to(self.s.device)
+        return nn.Sequential(first, second)
 
     def deployed_macs(self, factored: bool = True) -> int:
         r, i, o = self.rank, self.in_features, self.out_features

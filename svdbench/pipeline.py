@@ -25,7 +25,7 @@ from .measure import analyze_macs, count_params
 from .methods.base import Method
 from .models import build_model
 from .results import RESULTS_FILE, atomic_torch_save, versions, write_results
-from .train import OptimConfig, evaluate, train_stage
+from .train import OptimConfig, evaluate, recalibrate_batchnorm, train_stage
 
 log = logging.getLogger("svdbench")
 
@@ -221,6 +221,10 @@ def run_experiment(
         if method.compresses:
             t = time.perf_counter()
             method.compress(model)
+            model.to(device)
+            if tr.bn_recalibration_batches:
+                results["stage_top1"]["pruned_stale_bn"] = evaluate(model, data.test, device)["top1"]
+                recalibrate_batchnorm(model, data.train, tr.bn_recalibration_batches, device)
             results["wall_time"]["compress"] = time.perf_counter() - t
             results["stage_top1"]["pruned"] = evaluate(model, data.test, device)["top1"]
         if method.finetune_epochs > 0:
