@@ -135,6 +135,7 @@ class SVDMethodConfig(MethodConfig):
     skip: List[str] = field(default_factory=list)  # fnmatch patterns of module names left dense
     decompose_linear: bool = False
     merge_unprofitable: bool = True  # deploy a layer dense where its factor pair costs more
+    energies: List[float] = field(default_factory=list)  # energy sweep: extra points from the same trained model
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -151,6 +152,9 @@ class SVDMethodConfig(MethodConfig):
             "and method.threshold: set exactly one (the other null)",
         )
         _check(self.energy is None or 0 <= self.energy < 1, "method.energy", f"must be in [0, 1), got {self.energy}")
+        _check(
+            all(0 <= e < 1 for e in self.energies), "method.energies", f"must each be in [0, 1), got {self.energies}"
+        )
         _check(self.threshold is None or self.threshold >= 0, "method.threshold", f"must be >= 0, got {self.threshold}")
 
 

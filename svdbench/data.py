@@ -41,6 +41,11 @@ class DatasetError(RuntimeError):
     """A dataset that cannot be found or read (one-line message)."""
 
 
+def _first_line(err: BaseException) -> str:
+    lines = [ln.strip() for ln in str(err).splitlines() if ln.strip()]
+    return lines[0].rstrip(":") if lines else type(err).__name__
+
+
 class Batches(Protocol):
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]: ...
     def __len__(self) -> int: ...
@@ -166,7 +171,7 @@ def load_fashion_mnist(root: str | None, download: bool) -> tuple[torch.Tensor, 
             torchvision.datasets.FashionMNIST(target, train=True, download=True)
             torchvision.datasets.FashionMNIST(target, train=False, download=True)
         except Exception as err:  # network errors come in many types
-            raise DatasetError(f"Fashion-MNIST not found and download failed: {err}") from None
+            raise DatasetError(f"Fashion-MNIST not found and download failed: {_first_line(err)}") from None
         found = fashion_mnist_root(target)
     if found is None:
         where = root or f"$SVDBENCH_DATA, {FASHION_SYSTEM_DIR} or ./data"
@@ -193,7 +198,7 @@ def load_cifar(name: str, root: str | None, download: bool) -> tuple[torch.Tenso
         try:
             cls(str(base), train=True, download=True)
         except Exception as err:
-            raise DatasetError(f"{name} not found in {base} and download failed: {err}") from None
+            raise DatasetError(f"{name} not found in {base} and download failed: {_first_line(err)}") from None
     if not (base / folder).is_dir():
         raise DatasetError(f"{name} not found: expected {base / folder} (set dataset.root, or dataset.download=true)")
 

@@ -99,34 +99,16 @@ def run_experiment(
     """Run ``method`` under ``cfg`` (a ``svdbench.config.Config``) and write ``results.json``.
 
     Raises :class:`InputError` (nothing written) for bad input found before training; any later
-    failure writes ``status: failed`` with the reason, then re-raises.
+    failure writes ``status: failed`` with the reason, then re-raises. A method with an
+    ``energies`` list (energy sweep) also writes one ``energy_<e>/results.json`` per energy, each
+    pruned from the same trained model and fine-tuned with the same budget.
     """
     run_dir = Path(run_dir)
     t_start = time.perf_counter()
-    tr, ds, md = cfg.trainer, cfg.dataset, cfg.model
+    tr, md = cfg.trainer, cfg.model
     seed_everything(cfg.seed, tr.deterministic)
     device = resolve_device(tr.device)
-    try:
-        data = load_dataset(
-            ds.name,
-            root=ds.root,
-            batch_size=tr.batch_size,
-            eval_batch_size=tr.eval_batch_size,
-            train_subset=ds.train_subset,
-            test_subset=ds.test_subset,
-            augment=ds.augment,
-            download=ds.download,
-            seed=cfg.seed,
-            device=device,
-            num_workers=tr.num_workers,
-            image_size=ds.image_size,
-            synthetic_shape=ds.shape,
-            synthetic_classes=ds.num_classes,
-            synthetic_train=ds.num_train,
-            synthetic_test=ds.num_test,
-        )
-    except DatasetError as err:
-        raise InputError(str(err)) from None
+    data = _load_data(cfg, device)
     try:
         model = build_model(md.family, md.name, data.num_classes, data.input_shape[0])
     except ValueError as err:
@@ -136,10 +118,9 @@ def run_experiment(
         dense_count = analyze_macs(model, input_shape)
     except RuntimeError as err:
         raise InputError(
-            f"model {md.name} cannot take input {tuple(data.input_shape)}: {str(err).splitlines()[0]}"
+            f"model {md.name} cannot take input {tuple(data.input_shape)}: {one_line_error(err)}"
         ) from None
-    params_dense = count_params(model)
-    init_from = getattr(cfg, "init_from", None)
+    init_from = cfg.init_from
     if init_from:
         load_dense_checkpoint(model, init_from)
 
@@ -147,11 +128,12 @@ def run_experiment(
         "status": "running",
         "method": method.name,
         "model": md.name,
-        "dataset": ds.name,
+        "dataset": cfg.dataset.name,
         "seed": cfg.seed,
         "config": config_dict if config_dict is not None else _asdict(cfg),
+        "init_from": str(init_from) if init_from else None,
         "macs_dense": dense_count.macs,
-        "params_dense": params_dense,
+        "params_dense": count_params(model),
         "input_shape": list(input_shape),
         "versions": versions(),
         "device": str(device),
@@ -159,113 +141,41 @@ def run_experiment(
         "wall_time": {},
         "history": [],
     }
-    history: list[dict] = results["history"]
 
-    def record(rec: dict) -> None:
-        history.append(rec)
-        log.info(
-            "%s epoch %d: loss %.4f (reg %.4f), train top1 %.2f, test top1 %.2f",
-            rec["stage"],
-            rec["epoch"],
-            rec["train_loss"],
-            rec["reg_loss"],
-            rec["train_top1"],
-            rec["test_top1"],
-        )
-        if on_epoch:
-            on_epoch(rec)
+    def stage(name: str, net, meth, epochs: int, lr: float, res: dict) -> None:
+        """Train stage ``name``, recording history, wall time and final top-1 into ``res``."""
 
-    results["init_from"] = str(init_from) if init_from else None
+        def record(rec: dict) -> None:
+            res["history"].append(rec)
+            log.info(
+                "%s epoch %d: loss %.4f (reg %.4f), train top1 %.2f, test top1 %.2f",
+                *(rec[k] for k in ("stage", "epoch", "train_loss", "reg_loss", "train_top1", "test_top1")),
+            )
+            if on_epoch:
+                on_epoch(rec)
+
+        t = time.perf_counter()
+        train_stage(net, meth, data.train, data.test, epochs=epochs, optim=_optim(tr, lr), stage=name,
+                    device=device, progress=tr.progress, on_epoch=record)  # fmt: skip
+        res["wall_time"][name] = time.perf_counter() - t
+        if epochs > 0:
+            res["stage_top1"][name] = evaluate(net, data.test, device)["top1"]
+
     try:
         model = model.to(device)
         if method.pretrain_dense and not init_from:
-            t = time.perf_counter()
-            train_stage(
-                model,
-                Method(),
-                data.train,
-                data.test,
-                epochs=tr.epochs,
-                optim=_optim(tr, tr.lr),
-                stage="pretrain",
-                device=device,
-                progress=tr.progress,
-                on_epoch=record,
-            )
-            results["wall_time"]["pretrain"] = time.perf_counter() - t
+            stage("pretrain", model, Method(), tr.epochs, tr.lr, results)
             save_dense_checkpoint(model, run_dir)
         if init_from or method.pretrain_dense:
             results["stage_top1"]["dense"] = evaluate(model, data.test, device)["top1"]
         model = method.prepare(model, input_shape).to(device)
-        ranks_full = lowrank.ranks(model)
-        epochs = tr.epochs if method.train_epochs is None else method.train_epochs
-        t = time.perf_counter()
-        train_stage(
-            model,
-            method,
-            data.train,
-            data.test,
-            epochs=epochs,
-            optim=_optim(tr, tr.lr),
-            stage="train",
-            device=device,
-            progress=tr.progress,
-            on_epoch=record,
-        )
-        results["wall_time"]["train"] = time.perf_counter() - t
-        if epochs > 0:
-            results["stage_top1"]["trained"] = evaluate(model, data.test, device)["top1"]
+        results["ranks"] = {"full": lowrank.ranks(model)} if lowrank.ranks(model) else {}
+        train_epochs = tr.epochs if method.train_epochs is None else method.train_epochs
+        stage("train", model, method, train_epochs, tr.lr, results)
         if not method.compresses:
             save_dense_checkpoint(model, run_dir)
-
-        if method.compresses:
-            t = time.perf_counter()
-            method.compress(model)
-            model.to(device)
-            if tr.bn_recalibration_batches:
-                results["stage_top1"]["pruned_stale_bn"] = evaluate(model, data.test, device)["top1"]
-                recalibrate_batchnorm(model, data.train, tr.bn_recalibration_batches, device)
-            results["wall_time"]["compress"] = time.perf_counter() - t
-            results["stage_top1"]["pruned"] = evaluate(model, data.test, device)["top1"]
-        if method.finetune_epochs > 0:
-            t = time.perf_counter()
-            train_stage(
-                model,
-                method,
-                data.train,
-                data.test,
-                epochs=method.finetune_epochs,
-                optim=_optim(tr, tr.finetune_lr if tr.finetune_lr is not None else tr.lr),
-                stage="finetune",
-                device=device,
-                progress=tr.progress,
-                on_epoch=record,
-            )
-            results["wall_time"]["finetune"] = time.perf_counter() - t
-            results["stage_top1"]["finetuned"] = evaluate(model, data.test, device)["top1"]
-
-        t = time.perf_counter()
-        ranks_after = lowrank.ranks(model)
-        deployed = method.export(model).to(device).eval()
-        top1 = evaluate(deployed, data.test, device)["top1"]
-        count = analyze_macs(deployed, input_shape)
-        results["wall_time"]["measure"] = time.perf_counter() - t
-        results.update(
-            {
-                "top1": top1,
-                "macs": count.macs,
-                "macs_total": count.macs_total,
-                "params": count_params(deployed),
-                "speedup": dense_count.macs / max(count.macs, 1),
-                "compression": params_dense / max(count_params(deployed), 1),
-                "ranks": {"full": ranks_full, "after": ranks_after} if ranks_full else {},
-                "mac_counter": {**count.as_dict(), "dense": dense_count.as_dict()},
-                "method_details": method.details(),
-            }
-        )
-        if cfg.save_model:
-            atomic_torch_save(deployed.cpu(), run_dir / "model.pt")
-            results["model_path"] = str(run_dir / "model.pt")
+        trained = copy.deepcopy(model) if getattr(method, "energies", None) else None
+        _compress_finetune_measure(model, method, results, stage, data, cfg, device, dense_count, run_dir)
         results["wall_time"]["total"] = time.perf_counter() - t_start
         results["status"] = "completed"
     except BaseException as err:
@@ -275,7 +185,98 @@ def run_experiment(
         write_results(run_dir, results)
         raise
     write_results(run_dir, results)
+    if trained is not None:
+        results["energy_sweep"] = _energy_sweep(
+            trained, method, results, stage, data, cfg, device, dense_count, run_dir
+        )
+        write_results(run_dir, results)
     return results
+
+
+def _compress_finetune_measure(model, method, results, stage, data, cfg, device, dense_count, run_dir) -> None:
+    """compress -> BatchNorm recalibration -> finetune -> export -> measure, filling ``results``."""
+    tr = cfg.trainer
+    if method.compresses:
+        t = time.perf_counter()
+        method.compress(model)
+        model.to(device)
+        if tr.bn_recalibration_batches:
+            results["stage_top1"]["pruned_stale_bn"] = evaluate(model, data.test, device)["top1"]
+            recalibrate_batchnorm(model, data.train, tr.bn_recalibration_batches, device)
+        results["wall_time"]["compress"] = time.perf_counter() - t
+        results["stage_top1"]["pruned"] = evaluate(model, data.test, device)["top1"]
+    stage("finetune", model, method, method.finetune_epochs, tr.finetune_lr or tr.lr, results)
+
+    t = time.perf_counter()
+    if results.get("ranks"):
+        results["ranks"]["after"] = lowrank.ranks(model)
+    deployed = method.export(model).to(device).eval()
+    count = analyze_macs(deployed, results["input_shape"])
+    params = count_params(deployed)
+    results.update(
+        top1=evaluate(deployed, data.test, device)["top1"],
+        macs=count.macs,
+        macs_total=count.macs_total,
+        params=params,
+        speedup=dense_count.macs / max(count.macs, 1),
+        compression=results["params_dense"] / max(params, 1),
+        mac_counter={**count.as_dict(), "dense": dense_count.as_dict()},
+        method_details=method.details(),
+    )
+    if cfg.save_model:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        atomic_torch_save(deployed.cpu(), run_dir / "model.pt")
+        results["model_path"] = str(run_dir / "model.pt")
+    results["wall_time"]["measure"] = time.perf_counter() - t
+
+
+def _energy_sweep(trained, method, parent, stage, data, cfg, device, dense_count, run_dir) -> list[dict]:
+    """One result per energy in ``method.energies``, each from a copy of the same trained model."""
+    points = []
+    for e in method.energies:
+        point_dir = run_dir / f"energy_{e:g}"
+        meth = copy.deepcopy(method)
+        meth.energy, meth.threshold, meth.energies = e, None, []
+        config = copy.deepcopy(parent["config"])
+        if isinstance(config.get("method"), dict):
+            config["method"].update(energy=e, threshold=None, energies=[])
+        res = {
+            **copy.deepcopy({k: v for k, v in parent.items() if k not in ("energy_sweep", "error")}),
+            "config": config,
+        }
+        res["stage_top1"] = {k: v for k, v in res["stage_top1"].items() if k in ("dense", "pretrain", "train")}
+        res["wall_time"] = {k: v for k, v in res["wall_time"].items() if k in ("pretrain", "train")}
+        res.update(status="running", energy_sweep_parent=str(run_dir))
+        t = time.perf_counter()
+        try:
+            _compress_finetune_measure(
+                copy.deepcopy(trained), meth, res, stage, data, cfg, device, dense_count, point_dir
+            )
+            res["status"] = "completed"
+        except Exception as err:  # one bad point must not lose the others
+            res.update(status="failed", error=f"{type(err).__name__}: {err}")
+            log.error("energy %g failed: %s", e, one_line_error(err))
+        res["wall_time"]["point"] = time.perf_counter() - t
+        write_results(point_dir, res)
+        points.append({"energy": e, "status": res["status"], "top1": res.get("top1"), "macs": res.get("macs"),
+                       "path": str(point_dir / RESULTS_FILE)})  # fmt: skip
+        if res["status"] == "completed":
+            log.info("energy %g: top1 %.2f, speed-up %.2fx", e, res["top1"], res["speedup"])
+    return points
+
+
+def _load_data(cfg, device):
+    tr, ds = cfg.trainer, cfg.dataset
+    try:
+        return load_dataset(
+            ds.name, root=ds.root, batch_size=tr.batch_size, eval_batch_size=tr.eval_batch_size,
+            train_subset=ds.train_subset, test_subset=ds.test_subset, augment=ds.augment, download=ds.download,
+            seed=cfg.seed, device=device, num_workers=tr.num_workers, image_size=ds.image_size,
+            synthetic_shape=ds.shape, synthetic_classes=ds.num_classes, synthetic_train=ds.num_train,
+            synthetic_test=ds.num_test,
+        )  # fmt: skip
+    except DatasetError as err:
+        raise InputError(str(err)) from None
 
 
 def summary(results: dict, run_dir: str | Path) -> str:

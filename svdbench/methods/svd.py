@@ -32,6 +32,7 @@ class SVDTraining(Method):
         skip: Sequence[str] = (),
         decompose_linear: bool = False,
         merge_unprofitable: bool = True,
+        energies: Sequence[float] = (),
         regularizer: SparsityRegularizer | None = None,
         **unused,
     ) -> None:
@@ -50,6 +51,9 @@ class SVDTraining(Method):
         self.lambda_o, self.energy, self.threshold = float(orthogonality), energy, threshold
         self.skip, self.decompose_linear = list(skip), bool(decompose_linear)
         self.merge_unprofitable = merge_unprofitable
+        if any(not 0.0 <= e < 1.0 for e in energies):
+            raise ValueError(f"method.energies must each be in [0, 1), got {list(energies)}")
+        self.energies = [float(e) for e in energies]
         self.regularizer = regularizer or SparsityRegularizer("none", 0.0)
         self.ranks_before: dict[str, int] = {}
         self.ranks_after: dict[str, int] = {}

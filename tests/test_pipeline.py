@@ -1,0 +1,117 @@
+"""End to end: a tiny run writes a complete results.json; input errors write none."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+
+import svdbench
+from svdbench.config import Config, DatasetConfig, ModelConfig, SVDMethodConfig, TrainerConfig
+from svdbench.methods import Dense, SVDTraining
+from svdbench.pipeline import InputError, run_experiment
+from svdbench.regularizers import SparsityRegularizer
+
+TINY = [
+    "dataset=synthetic",
+    "dataset.shape=[3,16,16]",
+    "dataset.num_train=128",
+    "dataset.num_test=64",
+    "model=resnet8",
+    "trainer.epochs=1",
+    "trainer.batch_size=32",
+    "trainer.progress=false",
+    "trainer.bn_recalibration_batches=2",
+    "method.finetune_epochs=1",
+]
+REQUIRED = {
+    "status", "config", "method", "model", "dataset", "seed", "top1", "macs", "macs_total", "params",
+    "macs_dense", "params_dense", "speedup", "stage_top1", "ranks", "wall_time", "versions", "history",
+}  # fmt: skip
+
+
+def tiny_cfg(**kw) -> Config:
+    return Config(
+        model=ModelConfig(name="resnet8"),
+        dataset=DatasetConfig(name="synthetic", shape=[3, 16, 16], num_train=128, num_test=64),
+        trainer=TrainerConfig(epochs=1, batch_size=32, progress=False, device="cpu", bn_recalibration_batches=2),
+        method=SVDMethodConfig(),
+        **kw,
+    )
+
+
+def test_run_py_end_to_end_writes_complete_results(tmp_path, root):
+    out = tmp_path / "run"
+    proc = subprocess.run(
+        [sys.executable, "run.py", *TINY, f"hydra.run.dir={out}"], cwd=root, capture_output=True, text=True, timeout=300
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    res = json.loads((out / "results.json").read_text())
+    assert REQUIRED <= res.keys()
+    assert res["status"] == "completed" and res["method"] == "svd"
+    assert set(res["versions"]) == {"python", "torch", "fvcore", "svdbench"}
+    assert {"train", "pruned", "finetune"} <= res["stage_top1"].keys()
+    assert {"train", "compress", "finetune", "measure", "total"} <= res["wall_time"].keys()
+    assert res["config"]["regularizer"]["kind"] == "hoyer"
+    full, after = res["ranks"]["full"], res["ranks"]["after"]
+    assert full.keys() == after.keys() and all(after[k] <= full[k] for k in full)
+    assert res["speedup"] == pytest.approx(res["macs_dense"] / res["macs"])
+    # the saved deployed model is the one that was measured
+    deployed = torch.load(out / "model.pt", weights_only=False)
+    assert svdbench.count_macs(deployed, res["input_shape"]) == res["macs"]
+    assert svdbench.count_params(deployed) == res["params"]
+    assert not svdbench.lowrank.lowrank_layers(deployed)
+    assert "results: " in proc.stderr + proc.stdout
+
+
+def test_pipeline_dense_then_svd_from_it(tmp_path):
+    dense_dir = tmp_path / "dense"
+    res = run_experiment(tiny_cfg(), Dense(), dense_dir)
+    assert res["status"] == "completed" and res["speedup"] == 1.0 and res["macs"] == res["macs_dense"]
+    assert (dense_dir / "dense.pt").is_file()
+    sd = torch.load(dense_dir / "dense.pt", weights_only=True)
+    method = SVDTraining(init="svd", energy=0.3, regularizer=SparsityRegularizer("hoyer", 0.01))
+    svd = run_experiment(tiny_cfg(init_from=str(dense_dir)), method, tmp_path / "svd")
+    assert svd["init_from"] == str(dense_dir) and "dense" in svd["stage_top1"]
+    assert svd["stage_top1"]["dense"] == pytest.approx(res["top1"])
+    assert sum(svd["ranks"]["after"].values()) < sum(svd["ranks"]["full"].values())
+    assert sd  # a plain state_dict
+
+
+def test_energy_sweep_writes_one_result_per_energy(tmp_path):
+    method = SVDTraining(energy=0.05, energies=[0.1, 0.5], regularizer=SparsityRegularizer("hoyer", 0.01))
+    res = run_experiment(tiny_cfg(), method, tmp_path)
+    pts = {p["energy"]: json.loads((tmp_path / f"energy_{p['energy']:g}" / "results.json").read_text())
+           for p in res["energy_sweep"]}  # fmt: skip
+    assert set(pts) == {0.1, 0.5}
+    assert pts[0.5]["macs"] <= pts[0.1]["macs"] <= res["macs"]
+    for e, p in pts.items():
+        assert p["status"] == "completed" and p["config"]["method"]["energy"] == e
+        assert p["method_details"]["energy"] == e
+        # every point starts from the same trained model
+        assert p["stage_top1"]["train"] == res["stage_top1"]["train"]
+
+
+def test_input_errors_write_nothing(tmp_path):
+    cfg = tiny_cfg(init_from=str(tmp_path / "missing"))
+    with pytest.raises(InputError, match="no dense checkpoint"):
+        run_experiment(cfg, Dense(), tmp_path / "a")
+    cfg = tiny_cfg()
+    cfg.dataset = DatasetConfig(name="fashion_mnist", root=str(tmp_path), download=False)
+    with pytest.raises(InputError, match="Fashion-MNIST files not found"):
+        run_experiment(cfg, Dense(), tmp_path / "b")
+    cfg.dataset = DatasetConfig(name="cifar10", root=str(tmp_path), download=False)
+    with pytest.raises(InputError, match="cifar10 not found"):
+        run_experiment(cfg, Dense(), tmp_path / "b")
+    cfg = tiny_cfg()
+    cfg.model = ModelConfig(family="timm", name="no_such_model_xyz")
+    with pytest.raises(InputError, match="unknown timm model"):
+        run_experiment(cfg, Dense(), tmp_path / "c")
+    assert not list(tmp_path.rglob("results.json"))
+
+
+def test_same_seed_same_result(tmp_path):
+    a = run_experiment(tiny_cfg(), SVDTraining(regularizer=SparsityRegularizer("hoyer", 0.01)), tmp_path / "a")
+    b = run_experiment(tiny_cfg(), SVDTraining(regularizer=SparsityRegularizer("hoyer", 0.01)), tmp_path / "b")
+    assert a["top1"] == b["top1"] and a["macs"] == b["macs"] and a["history"] == b["history"]
