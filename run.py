@@ -19,6 +19,7 @@ from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from baselines.config import METHOD_SCHEMAS as BASELINE_SCHEMAS
+from svdbench.checkpoint import CheckpointError, Preempted
 from svdbench.config import register_configs, to_config
 from svdbench.pipeline import InputError, run_experiment, summary
 
@@ -82,6 +83,12 @@ def main(cfg: DictConfig) -> float:
     try:
         typed, method = build(cfg)
         results = run_experiment(typed, method, run_dir, config_dict=OmegaConf.to_container(cfg, resolve=True))
+    except Preempted as err:
+        log.warning("%s: checkpoint saved in %s; rerun with hydra.run.dir=%s to resume", err, run_dir, run_dir)
+        raise SystemExit(128 + err.signum) from None
+    except CheckpointError as err:
+        log.error("%s", err)
+        raise SystemExit(2) from None
     except InputError as err:
         log.error("input error: %s", err)
         if hc.mode == RunMode.MULTIRUN:

@@ -175,6 +175,9 @@ class Config:
     seed: int = 0
     save_model: bool = True
     init_from: str | None = None  # a dense run's directory or its dense.pt: the common starting point
+    resume: bool = True  # continue from checkpoint.pt in the run directory, if there is one
+    checkpoint: bool = True  # write checkpoint.pt after every epoch (and stage_<name>.pt after each stage)
+    keep_checkpoints: bool = False  # keep them after the run completes
 
 
 METHOD_SCHEMAS: dict[str, type] = {"dense_schema": MethodConfig, "svd_schema": SVDMethodConfig}

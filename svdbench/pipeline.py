@@ -20,11 +20,12 @@ import numpy as np
 import torch
 
 from . import lowrank
+from .checkpoint import Preempted, PreemptionGuard, load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from .data import DatasetError, load_dataset
 from .measure import analyze_macs, count_params
 from .methods.base import Method
 from .models import build_model
-from .results import RESULTS_FILE, atomic_torch_save, versions, write_results
+from .results import RESULTS_FILE, atomic_torch_save, read_results, versions, write_results
 from .train import OptimConfig, evaluate, recalibrate_batchnorm, train_stage
 
 log = logging.getLogger("svdbench")
@@ -141,9 +142,21 @@ def run_experiment(
         "wall_time": {},
         "history": [],
     }
+    ckpt = _Checkpoints(run_dir, results["config"], enabled=getattr(cfg, "checkpoint", True))
+    if getattr(cfg, "resume", True):
+        done = ckpt.completed_results()
+        if done is not None:
+            log.info("run directory %s already holds a completed run of this config", run_dir)
+            return done
+        ckpt.load_latest()
+    gen = getattr(data.train, "generator", None)
 
     def stage(name: str, net, meth, epochs: int, lr: float, res: dict) -> None:
-        """Train stage ``name``, recording history, wall time and final top-1 into ``res``."""
+        """Train stage ``name`` (or restore it from a checkpoint), recording history, wall time and
+        final top-1 into ``res``."""
+        if ckpt.restore_completed_stage(name, net, meth, res, gen):
+            log.info("stage %s restored from its checkpoint", name)
+            return
 
         def record(rec: dict) -> None:
             res["history"].append(rec)
@@ -154,43 +167,146 @@ def run_experiment(
             if on_epoch:
                 on_epoch(rec)
 
-        t = time.perf_counter()
+        resume = ckpt.resume_state(name, meth, res)
+        if resume is not None:
+            log.info("resuming stage %s at epoch %d, step %d", name, resume["epoch"] + 1, resume["step_in_epoch"])
+        t = time.perf_counter() - res["wall_time"].get(name, 0.0)
+
+        def save(state: dict) -> None:
+            res["wall_time"][name] = time.perf_counter() - t
+            ckpt.save_latest(name, state, meth, res)
+
         train_stage(net, meth, data.train, data.test, epochs=epochs, optim=_optim(tr, lr), stage=name,
-                    device=device, progress=tr.progress, on_epoch=record)  # fmt: skip
+                    device=device, progress=tr.progress, on_epoch=record, resume=resume, save=save,
+                    stop=guard)  # fmt: skip
         res["wall_time"][name] = time.perf_counter() - t
         if epochs > 0:
             res["stage_top1"][name] = evaluate(net, data.test, device)["top1"]
+        ckpt.save_completed_stage(name, net, meth, res, gen)
 
-    try:
-        model = model.to(device)
-        if method.pretrain_dense and not init_from:
-            stage("pretrain", model, Method(), tr.epochs, tr.lr, results)
-            save_dense_checkpoint(model, run_dir)
-        if init_from or method.pretrain_dense:
-            results["stage_top1"]["dense"] = evaluate(model, data.test, device)["top1"]
-        model = method.prepare(model, input_shape).to(device)
-        results["ranks"] = {"full": lowrank.ranks(model)} if lowrank.ranks(model) else {}
-        train_epochs = tr.epochs if method.train_epochs is None else method.train_epochs
-        stage("train", model, method, train_epochs, tr.lr, results)
-        if not method.compresses:
-            save_dense_checkpoint(model, run_dir)
-        trained = copy.deepcopy(model) if getattr(method, "energies", None) else None
-        _compress_finetune_measure(model, method, results, stage, data, cfg, device, dense_count, run_dir)
-        results["wall_time"]["total"] = time.perf_counter() - t_start
-        results["status"] = "completed"
-    except BaseException as err:
-        results["status"] = "failed"
-        results["error"] = f"{type(err).__name__}: {err}"
-        results["wall_time"]["total"] = time.perf_counter() - t_start
+    trained = None
+    with PreemptionGuard() as guard:
+        try:
+            model = model.to(device)
+            if method.pretrain_dense and not init_from:
+                stage("pretrain", model, Method(), tr.epochs, tr.lr, results)
+                save_dense_checkpoint(model, run_dir)
+            if init_from or method.pretrain_dense:
+                results["stage_top1"]["dense"] = evaluate(model, data.test, device)["top1"]
+            model = method.prepare(model, input_shape).to(device)
+            results["ranks"] = {"full": lowrank.ranks(model)} if lowrank.ranks(model) else {}
+            train_epochs = tr.epochs if method.train_epochs is None else method.train_epochs
+            stage("train", model, method, train_epochs, tr.lr, results)
+            if not method.compresses:
+                save_dense_checkpoint(model, run_dir)
+            trained = copy.deepcopy(model) if getattr(method, "energies", None) else None
+            _compress_finetune_measure(model, method, results, stage, data, cfg, device, dense_count, run_dir)
+            results["wall_time"]["total"] = time.perf_counter() - t_start
+            results["status"] = "completed"
+        except Preempted as err:
+            results.update(status="preempted", error=f"{err}; rerun the same command to resume")
+            write_results(run_dir, results)
+            guard.chain()
+            raise
+        except BaseException as err:
+            results.update(status="failed", error=f"{type(err).__name__}: {err}")
+            results["wall_time"]["total"] = time.perf_counter() - t_start
+            write_results(run_dir, results)
+            raise
         write_results(run_dir, results)
-        raise
-    write_results(run_dir, results)
-    if trained is not None:
-        results["energy_sweep"] = _energy_sweep(
-            trained, method, results, stage, data, cfg, device, dense_count, run_dir
-        )
-        write_results(run_dir, results)
+        if trained is not None:
+            results["energy_sweep"] = _energy_sweep(
+                trained, method, results, stage, data, cfg, device, dense_count, run_dir
+            )
+            write_results(run_dir, results)
+    if not getattr(cfg, "keep_checkpoints", False):
+        ckpt.remove()
     return results
+
+
+CHECKPOINT = "checkpoint.pt"
+RESUME_IGNORED = ("resume", "keep_checkpoints", "checkpoint")
+
+
+def _resume_key(config: dict) -> dict:
+    """The part of a resolved config that must match for a run directory to be resumed."""
+    key = copy.deepcopy({k: v for k, v in config.items() if k not in RESUME_IGNORED})
+    if isinstance(key.get("trainer"), dict):
+        key["trainer"].pop("progress", None)
+    return key
+
+
+class _Checkpoints:
+    """The run directory's checkpoints: ``checkpoint.pt`` (the latest epoch, or a mid-epoch point
+    on preemption) and ``stage_<name>.pt`` (the model at the end of each training stage, from
+    which the deterministic compress step is replayed on resume)."""
+
+    def __init__(self, run_dir: Path, config: dict, enabled: bool = True) -> None:
+        self.dir, self.enabled = run_dir, enabled
+        self.key = _resume_key(config)
+        self.latest: dict | None = None
+        self.stages: dict[str, dict] = {}
+
+    def _check_config(self, state: dict, path: Path) -> None:
+        if state.get("config") != self.key:
+            raise InputError(f"{path} belongs to a run with another config: use another run directory or resume=false")
+
+    def completed_results(self) -> dict | None:
+        path = self.dir / RESULTS_FILE
+        if not path.is_file() or (self.dir / CHECKPOINT).exists():
+            return None
+        try:
+            res = read_results(path)
+        except (ValueError, OSError):
+            return None
+        return res if res.get("status") == "completed" and _resume_key(res.get("config", {})) == self.key else None
+
+    def load_latest(self) -> None:
+        path = self.dir / CHECKPOINT
+        if not path.is_file():
+            return
+        self.latest = load_checkpoint(path)
+        self._check_config(self.latest, path)
+        for p in sorted(self.dir.glob("stage_*.pt")):
+            st = load_checkpoint(p)
+            self._check_config(st, p)
+            self.stages[st["stage"]] = st
+
+    def restore_completed_stage(self, name, net, meth, res, gen) -> bool:
+        st = self.stages.get(name)
+        if st is None:
+            return False
+        net.load_state_dict(st["model"])
+        meth.load_state_dict(st["method"])
+        res.update(copy.deepcopy(st["results"]))
+        set_rng_state(st["rng"], gen)
+        return True
+
+    def resume_state(self, name, meth, res) -> dict | None:
+        if self.latest is None or self.latest["stage"] != name:
+            return None
+        meth.load_state_dict(self.latest["method"])
+        res.update(copy.deepcopy(self.latest["results"]))
+        return self.latest["train"]
+
+    def _snapshot(self, res: dict) -> dict:
+        return copy.deepcopy({k: res[k] for k in ("history", "stage_top1", "wall_time", "ranks") if k in res})
+
+    def save_latest(self, name, state, meth, res) -> None:
+        if self.enabled:
+            state = {"version": 1, "config": self.key, "stage": name, "train": state,
+                     "method": meth.state_dict(), "results": self._snapshot(res)}  # fmt: skip
+            save_checkpoint(state, self.dir / CHECKPOINT)
+
+    def save_completed_stage(self, name, net, meth, res, gen) -> None:
+        if self.enabled and name != "finetune":
+            save_checkpoint({"version": 1, "config": self.key, "stage": name, "model": net.state_dict(),
+                             "method": meth.state_dict(), "rng": rng_state(gen), "results": self._snapshot(res)},
+                            self.dir / f"stage_{name}.pt")  # fmt: skip
+
+    def remove(self) -> None:
+        for p in [self.dir / CHECKPOINT, *self.dir.glob("stage_*.pt")]:
+            p.unlink(missing_ok=True)
 
 
 def _compress_finetune_measure(model, method, results, stage, data, cfg, device, dense_count, run_dir) -> None:

@@ -122,21 +122,51 @@ def train_stage(
     device: torch.device | str = "cpu",
     progress: bool = True,
     on_epoch: Callable[[dict], None] | None = None,
+    resume: dict | None = None,
+    save: Callable[[dict], None] | None = None,
+    stop: Callable[[], bool] | None = None,
 ) -> list[dict]:
     """Train ``model`` for ``epochs`` epochs; returns one dict of metrics per epoch
-    (stage, epoch, train_loss, reg_loss, train_top1, test_top1, test_loss, lr)."""
+    (stage, epoch, train_loss, reg_loss, train_top1, test_top1, test_loss, lr).
+
+    ``save(state)`` receives a checkpoint state after every epoch (and mid-epoch when ``stop()``
+    turns true, after which :class:`~svdbench.checkpoint.Preempted` is raised); passing such a
+    state back as ``resume`` continues exactly where it was taken: model, optimiser, schedule,
+    random generators, the position inside the epoch and the running sums.
+    """
+    from .checkpoint import Preempted, rng_state, set_rng_state
+
     if epochs <= 0:
         return []
+    gen = getattr(train, "generator", None)
     opt = make_optimizer(model, optim)
     sched = make_scheduler(opt, optim, epochs * len(train))
-    history, step = [], 0
-    for epoch in range(epochs):
+    history, step, first_epoch, skip, sums = [], 0, 0, 0, [0, 0, 0.0, 0.0]
+    if resume is not None:
+        model.load_state_dict(resume["model"])
+        opt.load_state_dict(resume["optimizer"])
+        sched.load_state_dict(resume["scheduler"])
+        history, step, first_epoch = list(resume["history"]), resume["step"], resume["epoch"]
+        skip, sums = resume["step_in_epoch"], list(resume["sums"])
+        set_rng_state(resume["rng_epoch_start"] if skip else resume["rng"], gen)
+
+    def state(epoch: int, k: int, start_rng: dict, sums: list) -> dict:
+        return {"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+                "history": list(history), "step": step, "epoch": epoch, "step_in_epoch": k,
+                "rng": rng_state(gen), "rng_epoch_start": start_rng, "sums": list(sums)}  # fmt: skip
+
+    for epoch in range(first_epoch, epochs):
         model.train()
-        n, seen, correct, loss_sum, reg_sum = len(train), 0, 0, 0.0, 0.0
-        bar = tqdm(
-            train, total=n, desc=f"{stage} {epoch + 1}/{epochs}", disable=not progress, leave=False, dynamic_ncols=True
-        )
-        for x, y in bar:
+        start_rng = rng_state(gen)
+        seen, correct, loss_sum, reg_sum = sums if skip else (0, 0, 0.0, 0.0)
+        bar = tqdm(train, total=len(train), desc=f"{stage} {epoch + 1}/{epochs}", disable=not progress,
+                   leave=False, dynamic_ncols=True, initial=0)  # fmt: skip
+        for k, (x, y) in enumerate(bar):
+            if k < skip:  # replay the data order and augmentation draws of a cut epoch
+                if k == skip - 1:
+                    set_rng_state({"torch": resume["rng"]["torch"], **({"cuda": resume["rng"]["cuda"]}
+                                   if "cuda" in resume["rng"] else {})}, None)  # fmt: skip
+                continue
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
             out = model(x)
             task = F.cross_entropy(out, y)
@@ -157,6 +187,11 @@ def train_stage(
             reg_sum += (0.0 if reg is None else reg.item()) * b
             correct += (out.argmax(1) == y).sum().item()
             bar.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{100 * correct / seen:.1f}")
+            if stop is not None and stop() and k + 1 < len(train):
+                if save is not None:
+                    save(state(epoch, k + 1, start_rng, [seen, correct, loss_sum, reg_sum]))
+                raise Preempted(stop.signum if hasattr(stop, "signum") else 15)
+        skip = 0
         method.on_epoch_end(model, epoch, stage)
         ev = evaluate(model, test, device)
         rec = {
@@ -172,4 +207,8 @@ def train_stage(
         history.append(rec)
         if on_epoch is not None:
             on_epoch(rec)
+        if save is not None:
+            save(state(epoch + 1, 0, start_rng, [0, 0, 0.0, 0.0]))
+        if stop is not None and stop() and epoch + 1 < epochs:
+            raise Preempted(stop.signum if hasattr(stop, "signum") else 15)
     return history

@@ -51,6 +51,13 @@ class Method:
         """The deployed model made of plain layers."""
         return model
 
+    def state_dict(self) -> dict:
+        """The method's own training state (masks, counters) for checkpoints: tensors and scalars."""
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore what :meth:`state_dict` returned."""
+
     def details(self) -> dict:
         """Settings recorded in results.json under ``method_details``."""
         return {"finetune_epochs": self.finetune_epochs}
