@@ -117,7 +117,7 @@ def run_experiment(
     input_shape = (1, *data.input_shape)
     try:
         dense_count = analyze_macs(model, input_shape)
-    except RuntimeError as err:
+    except Exception as err:  # shape errors surface as RuntimeError, AssertionError, ValueError ...
         raise InputError(
             f"model {md.name} cannot take input {tuple(data.input_shape)}: {one_line_error(err)}"
         ) from None
