@@ -1,0 +1,82 @@
+"""Pareto fronts of (top-1, MACs) points: maximize top-1, minimize MACs. Pure functions, no I/O.
+
+Conventions (the report, its tables and its plot all use these):
+
+- Dominance is weak Pareto dominance: ``a`` dominates ``b`` when ``a`` is at least as accurate
+  *and* at most as expensive, and strictly better in at least one of the two. A point is on the
+  front when no other point dominates it.
+- Ties in one objective: of two points with the same top-1, only the cheaper one is on the front;
+  of two points with the same MACs, only the more accurate one.
+- Duplicates (exactly equal top-1 and MACs, e.g. two configurations that ended identically) do not
+  dominate each other, so all copies are on the front; the front's *line* passes through their
+  common coordinates once (:func:`front_line`).
+- Points with a NaN or infinite coordinate (failed or unmeasured runs) are never on the front and
+  never dominate anything.
+- Fronts are returned in order of increasing MACs (then input order), so top-1 increases too.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+Point = tuple[float, float]  # (top1, macs)
+
+
+def _finite(p: Point) -> bool:
+    return all(isinstance(v, (int, float)) and math.isfinite(v) for v in p)
+
+
+def dominates(a: Point, b: Point) -> bool:
+    """True when ``a`` = (top1, macs) weakly Pareto-dominates ``b``: no worse in both, better in one."""
+    if not (_finite(a) and _finite(b)):
+        return False
+    return a[0] >= b[0] and a[1] <= b[1] and (a[0] > b[0] or a[1] < b[1])
+
+
+def front_indices(points: Sequence[Point]) -> list[int]:
+    """Indices of the non-dominated points, by increasing MACs (ties: input order).
+
+    O(n log n): sweep by increasing MACs (decreasing top-1 within equal MACs) and keep a point when
+    it beats the best top-1 seen so far, or exactly duplicates the point that set it.
+    """
+    order = sorted((i for i, p in enumerate(points) if _finite(p)), key=lambda i: (points[i][1], -points[i][0], i))
+    front: list[int] = []
+    best: Point | None = None
+    for i in order:
+        p = (float(points[i][0]), float(points[i][1]))
+        if best is None or p[0] > best[0]:
+            front.append(i)
+            best = p
+        elif p == best:  # an exact duplicate of the last front point: dominated by nothing
+            front.append(i)
+    return front
+
+
+def front_mask(points: Sequence[Point]) -> list[bool]:
+    """``True`` for every point on the front (same order as ``points``)."""
+    on = set(front_indices(points))
+    return [i in on for i in range(len(points))]
+
+
+def front_line(points: Sequence[Point]) -> tuple[list[float], list[float]]:
+    """(macs, top1) coordinates of the front as a line to plot: by increasing MACs, duplicates once."""
+    xs: list[float] = []
+    ys: list[float] = []
+    for i in front_indices(points):
+        top1, macs = float(points[i][0]), float(points[i][1])
+        if not xs or (macs, top1) != (xs[-1], ys[-1]):
+            xs.append(macs)
+            ys.append(top1)
+    return xs, ys
+
+
+def fronts_by(points: Sequence[Point], keys: Sequence) -> dict:
+    """One front per distinct key (e.g. per method): ``{key: [indices into points]}``."""
+    groups: dict = {}
+    for i, k in enumerate(keys):
+        groups.setdefault(k, []).append(i)
+    out = {}
+    for k, idx in groups.items():
+        out[k] = [idx[j] for j in front_indices([points[i] for i in idx])]
+    return out
