@@ -1,0 +1,34 @@
+"""svdbench: commands that work on results (training runs through run.py, the Hydra application).
+
+svdbench report PATH... [--out DIR] [--wandb]   # tables, Pareto fronts and plot (see svdbench.report)
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+
+from . import __version__, report
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="svdbench", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--version", action="version", version=f"svdbench {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    p = sub.add_parser(
+        "report",
+        help="comparison tables (Markdown, CSV, LaTeX), Pareto fronts and a plot from results.json files",
+        description=report.__doc__.split("\n\n")[0],
+    )
+    report.add_arguments(p)
+    p.set_defaults(func=report.run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
