@@ -160,8 +160,22 @@ class SVDMethodConfig(MethodConfig):
 
 @dataclass
 class LoggerConfig:
-    name: str = "console"
+    name: str = "console"  # console | wandb (console logging always; wandb adds W&B tracking)
     level: str = "INFO"
+    project: str = "svdbench"  # W&B project
+    entity: str | None = None  # W&B entity (team or user); None: the login's default
+    mode: str = "offline"  # offline | online | disabled; $WANDB_MODE overrides
+    group: str | None = None  # None: in a multirun, derived from the sweep directory
+    tags: List[str] = field(default_factory=list)
+    dir: str | None = None  # where wandb writes; None: $WANDB_DIR, else the run directory
+
+    def __post_init__(self) -> None:
+        _check(self.name in ("console", "wandb"), "logger.name", f"must be console or wandb, got {self.name!r}")
+        _check(
+            self.mode in ("offline", "online", "disabled"),
+            "logger.mode",
+            f"must be offline, online or disabled, got {self.mode!r}",
+        )
 
 
 @dataclass

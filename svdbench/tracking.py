@@ -1,0 +1,274 @@
+"""Weights & Biases tracking: the one module that imports ``wandb`` (lazily, only when used).
+
+- :func:`start` returns a tracker for one training run: ``logger.name=wandb`` gives a
+  :class:`WandbTracker` (config, per-epoch metrics, summary metrics, per-layer ranks as a table),
+  anything else a :class:`Tracker` that does nothing. Call :meth:`Tracker.finish` always, with
+  ``exit_code=1`` on failure (in a Hydra multirun, runs would otherwise merge).
+- :func:`log_report` logs a report (comparison table, Pareto scatter, plot) as a run of its own and,
+  online and logged in, also saves a W&B Report (``wandb_workspaces.reports.v2``).
+
+Mode: ``offline`` by default (runs are written under ``<dir>/wandb/offline-run-*``; upload later with
+``wandb sync``), ``online`` or ``disabled``. ``WANDB_MODE`` in the environment overrides the
+configured mode. The directory is ``logger.dir``, else ``$WANDB_DIR``, else the run directory.
+A tracker that cannot start (e.g. online without a login) logs one warning and does nothing: a
+training run is never lost to its tracking.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger("svdbench")
+MODES = ("offline", "online", "disabled")
+SUMMARY_KEYS = (
+    "status", "top1", "macs", "macs_total", "params", "speedup", "compression", "macs_dense", "params_dense",
+)  # fmt: skip
+
+
+def resolve_mode(mode: str | None) -> str:
+    """``$WANDB_MODE`` if set (``dryrun`` = offline, ``run`` = online), else ``mode``, else offline."""
+    env = os.environ.get("WANDB_MODE", "").strip().lower()
+    env = {"dryrun": "offline", "run": "online"}.get(env, env)
+    if env in MODES:
+        return env
+    return mode or "offline"
+
+
+def group_from_sweep_dir(sweep_dir: str | os.PathLike) -> str:
+    """A W&B group name shared by the jobs of one multirun: the sweep directory's last two parts
+    (``multirun/2024-05-01/12-00-00`` -> ``2024-05-01_12-00-00``)."""
+    parts = [p for p in Path(sweep_dir).parts if p not in ("/", "")]
+    return "_".join(parts[-2:])[-128:] or "sweep"
+
+
+def _scalar(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+class Tracker:
+    """No tracking (``logger=console``): every call does nothing."""
+
+    active = False
+
+    def log_epoch(self, rec: dict) -> None:
+        """One per-epoch record of the training loop (stage, epoch, losses, top-1, lr)."""
+
+    def log_results(self, results: dict) -> None:
+        """The final results dict of ``run_experiment``."""
+
+    def finish(self, exit_code: int = 0) -> None:
+        """Close the run (idempotent)."""
+
+
+class WandbTracker(Tracker):
+    active = True
+
+    def __init__(self, run) -> None:
+        self.run = run
+        self.step = 0
+        self.finished = False
+
+    @property
+    def dir(self) -> str:
+        return self.run.dir
+
+    def _safely(self, what: str, fn, *args) -> None:
+        try:
+            fn(*args)
+        except Exception as err:  # tracking never stops training
+            log.warning("W&B: could not log %s: %s", what, err)
+
+    def log_epoch(self, rec: dict) -> None:
+        self._safely("epoch metrics", self._log_epoch, rec)
+
+    def log_results(self, results: dict) -> None:
+        self._safely("results", self._log_results, results)
+
+    def _log_epoch(self, rec: dict) -> None:
+        stage = rec.get("stage", "train")
+        metrics = {f"{stage}/{k}": v for k, v in rec.items() if k not in ("stage", "epoch") and _scalar(v)}
+        metrics["epoch"] = rec.get("epoch")
+        self.run.log(metrics, step=self.step)
+        self.step += 1
+
+    def _log_results(self, results: dict) -> None:
+        import wandb
+
+        summary = {k: results[k] for k in SUMMARY_KEYS if k in results}
+        summary.update({f"stage_top1/{k}": v for k, v in results.get("stage_top1", {}).items()})
+        if "total" in results.get("wall_time", {}):
+            summary["wall_time"] = results["wall_time"]["total"]
+        self.run.summary.update(summary)
+        tables: dict[str, Any] = {}
+        ranks = results.get("ranks") or {}
+        if ranks.get("full"):
+            after = ranks.get("after", {})
+            rows = [[name, full, after.get(name)] for name, full in ranks["full"].items()]
+            tables["ranks"] = wandb.Table(columns=["layer", "rank_full", "rank_after"], data=rows)
+        if results.get("energy_sweep"):
+            rows = [[p.get("energy"), p.get("status"), p.get("top1"), p.get("macs")] for p in results["energy_sweep"]]
+            tables["energy_sweep"] = wandb.Table(columns=["energy", "status", "top1", "macs"], data=rows)
+        if tables:
+            self.run.log(tables, step=self.step)
+
+    def finish(self, exit_code: int = 0) -> None:
+        if not self.finished:
+            self.finished = True
+            self.run.finish(exit_code=exit_code)
+
+
+def start(
+    logger_cfg,
+    *,
+    config: dict,
+    run_dir: str | os.PathLike,
+    group: str | None = None,
+    name: str | None = None,
+    tags: list[str] | None = None,
+) -> Tracker:
+    """The tracker configured by ``logger_cfg`` (a ``LoggerConfig`` or anything with its fields)."""
+    if getattr(logger_cfg, "name", "console") != "wandb":
+        return Tracker()
+    mode = resolve_mode(getattr(logger_cfg, "mode", None))
+    wdir = getattr(logger_cfg, "dir", None) or os.environ.get("WANDB_DIR") or str(run_dir)
+    Path(wdir).mkdir(parents=True, exist_ok=True)
+    all_tags = [*(getattr(logger_cfg, "tags", None) or []), *(tags or [])]
+    try:
+        import wandb
+
+        run = wandb.init(
+            project=getattr(logger_cfg, "project", None) or "svdbench",
+            entity=getattr(logger_cfg, "entity", None),
+            mode=mode,
+            group=getattr(logger_cfg, "group", None) or group,
+            name=name,
+            tags=list(dict.fromkeys(str(t)[:64] for t in all_tags)) or None,
+            dir=wdir,
+            config=config,
+            job_type="train",
+            reinit="finish_previous",
+        )
+    except Exception as err:  # never lose a training run to its tracking
+        first = next((ln for ln in str(err).splitlines() if ln.strip()), type(err).__name__)
+        log.warning("W&B tracking off (mode %s): %s", mode, first)
+        return Tracker()
+    if run is None:
+        return Tracker()
+    return WandbTracker(run)
+
+
+# ---------------------------------------------------------------- report
+
+
+def _typed_row(r) -> list:
+    return [
+        r.method, r.model, r.dataset, r.settings, r.mean("top1"), r.stats["top1_std"], r.delta, r.mean("macs"),
+        r.mean("speedup"), r.mean("params"), r.mean("compression"), len(r.runs),
+        "overall" if r.on_overall_front else ("method" if r.on_method_front else ""),
+    ]  # fmt: skip
+
+
+REPORT_COLUMNS = ["method", "model", "dataset", "settings", "top1", "top1_std", "delta_top1", "macs", "speedup",
+                  "params", "compression", "n_seeds", "front"]  # fmt: skip
+
+
+def log_report(rep, *, project: str = "svdbench", entity: str | None = None, mode: str | None = None) -> str | None:
+    """Log a :class:`svdbench.report.Report` to W&B as a run (``job_type=report``): the comparison
+    table, the front table, a ``wandb.plot.scatter`` of top-1 against MACs and the PNG. Online
+    with a login it also saves a W&B Report with the Pareto panel and the table; otherwise it says
+    in one line what it skipped. Returns the W&B run directory (None when disabled)."""
+    mode = mode or resolve_mode(None)  # an explicit mode (svdbench report --mode) wins over $WANDB_MODE
+    local = Path(rep.out) / "report.md"
+    if mode == "disabled":
+        print(f"W&B disabled: nothing logged; local report: {local}")
+        return None
+    import wandb
+
+    wdir = os.environ.get("WANDB_DIR") or str(rep.out)
+    run = wandb.init(project=project, entity=entity, mode=mode, dir=wdir, job_type="report",
+                     name=f"report-{Path(rep.out).resolve().parent.name}", reinit="finish_previous",
+                     config={"sources": sorted({str(x.path.parent) for r in rep.rows for x in r.runs})})  # fmt: skip
+    try:
+        table = wandb.Table(columns=REPORT_COLUMNS, data=[_typed_row(r) for r in rep.rows])
+        front = wandb.Table(columns=["scope", *REPORT_COLUMNS],
+                            data=[["overall", *_typed_row(r)] for r in rep.rows if r.on_overall_front]
+                            + [[r.method, *_typed_row(r)] for r in rep.rows if r.on_method_front])  # fmt: skip
+        payload = {
+            "comparison": table,
+            "pareto": front,
+            "pareto_scatter": wandb.plot.scatter(table, "macs", "top1", title="top-1 (%) against MACs"),
+        }
+        png = Path(rep.out) / "pareto.png"
+        if png.is_file():
+            payload["pareto_plot"] = wandb.Image(str(png))
+        if rep.failed:
+            payload["failed"] = wandb.Table(
+                columns=["method", "model", "dataset", "seed", "error", "path"],
+                data=[[f.method, f.model, f.dataset, str(f.seed), f.error, str(f.path)] for f in rep.failed],
+            )
+        run.log(payload)
+        run.summary.update({"configurations": len(rep.rows), "failed": len(rep.failed)})
+        run_dir = run.dir
+        if mode == "online" and _logged_in():
+            url = _save_report(rep, project=run.project, entity=run.entity, run_name=run.name)
+            print(f"W&B Report: {url}")
+        else:
+            print(f"W&B {mode}: logged the table and the Pareto scatter in {Path(run_dir).parent}; skipped the W&B "
+                  f"Report (needs mode online and a login); local report: {local}")  # fmt: skip
+    except BaseException:
+        run.finish(exit_code=1)
+        raise
+    run.finish()
+    return run_dir
+
+
+def _logged_in() -> bool:
+    import wandb
+
+    try:
+        return bool(wandb.api.api_key)
+    except Exception:
+        return False
+
+
+def _save_report(rep, *, project: str, entity: str | None, run_name: str) -> str:
+    """A W&B Report: a scatter of top-1 against MACs over the project's runs, the report run's
+    comparison and front tables, and the Markdown table. Needs the network and a login."""
+    import wandb_workspaces.reports.v2 as wr
+
+    from .report import markdown_table
+
+    runset = wr.Runset(entity=entity or "", project=project, name="svdbench runs")
+    report_runs = wr.Runset(entity=entity or "", project=project, name="this report", query=run_name)
+    doc = wr.Report(
+        project=project,
+        entity=entity or "",
+        title=f"svdbench: top-1 against MACs ({Path(rep.out).resolve().parent.name})",
+        description="Pareto fronts (maximize top-1, minimize MACs) and comparison table, from svdbench report",
+        blocks=[
+            wr.H1("Accuracy against MACs"),
+            wr.PanelGrid(
+                runsets=[runset],
+                panels=[
+                    wr.ScatterPlot(
+                        title="top-1 against MACs (every run)",
+                        x=wr.SummaryMetric("macs"),
+                        y=wr.SummaryMetric("top1"),
+                        log_x=True,
+                    )
+                ],  # fmt: skip
+            ),
+            wr.H1("Comparison and Pareto fronts"),
+            wr.PanelGrid(
+                runsets=[report_runs],
+                panels=[wr.WeavePanelSummaryTable(table_name=t) for t in ("comparison", "pareto")],
+            ),
+            wr.MarkdownBlock(markdown_table(rep.rows)),
+        ],
+    )
+    doc.save()
+    return str(getattr(doc, "url", "") or "saved")
