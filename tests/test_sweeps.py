@@ -33,7 +33,9 @@ TINY = [
     "method.finetune_epochs=1",
     "save_model=false",
 ]
-ENV = {**os.environ, "WANDB_MODE": "disabled"}
+# one thread per job: tiny models gain nothing from more, and on a shared 2-core machine
+# oversubscribed OpenMP threads make a 1 s job take 10 s
+ENV = {**os.environ, "WANDB_MODE": "disabled", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
 
 def run_py(*args, timeout=300):

@@ -32,7 +32,7 @@ TINY = [
 def offline_env(wandb_dir: Path) -> dict:
     env = {k: v for k, v in os.environ.items() if not k.startswith("WANDB_")}
     env.update(WANDB_MODE="offline", WANDB_DIR=str(wandb_dir), WANDB_BASE_URL="http://127.0.0.1:9",
-               WANDB_SILENT="true", HOME=str(wandb_dir.parent))  # fmt: skip
+               WANDB_SILENT="true", HOME=str(wandb_dir.parent), OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")  # fmt: skip
     return env
 
 
@@ -199,3 +199,24 @@ def test_report_wandb_disabled_writes_nothing(offline_sweep, tmp_path, capsys, m
     assert report.main([str(sweep), "--out", str(tmp_path / "rep"), "--wandb", "--mode", "disabled"]) == 0
     assert "W&B disabled: nothing logged" in capsys.readouterr().out
     assert not list(tmp_path.rglob("offline-run-*"))
+
+
+@pytest.mark.filterwarnings("ignore:Pydantic V1 style:DeprecationWarning")  # inside wandb_workspaces
+def test_wandb_report_is_built_from_the_local_report(offline_sweep, tmp_path, monkeypatch):
+    """The online step, without the network: the W&B Report is assembled and its save() intercepted."""
+    import wandb_workspaces.reports.v2 as wr
+
+    from svdbench import report
+
+    _, sweep = offline_sweep
+    rep = report.build_report([sweep], tmp_path / "rep")
+    saved = []
+    monkeypatch.setattr(wr.Report, "save", lambda self, draft=False, clone=False: saved.append(self) or self)
+    tracking._save_report(rep, project="svdbench", entity="team", run_name="report-x")
+    (doc,) = saved
+    assert doc.project == "svdbench" and doc.entity == "team"
+    grids = [b for b in doc.blocks if isinstance(b, wr.PanelGrid)]
+    scatter = grids[0].panels[0]
+    assert isinstance(scatter, wr.ScatterPlot) and scatter.x.name == "macs" and scatter.y.name == "top1"
+    assert {p.table_name for p in grids[1].panels} == {"comparison", "pareto"}
+    assert any(isinstance(b, wr.MarkdownBlock) and "| svd |" in b.text for b in doc.blocks)
