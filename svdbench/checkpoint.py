@@ -2,7 +2,7 @@
 
 A checkpoint is a plain dict of tensors and Python scalars, loadable with
 ``torch.load(weights_only=True)``, written atomically (temporary file, then rename).
-:class:`PreemptionGuard` turns SIGTERM / SIGUSR1 (SLURM preemption) into a flag the training
+:class:`PreemptionGuard` turns SIGTERM / SIGUSR1 / SIGUSR2 (SLURM preemption) into a flag the training
 loop polls; the loop then saves a mid-epoch checkpoint and raises :class:`Preempted`.
 """
 
@@ -67,11 +67,12 @@ def set_rng_state(state: dict[str, Any], generator: torch.Generator | None) -> N
 
 
 class PreemptionGuard:
-    """Within ``with PreemptionGuard() as g:``, SIGTERM and SIGUSR1 set ``g.signum`` instead of
+    """Within ``with PreemptionGuard() as g:``, SIGTERM, SIGUSR1 and SIGUSR2 set ``g.signum`` instead of
     killing the process. ``chain()`` afterwards calls the handlers that were installed before
     (e.g. submitit's requeue handler), so a cluster launcher still sees the signal."""
 
-    SIGNALS = tuple(s for s in (getattr(signal, "SIGTERM", None), getattr(signal, "SIGUSR1", None)) if s)
+    #: SIGTERM (kill, scancel), SIGUSR1 (SLURM --signal=USR1@...), SIGUSR2 (submitit's default warning)
+    SIGNALS = tuple(getattr(signal, n) for n in ("SIGTERM", "SIGUSR1", "SIGUSR2") if hasattr(signal, n))
 
     def __init__(self) -> None:
         self.signum: int | None = None
