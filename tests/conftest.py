@@ -8,6 +8,8 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("WANDB_MODE", "disabled")
+# run.py subprocesses: one thread each, so a test never oversubscribes the 2 cores of CI
+os.environ["OMP_NUM_THREADS"] = "1"
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 
 
