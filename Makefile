@@ -7,7 +7,7 @@ PIP := $(VENV)/bin/pip
 TORCH := torch==2.14.1 torchvision==0.29.1
 FASHION_DIR := /usr/share/datasets/fashion-mnist
 
-.PHONY: demo test lint data install clean
+.PHONY: demo test lint data install clean baselines-table
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -43,3 +43,19 @@ lint: install
 
 clean:
 	rm -rf outputs multirun .pytest_cache
+
+# The baselines comparison of docs/baselines.md: one dense ResNet-8 on Fashion-MNIST (12 epochs),
+# then every method from that checkpoint with the same budget (4 training epochs where the method
+# trains, 2 fine-tuning epochs per operating point), then the report. About an hour on 2 CPU cores.
+STUDY ?= outputs/baselines_table
+STUDY_BUDGET := trainer.epochs=4 method.finetune_epochs=2 trainer.progress=false init_from=$(STUDY)/dense
+baselines-table: data
+	$(PY) run.py method=dense trainer.progress=false hydra.run.dir=$(STUDY)/dense
+	$(PY) run.py method=svd method.init=svd 'method.energies=[0.003,0.03]' method.energy=0.01 $(STUDY_BUDGET) hydra.run.dir=$(STUDY)/svd_channel
+	$(PY) run.py method=svd method.init=svd method.decomposition=spatial 'method.energies=[0.003,0.03]' method.energy=0.01 $(STUDY_BUDGET) hydra.run.dir=$(STUDY)/svd_spatial
+	$(PY) run.py method=svd_posthoc 'method.energies=[0.2,0.5]' $(STUDY_BUDGET) hydra.run.dir=$(STUDY)/svd_posthoc
+	$(PY) run.py method=trp $(STUDY_BUDGET) hydra.run.dir=$(STUDY)/trp
+	$(PY) run.py method=l1_filter $(STUDY_BUDGET) hydra.run.dir=$(STUDY)/l1_filter
+	$(PY) run.py method=sfp $(STUDY_BUDGET) hydra.run.dir=$(STUDY)/sfp
+	$(PY) run.py method=fpgm $(STUDY_BUDGET) hydra.run.dir=$(STUDY)/fpgm
+	$(VENV)/bin/svdbench report $(STUDY) --out $(STUDY)/report
