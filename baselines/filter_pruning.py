@@ -1,0 +1,449 @@
+"""Filter (channel) pruning baselines (METHOD.md 2.2): L1-norm, SFP and FPGM.
+
+All three physically remove whole output filters through Torch-Pruning's ``DependencyGraph``, so
+every coupled tensor shrinks with them: the BatchNorm after the conv, the input channels of the
+next layer and, where the graph sees a residual addition (torchvision ResNets, option-B
+shortcuts), every conv whose output is added to the same stream.
+
+Groups. A group is what the graph couples to the output channels of one ``nn.Conv2d`` (its
+root). Channel ``i`` of a group is scored on the concatenation of the ``i``-th output filters of
+every conv (and linear) layer in the group whose *output* channels are pruned: for a plain block
+conv that is just its own filter, as in the papers. Criteria (:class:`FilterImportance`):
+
+- ``l1``: L1 norm (Li et al., ICLR 2017), lowest pruned;
+- ``l2``: L2 norm (SFP, He et al., IJCAI 2018), lowest pruned;
+- ``fpgm``: sum of Euclidean distances to the other filters of the group; the filters nearest the
+  geometric median (smallest sum) are pruned (FPGM, He et al., CVPR 2019).
+
+Every group of ``C`` channels keeps ``kept_channels(C, ratio) = max(1, floor(C * (1 - ratio)))``
+(Torch-Pruning's local-pruning count, with at least one channel left).
+
+Target. ``ratio`` is that per-group fraction. ``speedup`` is a MAC budget: the ratio is raised in
+steps of 1/100 on a copy of the network, pruning it further at each step as Torch-Pruning's
+iterative steps do, until dense MACs / pruned MACs (convolutions and linear layers, counted like
+fvcore: :func:`weight_macs`) reaches the target; the first such ratio is used. Since the channel
+counts depend on the ratio only, the real network pruned at that ratio has the same MACs.
+
+Ignored. The classifier (the last ``nn.Linear``) is never pruned at its output, nor are convs
+matched by a ``skip`` pattern (a group with an ignored conv is left whole). CIFAR ResNets with
+option-A shortcuts (:class:`svdbench.models.cifar_resnet.ZeroPadShortcut`: strided identity with
+zero-padded channels) are a special case: the graph does not see that the padded shortcut couples
+the channels of two stages, and pruning the residual stream breaks the forward pass
+(``PITFALLS.md``). For such a model the stem conv and the last conv of every residual block (the
+block's ``conv2``) are ignored too, so only block-internal channels are pruned, as Li et al. did
+for ResNet-56/110. The residual stream keeps its width; the reachable speed-up is therefore
+bounded (about 2 x the block-internal share of the MACs).
+
+Methods:
+
+- :class:`L1FilterPruning` (``l1_filter``): dense training first (stage ``pretrain`` or
+  ``init_from``), no ``train`` stage, ``compress`` prunes once by L1 norm, then ``finetune``.
+- :class:`SoftFilterPruning` (``sfp``) and :class:`FPGMPruning` (``fpgm``): during the ``train``
+  stage, after every epoch, the selected filters of every group are set to zero (the weights of
+  every out-member conv, and its bias) but keep training; ``compress`` removes the filters zeroed
+  after the last epoch (or, with no train epoch, those the criterion selects), then ``finetune``.
+  A zeroed filter still passes its BatchNorm shift to the next layer; removing it drops that
+  constant, which the pipeline's BatchNorm recalibration and the fine-tuning absorb.
+"""
+
+from __future__ import annotations
+
+import copy
+import fnmatch
+import math
+from typing import Iterable, Sequence
+
+import torch
+import torch_pruning as tp
+from torch import nn
+
+from svdbench.methods.base import Method
+from svdbench.models.cifar_resnet import ZeroPadShortcut
+
+from .config import FilterPruningConfig
+
+CRITERIA = ("l1", "l2", "fpgm")
+SPEEDUP_STEPS = 100
+DEFAULT_SPEEDUP = 2.0
+
+
+def kept_channels(channels: int, ratio: float) -> int:
+    """Channels a group of ``channels`` keeps at pruning ``ratio`` (at least one)."""
+    return max(1, min(channels, math.floor(channels * (1.0 - ratio) + 1e-9)))
+
+
+def weight_macs(model: nn.Module, input_shape: Sequence[int]) -> int:
+    """Per-sample multiply-accumulates of every ``nn.Conv2d`` and ``nn.Linear`` (module hooks, one
+    forward pass at batch 1, eval mode). Equals :func:`svdbench.count_macs` (fvcore's conv +
+    linear operators) on plain CNNs, at a fraction of its cost."""
+    total = 0
+
+    def conv(m: nn.Conv2d, inp, out) -> None:
+        nonlocal total
+        kh, kw = m.kernel_size
+        total += out[0].numel() * (m.in_channels // m.groups) * kh * kw
+
+    def linear(m: nn.Linear, inp, out) -> None:
+        nonlocal total
+        total += out[0].numel() * m.in_features
+
+    hooks = [
+        m.register_forward_hook(conv if isinstance(m, nn.Conv2d) else linear)
+        for m in model.modules()
+        if isinstance(m, (nn.Conv2d, nn.Linear))
+    ]
+    was = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            model(_example(model, input_shape))
+    finally:
+        model.train(was)
+        for h in hooks:
+            h.remove()
+    return int(total)
+
+
+def _example(model: nn.Module, input_shape: Sequence[int]) -> torch.Tensor:
+    p = next(model.parameters(), None)
+    return torch.zeros((1, *tuple(input_shape)[1:]), device=p.device if p is not None else "cpu")
+
+
+class MacModel:
+    """:func:`weight_macs` without a forward pass: the output size per channel of every conv and
+    linear layer is recorded once; channel pruning changes widths, never spatial sizes, so
+    ``macs()`` reads the (pruned) widths off the modules and stays exact."""
+
+    def __init__(self, model: nn.Module, input_shape: Sequence[int]) -> None:
+        self.sites: dict[nn.Module, int] = {}
+
+        def record(m: nn.Module, inp, out) -> None:
+            per_channel = out[0].numel() // (m.out_channels if isinstance(m, nn.Conv2d) else m.out_features)
+            self.sites[m] = per_channel
+
+        layers = [m for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+        hooks = [m.register_forward_hook(record) for m in layers]
+        was = model.training
+        model.eval()
+        try:
+            with torch.no_grad():
+                model(_example(model, input_shape))
+        finally:
+            model.train(was)
+            for h in hooks:
+                h.remove()
+
+    def macs(self) -> int:
+        total = 0
+        for m, per_channel in self.sites.items():
+            if isinstance(m, nn.Conv2d):
+                kh, kw = m.kernel_size
+                total += per_channel * m.out_channels * (m.in_channels // m.groups) * kh * kw
+            else:
+                total += per_channel * m.out_features * m.in_features
+        return total
+
+
+def option_a_ignored(model: nn.Module) -> list[str]:
+    """Convs to leave whole in a ResNet with option-A (zero-padding) shortcuts: the stem (first
+    conv) and the last conv of every block that has a ``shortcut``; [] for any other model."""
+    if not any(isinstance(m, ZeroPadShortcut) for m in model.modules()):
+        return []
+    convs = [n for n, m in model.named_modules() if isinstance(m, nn.Conv2d)]
+    names = convs[:1]
+    for name, block in model.named_modules():
+        shortcut = getattr(block, "shortcut", None)
+        if not isinstance(shortcut, nn.Module):
+            continue
+        inside = {id(m) for m in shortcut.modules()}
+        last = [n for n, m in block.named_modules() if isinstance(m, nn.Conv2d) and id(m) not in inside]
+        if last:
+            names.append(f"{name}.{last[-1]}" if name else last[-1])
+    return list(dict.fromkeys(names))
+
+
+def ignored_names(model: nn.Module, skip: Iterable[str] = ()) -> list[str]:
+    """Layers whose output channels are never pruned: the classifier, ``skip`` matches, option-A."""
+    skip = list(skip)
+    linears = [n for n, m in model.named_modules() if isinstance(m, nn.Linear)]
+    convs = [n for n, m in model.named_modules() if isinstance(m, nn.Conv2d)]
+    names = linears[-1:] + [n for n in convs if any(fnmatch.fnmatchcase(n, p) for p in skip)]
+    return list(dict.fromkeys(names + option_a_ignored(model)))
+
+
+class FilterImportance(tp.importance.Importance):
+    """Per-channel score of a Torch-Pruning group (lower = pruned first); see the module docstring.
+
+    ``masks`` (root conv name -> bool tensor, True = zeroed) turns it into "prune what was
+    zeroed": masked channels score -1, below every criterion value."""
+
+    def __init__(self, criterion: str, graph: tp.DependencyGraph, masks: dict[str, torch.Tensor] | None = None):
+        if criterion not in CRITERIA:
+            raise ValueError(f"criterion must be one of {CRITERIA}, got {criterion!r}")
+        self.criterion, self.graph, self.masks = criterion, graph, masks
+        self.names = {m: n for n, m in graph.model.named_modules()}
+
+    def filters(self, group) -> torch.Tensor:
+        """``C x F``: row i concatenates the i-th output filter of every out-member of ``group``."""
+        channels = len(group[0].idxs)
+        parts = []
+        for i, (dep, idxs) in enumerate(group):
+            layer = dep.target.module
+            if not isinstance(layer, (nn.Conv2d, nn.Linear)) or not self.graph.is_out_channel_pruning_fn(dep.handler):
+                continue
+            roots = group[i].root_idxs
+            if roots is None or any(r is None for r in roots):
+                continue
+            w = layer.weight.detach()[list(tp._helpers.to_plain_idxs(idxs))].flatten(1).double()
+            rows = torch.zeros(channels, w.shape[1], dtype=w.dtype, device=w.device)
+            rows[torch.as_tensor(list(roots), device=w.device)] = w
+            parts.append(rows)
+        if not parts:
+            raise ValueError(f"group of {group[0].dep.target.module} has no conv or linear output to score")
+        return torch.cat(parts, dim=1)
+
+    @torch.no_grad()
+    def __call__(self, group) -> torch.Tensor:
+        f = self.filters(group)
+        if self.criterion == "l1":
+            score = f.abs().sum(1)
+        elif self.criterion == "l2":
+            score = f.norm(dim=1)
+        else:
+            score = torch.cdist(f.unsqueeze(0), f.unsqueeze(0)).squeeze(0).sum(1)
+        if self.masks is not None:
+            mask = self.masks.get(self.names[group[0].dep.target.module])
+            if mask is not None:
+                score = torch.where(mask.to(score.device), torch.full_like(score, -1.0), score)
+        return score.cpu()
+
+
+class FilterPruner:
+    """Groups of one model's dependency graph and the verbs on them: select, zero, remove."""
+
+    def __init__(self, model: nn.Module, input_shape: Sequence[int], skip: Iterable[str] = ()) -> None:
+        self.model, self.input_shape = model, tuple(input_shape)
+        self.ignored = ignored_names(model, skip)
+        was = model.training
+        model.eval()  # the tracing forward pass must not move BatchNorm statistics
+        try:
+            self.graph = tp.DependencyGraph().build_dependency(model, example_inputs=_example(model, input_shape))
+        finally:
+            model.train(was)
+        self.names = {m: n for n, m in model.named_modules()}
+        self.initial = {self.root_name(g): len(g[0].idxs) for g in self.groups()}
+        if not self.initial:
+            raise ValueError("no prunable conv: every group holds an ignored layer (see method.skip)")
+
+    def groups(self) -> list:
+        ignored = [self.model.get_submodule(n) for n in self.ignored]
+        return list(self.graph.get_all_groups(ignored_layers=ignored, root_module_types=[nn.Conv2d]))
+
+    def root_name(self, group) -> str:
+        return self.names[group[0].dep.target.module]
+
+    def members(self, group) -> list[str]:
+        """Names of the conv / linear layers whose output channels the group prunes."""
+        out = []
+        for dep, _ in group:
+            m = dep.target.module
+            if isinstance(m, (nn.Conv2d, nn.Linear)) and self.graph.is_out_channel_pruning_fn(dep.handler):
+                out.append(self.names[m])
+        return list(dict.fromkeys(out))
+
+    def select(self, importance, ratio: float) -> dict[str, list[int]]:
+        """Root name -> sorted channel indices to prune, the lowest-scored of each group."""
+        plan = {}
+        for group in self.groups():
+            name = self.root_name(group)
+            current = len(group[0].idxs)
+            n = current - kept_channels(self.initial[name], ratio)
+            if n <= 0:
+                continue
+            order = torch.argsort(importance(group), stable=True)
+            plan[name] = sorted(int(i) for i in order[:n])
+        return plan
+
+    def _group(self, root: str, idxs: list[int]):
+        module = self.model.get_submodule(root)
+        return self.graph.get_pruning_group(module, self.graph.get_pruner_of_module(module).prune_out_channels, idxs)
+
+    @torch.no_grad()
+    def zero(self, plan: dict[str, list[int]]) -> None:
+        """Set the planned filters to zero (weights and bias of every out-member), keep the shapes."""
+        for root, idxs in plan.items():
+            for dep, member_idxs in self._group(root, idxs):
+                layer = dep.target.module
+                if isinstance(layer, (nn.Conv2d, nn.Linear)) and self.graph.is_out_channel_pruning_fn(dep.handler):
+                    plain = list(tp._helpers.to_plain_idxs(member_idxs))
+                    layer.weight[plain] = 0
+                    if layer.bias is not None:
+                        layer.bias[plain] = 0
+
+    def remove(self, plan: dict[str, list[int]], check: bool = True) -> None:
+        """Physically remove the planned channels (and everything coupled to them); with ``check``
+        run the pruned model once to make sure it still does."""
+        groups = [self._group(root, idxs) for root, idxs in plan.items() if idxs]
+        for g in groups:
+            if not self.graph.check_pruning_group(g):
+                raise ValueError(f"pruning {g[0].dep.target.module} would leave it without channels")
+        for g in groups:
+            g.prune()
+        if not check:
+            return
+        was = self.model.training
+        self.model.eval()
+        try:
+            with torch.no_grad():
+                self.model(_example(self.model, self.input_shape))
+        except Exception as err:
+            msg = f"the pruned model no longer runs ({err}); add the offending layers to method.skip"
+            raise RuntimeError(msg) from err
+        finally:
+            self.model.train(was)
+
+
+def channel_counts(model: nn.Module) -> dict[str, int]:
+    """Output channels of every conv, by name."""
+    return {n: m.out_channels for n, m in model.named_modules() if isinstance(m, nn.Conv2d)}
+
+
+def ratio_for_speedup(
+    model: nn.Module, input_shape: Sequence[int], speedup: float, skip: Iterable[str] = (), steps: int = SPEEDUP_STEPS
+) -> tuple[float, float]:
+    """The smallest ratio ``k / steps`` whose pruned network reaches ``speedup`` (dense / pruned
+    weight MACs) and the speed-up it gives, found by pruning a copy further step by step.
+    Raises ValueError when even the last step falls short."""
+    work = copy.deepcopy(model)
+    pruner = FilterPruner(work, input_shape, skip)
+    importance = FilterImportance("l1", pruner.graph)  # any criterion: the counts depend on the ratio only
+    count = MacModel(work, input_shape)
+    dense = count.macs()
+    reached = 1.0
+    for k in range(1, steps):
+        ratio = k / steps
+        pruner.remove(pruner.select(importance, ratio), check=False)
+        reached = dense / max(count.macs(), 1)
+        if reached >= speedup:
+            return ratio, reached
+    raise ValueError(
+        f"method.speedup={speedup} is out of reach: pruning {(steps - 1) / steps:.0%} of every prunable group "
+        f"gives {reached:.2f}x (left whole: {', '.join(pruner.ignored) or 'nothing'})"
+    )
+
+
+class FilterPruning(Method):
+    """Shared by the three filter-pruning methods; subclasses set the criterion and the schedule.
+
+    Give ``ratio`` or ``speedup``; with neither, ``speedup`` is 2.0 (as in the YAML files)."""
+
+    compresses = True
+    criterion = "l1"
+    soft = False  # zero the selected filters after every train epoch (SFP, FPGM)
+
+    def __init__(
+        self,
+        ratio: float | None = None,
+        speedup: float | None = None,
+        finetune_epochs: int = 0,
+        skip: Sequence[str] = (),
+        **unused,
+    ) -> None:
+        super().__init__(finetune_epochs)
+        if ratio is None and speedup is None:
+            speedup = DEFAULT_SPEEDUP
+        FilterPruningConfig(ratio=ratio, speedup=speedup, finetune_epochs=finetune_epochs)
+        self.ratio, self.speedup = ratio, speedup
+        self.skip = list(skip)
+        self.ratio_used: float | None = ratio
+        self.speedup_planned: float | None = None
+        self.pruner: FilterPruner | None = None
+        self.masks: dict[str, torch.Tensor] = {}
+        self.soft_epochs = 0
+        self.groups: dict[str, list[str]] = {}
+        self.ignored: list[str] = []
+        self.channels_before: dict[str, int] = {}
+        self.channels_after: dict[str, int] = {}
+        self.pruned: dict[str, list[int]] = {}
+
+    def prepare(self, model: nn.Module, input_shape) -> nn.Module:
+        self.pruner = FilterPruner(model, input_shape, self.skip)
+        self.ignored = list(self.pruner.ignored)
+        self.groups = {self.pruner.root_name(g): self.pruner.members(g) for g in self.pruner.groups()}
+        self.channels_before = channel_counts(model)
+        if self.speedup is not None:
+            self.ratio_used, self.speedup_planned = ratio_for_speedup(model, input_shape, self.speedup, self.skip)
+        return model
+
+    def _plan(self, masks: dict[str, torch.Tensor] | None = None) -> dict[str, list[int]]:
+        assert self.pruner is not None, "prepare() first"
+        return self.pruner.select(FilterImportance(self.criterion, self.pruner.graph, masks), self.ratio_used)
+
+    def on_epoch_end(self, model: nn.Module, epoch: int, stage: str) -> None:
+        if not self.soft or stage != "train":
+            return
+        plan = self._plan()
+        self.pruner.zero(plan)
+        self.masks = {}
+        for root, idxs in plan.items():
+            mask = torch.zeros(self.pruner.initial[root], dtype=torch.bool)
+            mask[idxs] = True
+            self.masks[root] = mask
+        self.soft_epochs += 1
+
+    def compress(self, model: nn.Module) -> dict:
+        assert self.pruner is not None and self.pruner.model is model, "compress() needs the prepared model"
+        self.pruned = self._plan(self.masks if self.soft and self.masks else None)
+        self.pruner.remove(self.pruned)
+        self.channels_after = channel_counts(model)
+        return self.details()
+
+    def state_dict(self) -> dict:
+        return {"masks": {k: v.clone() for k, v in self.masks.items()}, "soft_epochs": self.soft_epochs}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.masks = {str(k): v.clone().bool().cpu() for k, v in state.get("masks", {}).items()}
+        self.soft_epochs = int(state.get("soft_epochs", 0))
+
+    def details(self) -> dict:
+        return {
+            **super().details(),
+            "criterion": self.criterion,
+            "soft": self.soft,
+            "ratio": self.ratio,
+            "speedup": self.speedup,
+            "ratio_used": self.ratio_used,
+            "speedup_planned": self.speedup_planned,
+            "skip": self.skip,
+            "ignored": self.ignored,
+            "groups": self.groups,
+            "soft_epochs": self.soft_epochs,
+            "channels_before": self.channels_before,
+            "channels_after": self.channels_after,
+            "pruned_channels": {k: len(v) for k, v in self.pruned.items()},
+        }
+
+
+class L1FilterPruning(FilterPruning):
+    """Li et al. (ICLR 2017): prune the lowest-L1 filters of a trained network once, fine-tune."""
+
+    name = "l1_filter"
+    criterion = "l1"
+    pretrain_dense = True
+    train_epochs = 0
+
+
+class SoftFilterPruning(FilterPruning):
+    """He et al. (IJCAI 2018): zero the lowest-L2 filters after every epoch, keep training them."""
+
+    name = "sfp"
+    criterion = "l2"
+    soft = True
+
+
+class FPGMPruning(FilterPruning):
+    """He et al. (CVPR 2019): like SFP, zeroing the filters nearest the geometric median."""
+
+    name = "fpgm"
+    criterion = "fpgm"
+    soft = True

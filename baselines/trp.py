@@ -1,0 +1,199 @@
+"""TRP: Trained Rank Pruning (Xu et al., IJCAI 2020, arXiv 2004.14566; METHOD.md 2.1).
+
+Stage ``train``: the weights stay dense. Every ``period`` iterations (the iterations whose index
+``step`` is a multiple of ``period``, the first one included), for each eligible conv:
+
+- ``after_backward``: the nuclear-norm sub-gradient ``nuclear_weight * U_r V_r^T`` of the kernel
+  reshaped channel-wise (``Cout x Cin*k*k``) or spatial-wise (``Cin*kh x Cout*kw``) is added to the
+  weight gradient, with ``U_r, V_r`` the leading singular vectors that hold ``energy_train`` of
+  ``sum(s^2)``;
+- ``after_step``: the (updated) weight is replaced by its truncated SVD ``U_r diag(s_r) V_r^T`` at
+  the same energy.
+
+``compress``: every eligible conv becomes a :class:`svdbench.lowrank.LowRankConv2d` (SVD of the
+trained weight, so exact at full rank) pruned at the final ``threshold`` on ``|s|`` (reference code:
+0.05) or ``energy``. Stage ``finetune`` trains the factors; ``export`` deploys pairs of small convs.
+
+Eligible: ``nn.Conv2d`` with ``groups == 1`` and numeric zero padding, full rank >= 2, not matched
+by a ``skip`` pattern, not the first conv (``skip_first``) and not 1x1 (``skip_1x1``), as in the
+reference code.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import glob
+from typing import Sequence
+
+import torch
+from torch import nn
+
+from svdbench import lowrank
+from svdbench.lowrank import LowRankConv2d, LowRankLayer
+from svdbench.methods.base import Method
+
+from .config import TRPMethodConfig
+
+
+class KernelReshape:
+    """The 4-D kernel <-> 2-D matrix reshape of one conv, borrowed from :class:`LowRankConv2d`
+    (its ``weight_to_matrix`` / ``matrix_to_weight`` read only the attributes set here)."""
+
+    weight_to_matrix = LowRankConv2d.weight_to_matrix
+    matrix_to_weight = LowRankConv2d.matrix_to_weight
+
+    def __init__(self, conv: nn.Conv2d, decomposition: str) -> None:
+        self.decomposition = decomposition
+        self.out_channels, self.in_channels = conv.out_channels, conv.in_channels
+        self.kernel_size = tuple(conv.kernel_size)
+
+    def full_rank(self) -> int:
+        (kh, kw), ci, co = self.kernel_size, self.in_channels, self.out_channels
+        return min(co, ci * kh * kw) if self.decomposition == "channel" else min(ci * kh, co * kw)
+
+
+def truncated_svd(matrix: torch.Tensor, energy_kept: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``U_r, s_r, Vh_r`` of ``matrix`` (computed in float64) where r is the smallest rank whose
+    singular values hold at least ``energy_kept`` of ``sum(s^2)`` (at least 1)."""
+    u, s, vh = torch.linalg.svd(matrix.detach().double(), full_matrices=False)
+    r = lowrank.kept_rank(s, energy=max(0.0, 1.0 - energy_kept))
+    return u[:, :r], s[:r], vh[:r]
+
+
+def eligible_convs(
+    model: nn.Module, decomposition: str, skip: Sequence[str] = (), skip_first: bool = True, skip_1x1: bool = True
+) -> list[str]:
+    """Names of the convs TRP acts on (see the module docstring), in module order."""
+    names, first = [], True
+    for name, m in model.named_modules():
+        if not isinstance(m, nn.Conv2d) or isinstance(m, LowRankLayer):
+            continue
+        is_first, first = first, False
+        if skip_first and is_first:
+            continue
+        if skip_1x1 and tuple(m.kernel_size) == (1, 1):
+            continue
+        if any(fnmatch.fnmatchcase(name, p) for p in skip):
+            continue
+        if m.groups != 1 or isinstance(m.padding, str) or m.padding_mode != "zeros":
+            continue
+        if KernelReshape(m, decomposition).full_rank() < 2:
+            continue
+        names.append(name)
+    return names
+
+
+DEFAULT_THRESHOLD = 0.05
+
+
+class TRP(Method):
+    """Give the final ``threshold`` or ``energy``; with neither, ``threshold`` is 0.05."""
+
+    name = "trp"
+    compresses = True
+
+    def __init__(
+        self,
+        decomposition: str = "channel",
+        period: int = 10,
+        energy_train: float = 0.9,
+        nuclear_weight: float = 3e-4,
+        threshold: float | None = None,
+        energy: float | None = None,
+        finetune_epochs: int = 0,
+        skip: Sequence[str] = (),
+        skip_first: bool = True,
+        skip_1x1: bool = True,
+        merge_unprofitable: bool = True,
+        **unused,
+    ) -> None:
+        super().__init__(finetune_epochs)
+        if threshold is None and energy is None:
+            threshold = DEFAULT_THRESHOLD
+        TRPMethodConfig(  # the range checks, one message naming the key
+            decomposition=decomposition, period=period, energy_train=energy_train, nuclear_weight=nuclear_weight,
+            threshold=threshold, energy=energy, finetune_epochs=finetune_epochs,
+        )  # fmt: skip
+        self.decomposition, self.period = decomposition, int(period)
+        self.energy_train, self.nuclear_weight = float(energy_train), float(nuclear_weight)
+        self.threshold, self.energy = threshold, energy
+        self.skip, self.skip_first, self.skip_1x1 = list(skip), bool(skip_first), bool(skip_1x1)
+        self.merge_unprofitable = bool(merge_unprofitable)
+        self.layers: list[str] = []
+        self.truncations = 0
+        self.ranks_train: dict[str, int] = {}
+        self.ranks_before: dict[str, int] = {}
+        self.ranks_after: dict[str, int] = {}
+
+    def prepare(self, model: nn.Module, input_shape) -> nn.Module:
+        self.layers = eligible_convs(model, self.decomposition, self.skip, self.skip_first, self.skip_1x1)
+        return model
+
+    def _due(self, step: int, stage: str) -> bool:
+        return stage == "train" and step % self.period == 0
+
+    def _convs(self, model: nn.Module):
+        for name in self.layers:
+            conv = model.get_submodule(name)
+            yield name, conv, KernelReshape(conv, self.decomposition)
+
+    @torch.no_grad()
+    def after_backward(self, model: nn.Module, step: int, stage: str) -> None:
+        if not self._due(step, stage) or self.nuclear_weight == 0:
+            return
+        for _, conv, shape in self._convs(model):
+            if conv.weight.grad is None:
+                continue
+            u, _, vh = truncated_svd(shape.weight_to_matrix(conv.weight), self.energy_train)
+            sub = shape.matrix_to_weight(u @ vh).to(conv.weight.grad.dtype)
+            conv.weight.grad.add_(sub, alpha=self.nuclear_weight)
+
+    @torch.no_grad()
+    def after_step(self, model: nn.Module, step: int, stage: str) -> None:
+        if not self._due(step, stage):
+            return
+        for name, conv, shape in self._convs(model):
+            u, s, vh = truncated_svd(shape.weight_to_matrix(conv.weight), self.energy_train)
+            conv.weight.copy_(shape.matrix_to_weight((u * s) @ vh))
+            self.ranks_train[name] = int(s.numel())
+        self.truncations += 1
+
+    def compress(self, model: nn.Module) -> dict:
+        keep = set(self.layers)
+        left = [
+            glob.escape(n) for n, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear)) and n not in keep
+        ]
+        lowrank.decompose(model, self.decomposition, "svd", skip=left)
+        self.ranks_before = lowrank.ranks(model)
+        self.ranks_after = lowrank.prune(model, energy=self.energy, threshold=self.threshold)
+        return self.details()
+
+    def export(self, model: nn.Module) -> nn.Module:
+        return lowrank.export(model, merge_unprofitable=self.merge_unprofitable)
+
+    def state_dict(self) -> dict:
+        return {"truncations": self.truncations, "ranks_train": dict(self.ranks_train)}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.truncations = int(state.get("truncations", 0))
+        self.ranks_train = {str(k): int(v) for k, v in state.get("ranks_train", {}).items()}
+
+    def details(self) -> dict:
+        return {
+            **super().details(),
+            "decomposition": self.decomposition,
+            "period": self.period,
+            "energy_train": self.energy_train,
+            "nuclear_weight": self.nuclear_weight,
+            "threshold": self.threshold,
+            "energy": self.energy,
+            "skip": self.skip,
+            "skip_first": self.skip_first,
+            "skip_1x1": self.skip_1x1,
+            "merge_unprofitable": self.merge_unprofitable,
+            "layers": list(self.layers),
+            "truncations": self.truncations,
+            "ranks_train": dict(self.ranks_train),
+            "ranks_before": dict(self.ranks_before),
+            "ranks_after": dict(self.ranks_after),
+        }
