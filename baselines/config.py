@@ -83,7 +83,7 @@ class SVDPosthocMethodConfig(MethodConfig):
 
     _target_: str = "baselines.svd_posthoc.PosthocSVD"
     decomposition: str = "channel"
-    energy: float | None = 0.35  # drop the tail holding at most e of sum(s^2)
+    energy: float | None = 0.32  # drop the tail holding at most e of sum(s^2)
     threshold: float | None = None  # alternative: drop |s| < threshold (set energy to null)
     skip: List[str] = field(default_factory=list)
     decompose_linear: bool = False

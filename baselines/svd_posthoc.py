@@ -22,11 +22,11 @@ from svdbench.methods.base import Method
 
 from .config import SVDPosthocMethodConfig
 
-DEFAULT_ENERGY = 0.35
+DEFAULT_ENERGY = 0.32
 
 
 class PosthocSVD(Method):
-    """Give ``energy`` or ``threshold``; with neither, ``energy`` is 0.35."""
+    """Give ``energy`` or ``threshold``; with neither, ``energy`` is 0.32."""
 
     name = "svd_posthoc"
     compresses = True
