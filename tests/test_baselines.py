@@ -492,3 +492,15 @@ def test_run_py_composes_a_baseline(root, tmp_path):
     assert res["status"] == "completed" and res["method"] == "fpgm"
     assert res["config"]["method"]["ratio"] == 0.25 and res["config"]["method"]["speedup"] is None
     assert res["method_details"]["channels_after"]["layer3.0.conv1"] == 48
+
+
+def test_resume_replays_compress_from_the_trained_stage(tmp_path):
+    # stage_train.pt holds the model and the method's masks; a rerun replays compress from them and
+    # resumes the fine-tuning on the identically pruned network
+    cfg = tiny_cfg(keep_checkpoints=True)
+    first = run_experiment(cfg, make("sfp"), tmp_path)
+    assert (tmp_path / "stage_train.pt").is_file() and (tmp_path / "checkpoint.pt").is_file()
+    (tmp_path / "results.json").unlink()
+    again = run_experiment(cfg, make("sfp"), tmp_path)
+    assert again["top1"] == first["top1"] and again["macs"] == first["macs"]
+    assert again["method_details"] == first["method_details"]
