@@ -366,6 +366,10 @@ class FilterPruning(Method):
         self.channels_after: dict[str, int] = {}
         self.pruned: dict[str, list[int]] = {}
 
+    def check(self, model: nn.Module, input_shape) -> None:
+        if self.speedup is not None:  # raises ValueError when the target is out of reach
+            ratio_for_speedup(model, input_shape, self.speedup, self.skip)
+
     def prepare(self, model: nn.Module, input_shape) -> nn.Module:
         self.pruner = FilterPruner(model, input_shape, self.skip)
         self.ignored = list(self.pruner.ignored)

@@ -179,6 +179,24 @@ class LoggerConfig:
 
 
 @dataclass
+class MeasureConfig:
+    """What the measure step records beside MACs: realized latency (svdbench.latency)."""
+
+    latency: bool = True  # time the deployed and the dense model (eager PyTorch) into results["latency"]
+    batch_sizes: List[int] = field(default_factory=lambda: [1, 64])
+    onnx: bool = False  # also export both to ONNX, check against PyTorch and time them in onnxruntime (CPU)
+    max_seconds: float = 2.0  # timed part per model, batch size and runtime (adaptive repeats)
+
+    def __post_init__(self) -> None:
+        _check(
+            len(self.batch_sizes) > 0 and all(b > 0 for b in self.batch_sizes),
+            "measure.batch_sizes",
+            f"must be a non-empty list of positive sizes, got {list(self.batch_sizes)}",
+        )
+        _check(self.max_seconds > 0, "measure.max_seconds", f"must be > 0, got {self.max_seconds}")
+
+
+@dataclass
 class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     dataset: DatasetConfig = field(default_factory=DatasetConfig)
@@ -186,6 +204,7 @@ class Config:
     regularizer: RegularizerConfig = field(default_factory=RegularizerConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     logger: LoggerConfig = field(default_factory=LoggerConfig)
+    measure: MeasureConfig = field(default_factory=MeasureConfig)
     seed: int = 0
     save_model: bool = True
     init_from: str | None = None  # a dense run's directory or its dense.pt: the common starting point
@@ -211,6 +230,7 @@ def register_configs(extra_method_schemas: dict[str, type] | None = None) -> Non
     cs.store(group="dataset", name="dataset_schema", node=DatasetConfig)
     cs.store(group="model", name="model_schema", node=ModelConfig)
     cs.store(group="logger", name="logger_schema", node=LoggerConfig)
+    cs.store(group="measure", name="measure_schema", node=MeasureConfig)
 
 
 def to_config(cfg) -> Config:

@@ -22,6 +22,7 @@ import torch
 from . import lowrank
 from .checkpoint import Preempted, PreemptionGuard, load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from .data import DatasetError, load_dataset
+from .latency import run_latency
 from .measure import analyze_macs, count_params
 from .methods.base import Method
 from .models import build_model
@@ -121,6 +122,10 @@ def run_experiment(
         raise InputError(
             f"model {md.name} cannot take input {tuple(data.input_shape)}: {one_line_error(err)}"
         ) from None
+    try:
+        method.check(model, input_shape)
+    except ValueError as err:
+        raise InputError(one_line_error(err)) from None
     init_from = cfg.init_from
     if init_from:
         load_dense_checkpoint(model, init_from)
@@ -339,6 +344,12 @@ def _compress_finetune_measure(model, method, results, stage, data, cfg, device,
         mac_counter={**count.as_dict(), "dense": dense_count.as_dict()},
         method_details=method.details(),
     )
+    measure = getattr(cfg, "measure", None)
+    if measure is not None and measure.latency:  # realized speed beside MACs (svdbench.latency)
+        t_lat = time.perf_counter()
+        results["latency"] = run_latency(deployed, cfg.model, data.num_classes, results["input_shape"], device,
+                                         measure, mac_speedup=results["speedup"])  # fmt: skip
+        results["wall_time"]["latency"] = time.perf_counter() - t_lat
     if cfg.save_model:
         run_dir.mkdir(parents=True, exist_ok=True)
         atomic_torch_save(deployed.cpu(), run_dir / "model.pt")

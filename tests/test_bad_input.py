@@ -28,6 +28,7 @@ CASES = [
     (["regularizer.weight=-0.5"], "regularizer.weight must be >= 0"),
     (["method.finetune_epochs=-1"], "method.finetune_epochs must be >= 0"),
     (["dataset.train_subset=0"], "dataset.train_subset must be positive"),
+    (["method=l1_filter", "method.ratio=-0.1"], "method.ratio"),
     # errors found when the run starts (data, model, starting point)
     (["dataset=cifar10", "dataset.root=/nonexistent", "dataset.download=false"], "cifar10 not found"),
     (["dataset=fashion_mnist", "dataset.root=/nonexistent", "dataset.download=false"], "Fashion-MNIST files not found"),
@@ -35,6 +36,7 @@ CASES = [
     (["model=timm", "model.name=not_a_model"], "unknown timm model"),
     (["model=timm", "model.name=vit_tiny_patch16_224"], "cannot take input (3, 16, 16)"),
     (["init_from=/nonexistent/run"], "init_from: no dense checkpoint"),
+    (["method=sfp", "method.speedup=50"], "method.speedup=50.0 is out of reach"),
     (["init_from=R20"], "holds another architecture"),
 ]
 

@@ -28,6 +28,10 @@ class Method:
     def __init__(self, finetune_epochs: int = 0, **unused: Any) -> None:
         self.finetune_epochs = int(finetune_epochs)
 
+    def check(self, model: nn.Module, input_shape: tuple[int, ...]) -> None:
+        """Before any training: raise ValueError (one line) for a setting this dense model cannot
+        satisfy, e.g. a pruning target out of reach."""
+
     def prepare(self, model: nn.Module, input_shape: tuple[int, ...]) -> nn.Module:
         return model
 
