@@ -1,0 +1,341 @@
+"""Realized speed: wall-clock latency of a model per batch, beside the MAC count.
+
+MACs say how much arithmetic a deployed network needs; they do not say how fast it runs. Thin
+factor layers, odd channel counts and extra kernel launches can make a network with half the
+MACs no faster (``../shared/reference/PITFALLS.md``, "Realized speed on CPU"). This module times
+a forward pass the same way for every model and runtime:
+
+- eval mode, ``torch.inference_mode``, a fixed random input (its own generator: the global RNG
+  is not touched), ``torch.cuda.synchronize`` around every timed call on CUDA;
+- warm-up calls first, then repeated timed calls, each timed on its own, reporting the median
+  and the 10th / 90th percentiles in milliseconds per batch and images per second;
+- the number of timed calls adapts to the model: as many as fit in ``max_seconds`` per batch
+  size, at least ``min_repeats`` and at most ``max_repeats``, so the default stays cheap.
+
+:func:`time_callable` is the runtime-independent core, shared with the onnxruntime
+measurement in :mod:`svdbench.onnx_export`. :func:`latency_report` is what the pipeline
+records as ``results["latency"]``: the deployed and the dense model of the same architecture,
+measured in turn on the same machine, and their ratio (the realized speed-up).
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+from torch import nn
+
+log = logging.getLogger("svdbench")
+
+RUNTIME = "pytorch-eager"
+DEFAULT_MAX_SECONDS = 2.0
+DEFAULT_WARMUP = 3
+DEFAULT_MIN_REPEATS = 5
+DEFAULT_MAX_REPEATS = 50
+
+__all__ = [
+    "RUNTIME",
+    "time_callable",
+    "measure_latency",
+    "latency_report",
+    "speedups",
+    "random_input",
+    "run_latency",
+]
+
+
+def _percentile(sorted_values: Sequence[float], q: float) -> float:
+    """Linear-interpolation percentile (``q`` in [0, 100]) of already sorted values."""
+    if len(sorted_values) == 1:
+        return float(sorted_values[0])
+    pos = (len(sorted_values) - 1) * q / 100.0
+    lo = int(pos)
+    hi = min(lo + 1, len(sorted_values) - 1)
+    return float(sorted_values[lo] + (sorted_values[hi] - sorted_values[lo]) * (pos - lo))
+
+
+def time_callable(
+    fn: Callable[[], Any],
+    batch_size: int,
+    *,
+    max_seconds: float = DEFAULT_MAX_SECONDS,
+    warmup: int | None = None,
+    repeats: int | None = None,
+    min_repeats: int = DEFAULT_MIN_REPEATS,
+    max_repeats: int = DEFAULT_MAX_REPEATS,
+    sync: Callable[[], None] | None = None,
+) -> dict[str, float]:
+    """Time ``fn()`` (one batch of ``batch_size`` images per call).
+
+    Up to ``warmup`` calls (default 3) are run and discarded first; the warm-up ends early, after
+    at least one call, once a quarter of ``max_seconds`` is spent. ``repeats`` fixes the number
+    of timed calls; by default it adapts: as many as fit in what is left of ``max_seconds``
+    after the warm-up, clamped to ``[min_repeats, max_repeats]``, and no more once
+    ``max_seconds`` has passed (a loaded machine can slow the later calls) unless fewer than
+    ``min_repeats`` were timed. ``sync`` (e.g.
+    ``torch.cuda.synchronize``) runs before the clock is read on both sides of each call.
+    Returns ``median_ms``, ``p10_ms``, ``p90_ms``, ``mean_ms``, ``images_per_s`` (from the
+    median), ``repeats`` and ``warmup``.
+    """
+    if batch_size <= 0:
+        raise ValueError(f"batch_size must be > 0, got {batch_size}")
+    if max_seconds <= 0:
+        raise ValueError(f"max_seconds must be > 0, got {max_seconds}")
+    sync = sync or (lambda: None)
+    warmup = DEFAULT_WARMUP if warmup is None else max(0, int(warmup))
+    t_start = time.perf_counter()
+    done = 0
+    while done < warmup:  # stops early (after at least one call) once a quarter of the budget is spent
+        fn()
+        done += 1
+        if time.perf_counter() - t_start > 0.25 * max_seconds:
+            break
+    sync()
+    times: list[float] = []
+
+    def one() -> None:
+        sync()
+        t0 = time.perf_counter()
+        fn()
+        sync()
+        times.append(time.perf_counter() - t0)
+
+    if repeats is None:
+        one()  # also the estimate of one call's cost
+        left = max_seconds - (time.perf_counter() - t_start)
+        target = max(min_repeats, min(max_repeats, int(left / max(times[0], 1e-9)) + 1))
+        deadline = t_start + max_seconds  # a loaded machine may slow later calls: stop at the budget
+        while len(times) < target and (len(times) < min_repeats or time.perf_counter() < deadline):
+            one()
+    else:
+        if repeats <= 0:
+            raise ValueError(f"repeats must be > 0, got {repeats}")
+        for _ in range(repeats):
+            one()
+    ms = sorted(t * 1e3 for t in times)
+    median = statistics.median(ms)
+    return {
+        "median_ms": median,
+        "p10_ms": _percentile(ms, 10),
+        "p90_ms": _percentile(ms, 90),
+        "mean_ms": statistics.fmean(ms),
+        "images_per_s": batch_size / (median / 1e3) if median > 0 else float("inf"),
+        "repeats": len(ms),
+        "warmup": done,
+    }
+
+
+def random_input(input_shape: Sequence[int], batch_size: int, device: str | torch.device = "cpu") -> torch.Tensor:
+    """A fixed standard-normal batch ``(batch_size, *input_shape[-3:])`` from its own generator."""
+    shape = tuple(int(v) for v in input_shape)
+    sample = shape[1:] if len(shape) == 4 else shape  # (B, C, H, W) or (C, H, W)
+    g = torch.Generator().manual_seed(0)
+    return torch.randn((batch_size, *sample), generator=g).to(device)
+
+
+def _model_device(model: nn.Module) -> torch.device | None:
+    p = next(model.parameters(), None)
+    if p is None:
+        p = next(model.buffers(), None)
+    return None if p is None else p.device
+
+
+def measure_latency(
+    model: nn.Module,
+    input_shape: Sequence[int],
+    batch_sizes: Sequence[int] = (1, 64),
+    device: str | torch.device = "cpu",
+    warmup: int | None = None,
+    repeats: int | None = None,
+    *,
+    max_seconds: float = DEFAULT_MAX_SECONDS,
+    min_repeats: int = DEFAULT_MIN_REPEATS,
+    max_repeats: int = DEFAULT_MAX_REPEATS,
+) -> dict[str, Any]:
+    """Latency of ``model`` in eager PyTorch on ``device`` for each batch size.
+
+    ``input_shape`` is ``(C, H, W)`` or ``(B, C, H, W)`` (B ignored). The model is timed in eval
+    mode under ``torch.inference_mode`` (its training flag is restored afterwards); a model on
+    another device is measured as a copy moved to ``device``. ``max_seconds`` bounds the timed
+    part per batch size (see :func:`time_callable`). Returns::
+
+        {"runtime": "pytorch-eager", "device": "cpu", "threads": 2, "torch": "2.x",
+         "input_shape": [C, H, W],
+         "by_batch": {"1": {"median_ms", "p10_ms", "p90_ms", "mean_ms", "images_per_s",
+                            "repeats", "warmup"}, "64": {...}}}
+    """
+    device = torch.device(device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device cuda requested but no CUDA device is available")
+    sizes = [int(b) for b in batch_sizes]
+    if not sizes or min(sizes) <= 0:
+        raise ValueError(f"batch_sizes must be positive integers, got {list(batch_sizes)}")
+    current = _model_device(model)
+    net = model if current is None or _same_device(current, device) else copy.deepcopy(model).to(device)
+    sync = torch.cuda.synchronize if device.type == "cuda" else None
+    was_training = model.training
+    net.eval()
+    by_batch: dict[str, dict[str, float]] = {}
+    try:
+        with torch.inference_mode():
+            for b in sizes:
+                x = random_input(input_shape, b, device)
+                by_batch[str(b)] = time_callable(
+                    lambda x=x: net(x),
+                    b,
+                    max_seconds=max_seconds,
+                    warmup=warmup,
+                    repeats=repeats,
+                    min_repeats=min_repeats,
+                    max_repeats=max_repeats,
+                    sync=sync,
+                )
+    finally:
+        model.train(was_training)
+    shape = [int(v) for v in input_shape]
+    return {
+        "runtime": RUNTIME,
+        "device": str(device),
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "input_shape": shape[1:] if len(shape) == 4 else shape,
+        "by_batch": by_batch,
+    }
+
+
+def _same_device(a: torch.device, b: torch.device) -> bool:
+    if a.type != b.type:
+        return False
+    if a.type == "cuda":
+        ia = a.index if a.index is not None else torch.cuda.current_device()
+        ib = b.index if b.index is not None else torch.cuda.current_device()
+        return ia == ib
+    return True
+
+
+def speedups(dense: dict, deployed: dict) -> dict[str, float]:
+    """Per batch size: dense median latency over deployed median latency (> 1: deployed faster)."""
+    out = {}
+    for b, d in dense["by_batch"].items():
+        if b in deployed["by_batch"]:
+            out[b] = d["median_ms"] / max(deployed["by_batch"][b]["median_ms"], 1e-12)
+    return out
+
+
+def latency_report(
+    deployed: nn.Module,
+    dense: nn.Module,
+    input_shape: Sequence[int],
+    devices: Sequence[str | torch.device] = ("cpu",),
+    batch_sizes: Sequence[int] = (1, 64),
+    *,
+    max_seconds: float = DEFAULT_MAX_SECONDS,
+    onnx: bool = False,
+    mac_speedup: float | None = None,
+) -> dict[str, Any]:
+    """``results["latency"]``: the deployed and the dense model measured in turn, per runtime and
+    device (key ``"<runtime>/<device>"``), with the realized speed-up per batch size::
+
+        {"batch_sizes": [1, 64], "max_seconds": 2.0, "mac_speedup": 2.9,
+         "runs": {"pytorch-eager/cpu": {"runtime", "device", "threads", "deployed": {...},
+                  "dense": {...}, "speedup": {"1": .., "64": ..},
+                  "realized_over_mac": {"1": .., "64": ..}},
+                  "onnxruntime/cpu": {... also "max_abs_diff", "exporter"}},
+         "skipped": {"onnxruntime/cpu": "<one-line reason>"}}
+
+    ``deployed`` and ``dense`` are not modified (each device gets copies where needed). With
+    ``onnx`` both models are also exported to ONNX, checked against PyTorch and timed in
+    onnxruntime on the CPU; a missing package or a failed export is recorded under ``skipped``.
+    """
+    sizes = [int(b) for b in batch_sizes]
+    report: dict[str, Any] = {"batch_sizes": sizes, "max_seconds": max_seconds, "runs": {}, "skipped": {}}
+    if mac_speedup is not None:
+        report["mac_speedup"] = mac_speedup
+    seen = []
+    for dev in devices:
+        dev = torch.device(dev)
+        if any(_same_device(dev, s) for s in seen):
+            continue
+        seen.append(dev)
+        key = f"{RUNTIME}/{dev.type}"
+        dep = measure_latency(deployed, input_shape, sizes, dev, max_seconds=max_seconds)
+        den = measure_latency(dense, input_shape, sizes, dev, max_seconds=max_seconds)
+        report["runs"][key] = _pair(dep, den, mac_speedup)
+    if onnx:
+        from . import onnx_export
+
+        key = f"{onnx_export.RUNTIME}/cpu"
+        reason = onnx_export.unavailable()
+        if reason:
+            report["skipped"][key] = reason
+            log.warning("ONNX latency skipped: %s", reason)
+        else:
+            try:
+                dep = onnx_export.export_and_measure(deployed, input_shape, sizes, max_seconds=max_seconds)
+                den = onnx_export.export_and_measure(dense, input_shape, sizes, max_seconds=max_seconds)
+            except Exception as err:  # an exporter gap must not lose the run's other figures
+                msg = _one_line(err)
+                report["skipped"][key] = f"export or check failed: {msg}"
+                log.warning("ONNX latency skipped: %s", msg)
+            else:
+                pair = _pair(dep, den, mac_speedup)
+                pair["max_abs_diff"] = {"deployed": dep["max_abs_diff"], "dense": den["max_abs_diff"]}
+                pair["exporter"] = dep["exporter"]
+                report["runs"][key] = pair
+    return report
+
+
+def _pair(deployed: dict, dense: dict, mac_speedup: float | None) -> dict[str, Any]:
+    keep = ("runtime", "device", "threads")
+    pair = {k: deployed[k] for k in keep if k in deployed}
+    pair["deployed"] = deployed["by_batch"]
+    pair["dense"] = dense["by_batch"]
+    pair["speedup"] = speedups(dense, deployed)
+    if mac_speedup:
+        pair["realized_over_mac"] = {b: s / mac_speedup for b, s in pair["speedup"].items()}
+    return pair
+
+
+def _one_line(err: BaseException) -> str:
+    lines = [ln.strip() for ln in str(err).splitlines() if ln.strip()]
+    return f"{type(err).__name__}: {lines[0]}" if lines else type(err).__name__
+
+
+def run_latency(
+    deployed: nn.Module,
+    model_cfg,
+    num_classes: int,
+    input_shape: Sequence[int],
+    device: str | torch.device,
+    measure_cfg,
+    mac_speedup: float | None = None,
+) -> dict[str, Any]:
+    """The pipeline's latency step: :func:`latency_report` of ``deployed`` against a freshly built
+    dense model of ``model_cfg``'s architecture (latency does not depend on the weights; it is
+    built under a forked RNG so the run's random stream is unchanged), on ``device`` and the CPU.
+    A failure is recorded as ``{"error": "<one line>"}`` instead of failing the finished run."""
+    from .models import build_model
+
+    shape = [int(v) for v in input_shape]
+    chw = shape[1:] if len(shape) == 4 else shape
+    try:
+        with torch.random.fork_rng(devices=[]):
+            dense = build_model(model_cfg.family, model_cfg.name, num_classes, chw[0])
+        return latency_report(
+            deployed,
+            dense,
+            chw,
+            devices=[device, "cpu"],
+            batch_sizes=list(measure_cfg.batch_sizes),
+            max_seconds=measure_cfg.max_seconds,
+            onnx=measure_cfg.onnx,
+            mac_speedup=mac_speedup,
+        )
+    except Exception as err:
+        log.warning("latency measurement failed: %s", _one_line(err))
+        return {"error": _one_line(err)}

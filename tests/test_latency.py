@@ -1,0 +1,163 @@
+"""Latency measurement and ONNX export: structure and sanity of the figures, ONNX against PyTorch,
+the pipeline's ``latency`` record. No timing ratio is asserted here (machines are noisy):
+``benchmarks/`` measures those."""
+
+import json
+
+import pytest
+import torch
+
+import svdbench
+from svdbench import latency
+from svdbench.config import Config, DatasetConfig, MeasureConfig, ModelConfig, SVDMethodConfig, TrainerConfig
+from svdbench.methods import Dense, SVDTraining
+from svdbench.models import build_model
+from svdbench.pipeline import run_experiment
+
+STATS = {"median_ms", "p10_ms", "p90_ms", "mean_ms", "images_per_s", "repeats", "warmup"}
+
+
+def tiny_cfg(**kw) -> Config:  # as tests/test_pipeline.py's
+    return Config(
+        model=ModelConfig(name="resnet8"),
+        dataset=DatasetConfig(name="synthetic", shape=[3, 16, 16], num_train=128, num_test=64),
+        trainer=TrainerConfig(epochs=1, batch_size=32, progress=False, device="cpu", bn_recalibration_batches=2),
+        method=SVDMethodConfig(),
+        **kw,
+    )
+
+
+def deployed_resnet8(in_channels=1, energy=0.3):
+    net = build_model("cifar_resnet", "resnet8", 10, in_channels)
+    svdbench.decompose(net, "channel", "svd")
+    svdbench.prune(net, energy=energy)
+    return svdbench.export(net).eval()
+
+
+def check_stats(by_batch, sizes):
+    assert set(by_batch) == {str(b) for b in sizes}
+    for b, st in by_batch.items():
+        assert STATS <= st.keys()
+        assert 0 < st["p10_ms"] <= st["median_ms"] <= st["p90_ms"]
+        assert st["images_per_s"] == pytest.approx(int(b) / (st["median_ms"] / 1e3))
+        assert st["repeats"] >= 1
+
+
+def test_time_callable_adapts_and_orders_percentiles():
+    calls = []
+    st = latency.time_callable(lambda: calls.append(1), 4, max_seconds=0.05, warmup=2, max_repeats=7)
+    assert st["repeats"] == 7 and len(calls) == 2 + 7  # a free call fills the cap
+    assert st["p10_ms"] <= st["median_ms"] <= st["p90_ms"]
+    fixed = latency.time_callable(lambda: None, 1, repeats=3, warmup=0)
+    assert fixed["repeats"] == 3 and fixed["warmup"] == 0
+    with pytest.raises(ValueError):
+        latency.time_callable(lambda: None, 0)
+
+
+def test_measure_latency_structure_and_training_flag_restored():
+    net = build_model("cifar_resnet", "resnet8", 10, 1).train()
+    rng = torch.get_rng_state()
+    res = latency.measure_latency(net, (1, 1, 16, 16), batch_sizes=(1, 8), max_seconds=0.2)
+    assert torch.equal(rng, torch.get_rng_state())  # the global random stream is untouched
+    assert net.training
+    assert res["runtime"] == "pytorch-eager" and res["device"] == "cpu"
+    assert res["threads"] == torch.get_num_threads() and res["input_shape"] == [1, 16, 16]
+    check_stats(res["by_batch"], (1, 8))
+    with pytest.raises(ValueError):
+        latency.measure_latency(net, (1, 28, 28), batch_sizes=())
+
+
+def test_latency_report_pairs_deployed_with_dense():
+    dense = build_model("cifar_resnet", "resnet8", 10, 1)
+    rep = latency.latency_report(deployed_resnet8(), dense, (1, 16, 16), batch_sizes=[1, 4], max_seconds=0.1,
+                                 mac_speedup=2.0)  # fmt: skip
+    run = rep["runs"]["pytorch-eager/cpu"]
+    check_stats(run["deployed"], (1, 4))
+    check_stats(run["dense"], (1, 4))
+    for b in ("1", "4"):
+        assert run["speedup"][b] == pytest.approx(run["dense"][b]["median_ms"] / run["deployed"][b]["median_ms"])
+        assert run["realized_over_mac"][b] == pytest.approx(run["speedup"][b] / 2.0)
+    assert rep["batch_sizes"] == [1, 4] and rep["skipped"] == {}
+
+
+onnx_missing = pytest.mark.skipif(
+    __import__("svdbench.onnx_export").onnx_export.unavailable() is not None, reason="onnx/onnxruntime not installed"
+)
+
+
+@onnx_missing
+@pytest.mark.parametrize("kind", ["deployed", "dense"])
+def test_onnx_export_matches_pytorch(tmp_path, kind):
+    from svdbench import onnx_export
+
+    net = deployed_resnet8() if kind == "deployed" else build_model("cifar_resnet", "resnet8", 10, 1).eval()
+    path = tmp_path / f"{kind}.onnx"
+    exp = onnx_export.export_onnx(net, (1, 28, 28), path)
+    assert path.is_file() and exp.exporter in ("dynamo", "torchscript")
+    assert exp.max_abs_diff <= exp.tolerance < 1e-2
+    sess = onnx_export.session(path)
+    x = latency.random_input((1, 28, 28), 5)  # the batch axis is dynamic
+    got = torch.from_numpy(sess.run(None, {sess.get_inputs()[0].name: x.numpy()})[0])
+    with torch.inference_mode():
+        assert torch.allclose(got, net(x), atol=1e-4, rtol=1e-4)
+    res = onnx_export.measure_onnx_latency(sess, (1, 28, 28), batch_sizes=(1, 4), max_seconds=0.1)
+    assert res["runtime"] == "onnxruntime" and res["threads"] == torch.get_num_threads()
+    check_stats(res["by_batch"], (1, 4))
+
+
+@onnx_missing
+def test_onnx_check_detects_a_mismatch(tmp_path, monkeypatch):
+    from svdbench import onnx_export
+
+    net = build_model("cifar_resnet", "resnet8", 10, 1).eval()
+    real = onnx_export.session
+
+    class Wrong:  # a session whose output is off by 1
+        def __init__(self, path, threads=None):
+            self.s = real(path, threads)
+
+        def run(self, names, feed):
+            return [o + 1.0 for o in self.s.run(names, feed)]
+
+    monkeypatch.setattr(onnx_export, "session", Wrong)
+    with pytest.raises(onnx_export.OnnxCheckError, match="differs from PyTorch"):
+        onnx_export.export_onnx(net, (1, 28, 28), tmp_path / "m.onnx", dynamo=False)
+
+
+def test_onnx_absence_is_one_skip_line(monkeypatch):
+    from svdbench import onnx_export
+
+    monkeypatch.setattr(onnx_export, "unavailable", lambda: "not installed: onnxruntime (ImportError)")
+    rep = latency.latency_report(deployed_resnet8(), build_model("cifar_resnet", "resnet8", 10, 1), (1, 16, 16),
+                                 batch_sizes=[2], max_seconds=0.05, onnx=True)  # fmt: skip
+    assert rep["skipped"] == {"onnxruntime/cpu": "not installed: onnxruntime (ImportError)"}
+    assert list(rep["runs"]) == ["pytorch-eager/cpu"]
+
+
+def test_measure_config_checks_ranges():
+    with pytest.raises(ValueError, match="measure.batch_sizes"):
+        MeasureConfig(batch_sizes=[1, 0])
+    with pytest.raises(ValueError, match="measure.max_seconds"):
+        MeasureConfig(max_seconds=0)
+
+
+def test_pipeline_records_latency(tmp_path):
+    cfg = tiny_cfg(measure=MeasureConfig(batch_sizes=[1, 8], max_seconds=0.1, onnx=True), save_model=False)
+    res = run_experiment(cfg, SVDTraining(energy=0.3), tmp_path / "run")
+    on_disk = json.loads((tmp_path / "run" / "results.json").read_text())
+    lat = on_disk["latency"]
+    assert lat == json.loads(json.dumps(res["latency"]))
+    assert lat["mac_speedup"] == pytest.approx(res["speedup"]) and lat["batch_sizes"] == [1, 8]
+    expected = {"pytorch-eager/cpu"} | ({"onnxruntime/cpu"} if not lat["skipped"] else set())
+    assert set(lat["runs"]) == expected
+    for run in lat["runs"].values():
+        check_stats(run["deployed"], (1, 8))
+        check_stats(run["dense"], (1, 8))
+        assert set(run["speedup"]) == {"1", "8"} and all(v > 0 for v in run["speedup"].values())
+    assert "latency" in on_disk["wall_time"]
+
+
+def test_pipeline_latency_off(tmp_path):
+    cfg = tiny_cfg(measure=MeasureConfig(latency=False), save_model=False)
+    res = run_experiment(cfg, Dense(), tmp_path / "run")
+    assert "latency" not in res and res["status"] == "completed"
