@@ -52,6 +52,7 @@ STUDY_BUDGET := trainer.epochs=4 method.finetune_epochs=2 trainer.progress=false
 baselines-table: data
 	$(PY) run.py method=dense trainer.progress=false hydra.run.dir=$(STUDY)/dense
 	$(PY) run.py method=svd method.init=svd 'method.energies=[0.003,0.03]' method.energy=0.01 $(STUDY_BUDGET) hydra.run.dir=$(STUDY)/svd_channel
+	$(PY) run.py method=svd method.init=svd 'method.energies=[0.1]' method.energy=0.06 $(STUDY_BUDGET) hydra.run.dir=$(STUDY)/svd_channel_high
 	$(PY) run.py method=svd method.init=svd method.decomposition=spatial 'method.energies=[0.003,0.03]' method.energy=0.01 $(STUDY_BUDGET) hydra.run.dir=$(STUDY)/svd_spatial
 	for e in 0.2 0.35 0.5; do $(PY) run.py method=svd_posthoc method.energy=$$e $(STUDY_BUDGET) hydra.run.dir=$(STUDY)/svd_posthoc_$$e || exit 1; done
 	$(PY) run.py method=trp $(STUDY_BUDGET) hydra.run.dir=$(STUDY)/trp
