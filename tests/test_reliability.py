@@ -171,3 +171,23 @@ def test_atomic_results_never_half_written(tmp_path, monkeypatch):
     path.write_text('{"status": "comp')  # a corrupt file is reported, not half-read
     with pytest.raises(ValueError):
         read_results(path)
+
+
+def test_preemption_hands_the_signal_to_the_launchers_handler(tmp_path):
+    """The contract with submitit: on SIGUSR1/SIGUSR2 the pipeline saves, then calls the handler
+    that was installed before it (submitit's requeue), and a rerun resumes to completion."""
+    from svdbench.checkpoint import Preempted
+
+    calls = []
+    previous = signal.signal(signal.SIGUSR1, lambda signum, frame: calls.append(signum))
+    try:
+        method = SVDTraining(regularizer=SparsityRegularizer())
+        with pytest.raises(Preempted):
+            run_experiment(tiny(), method, tmp_path, on_epoch=lambda rec: os.kill(os.getpid(), signal.SIGUSR1))
+    finally:
+        signal.signal(signal.SIGUSR1, previous)
+    assert calls == [signal.SIGUSR1]
+    assert read_results(tmp_path / "results.json")["status"] == "preempted"
+    assert load_checkpoint(tmp_path / "checkpoint.pt")["stage"] == "train"
+    res = run_experiment(tiny(), SVDTraining(regularizer=SparsityRegularizer()), tmp_path)
+    assert res["status"] == "completed" and [h["epoch"] for h in res["history"] if h["stage"] == "train"] == [1, 2]
