@@ -14,6 +14,7 @@ count is set to torch's, so both runtimes use the same cores.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import tempfile
 import warnings
@@ -73,11 +74,26 @@ def unavailable() -> str | None:
     return None
 
 
+@contextlib.contextmanager
+def _quiet_exporter_logs():
+    """The exporter's rewriter and optimiser log every pass at INFO, which lands in a Hydra run's
+    log: raise those loggers to WARNING for the export, then restore them."""
+    loggers = [logging.getLogger(n) for n in ("onnxscript", "onnx_ir", "torch.onnx")]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        for lg, level in zip(loggers, levels, strict=True):
+            lg.setLevel(level)
+
+
 def _export(model: nn.Module, x: torch.Tensor, path: Path, dynamo: bool, opset: int | None) -> None:
     kw: dict[str, Any] = {"input_names": [INPUT_NAME], "output_names": [OUTPUT_NAME]}
     if opset is not None:
         kw["opset_version"] = opset
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), _quiet_exporter_logs():
         warnings.simplefilter("ignore")  # exporter deprecation and constant-folding notices
         if dynamo:
             batch = torch.export.Dim("batch")
