@@ -6,7 +6,7 @@ training is the demo's: channel-wise, full rank during training, orthogonality 1
 Dense and SVD steps of the same model alternate one by one (``--pairs``); the table gives the
 median step time and the images per second it implies.
 
-    .venv/bin/python benchmarks/bench_throughput.py             # about 2 minutes on 2 cores
+    .venv/bin/python benchmarks/bench_throughput.py             # about 2-3 minutes on 2 cores
     .venv/bin/python benchmarks/bench_throughput.py --models resnet8 --pairs 10
 """
 
@@ -30,7 +30,7 @@ def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--models", nargs="+", default=["resnet8", "resnet20"], choices=sorted(SHAPES))
     ap.add_argument("--batch", type=int, default=128)
-    ap.add_argument("--pairs", type=int, default=12, help="timed (dense, svd) step pairs per model")
+    ap.add_argument("--pairs", type=int, default=20, help="timed (dense, svd) step pairs per model")
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--out", default="throughput")
