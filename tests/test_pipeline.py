@@ -6,6 +6,7 @@ import sys
 
 import pytest
 import torch
+from tiny import tiny
 
 import svdbench
 from svdbench.config import Config, DatasetConfig, ModelConfig, SVDMethodConfig, TrainerConfig
@@ -13,18 +14,7 @@ from svdbench.methods import Dense, SVDTraining
 from svdbench.pipeline import InputError, run_experiment
 from svdbench.regularizers import SparsityRegularizer
 
-TINY = [
-    "dataset=synthetic",
-    "dataset.shape=[3,16,16]",
-    "dataset.num_train=128",
-    "dataset.num_test=64",
-    "model=resnet8",
-    "trainer.epochs=1",
-    "trainer.batch_size=32",
-    "trainer.progress=false",
-    "trainer.bn_recalibration_batches=2",
-    "method.finetune_epochs=1",
-]
+TINY = tiny("save_model")
 REQUIRED = {
     "status", "config", "method", "model", "dataset", "seed", "top1", "macs", "macs_total", "params",
     "macs_dense", "params_dense", "speedup", "stage_top1", "ranks", "wall_time", "versions", "history",

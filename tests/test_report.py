@@ -11,22 +11,12 @@ import sys
 from pathlib import Path
 
 import pytest
+from tiny import tiny
 
 from svdbench import report
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY = [
-    "dataset=synthetic",
-    "dataset.shape=[3,16,16]",
-    "dataset.num_train=128",
-    "dataset.num_test=64",
-    "model=resnet8",
-    "trainer.batch_size=32",
-    "trainer.progress=false",
-    "trainer.bn_recalibration_batches=2",
-    "method.finetune_epochs=1",
-    "save_model=false",
-]
+TINY = tiny("trainer.epochs")
 # one thread per job: tiny models gain nothing from more, and on a shared 2-core machine
 # oversubscribed OpenMP threads make a 1 s job take 10 s
 ENV = {**os.environ, "WANDB_MODE": "disabled", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}

@@ -14,25 +14,14 @@ from hydra import compose, initialize_config_dir
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.types import RunMode
 from omegaconf import OmegaConf
+from tiny import tiny
 
 import run
 
 ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "conf"
 SWEEPS = sorted(p.stem for p in (CONF / "sweep").glob("*.yaml"))
-TINY = [
-    "dataset=synthetic",
-    "dataset.shape=[3,16,16]",
-    "dataset.num_train=128",
-    "dataset.num_test=64",
-    "model=resnet8",
-    "trainer.epochs=1",
-    "trainer.batch_size=32",
-    "trainer.progress=false",
-    "trainer.bn_recalibration_batches=2",
-    "method.finetune_epochs=1",
-    "save_model=false",
-]
+TINY = tiny()
 # one thread per job: tiny models gain nothing from more, and on a shared 2-core machine
 # oversubscribed OpenMP threads make a 1 s job take 10 s
 ENV = {**os.environ, "WANDB_MODE": "disabled", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}

@@ -9,24 +9,13 @@ import sys
 from pathlib import Path
 
 import pytest
+from tiny import tiny
 
 from svdbench import tracking
 from svdbench.config import LoggerConfig
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY = [
-    "dataset=synthetic",
-    "dataset.shape=[3,16,16]",
-    "dataset.num_train=128",
-    "dataset.num_test=64",
-    "model=resnet8",
-    "trainer.epochs=1",
-    "trainer.batch_size=32",
-    "trainer.progress=false",
-    "trainer.bn_recalibration_batches=2",
-    "method.finetune_epochs=1",
-    "save_model=false",
-]
+TINY = tiny()
 
 
 def offline_env(wandb_dir: Path) -> dict:
