@@ -68,6 +68,14 @@ class TensorBatches:
     Images are converted to normalised float once; augmentation (``pad`` pixels of random
     crop, horizontal ``flip``) is applied per batch with tensor operations. ``shuffle`` draws a
     new permutation each epoch from ``generator``.
+
+    ``shard=(rank, world)`` (data-parallel training, one process per rank): this process takes
+    positions ``rank, rank + world, ...`` of each epoch's order. Every rank draws the same
+    permutation (its ``generator`` is seeded identically), so the shards are disjoint and cover the
+    split. A shuffled (training) split is first padded by wrapping around to a multiple of
+    ``world``, as ``DistributedSampler`` does, so that every rank runs as many batches as the
+    others; an evaluation split is not padded (no sample counted twice). Augmentation is drawn for
+    the whole global batch and each rank takes its part: the ranks' generators stay in step.
     """
 
     def __init__(
@@ -83,7 +91,10 @@ class TensorBatches:
         drop_last: bool = False,
         generator: torch.Generator | None = None,
         device: str | torch.device = "cpu",
+        shard: tuple[int, int] | None = None,
     ) -> None:
+        if shard is not None and not 0 <= shard[0] < shard[1]:
+            raise ValueError(f"shard must be (rank, world) with 0 <= rank < world, got {shard}")
         x = images.float().div_(255.0) if images.dtype == torch.uint8 else images.float()
         m = torch.tensor(mean).view(1, -1, 1, 1)
         s = torch.tensor(std).view(1, -1, 1, 1)
@@ -92,15 +103,35 @@ class TensorBatches:
         self.batch_size, self.shuffle, self.pad, self.flip = batch_size, shuffle, pad, flip
         self.drop_last = drop_last
         self.generator = generator if generator is not None else torch.Generator().manual_seed(0)
+        self.shard = tuple(shard) if shard is not None and shard[1] > 1 else None
 
     def __len__(self) -> int:
-        n = len(self.labels)
+        n = self.num_local()
         return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+
+    def num_local(self) -> int:
+        """Samples per epoch in this process's shard (the whole split without sharding)."""
+        n = len(self.labels)
+        if self.shard is None:
+            return n
+        rank, world = self.shard
+        return len(range(rank, -(-n // world) * world if self.shuffle else n, world))
+
+    def shard_order(self, order: torch.Tensor) -> torch.Tensor:
+        """This process's positions of an epoch's ``order`` (all of it without sharding)."""
+        if self.shard is None:
+            return order
+        rank, world = self.shard
+        n = len(order)
+        if self.shuffle and n % world:
+            total = -(-n // world) * world
+            order = order.repeat(-(-total // n))[:total]
+        return order[rank::world]
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         n = len(self.labels)
         order = torch.randperm(n, generator=self.generator) if self.shuffle else torch.arange(n)
-        order = order.to(self.images.device)
+        order = self.shard_order(order).to(self.images.device)
         for i in range(len(self)):
             idx = order[i * self.batch_size : (i + 1) * self.batch_size]
             x, y = self.images[idx], self.labels[idx]
@@ -108,20 +139,23 @@ class TensorBatches:
 
     def augment(self, x: torch.Tensor) -> torch.Tensor:
         """Random crop after zero padding by ``pad`` (in normalised space, i.e. padded with the
-        normalised zero) and random horizontal flip, drawn per sample."""
+        normalised zero) and random horizontal flip, drawn per sample (for a shard: drawn for the
+        global batch of ``world * b`` samples, of which this rank's are every world-th)."""
         b, _, h, w = x.shape
+        rank, world = self.shard if self.shard is not None else (0, 1)
+        n = b * world
         if self.pad:
             p = self.pad
             xp = torch.nn.functional.pad(x, (p, p, p, p))
-            dy = torch.randint(0, 2 * p + 1, (b,), generator=self.generator).to(x.device)
-            dx = torch.randint(0, 2 * p + 1, (b,), generator=self.generator).to(x.device)
+            dy = torch.randint(0, 2 * p + 1, (n,), generator=self.generator)[rank::world].to(x.device)
+            dx = torch.randint(0, 2 * p + 1, (n,), generator=self.generator)[rank::world].to(x.device)
             rows = (dy[:, None] + torch.arange(h, device=x.device))[:, None, :, None]
             cols = (dx[:, None] + torch.arange(w, device=x.device))[:, None, None, :]
             bi = torch.arange(b, device=x.device)[:, None, None, None]
             ci = torch.arange(x.shape[1], device=x.device)[None, :, None, None]
             x = xp[bi, ci, rows, cols]
         if self.flip:
-            mask = (torch.rand(b, generator=self.generator) < 0.5).to(x.device)
+            mask = (torch.rand(n, generator=self.generator)[rank::world] < 0.5).to(x.device)
             x = torch.where(mask[:, None, None, None], x.flip(3), x)
         return x
 
@@ -255,12 +289,15 @@ def load_dataset(
     synthetic_classes: int = 10,
     synthetic_train: int = 512,
     synthetic_test: int = 256,
+    shard: tuple[int, int] | None = None,
 ) -> DataBundle:
-    """Load one of ``DATASETS``. ``train_subset``/``test_subset`` keep the first N samples."""
+    """Load one of ``DATASETS``. ``train_subset``/``test_subset`` keep the first N samples.
+    ``shard=(rank, world)``: this process's part of both splits (see :class:`TensorBatches`;
+    ``batch_size`` is per process)."""
     gen = torch.Generator().manual_seed(seed)
     if name == "imagenet":
         return _imagenet(
-            root, batch_size, eval_batch_size, train_subset, test_subset, augment, seed, num_workers, image_size
+            root, batch_size, eval_batch_size, train_subset, test_subset, augment, seed, num_workers, image_size, shard
         )
     if name == "fashion_mnist":
         xtr, ytr, xte, yte = load_fashion_mnist(root, download)
@@ -287,28 +324,49 @@ def load_dataset(
         flip=flip and augment,
         generator=gen,
         device=device,
+        shard=shard,
     )
-    test = TensorBatches(xte, yte, eval_batch_size, *stats, device=device)
+    test = TensorBatches(xte, yte, eval_batch_size, *stats, device=device, shard=shard)
     return DataBundle(name, train, test, tuple(xtr.shape[1:]), classes, len(ytr), len(yte))
 
 
 class _LoaderBatches:
-    def __init__(self, loader, device):
-        self.loader, self.device = loader, device
+    def __init__(self, loader, device, shard=None):
+        self.loader, self.device, self.shard = loader, device, shard
+        self.epoch = 0
 
     def __len__(self):
         return len(self.loader)
 
     def __iter__(self):
+        sampler = getattr(self.loader, "sampler", None)
+        if hasattr(sampler, "set_epoch"):  # DistributedSampler: a new permutation per pass, the same on every rank
+            sampler.set_epoch(self.epoch)
+            self.epoch += 1
         for x, y in self.loader:
             yield x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
 
 
+class _EvalShard(torch.utils.data.Sampler):
+    """Indices ``rank, rank + world, ...`` of ``n``: disjoint, covering, no padding."""
+
+    def __init__(self, n: int, rank: int, world: int) -> None:
+        self.n, self.rank, self.world = n, rank, world
+
+    def __iter__(self):
+        return iter(range(self.rank, self.n, self.world))
+
+    def __len__(self) -> int:
+        return len(range(self.rank, self.n, self.world))
+
+
 def _imagenet(
-    root, batch_size, eval_batch_size, train_subset, test_subset, augment, seed, num_workers, image_size
+    root, batch_size, eval_batch_size, train_subset, test_subset, augment, seed, num_workers, image_size, shard=None
 ) -> DataBundle:
-    """ImageFolder at ``root/train`` and ``root/val``: the standard RandomResizedCrop / flip recipe."""
-    from torch.utils.data import DataLoader, Subset
+    """ImageFolder at ``root/train`` and ``root/val``: the standard RandomResizedCrop / flip recipe.
+    With ``shard=(rank, world)`` the training split goes through a ``DistributedSampler`` (padded,
+    reshuffled per pass) and the validation split through disjoint unpadded slices."""
+    from torch.utils.data import DataLoader, DistributedSampler, Subset
     from torchvision import datasets
     from torchvision import transforms as T
 
@@ -333,12 +391,22 @@ def _imagenet(
     if test_subset:
         test_ds = Subset(test_ds, range(min(test_subset, len(test_ds))))
     g = torch.Generator().manual_seed(seed)
-    train = DataLoader(train_ds, batch_size, shuffle=True, num_workers=num_workers, generator=g, drop_last=False)
-    test = DataLoader(test_ds, eval_batch_size, num_workers=num_workers)
+    if shard is not None and shard[1] > 1:
+        rank, world = shard
+        sampler = DistributedSampler(train_ds, num_replicas=world, rank=rank, shuffle=True, seed=seed)
+        g = torch.Generator().manual_seed(seed * 100_003 + rank)  # workers' augmentation seeds differ per rank
+        train = DataLoader(train_ds, batch_size, sampler=sampler, num_workers=num_workers, generator=g)
+        test = DataLoader(
+            test_ds, eval_batch_size, sampler=_EvalShard(len(test_ds), rank, world), num_workers=num_workers
+        )
+    else:
+        shard = None
+        train = DataLoader(train_ds, batch_size, shuffle=True, num_workers=num_workers, generator=g, drop_last=False)
+        test = DataLoader(test_ds, eval_batch_size, num_workers=num_workers)
     return DataBundle(
         "imagenet",
-        _LoaderBatches(train, "cpu"),
-        _LoaderBatches(test, "cpu"),
+        _LoaderBatches(train, "cpu", shard),
+        _LoaderBatches(test, "cpu", shard),
         (3, image_size, image_size),
         classes,
         len(train_ds),

@@ -1,0 +1,176 @@
+"""Data-parallel training across processes started by ``torchrun`` (DistributedDataParallel).
+
+torchrun gives every process ``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``, ``MASTER_ADDR`` and
+``MASTER_PORT``; :func:`init` joins the process group from them (``nccl`` on CUDA, ``gloo`` on
+the CPU). Without them (a plain ``python run.py``) the world is one process and every helper here
+is a no-op, so single-process runs are unchanged.
+
+Conventions (see ``docs/distributed.md``): every rank builds the same model and data from the same
+seed, takes a disjoint shard of each epoch's permutation, and logs the same all-reduced metrics;
+only rank 0 writes files.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Sequence
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+ENV_VARS = ("RANK", "WORLD_SIZE", "LOCAL_RANK")
+
+
+def _env_int(name: str, default: int) -> int:
+    try:
+        return int(os.environ.get(name, default))
+    except ValueError:
+        return default
+
+
+def initialized() -> bool:
+    return dist.is_available() and dist.is_initialized()
+
+
+def world_size() -> int:
+    """Processes in the job: the process group's size once joined, else ``$WORLD_SIZE`` (1 without torchrun)."""
+    return dist.get_world_size() if initialized() else max(1, _env_int("WORLD_SIZE", 1))
+
+
+def rank() -> int:
+    return dist.get_rank() if initialized() else _env_int("RANK", 0)
+
+
+def local_rank() -> int:
+    """This process's index on its node (its GPU), ``$LOCAL_RANK``."""
+    return _env_int("LOCAL_RANK", 0)
+
+
+def is_main() -> bool:
+    """Rank 0: the one process that writes results, checkpoints and models."""
+    return rank() == 0
+
+
+def shard() -> tuple[int, int] | None:
+    """``(rank, world_size)`` in a multi-process job, else None (no sharding)."""
+    return (rank(), world_size()) if world_size() > 1 else None
+
+
+def init(device: torch.device) -> bool:
+    """Join torchrun's process group (``env://``) when ``WORLD_SIZE > 1``: ``nccl`` for a CUDA
+    ``device`` (made the current device), ``gloo`` otherwise. Returns True when this call created
+    the group (the caller then owns :func:`cleanup`); False for a single process or a group that
+    already exists."""
+    if world_size() <= 1 or initialized():
+        return False
+    missing = [v for v in (*ENV_VARS, "MASTER_ADDR", "MASTER_PORT") if v not in os.environ]
+    if missing:
+        raise RuntimeError(f"WORLD_SIZE > 1 but {', '.join(missing)} not set: launch with torchrun")
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return True
+
+
+def cleanup() -> None:
+    if initialized():
+        dist.destroy_process_group()
+
+
+def _comm_device() -> torch.device:
+    if dist.get_backend() == "nccl":
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
+
+
+def barrier() -> None:
+    """Wait for every rank (no-op for one process)."""
+    if initialized() and dist.get_world_size() > 1:
+        if dist.get_backend() == "nccl":
+            dist.barrier(device_ids=[torch.cuda.current_device()])
+        else:
+            dist.barrier()
+
+
+def all_reduce_sums(values: Sequence[float]) -> list[float]:
+    """Element-wise sums of ``values`` over all ranks (float64; counts stay exact below 2**53)."""
+    if not initialized() or dist.get_world_size() == 1:
+        return [float(v) for v in values]
+    t = torch.tensor([float(v) for v in values], dtype=torch.float64, device=_comm_device())
+    dist.all_reduce(t, op=dist.ReduceOp.SUM)
+    return t.tolist()
+
+
+def all_reduce_max(values: Sequence[int]) -> list[int]:
+    """Element-wise maxima of integer ``values`` over all ranks (e.g. "any rank wants to stop")."""
+    if not initialized() or dist.get_world_size() == 1:
+        return [int(v) for v in values]
+    t = torch.tensor([int(v) for v in values], dtype=torch.int64, device=_comm_device())
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return [int(v) for v in t.tolist()]
+
+
+@torch.no_grad()
+def broadcast_buffers(model: nn.Module, src: int = 0) -> None:
+    """Copy rank ``src``'s buffers (BatchNorm running statistics) to every rank. DDP broadcasts
+    them before each forward, but each rank's last forward of an epoch updates its own copy."""
+    if not initialized() or dist.get_world_size() == 1:
+        return
+    for b in model.buffers():
+        dist.broadcast(b, src)
+
+
+@torch.no_grad()
+def average_batchnorm_stats(model: nn.Module) -> None:
+    """Average BatchNorm running means and variances over the ranks. After a cumulative
+    (``momentum=None``) re-estimation on the same number of batches per rank this equals the
+    estimate over all ranks' batches together."""
+    if not initialized() or dist.get_world_size() == 1:
+        return
+    w = dist.get_world_size()
+    for m in model.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.running_mean is not None:
+            for b in (m.running_mean, m.running_var):
+                dist.all_reduce(b, op=dist.ReduceOp.SUM)
+                b.div_(w)
+
+
+def wrap(model: nn.Module, device: torch.device) -> nn.Module:
+    """``model`` in DistributedDataParallel (gradients averaged over the ranks in backward); the
+    model itself for one process. Method hooks and evaluation keep using the unwrapped model."""
+    if not initialized() or dist.get_world_size() == 1:
+        return model
+    ids = [device.index if device.index is not None else torch.cuda.current_device()] if device.type == "cuda" else None
+    return nn.parallel.DistributedDataParallel(model, device_ids=ids)
+
+
+def torchrun_argv(argv: list[str]) -> list[str]:
+    """Command-line checks and additions for ``run.py`` under torchrun (``WORLD_SIZE > 1``).
+
+    Every rank must use the same run directory, which Hydra would otherwise derive from the start
+    time of each process: ``hydra.run.dir=...`` is required (ValueError otherwise), and
+    multirun is refused (launch one torchrun per job). Ranks other than 0 write no ``.hydra/``
+    folder and log to ``<job>_rank<r>.log`` beside rank 0's ``<job>.log``.
+    """
+    if world_size() <= 1:
+        return argv
+    args = argv[1:]
+    if any(a in ("-m", "--multirun") for a in args):
+        raise ValueError("multirun under torchrun is not supported: launch one torchrun per job")
+    if any(a.startswith("-") for a in args):  # --cfg, --help, ...: nothing is run
+        return argv
+    if not any(a.lstrip("+").startswith("hydra.run.dir=") for a in args):
+        raise ValueError(
+            f"torchrun with WORLD_SIZE={world_size()} needs hydra.run.dir=<dir>, the same on every rank"
+            " (see docs/distributed.md)"
+        )
+    r = rank()
+    if r == 0:
+        return argv
+    extra = ["hydra.output_subdir=null"]
+    if not any(a.startswith(("hydra/job_logging=", "hydra.job_logging")) for a in args):
+        extra.append(
+            f"hydra.job_logging.handlers.file.filename=${{hydra.runtime.output_dir}}/${{hydra.job.name}}_rank{r}.log"
+        )
+    return [argv[0], *args, *extra]
