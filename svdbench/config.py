@@ -72,6 +72,11 @@ class TrainerConfig:
     deterministic: bool = True
     progress: bool = True
     bn_recalibration_batches: int = 50  # after compression: re-estimate BatchNorm statistics (0: off)
+    # CUDA speed options (svdbench.train.resolve_accel); "auto" turns each on only where it is safe
+    amp: str = "auto"  # auto | off | bf16 | fp16 (auto: bf16 on CUDA where supported, else fp16; off on CPU)
+    channels_last: str = "auto"  # auto | true | false (auto: on for CUDA)
+    compile: bool = False  # torch.compile the model for the training stages
+    cudnn_benchmark: str = "auto"  # auto | true | false (auto: on for CUDA unless deterministic)
 
     def __post_init__(self) -> None:
         _check(self.optimizer in ("sgd", "adam"), "trainer.optimizer", f"must be sgd or adam, got {self.optimizer!r}")
@@ -101,6 +106,20 @@ class TrainerConfig:
         )
         _check(self.bn_recalibration_batches >= 0, "trainer.bn_recalibration_batches", "must be >= 0")
         _check(self.num_workers >= 0, "trainer.num_workers", f"must be >= 0, got {self.num_workers}")
+        _check(
+            self.amp in ("auto", "off", "bf16", "fp16"),
+            "trainer.amp",
+            f"must be auto, off, bf16 or fp16, got {self.amp!r}",
+        )
+        for key in ("channels_last", "cudnn_benchmark"):
+            v = str(getattr(self, key)).lower()
+            _check(v in ("auto", "true", "false"), f"trainer.{key}", f"must be auto, true or false, got {v!r}")
+            setattr(self, key, v)
+        _check(
+            not (self.cudnn_benchmark == "true" and self.deterministic),
+            "trainer.cudnn_benchmark",
+            "is true, which contradicts trainer.deterministic=true (set one of them false)",
+        )
 
 
 @dataclass

@@ -3,18 +3,28 @@
 ``train_stage`` runs ``epochs`` epochs of SGD/Adam on ``task loss + method.regularization``,
 calling the method's hooks (``after_backward``, ``after_step``, ``on_epoch_end``); a progress bar
 per epoch shows loss and accuracy. A non-finite loss stops the stage with :class:`DivergedError`.
+
+Speed options (:class:`Accel`, from ``trainer.amp`` / ``channels_last`` / ``compile`` /
+``cudnn_benchmark`` through :func:`resolve_accel`): mixed precision (bf16 autocast, or fp16 with a
+``GradScaler``) around the forward pass, channels-last memory format and ``torch.compile`` of the
+model being trained. With ``ddp=True`` (torchrun, :mod:`svdbench.distributed`) the model is trained
+inside DistributedDataParallel and the epoch's metrics are summed over the ranks. The method hooks,
+the regularisers (in fp32, outside autocast) and evaluation always see the plain model.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
+
+from . import distributed
 
 
 class DivergedError(RuntimeError):
@@ -33,6 +43,48 @@ class OptimConfig:
     schedule: str = "cosine"
     milestones: tuple[float, ...] = (0.5, 0.75)
     gamma: float = 0.1
+
+
+@dataclass
+class Accel:
+    """Resolved speed options of :func:`train_stage`: ``amp`` (off | bf16 | fp16), channels-last
+    memory format, ``torch.compile`` and cuDNN autotuning. The defaults change nothing."""
+
+    amp: str = "off"
+    channels_last: bool = False
+    compile: bool = False
+    cudnn_benchmark: bool = False
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def _flag(value, auto: bool) -> bool:
+    return auto if value in ("auto", None) else value in (True, "true")
+
+
+def resolve_accel(
+    device: torch.device | str,
+    amp: str = "auto",
+    channels_last="auto",
+    compile: bool = False,
+    cudnn_benchmark="auto",
+    deterministic: bool = True,
+) -> Accel:
+    """Turn the ``trainer.*`` settings into an :class:`Accel` for ``device``: ``auto`` means bf16
+    autocast on a CUDA device that supports it (else fp16 with a GradScaler) and none on the CPU;
+    channels-last on CUDA; cuDNN benchmark on CUDA unless ``deterministic``."""
+    cuda = torch.device(device).type == "cuda"
+    if amp == "auto":
+        amp = ("bf16" if torch.cuda.is_bf16_supported() else "fp16") if cuda else "off"
+    if amp not in ("off", "bf16", "fp16"):
+        raise ValueError(f"trainer.amp must be auto, off, bf16 or fp16, got {amp!r}")
+    return Accel(
+        amp=amp,
+        channels_last=_flag(channels_last, cuda),
+        compile=bool(compile),
+        cudnn_benchmark=_flag(cudnn_benchmark, cuda and not deterministic),
+    )
 
 
 def make_optimizer(model: nn.Module, cfg: OptimConfig) -> torch.optim.Optimizer:
@@ -91,12 +143,21 @@ def recalibrate_batchnorm(model: nn.Module, batches, num_batches: int, device: t
     for m, mom in zip(bns, momenta, strict=True):
         m.momentum = mom
     model.train(was)
+    if _sharded(batches):  # every rank saw its own batches: average their estimates
+        distributed.average_batchnorm_stats(model)
     return used
+
+
+def _sharded(batches) -> bool:
+    """Whether ``batches`` is one rank's shard of a multi-process split (its sums need reducing)."""
+    shard = getattr(batches, "shard", None)
+    return shard is not None and shard[1] > 1
 
 
 @torch.no_grad()
 def evaluate(model: nn.Module, batches, device: torch.device | str = "cpu") -> dict[str, float]:
-    """Top-1 accuracy (percent) and mean cross-entropy over ``batches``."""
+    """Top-1 accuracy (percent) and mean cross-entropy over ``batches`` (over all ranks' shards
+    when ``batches`` is one rank's shard: every rank must then call this together)."""
     was = model.training
     model.eval()
     correct, total, loss = 0, 0, 0.0
@@ -107,6 +168,8 @@ def evaluate(model: nn.Module, batches, device: torch.device | str = "cpu") -> d
         correct += (out.argmax(1) == y).sum().item()
         total += y.numel()
     model.train(was)
+    if _sharded(batches):
+        correct, total, loss = distributed.all_reduce_sums([correct, total, loss])
     return {"top1": 100.0 * correct / max(total, 1), "loss": loss / max(total, 1)}
 
 
@@ -125,6 +188,8 @@ def train_stage(
     resume: dict | None = None,
     save: Callable[[dict], None] | None = None,
     stop: Callable[[], bool] | None = None,
+    accel: Accel | None = None,
+    ddp: bool = False,
 ) -> list[dict]:
     """Train ``model`` for ``epochs`` epochs; returns one dict of metrics per epoch
     (stage, epoch, train_loss, reg_loss, train_top1, test_top1, test_loss, lr).
@@ -132,13 +197,24 @@ def train_stage(
     ``save(state)`` receives a checkpoint state after every epoch (and mid-epoch when ``stop()``
     turns true, after which :class:`~svdbench.checkpoint.Preempted` is raised); passing such a
     state back as ``resume`` continues exactly where it was taken: model, optimiser, schedule,
-    random generators, the position inside the epoch and the running sums.
+    random generators, the position inside the epoch and the running sums (and the fp16 GradScaler).
+
+    ``accel`` (see :class:`Accel`) sets mixed precision, channels-last and ``torch.compile``;
+    ``ddp=True`` trains in DistributedDataParallel (every rank calls this together, on its shard of
+    ``train``): metrics are summed over the ranks, BatchNorm buffers follow rank 0 at each epoch end,
+    and stopping (preemption, a non-finite loss) is agreed on by all ranks at the same step.
     """
     from .checkpoint import Preempted, rng_state, set_rng_state
 
     if epochs <= 0:
         return []
     gen = getattr(train, "generator", None)
+    accel = accel or Accel()
+    dev_type = torch.device(device).type
+    amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(accel.amp)
+    scaler = torch.amp.GradScaler(dev_type) if accel.amp == "fp16" else None
+    if accel.channels_last:
+        model.to(memory_format=torch.channels_last)
     opt = make_optimizer(model, optim)
     sched = make_scheduler(opt, optim, epochs * len(train))
     history, step, first_epoch, skip, sums = [], 0, 0, 0, [0, 0, 0.0, 0.0]
@@ -149,14 +225,33 @@ def train_stage(
         history, step, first_epoch = list(resume["history"]), resume["step"], resume["epoch"]
         skip, sums = resume["step_in_epoch"], list(resume["sums"])
         set_rng_state(resume["rng_epoch_start"] if skip else resume["rng"], gen)
+        if scaler is not None and "scaler" in resume:
+            scaler.load_state_dict(resume["scaler"])
+        if ddp and not distributed.is_main():  # the saved sums are already over all ranks: count them once
+            sums = [0, 0, 0.0, 0.0]
+    net = distributed.wrap(model, torch.device(device)) if ddp else model
+    if accel.compile:
+        net = torch.compile(net)
+    autocast = (lambda: torch.autocast(dev_type, dtype=amp_dtype)) if amp_dtype is not None else contextlib.nullcontext
 
     def state(epoch: int, k: int, start_rng: dict, sums: list) -> dict:
         return {"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
                 "history": list(history), "step": step, "epoch": epoch, "step_in_epoch": k,
-                "rng": rng_state(gen), "rng_epoch_start": start_rng, "sums": list(sums)}  # fmt: skip
+                "rng": rng_state(gen), "rng_epoch_start": start_rng, "sums": list(sums),
+                **({"scaler": scaler.state_dict()} if scaler is not None else {})}  # fmt: skip
+
+    def global_sums(sums: list) -> list:
+        if not ddp:
+            return list(sums)
+        seen, correct, loss_sum, reg_sum = distributed.all_reduce_sums(sums)
+        return [int(seen), int(correct), loss_sum, reg_sum]
+
+    def local_signal() -> int:
+        """The signal this process received (0: none)."""
+        return (getattr(stop, "signum", None) or 15) if stop is not None and stop() else 0
 
     for epoch in range(first_epoch, epochs):
-        model.train()
+        net.train()
         start_rng = rng_state(gen)
         seen, correct, loss_sum, reg_sum = sums if skip else (0, 0, 0.0, 0.0)
         bar = tqdm(train, total=len(train), desc=f"{stage} {epoch + 1}/{epochs}", disable=not progress,
@@ -168,16 +263,31 @@ def train_stage(
                                    if "cuda" in resume["rng"] else {})}, None)  # fmt: skip
                 continue
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-            out = model(x)
-            task = F.cross_entropy(out, y)
-            reg = method.regularization(model, stage)
+            if accel.channels_last and x.dim() == 4:
+                x = x.contiguous(memory_format=torch.channels_last)
+            with autocast():
+                out = net(x)
+            task = F.cross_entropy(out.float(), y)
+            reg = method.regularization(model, stage)  # fp32, outside autocast
             loss = task if reg is None else task + reg
-            if not torch.isfinite(loss):
+            if ddp:  # every rank stops together: a non-finite loss or a signal on any rank
+                bad, sig = distributed.all_reduce_max([int(not torch.isfinite(loss)), local_signal()])
+                if bad:
+                    what = loss.item() if not torch.isfinite(loss) else "non-finite on another rank"
+                    raise DivergedError(f"loss became {what} in stage {stage!r}, epoch {epoch + 1}")
+            elif not torch.isfinite(loss):
                 raise DivergedError(f"loss became {loss.item()} in stage {stage!r}, epoch {epoch + 1}")
             opt.zero_grad(set_to_none=True)
-            loss.backward()
-            method.after_backward(model, step, stage)
-            opt.step()
+            if scaler is None:
+                loss.backward()
+                method.after_backward(model, step, stage)
+                opt.step()
+            else:  # fp16: scaled backward; hooks and clipping see the unscaled gradients
+                scaler.scale(loss).backward()
+                scaler.unscale_(opt)
+                method.after_backward(model, step, stage)
+                scaler.step(opt)
+                scaler.update()
             sched.step()
             method.after_step(model, step, stage)
             step += 1
@@ -187,11 +297,15 @@ def train_stage(
             reg_sum += (0.0 if reg is None else reg.item()) * b
             correct += (out.argmax(1) == y).sum().item()
             bar.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{100 * correct / seen:.1f}")
-            if stop is not None and stop() and k + 1 < len(train):
+            stopping = sig > 0 if ddp else stop is not None and stop()
+            if stopping and k + 1 < len(train):
                 if save is not None:
-                    save(state(epoch, k + 1, start_rng, [seen, correct, loss_sum, reg_sum]))
-                raise Preempted(stop.signum if hasattr(stop, "signum") else 15)
+                    save(state(epoch, k + 1, start_rng, global_sums([seen, correct, loss_sum, reg_sum])))
+                raise Preempted(sig if ddp else stop.signum if hasattr(stop, "signum") else 15)
         skip = 0
+        if ddp:
+            distributed.broadcast_buffers(model)  # BatchNorm statistics: rank 0's, as DDP's next forward would
+            seen, correct, loss_sum, reg_sum = global_sums([seen, correct, loss_sum, reg_sum])
         method.on_epoch_end(model, epoch, stage)
         ev = evaluate(model, test, device)
         rec = {
@@ -209,6 +323,10 @@ def train_stage(
             on_epoch(rec)
         if save is not None:
             save(state(epoch + 1, 0, start_rng, [0, 0, 0.0, 0.0]))
-        if stop is not None and stop() and epoch + 1 < epochs:
+        if ddp:
+            sig = distributed.all_reduce_max([local_signal()])[0]  # the same on every rank
+            if sig and epoch + 1 < epochs:
+                raise Preempted(sig)
+        elif stop is not None and stop() and epoch + 1 < epochs:
             raise Preempted(stop.signum if hasattr(stop, "signum") else 15)
     return history
