@@ -21,7 +21,7 @@ from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from baselines.config import METHOD_SCHEMAS as BASELINE_SCHEMAS
-from svdbench import tracking
+from svdbench import distributed, tracking
 from svdbench.checkpoint import CheckpointError, Preempted
 from svdbench.config import register_configs, to_config
 from svdbench.pipeline import InputError, run_experiment, summary
@@ -146,7 +146,8 @@ def main(cfg: DictConfig) -> float | tuple[float, float]:
         typed, method = build(cfg)
         config = OmegaConf.to_container(cfg, resolve=True)
         tags = [getattr(method, "name", ""), typed.model.name, typed.dataset.name]
-        tracker = tracking.start(typed.logger, config=config, run_dir=run_dir, tags=tags, **wandb_names(hc))
+        if distributed.is_main():  # torchrun: one tracked run, from rank 0
+            tracker = tracking.start(typed.logger, config=config, run_dir=run_dir, tags=tags, **wandb_names(hc))
         results = run_experiment(typed, method, run_dir, config_dict=config, on_epoch=tracker.log_epoch)
         tracker.log_results(results)
         ok = results.get("status") == "completed"
@@ -174,5 +175,10 @@ def main(cfg: DictConfig) -> float | tuple[float, float]:
 
 
 if __name__ == "__main__":
+    try:  # under torchrun: the same hydra.run.dir on every rank, rank 0's files only
+        sys.argv = distributed.torchrun_argv(sys.argv)
+    except ValueError as err:
+        print(f"config error: {err}", file=sys.stderr)
+        raise SystemExit(2) from None
     preflight(sys.argv)
     main()

@@ -19,7 +19,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from . import lowrank
+from . import distributed, lowrank
 from .checkpoint import Preempted, PreemptionGuard, load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from .data import DatasetError, load_dataset
 from .latency import run_latency
@@ -27,7 +27,7 @@ from .measure import analyze_macs, count_params
 from .methods.base import Method
 from .models import build_model
 from .results import RESULTS_FILE, atomic_torch_save, read_results, versions, write_results
-from .train import OptimConfig, evaluate, recalibrate_batchnorm, train_stage
+from .train import DivergedError, OptimConfig, evaluate, recalibrate_batchnorm, resolve_accel, train_stage
 
 log = logging.getLogger("svdbench")
 
@@ -46,11 +46,30 @@ def seed_everything(seed: int, deterministic: bool = True) -> None:
 
 
 def resolve_device(name: str) -> torch.device:
+    """``auto``: CUDA when available, else the CPU. Under torchrun (``WORLD_SIZE > 1``) a CUDA
+    process takes GPU ``$LOCAL_RANK`` of its node."""
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        name = "cuda" if torch.cuda.is_available() else "cpu"
     if name == "cuda" and not torch.cuda.is_available():
         raise InputError("trainer.device=cuda but no CUDA device is available")
+    if name == "cuda" and distributed.world_size() > 1:
+        index, count = distributed.local_rank(), torch.cuda.device_count()
+        if index >= count:
+            raise InputError(f"LOCAL_RANK={index} but this node has {count} CUDA device(s): one process per GPU")
+        return torch.device("cuda", index)
     return torch.device(name)
+
+
+def _write_results(run_dir: Path, results: dict) -> None:
+    """results.json, written by rank 0 only (the one process that writes files)."""
+    if distributed.is_main():
+        write_results(run_dir, results)
+
+
+def _finish_group(owns_group: bool) -> None:
+    distributed.barrier()  # no rank leaves before rank 0 has written everything
+    if owns_group:
+        distributed.cleanup()
 
 
 def _optim(trainer, lr: float) -> OptimConfig:
@@ -110,6 +129,9 @@ def run_experiment(
     tr, md = cfg.trainer, cfg.model
     seed_everything(cfg.seed, tr.deterministic)
     device = resolve_device(tr.device)
+    owns_group = distributed.init(device)  # torchrun: join the process group (no-op for one process)
+    accel = resolve_accel(device, tr.amp, tr.channels_last, tr.compile, tr.cudnn_benchmark, tr.deterministic)
+    torch.backends.cudnn.benchmark = accel.cudnn_benchmark
     data = _load_data(cfg, device)
     try:
         model = build_model(md.family, md.name, data.num_classes, data.input_shape[0])
@@ -143,6 +165,8 @@ def run_experiment(
         "input_shape": list(input_shape),
         "versions": versions(),
         "device": str(device),
+        "world_size": distributed.world_size(),  # processes (GPUs) in data-parallel training; batch_size is per process
+        "accel": accel.as_dict(),
         "stage_top1": {},
         "wall_time": {},
         "history": [],
@@ -152,6 +176,7 @@ def run_experiment(
         done = ckpt.completed_results()
         if done is not None:
             log.info("run directory %s already holds a completed run of this config", run_dir)
+            _finish_group(owns_group)
             return done
         ckpt.load_latest()
     gen = getattr(data.train, "generator", None)
@@ -182,8 +207,8 @@ def run_experiment(
             ckpt.save_latest(name, state, meth, res)
 
         train_stage(net, meth, data.train, data.test, epochs=epochs, optim=_optim(tr, lr), stage=name,
-                    device=device, progress=tr.progress, on_epoch=record, resume=resume, save=save,
-                    stop=guard)  # fmt: skip
+                    device=device, progress=tr.progress and distributed.is_main(), on_epoch=record, resume=resume,
+                    save=save, stop=guard, accel=accel, ddp=distributed.world_size() > 1)  # fmt: skip
         res["wall_time"][name] = time.perf_counter() - t
         if epochs > 0:
             res["stage_top1"][name] = evaluate(net, data.test, device)["top1"]
@@ -195,14 +220,15 @@ def run_experiment(
             model = model.to(device)
             if method.pretrain_dense and not init_from:
                 stage("pretrain", model, Method(), tr.epochs, tr.lr, results)
-                save_dense_checkpoint(model, run_dir)
+                if distributed.is_main():
+                    save_dense_checkpoint(model, run_dir)
             if init_from or method.pretrain_dense:
                 results["stage_top1"]["dense"] = evaluate(model, data.test, device)["top1"]
             model = method.prepare(model, input_shape).to(device)
             results["ranks"] = {"full": lowrank.ranks(model)} if lowrank.ranks(model) else {}
             train_epochs = tr.epochs if method.train_epochs is None else method.train_epochs
             stage("train", model, method, train_epochs, tr.lr, results)
-            if not method.compresses:
+            if not method.compresses and distributed.is_main():
                 save_dense_checkpoint(model, run_dir)
             trained = copy.deepcopy(model) if getattr(method, "energies", None) else None
             _compress_finetune_measure(model, method, results, stage, data, cfg, device, dense_count, run_dir)
@@ -210,22 +236,26 @@ def run_experiment(
             results["status"] = "completed"
         except Preempted as err:
             results.update(status="preempted", error=f"{err}; rerun the same command to resume")
-            write_results(run_dir, results)
+            _write_results(run_dir, results)
+            distributed.barrier()  # every rank stopped at the same step (train_stage agrees on it)
             guard.chain()
             raise
         except BaseException as err:
             results.update(status="failed", error=f"{type(err).__name__}: {err}")
             results["wall_time"]["total"] = time.perf_counter() - t_start
-            write_results(run_dir, results)
+            _write_results(run_dir, results)
+            if isinstance(err, DivergedError):  # raised on every rank at the same step
+                distributed.barrier()
             raise
-        write_results(run_dir, results)
+        _write_results(run_dir, results)
         if trained is not None:
             results["energy_sweep"] = _energy_sweep(
                 trained, method, results, stage, data, cfg, device, dense_count, run_dir
             )
-            write_results(run_dir, results)
-    if not getattr(cfg, "keep_checkpoints", False):
+            _write_results(run_dir, results)
+    if not getattr(cfg, "keep_checkpoints", False) and distributed.is_main():
         ckpt.remove()
+    _finish_group(owns_group)
     return results
 
 
@@ -272,6 +302,10 @@ class _Checkpoints:
             return
         self.latest = load_checkpoint(path)
         self._check_config(self.latest, path)
+        saved_world = self.latest.get("world_size", 1)
+        if saved_world != distributed.world_size():  # steps per epoch and the schedule depend on it
+            raise InputError(f"{path} was written by {saved_world} process(es), this run has "
+                             f"{distributed.world_size()}: resume with the same torchrun process count")  # fmt: skip
         for p in sorted(self.dir.glob("stage_*.pt")):
             st = load_checkpoint(p)
             self._check_config(st, p)
@@ -298,13 +332,17 @@ class _Checkpoints:
         return copy.deepcopy({k: res[k] for k in ("history", "stage_top1", "wall_time", "ranks") if k in res})
 
     def save_latest(self, name, state, meth, res) -> None:
-        if self.enabled:
+        if self.enabled and distributed.is_main():
             state = {"version": 1, "config": self.key, "stage": name, "train": state,
                      "method": meth.state_dict(), "results": self._snapshot(res)}  # fmt: skip
+            if distributed.world_size() > 1:
+                state["world_size"] = distributed.world_size()
             save_checkpoint(state, self.dir / CHECKPOINT)
+        if self.enabled:
+            distributed.barrier()  # a preempted rank must not exit before rank 0 has saved
 
     def save_completed_stage(self, name, net, meth, res, gen) -> None:
-        if self.enabled and name != "finetune":
+        if self.enabled and name != "finetune" and distributed.is_main():
             save_checkpoint({"version": 1, "config": self.key, "stage": name, "model": net.state_dict(),
                              "method": meth.state_dict(), "rng": rng_state(gen), "results": self._snapshot(res)},
                             self.dir / f"stage_{name}.pt")  # fmt: skip
@@ -345,12 +383,13 @@ def _compress_finetune_measure(model, method, results, stage, data, cfg, device,
         method_details=method.details(),
     )
     measure = getattr(cfg, "measure", None)
-    if measure is not None and measure.latency:  # realized speed beside MACs (svdbench.latency)
+    # realized speed beside MACs (svdbench.latency); under torchrun timed by rank 0 alone while the others wait
+    if measure is not None and measure.latency and distributed.is_main():
         t_lat = time.perf_counter()
         results["latency"] = run_latency(deployed, cfg.model, data.num_classes, results["input_shape"], device,
                                          measure, mac_speedup=results["speedup"])  # fmt: skip
         results["wall_time"]["latency"] = time.perf_counter() - t_lat
-    if cfg.save_model:
+    if cfg.save_model and distributed.is_main():
         run_dir.mkdir(parents=True, exist_ok=True)
         atomic_torch_save(deployed.cpu(), run_dir / "model.pt")
         results["model_path"] = str(run_dir / "model.pt")
@@ -384,7 +423,7 @@ def _energy_sweep(trained, method, parent, stage, data, cfg, device, dense_count
             res.update(status="failed", error=f"{type(err).__name__}: {err}")
             log.error("energy %g failed: %s", e, one_line_error(err))
         res["wall_time"]["point"] = time.perf_counter() - t
-        write_results(point_dir, res)
+        _write_results(point_dir, res)
         points.append({"energy": e, "status": res["status"], "top1": res.get("top1"), "macs": res.get("macs"),
                        "path": str(point_dir / RESULTS_FILE)})  # fmt: skip
         if res["status"] == "completed":
@@ -400,7 +439,7 @@ def _load_data(cfg, device):
             train_subset=ds.train_subset, test_subset=ds.test_subset, augment=ds.augment, download=ds.download,
             seed=cfg.seed, device=device, num_workers=tr.num_workers, image_size=ds.image_size,
             synthetic_shape=ds.shape, synthetic_classes=ds.num_classes, synthetic_train=ds.num_train,
-            synthetic_test=ds.num_test,
+            synthetic_test=ds.num_test, shard=distributed.shard(),
         )  # fmt: skip
     except DatasetError as err:
         raise InputError(str(err)) from None
