@@ -1,0 +1,91 @@
+"""conf/experiment/: the published settings compose into the schema with the values of METHOD.md,
+each runs one tiny step on synthetic data of its dataset's shape, and docs/experiments.md lists them."""
+
+import re
+from pathlib import Path
+
+import pytest
+from test_config import CONF, compose_cfg, options
+
+import run as run_module
+from svdbench.pipeline import run_experiment
+
+EXPERIMENTS = options("experiment")
+CIFAR = ["resnet20", "resnet32", "resnet56", "resnet110"]
+IMAGENET = ["resnet18", "resnet50"]
+DOC = Path(CONF).parent / "docs" / "experiments.md"
+
+
+def test_every_published_setting_has_a_preset():
+    svd = {f"svd_cifar10_{m}_{d}_{r}" for m in CIFAR for d in ("channel", "spatial") for r in ("l1", "hoyer")}
+    svd |= {f"svd_imagenet_{m}" for m in IMAGENET}
+    base = {f"{b}_cifar10_{m}" for b in ("trp", "l1_filter", "sfp", "fpgm") for m in CIFAR}
+    base |= {f"{b}_imagenet_{m}" for b in ("trp", "l1_filter", "sfp", "fpgm") for m in IMAGENET}
+    assert svd | base == set(EXPERIMENTS)
+
+
+def _epochs(fractions, epochs):
+    return [round(f * epochs) for f in fractions]
+
+
+@pytest.mark.parametrize("name", EXPERIMENTS)
+def test_preset_values_follow_method_md(name):
+    cfg = compose_cfg([f"+experiment={name}", "dataset.root=/data/x"])
+    typed, method = run_module.build(cfg)
+    tr, model = typed.trainer, next(part for part in name.split("_") if part.startswith("resnet"))
+    family = "imagenet" if "_imagenet_" in name else "cifar10"
+    assert typed.dataset.name == family
+    if name.startswith("svd_cifar10"):
+        dec, reg = name.split("_")[-2:]
+        assert (tr.optimizer, tr.lr, tr.batch_size, tr.epochs) == ("adam", 1e-3, 100, 164)
+        assert _epochs(tr.milestones, 164) == [81, 122] and tr.gamma == 0.1
+        assert (typed.method.orthogonality, typed.method.init, typed.method.decomposition) == (1.0, "random", dec)
+        assert typed.regularizer.kind == reg
+        lo, hi = (1e-3, 0.1) if reg == "hoyer" else (0.1, 0.3)  # METHOD.md 1.2 ranges
+        assert lo <= typed.regularizer.weight <= hi and 1e-3 <= typed.method.energy <= 0.3
+        assert typed.method.finetune_epochs == 164
+    elif name.startswith("svd_imagenet"):
+        recipe = (tr.optimizer, tr.lr, tr.momentum, tr.weight_decay, tr.batch_size, tr.epochs)
+        assert recipe == ("sgd", 0.1, 0.9, 1e-4, 256, 90)
+        assert _epochs(tr.milestones, 90) == [31, 61]
+        assert (typed.method.orthogonality, typed.regularizer.kind, typed.regularizer.weight) == (2.0, "hoyer", 3e-3)
+    elif name.startswith("trp"):
+        m = typed.method
+        assert (m.energy_train, m.nuclear_weight, m.threshold) == (0.9, 3e-4, 0.05) and 1 <= m.period <= 20
+        assert m.skip_first and m.skip_1x1
+    elif name.startswith("l1_filter"):
+        assert typed.method.speedup > 1 and typed.method.ratio is None
+        assert (tr.finetune_schedule, tr.finetune_lr) == ("constant", 0.001)
+    else:  # sfp, fpgm: soft pruning from scratch, removal at the end
+        assert 0.2 <= typed.method.ratio <= 0.4 and typed.method.speedup is None
+        assert typed.method.finetune_epochs == 0 and tr.epochs >= 90
+    assert typed.model.name == model
+
+
+@pytest.mark.parametrize("name", EXPERIMENTS)
+def test_preset_runs_one_tiny_step(name, tmp_path):
+    """The preset with its recipe shrunk to one step of two images of its dataset's shape."""
+    shape = "[3,224,224]" if "_imagenet_" in name else "[3,32,32]"
+    classes = 1000 if "_imagenet_" in name else 10
+    cfg = compose_cfg([
+        f"+experiment={name}", "dataset=synthetic", f"dataset.shape={shape}", f"dataset.num_classes={classes}",
+        "dataset.num_train=2", "dataset.num_test=2", "trainer.epochs=1", "trainer.batch_size=2",
+        "trainer.eval_batch_size=2", "trainer.progress=false", "trainer.bn_recalibration_batches=1",
+        "trainer.device=cpu", "measure.latency=false", "save_model=false", "checkpoint=false",
+    ])  # fmt: skip
+    cfg.method.finetune_epochs = min(cfg.method.finetune_epochs, 1)  # the recipe's 164 (or 40) become 1
+    typed, method = run_module.build(cfg)
+    res = run_experiment(typed, method, tmp_path, config_dict=None)
+    assert res["status"] == "completed", res.get("error")
+    assert res["history"] and res["macs"] > 0 and res["macs_dense"] > 0
+    if name.startswith(("l1_filter", "sfp", "fpgm")):
+        assert res["macs"] < res["macs_dense"]  # filters physically removed
+    if name.startswith(("svd", "trp")):
+        after, full = res["method_details"].get("ranks_after") or res["ranks"]["after"], res["ranks"].get("full")
+        assert after and (full is None or all(after[k] <= full[k] for k in after))
+
+
+def test_docs_table_lists_every_preset_with_its_command():
+    text = DOC.read_text()
+    listed = set(re.findall(r"\+experiment=(\w+)", text))
+    assert listed == set(EXPERIMENTS)
