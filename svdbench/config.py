@@ -62,6 +62,7 @@ class TrainerConfig:
     momentum: float = 0.9
     weight_decay: float = 5e-4
     schedule: str = "cosine"  # cosine | multistep | constant, per stage
+    finetune_schedule: str | None = None  # schedule of the fine-tuning stage; None: same as schedule
     milestones: List[float] = field(default_factory=lambda: [0.5, 0.75])  # fractions of a stage
     gamma: float = 0.1
     epochs: int = 10
@@ -84,6 +85,11 @@ class TrainerConfig:
             self.schedule in ("cosine", "multistep", "constant"),
             "trainer.schedule",
             f"must be cosine, multistep or constant, got {self.schedule!r}",
+        )
+        _check(
+            self.finetune_schedule in (None, "cosine", "multistep", "constant"),
+            "trainer.finetune_schedule",
+            f"must be null, cosine, multistep or constant, got {self.finetune_schedule!r}",
         )
         _check(self.lr > 0, "trainer.lr", f"must be > 0, got {self.lr}")
         _check(

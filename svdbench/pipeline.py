@@ -72,13 +72,17 @@ def _finish_group(owns_group: bool) -> None:
         distributed.cleanup()
 
 
-def _optim(trainer, lr: float) -> OptimConfig:
+def _optim(trainer, finetune: bool = False) -> OptimConfig:
+    """The optimiser of a training stage (``finetune``: ``trainer.finetune_lr``/``finetune_schedule``
+    where set)."""
+    lr = (trainer.finetune_lr or trainer.lr) if finetune else trainer.lr
+    schedule = (getattr(trainer, "finetune_schedule", None) or trainer.schedule) if finetune else trainer.schedule
     return OptimConfig(
         trainer.optimizer,
         lr,
         trainer.momentum,
         trainer.weight_decay,
-        trainer.schedule,
+        schedule,
         tuple(trainer.milestones),
         trainer.gamma,
     )
@@ -181,7 +185,7 @@ def run_experiment(
         ckpt.load_latest()
     gen = getattr(data.train, "generator", None)
 
-    def stage(name: str, net, meth, epochs: int, lr: float, res: dict) -> None:
+    def stage(name: str, net, meth, epochs: int, optim: OptimConfig, res: dict) -> None:
         """Train stage ``name`` (or restore it from a checkpoint), recording history, wall time and
         final top-1 into ``res``."""
         if ckpt.restore_completed_stage(name, net, meth, res, gen):
@@ -206,7 +210,7 @@ def run_experiment(
             res["wall_time"][name] = time.perf_counter() - t
             ckpt.save_latest(name, state, meth, res)
 
-        train_stage(net, meth, data.train, data.test, epochs=epochs, optim=_optim(tr, lr), stage=name,
+        train_stage(net, meth, data.train, data.test, epochs=epochs, optim=optim, stage=name,
                     device=device, progress=tr.progress and distributed.is_main(), on_epoch=record, resume=resume,
                     save=save, stop=guard, accel=accel, ddp=distributed.world_size() > 1)  # fmt: skip
         res["wall_time"][name] = time.perf_counter() - t
@@ -219,7 +223,7 @@ def run_experiment(
         try:
             model = model.to(device)
             if method.pretrain_dense and not init_from:
-                stage("pretrain", model, Method(), tr.epochs, tr.lr, results)
+                stage("pretrain", model, Method(), tr.epochs, _optim(tr), results)
                 if distributed.is_main():
                     save_dense_checkpoint(model, run_dir)
             if init_from or method.pretrain_dense:
@@ -227,7 +231,7 @@ def run_experiment(
             model = method.prepare(model, input_shape).to(device)
             results["ranks"] = {"full": lowrank.ranks(model)} if lowrank.ranks(model) else {}
             train_epochs = tr.epochs if method.train_epochs is None else method.train_epochs
-            stage("train", model, method, train_epochs, tr.lr, results)
+            stage("train", model, method, train_epochs, _optim(tr), results)
             if not method.compresses and distributed.is_main():
                 save_dense_checkpoint(model, run_dir)
             trained = copy.deepcopy(model) if getattr(method, "energies", None) else None
@@ -260,12 +264,21 @@ def run_experiment(
 
 
 CHECKPOINT = "checkpoint.pt"
-RESUME_IGNORED = ("resume", "keep_checkpoints", "checkpoint")
+RESUME_IGNORED = ("resume", "keep_checkpoints", "checkpoint", "measure")
+
+
+def _without_nulls(d: Any) -> Any:
+    """``d`` with every ``None`` entry of its mappings dropped: an optional key left at null means
+    the same as the key absent (a run made before the key existed)."""
+    if isinstance(d, dict):
+        return {k: _without_nulls(v) for k, v in d.items() if v is not None}
+    return d
 
 
 def _resume_key(config: dict) -> dict:
-    """The part of a resolved config that must match for a run directory to be resumed."""
-    key = copy.deepcopy({k: v for k, v in config.items() if k not in RESUME_IGNORED})
+    """The part of a resolved config that must match for a run directory to be resumed: all of it
+    but how it is run and measured (:data:`RESUME_IGNORED`, ``trainer.progress``), null keys dropped."""
+    key = _without_nulls(copy.deepcopy({k: v for k, v in config.items() if k not in RESUME_IGNORED}))
     if isinstance(key.get("trainer"), dict):
         key["trainer"].pop("progress", None)
     return key
@@ -364,7 +377,7 @@ def _compress_finetune_measure(model, method, results, stage, data, cfg, device,
             recalibrate_batchnorm(model, data.train, tr.bn_recalibration_batches, device)
         results["wall_time"]["compress"] = time.perf_counter() - t
         results["stage_top1"]["pruned"] = evaluate(model, data.test, device)["top1"]
-    stage("finetune", model, method, method.finetune_epochs, tr.finetune_lr or tr.lr, results)
+    stage("finetune", model, method, method.finetune_epochs, _optim(tr, finetune=True), results)
 
     t = time.perf_counter()
     if results.get("ranks"):

@@ -105,3 +105,36 @@ def test_same_seed_same_result(tmp_path):
     a = run_experiment(tiny_cfg(), SVDTraining(regularizer=SparsityRegularizer("hoyer", 0.01)), tmp_path / "a")
     b = run_experiment(tiny_cfg(), SVDTraining(regularizer=SparsityRegularizer("hoyer", 0.01)), tmp_path / "b")
     assert a["top1"] == b["top1"] and a["macs"] == b["macs"] and a["history"] == b["history"]
+
+
+def test_finetune_stage_takes_its_own_lr_and_schedule(tmp_path, monkeypatch):
+    """trainer.finetune_lr / finetune_schedule reach the fine-tuning stage only (Li et al. fine-tune
+    at a constant small rate after a multistep training)."""
+    import svdbench.pipeline as pipeline
+
+    seen = {}
+    real = pipeline.train_stage
+
+    def spy(*args, **kw):
+        seen[kw["stage"]] = kw["optim"]
+        return real(*args, **kw)
+
+    monkeypatch.setattr(pipeline, "train_stage", spy)
+    cfg = tiny_cfg()
+    cfg.trainer.schedule, cfg.trainer.lr = "multistep", 0.05
+    cfg.trainer.finetune_schedule, cfg.trainer.finetune_lr = "constant", 0.001
+    run_experiment(cfg, SVDTraining(energy=0.3, regularizer=SparsityRegularizer("hoyer", 0.01)), tmp_path)
+    assert (seen["train"].schedule, seen["train"].lr) == ("multistep", 0.05)
+    assert (seen["finetune"].schedule, seen["finetune"].lr) == ("constant", 0.001)
+
+
+def test_completed_run_recorded_before_a_new_optional_key_is_kept(tmp_path):
+    """A key added later at its null default (here trainer.finetune_schedule) does not make a
+    completed run directory look like another configuration; a set value does."""
+    from svdbench.pipeline import _resume_key
+
+    old = {"trainer": {"lr": 0.1, "progress": True}, "measure": {"latency": True}, "seed": 0}
+    new = {"trainer": {"lr": 0.1, "progress": False, "finetune_schedule": None}, "measure": {}, "seed": 0}
+    assert _resume_key(old) == _resume_key(new)
+    new["trainer"]["finetune_schedule"] = "constant"
+    assert _resume_key(old) != _resume_key(new)
