@@ -316,7 +316,10 @@ def ratio_for_speedup(
     Raises ValueError when even the last step falls short."""
     work = copy.deepcopy(model)
     pruner = FilterPruner(work, input_shape, skip)
-    importance = FilterImportance("l1", pruner.graph)  # any criterion: the counts depend on the ratio only
+
+    def importance(group) -> torch.Tensor:  # any order will do: the counts depend on the ratio only
+        return torch.zeros(len(group[0].idxs))
+
     count = MacModel(work, input_shape)
     dense = count.macs()
     reached = 1.0
@@ -366,9 +369,17 @@ class FilterPruning(Method):
         self.channels_after: dict[str, int] = {}
         self.pruned: dict[str, list[int]] = {}
 
+    def _ratio_for_speedup(self, model: nn.Module, input_shape) -> tuple[float, float]:
+        """:func:`ratio_for_speedup`, searched once per architecture and input shape (check() and
+        prepare() see the same one: the counts depend on the shapes only, not on the weights)."""
+        key = (tuple(channel_counts(model).items()), tuple(input_shape))
+        if getattr(self, "_searched", (None,))[0] != key:
+            self._searched = (key, ratio_for_speedup(model, input_shape, self.speedup, self.skip))
+        return self._searched[1]
+
     def check(self, model: nn.Module, input_shape) -> None:
         if self.speedup is not None:  # raises ValueError when the target is out of reach
-            ratio_for_speedup(model, input_shape, self.speedup, self.skip)
+            self._ratio_for_speedup(model, input_shape)
 
     def prepare(self, model: nn.Module, input_shape) -> nn.Module:
         self.pruner = FilterPruner(model, input_shape, self.skip)
@@ -376,7 +387,7 @@ class FilterPruning(Method):
         self.groups = {self.pruner.root_name(g): self.pruner.members(g) for g in self.pruner.groups()}
         self.channels_before = channel_counts(model)
         if self.speedup is not None:
-            self.ratio_used, self.speedup_planned = ratio_for_speedup(model, input_shape, self.speedup, self.skip)
+            self.ratio_used, self.speedup_planned = self._ratio_for_speedup(model, input_shape)
         return model
 
     def _plan(self, masks: dict[str, torch.Tensor] | None = None) -> dict[str, list[int]]:
