@@ -7,7 +7,7 @@ PIP := $(VENV)/bin/pip
 TORCH := torch==2.14.1 torchvision==0.29.1
 FASHION_DIR := /usr/share/datasets/fashion-mnist
 
-.PHONY: demo test lint data install clean baselines-table
+.PHONY: demo test lint data install clean baselines-table study
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -60,3 +60,14 @@ baselines-table: data
 	$(PY) run.py method=sfp $(STUDY_BUDGET) hydra.run.dir=$(STUDY)/sfp
 	$(PY) run.py method=fpgm $(STUDY_BUDGET) hydra.run.dir=$(STUDY)/fpgm
 	$(VENV)/bin/svdbench report $(STUDY) --out $(STUDY)/report
+
+# The Fashion-MNIST study of docs/results.md: ResNet-8, seeds 0 and 1, a dense model per seed, then
+# every method at three or more operating points from its seed's dense checkpoint with one budget
+# (conf/sweep/study_*.yaml), two jobs at a time; completed runs are kept when rerun. Then the report.
+study: data
+	$(PY) run.py -m +sweep=study_dense
+	$(PY) run.py -m +sweep=study_svd
+	$(PY) run.py -m +sweep=study_posthoc
+	$(PY) run.py -m +sweep=study_filter
+	$(PY) run.py -m +sweep=study_trp
+	$(VENV)/bin/svdbench report outputs/study --out outputs/study/report
