@@ -9,6 +9,8 @@ than the dense one (fvcore, batch 1, conv + linear). Rank choices (``--variants`
   ranks come out at whatever width (odd ones);
 - ``channel-m8``: the same per-layer energy ranks rounded to the nearest multiple of 8 (at
   least 8, at most full rank), e searched again, as PITFALLS.md suggests for CPU kernels;
+- ``filter-l1`` (not by default): the other way to a smaller network, L1-norm filter pruning
+  (``baselines.filter_pruning``, Torch-Pruning) to the same MAC speed-up: plain narrower convs;
 - ``spatial``, ``spatial-m8``, ``spatial-m16``: the same with the spatial-wise decomposition
   (k x 1 then 1 x k convolutions), a lever: at equal MACs its inner width is larger (about
   0.75 C against 0.45 C for channel-wise at 2x) and it has no thin 1 x 1 convolution.
@@ -56,6 +58,7 @@ VARIANTS = {  # name: (decomposition, ranks rounded to a multiple of)
     "spatial": ("spatial", 1),
     "spatial-m8": ("spatial", 8),
     "spatial-m16": ("spatial", 16),
+    "filter-l1": ("filter", 1),  # L1-norm filter pruning to the target MAC speed-up (Torch-Pruning)
 }
 DEFAULT_VARIANTS = ("channel", "channel-m8", "spatial", "spatial-m8", "spatial-m16")
 
@@ -87,6 +90,19 @@ def deployed_for(decomposed, ranks):
     from svdbench import lowrank
 
     return lowrank.export(with_ranks(decomposed, ranks)).eval()
+
+
+def filter_pruned(dense, dense_macs: int, target: float) -> tuple[dict, torch.nn.Module]:
+    """``dense`` with the lowest-L1 block-internal filters physically removed until ``target``."""
+    import svdbench
+    from baselines.filter_pruning import L1FilterPruning
+
+    method = L1FilterPruning(speedup=target)
+    net = method.prepare(copy.deepcopy(dense), (1, *SHAPE))
+    method.compress(net)
+    dep = method.export(net).eval()
+    macs = svdbench.count_macs(dep, (1, *SHAPE))
+    return {"method": "l1_filter", "ratio": method.ratio_used, "mac_speedup": dense_macs / macs, "macs": macs}, dep
 
 
 def search(decomposed, dense_macs: int, target: float, multiple: int) -> tuple[float, dict, float]:
@@ -143,6 +159,10 @@ def main(argv=None) -> dict:
     variants, models, decomposed = {}, {"dense": dense}, {}
     for name in args.variants:
         dec, multiple = VARIANTS[name]
+        if dec == "filter":
+            variants[name], models[name] = filter_pruned(dense, dense_macs, args.target_speedup)
+            print(f"{name}: MAC speed-up {variants[name]['mac_speedup']:.2f}x, ratio {variants[name]['ratio']:.2f}")
+            continue
         if dec not in decomposed:
             decomposed[dec] = lowrank.decompose(copy.deepcopy(dense), dec, "svd")
         e, ranks, sp = search(decomposed[dec], dense_macs, args.target_speedup, multiple)
