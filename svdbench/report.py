@@ -483,14 +483,26 @@ class Report:
     files: list[Path] = field(default_factory=list)
 
 
-def build_report(paths: Sequence[str | Path], out: str | Path | None = None) -> Report:
-    """Read every results.json under ``paths`` and write the report files into ``out``."""
+def split_methods(runs: Sequence[Run], keys: Sequence[str]) -> None:
+    """Name each run's method after the values of ``keys`` too (dotted config keys, e.g.
+    ``method.decomposition``: ``svd`` becomes ``svd (channel)`` and ``svd (spatial)``), so they are
+    separate methods in tables, fronts and plot. Runs without the key keep their name."""
+    for r in runs:
+        values = [str(r.flat[k]) for k in keys if k in r.flat]
+        if values:
+            r.res = {**r.res, "method": f"{r.res['method']} ({', '.join(values)})"}
+
+
+def build_report(paths: Sequence[str | Path], out: str | Path | None = None, split: Sequence[str] = ()) -> Report:
+    """Read every results.json under ``paths`` and write the report files into ``out``; ``split``:
+    config keys whose values tell methods apart (:func:`split_methods`)."""
     if not paths:
         raise ValueError("no PATH given")
     out = Path(out) if out is not None else Path(paths[0]) / "report"
     if Path(paths[0]).is_file() and out == Path(paths[0]) / "report":
         out = Path(paths[0]).parent / "report"
     runs, failed, skipped = load_runs(paths)
+    split_methods(runs, split)
     rows = group_rows(runs)
     out.mkdir(parents=True, exist_ok=True)
     rep = Report(rows, failed, skipped, out)
@@ -582,6 +594,13 @@ def summary_dict(rep: Report, front_rows: Sequence[tuple[str, Row]]) -> dict:
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("paths", nargs="+", metavar="PATH", help="run or multirun directories (searched recursively)")
     p.add_argument("--out", default=None, help="output directory (default: <first PATH>/report)")
+    p.add_argument(
+        "--split",
+        nargs="+",
+        default=[],
+        metavar="KEY",
+        help="config keys whose values make separate methods, e.g. --split method.decomposition",
+    )
     p.add_argument("--wandb", action="store_true", help="also log the table and the Pareto scatter to W&B")
     p.add_argument("--project", default="svdbench", help="W&B project (with --wandb)")
     p.add_argument("--entity", default=None, help="W&B entity (with --wandb)")
@@ -595,7 +614,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     try:
-        rep = build_report(args.paths, args.out)
+        rep = build_report(args.paths, args.out, split=args.split)
     except (ValueError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -173,3 +173,20 @@ def test_seeds_are_averaged_duplicates_dropped_and_paths_ignored(sweep, tmp_path
 
 def test_latex_escaping():
     assert report.latex_escape("reg.kind=hoyer_square, 50% & #1") == r"reg.kind=hoyer\_square, 50\% \& \#1"
+
+
+def test_split_makes_one_method_per_value_with_its_own_front(sweep, tmp_path):
+    svd = next(json.loads(p.read_text()) for p in sorted(sweep.rglob("results.json"))
+               if json.loads(p.read_text())["method"] == "svd")  # fmt: skip
+    for dec, top1, macs in (("channel", 60.0, 1_000_000), ("spatial", 65.0, 900_000)):
+        r = copy.deepcopy(svd)
+        r["config"]["method"]["decomposition"] = dec
+        _copy(r, tmp_path / dec, seed=0, top1=top1, macs=macs)
+    plain = report.build_report([tmp_path], tmp_path / "rep0")
+    assert {r.method for r in plain.rows} == {"svd"}
+    assert [r.on_method_front for r in plain.rows] == [False, True]  # spatial dominates within "svd"
+    rep = report.build_report([tmp_path], tmp_path / "rep", split=["method.decomposition"])
+    by = {r.method: r for r in rep.rows}
+    assert set(by) == {"svd (channel)", "svd (spatial)"}
+    assert by["svd (channel)"].on_method_front and not by["svd (channel)"].on_overall_front
+    assert "| svd (spatial) |" in (tmp_path / "rep" / "comparison_svd__spatial_.md").read_text()
