@@ -70,4 +70,4 @@ study: data
 	$(PY) run.py -m +sweep=study_posthoc
 	$(PY) run.py -m +sweep=study_filter
 	$(PY) run.py -m +sweep=study_trp
-	$(VENV)/bin/svdbench report outputs/study --out outputs/study/report
+	$(VENV)/bin/svdbench report outputs/study --out outputs/study/report --split method.decomposition
