@@ -20,7 +20,8 @@ import run
 
 ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "conf"
-SWEEPS = sorted(p.stem for p in (CONF / "sweep").glob("*.yaml"))
+#: study_budget is the study presets' shared part, included by them, not a sweep of its own
+SWEEPS = sorted(p.stem for p in (CONF / "sweep").glob("*.yaml") if p.stem != "study_budget")
 TINY = tiny()
 # one thread per job: tiny models gain nothing from more, and on a shared 2-core machine
 # oversubscribed OpenMP threads make a 1 s job take 10 s
@@ -169,3 +170,18 @@ def test_single_run_input_error_still_writes_nothing(tmp_path):
     assert proc.returncode == 2
     assert "no dense checkpoint" in proc.stderr + proc.stdout
     assert not (out / "results.json").exists()
+
+
+@pytest.mark.parametrize("name", ["study_svd", "study_posthoc", "study_filter", "study_trp"])
+def test_study_presets_share_one_budget_and_their_seeds_dense_start(name):
+    """docs/results.md: every method starts from its seed's dense run of +sweep=study_dense, with
+    3 training epochs, 1 fine-tuning epoch per point and two jobs at a time."""
+    dense = compose_cfg(["+sweep=study_dense", "seed=1"])
+    dense_dir = f"{dense.hydra.sweep.dir}/{dense.hydra.sweep.subdir}"
+    cfg = compose_cfg([f"+sweep={name}", "seed=1"])
+    assert cfg.init_from == dense_dir == "outputs/study/dense/seed1"
+    assert (cfg.trainer.epochs, cfg.method.finetune_epochs, cfg.measure.latency) == (3, 1, False)
+    assert cfg.hydra.launcher.n_jobs == 2 and cfg.hydra.mode == RunMode.MULTIRUN
+    assert str(cfg.hydra.sweep.dir).startswith("outputs/study/")
+    subdir = OmegaConf.to_container(cfg.hydra.sweep, resolve=False)["subdir"]
+    assert "seed${seed}" in subdir  # one named directory per job and seed: a rerun keeps completed runs
