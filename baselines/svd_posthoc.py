@@ -15,21 +15,19 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from torch import nn
-
-from svdbench import lowrank
-from svdbench.methods.base import Method
+from svdbench.methods import SVDTraining
 
 from .config import SVDPosthocMethodConfig
 
 DEFAULT_ENERGY = 0.32
 
 
-class PosthocSVD(Method):
-    """Give ``energy`` or ``threshold``; with neither, ``energy`` is 0.32."""
+class PosthocSVD(SVDTraining):
+    """SVD training's decomposition, pruning and export without its training: init by SVD of the
+    trained weights, no orthogonality or sparsity term, no ``train`` stage. Give ``energy`` or
+    ``threshold``; with neither, ``energy`` is 0.32."""
 
     name = "svd_posthoc"
-    compresses = True
     pretrain_dense = True
     train_epochs = 0
 
@@ -44,41 +42,19 @@ class PosthocSVD(Method):
         merge_unprofitable: bool = True,
         **unused,
     ) -> None:
-        super().__init__(finetune_epochs)
         if energy is None and threshold is None:
             energy = DEFAULT_ENERGY
         SVDPosthocMethodConfig(
             decomposition=decomposition, energy=energy, threshold=threshold, finetune_epochs=finetune_epochs
         )
-        self.decomposition, self.energy, self.threshold = decomposition, energy, threshold
-        self.skip, self.decompose_linear = list(skip), bool(decompose_linear)
-        self.merge_unprofitable = bool(merge_unprofitable)
-        self.ranks_before: dict[str, int] = {}
-        self.ranks_after: dict[str, int] = {}
-
-    def prepare(self, model: nn.Module, input_shape) -> nn.Module:
-        model = lowrank.decompose(model, self.decomposition, "svd", skip=self.skip, linear=self.decompose_linear)
-        self.ranks_before = lowrank.ranks(model)
-        return model
-
-    def compress(self, model: nn.Module) -> dict:
-        self.ranks_before = lowrank.ranks(model)
-        self.ranks_after = lowrank.prune(model, energy=self.energy, threshold=self.threshold)
-        return self.details()
-
-    def export(self, model: nn.Module) -> nn.Module:
-        return lowrank.export(model, merge_unprofitable=self.merge_unprofitable)
+        super().__init__(
+            decomposition=decomposition, init="svd", orthogonality=0.0, energy=energy, threshold=threshold,
+            finetune_epochs=finetune_epochs, skip=skip, decompose_linear=decompose_linear,
+            merge_unprofitable=bool(merge_unprofitable),
+        )  # fmt: skip
 
     def details(self) -> dict:
-        return {
-            **super().details(),
-            "decomposition": self.decomposition,
-            "init": "svd",
-            "energy": self.energy,
-            "threshold": self.threshold,
-            "skip": self.skip,
-            "decompose_linear": self.decompose_linear,
-            "merge_unprofitable": self.merge_unprofitable,
-            "ranks_before": dict(self.ranks_before),
-            "ranks_after": dict(self.ranks_after),
-        }
+        d = super().details()
+        for key in ("orthogonality", "regularizer", "regularizer_weight"):  # no training terms
+            d.pop(key)
+        return d
