@@ -48,10 +48,11 @@ Methods:
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import fnmatch
 import math
-from typing import Iterable, Sequence
+from typing import Callable, Iterable, Iterator, Sequence
 
 import torch
 import torch_pruning as tp
@@ -72,35 +73,44 @@ def kept_channels(channels: int, ratio: float) -> int:
     return max(1, min(channels, math.floor(channels * (1.0 - ratio) + 1e-9)))
 
 
+@contextlib.contextmanager
+def _eval_mode(model: nn.Module) -> Iterator[nn.Module]:
+    """``model`` in eval mode for a tracing or checking forward pass (BatchNorm statistics must not
+    move), its training flag restored afterwards."""
+    was = model.training
+    model.eval()
+    try:
+        yield model
+    finally:
+        model.train(was)
+
+
+def _hooked_forward(model: nn.Module, input_shape: Sequence[int], hook: Callable) -> None:
+    """One batch-1 forward pass in eval mode without gradients, ``hook`` on every conv and linear layer."""
+    hooks = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    try:
+        with _eval_mode(model), torch.no_grad():
+            model(_example(model, input_shape))
+    finally:
+        for h in hooks:
+            h.remove()
+
+
 def weight_macs(model: nn.Module, input_shape: Sequence[int]) -> int:
     """Per-sample multiply-accumulates of every ``nn.Conv2d`` and ``nn.Linear`` (module hooks, one
     forward pass at batch 1, eval mode). Equals :func:`svdbench.count_macs` (fvcore's conv +
     linear operators) on plain CNNs, at a fraction of its cost."""
     total = 0
 
-    def conv(m: nn.Conv2d, inp, out) -> None:
+    def count(m: nn.Module, inp, out) -> None:
         nonlocal total
-        kh, kw = m.kernel_size
-        total += out[0].numel() * (m.in_channels // m.groups) * kh * kw
+        if isinstance(m, nn.Conv2d):
+            kh, kw = m.kernel_size
+            total += out[0].numel() * (m.in_channels // m.groups) * kh * kw
+        else:
+            total += out[0].numel() * m.in_features
 
-    def linear(m: nn.Linear, inp, out) -> None:
-        nonlocal total
-        total += out[0].numel() * m.in_features
-
-    hooks = [
-        m.register_forward_hook(conv if isinstance(m, nn.Conv2d) else linear)
-        for m in model.modules()
-        if isinstance(m, (nn.Conv2d, nn.Linear))
-    ]
-    was = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            model(_example(model, input_shape))
-    finally:
-        model.train(was)
-        for h in hooks:
-            h.remove()
+    _hooked_forward(model, input_shape, count)
     return int(total)
 
 
@@ -121,17 +131,7 @@ class MacModel:
             per_channel = out[0].numel() // (m.out_channels if isinstance(m, nn.Conv2d) else m.out_features)
             self.sites[m] = per_channel
 
-        layers = [m for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
-        hooks = [m.register_forward_hook(record) for m in layers]
-        was = model.training
-        model.eval()
-        try:
-            with torch.no_grad():
-                model(_example(model, input_shape))
-        finally:
-            model.train(was)
-            for h in hooks:
-                h.remove()
+        _hooked_forward(model, input_shape, record)
 
     def macs(self) -> int:
         total = 0
@@ -224,12 +224,8 @@ class FilterPruner:
     def __init__(self, model: nn.Module, input_shape: Sequence[int], skip: Iterable[str] = ()) -> None:
         self.model, self.input_shape = model, tuple(input_shape)
         self.ignored = ignored_names(model, skip)
-        was = model.training
-        model.eval()  # the tracing forward pass must not move BatchNorm statistics
-        try:
+        with _eval_mode(model):
             self.graph = tp.DependencyGraph().build_dependency(model, example_inputs=_example(model, input_shape))
-        finally:
-            model.train(was)
         self.names = {m: n for n, m in model.named_modules()}
         self.initial = {self.root_name(g): len(g[0].idxs) for g in self.groups()}
         if not self.initial:
@@ -291,16 +287,12 @@ class FilterPruner:
             g.prune()
         if not check:
             return
-        was = self.model.training
-        self.model.eval()
         try:
-            with torch.no_grad():
+            with _eval_mode(self.model), torch.no_grad():
                 self.model(_example(self.model, self.input_shape))
         except Exception as err:
             msg = f"the pruned model no longer runs ({err}); add the offending layers to method.skip"
             raise RuntimeError(msg) from err
-        finally:
-            self.model.train(was)
 
 
 def channel_counts(model: nn.Module) -> dict[str, int]:
@@ -368,12 +360,13 @@ class FilterPruning(Method):
         self.channels_before: dict[str, int] = {}
         self.channels_after: dict[str, int] = {}
         self.pruned: dict[str, list[int]] = {}
+        self._searched: tuple | None = None  # (architecture key, ratio_for_speedup's answer)
 
     def _ratio_for_speedup(self, model: nn.Module, input_shape) -> tuple[float, float]:
         """:func:`ratio_for_speedup`, searched once per architecture and input shape (check() and
         prepare() see the same one: the counts depend on the shapes only, not on the weights)."""
         key = (tuple(channel_counts(model).items()), tuple(input_shape))
-        if getattr(self, "_searched", (None,))[0] != key:
+        if self._searched is None or self._searched[0] != key:
             self._searched = (key, ratio_for_speedup(model, input_shape, self.speedup, self.skip))
         return self._searched[1]
 

@@ -76,7 +76,7 @@ def _optim(trainer, finetune: bool = False) -> OptimConfig:
     """The optimiser of a training stage (``finetune``: ``trainer.finetune_lr``/``finetune_schedule``
     where set)."""
     lr = (trainer.finetune_lr or trainer.lr) if finetune else trainer.lr
-    schedule = (getattr(trainer, "finetune_schedule", None) or trainer.schedule) if finetune else trainer.schedule
+    schedule = (trainer.finetune_schedule or trainer.schedule) if finetune else trainer.schedule
     return OptimConfig(
         trainer.optimizer,
         lr,
