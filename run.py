@@ -22,30 +22,14 @@ from omegaconf import DictConfig, OmegaConf
 
 from baselines.config import METHOD_SCHEMAS as BASELINE_SCHEMAS
 from svdbench import distributed, tracking
-from svdbench.checkpoint import CheckpointError, Preempted
 from svdbench.config import register_configs, to_config
-from svdbench.pipeline import InputError, run_experiment, summary
+from svdbench.errors import CheckpointError, InputError, Preempted, one_line
+from svdbench.pipeline import run_experiment, summary
 from svdbench.results import RESULTS_FILE, read_results, write_results
 
 CONF_DIR = str(Path(__file__).resolve().parent / "conf")
 log = logging.getLogger("svdbench")
 register_configs(BASELINE_SCHEMAS)
-
-
-def one_line(err: BaseException) -> str:
-    """The most specific single-line description of a (possibly chained) config or input error."""
-    chain = [err]
-    while chain[-1].__cause__ is not None and len(chain) < 10:
-        chain.append(chain[-1].__cause__)
-    for e in reversed(chain):
-        key = getattr(e, "full_key", None)
-        msg = getattr(e, "msg", None) or str(e)
-        first = next((ln.strip() for ln in str(msg).splitlines() if ln.strip()), type(e).__name__)
-        if key and key not in first:
-            return f"{first} (key: {key})"
-        if first and first != type(e).__name__:
-            return first
-    return str(err).splitlines()[0]
 
 
 def build(cfg: DictConfig):

@@ -16,19 +16,10 @@ from typing import Any
 
 import torch
 
+from .errors import CheckpointError, Preempted, one_line
 from .results import atomic_torch_save
 
-
-class CheckpointError(RuntimeError):
-    """A checkpoint that cannot be read (truncated, corrupt, not ours)."""
-
-
-class Preempted(RuntimeError):
-    """The run received SIGTERM or SIGUSR1; a checkpoint was saved."""
-
-    def __init__(self, signum: int) -> None:
-        super().__init__(f"received {signal.Signals(signum).name}")
-        self.signum = signum
+__all__ = ["CheckpointError", "Preempted", "PreemptionGuard", "load_checkpoint", "save_checkpoint"]
 
 
 def save_checkpoint(state: dict[str, Any], path: str | Path) -> Path:
@@ -41,29 +32,10 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except (RuntimeError, EOFError, OSError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError) as err:
-        first = next((ln for ln in str(err).splitlines() if ln.strip()), type(err).__name__)
-        raise CheckpointError(f"checkpoint {path} is corrupt or truncated ({first.strip()})") from None
+        raise CheckpointError(f"checkpoint {path} is corrupt or truncated ({one_line(err)})") from None
     if not isinstance(state, dict) or "version" not in state:
         raise CheckpointError(f"checkpoint {path} is not a svdbench checkpoint")
     return state
-
-
-def rng_state(generator: torch.Generator | None) -> dict[str, Any]:
-    """Global torch (CPU, CUDA) and data-order generator states."""
-    state = {"torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    if generator is not None:
-        state["data"] = generator.get_state()
-    return state
-
-
-def set_rng_state(state: dict[str, Any], generator: torch.Generator | None) -> None:
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-    if generator is not None and "data" in state:
-        generator.set_state(state["data"])
 
 
 class PreemptionGuard:

@@ -19,6 +19,8 @@ from typing import Iterable, Iterator, Protocol
 import numpy as np
 import torch
 
+from .errors import DatasetError, one_line
+
 log = logging.getLogger(__name__)
 
 FASHION_FILES = {
@@ -35,15 +37,6 @@ STATS = {  # per-channel mean, std of the training split
     "imagenet": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
 }
 DATASETS = ("fashion_mnist", "cifar10", "cifar100", "imagenet", "synthetic")
-
-
-class DatasetError(RuntimeError):
-    """A dataset that cannot be found or read (one-line message)."""
-
-
-def _first_line(err: BaseException) -> str:
-    lines = [ln.strip() for ln in str(err).splitlines() if ln.strip()]
-    return lines[0].rstrip(":") if lines else type(err).__name__
 
 
 class Batches(Protocol):
@@ -205,7 +198,7 @@ def load_fashion_mnist(root: str | None, download: bool) -> tuple[torch.Tensor, 
             torchvision.datasets.FashionMNIST(target, train=True, download=True)
             torchvision.datasets.FashionMNIST(target, train=False, download=True)
         except Exception as err:  # network errors come in many types
-            raise DatasetError(f"Fashion-MNIST not found and download failed: {_first_line(err)}") from None
+            raise DatasetError(f"Fashion-MNIST not found and download failed: {one_line(err).rstrip(':')}") from None
         found = fashion_mnist_root(target)
     if found is None:
         where = root or f"$SVDBENCH_DATA, {FASHION_SYSTEM_DIR} or ./data"
@@ -232,7 +225,7 @@ def load_cifar(name: str, root: str | None, download: bool) -> tuple[torch.Tenso
         try:
             cls(str(base), train=True, download=True)
         except Exception as err:
-            raise DatasetError(f"{name} not found in {base} and download failed: {_first_line(err)}") from None
+            raise DatasetError(f"{name} not found in {base} and download failed: {one_line(err).rstrip(':')}") from None
     if not (base / folder).is_dir():
         raise DatasetError(f"{name} not found: expected {base / folder} (set dataset.root, or dataset.download=true)")
 

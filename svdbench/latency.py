@@ -30,6 +30,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from .errors import one_line
+
 log = logging.getLogger("svdbench")
 
 RUNTIME = "pytorch-eager"
@@ -279,7 +281,7 @@ def latency_report(
                 dep = onnx_export.export_and_measure(deployed, input_shape, sizes, max_seconds=max_seconds)
                 den = onnx_export.export_and_measure(dense, input_shape, sizes, max_seconds=max_seconds)
             except Exception as err:  # an exporter gap must not lose the run's other figures
-                msg = _one_line(err)
+                msg = one_line(err, with_type=True)
                 report["skipped"][key] = f"export or check failed: {msg}"
                 log.warning("ONNX latency skipped: %s", msg)
             else:
@@ -299,11 +301,6 @@ def _pair(deployed: dict, dense: dict, mac_speedup: float | None) -> dict[str, A
     if mac_speedup:
         pair["realized_over_mac"] = {b: s / mac_speedup for b, s in pair["speedup"].items()}
     return pair
-
-
-def _one_line(err: BaseException) -> str:
-    lines = [ln.strip() for ln in str(err).splitlines() if ln.strip()]
-    return f"{type(err).__name__}: {lines[0]}" if lines else type(err).__name__
 
 
 def run_latency(
@@ -337,5 +334,5 @@ def run_latency(
             mac_speedup=mac_speedup,
         )
     except Exception as err:
-        log.warning("latency measurement failed: %s", _one_line(err))
-        return {"error": _one_line(err)}
+        log.warning("latency measurement failed: %s", one_line(err, with_type=True))
+        return {"error": one_line(err, with_type=True)}

@@ -26,6 +26,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .errors import OnnxCheckError, one_line
 from .latency import DEFAULT_MAX_REPEATS, DEFAULT_MAX_SECONDS, DEFAULT_MIN_REPEATS, random_input, time_callable
 
 log = logging.getLogger("svdbench")
@@ -43,10 +44,6 @@ __all__ = [
     "measure_onnx_latency",
     "export_and_measure",
 ]
-
-
-class OnnxCheckError(AssertionError):
-    """onnxruntime's output differs from PyTorch's by more than the tolerance."""
 
 
 @dataclass
@@ -152,8 +149,8 @@ def export_onnx(
                 exporter = "dynamo" if dyn else "torchscript"
                 break
             except Exception as err:
-                errors.append(f"{'dynamo' if dyn else 'torchscript'}: {_first_line(err)}")
-                log.info("ONNX export with dynamo=%s failed: %s", dyn, _first_line(err))
+                errors.append(f"{'dynamo' if dyn else 'torchscript'}: {one_line(err, with_type=True)}")
+                log.info("ONNX export with dynamo=%s failed: %s", dyn, one_line(err, with_type=True))
         else:
             raise RuntimeError("ONNX export failed (" + "; ".join(errors) + ")")
         diff, tol = 0.0, 0.0
@@ -243,8 +240,3 @@ def export_and_measure(
         res = measure_onnx_latency(target, input_shape, batch_sizes, max_seconds=max_seconds, **kw)
     res.update(max_abs_diff=exp.max_abs_diff, exporter=exp.exporter, opset=exp.opset)
     return res
-
-
-def _first_line(err: BaseException) -> str:
-    lines = [ln.strip() for ln in str(err).splitlines() if ln.strip()]
-    return f"{type(err).__name__}: {lines[0]}" if lines else type(err).__name__

@@ -11,38 +11,25 @@ from __future__ import annotations
 import copy
 import dataclasses
 import logging
-import random
 import time
 from pathlib import Path
 from typing import Any, Callable
 
-import numpy as np
 import torch
 
 from . import distributed, lowrank
-from .checkpoint import Preempted, PreemptionGuard, load_checkpoint, rng_state, save_checkpoint, set_rng_state
-from .data import DatasetError, load_dataset
+from .checkpoint import PreemptionGuard, load_checkpoint, save_checkpoint
+from .data import load_dataset
+from .errors import DivergedError, InputError, Preempted, one_line
 from .latency import run_latency
 from .measure import analyze_macs, count_params
 from .methods.base import Method
 from .models import build_model
 from .results import RESULTS_FILE, atomic_torch_save, read_results, versions, write_results
-from .train import DivergedError, OptimConfig, evaluate, recalibrate_batchnorm, resolve_accel, train_stage
+from .seeding import rng_state, seed_everything, set_rng_state
+from .train import OptimConfig, evaluate, recalibrate_batchnorm, resolve_accel, train_stage
 
 log = logging.getLogger("svdbench")
-
-
-class InputError(ValueError):
-    """Bad user input found before any training: reported in one line, no results written."""
-
-
-def seed_everything(seed: int, deterministic: bool = True) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-    if deterministic:
-        torch.backends.cudnn.benchmark = False
-        torch.backends.cudnn.deterministic = True
 
 
 def resolve_device(name: str) -> torch.device:
@@ -106,16 +93,11 @@ def load_dense_checkpoint(model: torch.nn.Module, path: str | Path) -> None:
     try:
         state = torch.load(p, map_location="cpu", weights_only=True)
     except Exception as err:
-        raise InputError(f"init_from: cannot read {p}: {one_line_error(err)}") from None
+        raise InputError(f"init_from: cannot read {p}: {one_line(err)}") from None
     try:
         model.load_state_dict(state)
     except (RuntimeError, TypeError, AttributeError) as err:
-        raise InputError(f"init_from: {p} holds another architecture ({one_line_error(err)})") from None
-
-
-def one_line_error(err: BaseException) -> str:
-    lines = [ln.strip() for ln in str(err).splitlines() if ln.strip()]
-    return lines[0] if lines else type(err).__name__
+        raise InputError(f"init_from: {p} holds another architecture ({one_line(err)})") from None
 
 
 def run_experiment(
@@ -146,12 +128,12 @@ def run_experiment(
         dense_count = analyze_macs(model, input_shape)
     except Exception as err:  # shape errors surface as RuntimeError, AssertionError, ValueError ...
         raise InputError(
-            f"model {md.name} cannot take input {tuple(data.input_shape)}: {one_line_error(err)}"
+            f"model {md.name} cannot take input {tuple(data.input_shape)}: {one_line(err)}"
         ) from None
     try:
         method.check(model, input_shape)
     except ValueError as err:
-        raise InputError(one_line_error(err)) from None
+        raise InputError(one_line(err)) from None
     init_from = cfg.init_from
     if init_from:
         load_dense_checkpoint(model, init_from)
@@ -434,7 +416,7 @@ def _energy_sweep(trained, method, parent, stage, data, cfg, device, dense_count
             res["status"] = "completed"
         except Exception as err:  # one bad point must not lose the others
             res.update(status="failed", error=f"{type(err).__name__}: {err}")
-            log.error("energy %g failed: %s", e, one_line_error(err))
+            log.error("energy %g failed: %s", e, one_line(err))
         res["wall_time"]["point"] = time.perf_counter() - t
         _write_results(point_dir, res)
         points.append({"energy": e, "status": res["status"], "top1": res.get("top1"), "macs": res.get("macs"),
@@ -446,16 +428,13 @@ def _energy_sweep(trained, method, parent, stage, data, cfg, device, dense_count
 
 def _load_data(cfg, device):
     tr, ds = cfg.trainer, cfg.dataset
-    try:
-        return load_dataset(
-            ds.name, root=ds.root, batch_size=tr.batch_size, eval_batch_size=tr.eval_batch_size,
-            train_subset=ds.train_subset, test_subset=ds.test_subset, augment=ds.augment, download=ds.download,
-            seed=cfg.seed, device=device, num_workers=tr.num_workers, image_size=ds.image_size,
-            synthetic_shape=ds.shape, synthetic_classes=ds.num_classes, synthetic_train=ds.num_train,
-            synthetic_test=ds.num_test, shard=distributed.shard(),
-        )  # fmt: skip
-    except DatasetError as err:
-        raise InputError(str(err)) from None
+    return load_dataset(
+        ds.name, root=ds.root, batch_size=tr.batch_size, eval_batch_size=tr.eval_batch_size,
+        train_subset=ds.train_subset, test_subset=ds.test_subset, augment=ds.augment, download=ds.download,
+        seed=cfg.seed, device=device, num_workers=tr.num_workers, image_size=ds.image_size,
+        synthetic_shape=ds.shape, synthetic_classes=ds.num_classes, synthetic_train=ds.num_train,
+        synthetic_test=ds.num_test, shard=distributed.shard(),
+    )  # fmt: skip
 
 
 def summary(results: dict, run_dir: str | Path) -> str:

@@ -22,6 +22,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from .errors import one_line
+
 log = logging.getLogger("svdbench")
 MODES = ("offline", "online", "disabled")
 SUMMARY_KEYS = (
@@ -153,8 +155,7 @@ def start(
             reinit="finish_previous",
         )
     except Exception as err:  # never lose a training run to its tracking
-        first = next((ln for ln in str(err).splitlines() if ln.strip()), type(err).__name__)
-        log.warning("W&B tracking off (mode %s): %s", mode, first)
+        log.warning("W&B tracking off (mode %s): %s", mode, one_line(err))
         return Tracker()
     if run is None:
         return Tracker()

@@ -25,10 +25,8 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from . import distributed
-
-
-class DivergedError(RuntimeError):
-    """The loss became NaN or infinite."""
+from .errors import DivergedError, Preempted
+from .seeding import rng_state, set_rng_state
 
 
 @dataclass
@@ -204,8 +202,6 @@ def train_stage(
     ``train``): metrics are summed over the ranks, BatchNorm buffers follow rank 0 at each epoch end,
     and stopping (preemption, a non-finite loss) is agreed on by all ranks at the same step.
     """
-    from .checkpoint import Preempted, rng_state, set_rng_state
-
     if epochs <= 0:
         return []
     gen = getattr(train, "generator", None)

@@ -1,0 +1,79 @@
+"""The exception types of svdbench and the one-line formatter every user-facing message goes through.
+
+Kinds of failure and how a run reports them:
+
+- :class:`InputError` (and its :class:`DatasetError`): bad user input found before any training;
+  one line, exit code 2, nothing written.
+- :class:`CheckpointError`: a checkpoint that cannot be read; one line naming the file.
+- :class:`Preempted`: SIGTERM / SIGUSR1 / SIGUSR2 arrived; a checkpoint was saved.
+- :class:`DivergedError`: the loss became NaN or infinite; recorded as ``status: failed``.
+- :class:`OnnxCheckError`: onnxruntime disagrees with PyTorch beyond the tolerance.
+"""
+
+from __future__ import annotations
+
+import signal
+
+__all__ = [
+    "InputError",
+    "DatasetError",
+    "CheckpointError",
+    "Preempted",
+    "DivergedError",
+    "OnnxCheckError",
+    "one_line",
+]
+
+
+class InputError(ValueError):
+    """Bad user input found before any training: reported in one line, no results written."""
+
+
+class DatasetError(InputError):
+    """A dataset that cannot be found or read."""
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint that cannot be read (truncated, corrupt, not ours)."""
+
+
+class Preempted(RuntimeError):
+    """The run received SIGTERM, SIGUSR1 or SIGUSR2; a checkpoint was saved."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(f"received {signal.Signals(signum).name}")
+        self.signum = signum
+
+
+class DivergedError(RuntimeError):
+    """The loss became NaN or infinite."""
+
+
+class OnnxCheckError(AssertionError):
+    """onnxruntime's output differs from PyTorch's by more than the tolerance."""
+
+
+def _first(text: str) -> str:
+    return next((ln.strip() for ln in text.splitlines() if ln.strip()), "")
+
+
+def one_line(err: BaseException, with_type: bool = False) -> str:
+    """The most specific single line describing ``err``.
+
+    Follows the ``__cause__`` chain to its root and returns the first non-empty line of the
+    innermost error that says something (OmegaConf errors: their ``msg``, with the full key
+    appended where the line does not name it). ``with_type`` prefixes the exception's class name
+    (``"ValueError: ..."``), for messages that go into a record rather than to a user's terminal.
+    """
+    chain = [err]
+    while chain[-1].__cause__ is not None and len(chain) < 10:
+        chain.append(chain[-1].__cause__)
+    for e in reversed(chain):
+        key = getattr(e, "full_key", None)
+        first = _first(str(getattr(e, "msg", None) or e))
+        if not first:
+            continue
+        if key and key not in first:
+            first = f"{first} (key: {key})"
+        return f"{type(e).__name__}: {first}" if with_type else first
+    return type(err).__name__
