@@ -9,7 +9,7 @@ Every message names the key.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, List
+from typing import Any, Dict, List
 
 from .data import DATASETS
 from .models import FAMILIES
@@ -31,7 +31,9 @@ class ModelConfig:
 
 @dataclass
 class DatasetConfig:
-    name: str = "fashion_mnist"
+    name: str = "fashion_mnist"  # a registered dataset (svdbench.data.DATASETS), or your own with _target_
+    _target_: str | None = None  # "module.function": your dataset, called as function(cfg) -> Splits
+    kwargs: Dict[str, Any] = field(default_factory=dict)  # your own settings, read by your _target_
     root: str | None = None  # None: search the usual places (see svdbench.data)
     download: bool = True  # torchvision download where files are missing and the network allows
     train_subset: int | None = None  # first N training samples
@@ -44,7 +46,11 @@ class DatasetConfig:
     num_test: int = 256  # synthetic only
 
     def __post_init__(self) -> None:
-        _check(self.name in DATASETS, "dataset.name", f"must be one of {DATASETS}, got {self.name!r}")
+        _check(
+            self._target_ is not None or self.name in DATASETS,
+            "dataset.name",
+            f"must be one of {DATASETS} (or set dataset._target_), got {self.name!r}",
+        )
         for key in ("train_subset", "test_subset"):
             v = getattr(self, key)
             _check(v is None or v > 0, f"dataset.{key}", f"must be positive, got {v}")

@@ -250,10 +250,11 @@ RESUME_IGNORED = ("resume", "keep_checkpoints", "checkpoint", "measure")
 
 
 def _without_nulls(d: Any) -> Any:
-    """``d`` with every ``None`` entry of its mappings dropped: an optional key left at null means
-    the same as the key absent (a run made before the key existed)."""
+    """``d`` with every ``None`` or empty-mapping entry of its mappings dropped: an optional key left
+    at null (or an empty mapping of extra settings) means the same as the key absent (a run made
+    before the key existed)."""
     if isinstance(d, dict):
-        return {k: _without_nulls(v) for k, v in d.items() if v is not None}
+        return {k: _without_nulls(v) for k, v in d.items() if v is not None and v != {}}
     return d
 
 
