@@ -8,7 +8,7 @@ __version__ = "0.1.0"
 
 from . import lowrank, models, regularizers  # noqa: E402
 from .lowrank import LowRankConv2d, LowRankLinear, decompose, export, prune, ranks  # noqa: E402
-from .measure import analyze_macs, count_macs, count_params  # noqa: E402
+from .macs import analyze_macs, count_macs, count_params  # noqa: E402
 from .regularizers import orthogonality_loss, sparsity_loss  # noqa: E402
 
 __all__ = [

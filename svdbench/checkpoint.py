@@ -1,9 +1,15 @@
-"""Checkpoints and preemption: nothing finished is lost, a cut run resumes exactly.
+"""Checkpoints, preemption and the resume policy: nothing finished is lost, a cut run resumes exactly.
 
 A checkpoint is a plain dict of tensors and Python scalars, loadable with
 ``torch.load(weights_only=True)``, written atomically (temporary file, then rename).
 :class:`PreemptionGuard` turns SIGTERM / SIGUSR1 / SIGUSR2 (SLURM preemption) into a flag the training
 loop polls; the loop then saves a mid-epoch checkpoint and raises :class:`Preempted`.
+
+Resume policy (:class:`RunCheckpoints`): a run directory holding a completed ``results.json`` of
+the same experiment is returned as it is; one holding ``checkpoint.pt`` continues from it, after
+the stages whose ``stage_<name>.pt`` it finds; checkpoints of another experiment are refused. "The
+same experiment" is :func:`resume_key`: the comparable config without how the run is executed
+and measured (:data:`RESUME_IGNORED`).
 """
 
 from __future__ import annotations
@@ -15,11 +21,28 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 
-from .errors import CheckpointError, Preempted, one_line
-from .results import atomic_torch_save
+from . import distributed
+from .errors import CheckpointError, InputError, Preempted, one_line
+from .results import RESULTS_FILE, RunRecord, atomic_torch_save, comparable_config, read_results
+from .seeding import rng_state, set_rng_state
 
-__all__ = ["CheckpointError", "Preempted", "PreemptionGuard", "load_checkpoint", "save_checkpoint"]
+__all__ = [
+    "CheckpointError",
+    "Preempted",
+    "PreemptionGuard",
+    "RunCheckpoints",
+    "load_checkpoint",
+    "resume_key",
+    "save_checkpoint",
+]
+
+CHECKPOINT = "checkpoint.pt"
+#: the training stages of a run; stage files exist for those a later stage follows
+STAGES = ("pretrain", "train", "finetune")
+#: top-level config keys that say how a run is executed and measured, not what it is
+RESUME_IGNORED = ("resume", "keep_checkpoints", "checkpoint", "measure")
 
 
 def save_checkpoint(state: dict[str, Any], path: str | Path) -> Path:
@@ -73,3 +96,100 @@ class PreemptionGuard:
         prev = self._previous.get(self.signum) if self.signum is not None else None
         if callable(prev):
             prev(self.signum, None)
+
+
+def resume_key(config: dict, method: str) -> dict:
+    """The part of a recorded config that must match for a run directory to be resumed or kept:
+    :func:`~svdbench.results.comparable_config` without :data:`RESUME_IGNORED` and ``trainer.progress``."""
+    key = comparable_config({k: v for k, v in config.items() if k not in RESUME_IGNORED}, method)
+    if isinstance(key.get("trainer"), dict):
+        key["trainer"].pop("progress", None)
+    return key
+
+
+class RunCheckpoints:
+    """The checkpoints of one run directory: ``checkpoint.pt`` (the latest epoch, or a mid-epoch
+    point on preemption) and ``stage_<name>.pt`` (the model at the end of each training stage but
+    the last, from which the deterministic compress step is replayed on resume)."""
+
+    def __init__(self, run_dir: Path, config: dict, method: str, enabled: bool = True) -> None:
+        self.dir, self.enabled, self.method = Path(run_dir), enabled, method
+        self.key = resume_key(config, method)
+        self.latest: dict | None = None
+        self.stages: dict[str, dict] = {}
+
+    def _check_config(self, state: dict, path: Path) -> None:
+        if resume_key(state.get("config", {}), self.method) != self.key:
+            raise InputError(f"{path} belongs to a run with another config: use another run directory or resume=false")
+
+    def completed(self) -> dict | None:
+        """The completed results.json of this experiment in the directory, if there is one."""
+        path = self.dir / RESULTS_FILE
+        if not path.is_file() or (self.dir / CHECKPOINT).exists():
+            return None
+        try:
+            res = read_results(path)
+        except (ValueError, OSError):
+            return None
+        same = res.get("method") == self.method and resume_key(res.get("config", {}), self.method) == self.key
+        return res if res.get("status") == "completed" and same else None
+
+    def load(self) -> None:
+        """Read ``checkpoint.pt`` and the stage files, refusing those of another experiment."""
+        path = self.dir / CHECKPOINT
+        if not path.is_file():
+            return
+        self.latest = load_checkpoint(path)
+        self._check_config(self.latest, path)
+        saved_world = self.latest.get("world_size", 1)
+        if saved_world != distributed.world_size():  # steps per epoch and the schedule depend on it
+            raise InputError(f"{path} was written by {saved_world} process(es), this run has "
+                             f"{distributed.world_size()}: resume with the same torchrun process count")  # fmt: skip
+        for p in self._stage_files():
+            st = load_checkpoint(p)
+            self._check_config(st, p)
+            self.stages[st["stage"]] = st
+
+    def restore_stage(self, name: str, net: nn.Module, method, record: RunRecord, gen) -> bool:
+        """Put the model, method, record and generators back to the end of stage ``name`` if it was
+        completed before; False when it was not."""
+        st = self.stages.get(name)
+        if st is None:
+            return False
+        net.load_state_dict(st["model"])
+        method.load_state_dict(st["method"])
+        record.restore(st["results"])
+        set_rng_state(st["rng"], gen)
+        return True
+
+    def resume_state(self, name: str, method, record: RunRecord) -> dict | None:
+        """The training state to continue stage ``name`` from (None: start it afresh)."""
+        if self.latest is None or self.latest["stage"] != name:
+            return None
+        method.load_state_dict(self.latest["method"])
+        record.restore(self.latest["results"])
+        return self.latest["train"]
+
+    def save_latest(self, name: str, state: dict, method, record: RunRecord) -> None:
+        if self.enabled and distributed.is_main():
+            ck = {"version": 1, "config": self.key, "stage": name, "train": state,
+                  "method": method.state_dict(), "results": record.snapshot()}  # fmt: skip
+            if distributed.world_size() > 1:
+                ck["world_size"] = distributed.world_size()
+            save_checkpoint(ck, self.dir / CHECKPOINT)
+        if self.enabled:
+            distributed.barrier()  # a preempted rank must not exit before rank 0 has saved
+
+    def save_stage(self, name: str, net: nn.Module, method, record: RunRecord, gen) -> None:
+        if self.enabled and distributed.is_main():
+            save_checkpoint({"version": 1, "config": self.key, "stage": name, "model": net.state_dict(),
+                             "method": method.state_dict(), "rng": rng_state(gen), "results": record.snapshot()},
+                            self.dir / f"stage_{name}.pt")  # fmt: skip
+
+    def _stage_files(self) -> list[Path]:
+        return [p for p in (self.dir / f"stage_{name}.pt" for name in STAGES) if p.is_file()]
+
+    def remove(self) -> None:
+        """Delete the checkpoints this run wrote (and nothing else in the directory)."""
+        for p in [self.dir / CHECKPOINT, *self._stage_files()]:
+            p.unlink(missing_ok=True)

@@ -1,32 +1,46 @@
-"""Config schemas (dataclasses) and their registration in Hydra's ConfigStore.
+"""Config schemas (dataclasses), their place in Hydra's ConfigStore, and the validation of a
+composed config.
 
-This is the only library module that knows Hydra, and only inside :func:`register_configs`.
-OmegaConf checks keys and types when the config is composed (a misspelled key or a wrong
-type fails there); ``__post_init__`` checks ranges when :func:`to_config` builds the objects.
-Every message names the key.
+Each dataclass is the one place its settings, their defaults and their checks live. OmegaConf
+checks keys and types while Hydra composes (a misspelled key or a wrong type fails there);
+:func:`validate` checks the composed config once more as a whole, so that keys added with ``+``
+or ``++`` meet the same schema, builds the method's own config from the class its ``_target_``
+names, and runs every ``__post_init__`` range check. Every message names the key.
+
+ConfigStore holds the top-level schema (``config_schema``, not a group option), the defaults of
+``trainer`` and ``measure``, and one ``method/<name>`` entry per registered method: ``method=svd``
+is the :class:`~svdbench.methods.SVDConfig` dataclass itself, with no YAML copy of it.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Dict, List
 
+from hydra.core.config_store import ConfigStore
+from omegaconf import DictConfig, OmegaConf
+
+from .checks import check, check_choice
 from .data import DATASETS
-from .models import FAMILIES
-
-
-def _check(cond: bool, key: str, msg: str) -> None:
-    if not cond:
-        raise ValueError(f"{key} {msg}")
+from .errors import InputError, one_line
+from .methods import METHODS, Method, MethodConfig
+from .models import MODELS
+from .registry import import_object
+from .regularizers import SPARSITY_KINDS
 
 
 @dataclass
 class ModelConfig:
-    family: str = "cifar_resnet"  # cifar_resnet | torchvision | timm
+    family: str = "cifar_resnet"  # a registered family (svdbench.models.MODELS): cifar_resnet | torchvision | timm
     name: str = "resnet8"
+    # "module.function": your model, called as function(num_classes=..., in_channels=..., **kwargs)
+    _target_: str | None = None
+    kwargs: Dict[str, Any] = field(default_factory=dict)  # extra arguments for _target_
 
     def __post_init__(self) -> None:
-        _check(self.family in FAMILIES, "model.family", f"must be one of {FAMILIES}, got {self.family!r}")
+        if self._target_ is None:
+            check_choice(self.family, MODELS.names(), "model.family")
 
 
 @dataclass
@@ -46,88 +60,78 @@ class DatasetConfig:
     num_test: int = 256  # synthetic only
 
     def __post_init__(self) -> None:
-        _check(
-            self._target_ is not None or self.name in DATASETS,
-            "dataset.name",
-            f"must be one of {DATASETS} (or set dataset._target_), got {self.name!r}",
-        )
+        if self._target_ is None:
+            check(self.name in DATASETS, "dataset.name", f"must be one of {list(DATASETS)}, got {self.name!r}")
+        else:
+            check(self.name not in DATASETS, "dataset.name", f"is the built-in {self.name!r}: name your own dataset")
         for key in ("train_subset", "test_subset"):
             v = getattr(self, key)
-            _check(v is None or v > 0, f"dataset.{key}", f"must be positive, got {v}")
-        _check(
-            len(self.shape) == 3 and min(self.shape) > 0, "dataset.shape", f"must be [C, H, W] > 0, got {self.shape}"
-        )
-        _check(self.num_classes >= 2, "dataset.num_classes", f"must be >= 2, got {self.num_classes}")
+            check(v is None or v > 0, f"dataset.{key}", f"must be positive, got {v}")
+        check(len(self.shape) == 3 and min(self.shape) > 0, "dataset.shape", f"must be [C, H, W] > 0, got {self.shape}")
+        check(self.num_classes >= 2, "dataset.num_classes", f"must be >= 2, got {self.num_classes}")
+
+
+SCHEDULES = ("cosine", "multistep", "constant")
 
 
 @dataclass
 class TrainerConfig:
-    optimizer: str = "sgd"  # sgd | adam
-    lr: float = 0.1
-    finetune_lr: float | None = None  # None: same as lr
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
+    """The default trainer: Adam, as the original SVD-training CIFAR recipe; lr tuned for the
+    12-epoch Fashion-MNIST demo."""
+
+    optimizer: str = "adam"  # sgd | adam
+    lr: float = 0.002
+    finetune_lr: float | None = 0.0005  # null: same as lr
+    momentum: float = 0.9  # sgd only
+    weight_decay: float = 0.0
     schedule: str = "cosine"  # cosine | multistep | constant, per stage
-    finetune_schedule: str | None = None  # schedule of the fine-tuning stage; None: same as schedule
-    milestones: List[float] = field(default_factory=lambda: [0.5, 0.75])  # fractions of a stage
-    gamma: float = 0.1
-    epochs: int = 10
+    finetune_schedule: str | None = None  # schedule of the fine-tuning stage; null: same as schedule
+    milestones: List[float] = field(default_factory=lambda: [0.5, 0.75])  # multistep: fractions of a stage
+    gamma: float = 0.1  # multistep: lr factor at each milestone
+    epochs: int = 12
     batch_size: int = 128
     eval_batch_size: int = 1000
     device: str = "auto"  # auto | cpu | cuda
     num_workers: int = 0  # DataLoader workers (ImageNet folders only)
     deterministic: bool = True
-    progress: bool = True
+    progress: bool = True  # progress bars (drawn on a terminal only; logs get one line per epoch)
     bn_recalibration_batches: int = 50  # after compression: re-estimate BatchNorm statistics (0: off)
-    # CUDA speed options (svdbench.train.resolve_accel); "auto" turns each on only where it is safe
-    amp: str = "auto"  # auto | off | bf16 | fp16 (auto: bf16 on CUDA where supported, else fp16; off on CPU)
+    # CUDA speed options (svdbench.train.resolve_accel; docs/distributed.md); auto = on only where safe, all off on CPU
+    amp: str = "auto"  # auto | off | bf16 | fp16 (auto: bf16 where the GPU supports it, else fp16 + GradScaler)
     channels_last: str = "auto"  # auto | true | false (auto: on for CUDA)
     compile: bool = False  # torch.compile the model for the training stages
     cudnn_benchmark: str = "auto"  # auto | true | false (auto: on for CUDA unless deterministic)
 
     def __post_init__(self) -> None:
-        _check(self.optimizer in ("sgd", "adam"), "trainer.optimizer", f"must be sgd or adam, got {self.optimizer!r}")
-        _check(
-            self.schedule in ("cosine", "multistep", "constant"),
-            "trainer.schedule",
-            f"must be cosine, multistep or constant, got {self.schedule!r}",
-        )
-        _check(
-            self.finetune_schedule in (None, "cosine", "multistep", "constant"),
+        check_choice(self.optimizer, ("sgd", "adam"), "trainer.optimizer")
+        check_choice(self.schedule, SCHEDULES, "trainer.schedule")
+        check(
+            self.finetune_schedule in (None, *SCHEDULES),
             "trainer.finetune_schedule",
             f"must be null, cosine, multistep or constant, got {self.finetune_schedule!r}",
         )
-        _check(self.lr > 0, "trainer.lr", f"must be > 0, got {self.lr}")
-        _check(
-            self.finetune_lr is None or self.finetune_lr > 0,
-            "trainer.finetune_lr",
-            f"must be > 0, got {self.finetune_lr}",
-        )
-        _check(self.weight_decay >= 0, "trainer.weight_decay", f"must be >= 0, got {self.weight_decay}")
-        _check(0 <= self.momentum < 1, "trainer.momentum", f"must be in [0, 1), got {self.momentum}")
-        _check(
+        check(self.lr > 0, "trainer.lr", f"must be > 0, got {self.lr}")
+        ft_lr = self.finetune_lr
+        check(ft_lr is None or ft_lr > 0, "trainer.finetune_lr", f"must be > 0, got {ft_lr}")
+        check(self.weight_decay >= 0, "trainer.weight_decay", f"must be >= 0, got {self.weight_decay}")
+        check(0 <= self.momentum < 1, "trainer.momentum", f"must be in [0, 1), got {self.momentum}")
+        check(
             all(0 < m < 1 for m in self.milestones),
             "trainer.milestones",
             f"are fractions of a stage, each in (0, 1), got {list(self.milestones)}",
         )
-        _check(self.epochs >= 0, "trainer.epochs", f"must be >= 0, got {self.epochs}")
-        _check(self.batch_size > 0, "trainer.batch_size", f"must be > 0, got {self.batch_size}")
-        _check(self.eval_batch_size > 0, "trainer.eval_batch_size", f"must be > 0, got {self.eval_batch_size}")
-        _check(
-            self.device in ("auto", "cpu", "cuda"), "trainer.device", f"must be auto, cpu or cuda, got {self.device!r}"
-        )
-        _check(self.bn_recalibration_batches >= 0, "trainer.bn_recalibration_batches", "must be >= 0")
-        _check(self.num_workers >= 0, "trainer.num_workers", f"must be >= 0, got {self.num_workers}")
-        _check(
-            self.amp in ("auto", "off", "bf16", "fp16"),
-            "trainer.amp",
-            f"must be auto, off, bf16 or fp16, got {self.amp!r}",
-        )
+        check(self.epochs >= 0, "trainer.epochs", f"must be >= 0, got {self.epochs}")
+        check(self.batch_size > 0, "trainer.batch_size", f"must be > 0, got {self.batch_size}")
+        check(self.eval_batch_size > 0, "trainer.eval_batch_size", f"must be > 0, got {self.eval_batch_size}")
+        check_choice(self.device, ("auto", "cpu", "cuda"), "trainer.device")
+        check(self.bn_recalibration_batches >= 0, "trainer.bn_recalibration_batches", "must be >= 0")
+        check(self.num_workers >= 0, "trainer.num_workers", f"must be >= 0, got {self.num_workers}")
+        check_choice(self.amp, ("auto", "off", "bf16", "fp16"), "trainer.amp")
         for key in ("channels_last", "cudnn_benchmark"):
             v = str(getattr(self, key)).lower()
-            _check(v in ("auto", "true", "false"), f"trainer.{key}", f"must be auto, true or false, got {v!r}")
+            check_choice(v, ("auto", "true", "false"), f"trainer.{key}")
             setattr(self, key, v)
-        _check(
+        check(
             not (self.cudnn_benchmark == "true" and self.deterministic),
             "trainer.cudnn_benchmark",
             "is true, which contradicts trainer.deterministic=true (set one of them false)",
@@ -136,57 +140,15 @@ class TrainerConfig:
 
 @dataclass
 class RegularizerConfig:
+    """The sparsity term on singular values, for the methods that take one (``Method.uses_regularizer``)."""
+
     _target_: str = "svdbench.regularizers.SparsityRegularizer"
     kind: str = "hoyer"  # none | l1 | hoyer | hoyer_square
     weight: float = 0.0  # lambda_s
 
     def __post_init__(self) -> None:
-        kinds = ("none", "l1", "hoyer", "hoyer_square")
-        _check(self.kind in kinds, "regularizer.kind", f"must be one of {kinds}, got {self.kind!r}")
-        _check(self.weight >= 0, "regularizer.weight", f"must be >= 0, got {self.weight}")
-
-
-@dataclass
-class MethodConfig:
-    _target_: str = "svdbench.methods.Dense"
-    finetune_epochs: int = 0
-
-    def __post_init__(self) -> None:
-        _check(self.finetune_epochs >= 0, "method.finetune_epochs", f"must be >= 0, got {self.finetune_epochs}")
-
-
-@dataclass
-class SVDMethodConfig(MethodConfig):
-    _target_: str = "svdbench.methods.SVDTraining"
-    decomposition: str = "channel"  # channel | spatial
-    init: str = "random"  # random | svd (of the current weights)
-    orthogonality: float = 1.0  # lambda_o
-    energy: float | None = 0.05  # e: drop the tail holding at most e of sum(s^2)
-    threshold: float | None = None  # alternative: drop |s| < threshold (set energy to null)
-    skip: List[str] = field(default_factory=list)  # fnmatch patterns of module names left dense
-    decompose_linear: bool = False
-    merge_unprofitable: bool = True  # deploy a layer dense where its factor pair costs more
-    energies: List[float] = field(default_factory=list)  # energy sweep: extra points from the same trained model
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        _check(
-            self.decomposition in ("channel", "spatial"),
-            "method.decomposition",
-            f"must be channel or spatial, got {self.decomposition!r}",
-        )
-        _check(self.init in ("random", "svd"), "method.init", f"must be random or svd, got {self.init!r}")
-        _check(self.orthogonality >= 0, "method.orthogonality", f"must be >= 0, got {self.orthogonality}")
-        _check(
-            (self.energy is None) != (self.threshold is None),
-            "method.energy",
-            "and method.threshold: set exactly one (the other null)",
-        )
-        _check(self.energy is None or 0 <= self.energy < 1, "method.energy", f"must be in [0, 1), got {self.energy}")
-        _check(
-            all(0 <= e < 1 for e in self.energies), "method.energies", f"must each be in [0, 1), got {self.energies}"
-        )
-        _check(self.threshold is None or self.threshold >= 0, "method.threshold", f"must be >= 0, got {self.threshold}")
+        check(self.kind in SPARSITY_KINDS, "regularizer.kind", f"must be one of {SPARSITY_KINDS}, got {self.kind!r}")
+        check(self.weight >= 0, "regularizer.weight", f"must be >= 0, got {self.weight}")
 
 
 @dataclass
@@ -201,37 +163,33 @@ class LoggerConfig:
     dir: str | None = None  # where wandb writes; None: $WANDB_DIR, else the run directory
 
     def __post_init__(self) -> None:
-        _check(self.name in ("console", "wandb"), "logger.name", f"must be console or wandb, got {self.name!r}")
-        _check(
-            self.mode in ("offline", "online", "disabled"),
-            "logger.mode",
-            f"must be offline, online or disabled, got {self.mode!r}",
-        )
+        check_choice(self.name, ("console", "wandb"), "logger.name")
+        check_choice(self.mode, ("offline", "online", "disabled"), "logger.mode")
 
 
 @dataclass
 class MeasureConfig:
-    """What the measure step records beside MACs: realized latency (svdbench.latency)."""
+    """What the measure step records beside MACs: realized latency (svdbench.latency, docs/performance.md)."""
 
-    latency: bool = True  # time the deployed and the dense model (eager PyTorch) into results["latency"]
+    latency: bool = True  # time the deployed and the dense model of the same architecture (eager PyTorch)
     batch_sizes: List[int] = field(default_factory=lambda: [1, 64])
     onnx: bool = False  # also export both to ONNX, check against PyTorch and time them in onnxruntime (CPU)
-    max_seconds: float = 2.0  # timed part per model, batch size and runtime (adaptive repeats)
+    max_seconds: float = 2.0  # timed part per model, batch size and runtime (repeats adapt: 5 to 50)
 
     def __post_init__(self) -> None:
-        _check(
+        check(
             len(self.batch_sizes) > 0 and all(b > 0 for b in self.batch_sizes),
             "measure.batch_sizes",
             f"must be a non-empty list of positive sizes, got {list(self.batch_sizes)}",
         )
-        _check(self.max_seconds > 0, "measure.max_seconds", f"must be > 0, got {self.max_seconds}")
+        check(self.max_seconds > 0, "measure.max_seconds", f"must be > 0, got {self.max_seconds}")
 
 
 @dataclass
 class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     dataset: DatasetConfig = field(default_factory=DatasetConfig)
-    method: Any = None  # one of the method schemas, chosen by the method group
+    method: Any = None  # a method's config dataclass, chosen by the method group
     regularizer: RegularizerConfig = field(default_factory=RegularizerConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     logger: LoggerConfig = field(default_factory=LoggerConfig)
@@ -244,28 +202,98 @@ class Config:
     keep_checkpoints: bool = False  # keep them after the run completes
 
 
-METHOD_SCHEMAS: dict[str, type] = {"dense_schema": MethodConfig, "svd_schema": SVDMethodConfig}
-
-
-def register_configs(extra_method_schemas: dict[str, type] | None = None) -> None:
-    """Store the schemas in Hydra's ConfigStore: ``config_schema`` (top level) and, in the
-    ``method`` group, one ``<name>_schema`` per method that its YAML file extends."""
-    from hydra.core.config_store import ConfigStore
-
+def register_configs() -> None:
+    """Store the schemas in Hydra's ConfigStore: ``config_schema`` (the top level), ``trainer/default``,
+    ``measure/default`` and ``method/<name>`` for every registered method (idempotent)."""
     cs = ConfigStore.instance()
     cs.store(name="config_schema", node=Config)
-    for name, schema in {**METHOD_SCHEMAS, **(extra_method_schemas or {})}.items():
-        cs.store(group="method", name=name, node=schema)
-    cs.store(group="regularizer", name="regularizer_schema", node=RegularizerConfig)
-    cs.store(group="trainer", name="trainer_schema", node=TrainerConfig)
-    cs.store(group="dataset", name="dataset_schema", node=DatasetConfig)
-    cs.store(group="model", name="model_schema", node=ModelConfig)
-    cs.store(group="logger", name="logger_schema", node=LoggerConfig)
-    cs.store(group="measure", name="measure_schema", node=MeasureConfig)
+    cs.store(group="trainer", name="default", node=TrainerConfig)
+    cs.store(group="measure", name="default", node=MeasureConfig)
+    for name, cls in METHODS.items():
+        cs.store(group="method", name=name, node=cls.Config)
 
 
-def to_config(cfg) -> Config:
-    """Build the typed :class:`Config` (running every range check) from a composed DictConfig."""
-    from omegaconf import OmegaConf
+def method_class(node: Any) -> type[Method]:
+    """The method class a config's ``method`` node names by its ``_target_``."""
+    target = node.get("_target_") if isinstance(node, (dict, DictConfig)) else getattr(node, "_target_", None)
+    if not target:
+        raise InputError("method._target_ is not set: choose a method (method=svd, ...)")
+    cls = import_object(target, "method._target_")
+    if not (isinstance(cls, type) and issubclass(cls, Method)):
+        raise InputError(f"method._target_ {target!r} is not a svdbench Method")
+    return cls
 
-    return OmegaConf.to_object(cfg)
+
+def renamed_key(full_key: str) -> str | None:
+    """The new name of a renamed method key (``method.energy_train`` -> ``method.energy_kept``), or None."""
+    prefix, _, key = str(full_key).partition(".")
+    if prefix != "method":
+        return None
+    for cls in METHODS.items():
+        new = cls[1].Config.renamed.get(key)
+        if new:
+            return f"method.{new}"
+    return None
+
+
+def _typed(schema: type, values: dict, what: str) -> Any:
+    """``schema(**values)`` through OmegaConf: unknown keys and wrong types refused, ranges checked."""
+    try:
+        return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(schema), values))
+    except Exception as err:  # OmegaConf's ValidationError / ConfigKeyError, __post_init__'s ValueError
+        raise InputError(_explain(err, what)) from None
+
+
+def _explain(err: BaseException, prefix: str) -> str:
+    msg = one_line(err)
+    key = _full_key(err)
+    full = f"{prefix}.{key}" if key and prefix else key
+    new = renamed_key(full) if full else None
+    if new:
+        return f"{full} was renamed: use {new}"
+    return msg.replace(f"(key: {key})", f"(key: {full})") if key and full != key else msg
+
+
+def _full_key(err: BaseException) -> str | None:
+    while err is not None:
+        key = getattr(err, "full_key", None)
+        if key:
+            return str(key)
+        err = err.__cause__
+    return None
+
+
+def explain(err: BaseException) -> str:
+    """One line for an error Hydra or OmegaConf raised while composing, renamed keys named."""
+    return _explain(err, "")
+
+
+def validate(cfg: DictConfig | dict) -> Config:
+    """The typed :class:`Config` of a composed config: every key checked against its schema (also
+    keys added with ``+``), the method's config built from its class, every range checked. Raises
+    InputError in one line."""
+    try:
+        values = OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else dict(cfg)
+    except Exception as err:  # an interpolation that does not resolve
+        raise InputError(explain(err)) from None
+    method = values.pop("method", None)
+    cls = method_class(method or {})
+    for key in list(method or {}):
+        if key in cls.Config.renamed:
+            raise InputError(f"method.{key} was renamed: use method.{cls.Config.renamed[key]}")
+    typed = _typed(Config, values, "")
+    typed.method = _typed(cls.Config, method, "method")
+    return typed
+
+
+def record(typed: Config) -> dict:
+    """The resolved config as results.json records it: every key, except ``regularizer`` for a method
+    that takes none."""
+    out = dataclasses.asdict(typed)
+    if not method_class(typed.method).uses_regularizer:
+        out.pop("regularizer")
+    return out
+
+
+def method_config(typed: Config) -> MethodConfig:
+    return typed.method

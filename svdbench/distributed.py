@@ -143,34 +143,3 @@ def wrap(model: nn.Module, device: torch.device) -> nn.Module:
         return model
     ids = [device.index if device.index is not None else torch.cuda.current_device()] if device.type == "cuda" else None
     return nn.parallel.DistributedDataParallel(model, device_ids=ids)
-
-
-def torchrun_argv(argv: list[str]) -> list[str]:
-    """Command-line checks and additions for ``run.py`` under torchrun (``WORLD_SIZE > 1``).
-
-    Every rank must use the same run directory, which Hydra would otherwise derive from the start
-    time of each process: ``hydra.run.dir=...`` is required (ValueError otherwise), and
-    multirun is refused (launch one torchrun per job). Ranks other than 0 write no ``.hydra/``
-    folder and log to ``<job>_rank<r>.log`` beside rank 0's ``<job>.log``.
-    """
-    if world_size() <= 1:
-        return argv
-    args = argv[1:]
-    if any(a in ("-m", "--multirun") for a in args):
-        raise ValueError("multirun under torchrun is not supported: launch one torchrun per job")
-    if any(a.startswith("-") for a in args):  # --cfg, --help, ...: nothing is run
-        return argv
-    if not any(a.lstrip("+").startswith("hydra.run.dir=") for a in args):
-        raise ValueError(
-            f"torchrun with WORLD_SIZE={world_size()} needs hydra.run.dir=<dir>, the same on every rank"
-            " (see docs/distributed.md)"
-        )
-    r = rank()
-    if r == 0:
-        return argv
-    extra = ["hydra.output_subdir=null"]
-    if not any(a.startswith(("hydra/job_logging=", "hydra.job_logging")) for a in args):
-        extra.append(
-            f"hydra.job_logging.handlers.file.filename=${{hydra.runtime.output_dir}}/${{hydra.job.name}}_rank{r}.log"
-        )
-    return [argv[0], *args, *extra]

@@ -13,10 +13,11 @@ themselves with a decorator where they are defined, so adding one needs no edit 
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable, Iterator
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
-from .errors import InputError
+from .errors import InputError, one_line
 
 T = TypeVar("T")
 
@@ -48,6 +49,10 @@ class Registry(Generic[T]):
         except KeyError:
             raise InputError(f"unknown {self.kind} {name!r}; choose from {', '.join(self._entries)}") from None
 
+    def find(self, name: str) -> T | None:
+        """The entry registered as ``name``, or None."""
+        return self._entries.get(name)
+
     def __contains__(self, name: object) -> bool:
         return name in self._entries
 
@@ -63,3 +68,15 @@ class Registry(Generic[T]):
 
 def _qualname(obj: object) -> str:
     return f"{getattr(obj, '__module__', '?')}.{getattr(obj, '__qualname__', type(obj).__name__)}"
+
+
+def import_object(path: str, what: str) -> Any:
+    """The object at ``"package.module.attr"`` (a ``_target_``); an InputError naming ``what`` (the
+    config key) when it cannot be imported."""
+    module, _, attr = str(path).rpartition(".")
+    try:
+        if not module:
+            raise ImportError("give module.name")
+        return getattr(importlib.import_module(module), attr)
+    except Exception as err:  # ImportError, AttributeError, or an error raised by the module itself
+        raise InputError(f"{what}: cannot import {path!r} ({one_line(err)})") from None

@@ -1,30 +1,179 @@
-"""results.json: one schema for every method, written atomically (temporary file, then rename)."""
+"""results.json: one typed record for every run (:class:`RunRecord`), written atomically.
+
+The pipeline fills a record as the run goes, the command line writes one for a job that fails
+before training, and the report and the trackers read them back through :meth:`RunRecord.from_dict`,
+which refuses a file that is not a svdbench record in one line (wrong types, out-of-range numbers).
+
+:func:`comparable_config` is the one rule for when two recorded configs describe the same
+experiment: the resume check and the report both use it.
+"""
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import json
+import math
 import os
 import platform
 import tempfile
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch
+
+from . import __version__
+from .macs import fvcore_version
+from .methods import METHODS
+
 RESULTS_FILE = "results.json"
 SCHEMA_VERSION = 1
+STATUSES = ("running", "completed", "failed", "preempted")
+#: numbers a completed record must carry, with their lower bounds (and top-1 at most 100)
+MEASURED = {"top1": 0.0, "macs": 1, "macs_dense": 1, "params": 1, "params_dense": 1}
+_BIG = 2**63  # no count in a real record comes near it
 
 
 def versions() -> dict[str, str]:
-    import torch
-
-    from . import __version__
-    from .measure import fvcore_version
-
     return {
         "python": platform.python_version(),
         "torch": torch.__version__,
         "fvcore": fvcore_version(),
         "svdbench": __version__,
     }
+
+
+@dataclass
+class RunRecord:
+    """The content of one ``results.json`` (keys in this order; unset optional keys are left out)."""
+
+    status: str  # running | completed | failed | preempted
+    method: str
+    model: str
+    dataset: str
+    seed: int | None
+    config: dict  # the resolved config (svdbench.config.record)
+    error: str | None = None  # failed or preempted: the reason
+    stage: str | None = None  # a job that failed before training: "input" or "run"
+    overrides: list[str] | None = None  # a failed multirun job: its command-line overrides
+    init_from: str | None = None
+    headline: list[str] | None = None  # config keys the report shows for this method
+    macs_dense: int | None = None
+    params_dense: int | None = None
+    input_shape: list[int] | None = None
+    versions: dict | None = None
+    device: str | None = None
+    world_size: int | None = None
+    accel: dict | None = None
+    stage_top1: dict = field(default_factory=dict)
+    wall_time: dict = field(default_factory=dict)
+    history: list = field(default_factory=list)
+    ranks: dict = field(default_factory=dict)
+    top1: float | None = None
+    macs: int | None = None
+    macs_total: int | None = None
+    params: int | None = None
+    speedup: float | None = None
+    compression: float | None = None
+    mac_counter: dict | None = None
+    method_details: dict | None = None
+    latency: dict | None = None
+    model_path: str | None = None
+    energy_sweep: list | None = None  # the operating points (label, status, top1, macs, path)
+    energy_sweep_parent: str | None = None  # an operating point: the run it was pruned from
+    extra: dict = field(default_factory=dict)  # keys this version does not know, kept as read
+
+    #: kept in the file even when null
+    ALWAYS = ("seed",)
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"schema": SCHEMA_VERSION}
+        for f in dataclasses.fields(self):
+            v = getattr(self, f.name)
+            if f.name != "extra" and (v is not None or f.name in self.ALWAYS):
+                out[f.name] = v
+        return {**out, **{k: v for k, v in self.extra.items() if k not in out}}
+
+    def snapshot(self) -> dict[str, Any]:
+        """What a checkpoint carries of the record: the progress so far."""
+        return copy.deepcopy({"history": self.history, "stage_top1": self.stage_top1, "wall_time": self.wall_time,
+                              "ranks": self.ranks})  # fmt: skip
+
+    def restore(self, snap: dict[str, Any]) -> None:
+        for k, v in copy.deepcopy(snap).items():
+            setattr(self, k, v)
+
+    @classmethod
+    def from_dict(cls, data: Any) -> RunRecord:
+        """A record read back, checked: ValueError (one line) for anything that is not one."""
+        if not isinstance(data, dict) or not isinstance(data.get("status"), str):
+            raise ValueError("not a svdbench results file (no status)")
+        if data["status"] not in STATUSES:
+            raise ValueError(f"status {data['status']!r} is not one of {', '.join(STATUSES)}")
+        names = {f.name for f in dataclasses.fields(cls)} - {"extra"}
+        values = {k: v for k, v in data.items() if k in names}
+        for key in ("method", "model", "dataset"):
+            values[key] = str(values.get(key, "?")) if isinstance(values.get(key, "?"), (str, int)) else "?"
+        seed = values.get("seed")
+        if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2**32):
+            raise ValueError(f"seed is {_short(seed)}, not an integer in [0, 2**32)")
+        values.setdefault("seed", None)
+        if not isinstance(values.get("config", {}), dict):
+            raise ValueError("config is not a mapping")
+        values.setdefault("config", {})
+        for key in ("stage_top1", "wall_time", "ranks"):
+            if not isinstance(values.get(key, {}), dict):
+                raise ValueError(f"{key} is not a mapping")
+        if not isinstance(values.get("history", []), list):
+            raise ValueError("history is not a list")
+        rec = cls(**values, extra={k: v for k, v in data.items() if k not in names and k != "schema"})
+        if rec.status == "completed":
+            for key, low in MEASURED.items():
+                v = getattr(rec, key)
+                if not _finite(v) or not low <= v < _BIG or (key == "top1" and v > 100):
+                    raise ValueError(f"{key} is {_short(v)}, not a number in range")
+        return rec
+
+
+def _finite(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _short(v: Any) -> str:
+    s = repr(v)
+    return s if len(s) <= 40 else s[:37] + "..."
+
+
+def _drop_empty(d: Any) -> Any:
+    """``d`` with every null or empty-mapping entry of its mappings dropped (recursively)."""
+    if isinstance(d, dict):
+        return {k: _drop_empty(v) for k, v in d.items() if v is not None and v != {}}
+    return d
+
+
+def comparable_config(config: dict, method: str) -> dict:
+    """The part of a recorded config that says which experiment it is, across svdbench versions:
+
+    - an optional key left at null, or an empty mapping, is the same as the key absent (a run made
+      before the key existed);
+    - ``method._target_`` is left out (the method's registered name identifies it; a module that
+      moves does not make another experiment);
+    - keys a method renamed are read under their new names;
+    - ``regularizer`` is left out for a method that takes none (older runs recorded it for every method).
+    """
+    out = copy.deepcopy(config)
+    m = out.get("method")
+    cls = METHODS.find(method)
+    if isinstance(m, dict):
+        m.pop("_target_", None)
+        if cls is not None:
+            for old, new in cls.Config.renamed.items():
+                if old in m and new not in m:
+                    m[new] = m.pop(old)
+    if cls is not None and not cls.uses_regularizer:
+        out.pop("regularizer", None)
+    return _drop_empty(out)
 
 
 def write_json_atomic(path: str | os.PathLike, data: Any) -> Path:
@@ -46,8 +195,6 @@ def write_json_atomic(path: str | os.PathLike, data: Any) -> Path:
 
 def atomic_torch_save(obj: Any, path: str | os.PathLike) -> Path:
     """``torch.save`` to a temporary file, then rename: never a half-written file."""
-    import torch
-
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -61,13 +208,17 @@ def atomic_torch_save(obj: Any, path: str | os.PathLike) -> Path:
     return path
 
 
-def write_results(run_dir: str | os.PathLike, results: dict) -> Path:
-    return write_json_atomic(Path(run_dir) / RESULTS_FILE, {"schema": SCHEMA_VERSION, **results})
+def write_results(run_dir: str | os.PathLike, record: RunRecord | dict) -> Path:
+    data = record.to_dict() if isinstance(record, RunRecord) else {"schema": SCHEMA_VERSION, **record}
+    return write_json_atomic(Path(run_dir) / RESULTS_FILE, data)
 
 
 def read_results(path: str | os.PathLike) -> dict:
+    """The dict of a results.json, checked as a :class:`RunRecord` (ValueError otherwise)."""
     with open(path) as f:
         data = json.load(f)
-    if not isinstance(data, dict) or "status" not in data:
-        raise ValueError(f"{path}: not a svdbench results file")
+    try:
+        RunRecord.from_dict(data)
+    except ValueError as err:
+        raise ValueError(f"{path}: {err}") from None
     return data

@@ -1,32 +1,104 @@
-"""The method protocol: what a compression method adds to the shared pipeline.
+"""The method plug-in: one config dataclass and one class, registered under a name.
 
-The pipeline calls, in order: ``prepare`` (e.g. decompose) -> training stage ``"train"`` (the loop
-calls ``regularization``, ``after_backward``, ``after_step``, ``on_epoch_end``) -> ``compress``
-(e.g. prune) -> training stage ``"finetune"`` for ``finetune_epochs`` -> ``export`` (the deployed,
-physically smaller model). No method owns a loop.
+A method is written in one module::
+
+    @dataclass
+    class MyConfig(MethodConfig):
+        alpha: float = 0.5          # the only place a parameter, its default ...
+
+        def __post_init__(self):
+            super().__post_init__()
+            check(self.alpha > 0, "method.alpha", f"must be > 0, got {self.alpha}")   # ... and its check live
+
+    @register_method("mine")
+    class Mine(Method):
+        Config = MyConfig
+        def compress(self, model): ...
+
+``register_method`` names the class, records it in :data:`METHODS` (which the command line, the
+report and the contract tests read) and makes ``method=mine`` a config choice. The method is built
+from its validated config object (``Mine(MyConfig(alpha=0.7))``); ``self.config`` holds it.
+
+The pipeline calls, in order: ``check`` -> ``prepare`` (e.g. decompose) -> training stage ``"train"``
+(the loop calls ``regularization``, ``after_backward``, ``after_step``, ``on_epoch_end``) ->
+``compress`` (e.g. prune) -> training stage ``"finetune"`` for ``finetune_epochs`` -> ``export`` (the
+deployed, physically smaller model) -> one extra result per ``operating_points()`` entry. No method
+owns a loop.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import copy
+import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, ClassVar, TypeVar
 
 import torch
 from torch import nn
+
+from ..checks import check
+from ..registry import Registry
+from ..regularizers import SparsityRegularizer
+
+__all__ = ["MethodConfig", "Method", "METHODS", "register_method", "method_target"]
+
+
+@dataclass
+class MethodConfig:
+    """Settings every method has. Subclasses add theirs, with defaults and ``__post_init__`` checks
+    that name the key (``method.<field>``)."""
+
+    _target_: str = ""  # the method class, "module.Class": each method's Config sets it
+    finetune_epochs: int = 0  # epochs of the "finetune" stage after compress
+
+    #: config keys (dotted, as in results.json) always shown in the report's settings column
+    headline: ClassVar[tuple[str, ...]] = ()
+    #: old key -> new key: the old one is refused with a message naming the new one
+    renamed: ClassVar[dict[str, str]] = {}
+
+    def __post_init__(self) -> None:
+        check(self.finetune_epochs >= 0, "method.finetune_epochs", f"must be >= 0, got {self.finetune_epochs}")
 
 
 class Method:
     """Base class: the dense method's behaviour (no extra loss, no compression)."""
 
-    name = "base"
-    compresses = False
+    #: the config dataclass of this method
+    Config: ClassVar[type[MethodConfig]] = MethodConfig
+    #: the registered name (set by :func:`register_method`)
+    name: ClassVar[str] = "base"
+    compresses: ClassVar[bool] = False
+    #: receives the ``regularizer`` group (a sparsity term on singular values) and records it
+    uses_regularizer: ClassVar[bool] = False
     #: needs a trained dense model before ``prepare`` (post-hoc methods): without ``init_from``
     #: the pipeline first trains one (stage ``"pretrain"``, ``trainer.epochs`` epochs)
-    pretrain_dense = False
+    pretrain_dense: ClassVar[bool] = False
     #: epochs of the ``"train"`` stage; None means ``trainer.epochs``
-    train_epochs: int | None = None
+    train_epochs: ClassVar[int | None] = None
 
-    def __init__(self, finetune_epochs: int = 0, **unused: Any) -> None:
-        self.finetune_epochs = int(finetune_epochs)
+    def __init__(self, config: MethodConfig | None = None, regularizer: SparsityRegularizer | None = None) -> None:
+        config = self.Config() if config is None else config
+        if not isinstance(config, self.Config):
+            raise TypeError(f"{type(self).__name__} takes a {self.Config.__name__}, got {type(config).__name__}")
+        self.config = config
+        self.regularizer = (regularizer or SparsityRegularizer("none", 0.0)) if self.uses_regularizer else None
+
+    @classmethod
+    def create(cls: type[M], regularizer: SparsityRegularizer | None = None, **settings: Any) -> M:
+        """``cls(cls.Config(**settings), regularizer)``: an unknown setting is a TypeError."""
+        return cls(cls.Config(**settings), regularizer)
+
+    @property
+    def finetune_epochs(self) -> int:
+        return self.config.finetune_epochs
+
+    def reconfigured(self: M, **changes: Any) -> M:
+        """A fresh copy of this method with some settings changed (checked again) and no state."""
+        config = dataclasses.replace(self.config, **changes)
+        return type(self)(config, copy.deepcopy(self.regularizer))
+
+    # ------------------------------------------------------------------ the protocol
 
     def check(self, model: nn.Module, input_shape: tuple[int, ...]) -> None:
         """Before any training: raise ValueError (one line) for a setting this dense model cannot
@@ -55,6 +127,12 @@ class Method:
         """The deployed model made of plain layers."""
         return model
 
+    def operating_points(self) -> list[tuple[str, Method]]:
+        """Extra results from the same trained model: ``(label, method)`` pairs, each method a
+        configured copy whose ``compress``/``finetune``/``export`` make one more result in
+        ``<run dir>/<label>/`` (SVD training's energy sweep). None by default."""
+        return []
+
     def state_dict(self) -> dict:
         """The method's own training state (masks, counters) for checkpoints: tensors and scalars."""
         return {}
@@ -63,5 +141,35 @@ class Method:
         """Restore what :meth:`state_dict` returned."""
 
     def details(self) -> dict:
-        """Settings recorded in results.json under ``method_details``."""
+        """Settings and outcomes recorded in results.json under ``method_details``."""
         return {"finetune_epochs": self.finetune_epochs}
+
+
+M = TypeVar("M", bound=Method)
+
+#: every registered method, by name
+METHODS: Registry[type[Method]] = Registry("method")
+
+
+def method_target(cls: type) -> str:
+    """The ``_target_`` of a method class: ``module.Class``."""
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def register_method(name: str) -> Callable[[type[M]], type[M]]:
+    """Class decorator: name the method ``name`` and add it to :data:`METHODS` (``method=<name>`` on
+    the command line). Its ``Config`` must be a :class:`MethodConfig` dataclass whose ``_target_``
+    default is the class itself (``_target_: str = f"{__name__}.ClassName"``)."""
+
+    def add(cls: type[M]) -> type[M]:
+        if not (isinstance(cls, type) and issubclass(cls, Method)):
+            raise TypeError(f"@register_method({name!r}) decorates a Method subclass, got {cls!r}")
+        config = cls.Config
+        if not (dataclasses.is_dataclass(config) and issubclass(config, MethodConfig)):
+            raise TypeError(f"{cls.__name__}.Config must be a MethodConfig dataclass")
+        if config._target_ != method_target(cls):
+            raise TypeError(f"{config.__name__}._target_ must default to {method_target(cls)!r}")
+        cls.name = name
+        return METHODS.register(name)(cls)
+
+    return add

@@ -1,7 +1,15 @@
 """Plain training: the reference every reduction is measured against."""
 
-from .base import Method
+from dataclasses import dataclass
+
+from .base import Method, MethodConfig, register_method
 
 
+@dataclass
+class DenseConfig(MethodConfig):
+    _target_: str = f"{__name__}.Dense"
+
+
+@register_method("dense")
 class Dense(Method):
-    name = "dense"
+    Config = DenseConfig

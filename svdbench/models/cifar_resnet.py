@@ -65,6 +65,13 @@ class CifarResNet(nn.Module):
             if isinstance(m, (nn.Conv2d, nn.Linear)):
                 nn.init.kaiming_normal_(m.weight)
 
+    def fixed_output_channels(self) -> list[str]:
+        """Convs whose output channels filter pruning must keep: the stem and every block's conv2.
+        They write the residual stream, which the option-A shortcuts (zero-padded identities, no
+        parameters) couple across stages where a dependency graph cannot see it."""
+        blocks = [f"{name}.conv2" for name, m in self.named_modules() if isinstance(m, BasicBlock)]
+        return ["conv1", *blocks]
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = F.relu(self.bn1(self.conv1(x)))
         x = self.layer3(self.layer2(self.layer1(x)))

@@ -1,4 +1,4 @@
-"""Filter (channel) pruning baselines (METHOD.md 2.2): L1-norm, SFP and FPGM.
+"""Filter (channel) pruning baselines (docs/method.md 2.2): L1-norm, SFP and FPGM.
 
 All three physically remove whole output filters through Torch-Pruning's ``DependencyGraph``, so
 every coupled tensor shrinks with them: the BatchNorm after the conv, the input channels of the
@@ -25,14 +25,14 @@ fvcore: :func:`weight_macs`) reaches the target; the first such ratio is used. S
 counts depend on the ratio only, the real network pruned at that ratio has the same MACs.
 
 Ignored. The classifier (the last ``nn.Linear``) is never pruned at its output, nor are convs
-matched by a ``skip`` pattern (a group with an ignored conv is left whole). CIFAR ResNets with
-option-A shortcuts (:class:`svdbench.models.cifar_resnet.ZeroPadShortcut`: strided identity with
-zero-padded channels) are a special case: the graph does not see that the padded shortcut couples
-the channels of two stages, and pruning the residual stream breaks the forward pass
-(``PITFALLS.md``). For such a model the stem conv and the last conv of every residual block (the
-block's ``conv2``) are ignored too, so only block-internal channels are pruned, as Li et al. did
-for ResNet-56/110. The residual stream keeps its width; the reachable speed-up is therefore
-bounded (about 2 x the block-internal share of the MACs).
+matched by a ``skip`` pattern, nor the convs the model itself declares fixed (a group with an
+ignored conv is left whole). A model declares them with a method ``fixed_output_channels()``
+returning conv names: couplings its dependency graph cannot see. The CIFAR ResNets with option-A
+shortcuts (zero-padded strided identities, :mod:`svdbench.models.cifar_resnet`) declare the stem
+and every block's last conv: pruning the residual stream breaks their forward pass
+(docs/pitfalls.md), so only block-internal channels are pruned, as Li et al. did for
+ResNet-56/110. The residual stream keeps its width; the reachable speed-up is therefore bounded
+(about 2 x the block-internal share of the MACs).
 
 Methods:
 
@@ -48,24 +48,22 @@ Methods:
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import fnmatch
 import math
-from typing import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Callable, Iterable, List, Sequence
 
 import torch
 import torch_pruning as tp
 from torch import nn
 
-from svdbench.methods.base import Method
-from svdbench.models.cifar_resnet import ZeroPadShortcut
-
-from .config import FilterPruningConfig
+from ..checks import check, check_exactly_one
+from ..torch_utils import eval_mode, example_input
+from .base import Method, MethodConfig, register_method
 
 CRITERIA = ("l1", "l2", "fpgm")
 SPEEDUP_STEPS = 100
-DEFAULT_SPEEDUP = 2.0
 
 
 def kept_channels(channels: int, ratio: float) -> int:
@@ -73,24 +71,12 @@ def kept_channels(channels: int, ratio: float) -> int:
     return max(1, min(channels, math.floor(channels * (1.0 - ratio) + 1e-9)))
 
 
-@contextlib.contextmanager
-def _eval_mode(model: nn.Module) -> Iterator[nn.Module]:
-    """``model`` in eval mode for a tracing or checking forward pass (BatchNorm statistics must not
-    move), its training flag restored afterwards."""
-    was = model.training
-    model.eval()
-    try:
-        yield model
-    finally:
-        model.train(was)
-
-
 def _hooked_forward(model: nn.Module, input_shape: Sequence[int], hook: Callable) -> None:
     """One batch-1 forward pass in eval mode without gradients, ``hook`` on every conv and linear layer."""
     hooks = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
     try:
-        with _eval_mode(model), torch.no_grad():
-            model(_example(model, input_shape))
+        with eval_mode(model), torch.no_grad():
+            model(example_input(model, input_shape))
     finally:
         for h in hooks:
             h.remove()
@@ -112,11 +98,6 @@ def weight_macs(model: nn.Module, input_shape: Sequence[int]) -> int:
 
     _hooked_forward(model, input_shape, count)
     return int(total)
-
-
-def _example(model: nn.Module, input_shape: Sequence[int]) -> torch.Tensor:
-    p = next(model.parameters(), None)
-    return torch.zeros((1, *tuple(input_shape)[1:]), device=p.device if p is not None else "cpu")
 
 
 class MacModel:
@@ -144,31 +125,20 @@ class MacModel:
         return total
 
 
-def option_a_ignored(model: nn.Module) -> list[str]:
-    """Convs to leave whole in a ResNet with option-A (zero-padding) shortcuts: the stem (first
-    conv) and the last conv of every block that has a ``shortcut``; [] for any other model."""
-    if not any(isinstance(m, ZeroPadShortcut) for m in model.modules()):
-        return []
-    convs = [n for n, m in model.named_modules() if isinstance(m, nn.Conv2d)]
-    names = convs[:1]
-    for name, block in model.named_modules():
-        shortcut = getattr(block, "shortcut", None)
-        if not isinstance(shortcut, nn.Module):
-            continue
-        inside = {id(m) for m in shortcut.modules()}
-        last = [n for n, m in block.named_modules() if isinstance(m, nn.Conv2d) and id(m) not in inside]
-        if last:
-            names.append(f"{name}.{last[-1]}" if name else last[-1])
-    return list(dict.fromkeys(names))
+def fixed_output_convs(model: nn.Module) -> list[str]:
+    """The convs the model declares must keep their output channels (``model.fixed_output_channels()``,
+    e.g. the option-A CIFAR ResNets' residual stream); [] for a model that declares none."""
+    declare = getattr(model, "fixed_output_channels", None)
+    return list(declare()) if callable(declare) else []
 
 
 def ignored_names(model: nn.Module, skip: Iterable[str] = ()) -> list[str]:
-    """Layers whose output channels are never pruned: the classifier, ``skip`` matches, option-A."""
+    """Layers whose output channels are never pruned: the classifier, ``skip`` matches, the model's fixed convs."""
     skip = list(skip)
     linears = [n for n, m in model.named_modules() if isinstance(m, nn.Linear)]
     convs = [n for n, m in model.named_modules() if isinstance(m, nn.Conv2d)]
     names = linears[-1:] + [n for n in convs if any(fnmatch.fnmatchcase(n, p) for p in skip)]
-    return list(dict.fromkeys(names + option_a_ignored(model)))
+    return list(dict.fromkeys(names + fixed_output_convs(model)))
 
 
 class FilterImportance(tp.importance.Importance):
@@ -224,8 +194,8 @@ class FilterPruner:
     def __init__(self, model: nn.Module, input_shape: Sequence[int], skip: Iterable[str] = ()) -> None:
         self.model, self.input_shape = model, tuple(input_shape)
         self.ignored = ignored_names(model, skip)
-        with _eval_mode(model):
-            self.graph = tp.DependencyGraph().build_dependency(model, example_inputs=_example(model, input_shape))
+        with eval_mode(model):
+            self.graph = tp.DependencyGraph().build_dependency(model, example_inputs=example_input(model, input_shape))
         self.names = {m: n for n, m in model.named_modules()}
         self.initial = {self.root_name(g): len(g[0].idxs) for g in self.groups()}
         if not self.initial:
@@ -288,8 +258,8 @@ class FilterPruner:
         if not check:
             return
         try:
-            with _eval_mode(self.model), torch.no_grad():
-                self.model(_example(self.model, self.input_shape))
+            with eval_mode(self.model), torch.no_grad():
+                self.model(example_input(self.model, self.input_shape))
         except Exception as err:
             msg = f"the pruned model no longer runs ({err}); add the offending layers to method.skip"
             raise RuntimeError(msg) from err
@@ -327,30 +297,37 @@ def ratio_for_speedup(
     )
 
 
+@dataclass
+class FilterPruningConfig(MethodConfig):
+    """Common to the filter-pruning methods: the target, a per-layer ratio or a MAC speed-up."""
+
+    ratio: float | None = None  # fraction of the filters of every prunable conv removed
+    speedup: float | None = None  # alternative: dense MACs / pruned MACs to reach (null with ratio null: 2.0)
+    finetune_epochs: int = 3
+    skip: List[str] = field(default_factory=list)  # fnmatch patterns of convs whose filters stay
+
+    headline = ("method.ratio", "method.speedup")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.ratio is None and self.speedup is None:
+            self.speedup = 2.0
+        check_exactly_one({"method.ratio": self.ratio, "method.speedup": self.speedup})
+        check(self.ratio is None or 0 < self.ratio < 1, "method.ratio", f"must be in (0, 1), got {self.ratio}")
+        check(self.speedup is None or self.speedup > 1, "method.speedup", f"must be > 1, got {self.speedup}")
+
+
 class FilterPruning(Method):
-    """Shared by the three filter-pruning methods; subclasses set the criterion and the schedule.
+    """Shared by the three filter-pruning methods; subclasses set the criterion and the schedule."""
 
-    Give ``ratio`` or ``speedup``; with neither, ``speedup`` is 2.0 (as in the YAML files)."""
-
+    Config = FilterPruningConfig
     compresses = True
     criterion = "l1"
     soft = False  # zero the selected filters after every train epoch (SFP, FPGM)
 
-    def __init__(
-        self,
-        ratio: float | None = None,
-        speedup: float | None = None,
-        finetune_epochs: int = 0,
-        skip: Sequence[str] = (),
-        **unused,
-    ) -> None:
-        super().__init__(finetune_epochs)
-        if ratio is None and speedup is None:
-            speedup = DEFAULT_SPEEDUP
-        FilterPruningConfig(ratio=ratio, speedup=speedup, finetune_epochs=finetune_epochs)
-        self.ratio, self.speedup = ratio, speedup
-        self.skip = list(skip)
-        self.ratio_used: float | None = ratio
+    def __init__(self, config: FilterPruningConfig | None = None, regularizer=None) -> None:
+        super().__init__(config, regularizer)
+        self.ratio_used: float | None = self.config.ratio
         self.speedup_planned: float | None = None
         self.pruner: FilterPruner | None = None
         self.masks: dict[str, torch.Tensor] = {}
@@ -367,19 +344,19 @@ class FilterPruning(Method):
         prepare() see the same one: the counts depend on the shapes only, not on the weights)."""
         key = (tuple(channel_counts(model).items()), tuple(input_shape))
         if self._searched is None or self._searched[0] != key:
-            self._searched = (key, ratio_for_speedup(model, input_shape, self.speedup, self.skip))
+            self._searched = (key, ratio_for_speedup(model, input_shape, self.config.speedup, self.config.skip))
         return self._searched[1]
 
     def check(self, model: nn.Module, input_shape) -> None:
-        if self.speedup is not None:  # raises ValueError when the target is out of reach
+        if self.config.speedup is not None:  # raises ValueError when the target is out of reach
             self._ratio_for_speedup(model, input_shape)
 
     def prepare(self, model: nn.Module, input_shape) -> nn.Module:
-        self.pruner = FilterPruner(model, input_shape, self.skip)
+        self.pruner = FilterPruner(model, input_shape, self.config.skip)
         self.ignored = list(self.pruner.ignored)
         self.groups = {self.pruner.root_name(g): self.pruner.members(g) for g in self.pruner.groups()}
         self.channels_before = channel_counts(model)
-        if self.speedup is not None:
+        if self.config.speedup is not None:
             self.ratio_used, self.speedup_planned = self._ratio_for_speedup(model, input_shape)
         return model
 
@@ -418,11 +395,11 @@ class FilterPruning(Method):
             **super().details(),
             "criterion": self.criterion,
             "soft": self.soft,
-            "ratio": self.ratio,
-            "speedup": self.speedup,
+            "ratio": self.config.ratio,
+            "speedup": self.config.speedup,
             "ratio_used": self.ratio_used,
             "speedup_planned": self.speedup_planned,
-            "skip": self.skip,
+            "skip": list(self.config.skip),
             "ignored": self.ignored,
             "groups": self.groups,
             "soft_epochs": self.soft_epochs,
@@ -432,26 +409,44 @@ class FilterPruning(Method):
         }
 
 
+@dataclass
+class L1FilterConfig(FilterPruningConfig):
+    _target_: str = f"{__name__}.L1FilterPruning"
+
+
+@register_method("l1_filter")
 class L1FilterPruning(FilterPruning):
     """Li et al. (ICLR 2017): prune the lowest-L1 filters of a trained network once, fine-tune."""
 
-    name = "l1_filter"
+    Config = L1FilterConfig
     criterion = "l1"
     pretrain_dense = True
     train_epochs = 0
 
 
+@dataclass
+class SFPConfig(FilterPruningConfig):
+    _target_: str = f"{__name__}.SoftFilterPruning"
+
+
+@register_method("sfp")
 class SoftFilterPruning(FilterPruning):
     """He et al. (IJCAI 2018): zero the lowest-L2 filters after every epoch, keep training them."""
 
-    name = "sfp"
+    Config = SFPConfig
     criterion = "l2"
     soft = True
 
 
+@dataclass
+class FPGMConfig(FilterPruningConfig):
+    _target_: str = f"{__name__}.FPGMPruning"
+
+
+@register_method("fpgm")
 class FPGMPruning(FilterPruning):
     """He et al. (CVPR 2019): like SFP, zeroing the filters nearest the geometric median."""
 
-    name = "fpgm"
+    Config = FPGMConfig
     criterion = "fpgm"
     soft = True

@@ -1,6 +1,6 @@
 """Counting MACs and parameters of a (deployed) model: the one place that convention lives.
 
-MACs follow the literature (METHOD.md, "FLOPs" = multiply-accumulates): fvcore's
+MACs follow the literature (docs/method.md, "Conventions": "FLOPs" = multiply-accumulates): fvcore's
 ``FlopCountAnalysis`` counts one multiply-add as one, run on a batch of one sample.
 ``macs`` sums the weight operators (convolutions, linear layers and matrix products);
 ``macs_total`` is fvcore's full total, which adds batch norm, pooling and the like.
@@ -13,8 +13,9 @@ import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-import torch
 from torch import nn
+
+from .torch_utils import eval_mode, example_input
 
 WEIGHT_OPS = ("conv", "linear", "addmm", "matmul", "bmm", "einsum")
 
@@ -52,24 +53,17 @@ def fvcore_version() -> str:
 def analyze_macs(model: nn.Module, input_shape: Sequence[int]) -> MacCount:
     """Per-sample MAC count of ``model`` on a zero input of ``input_shape`` (batch forced to 1)."""
     fvcore, FlopCountAnalysis = _import_fvcore()
-    shape = (1, *tuple(input_shape)[1:])
-    p = next(model.parameters(), None)
-    x = torch.zeros(shape, device=p.device if p is not None else "cpu")
-    was_training = model.training
-    model.eval()
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            fca = FlopCountAnalysis(model, x)
-            fca.uncalled_modules_warnings(False)
-            fca.unsupported_ops_warnings(False)
-            fca.tracer_warnings("none")
-            logging.getLogger("fvcore").setLevel(logging.ERROR)
-            total = int(fca.total())
-            by_op = {k: int(v) for k, v in fca.by_operator().items()}
-            unsupported = {k: int(v) for k, v in fca.unsupported_ops().items()}
-    finally:
-        model.train(was_training)
+    x = example_input(model, input_shape)
+    with eval_mode(model), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fca = FlopCountAnalysis(model, x)
+        fca.uncalled_modules_warnings(False)
+        fca.unsupported_ops_warnings(False)
+        fca.tracer_warnings("none")
+        logging.getLogger("fvcore").setLevel(logging.ERROR)
+        total = int(fca.total())
+        by_op = {k: int(v) for k, v in fca.by_operator().items()}
+        unsupported = {k: int(v) for k, v in fca.unsupported_ops().items()}
     macs = sum(v for k, v in by_op.items() if k in WEIGHT_OPS)
     return MacCount(macs, total, by_op, unsupported, f"fvcore {fvcore.__version__}")
 

@@ -1,0 +1,244 @@
+"""The command line of ``run.py``: Hydra composes the config, this module checks it and runs the job.
+
+- :func:`start` runs before Hydra: the torchrun additions to the command line, the schemas in
+  ConfigStore, and :func:`preflight`, which composes and validates a single run's config so that
+  a wrong key, type or value stops with one line, exit code 2 and nothing written.
+- :func:`job` is the body of the Hydra task: build the method, track, run the pipeline, and turn
+  every kind of failure into the right exit code (single run) or a recorded failure (multirun).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import sys
+from pathlib import Path
+
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from omegaconf import DictConfig, OmegaConf
+
+from . import config as schema
+from . import distributed, tracking
+from .errors import CheckpointError, InputError, Preempted, one_line
+from .methods import Method
+from .pipeline import record_config, run_experiment, summary
+from .regularizers import SparsityRegularizer
+from .results import RESULTS_FILE, RunRecord, read_results, write_results
+
+log = logging.getLogger("svdbench")
+CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")
+
+
+def build(cfg: DictConfig) -> tuple[schema.Config, Method]:
+    """The validated config and the method object built from it; InputError in one line."""
+    typed = schema.validate(cfg)
+    cls = schema.method_class(typed.method)
+    reg = typed.regularizer
+    regularizer = SparsityRegularizer(reg.kind, reg.weight) if cls.uses_regularizer else None
+    try:
+        return typed, cls(typed.method, regularizer)
+    except (ValueError, TypeError) as err:
+        raise InputError(one_line(err)) from None
+
+
+# ---------------------------------------------------------------------- before Hydra
+
+
+def _config_dir(args: list[str]) -> tuple[list[str], str | None, str]:
+    """(overrides, --config-dir, --config-name) of a command line; ValueError for an option this
+    check does not know (it is then left to Hydra)."""
+    overrides, config_dir, config_name = [], None, "config"
+    it = iter(args)
+    for a in it:
+        flag, eq, value = a.partition("=")
+        if flag in ("--config-dir", "-cd", "--config-name", "-cn"):
+            value = value if eq else next(it, "")
+            if flag in ("--config-dir", "-cd"):
+                config_dir = value
+            else:
+                config_name = value
+        elif a.startswith("-"):
+            raise ValueError(a)
+        else:
+            overrides.append(a)
+    return overrides, config_dir, config_name
+
+
+def compose_config(overrides: list[str], config_dir: str | None = None, config_name: str = "config") -> DictConfig:
+    """The config Hydra composes for ``overrides`` (``config_dir``: a user config directory searched
+    beside svdbench's, as ``--config-dir`` does)."""
+    if config_dir:
+        overrides = [*overrides, f"hydra.searchpath=[file://{os.path.abspath(config_dir)}]"]
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        return compose(config_name=config_name, overrides=overrides)
+
+
+def preflight(argv: list[str]) -> None:
+    """Compose and validate the config of a single run before Hydra starts it; exit code 2 with one
+    line on stderr for any mistake. Multirun, ``--help``, ``--cfg`` and the like are left to Hydra."""
+    try:
+        overrides, config_dir, config_name = _config_dir(argv[1:])
+    except ValueError:
+        return
+    try:
+        build(compose_config(overrides, config_dir, config_name))
+    except InputError as err:
+        fail(str(err))
+    except Exception as err:
+        fail(schema.explain(err))
+
+
+def fail(message: str) -> None:
+    print(f"config error: {message}", file=sys.stderr)
+    raise SystemExit(2) from None
+
+
+def torchrun_argv(argv: list[str]) -> list[str]:
+    """Command-line checks and additions for ``run.py`` under torchrun (``WORLD_SIZE > 1``).
+
+    Every rank must use the same run directory, which Hydra would otherwise derive from the start
+    time of each process: ``hydra.run.dir=...`` is required (ValueError otherwise), and
+    multirun is refused (launch one torchrun per job). Ranks other than 0 write no ``.hydra/``
+    folder and log to ``<job>_rank<r>.log`` beside rank 0's ``<job>.log``.
+    """
+    if distributed.world_size() <= 1:
+        return argv
+    args = argv[1:]
+    if any(a in ("-m", "--multirun") for a in args):
+        raise ValueError("multirun under torchrun is not supported: launch one torchrun per job")
+    if any(a.startswith("-") for a in args):  # --cfg, --help, ...: nothing is run
+        return argv
+    if not any(a.lstrip("+").startswith("hydra.run.dir=") for a in args):
+        raise ValueError(
+            f"torchrun with WORLD_SIZE={distributed.world_size()} needs hydra.run.dir=<dir>, the same on every rank"
+            " (see docs/distributed.md)"
+        )
+    r = distributed.rank()
+    if r == 0:
+        return argv
+    extra = ["hydra.output_subdir=null"]
+    if not any(a.startswith(("hydra/job_logging=", "hydra.job_logging")) for a in args):
+        extra.append(
+            f"hydra.job_logging.handlers.file.filename=${{hydra.runtime.output_dir}}/${{hydra.job.name}}_rank{r}.log"
+        )
+    return [argv[0], *args, *extra]
+
+
+def start(argv: list[str]) -> list[str]:
+    """Everything before Hydra: the torchrun additions to ``argv``, the schemas, the preflight."""
+    try:  # under torchrun: the same hydra.run.dir on every rank, rank 0's files only
+        argv = torchrun_argv(argv)
+    except ValueError as err:
+        fail(str(err))
+    schema.register_configs()
+    preflight(argv)
+    return argv
+
+
+# ---------------------------------------------------------------------- the job
+
+
+def sweep_objectives(hc) -> int:
+    """How many values the sweeper expects back: 0 (not Optuna: top1 is returned for the record),
+    1 (Optuna, one direction) or the length of Optuna's ``direction`` list."""
+    sweeper = hc.sweeper
+    if "optuna" not in str(sweeper.get("_target_", "")).lower():
+        return 0
+    direction = sweeper.get("direction")
+    return len(direction) if OmegaConf.is_list(direction) else 1
+
+
+def objective(hc, results: dict):
+    """top1, or (top1, macs) for a multi-objective Optuna sweep (``direction: [maximize, minimize]``)."""
+    return (results["top1"], results["macs"]) if sweep_objectives(hc) >= 2 else results["top1"]
+
+
+def failed_job(hc, reason: str):
+    """What a failed multirun job hands back: NaN for Hydra's basic sweeper (the other jobs go on),
+    an exception for Optuna (which records the trial as FAIL; a NaN would break its bookkeeping)."""
+    if sweep_objectives(hc):
+        raise RuntimeError(f"job failed: {reason}") from None
+    return math.nan
+
+
+def record_failure(cfg: DictConfig, hc, run_dir: Path, reason: str, stage: str) -> None:
+    """results.json with ``status: failed`` and the reason, for a multirun job that stopped before
+    the pipeline could write one. A results.json already there is kept when it is completed (never
+    lose a finished result) or when it already records this failure (the pipeline wrote it)."""
+    path = run_dir / RESULTS_FILE
+    try:
+        old = read_results(path) if path.is_file() else None
+    except (ValueError, OSError):
+        old = None
+    if old is not None and (old.get("status") == "completed" or old.get("error") == reason):
+        return
+    try:
+        config = OmegaConf.to_container(cfg, resolve=True)
+    except Exception:  # an unresolvable interpolation may be the very error
+        config = OmegaConf.to_container(cfg, resolve=False)
+    method = hc.runtime.choices.get("method") or OmegaConf.select(cfg, "method._target_", default="?")
+    write_results(run_dir, RunRecord(
+        status="failed", error=reason, stage=stage, method=str(method),
+        model=str(OmegaConf.select(cfg, "model.name", default="?")),
+        dataset=str(OmegaConf.select(cfg, "dataset.name", default="?")),
+        seed=OmegaConf.select(cfg, "seed", default=None), config=config, overrides=list(hc.overrides.task),
+    ))  # fmt: skip
+
+
+def wandb_names(hc) -> dict:
+    """W&B group (shared by the jobs of one multirun, from the sweep directory) and run name."""
+    if hc.mode != RunMode.MULTIRUN:
+        return {"group": None, "name": None}
+    name = f"{hc.job.num}-{hc.job.override_dirname}" if hc.job.override_dirname else str(hc.job.num)
+    return {"group": tracking.group_from_sweep_dir(hc.sweep.dir), "name": name[:128]}
+
+
+def _warn_unused_regularizer(method: Method, hc) -> None:
+    given = [o for o in hc.overrides.task if o.lstrip("+~").startswith("regularizer")]
+    if given and not method.uses_regularizer:
+        log.warning("method %s takes no regularizer: %s ignored", method.name, " ".join(given))
+
+
+def job(cfg: DictConfig) -> float | tuple[float, float]:
+    """The Hydra task: one run (or one job of a multirun) of the composed ``cfg``."""
+    hc = HydraConfig.get()
+    run_dir = Path(hc.runtime.output_dir)
+    multirun = hc.mode == RunMode.MULTIRUN
+    logging.getLogger("svdbench").setLevel(cfg.logger.level)
+    tracker, ok = tracking.Tracker(), False
+    try:
+        typed, method = build(cfg)
+        _warn_unused_regularizer(method, hc)
+        config = record_config(typed, method)
+        tags = [method.name, typed.model.name, typed.dataset.name]
+        if distributed.is_main():  # torchrun: one tracked run, from rank 0
+            tracker = tracking.start(typed.logger, config=config, run_dir=run_dir, tags=tags, **wandb_names(hc))
+        results = run_experiment(typed, method, run_dir, config_dict=config, on_epoch=tracker.log_epoch)
+        tracker.log_results(results)
+        ok = results.get("status") == "completed"
+    except Preempted as err:
+        log.warning("%s: checkpoint saved in %s; rerun with hydra.run.dir=%s to resume", err, run_dir, run_dir)
+        raise SystemExit(128 + err.signum) from None
+    except (CheckpointError, InputError) as err:
+        what = "input error: " if isinstance(err, InputError) else ""
+        log.error("%s%s", what, err)
+        if multirun:
+            record_failure(cfg, hc, run_dir, f"{type(err).__name__}: {err}", stage="input")
+            return failed_job(hc, str(err))
+        raise SystemExit(2) from None
+    except Exception as err:
+        if not multirun:
+            raise
+        # the pipeline wrote results.json (status failed) if training had started; the sweep goes on
+        log.exception("job %s failed", hc.job.num)
+        record_failure(cfg, hc, run_dir, f"{type(err).__name__}: {err}", stage="run")
+        return failed_job(hc, one_line(err))
+    finally:
+        tracker.finish(exit_code=0 if ok else 1)
+    log.info(summary(results, run_dir))
+    return objective(hc, results)
