@@ -27,7 +27,7 @@ import torch
 from torch import nn
 
 from .errors import OnnxCheckError, one_line
-from .latency import DEFAULT_MAX_REPEATS, DEFAULT_MAX_SECONDS, DEFAULT_MIN_REPEATS, random_input, time_callable
+from .timing import DEFAULT_MAX_REPEATS, DEFAULT_MAX_SECONDS, DEFAULT_MIN_REPEATS, random_input, time_callable
 
 log = logging.getLogger("svdbench")
 

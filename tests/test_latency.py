@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import svdbench
-from svdbench import latency
+from svdbench import latency, timing
 from svdbench.config import Config, DatasetConfig, MeasureConfig, ModelConfig, SVDMethodConfig, TrainerConfig
 from svdbench.methods import Dense, SVDTraining
 from svdbench.models import build_model
@@ -46,13 +46,13 @@ def check_stats(by_batch, sizes):
 
 def test_time_callable_adapts_and_orders_percentiles():
     calls = []
-    st = latency.time_callable(lambda: calls.append(1), 4, max_seconds=0.05, warmup=2, max_repeats=7)
+    st = timing.time_callable(lambda: calls.append(1), 4, max_seconds=0.05, warmup=2, max_repeats=7)
     assert st["repeats"] == 7 and len(calls) == 2 + 7  # a free call fills the cap
     assert st["p10_ms"] <= st["median_ms"] <= st["p90_ms"]
-    fixed = latency.time_callable(lambda: None, 1, repeats=3, warmup=0)
+    fixed = timing.time_callable(lambda: None, 1, repeats=3, warmup=0)
     assert fixed["repeats"] == 3 and fixed["warmup"] == 0
     with pytest.raises(ValueError):
-        latency.time_callable(lambda: None, 0)
+        timing.time_callable(lambda: None, 0)
 
 
 def test_measure_latency_structure_and_training_flag_restored():
@@ -99,7 +99,7 @@ def test_onnx_export_matches_pytorch(tmp_path, kind, caplog):
     assert path.is_file() and exp.exporter in ("dynamo", "torchscript")
     assert exp.max_abs_diff <= exp.tolerance < 1e-2
     sess = onnx_export.session(path)
-    x = latency.random_input((1, 28, 28), 5)  # the batch axis is dynamic
+    x = timing.random_input((1, 28, 28), 5)  # the batch axis is dynamic
     got = torch.from_numpy(sess.run(None, {sess.get_inputs()[0].name: x.numpy()})[0])
     with torch.inference_mode():
         assert torch.allclose(got, net(x), atol=1e-4, rtol=1e-4)
