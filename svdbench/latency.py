@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import copy
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -208,24 +208,21 @@ def _pair(deployed: dict, dense: dict, mac_speedup: float | None) -> dict[str, A
 
 def run_latency(
     deployed: nn.Module,
-    model_cfg,
-    num_classes: int,
+    make_dense: Callable[[], nn.Module],
     input_shape: Sequence[int],
     device: str | torch.device,
     measure_cfg,
     mac_speedup: float | None = None,
 ) -> dict[str, Any]:
-    """The pipeline's latency step: :func:`latency_report` of ``deployed`` against a freshly built
-    dense model of ``model_cfg``'s architecture (latency does not depend on the weights; it is
-    built under a forked RNG so the run's random stream is unchanged), on ``device`` and the CPU.
+    """The pipeline's latency step: :func:`latency_report` of ``deployed`` against the dense model
+    ``make_dense()`` returns (latency does not depend on the weights; it is built under a forked RNG
+    so the run's random stream is unchanged), on ``device`` and the CPU.
     A failure is recorded as ``{"error": "<one line>"}`` instead of failing the finished run."""
-    from .models import build_model
-
     shape = [int(v) for v in input_shape]
     chw = shape[1:] if len(shape) == 4 else shape
     try:
         with torch.random.fork_rng(devices=[]):
-            dense = build_model(model_cfg.family, model_cfg.name, num_classes, chw[0])
+            dense = make_dense()
         return latency_report(
             deployed,
             dense,

@@ -382,8 +382,14 @@ def _compress_finetune_measure(model, method, results, stage, data, cfg, device,
     # realized speed beside MACs (svdbench.latency); under torchrun timed by rank 0 alone while the others wait
     if measure is not None and measure.latency and distributed.is_main():
         t_lat = time.perf_counter()
-        results["latency"] = run_latency(deployed, cfg.model, data.num_classes, results["input_shape"], device,
-                                         measure, mac_speedup=results["speedup"])  # fmt: skip
+        results["latency"] = run_latency(
+            deployed,
+            lambda: build_model(cfg.model.family, cfg.model.name, data.num_classes, data.input_shape[0]),
+            results["input_shape"],
+            device,
+            measure,
+            mac_speedup=results["speedup"],
+        )
         results["wall_time"]["latency"] = time.perf_counter() - t_lat
     if cfg.save_model and distributed.is_main():
         run_dir.mkdir(parents=True, exist_ok=True)

@@ -81,6 +81,29 @@ def test_latency_report_pairs_deployed_with_dense():
     assert rep["batch_sizes"] == [1, 4] and rep["skipped"] == {}
 
 
+def test_run_latency_builds_the_dense_reference_without_touching_the_random_stream():
+    built = []
+
+    def make_dense():
+        built.append(build_model("cifar_resnet", "resnet8", 10, 1))  # random initialisation draws from the RNG
+        return built[-1]
+
+    measure = MeasureConfig(batch_sizes=[2], max_seconds=0.05, onnx=False)
+    deployed = deployed_resnet8()
+    rng = torch.get_rng_state()
+    rep = latency.run_latency(deployed, make_dense, (1, 1, 16, 16), "cpu", measure, mac_speedup=2.0)
+    assert torch.equal(rng, torch.get_rng_state()) and len(built) == 1
+    assert list(rep["runs"]) == ["pytorch-eager/cpu"] and rep["mac_speedup"] == 2.0
+    check_stats(rep["runs"]["pytorch-eager/cpu"]["dense"], (2,))
+
+    def broken():
+        raise RuntimeError("no such model\nsecond line")
+
+    assert latency.run_latency(deployed, broken, (1, 16, 16), "cpu", measure) == {
+        "error": "RuntimeError: no such model"
+    }
+
+
 onnx_missing = pytest.mark.skipif(
     __import__("svdbench.onnx_export").onnx_export.unavailable() is not None, reason="onnx/onnxruntime not installed"
 )
