@@ -201,7 +201,7 @@ def test_wandb_report_is_built_from_the_local_report(offline_sweep, tmp_path, mo
     rep = report.build_report([sweep], tmp_path / "rep")
     saved = []
     monkeypatch.setattr(wr.Report, "save", lambda self, draft=False, clone=False: saved.append(self) or self)
-    tracking._save_report(rep, project="svdbench", entity="team", run_name="report-x")
+    tracking._save_report(report.report_tables(rep), project="svdbench", entity="team", run_name="report-x")
     (doc,) = saved
     assert doc.project == "svdbench" and doc.entity == "team"
     grids = [b for b in doc.blocks if isinstance(b, wr.PanelGrid)]
