@@ -2,8 +2,8 @@
 
 MACs say how much arithmetic a deployed network needs; they do not say how fast it runs. Thin
 factor layers, odd channel counts and extra kernel launches can make a network with half the
-MACs no faster (``../shared/reference/PITFALLS.md``, "Realized speed on CPU"). This module times
-a forward pass the same way for every model and runtime:
+MACs no faster (see docs/pitfalls.md, "Realized speed on CPU"). This module times a forward
+pass the same way for every model and runtime:
 
 - eval mode, ``torch.inference_mode``, a fixed random input (its own generator: the global RNG
   is not touched), ``torch.cuda.synchronize`` around every timed call on CUDA;
@@ -13,9 +13,9 @@ a forward pass the same way for every model and runtime:
   size, at least ``min_repeats`` and at most ``max_repeats``, so the default stays cheap.
 
 The runtime-independent core, :func:`svdbench.timing.time_callable`, is shared with the
-onnxruntime measurement in :mod:`svdbench.onnx_export`. :func:`latency_report` is what the pipeline
-records as ``results["latency"]``: the deployed and the dense model of the same architecture,
-measured in turn on the same machine, and their ratio (the realized speed-up).
+onnxruntime measurement in :mod:`svdbench.onnx_export`. :func:`latency_report` is what the
+pipeline records as ``results["latency"]``: the deployed and the dense model of the same
+architecture, measured in turn on the same machine, and their ratio (the realized speed-up).
 """
 
 from __future__ import annotations
