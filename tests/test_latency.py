@@ -4,6 +4,10 @@ the pipeline's ``latency`` record. No timing ratio is asserted here (machines ar
 
 import json
 import logging
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -15,6 +19,7 @@ from svdbench.methods import Dense, SVDTraining
 from svdbench.models import build_model
 from svdbench.pipeline import run_experiment
 
+ROOT = Path(__file__).resolve().parents[1]
 STATS = {"median_ms", "p10_ms", "p90_ms", "mean_ms", "images_per_s", "repeats", "warmup"}
 
 
@@ -53,6 +58,13 @@ def test_time_callable_adapts_and_orders_percentiles():
     assert fixed["repeats"] == 3 and fixed["warmup"] == 0
     with pytest.raises(ValueError):
         timing.time_callable(lambda: None, 0)
+
+
+def test_onnx_export_does_not_import_latency():
+    code = "import sys, svdbench.onnx_export as m; print('svdbench.latency' in sys.modules, m.time_callable.__module__)"
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)})  # fmt: skip
+    assert proc.stdout.split() == ["False", "svdbench.timing"], proc.stderr
 
 
 def test_measure_latency_structure_and_training_flag_restored():
