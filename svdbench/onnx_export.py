@@ -15,6 +15,7 @@ count is set to torch's, so both runtimes use the same cores.
 from __future__ import annotations
 
 import contextlib
+import copy
 import logging
 import tempfile
 import warnings
@@ -27,7 +28,7 @@ import torch
 from torch import nn
 
 from .errors import OnnxCheckError, one_line
-from .latency import DEFAULT_MAX_REPEATS, DEFAULT_MAX_SECONDS, DEFAULT_MIN_REPEATS, random_input, time_callable
+from .timing import DEFAULT_MAX_REPEATS, DEFAULT_MAX_SECONDS, DEFAULT_MIN_REPEATS, random_input, time_callable
 
 log = logging.getLogger("svdbench")
 
@@ -131,8 +132,6 @@ def export_onnx(
     False uses only that one. ``input_shape`` is ``(C, H, W)`` or ``(B, C, H, W)``.
     Raises :class:`OnnxCheckError` if the outputs differ by more than ``atol + rtol * max|ref|``.
     """
-    import copy
-
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     p = next(model.parameters(), None)

@@ -248,8 +248,8 @@ class Run:
         # realized speed beside MACs; under torchrun timed by rank 0 alone while the others wait
         if measure is not None and measure.latency and distributed.is_main():
             t_lat = time.perf_counter()
-            rec.latency = run_latency(deployed, self.cfg.model, self.data.num_classes, rec.input_shape, self.device,
-                                      measure, mac_speedup=rec.speedup)  # fmt: skip
+            rec.latency = run_latency(deployed, self.build_model, rec.input_shape, self.device, measure,
+                                      mac_speedup=rec.speedup)  # fmt: skip
             rec.wall_time["latency"] = time.perf_counter() - t_lat
         if self.cfg.save_model and distributed.is_main():
             out_dir.mkdir(parents=True, exist_ok=True)

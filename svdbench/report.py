@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import pareto
+from . import pareto, tracking
 from .results import RESULTS_FILE, write_json_atomic
 
 #: keys a completed results.json must have to be reported
@@ -363,6 +363,18 @@ def csv_cells(r: Row) -> list:
     ]  # fmt: skip
 
 
+REPORT_COLUMNS = ["method", "model", "dataset", "settings", "top1", "top1_std", "delta_top1", "macs", "speedup",
+                  "params", "compression", "n_seeds", "front"]  # fmt: skip
+
+
+def _typed_row(r: Row) -> list:
+    """The cells of :data:`REPORT_COLUMNS`, as numbers where they are numbers (W&B tables)."""
+    return [
+        r.method, r.model, r.dataset, r.settings, r.mean("top1"), r.stats["top1_std"], r.delta, r.mean("macs"),
+        r.mean("speedup"), r.mean("params"), r.mean("compression"), len(r.runs), _front_mark(r),
+    ]  # fmt: skip
+
+
 def markdown_table(rows: Sequence[Row]) -> str:
     def esc(s: str) -> str:
         return s.replace("|", "\\|")
@@ -481,6 +493,23 @@ class Report:
     skipped: list[tuple[Path, str]]
     out: Path
     files: list[Path] = field(default_factory=list)
+
+
+def report_tables(rep: Report) -> tracking.ReportTables:
+    """``rep`` as the plain tables :func:`svdbench.tracking.log_report` logs."""
+    png = rep.out / "pareto.png"
+    return tracking.ReportTables(
+        columns=REPORT_COLUMNS,
+        rows=[_typed_row(r) for r in rep.rows],
+        front_rows=[["overall", *_typed_row(r)] for r in rep.rows if r.on_overall_front]
+        + [[r.method, *_typed_row(r)] for r in rep.rows if r.on_method_front],
+        failed_columns=["method", "model", "dataset", "seed", "error", "path"],
+        failed_rows=[[f.method, f.model, f.dataset, str(f.seed), f.error, str(f.path)] for f in rep.failed],
+        markdown=markdown_table(rep.rows),
+        png=png if png.is_file() else None,
+        out=rep.out,
+        sources=sorted({str(x.path.parent) for r in rep.rows for x in r.runs}),
+    )
 
 
 def split_methods(runs: Sequence[Run], keys: Sequence[str]) -> None:
@@ -624,9 +653,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"{sum(len(r.runs) for r in rep.rows)} runs in {len(rep.rows)} configurations, {len(rep.failed)} failed")
     print(f"report: {rep.out / 'report.md'}")
     if args.wandb:
-        from . import tracking
-
-        tracking.log_report(rep, project=args.project, entity=args.entity, mode=args.mode)
+        tracking.log_report(report_tables(rep), project=args.project, entity=args.entity, mode=args.mode)
     return 0
 
 

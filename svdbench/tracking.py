@@ -4,7 +4,8 @@
   :class:`WandbTracker` (config, per-epoch metrics, summary metrics, per-layer ranks as a table),
   anything else a :class:`Tracker` that does nothing. Call :meth:`Tracker.finish` always, with
   ``exit_code=1`` on failure (in a Hydra multirun, runs would otherwise merge).
-- :func:`log_report` logs a report (comparison table, Pareto scatter, plot) as a run of its own and,
+- :func:`log_report` logs a report's plain tables (:class:`ReportTables`, built by
+  :mod:`svdbench.report`: comparison table, Pareto scatter, plot) as a run of its own and,
   online and logged in, also saves a W&B Report (``wandb_workspaces.reports.v2``).
 
 Mode: ``offline`` by default (runs are written under ``<dir>/wandb/offline-run-*``; upload later with
@@ -19,6 +20,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -165,57 +167,56 @@ def start(
 # ---------------------------------------------------------------- report
 
 
-def _typed_row(r) -> list:
-    return [
-        r.method, r.model, r.dataset, r.settings, r.mean("top1"), r.stats["top1_std"], r.delta, r.mean("macs"),
-        r.mean("speedup"), r.mean("params"), r.mean("compression"), len(r.runs),
-        "overall" if r.on_overall_front else ("method" if r.on_method_front else ""),
-    ]  # fmt: skip
+@dataclass
+class ReportTables:
+    """A report as plain tables, what :func:`log_report` logs (built by :mod:`svdbench.report`)."""
+
+    columns: list[str]
+    rows: list[list]  # the comparison: one row per configuration
+    front_rows: list[list]  # Pareto front members: scope, then the same columns
+    failed_columns: list[str]
+    failed_rows: list[list]
+    markdown: str  # the comparison table as Markdown
+    png: Path | None  # the Pareto plot, None when none was drawn
+    out: Path  # the report directory
+    sources: list[str]  # the run directories the rows come from
 
 
-REPORT_COLUMNS = ["method", "model", "dataset", "settings", "top1", "top1_std", "delta_top1", "macs", "speedup",
-                  "params", "compression", "n_seeds", "front"]  # fmt: skip
-
-
-def log_report(rep, *, project: str = "svdbench", entity: str | None = None, mode: str | None = None) -> str | None:
-    """Log a :class:`svdbench.report.Report` to W&B as a run (``job_type=report``): the comparison
-    table, the front table, a ``wandb.plot.scatter`` of top-1 against MACs and the PNG. Online
-    with a login it also saves a W&B Report with the Pareto panel and the table; otherwise it says
-    in one line what it skipped. Returns the W&B run directory (None when disabled)."""
+def log_report(
+    tables: ReportTables, *, project: str = "svdbench", entity: str | None = None, mode: str | None = None
+) -> str | None:
+    """Log a report's ``tables`` to W&B as a run (``job_type=report``): the comparison table, the
+    front table, a ``wandb.plot.scatter`` of top-1 against MACs and the PNG. Online with a login it
+    also saves a W&B Report with the Pareto panel and the table; otherwise it says in one line what
+    it skipped. Returns the W&B run directory (None when disabled)."""
     mode = mode or resolve_mode(None)  # an explicit mode (svdbench report --mode) wins over $WANDB_MODE
-    local = Path(rep.out) / "report.md"
+    local = Path(tables.out) / "report.md"
     if mode == "disabled":
         print(f"W&B disabled: nothing logged; local report: {local}")
         return None
     import wandb
 
-    wdir = os.environ.get("WANDB_DIR") or str(rep.out)
+    wdir = os.environ.get("WANDB_DIR") or str(tables.out)
     run = wandb.init(project=project, entity=entity, mode=mode, dir=wdir, job_type="report",
-                     name=f"report-{Path(rep.out).resolve().parent.name}", reinit="finish_previous",
-                     config={"sources": sorted({str(x.path.parent) for r in rep.rows for x in r.runs})})  # fmt: skip
+                     name=f"report-{Path(tables.out).resolve().parent.name}", reinit="finish_previous",
+                     config={"sources": tables.sources})  # fmt: skip
     try:
-        table = wandb.Table(columns=REPORT_COLUMNS, data=[_typed_row(r) for r in rep.rows])
-        front = wandb.Table(columns=["scope", *REPORT_COLUMNS],
-                            data=[["overall", *_typed_row(r)] for r in rep.rows if r.on_overall_front]
-                            + [[r.method, *_typed_row(r)] for r in rep.rows if r.on_method_front])  # fmt: skip
+        table = wandb.Table(columns=tables.columns, data=tables.rows)
+        front = wandb.Table(columns=["scope", *tables.columns], data=tables.front_rows)
         payload = {
             "comparison": table,
             "pareto": front,
             "pareto_scatter": wandb.plot.scatter(table, "macs", "top1", title="top-1 (%) against MACs"),
         }
-        png = Path(rep.out) / "pareto.png"
-        if png.is_file():
-            payload["pareto_plot"] = wandb.Image(str(png))
-        if rep.failed:
-            payload["failed"] = wandb.Table(
-                columns=["method", "model", "dataset", "seed", "error", "path"],
-                data=[[f.method, f.model, f.dataset, str(f.seed), f.error, str(f.path)] for f in rep.failed],
-            )
+        if tables.png is not None:
+            payload["pareto_plot"] = wandb.Image(str(tables.png))
+        if tables.failed_rows:
+            payload["failed"] = wandb.Table(columns=tables.failed_columns, data=tables.failed_rows)
         run.log(payload)
-        run.summary.update({"configurations": len(rep.rows), "failed": len(rep.failed)})
+        run.summary.update({"configurations": len(tables.rows), "failed": len(tables.failed_rows)})
         run_dir = run.dir
         if mode == "online" and _logged_in():
-            url = _save_report(rep, project=run.project, entity=run.entity, run_name=run.name)
+            url = _save_report(tables, project=run.project, entity=run.entity, run_name=run.name)
             print(f"W&B Report: {url}")
         else:
             print(f"W&B {mode}: logged the table and the Pareto scatter in {Path(run_dir).parent}; skipped the W&B "
@@ -236,19 +237,17 @@ def _logged_in() -> bool:
         return False
 
 
-def _save_report(rep, *, project: str, entity: str | None, run_name: str) -> str:
+def _save_report(tables: ReportTables, *, project: str, entity: str | None, run_name: str) -> str:
     """A W&B Report: a scatter of top-1 against MACs over the project's runs, the report run's
     comparison and front tables, and the Markdown table. Needs the network and a login."""
     import wandb_workspaces.reports.v2 as wr
-
-    from .report import markdown_table
 
     runset = wr.Runset(entity=entity or "", project=project, name="svdbench runs")
     report_runs = wr.Runset(entity=entity or "", project=project, name="this report", query=run_name)
     doc = wr.Report(
         project=project,
         entity=entity or "",
-        title=f"svdbench: top-1 against MACs ({Path(rep.out).resolve().parent.name})",
+        title=f"svdbench: top-1 against MACs ({Path(tables.out).resolve().parent.name})",
         description="Pareto fronts (maximize top-1, minimize MACs) and comparison table, from svdbench report",
         blocks=[
             wr.H1("Accuracy against MACs"),
@@ -268,7 +267,7 @@ def _save_report(rep, *, project: str, entity: str | None, run_name: str) -> str
                 runsets=[report_runs],
                 panels=[wr.WeavePanelSummaryTable(table_name=t) for t in ("comparison", "pareto")],
             ),
-            wr.MarkdownBlock(markdown_table(rep.rows)),
+            wr.MarkdownBlock(tables.markdown),
         ],
     )
     doc.save()

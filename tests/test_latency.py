@@ -4,17 +4,22 @@ the pipeline's ``latency`` record. No timing ratio is asserted here (machines ar
 
 import json
 import logging
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
 
 import svdbench
-from svdbench import latency
+from svdbench import latency, timing
 from svdbench.config import Config, DatasetConfig, MeasureConfig, ModelConfig, SVDMethodConfig, TrainerConfig
 from svdbench.methods import Dense, SVDTraining
 from svdbench.models import build_model
 from svdbench.pipeline import run_experiment
 
+ROOT = Path(__file__).resolve().parents[1]
 STATS = {"median_ms", "p10_ms", "p90_ms", "mean_ms", "images_per_s", "repeats", "warmup"}
 
 
@@ -46,13 +51,20 @@ def check_stats(by_batch, sizes):
 
 def test_time_callable_adapts_and_orders_percentiles():
     calls = []
-    st = latency.time_callable(lambda: calls.append(1), 4, max_seconds=0.05, warmup=2, max_repeats=7)
+    st = timing.time_callable(lambda: calls.append(1), 4, max_seconds=0.05, warmup=2, max_repeats=7)
     assert st["repeats"] == 7 and len(calls) == 2 + 7  # a free call fills the cap
     assert st["p10_ms"] <= st["median_ms"] <= st["p90_ms"]
-    fixed = latency.time_callable(lambda: None, 1, repeats=3, warmup=0)
+    fixed = timing.time_callable(lambda: None, 1, repeats=3, warmup=0)
     assert fixed["repeats"] == 3 and fixed["warmup"] == 0
     with pytest.raises(ValueError):
-        latency.time_callable(lambda: None, 0)
+        timing.time_callable(lambda: None, 0)
+
+
+def test_onnx_export_does_not_import_latency():
+    code = "import sys, svdbench.onnx_export as m; print('svdbench.latency' in sys.modules, m.time_callable.__module__)"
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)})  # fmt: skip
+    assert proc.stdout.split() == ["False", "svdbench.timing"], proc.stderr
 
 
 def test_measure_latency_structure_and_training_flag_restored():
@@ -81,6 +93,29 @@ def test_latency_report_pairs_deployed_with_dense():
     assert rep["batch_sizes"] == [1, 4] and rep["skipped"] == {}
 
 
+def test_run_latency_builds_the_dense_reference_without_touching_the_random_stream():
+    built = []
+
+    def make_dense():
+        built.append(build_model("cifar_resnet", "resnet8", 10, 1))  # random initialisation draws from the RNG
+        return built[-1]
+
+    measure = MeasureConfig(batch_sizes=[2], max_seconds=0.05, onnx=False)
+    deployed = deployed_resnet8()
+    rng = torch.get_rng_state()
+    rep = latency.run_latency(deployed, make_dense, (1, 1, 16, 16), "cpu", measure, mac_speedup=2.0)
+    assert torch.equal(rng, torch.get_rng_state()) and len(built) == 1
+    assert list(rep["runs"]) == ["pytorch-eager/cpu"] and rep["mac_speedup"] == 2.0
+    check_stats(rep["runs"]["pytorch-eager/cpu"]["dense"], (2,))
+
+    def broken():
+        raise RuntimeError("no such model\nsecond line")
+
+    assert latency.run_latency(deployed, broken, (1, 16, 16), "cpu", measure) == {
+        "error": "RuntimeError: no such model"
+    }
+
+
 onnx_missing = pytest.mark.skipif(
     __import__("svdbench.onnx_export").onnx_export.unavailable() is not None, reason="onnx/onnxruntime not installed"
 )
@@ -99,7 +134,7 @@ def test_onnx_export_matches_pytorch(tmp_path, kind, caplog):
     assert path.is_file() and exp.exporter in ("dynamo", "torchscript")
     assert exp.max_abs_diff <= exp.tolerance < 1e-2
     sess = onnx_export.session(path)
-    x = latency.random_input((1, 28, 28), 5)  # the batch axis is dynamic
+    x = timing.random_input((1, 28, 28), 5)  # the batch axis is dynamic
     got = torch.from_numpy(sess.run(None, {sess.get_inputs()[0].name: x.numpy()})[0])
     with torch.inference_mode():
         assert torch.allclose(got, net(x), atol=1e-4, rtol=1e-4)

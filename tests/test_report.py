@@ -190,3 +190,27 @@ def test_split_makes_one_method_per_value_with_its_own_front(sweep, tmp_path):
     assert set(by) == {"svd (channel)", "svd (spatial)"}
     assert by["svd (channel)"].on_method_front and not by["svd (channel)"].on_overall_front
     assert "| svd (spatial) |" in (tmp_path / "rep" / "comparison_svd__spatial_.md").read_text()
+
+
+def test_report_tables_are_what_wandb_logs(sweep, tmp_path):
+    src = tmp_path / "runs"
+    shutil.copytree(sweep, src)
+    (src / "failed").mkdir()
+    failed = {"status": "failed", "method": "svd", "model": "resnet8", "dataset": "synthetic", "seed": 3, "error": "x"}
+    (src / "failed" / "results.json").write_text(json.dumps(failed))
+    rep = report.build_report([src], tmp_path / "rep")
+    t = report.report_tables(rep)
+    assert t.columns == report.REPORT_COLUMNS and len(t.rows) == len(rep.rows) == 4
+    for row, r in zip(t.rows, rep.rows, strict=True):
+        cells = dict(zip(t.columns, row, strict=True))
+        assert cells["method"] == r.method and cells["top1"] == r.mean("top1") and cells["macs"] == r.mean("macs")
+        assert cells["delta_top1"] == r.delta and cells["n_seeds"] == 1
+        assert cells["front"] == ("overall" if r.on_overall_front else "method" if r.on_method_front else "")
+    overall = [["overall", *row] for row, r in zip(t.rows, rep.rows, strict=True) if r.on_overall_front]
+    by_method = [[r.method, *row] for row, r in zip(t.rows, rep.rows, strict=True) if r.on_method_front]
+    assert overall and t.front_rows == overall + by_method
+    assert t.failed_columns == ["method", "model", "dataset", "seed", "error", "path"]
+    assert t.failed_rows == [["svd", "resnet8", "synthetic", "3", "x", str(src / "failed" / "results.json")]]
+    assert t.markdown == (tmp_path / "rep" / "comparison.md").read_text()
+    assert t.png == tmp_path / "rep" / "pareto.png" and t.out == tmp_path / "rep"
+    assert t.sources == sorted(str(p.parent) for p in src.rglob("results.json") if p.parent.name != "failed")

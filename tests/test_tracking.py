@@ -1,6 +1,7 @@
 """W&B tracking, offline only: runs are written under WANDB_DIR and nothing is sent (WANDB_MODE=offline,
 no API key, WANDB_BASE_URL pointing at a closed local port)."""
 
+import ast
 import json
 import os
 import re
@@ -94,6 +95,38 @@ def test_tracking_is_the_only_module_importing_wandb():
     files = [ROOT / "run.py", *(ROOT / "svdbench").rglob("*.py"), *(ROOT / "baselines").rglob("*.py")]
     importing = sorted(str(p.relative_to(ROOT)) for p in files if pattern.search(p.read_text()))
     assert importing == ["svdbench/tracking.py"]
+
+
+def test_tracking_does_not_import_report():
+    code = "import sys, svdbench.tracking; print('svdbench.report' in sys.modules)"
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)})  # fmt: skip
+    assert proc.stdout.split() == ["False"], proc.stderr
+
+
+def own_imports_in_functions(path: Path) -> list[str]:
+    """``file:line`` of every import of svdbench's own code (relative, or ``svdbench...``) inside a function."""
+
+    def own(node: ast.AST) -> bool:
+        if isinstance(node, ast.ImportFrom):
+            return node.level > 0 or (node.module or "").split(".")[0] == "svdbench"
+        return isinstance(node, ast.Import) and any(a.name.split(".")[0] == "svdbench" for a in node.names)
+
+    found = []
+    functions = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)
+    for fn in (n for n in ast.walk(ast.parse(path.read_text())) if isinstance(n, functions)):
+        found += [f"{path.relative_to(ROOT)}:{n.lineno}" for n in ast.walk(fn) if own(n)]
+    return sorted(set(found))
+
+
+def test_refactored_modules_import_our_own_code_at_module_top():
+    names = ("timing", "latency", "onnx_export", "tracking", "report")
+    assert [hit for n in names for hit in own_imports_in_functions(ROOT / "svdbench" / f"{n}.py")] == []
+
+
+@pytest.mark.xfail(strict=False, reason="other modules pending")
+def test_no_module_imports_our_own_code_inside_a_function():
+    assert [hit for p in sorted((ROOT / "svdbench").rglob("*.py")) for hit in own_imports_in_functions(p)] == []
 
 
 def test_tracking_failures_never_stop_the_run(monkeypatch, tmp_path, caplog):
@@ -201,7 +234,7 @@ def test_wandb_report_is_built_from_the_local_report(offline_sweep, tmp_path, mo
     rep = report.build_report([sweep], tmp_path / "rep")
     saved = []
     monkeypatch.setattr(wr.Report, "save", lambda self, draft=False, clone=False: saved.append(self) or self)
-    tracking._save_report(rep, project="svdbench", entity="team", run_name="report-x")
+    tracking._save_report(report.report_tables(rep), project="svdbench", entity="team", run_name="report-x")
     (doc,) = saved
     assert doc.project == "svdbench" and doc.entity == "team"
     grids = [b for b in doc.blocks if isinstance(b, wr.PanelGrid)]

@@ -1,0 +1,115 @@
+"""Runtime-independent timing: one batch-timing loop shared by eager PyTorch
+(:mod:`svdbench.latency`) and onnxruntime (:mod:`svdbench.onnx_export`), and the fixed input both time.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+
+DEFAULT_MAX_SECONDS = 2.0
+DEFAULT_WARMUP = 3
+DEFAULT_MIN_REPEATS = 5
+DEFAULT_MAX_REPEATS = 50
+
+__all__ = [
+    "DEFAULT_MAX_SECONDS",
+    "DEFAULT_WARMUP",
+    "DEFAULT_MIN_REPEATS",
+    "DEFAULT_MAX_REPEATS",
+    "time_callable",
+    "random_input",
+]
+
+
+def _percentile(sorted_values: Sequence[float], q: float) -> float:
+    """Linear-interpolation percentile (``q`` in [0, 100]) of already sorted values."""
+    if len(sorted_values) == 1:
+        return float(sorted_values[0])
+    pos = (len(sorted_values) - 1) * q / 100.0
+    lo = int(pos)
+    hi = min(lo + 1, len(sorted_values) - 1)
+    return float(sorted_values[lo] + (sorted_values[hi] - sorted_values[lo]) * (pos - lo))
+
+
+def time_callable(
+    fn: Callable[[], Any],
+    batch_size: int,
+    *,
+    max_seconds: float = DEFAULT_MAX_SECONDS,
+    warmup: int | None = None,
+    repeats: int | None = None,
+    min_repeats: int = DEFAULT_MIN_REPEATS,
+    max_repeats: int = DEFAULT_MAX_REPEATS,
+    sync: Callable[[], None] | None = None,
+) -> dict[str, float]:
+    """Time ``fn()`` (one batch of ``batch_size`` images per call).
+
+    Up to ``warmup`` calls (default 3) are run and discarded first; the warm-up ends early, after
+    at least one call, once a quarter of ``max_seconds`` is spent. ``repeats`` fixes the number
+    of timed calls; by default it adapts: as many as fit in what is left of ``max_seconds``
+    after the warm-up, clamped to ``[min_repeats, max_repeats]``, and no more once
+    ``max_seconds`` has passed (a loaded machine can slow the later calls) unless fewer than
+    ``min_repeats`` were timed. ``sync`` (e.g.
+    ``torch.cuda.synchronize``) runs before the clock is read on both sides of each call.
+    Returns ``median_ms``, ``p10_ms``, ``p90_ms``, ``mean_ms``, ``images_per_s`` (from the
+    median), ``repeats`` and ``warmup``.
+    """
+    if batch_size <= 0:
+        raise ValueError(f"batch_size must be > 0, got {batch_size}")
+    if max_seconds <= 0:
+        raise ValueError(f"max_seconds must be > 0, got {max_seconds}")
+    sync = sync or (lambda: None)
+    warmup = DEFAULT_WARMUP if warmup is None else max(0, int(warmup))
+    t_start = time.perf_counter()
+    done = 0
+    while done < warmup:  # stops early (after at least one call) once a quarter of the budget is spent
+        fn()
+        done += 1
+        if time.perf_counter() - t_start > 0.25 * max_seconds:
+            break
+    sync()
+    times: list[float] = []
+
+    def one() -> None:
+        sync()
+        t0 = time.perf_counter()
+        fn()
+        sync()
+        times.append(time.perf_counter() - t0)
+
+    if repeats is None:
+        one()  # also the estimate of one call's cost
+        left = max_seconds - (time.perf_counter() - t_start)
+        target = max(min_repeats, min(max_repeats, int(left / max(times[0], 1e-9)) + 1))
+        deadline = t_start + max_seconds  # a loaded machine may slow later calls: stop at the budget
+        while len(times) < target and (len(times) < min_repeats or time.perf_counter() < deadline):
+            one()
+    else:
+        if repeats <= 0:
+            raise ValueError(f"repeats must be > 0, got {repeats}")
+        for _ in range(repeats):
+            one()
+    ms = sorted(t * 1e3 for t in times)
+    median = statistics.median(ms)
+    return {
+        "median_ms": median,
+        "p10_ms": _percentile(ms, 10),
+        "p90_ms": _percentile(ms, 90),
+        "mean_ms": statistics.fmean(ms),
+        "images_per_s": batch_size / (median / 1e3) if median > 0 else float("inf"),
+        "repeats": len(ms),
+        "warmup": done,
+    }
+
+
+def random_input(input_shape: Sequence[int], batch_size: int, device: str | torch.device = "cpu") -> torch.Tensor:
+    """A fixed standard-normal batch ``(batch_size, *input_shape[-3:])`` from its own generator."""
+    shape = tuple(int(v) for v in input_shape)
+    sample = shape[1:] if len(shape) == 4 else shape  # (B, C, H, W) or (C, H, W)
+    g = torch.Generator().manual_seed(0)
+    return torch.randn((batch_size, *sample), generator=g).to(device)
