@@ -17,7 +17,7 @@ from tiny import tiny
 import svdbench
 from svdbench import distributed
 from svdbench.config import TrainerConfig
-from svdbench.data import TensorBatches, _EvalShard, _LoaderBatches, load_dataset
+from svdbench.data import EvalShard, LoaderBatches, TensorBatches, load_dataset
 from svdbench.methods import SVDTraining
 from svdbench.regularizers import SparsityRegularizer, orthogonality_loss, sparsity_loss
 from svdbench.train import Accel, OptimConfig, evaluate, resolve_accel, train_stage
@@ -109,11 +109,11 @@ def test_loader_path_shards_and_reshuffles():
     from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
 
     ds = TensorDataset(torch.zeros(10, 1), torch.arange(10))
-    assert sorted(i for r in range(3) for i in _EvalShard(10, r, 3)) == list(range(10))
+    assert sorted(i for r in range(3) for i in EvalShard(10, r, 3)) == list(range(10))
     epochs = []
     for r in range(2):
         sampler = DistributedSampler(ds, num_replicas=2, rank=r, shuffle=True, seed=0)
-        loader = _LoaderBatches(DataLoader(ds, 5, sampler=sampler), "cpu", (r, 2))
+        loader = LoaderBatches(DataLoader(ds, 5, sampler=sampler), "cpu", (r, 2))
         epochs.append([torch.cat([y for _, y in loader]).tolist() for _ in range(2)])
     for e in range(2):
         assert sorted(epochs[0][e] + epochs[1][e]) == list(range(10))

@@ -1,0 +1,121 @@
+"""Datasets read from files: the IDX reader and Fashion-MNIST discovery/download, the CIFAR
+python batches, ImageNet ImageFolder trees."""
+
+from __future__ import annotations
+
+import gzip
+import logging
+import os
+import pickle
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..errors import DatasetError, one_line
+
+log = logging.getLogger(__name__)
+
+FASHION_FILES = {
+    "train_images": "train-images-idx3-ubyte",
+    "train_labels": "train-labels-idx1-ubyte",
+    "test_images": "t10k-images-idx3-ubyte",
+    "test_labels": "t10k-labels-idx1-ubyte",
+}
+FASHION_SYSTEM_DIR = "/usr/share/datasets/fashion-mnist"  # Debian package dataset-fashion-mnist
+STATS = {  # per-channel mean, std of the training split
+    "fashion_mnist": ((0.2860,), (0.3530,)),
+    "cifar10": ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
+    "cifar100": ((0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)),
+    "imagenet": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
+}
+
+
+def _read_idx(path: Path) -> torch.Tensor:
+    """Read an IDX file (optionally gzipped) into a uint8 tensor."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rb") as f:
+        data = f.read()
+    if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] != 8:
+        raise DatasetError(f"{path}: not an unsigned-byte IDX file")
+    ndim = data[3]
+    dims = [int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)]
+    arr = np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim)
+    if arr.size != int(np.prod(dims)):
+        raise DatasetError(f"{path}: truncated IDX file ({arr.size} of {int(np.prod(dims))} values)")
+    return torch.from_numpy(arr.reshape(dims).copy())
+
+
+def _find_idx(root: Path, stem: str) -> Path | None:
+    for d in (root, root / "FashionMNIST" / "raw"):
+        for name in (stem + ".gz", stem):
+            if (d / name).is_file():
+                return d / name
+    return None
+
+
+def fashion_mnist_root(root: str | None) -> Path | None:
+    """The first folder holding the four Fashion-MNIST files: ``root``, ``$SVDBENCH_DATA``,
+    Debian's ``/usr/share/datasets/fashion-mnist``, ``./data``."""
+    candidates = [root] if root else [os.environ.get("SVDBENCH_DATA"), FASHION_SYSTEM_DIR, "data"]
+    for c in candidates:
+        if c and all(_find_idx(Path(c), s) for s in FASHION_FILES.values()):
+            return Path(c)
+    return None
+
+
+def load_fashion_mnist(root: str | None, download: bool) -> tuple[torch.Tensor, ...]:
+    found = fashion_mnist_root(root)
+    if found is None and download:
+        import torchvision
+
+        target = root or "data"
+        log.info("downloading Fashion-MNIST to %s", target)
+        try:
+            torchvision.datasets.FashionMNIST(target, train=True, download=True)
+            torchvision.datasets.FashionMNIST(target, train=False, download=True)
+        except Exception as err:  # network errors come in many types
+            raise DatasetError(f"Fashion-MNIST not found and download failed: {one_line(err).rstrip(':')}") from None
+        found = fashion_mnist_root(target)
+    if found is None:
+        where = root or f"$SVDBENCH_DATA, {FASHION_SYSTEM_DIR} or ./data"
+        raise DatasetError(f"Fashion-MNIST files not found in {where} (set dataset.root, or dataset.download=true)")
+    t = {k: _read_idx(_find_idx(found, s)) for k, s in FASHION_FILES.items()}
+    return (t["train_images"].unsqueeze(1), t["train_labels"], t["test_images"].unsqueeze(1), t["test_labels"])
+
+
+CIFAR_LAYOUT = {
+    "cifar10": ("cifar-10-batches-py", [f"data_batch_{i}" for i in range(1, 6)], ["test_batch"], b"labels"),
+    "cifar100": ("cifar-100-python", ["train"], ["test"], b"fine_labels"),
+}
+
+
+def load_cifar(name: str, root: str | None, download: bool) -> tuple[torch.Tensor, ...]:
+    """Read the python-pickle CIFAR batches under ``root`` (torchvision's layout); download them
+    with torchvision when missing and ``download`` is true."""
+    folder, train_files, test_files, label_key = CIFAR_LAYOUT[name]
+    base = Path(root or "data")
+    if not (base / folder).is_dir() and download:
+        import torchvision
+
+        cls = torchvision.datasets.CIFAR10 if name == "cifar10" else torchvision.datasets.CIFAR100
+        try:
+            cls(str(base), train=True, download=True)
+        except Exception as err:
+            raise DatasetError(f"{name} not found in {base} and download failed: {one_line(err).rstrip(':')}") from None
+    if not (base / folder).is_dir():
+        raise DatasetError(f"{name} not found: expected {base / folder} (set dataset.root, or dataset.download=true)")
+
+    def read(files):
+        xs, ys = [], []
+        for f in files:
+            try:
+                with open(base / folder / f, "rb") as fh:
+                    d = pickle.load(fh, encoding="bytes")
+            except (OSError, pickle.UnpicklingError, EOFError) as err:
+                raise DatasetError(f"cannot read {base / folder / f}: {err}") from None
+            xs.append(np.asarray(d[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32))
+            ys.append(np.asarray(d[label_key], dtype=np.int64))
+        return torch.from_numpy(np.concatenate(xs)), torch.from_numpy(np.concatenate(ys))
+
+    return (*read(train_files), *read(test_files))
