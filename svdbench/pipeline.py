@@ -428,13 +428,10 @@ def _energy_sweep(trained, method, parent, stage, data, cfg, device, dense_count
 
 
 def _load_data(cfg, device):
-    tr, ds = cfg.trainer, cfg.dataset
+    tr = cfg.trainer
     return load_dataset(
-        ds.name, root=ds.root, batch_size=tr.batch_size, eval_batch_size=tr.eval_batch_size,
-        train_subset=ds.train_subset, test_subset=ds.test_subset, augment=ds.augment, download=ds.download,
-        seed=cfg.seed, device=device, num_workers=tr.num_workers, image_size=ds.image_size,
-        synthetic_shape=ds.shape, synthetic_classes=ds.num_classes, synthetic_train=ds.num_train,
-        synthetic_test=ds.num_test, shard=distributed.shard(),
+        cfg.dataset, batch_size=tr.batch_size, eval_batch_size=tr.eval_batch_size, seed=cfg.seed, device=device,
+        num_workers=tr.num_workers, shard=distributed.shard(),
     )  # fmt: skip
 
 

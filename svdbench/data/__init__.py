@@ -1,21 +1,25 @@
-"""Datasets: Fashion-MNIST, CIFAR-10/100 and synthetic data held in memory as tensors (batched
-augmentation on the training device, no per-sample PIL work), ImageNet through ImageFolder and a
-torchvision DataLoader.
+"""Datasets by name, or your own through ``dataset._target_``, loaded into batches.
 
-``load_dataset(...)`` returns a :class:`DataBundle` with ``train`` and ``test`` iterables of
-``(images, labels)`` batches, the input shape ``(C, H, W)`` and the class count.
+A dataset is a function ``fn(cfg) -> TensorSplits | DatasetSplits`` (see :mod:`.splits`),
+registered in :data:`DATASETS` (built in: Fashion-MNIST, CIFAR-10/100 and ImageNet in
+:mod:`.files`, generated data in :mod:`.synthetic`) or named by ``cfg._target_``
+(``"module.function"``, reading its own settings from ``cfg.kwargs``). :func:`load_dataset` calls
+it and returns a :class:`DataBundle` of ``(images, labels)`` batches: in-memory splits as
+:class:`TensorBatches` (normalised once, augmented per batch on the training device), ``Dataset``
+splits through DataLoaders.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Iterable
+import importlib
 
 import torch
+from torch.utils.data import DataLoader, DistributedSampler, Subset
 
-from ..errors import DatasetError
+from ..errors import DatasetError, InputError, one_line
 from .batches import Batches, DataBundle, EvalShard, LoaderBatches, TensorBatches
-from .files import CIFAR_LAYOUT, STATS, fashion_mnist_root, load_cifar, load_fashion_mnist
+from .files import STATS, fashion_mnist_root, load_cifar, load_fashion_mnist
+from .splits import DATASETS, DatasetSplits, TensorSplits
 from .synthetic import make_synthetic
 
 __all__ = [
@@ -24,9 +28,11 @@ __all__ = [
     "Batches",
     "DataBundle",
     "DatasetError",
+    "DatasetSplits",
     "EvalShard",
     "LoaderBatches",
     "TensorBatches",
+    "TensorSplits",
     "fashion_mnist_root",
     "load_cifar",
     "load_dataset",
@@ -34,121 +40,133 @@ __all__ = [
     "make_synthetic",
 ]
 
-DATASETS = ("fashion_mnist", "cifar10", "cifar100", "imagenet", "synthetic")
+
+class _WithSeed:
+    """The dataset config as a dataset function sees it: every attribute of ``cfg``, and ``seed``
+    (the run's seed, for data that is generated or split at random)."""
+
+    def __init__(self, cfg, seed: int) -> None:
+        self._cfg, self.seed = cfg, seed
+
+    def __getattr__(self, name: str):
+        if name.startswith("__") or name == "_cfg":
+            raise AttributeError(name)
+        return getattr(self._cfg, name)
 
 
-def _subset(x: torch.Tensor, y: torch.Tensor, n: int | None):
-    return (x, y) if not n else (x[:n], y[:n])
+def _dataset_function(cfg):
+    """``cfg._target_`` imported when set, else the registered entry named ``cfg.name``; either
+    failure is a one-line DatasetError."""
+    target = getattr(cfg, "_target_", None)
+    if not target:
+        try:
+            return DATASETS.get(cfg.name)
+        except InputError as err:
+            raise DatasetError(str(err)) from None
+    module, _, attr = target.rpartition(".")
+    if not module:
+        raise DatasetError(f"dataset._target_ must be 'module.function', got {target!r}")
+    try:
+        fn = getattr(importlib.import_module(module), attr, None)
+    except Exception as err:  # ImportError, or whatever the module raises while it is imported
+        raise DatasetError(f"dataset._target_ {target!r}: cannot import {module}: {one_line(err)}") from None
+    if not callable(fn):
+        raise DatasetError(f"dataset._target_ {target!r}: {module} has no function {attr!r}")
+    return fn
 
 
 def load_dataset(
-    name: str,
+    cfg,
     *,
-    root: str | None = None,
-    batch_size: int = 128,
-    eval_batch_size: int = 512,
-    train_subset: int | None = None,
-    test_subset: int | None = None,
-    augment: bool = True,
-    download: bool = False,
+    batch_size: int,
+    eval_batch_size: int,
     seed: int = 0,
     device: str | torch.device = "cpu",
     num_workers: int = 0,
-    image_size: int = 224,
-    synthetic_shape: Iterable[int] = (3, 32, 32),
-    synthetic_classes: int = 10,
-    synthetic_train: int = 512,
-    synthetic_test: int = 256,
     shard: tuple[int, int] | None = None,
 ) -> DataBundle:
-    """Load one of ``DATASETS``. ``train_subset``/``test_subset`` keep the first N samples.
-    ``shard=(rank, world)``: this process's part of both splits (see :class:`TensorBatches`;
-    ``batch_size`` is per process)."""
-    gen = torch.Generator().manual_seed(seed)
-    if name == "imagenet":
-        return _imagenet(
-            root, batch_size, eval_batch_size, train_subset, test_subset, augment, seed, num_workers, image_size, shard
-        )
-    if name == "fashion_mnist":
-        xtr, ytr, xte, yte = load_fashion_mnist(root, download)
-        stats, pad, flip, classes = STATS[name], 2, True, 10
-    elif name in CIFAR_LAYOUT:
-        xtr, ytr, xte, yte = load_cifar(name, root, download)
-        stats, pad, flip, classes = STATS[name], 4, True, 10 if name == "cifar10" else 100
-    elif name == "synthetic":
-        shape = tuple(synthetic_shape)
-        xtr, ytr, xte, yte = make_synthetic(synthetic_train, synthetic_test, shape, synthetic_classes, seed)
-        stats = ((0.5,) * shape[0], (0.5,) * shape[0])
-        pad, flip, classes = 0, False, synthetic_classes
-    else:
-        raise DatasetError(f"unknown dataset {name!r}; choose from {DATASETS}")
-    xtr, ytr = _subset(xtr, ytr, train_subset)
-    xte, yte = _subset(xte, yte, test_subset)
+    """Make the dataset of ``cfg`` (a :class:`svdbench.config.DatasetConfig`, or any object with
+    its attributes) and batch it: ``batch_size`` for training (shuffled and augmented from ``seed``
+    when ``cfg.augment``), ``eval_batch_size`` for the test and validation splits.
+    ``cfg.train_subset``/``cfg.test_subset`` keep the first N samples (all when N is larger).
+    ``shard=(rank, world)``: this process's part of every split (see :class:`TensorBatches`;
+    ``batch_size`` is per process). In-memory batches live on ``device``; DataLoader batches come
+    on the CPU, loaded by ``num_workers`` workers."""
+    fn = _dataset_function(cfg)
+    splits = fn(_WithSeed(cfg, seed))
+    if isinstance(splits, TensorSplits):
+        return _tensor_bundle(cfg, splits, batch_size, eval_batch_size, seed, device, shard)
+    if isinstance(splits, DatasetSplits):
+        return _loader_bundle(cfg, splits, batch_size, eval_batch_size, seed, num_workers, shard)
+    what = getattr(cfg, "_target_", None) or cfg.name
+    raise DatasetError(f"dataset {what!r} returned {type(splits).__name__}, not TensorSplits or DatasetSplits")
+
+
+def _first(split: tuple[torch.Tensor, torch.Tensor], n: int | None) -> tuple[torch.Tensor, torch.Tensor]:
+    x, y = split
+    return (x, y) if not n else (x[:n], y[:n])
+
+
+def _tensor_bundle(cfg, s: TensorSplits, batch_size, eval_batch_size, seed, device, shard) -> DataBundle:
+    xtr, ytr = _first(s.train, cfg.train_subset)
+    xte, yte = _first(s.test, cfg.test_subset)
     train = TensorBatches(
         xtr,
         ytr,
         batch_size,
-        *stats,
+        s.mean,
+        s.std,
         shuffle=True,
-        pad=pad if augment else 0,
-        flip=flip and augment,
-        generator=gen,
+        pad=s.pad if cfg.augment else 0,
+        flip=s.flip and cfg.augment,
+        generator=torch.Generator().manual_seed(seed),
         device=device,
         shard=shard,
     )
-    test = TensorBatches(xte, yte, eval_batch_size, *stats, device=device, shard=shard)
-    return DataBundle(name, train, test, tuple(xtr.shape[1:]), classes, len(ytr), len(yte))
 
+    def evaluation(x, y):
+        return TensorBatches(x, y, eval_batch_size, s.mean, s.std, device=device, shard=shard)
 
-def _imagenet(
-    root, batch_size, eval_batch_size, train_subset, test_subset, augment, seed, num_workers, image_size, shard=None
-) -> DataBundle:
-    """ImageFolder at ``root/train`` and ``root/val``: the standard RandomResizedCrop / flip recipe.
-    With ``shard=(rank, world)`` the training split goes through a ``DistributedSampler`` (padded,
-    reshuffled per pass) and the validation split through disjoint unpadded slices."""
-    from torch.utils.data import DataLoader, DistributedSampler, Subset
-    from torchvision import datasets
-    from torchvision import transforms as T
-
-    if not root or not (Path(root) / "train").is_dir() or not (Path(root) / "val").is_dir():
-        raise DatasetError(f"imagenet needs dataset.root with train/ and val/ ImageFolder trees, got {root!r}")
-    mean, std = STATS["imagenet"]
-    norm = [T.ToTensor(), T.Normalize(mean, std)]
-    train_tf = T.Compose(
-        (
-            [T.RandomResizedCrop(image_size), T.RandomHorizontalFlip()]
-            if augment
-            else [T.Resize(int(image_size * 8 / 7)), T.CenterCrop(image_size)]
-        )
-        + norm
+    val = evaluation(*s.val) if s.val is not None else None
+    return DataBundle(
+        cfg.name, train, evaluation(xte, yte), tuple(xtr.shape[1:]), s.num_classes, len(ytr), len(yte), val=val
     )
-    test_tf = T.Compose([T.Resize(int(image_size * 8 / 7)), T.CenterCrop(image_size)] + norm)
-    train_ds = datasets.ImageFolder(str(Path(root) / "train"), train_tf)
-    test_ds = datasets.ImageFolder(str(Path(root) / "val"), test_tf)
-    classes = len(train_ds.classes)
-    if train_subset:
-        train_ds = Subset(train_ds, range(min(train_subset, len(train_ds))))
-    if test_subset:
-        test_ds = Subset(test_ds, range(min(test_subset, len(test_ds))))
-    g = torch.Generator().manual_seed(seed)
+
+
+def _loader_bundle(cfg, s: DatasetSplits, batch_size, eval_batch_size, seed, num_workers, shard) -> DataBundle:
+    """The training split through a shuffling DataLoader, the others in order. With
+    ``shard=(rank, world)`` training goes through a ``DistributedSampler`` (padded, reshuffled per
+    pass) and evaluation through disjoint unpadded slices."""
+    train_ds, test_ds = s.train, s.test
+    if cfg.train_subset:
+        train_ds = Subset(train_ds, range(min(cfg.train_subset, len(train_ds))))
+    if cfg.test_subset:
+        test_ds = Subset(test_ds, range(min(cfg.test_subset, len(test_ds))))
     if shard is not None and shard[1] > 1:
         rank, world = shard
         sampler = DistributedSampler(train_ds, num_replicas=world, rank=rank, shuffle=True, seed=seed)
         g = torch.Generator().manual_seed(seed * 100_003 + rank)  # workers' augmentation seeds differ per rank
         train = DataLoader(train_ds, batch_size, sampler=sampler, num_workers=num_workers, generator=g)
-        test = DataLoader(
-            test_ds, eval_batch_size, sampler=EvalShard(len(test_ds), rank, world), num_workers=num_workers
-        )
+
+        def evaluation(ds):
+            return DataLoader(ds, eval_batch_size, sampler=EvalShard(len(ds), rank, world), num_workers=num_workers)
+
     else:
         shard = None
+        g = torch.Generator().manual_seed(seed)
         train = DataLoader(train_ds, batch_size, shuffle=True, num_workers=num_workers, generator=g, drop_last=False)
-        test = DataLoader(test_ds, eval_batch_size, num_workers=num_workers)
+
+        def evaluation(ds):
+            return DataLoader(ds, eval_batch_size, num_workers=num_workers)
+
+    val = LoaderBatches(evaluation(s.val), "cpu", shard) if s.val is not None else None
     return DataBundle(
-        "imagenet",
+        cfg.name,
         LoaderBatches(train, "cpu", shard),
-        LoaderBatches(test, "cpu", shard),
-        (3, image_size, image_size),
-        classes,
+        LoaderBatches(evaluation(test_ds), "cpu", shard),
+        tuple(s.input_shape),
+        s.num_classes,
         len(train_ds),
         len(test_ds),
+        val=val,
     )

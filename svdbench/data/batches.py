@@ -11,12 +11,17 @@ import torch
 
 
 class Batches(Protocol):
+    """Re-iterable ``(images B x C x H x W float, labels B int64)`` batches, one pass per epoch."""
+
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]: ...
     def __len__(self) -> int: ...
 
 
 @dataclass
 class DataBundle:
+    """A loaded dataset: its batched splits, input shape ``(C, H, W)``, class count and the sizes
+    of the training and test splits (after subsetting, before sharding)."""
+
     name: str
     train: Batches
     test: Batches
@@ -24,10 +29,12 @@ class DataBundle:
     num_classes: int
     num_train: int
     num_test: int
+    val: Batches | None = None  # a validation split, where the dataset has one
 
 
 class TensorBatches:
-    """Mini-batches of an in-memory split ``images`` (N,C,H,W uint8 or float) and ``labels`` (N).
+    """Mini-batches of an in-memory split: ``images`` N x C x H x W (uint8 0..255, or float in
+    [0, 1]) and ``labels`` N (int64).
 
     Images are converted to normalised float once; augmentation (``pad`` pixels of random
     crop, horizontal ``flip``) is applied per batch with tensor operations. ``shuffle`` draws a
@@ -125,6 +132,8 @@ class TensorBatches:
 
 
 class LoaderBatches:
+    """A DataLoader's batches moved to ``device``; a ``DistributedSampler`` gets a new epoch per pass."""
+
     def __init__(self, loader, device, shard=None):
         self.loader, self.device, self.shard = loader, device, shard
         self.epoch = 0

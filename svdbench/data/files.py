@@ -1,5 +1,6 @@
-"""Datasets read from files: the IDX reader and Fashion-MNIST discovery/download, the CIFAR
-python batches, ImageNet ImageFolder trees."""
+"""Datasets read from files under ``dataset.root``: Fashion-MNIST (IDX files; discovery and
+download), CIFAR-10/100 (python batches), ImageNet (ImageFolder trees). Each is registered in
+:data:`DATASETS` here."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import numpy as np
 import torch
 
 from ..errors import DatasetError, one_line
+from .splits import DATASETS, DatasetSplits, TensorSplits
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +67,8 @@ def fashion_mnist_root(root: str | None) -> Path | None:
 
 
 def load_fashion_mnist(root: str | None, download: bool) -> tuple[torch.Tensor, ...]:
+    """Train images (60000 x 1 x 28 x 28 uint8), labels, test images, labels from the first folder
+    :func:`fashion_mnist_root` finds; download them with torchvision when none and ``download``."""
     found = fashion_mnist_root(root)
     if found is None and download:
         import torchvision
@@ -91,8 +95,9 @@ CIFAR_LAYOUT = {
 
 
 def load_cifar(name: str, root: str | None, download: bool) -> tuple[torch.Tensor, ...]:
-    """Read the python-pickle CIFAR batches under ``root`` (torchvision's layout); download them
-    with torchvision when missing and ``download`` is true."""
+    """Train images (N x 3 x 32 x 32 uint8), labels, test images, labels from the python CIFAR
+    batches under ``root`` (torchvision's layout); download them with torchvision when missing and
+    ``download`` is true."""
     folder, train_files, test_files, label_key = CIFAR_LAYOUT[name]
     base = Path(root or "data")
     if not (base / folder).is_dir() and download:
@@ -119,3 +124,51 @@ def load_cifar(name: str, root: str | None, download: bool) -> tuple[torch.Tenso
         return torch.from_numpy(np.concatenate(xs)), torch.from_numpy(np.concatenate(ys))
 
     return (*read(train_files), *read(test_files))
+
+
+@DATASETS.register("fashion_mnist")
+def fashion_mnist_splits(cfg) -> TensorSplits:
+    """Fashion-MNIST (see :func:`load_fashion_mnist`); augmentation: 2-pixel crop, flip."""
+    xtr, ytr, xte, yte = load_fashion_mnist(cfg.root, cfg.download)
+    mean, std = STATS["fashion_mnist"]
+    return TensorSplits(train=(xtr, ytr), test=(xte, yte), num_classes=10, mean=mean, std=std, pad=2, flip=True)
+
+
+@DATASETS.register("cifar10")
+def cifar10_splits(cfg) -> TensorSplits:
+    """CIFAR-10 (see :func:`load_cifar`); augmentation: 4-pixel crop, flip."""
+    return _cifar_splits("cifar10", cfg, num_classes=10)
+
+
+@DATASETS.register("cifar100")
+def cifar100_splits(cfg) -> TensorSplits:
+    """CIFAR-100, fine labels (see :func:`load_cifar`); augmentation: 4-pixel crop, flip."""
+    return _cifar_splits("cifar100", cfg, num_classes=100)
+
+
+def _cifar_splits(name: str, cfg, num_classes: int) -> TensorSplits:
+    xtr, ytr, xte, yte = load_cifar(name, cfg.root, cfg.download)
+    mean, std = STATS[name]
+    return TensorSplits(
+        train=(xtr, ytr), test=(xte, yte), num_classes=num_classes, mean=mean, std=std, pad=4, flip=True
+    )
+
+
+@DATASETS.register("imagenet")
+def imagenet_splits(cfg) -> DatasetSplits:
+    """ImageFolder trees at ``cfg.root/train`` and ``cfg.root/val`` (the validation set serves as
+    the test split), ``cfg.image_size`` square: RandomResizedCrop and flip for training with
+    ``cfg.augment``, else (and for testing) resize to 8/7 of the size and centre crop."""
+    from torchvision import datasets
+    from torchvision import transforms as T
+
+    root, size = cfg.root, cfg.image_size
+    if not root or not (Path(root) / "train").is_dir() or not (Path(root) / "val").is_dir():
+        raise DatasetError(f"imagenet needs dataset.root with train/ and val/ ImageFolder trees, got {root!r}")
+    mean, std = STATS["imagenet"]
+    norm = [T.ToTensor(), T.Normalize(mean, std)]
+    plain = [T.Resize(int(size * 8 / 7)), T.CenterCrop(size)]
+    train_tf = T.Compose(([T.RandomResizedCrop(size), T.RandomHorizontalFlip()] if cfg.augment else plain) + norm)
+    train = datasets.ImageFolder(str(Path(root) / "train"), train_tf)
+    test = datasets.ImageFolder(str(Path(root) / "val"), T.Compose(plain + norm))
+    return DatasetSplits(train=train, test=test, num_classes=len(train.classes), input_shape=(3, size, size))
