@@ -1,8 +1,10 @@
 """Datasets: the in-memory path against torchvision's readers, augmentation, generated CIFAR/ImageNet files,
-the registry and ``dataset._target_`` datasets."""
+the CIFAR reader's refusal of anything but a CIFAR batch, the registry and ``dataset._target_`` datasets."""
 
 import gzip
+import os
 import pickle
+import struct
 import textwrap
 
 import numpy as np
@@ -110,7 +112,29 @@ def test_batches_cover_the_split_once_per_epoch():
         assert torch.equal(x[:, 0, 0, 0].round().long(), y)
 
 
-def write_fake_cifar(root, name="cifar10", n=20):
+def py2_batch(data, labels, key):
+    """``{b"batch_label": ..., b"data": data, key: labels}`` pickled as the distributed CIFAR files
+    are: by Python 2 (protocol 2, str keys), the array rebuilt by numpy.core.multiarray._reconstruct."""
+
+    def s(b):
+        return b"U" + bytes([len(b)]) + b if len(b) < 256 else b"T" + struct.pack("<I", len(b)) + b
+
+    def i(v):
+        return b"K" + bytes([v]) if v < 256 else b"M" + struct.pack("<H", v)
+
+    n, m = data.shape
+    no_size = b"J\xff\xff\xff\xff"  # elsize, alignment: -1
+    dtype = (
+        b"cnumpy\ndtype\n" + s(b"u1") + i(0) + i(1) + b"\x87R(" + i(3) + s(b"|") + b"NNN" + 2 * no_size + i(0) + b"tb"
+    )
+    array = (b"cnumpy.core.multiarray\n_reconstruct\ncnumpy\nndarray\n" + i(0) + b"\x85" + s(b"b") + b"\x87R("
+             + i(1) + i(n) + i(m) + b"\x86" + dtype + b"\x89" + s(data.tobytes()) + b"tb")  # fmt: skip
+    items = s(b"batch_label") + s(b"a batch") + s(b"data") + array + s(key) + b"](" + b"".join(map(i, labels)) + b"e"
+    return b"\x80\x02}(" + items + b"u."
+
+
+def write_fake_cifar(root, name="cifar10", n=20, fmt="py2"):
+    """Batch files in torchvision's layout: ``py2`` as distributed, ``py3`` as pickle.dump writes them."""
     rng = np.random.default_rng(0)
     if name == "cifar10":
         folder = root / "cifar-10-batches-py"
@@ -119,15 +143,19 @@ def write_fake_cifar(root, name="cifar10", n=20):
         folder, files, key = root / "cifar-100-python", ["train", "test"], b"fine_labels"
     folder.mkdir(parents=True)
     for f in files:
-        d = {b"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8), key: list(rng.integers(0, 10, n))}
+        data, labels = rng.integers(0, 256, (n, 3072), dtype=np.uint8), [int(v) for v in rng.integers(0, 10, n)]
         with open(folder / f, "wb") as fh:
-            pickle.dump(d, fh)
+            if fmt == "py2":
+                fh.write(py2_batch(data, labels, key))
+            else:
+                pickle.dump({b"data": data, key: labels}, fh)
     return folder
 
 
+@pytest.mark.parametrize("fmt", ["py2", "py3"])
 @pytest.mark.parametrize("name", ["cifar10", "cifar100"])
-def test_cifar_reader_on_generated_batches(tmp_path, name):
-    folder = write_fake_cifar(tmp_path, name)
+def test_cifar_reader_on_generated_batches(tmp_path, name, fmt):
+    folder = write_fake_cifar(tmp_path, name, fmt=fmt)
     b = load(name, root=str(tmp_path), batch_size=8, augment=False)
     n_train = 100 if name == "cifar10" else 20
     assert (b.num_train, b.num_test, b.input_shape) == (n_train, 20, (3, 32, 32))
@@ -137,6 +165,54 @@ def test_cifar_reader_on_generated_batches(tmp_path, name):
     mean, std = STATS[name]
     first = torch.tensor(raw[b"data"][0], dtype=torch.float32).view(3, 32, 32) / 255
     torch.testing.assert_close(x[0], (first - torch.tensor(mean).view(3, 1, 1)) / torch.tensor(std).view(3, 1, 1))
+
+
+class RunsCode:
+    """Unpickling this calls ``call(*args)``, as a crafted file would."""
+
+    def __init__(self, call, *args):
+        self.call, self.args = call, args
+
+    def __reduce__(self):
+        return self.call, self.args
+
+
+@pytest.mark.parametrize("how", ["os.system", "builtins.exec"])
+def test_cifar_batch_that_runs_code_is_refused(tmp_path, how):
+    folder = write_fake_cifar(tmp_path, "cifar10", fmt="py3")
+    marker = tmp_path / "marker"
+    if how == "os.system":
+        payload = RunsCode(os.system, f"touch {marker}")
+    else:
+        payload = RunsCode(exec, f"open({str(marker)!r}, 'w')")
+    evil = folder / "data_batch_3"
+    with open(evil, "wb") as fh:
+        pickle.dump({b"data": payload, b"labels": [0]}, fh)
+    with pytest.raises(DatasetError) as err:
+        load("cifar10", root=str(tmp_path))
+    name = {"os.system": os.system.__module__ + ".system", "builtins.exec": "builtins.exec"}[how]  # posix.system
+    assert str(err.value) == f"cannot read {evil}: not a CIFAR batch (it asks for {name})"
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (lambda whole: whole[: len(whole) // 2], "truncated or not a pickle (pickle data was truncated)"),
+        (lambda whole: b"<html>not found</html>", "truncated or not a pickle (invalid load key, '<'.)"),
+        (lambda whole: b"", "truncated or not a pickle (Ran out of input)"),
+        (lambda whole: pickle.dumps([1, 2]), "not a CIFAR batch (no b'data' and b'labels' entries)"),
+        (lambda whole: pickle.dumps({b"data": np.zeros(5, np.uint8), b"labels": [1]}), "not a CIFAR batch (ValueError"),
+        (lambda whole: pickle.dumps({b"data": np.zeros((2, 3072), np.uint8), b"labels": [1]}), "2 images but 1 labels"),
+    ],
+)
+def test_unreadable_cifar_batch_is_one_line(tmp_path, content, message):
+    folder = write_fake_cifar(tmp_path, "cifar10")
+    bad = folder / "test_batch"
+    bad.write_bytes(content(bad.read_bytes()))
+    with pytest.raises(DatasetError) as err:
+        load("cifar10", root=str(tmp_path))
+    assert str(err.value).startswith(f"cannot read {bad}: {message}") and "\n" not in str(err.value)
 
 
 def test_imagenet_folder_loader(tmp_path):

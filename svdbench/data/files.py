@@ -94,6 +94,63 @@ CIFAR_LAYOUT = {
 }
 
 
+try:  # what a CIFAR batch's pickle rebuilds its image array with
+    from numpy._core.multiarray import _reconstruct as _np_reconstruct
+except ImportError:  # numpy < 1.26
+    from numpy.core.multiarray import _reconstruct as _np_reconstruct
+
+CIFAR_GLOBALS = {  # all a CIFAR python batch asks for: its numpy uint8 array (the rest is dicts, lists, ints, bytes)
+    ("numpy.core.multiarray", "_reconstruct"): _np_reconstruct,  # written by numpy 1 (the distributed files)
+    ("numpy._core.multiarray", "_reconstruct"): _np_reconstruct,  # written by numpy 2
+    ("numpy", "ndarray"): np.ndarray,
+    ("numpy", "dtype"): np.dtype,
+}
+
+
+class _CifarUnpickler(pickle.Unpickler):
+    """Unpickles a CIFAR batch and nothing else: a pickle asking for any function or class but the
+    numpy array's own (``os.system``, ``builtins.eval``, ...) is refused before anything runs."""
+
+    def __init__(self, file, path: Path) -> None:
+        super().__init__(file, encoding="bytes")  # the batches are Python 2 pickles of str keys
+        self.path = path
+
+    def find_class(self, module: str, name: str):
+        found = CIFAR_GLOBALS.get((module, name))
+        if found is None:
+            what = f"{module}.{name}"
+            what = what if what.isprintable() and len(what) <= 80 else repr(what[:80])
+            raise DatasetError(f"cannot read {self.path}: not a CIFAR batch (it asks for {what})")
+        return found
+
+
+def read_cifar_batch(path: Path, label_key: bytes) -> tuple[np.ndarray, np.ndarray]:
+    """Images (N x 3 x 32 x 32 uint8) and labels (N int64) of one python CIFAR batch file, read with
+    an unpickler that rebuilds nothing but numpy arrays. A file that is not such a batch (other
+    objects, truncated, not a pickle) is a one-line DatasetError naming it."""
+    try:
+        with open(path, "rb") as fh:
+            d = _CifarUnpickler(fh, path).load()
+    except DatasetError:
+        raise
+    except OSError as err:
+        raise DatasetError(f"cannot read {path}: {one_line(err)}") from None
+    except (EOFError, pickle.UnpicklingError) as err:
+        raise DatasetError(f"cannot read {path}: truncated or not a pickle ({one_line(err)})") from None
+    except Exception as err:  # a pickle that is well-formed but no CIFAR batch: TypeError, ValueError, ...
+        raise DatasetError(f"cannot read {path}: not a CIFAR batch ({one_line(err, with_type=True)})") from None
+    if not isinstance(d, dict) or b"data" not in d or label_key not in d:
+        raise DatasetError(f"cannot read {path}: not a CIFAR batch (no {b'data'!r} and {label_key!r} entries)")
+    try:
+        x = np.asarray(d[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32)
+        y = np.asarray(d[label_key], dtype=np.int64).reshape(-1)
+    except (TypeError, ValueError, OverflowError) as err:
+        raise DatasetError(f"cannot read {path}: not a CIFAR batch ({one_line(err, with_type=True)})") from None
+    if len(x) != len(y):
+        raise DatasetError(f"cannot read {path}: {len(x)} images but {len(y)} labels")
+    return x, y
+
+
 def load_cifar(name: str, root: str | None, download: bool) -> tuple[torch.Tensor, ...]:
     """Train images (N x 3 x 32 x 32 uint8), labels, test images, labels from the python CIFAR
     batches under ``root`` (torchvision's layout); download them with torchvision when missing and
@@ -112,15 +169,8 @@ def load_cifar(name: str, root: str | None, download: bool) -> tuple[torch.Tenso
         raise DatasetError(f"{name} not found: expected {base / folder} (set dataset.root, or dataset.download=true)")
 
     def read(files):
-        xs, ys = [], []
-        for f in files:
-            try:
-                with open(base / folder / f, "rb") as fh:
-                    d = pickle.load(fh, encoding="bytes")
-            except (OSError, pickle.UnpicklingError, EOFError) as err:
-                raise DatasetError(f"cannot read {base / folder / f}: {err}") from None
-            xs.append(np.asarray(d[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32))
-            ys.append(np.asarray(d[label_key], dtype=np.int64))
+        batches = [read_cifar_batch(base / folder / f, label_key) for f in files]
+        xs, ys = zip(*batches, strict=True)
         return torch.from_numpy(np.concatenate(xs)), torch.from_numpy(np.concatenate(ys))
 
     return (*read(train_files), *read(test_files))
