@@ -20,6 +20,7 @@ from svdbench.data import (
     fashion_mnist_root,
     load_dataset,
 )
+from svdbench.data.files import FASHION_FILES
 
 
 def load(name, *, batch_size=128, eval_batch_size=512, seed=0, shard=None, **fields):
@@ -81,6 +82,24 @@ def test_fashion_mnist_first_training_batch_is_unchanged():
         assert torch.equal(x, xr) and torch.equal(y, yr)
         assert y[:16].tolist() == first_labels
         assert hashlib.sha256(x.numpy().tobytes()).hexdigest()[:16] == digest
+
+
+@pytest.mark.parametrize(
+    "cut, message",
+    [(100_000, "cannot read {}: Compressed file ended"), (10, "{}: truncated IDX file (in its header)")],
+)
+def test_truncated_fashion_mnist_file_is_one_line(tmp_path, cut, message):
+    for stem in FASHION_FILES.values():  # all present (a tiny 2 x 28 x 28 IDX each); the training images are bad
+        with gzip.open(tmp_path / f"{stem}.gz", "wb") as f:
+            f.write(bytes([0, 0, 8, 3]) + b"".join(v.to_bytes(4, "big") for v in (2, 28, 28)) + bytes(2 * 28 * 28))
+    bad = tmp_path / "train-images-idx3-ubyte.gz"
+    if cut == 10:  # a whole gzip of a cut IDX header
+        bad.write_bytes(gzip.compress(bytes([0, 0, 8, 3, 0, 0])))
+    else:  # a cut gzip stream
+        bad.write_bytes(gzip.compress(np.random.default_rng(0).integers(0, 256, 200_000, np.uint8).tobytes())[:cut])
+    with pytest.raises(DatasetError) as err:
+        load("fashion_mnist", root=str(tmp_path))
+    assert str(err.value).startswith(message.format(bad)) and "\n" not in str(err.value)
 
 
 def test_augmentation_keeps_shape_range_and_content():

@@ -36,11 +36,16 @@ STATS = {  # per-channel mean, std of the training split
 def _read_idx(path: Path) -> torch.Tensor:
     """Read an IDX file (optionally gzipped) into a uint8 tensor."""
     opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rb") as f:
-        data = f.read()
+    try:
+        with opener(path, "rb") as f:
+            data = f.read()
+    except (OSError, EOFError) as err:  # a truncated or corrupt .gz too
+        raise DatasetError(f"cannot read {path}: {one_line(err)}") from None
     if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] != 8:
         raise DatasetError(f"{path}: not an unsigned-byte IDX file")
     ndim = data[3]
+    if len(data) < 4 + 4 * ndim:
+        raise DatasetError(f"{path}: truncated IDX file (in its header)")
     dims = [int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)]
     arr = np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim)
     if arr.size != int(np.prod(dims)):
