@@ -3,7 +3,7 @@
 Both train the same ResNet-8 (dense, SGD, batch 128) for one epoch on Fashion-MNIST with the
 same augmentation (2-pixel pad-crop, horizontal flip, normalisation):
 
-- ``in-memory``: ``svdbench.data.load_dataset("fashion_mnist")``: the split held as one
+- ``in-memory``: ``svdbench.data.load_dataset`` of ``fashion_mnist``: the split held as one
   normalised tensor, augmentation by batched tensor operations;
 - ``dataloader-wN``: ``torchvision.datasets.FashionMNIST`` reading the same raw files with
   ``RandomCrop(28, padding=2)``, ``RandomHorizontalFlip``, ``ToTensor``, ``Normalize`` per sample
@@ -68,9 +68,11 @@ def dataloader(root: Path, batch: int, workers: int, subset: int | None, seed: i
 
 
 def in_memory(root: Path, batch: int, subset: int | None):
+    from svdbench.config import DatasetConfig
     from svdbench.data import load_dataset
 
-    return load_dataset("fashion_mnist", root=str(root), batch_size=batch, train_subset=subset, augment=True).train
+    cfg = DatasetConfig(name="fashion_mnist", root=str(root), download=False, train_subset=subset, augment=True)
+    return load_dataset(cfg, batch_size=batch, eval_batch_size=512).train
 
 
 def data_only(batches, passes: int = 3) -> tuple[float, int]:

@@ -325,14 +325,10 @@ class Run:
             checkpoints.save_stage(name, net, method, rec, self.generator)
 
     def load_data(self) -> DataBundle:
-        tr, ds = self.cfg.trainer, self.cfg.dataset
-        return load_dataset(
-            ds.name, root=ds.root, batch_size=tr.batch_size, eval_batch_size=tr.eval_batch_size,
-            train_subset=ds.train_subset, test_subset=ds.test_subset, augment=ds.augment, download=ds.download,
-            seed=self.cfg.seed, device=self.device, num_workers=tr.num_workers, image_size=ds.image_size,
-            synthetic_shape=ds.shape, synthetic_classes=ds.num_classes, synthetic_train=ds.num_train,
-            synthetic_test=ds.num_test, shard=distributed.shard(),
-        )  # fmt: skip
+        tr = self.cfg.trainer
+        return load_dataset(self.cfg.dataset, batch_size=tr.batch_size, eval_batch_size=tr.eval_batch_size,
+                            seed=self.cfg.seed, device=self.device, num_workers=tr.num_workers,
+                            shard=distributed.shard())  # fmt: skip
 
     def build_model(self) -> nn.Module:
         md = self.cfg.model

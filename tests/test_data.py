@@ -1,26 +1,44 @@
-"""Datasets: the in-memory path against torchvision's readers, augmentation, generated CIFAR/ImageNet files."""
+"""Datasets: the in-memory path against torchvision's readers, augmentation, generated CIFAR/ImageNet files,
+the CIFAR reader's refusal of anything but a CIFAR batch, the registry and ``dataset._target_`` datasets."""
 
 import gzip
+import os
 import pickle
+import struct
+import textwrap
 
 import numpy as np
 import pytest
 import torch
 
+from svdbench.config import DatasetConfig
 from svdbench.data import (
+    DATASETS,
     STATS,
     DatasetError,
     TensorBatches,
     fashion_mnist_root,
     load_dataset,
 )
+from svdbench.data.files import FASHION_FILES
+
+
+def load(name, *, batch_size=128, eval_batch_size=512, seed=0, shard=None, **fields):
+    """``load_dataset`` of ``DatasetConfig(name=name, **fields)``, downloading nothing."""
+    cfg = DatasetConfig(name=name, **{"download": False, **fields})
+    return load_dataset(cfg, batch_size=batch_size, eval_batch_size=eval_batch_size, seed=seed, shard=shard)
+
+
+def read_idx_gz(path, header):
+    with gzip.open(path) as f:
+        return np.frombuffer(f.read(), np.uint8, offset=header)
 
 
 def test_fashion_mnist_matches_the_original_files():
     root = fashion_mnist_root(None)
     if root is None:
         pytest.skip("Fashion-MNIST files not installed (make data)")
-    b = load_dataset("fashion_mnist", batch_size=64, augment=False, test_subset=500)
+    b = load("fashion_mnist", batch_size=64, augment=False, test_subset=500)
     assert (b.num_train, b.num_test, b.input_shape, b.num_classes) == (60000, 500, (1, 28, 28), 10)
     # independent decoding of the IDX files: 16-byte image header, 8-byte label header
     with gzip.open(root / "t10k-images-idx3-ubyte.gz") as f:
@@ -33,6 +51,55 @@ def test_fashion_mnist_matches_the_original_files():
     expected = (torch.from_numpy(images[: len(y)].copy()).float() / 255 - mean[0]) / std[0]
     torch.testing.assert_close(x[:, 0], expected)
     assert torch.equal(y, torch.from_numpy(labels[: len(y)].astype(np.int64)))
+
+
+# the first 16 labels and a digest of the first training batch (64 samples of the first 5000,
+# augmented) for seeds 0 and 3, as svdbench.data loaded them before it became a package (0ee1631)
+FASHION_FIRST_BATCH = {
+    0: ([2, 5, 7, 3, 1, 9, 7, 7, 6, 7, 3, 4, 0, 8, 5, 9], "1d15ef579cfad085"),
+    3: ([4, 6, 8, 0, 3, 1, 4, 5, 0, 9, 1, 8, 7, 8, 9, 0], "3bd0d61b5c71f003"),
+}
+
+
+def test_fashion_mnist_first_training_batch_is_unchanged():
+    """The training batches are TensorBatches over the original files, with Fashion-MNIST's
+    statistics, 2-pixel crops and flips drawn from the seed: bit for bit as before the package."""
+    import hashlib
+
+    root = fashion_mnist_root(None)
+    if root is None:
+        pytest.skip("Fashion-MNIST files not installed (make data)")
+    images = read_idx_gz(root / "train-images-idx3-ubyte.gz", 16).reshape(-1, 1, 28, 28)[:5000]
+    labels = read_idx_gz(root / "train-labels-idx1-ubyte.gz", 8)[:5000].astype(np.int64)
+    mean, std = STATS["fashion_mnist"]
+    for seed, (first_labels, digest) in FASHION_FIRST_BATCH.items():
+        b = load("fashion_mnist", batch_size=64, seed=seed, train_subset=5000)
+        x, y = next(iter(b.train))
+        g = torch.Generator().manual_seed(seed)
+        ref = TensorBatches(torch.from_numpy(images.copy()), torch.from_numpy(labels), 64, mean, std, shuffle=True,
+                            pad=2, flip=True, generator=g)  # fmt: skip
+        xr, yr = next(iter(ref))
+        assert torch.equal(x, xr) and torch.equal(y, yr)
+        assert y[:16].tolist() == first_labels
+        assert hashlib.sha256(x.numpy().tobytes()).hexdigest()[:16] == digest
+
+
+@pytest.mark.parametrize(
+    "cut, message",
+    [(100_000, "cannot read {}: Compressed file ended"), (10, "{}: truncated IDX file (in its header)")],
+)
+def test_truncated_fashion_mnist_file_is_one_line(tmp_path, cut, message):
+    for stem in FASHION_FILES.values():  # all present (a tiny 2 x 28 x 28 IDX each); the training images are bad
+        with gzip.open(tmp_path / f"{stem}.gz", "wb") as f:
+            f.write(bytes([0, 0, 8, 3]) + b"".join(v.to_bytes(4, "big") for v in (2, 28, 28)) + bytes(2 * 28 * 28))
+    bad = tmp_path / "train-images-idx3-ubyte.gz"
+    if cut == 10:  # a whole gzip of a cut IDX header
+        bad.write_bytes(gzip.compress(bytes([0, 0, 8, 3, 0, 0])))
+    else:  # a cut gzip stream
+        bad.write_bytes(gzip.compress(np.random.default_rng(0).integers(0, 256, 200_000, np.uint8).tobytes())[:cut])
+    with pytest.raises(DatasetError) as err:
+        load("fashion_mnist", root=str(tmp_path))
+    assert str(err.value).startswith(message.format(bad)) and "\n" not in str(err.value)
 
 
 def test_augmentation_keeps_shape_range_and_content():
@@ -64,7 +131,29 @@ def test_batches_cover_the_split_once_per_epoch():
         assert torch.equal(x[:, 0, 0, 0].round().long(), y)
 
 
-def write_fake_cifar(root, name="cifar10", n=20):
+def py2_batch(data, labels, key):
+    """``{b"batch_label": ..., b"data": data, key: labels}`` pickled as the distributed CIFAR files
+    are: by Python 2 (protocol 2, str keys), the array rebuilt by numpy.core.multiarray._reconstruct."""
+
+    def s(b):
+        return b"U" + bytes([len(b)]) + b if len(b) < 256 else b"T" + struct.pack("<I", len(b)) + b
+
+    def i(v):
+        return b"K" + bytes([v]) if v < 256 else b"M" + struct.pack("<H", v)
+
+    n, m = data.shape
+    no_size = b"J\xff\xff\xff\xff"  # elsize, alignment: -1
+    dtype = (
+        b"cnumpy\ndtype\n" + s(b"u1") + i(0) + i(1) + b"\x87R(" + i(3) + s(b"|") + b"NNN" + 2 * no_size + i(0) + b"tb"
+    )
+    array = (b"cnumpy.core.multiarray\n_reconstruct\ncnumpy\nndarray\n" + i(0) + b"\x85" + s(b"b") + b"\x87R("
+             + i(1) + i(n) + i(m) + b"\x86" + dtype + b"\x89" + s(data.tobytes()) + b"tb")  # fmt: skip
+    items = s(b"batch_label") + s(b"a batch") + s(b"data") + array + s(key) + b"](" + b"".join(map(i, labels)) + b"e"
+    return b"\x80\x02}(" + items + b"u."
+
+
+def write_fake_cifar(root, name="cifar10", n=20, fmt="py2"):
+    """Batch files in torchvision's layout: ``py2`` as distributed, ``py3`` as pickle.dump writes them."""
     rng = np.random.default_rng(0)
     if name == "cifar10":
         folder = root / "cifar-10-batches-py"
@@ -73,16 +162,20 @@ def write_fake_cifar(root, name="cifar10", n=20):
         folder, files, key = root / "cifar-100-python", ["train", "test"], b"fine_labels"
     folder.mkdir(parents=True)
     for f in files:
-        d = {b"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8), key: list(rng.integers(0, 10, n))}
+        data, labels = rng.integers(0, 256, (n, 3072), dtype=np.uint8), [int(v) for v in rng.integers(0, 10, n)]
         with open(folder / f, "wb") as fh:
-            pickle.dump(d, fh)
+            if fmt == "py2":
+                fh.write(py2_batch(data, labels, key))
+            else:
+                pickle.dump({b"data": data, key: labels}, fh)
     return folder
 
 
+@pytest.mark.parametrize("fmt", ["py2", "py3"])
 @pytest.mark.parametrize("name", ["cifar10", "cifar100"])
-def test_cifar_reader_on_generated_batches(tmp_path, name):
-    folder = write_fake_cifar(tmp_path, name)
-    b = load_dataset(name, root=str(tmp_path), batch_size=8, augment=False)
+def test_cifar_reader_on_generated_batches(tmp_path, name, fmt):
+    folder = write_fake_cifar(tmp_path, name, fmt=fmt)
+    b = load(name, root=str(tmp_path), batch_size=8, augment=False)
     n_train = 100 if name == "cifar10" else 20
     assert (b.num_train, b.num_test, b.input_shape) == (n_train, 20, (3, 32, 32))
     with open(folder / ("test_batch" if name == "cifar10" else "test"), "rb") as fh:
@@ -91,6 +184,54 @@ def test_cifar_reader_on_generated_batches(tmp_path, name):
     mean, std = STATS[name]
     first = torch.tensor(raw[b"data"][0], dtype=torch.float32).view(3, 32, 32) / 255
     torch.testing.assert_close(x[0], (first - torch.tensor(mean).view(3, 1, 1)) / torch.tensor(std).view(3, 1, 1))
+
+
+class RunsCode:
+    """Unpickling this calls ``call(*args)``, as a crafted file would."""
+
+    def __init__(self, call, *args):
+        self.call, self.args = call, args
+
+    def __reduce__(self):
+        return self.call, self.args
+
+
+@pytest.mark.parametrize("how", ["os.system", "builtins.exec"])
+def test_cifar_batch_that_runs_code_is_refused(tmp_path, how):
+    folder = write_fake_cifar(tmp_path, "cifar10", fmt="py3")
+    marker = tmp_path / "marker"
+    if how == "os.system":
+        payload = RunsCode(os.system, f"touch {marker}")
+    else:
+        payload = RunsCode(exec, f"open({str(marker)!r}, 'w')")
+    evil = folder / "data_batch_3"
+    with open(evil, "wb") as fh:
+        pickle.dump({b"data": payload, b"labels": [0]}, fh)
+    with pytest.raises(DatasetError) as err:
+        load("cifar10", root=str(tmp_path))
+    name = {"os.system": os.system.__module__ + ".system", "builtins.exec": "builtins.exec"}[how]  # posix.system
+    assert str(err.value) == f"cannot read {evil}: not a CIFAR batch (it asks for {name})"
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (lambda whole: whole[: len(whole) // 2], "truncated or not a pickle (pickle data was truncated)"),
+        (lambda whole: b"<html>not found</html>", "truncated or not a pickle (invalid load key, '<'.)"),
+        (lambda whole: b"", "truncated or not a pickle (Ran out of input)"),
+        (lambda whole: pickle.dumps([1, 2]), "not a CIFAR batch (no b'data' and b'labels' entries)"),
+        (lambda whole: pickle.dumps({b"data": np.zeros(5, np.uint8), b"labels": [1]}), "not a CIFAR batch (ValueError"),
+        (lambda whole: pickle.dumps({b"data": np.zeros((2, 3072), np.uint8), b"labels": [1]}), "2 images but 1 labels"),
+    ],
+)
+def test_unreadable_cifar_batch_is_one_line(tmp_path, content, message):
+    folder = write_fake_cifar(tmp_path, "cifar10")
+    bad = folder / "test_batch"
+    bad.write_bytes(content(bad.read_bytes()))
+    with pytest.raises(DatasetError) as err:
+        load("cifar10", root=str(tmp_path))
+    assert str(err.value).startswith(f"cannot read {bad}: {message}") and "\n" not in str(err.value)
 
 
 def test_imagenet_folder_loader(tmp_path):
@@ -102,15 +243,95 @@ def test_imagenet_folder_loader(tmp_path):
             d.mkdir(parents=True)
             for i in range(3):
                 Image.fromarray(np.full((40, 50, 3), 40 * i, dtype=np.uint8)).save(d / f"{i}.png")
-    b = load_dataset("imagenet", root=str(tmp_path), batch_size=4, image_size=32)
+    b = load("imagenet", root=str(tmp_path), batch_size=4, image_size=32)
     x, y = next(iter(b.train))
     assert x.shape == (4, 3, 32, 32) and b.num_classes == 2 and b.num_train == 6
     with pytest.raises(DatasetError, match="ImageFolder"):
-        load_dataset("imagenet", root=str(tmp_path / "nope"))
+        load("imagenet", root=str(tmp_path / "nope"))
 
 
 def test_subsets_and_synthetic():
-    b = load_dataset("synthetic", synthetic_shape=(1, 8, 8), synthetic_train=50, synthetic_test=30, train_subset=20)
+    b = load("synthetic", shape=[1, 8, 8], num_train=50, num_test=30, train_subset=20)
     assert (b.num_train, b.num_test, b.input_shape) == (20, 30, (1, 8, 8))
-    with pytest.raises(DatasetError, match="unknown dataset"):
-        load_dataset("mnist")
+    cfg = DatasetConfig()
+    cfg.name = "mnist"  # past the schema's check: load_dataset gives the registry's one line
+    with pytest.raises(DatasetError, match="unknown dataset") as err:
+        load_dataset(cfg, batch_size=8, eval_batch_size=8)
+    names = ["fashion_mnist", "cifar10", "cifar100", "imagenet", "synthetic"]
+    assert str(err.value) == f"unknown dataset 'mnist'; choose from {', '.join(names)}"
+    assert list(DATASETS) == names
+
+
+CUSTOM = """
+import torch
+from torch.utils.data import TensorDataset
+
+from svdbench.data import DatasetSplits, TensorSplits
+
+
+def split(n, channels, g):
+    return torch.randint(0, 256, (n, channels, 4, 4), dtype=torch.uint8, generator=g), torch.arange(n) % 3
+
+
+def tensors(cfg, seed):
+    g = torch.Generator().manual_seed(seed)
+    c = cfg.kwargs["channels"]
+    return TensorSplits(train=split(cfg.kwargs["n"], c, g), test=split(10, c, g), val=split(7, c, g), num_classes=3,
+                        mean=(0.5,) * c, std=(0.25,) * c)
+
+
+def datasets(cfg, seed):
+    x, y = split(12, 1, torch.Generator().manual_seed(0))
+    x = x.float()
+    return DatasetSplits(train=TensorDataset(x, y), test=TensorDataset(x[:5], y[:5]), val=TensorDataset(x[5:], y[5:]),
+                         num_classes=3, input_shape=(1, 4, 4))
+
+
+def not_splits(cfg, seed):
+    return {"train": None}
+"""
+
+
+@pytest.fixture
+def custom_module(tmp_path, monkeypatch):
+    """A module ``svdbench_test_custom_data`` on sys.path with your-own-dataset functions."""
+    (tmp_path / "svdbench_test_custom_data.py").write_text(textwrap.dedent(CUSTOM))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(__import__("sys").modules, "svdbench_test_custom_data", raising=False)
+    import svdbench_test_custom_data
+
+    return svdbench_test_custom_data
+
+
+def test_target_dataset_with_a_val_split(custom_module):
+    from types import SimpleNamespace
+
+    cfg = DatasetConfig(name="mine", _target_="svdbench_test_custom_data.tensors", kwargs={"n": 20, "channels": 2},
+                        train_subset=16)  # fmt: skip
+    b = load_dataset(cfg, batch_size=8, eval_batch_size=4, seed=1)
+    assert (b.name, b.num_train, b.num_test, b.input_shape, b.num_classes) == ("mine", 16, 10, (2, 4, 4), 3)
+    assert (len(b.train), len(b.test), len(b.val)) == (2, 3, 2)
+    expected = custom_module.tensors(SimpleNamespace(kwargs=cfg.kwargs), 1).val  # the seed reached the function
+    x, y = map(torch.cat, zip(*b.val, strict=True))  # in order, normalised with the function's mean and std
+    torch.testing.assert_close(x, (expected[0].float() / 255 - 0.5) / 0.25)
+    assert torch.equal(y, expected[1])
+    # Dataset splits go through DataLoaders, the val split too
+    cfg = DatasetConfig(name="mine", _target_="svdbench_test_custom_data.datasets", test_subset=4)
+    b = load_dataset(cfg, batch_size=4, eval_batch_size=3)
+    assert (b.num_train, b.num_test, len(b.train), len(b.test), len(b.val)) == (12, 4, 3, 2, 3)
+    assert torch.cat([y for _, y in b.val]).tolist() == [i % 3 for i in range(5, 12)]
+
+
+@pytest.mark.parametrize(
+    "target, message",
+    [
+        ("svdbench_test_nowhere.make", "cannot import 'svdbench_test_nowhere.make' (No module named"),
+        ("svdbench_test_custom_data.missing", "has no attribute 'missing'"),
+        ("make", "cannot import 'make' (give module.name)"),
+        ("svdbench_test_custom_data.not_splits", "returned dict, not TensorSplits or DatasetSplits"),
+    ],
+)
+def test_target_dataset_errors_are_one_line(custom_module, target, message):
+    with pytest.raises(DatasetError, match="dataset") as err:
+        load_dataset(DatasetConfig(name="mine", _target_=target), batch_size=8, eval_batch_size=8)
+    assert message in str(err.value) and "\n" not in str(err.value)

@@ -16,8 +16,8 @@ from tiny import tiny
 
 import svdbench
 from svdbench import distributed
-from svdbench.config import TrainerConfig
-from svdbench.data import TensorBatches, _EvalShard, _LoaderBatches, load_dataset
+from svdbench.config import DatasetConfig, TrainerConfig
+from svdbench.data import EvalShard, LoaderBatches, TensorBatches, load_dataset
 from svdbench.methods import SVDTraining
 from svdbench.regularizers import SparsityRegularizer, orthogonality_loss, sparsity_loss
 from svdbench.train import Accel, OptimConfig, evaluate, resolve_accel, train_stage
@@ -60,7 +60,8 @@ def test_torchrun_two_processes_write_one_result(tmp_path, root):
     for log_file in ("run.log", "run_rank1.log"):
         assert LOG_LINE.findall((out / log_file).read_text()) == expected, log_file
     # the sharded, all-reduced evaluation equals a one-process evaluation of the saved model
-    data = load_dataset("synthetic", synthetic_shape=(3, 16, 16), synthetic_train=128, synthetic_test=64)
+    ds = DatasetConfig(name="synthetic", shape=[3, 16, 16], num_train=128, num_test=64)
+    data = load_dataset(ds, batch_size=128, eval_batch_size=512)
     deployed = torch.load(out / "model.pt", weights_only=False)
     assert evaluate(deployed, data.test)["top1"] == res["top1"]
     assert svdbench.count_macs(deployed, res["input_shape"]) == res["macs"]
@@ -109,11 +110,11 @@ def test_loader_path_shards_and_reshuffles():
     from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
 
     ds = TensorDataset(torch.zeros(10, 1), torch.arange(10))
-    assert sorted(i for r in range(3) for i in _EvalShard(10, r, 3)) == list(range(10))
+    assert sorted(i for r in range(3) for i in EvalShard(10, r, 3)) == list(range(10))
     epochs = []
     for r in range(2):
         sampler = DistributedSampler(ds, num_replicas=2, rank=r, shuffle=True, seed=0)
-        loader = _LoaderBatches(DataLoader(ds, 5, sampler=sampler), "cpu", (r, 2))
+        loader = LoaderBatches(DataLoader(ds, 5, sampler=sampler), "cpu", (r, 2))
         epochs.append([torch.cat([y for _, y in loader]).tolist() for _ in range(2)])
     for e in range(2):
         assert sorted(epochs[0][e] + epochs[1][e]) == list(range(10))
@@ -138,7 +139,8 @@ def test_cpu_bf16_autocast_through_decomposed_model(decomposition, mode):
 
 
 def tiny_data():
-    return load_dataset("synthetic", batch_size=16, synthetic_shape=(3, 8, 8), synthetic_train=64, synthetic_test=32)
+    ds = DatasetConfig(name="synthetic", shape=[3, 8, 8], num_train=64, num_test=32)
+    return load_dataset(ds, batch_size=16, eval_batch_size=512)
 
 
 @pytest.mark.parametrize("accel", [Accel(amp="bf16"), Accel(amp="fp16"), Accel(channels_last=True)])
@@ -214,7 +216,7 @@ def test_torchrun_argv(monkeypatch):
 
 def test_checkpoint_of_another_process_count_is_refused(tmp_path):
     from svdbench.checkpoint import load_checkpoint, save_checkpoint
-    from svdbench.config import Config, DatasetConfig, ModelConfig, SVDMethodConfig
+    from svdbench.config import Config, ModelConfig, SVDMethodConfig
     from svdbench.pipeline import InputError, run_experiment
 
     cfg = Config(

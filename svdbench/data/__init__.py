@@ -1,0 +1,151 @@
+"""Datasets by name, or your own through ``dataset._target_``, loaded into batches.
+
+A dataset is a function ``fn(cfg, seed) -> TensorSplits | DatasetSplits`` (see :mod:`.splits`; ``seed``
+is the run's, for data that is generated or split at random),
+registered in :data:`DATASETS` (built in: Fashion-MNIST, CIFAR-10/100 and ImageNet in
+:mod:`.files`, generated data in :mod:`.synthetic`) or named by ``cfg._target_``
+(``"module.function"``, reading its own settings from ``cfg.kwargs``). :func:`load_dataset` calls
+it and returns a :class:`DataBundle` of ``(images, labels)`` batches: in-memory splits as
+:class:`TensorBatches` (normalised once, augmented per batch on the training device), ``Dataset``
+splits through DataLoaders.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch.utils.data import DataLoader, DistributedSampler, Subset
+
+from ..errors import DatasetError, InputError
+from ..registry import import_object
+from .batches import Batches, DataBundle, EvalShard, LoaderBatches, TensorBatches
+from .files import STATS, fashion_mnist_root, load_cifar, load_fashion_mnist
+from .splits import DATASETS, DatasetSplits, TensorSplits
+from .synthetic import make_synthetic
+
+__all__ = [
+    "DATASETS",
+    "STATS",
+    "Batches",
+    "DataBundle",
+    "DatasetError",
+    "DatasetSplits",
+    "EvalShard",
+    "LoaderBatches",
+    "TensorBatches",
+    "TensorSplits",
+    "fashion_mnist_root",
+    "load_cifar",
+    "load_dataset",
+    "load_fashion_mnist",
+    "make_synthetic",
+]
+
+
+def _dataset_function(cfg):
+    """``cfg._target_`` imported when set, else the registered entry named ``cfg.name``; either
+    failure is a one-line DatasetError."""
+    target = getattr(cfg, "_target_", None)
+    try:
+        fn = import_object(target, "dataset._target_") if target else DATASETS.get(cfg.name)
+    except InputError as err:
+        raise DatasetError(str(err)) from None
+    if not callable(fn):
+        raise DatasetError(f"dataset._target_ {target!r} is not a function")
+    return fn
+
+
+def load_dataset(
+    cfg,
+    *,
+    batch_size: int,
+    eval_batch_size: int,
+    seed: int = 0,
+    device: str | torch.device = "cpu",
+    num_workers: int = 0,
+    shard: tuple[int, int] | None = None,
+) -> DataBundle:
+    """Make the dataset of ``cfg`` (a :class:`svdbench.config.DatasetConfig`, or any object with
+    its attributes) and batch it: ``batch_size`` for training (shuffled and augmented from ``seed``
+    when ``cfg.augment``), ``eval_batch_size`` for the test and validation splits.
+    ``cfg.train_subset``/``cfg.test_subset`` keep the first N samples (all when N is larger).
+    ``shard=(rank, world)``: this process's part of every split (see :class:`TensorBatches`;
+    ``batch_size`` is per process). In-memory batches live on ``device``; DataLoader batches come
+    on the CPU, loaded by ``num_workers`` workers."""
+    fn = _dataset_function(cfg)
+    splits = fn(cfg, seed)
+    if isinstance(splits, TensorSplits):
+        return _tensor_bundle(cfg, splits, batch_size, eval_batch_size, seed, device, shard)
+    if isinstance(splits, DatasetSplits):
+        return _loader_bundle(cfg, splits, batch_size, eval_batch_size, seed, num_workers, shard)
+    what = getattr(cfg, "_target_", None) or cfg.name
+    raise DatasetError(f"dataset {what!r} returned {type(splits).__name__}, not TensorSplits or DatasetSplits")
+
+
+def _first(split: tuple[torch.Tensor, torch.Tensor], n: int | None) -> tuple[torch.Tensor, torch.Tensor]:
+    x, y = split
+    return (x, y) if not n else (x[:n], y[:n])
+
+
+def _tensor_bundle(cfg, s: TensorSplits, batch_size, eval_batch_size, seed, device, shard) -> DataBundle:
+    xtr, ytr = _first(s.train, cfg.train_subset)
+    xte, yte = _first(s.test, cfg.test_subset)
+    train = TensorBatches(
+        xtr,
+        ytr,
+        batch_size,
+        s.mean,
+        s.std,
+        shuffle=True,
+        pad=s.pad if cfg.augment else 0,
+        flip=s.flip and cfg.augment,
+        generator=torch.Generator().manual_seed(seed),
+        device=device,
+        shard=shard,
+    )
+
+    def evaluation(x, y):
+        return TensorBatches(x, y, eval_batch_size, s.mean, s.std, device=device, shard=shard)
+
+    val = evaluation(*s.val) if s.val is not None else None
+    return DataBundle(
+        cfg.name, train, evaluation(xte, yte), tuple(xtr.shape[1:]), s.num_classes, len(ytr), len(yte), val=val
+    )
+
+
+def _loader_bundle(cfg, s: DatasetSplits, batch_size, eval_batch_size, seed, num_workers, shard) -> DataBundle:
+    """The training split through a shuffling DataLoader, the others in order. With
+    ``shard=(rank, world)`` training goes through a ``DistributedSampler`` (padded, reshuffled per
+    pass) and evaluation through disjoint unpadded slices."""
+    train_ds, test_ds = s.train, s.test
+    if cfg.train_subset:
+        train_ds = Subset(train_ds, range(min(cfg.train_subset, len(train_ds))))
+    if cfg.test_subset:
+        test_ds = Subset(test_ds, range(min(cfg.test_subset, len(test_ds))))
+    if shard is not None and shard[1] > 1:
+        rank, world = shard
+        sampler = DistributedSampler(train_ds, num_replicas=world, rank=rank, shuffle=True, seed=seed)
+        g = torch.Generator().manual_seed(seed * 100_003 + rank)  # workers' augmentation seeds differ per rank
+        train = DataLoader(train_ds, batch_size, sampler=sampler, num_workers=num_workers, generator=g)
+
+        def evaluation(ds):
+            return DataLoader(ds, eval_batch_size, sampler=EvalShard(len(ds), rank, world), num_workers=num_workers)
+
+    else:
+        shard = None
+        g = torch.Generator().manual_seed(seed)
+        train = DataLoader(train_ds, batch_size, shuffle=True, num_workers=num_workers, generator=g, drop_last=False)
+
+        def evaluation(ds):
+            return DataLoader(ds, eval_batch_size, num_workers=num_workers)
+
+    val = LoaderBatches(evaluation(s.val), "cpu", shard) if s.val is not None else None
+    return DataBundle(
+        cfg.name,
+        LoaderBatches(train, "cpu", shard),
+        LoaderBatches(evaluation(test_ds), "cpu", shard),
+        tuple(s.input_shape),
+        s.num_classes,
+        len(train_ds),
+        len(test_ds),
+        val=val,
+    )

@@ -1,0 +1,229 @@
+"""Datasets read from files under ``dataset.root``: Fashion-MNIST (IDX files; discovery and
+download), CIFAR-10/100 (python batches), ImageNet (ImageFolder trees). Each is registered in
+:data:`DATASETS` here."""
+
+from __future__ import annotations
+
+import gzip
+import logging
+import os
+import pickle
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..errors import DatasetError, one_line
+from .splits import DATASETS, DatasetSplits, TensorSplits
+
+log = logging.getLogger(__name__)
+
+FASHION_FILES = {
+    "train_images": "train-images-idx3-ubyte",
+    "train_labels": "train-labels-idx1-ubyte",
+    "test_images": "t10k-images-idx3-ubyte",
+    "test_labels": "t10k-labels-idx1-ubyte",
+}
+FASHION_SYSTEM_DIR = "/usr/share/datasets/fashion-mnist"  # Debian package dataset-fashion-mnist
+STATS = {  # per-channel mean, std of the training split
+    "fashion_mnist": ((0.2860,), (0.3530,)),
+    "cifar10": ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
+    "cifar100": ((0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)),
+    "imagenet": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
+}
+
+
+def _read_idx(path: Path) -> torch.Tensor:
+    """Read an IDX file (optionally gzipped) into a uint8 tensor."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    try:
+        with opener(path, "rb") as f:
+            data = f.read()
+    except (OSError, EOFError) as err:  # a truncated or corrupt .gz too
+        raise DatasetError(f"cannot read {path}: {one_line(err)}") from None
+    if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] != 8:
+        raise DatasetError(f"{path}: not an unsigned-byte IDX file")
+    ndim = data[3]
+    if len(data) < 4 + 4 * ndim:
+        raise DatasetError(f"{path}: truncated IDX file (in its header)")
+    dims = [int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)]
+    arr = np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim)
+    if arr.size != int(np.prod(dims)):
+        raise DatasetError(f"{path}: truncated IDX file ({arr.size} of {int(np.prod(dims))} values)")
+    return torch.from_numpy(arr.reshape(dims).copy())
+
+
+def _find_idx(root: Path, stem: str) -> Path | None:
+    for d in (root, root / "FashionMNIST" / "raw"):
+        for name in (stem + ".gz", stem):
+            if (d / name).is_file():
+                return d / name
+    return None
+
+
+def fashion_mnist_root(root: str | None) -> Path | None:
+    """The first folder holding the four Fashion-MNIST files: ``root``, ``$SVDBENCH_DATA``,
+    Debian's ``/usr/share/datasets/fashion-mnist``, ``./data``."""
+    candidates = [root] if root else [os.environ.get("SVDBENCH_DATA"), FASHION_SYSTEM_DIR, "data"]
+    for c in candidates:
+        if c and all(_find_idx(Path(c), s) for s in FASHION_FILES.values()):
+            return Path(c)
+    return None
+
+
+def load_fashion_mnist(root: str | None, download: bool) -> tuple[torch.Tensor, ...]:
+    """Train images (60000 x 1 x 28 x 28 uint8), labels, test images, labels from the first folder
+    :func:`fashion_mnist_root` finds; download them with torchvision when none and ``download``."""
+    found = fashion_mnist_root(root)
+    if found is None and download:
+        import torchvision
+
+        target = root or "data"
+        log.info("downloading Fashion-MNIST to %s", target)
+        try:
+            torchvision.datasets.FashionMNIST(target, train=True, download=True)
+            torchvision.datasets.FashionMNIST(target, train=False, download=True)
+        except Exception as err:  # network errors come in many types
+            raise DatasetError(f"Fashion-MNIST not found and download failed: {one_line(err).rstrip(':')}") from None
+        found = fashion_mnist_root(target)
+    if found is None:
+        where = root or f"$SVDBENCH_DATA, {FASHION_SYSTEM_DIR} or ./data"
+        raise DatasetError(f"Fashion-MNIST files not found in {where} (set dataset.root, or dataset.download=true)")
+    t = {k: _read_idx(_find_idx(found, s)) for k, s in FASHION_FILES.items()}
+    return (t["train_images"].unsqueeze(1), t["train_labels"], t["test_images"].unsqueeze(1), t["test_labels"])
+
+
+CIFAR_LAYOUT = {
+    "cifar10": ("cifar-10-batches-py", [f"data_batch_{i}" for i in range(1, 6)], ["test_batch"], b"labels"),
+    "cifar100": ("cifar-100-python", ["train"], ["test"], b"fine_labels"),
+}
+
+
+try:  # what a CIFAR batch's pickle rebuilds its image array with
+    from numpy._core.multiarray import _reconstruct as _np_reconstruct
+except ImportError:  # numpy < 1.26
+    from numpy.core.multiarray import _reconstruct as _np_reconstruct
+
+CIFAR_GLOBALS = {  # all a CIFAR python batch asks for: its numpy uint8 array (the rest is dicts, lists, ints, bytes)
+    ("numpy.core.multiarray", "_reconstruct"): _np_reconstruct,  # written by numpy 1 (the distributed files)
+    ("numpy._core.multiarray", "_reconstruct"): _np_reconstruct,  # written by numpy 2
+    ("numpy", "ndarray"): np.ndarray,
+    ("numpy", "dtype"): np.dtype,
+}
+
+
+class _CifarUnpickler(pickle.Unpickler):
+    """Unpickles a CIFAR batch and nothing else: a pickle asking for any function or class but the
+    numpy array's own (``os.system``, ``builtins.eval``, ...) is refused before anything runs."""
+
+    def __init__(self, file, path: Path) -> None:
+        super().__init__(file, encoding="bytes")  # the batches are Python 2 pickles of str keys
+        self.path = path
+
+    def find_class(self, module: str, name: str):
+        found = CIFAR_GLOBALS.get((module, name))
+        if found is None:
+            what = f"{module}.{name}"
+            what = what if what.isprintable() and len(what) <= 80 else repr(what[:80])
+            raise DatasetError(f"cannot read {self.path}: not a CIFAR batch (it asks for {what})")
+        return found
+
+
+def read_cifar_batch(path: Path, label_key: bytes) -> tuple[np.ndarray, np.ndarray]:
+    """Images (N x 3 x 32 x 32 uint8) and labels (N int64) of one python CIFAR batch file, read with
+    an unpickler that rebuilds nothing but numpy arrays. A file that is not such a batch (other
+    objects, truncated, not a pickle) is a one-line DatasetError naming it."""
+    try:
+        with open(path, "rb") as fh:
+            d = _CifarUnpickler(fh, path).load()
+    except DatasetError:
+        raise
+    except OSError as err:
+        raise DatasetError(f"cannot read {path}: {one_line(err)}") from None
+    except (EOFError, pickle.UnpicklingError) as err:
+        raise DatasetError(f"cannot read {path}: truncated or not a pickle ({one_line(err)})") from None
+    except Exception as err:  # a pickle that is well-formed but no CIFAR batch: TypeError, ValueError, ...
+        raise DatasetError(f"cannot read {path}: not a CIFAR batch ({one_line(err, with_type=True)})") from None
+    if not isinstance(d, dict) or b"data" not in d or label_key not in d:
+        raise DatasetError(f"cannot read {path}: not a CIFAR batch (no {b'data'!r} and {label_key!r} entries)")
+    try:
+        x = np.asarray(d[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32)
+        y = np.asarray(d[label_key], dtype=np.int64).reshape(-1)
+    except (TypeError, ValueError, OverflowError) as err:
+        raise DatasetError(f"cannot read {path}: not a CIFAR batch ({one_line(err, with_type=True)})") from None
+    if len(x) != len(y):
+        raise DatasetError(f"cannot read {path}: {len(x)} images but {len(y)} labels")
+    return x, y
+
+
+def load_cifar(name: str, root: str | None, download: bool) -> tuple[torch.Tensor, ...]:
+    """Train images (N x 3 x 32 x 32 uint8), labels, test images, labels from the python CIFAR
+    batches under ``root`` (torchvision's layout); download them with torchvision when missing and
+    ``download`` is true."""
+    folder, train_files, test_files, label_key = CIFAR_LAYOUT[name]
+    base = Path(root or "data")
+    if not (base / folder).is_dir() and download:
+        import torchvision
+
+        cls = torchvision.datasets.CIFAR10 if name == "cifar10" else torchvision.datasets.CIFAR100
+        try:
+            cls(str(base), train=True, download=True)
+        except Exception as err:
+            raise DatasetError(f"{name} not found in {base} and download failed: {one_line(err).rstrip(':')}") from None
+    if not (base / folder).is_dir():
+        raise DatasetError(f"{name} not found: expected {base / folder} (set dataset.root, or dataset.download=true)")
+
+    def read(files):
+        batches = [read_cifar_batch(base / folder / f, label_key) for f in files]
+        xs, ys = zip(*batches, strict=True)
+        return torch.from_numpy(np.concatenate(xs)), torch.from_numpy(np.concatenate(ys))
+
+    return (*read(train_files), *read(test_files))
+
+
+@DATASETS.register("fashion_mnist")
+def fashion_mnist_splits(cfg, seed: int) -> TensorSplits:
+    """Fashion-MNIST (see :func:`load_fashion_mnist`); augmentation: 2-pixel crop, flip."""
+    xtr, ytr, xte, yte = load_fashion_mnist(cfg.root, cfg.download)
+    mean, std = STATS["fashion_mnist"]
+    return TensorSplits(train=(xtr, ytr), test=(xte, yte), num_classes=10, mean=mean, std=std, pad=2, flip=True)
+
+
+@DATASETS.register("cifar10")
+def cifar10_splits(cfg, seed: int) -> TensorSplits:
+    """CIFAR-10 (see :func:`load_cifar`); augmentation: 4-pixel crop, flip."""
+    return _cifar_splits("cifar10", cfg, num_classes=10)
+
+
+@DATASETS.register("cifar100")
+def cifar100_splits(cfg, seed: int) -> TensorSplits:
+    """CIFAR-100, fine labels (see :func:`load_cifar`); augmentation: 4-pixel crop, flip."""
+    return _cifar_splits("cifar100", cfg, num_classes=100)
+
+
+def _cifar_splits(name: str, cfg, num_classes: int) -> TensorSplits:
+    xtr, ytr, xte, yte = load_cifar(name, cfg.root, cfg.download)
+    mean, std = STATS[name]
+    return TensorSplits(
+        train=(xtr, ytr), test=(xte, yte), num_classes=num_classes, mean=mean, std=std, pad=4, flip=True
+    )
+
+
+@DATASETS.register("imagenet")
+def imagenet_splits(cfg, seed: int) -> DatasetSplits:
+    """ImageFolder trees at ``cfg.root/train`` and ``cfg.root/val`` (the validation set serves as
+    the test split), ``cfg.image_size`` square: RandomResizedCrop and flip for training with
+    ``cfg.augment``, else (and for testing) resize to 8/7 of the size and centre crop."""
+    from torchvision import datasets
+    from torchvision import transforms as T
+
+    root, size = cfg.root, cfg.image_size
+    if not root or not (Path(root) / "train").is_dir() or not (Path(root) / "val").is_dir():
+        raise DatasetError(f"imagenet needs dataset.root with train/ and val/ ImageFolder trees, got {root!r}")
+    mean, std = STATS["imagenet"]
+    norm = [T.ToTensor(), T.Normalize(mean, std)]
+    plain = [T.Resize(int(size * 8 / 7)), T.CenterCrop(size)]
+    train_tf = T.Compose(([T.RandomResizedCrop(size), T.RandomHorizontalFlip()] if cfg.augment else plain) + norm)
+    train = datasets.ImageFolder(str(Path(root) / "train"), train_tf)
+    test = datasets.ImageFolder(str(Path(root) / "val"), T.Compose(plain + norm))
+    return DatasetSplits(train=train, test=test, num_classes=len(train.classes), input_shape=(3, size, size))
