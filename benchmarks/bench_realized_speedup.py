@@ -8,7 +8,7 @@ than the dense one (fvcore, batch 1, conv + linear). Rank choices (``--variants`
   (``svdbench.lowrank.kept_rank``), searched so the MAC speed-up is closest to the target: the
   ranks come out at whatever width (odd ones);
 - ``channel-m8``: the same per-layer energy ranks rounded to the nearest multiple of 8 (at
-  least 8, at most full rank), e searched again, as PITFALLS.md suggests for CPU kernels;
+  least 8, at most full rank), e searched again, as docs/pitfalls.md suggests for CPU kernels;
 - ``filter-l1`` (not by default): the other way to a smaller network, L1-norm filter pruning
   (``baselines.filter_pruning``, Torch-Pruning) to the same MAC speed-up: plain narrower convs;
 - ``spatial``, ``spatial-m8``, ``spatial-m16``: the same with the spatial-wise decomposition

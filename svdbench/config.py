@@ -245,13 +245,17 @@ def _typed(schema: type, values: dict, what: str) -> Any:
 
 
 def _explain(err: BaseException, prefix: str) -> str:
-    msg = one_line(err)
+    """One line for ``err``, naming the full key (``prefix`` + the key relative to the node that
+    was checked) and, for a renamed key, its new name."""
     key = _full_key(err)
     full = f"{prefix}.{key}" if key and prefix else key
     new = renamed_key(full) if full else None
     if new:
         return f"{full} was renamed: use {new}"
-    return msg.replace(f"(key: {key})", f"(key: {full})") if key and full != key else msg
+    msg = one_line(err)
+    if key and f"(key: {key})" in msg:
+        msg = msg.replace(f"(key: {key})", "").rstrip()
+    return f"{msg} (key: {full})" if full and full not in msg else msg
 
 
 def _full_key(err: BaseException) -> str | None:

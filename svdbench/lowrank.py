@@ -2,7 +2,7 @@
 
 A decomposed layer holds ``U`` (m x r), ``s`` (r) and ``V`` (n x r) with
 ``W2d = U diag(s) V^T`` for a 2-D reshape ``W2d`` (m x n) of the dense weight
-(``../shared/reference/METHOD.md`` section 1.1):
+(docs/method.md section 1.1):
 
 =============  ==========================================  ==============================================
 decomposition  reshape of the kernel ``Cout x Cin x kh x kw``  deployed as
@@ -218,7 +218,7 @@ class LowRankConv2d(LowRankLayer):
         return nn.Sequential(first, second)
 
     def deployed_macs(self, out_hw: tuple[int, int], in_w: int, factored: bool = True) -> int:
-        """Per-sample MACs of the deployed layer for an output ``H x W`` (METHOD.md 1.1)."""
+        """Per-sample MACs of the deployed layer for an output ``H x W`` (docs/method.md 1.1)."""
         (h, w), (kh, kw) = out_hw, self.kernel_size
         r, ci, co = self.rank, self.in_channels, self.out_channels
         if not factored:

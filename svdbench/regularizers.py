@@ -1,4 +1,4 @@
-"""Regularisers of SVD training (METHOD.md 1.2).
+"""Regularisers of SVD training (docs/method.md 1.2).
 
 Per-tensor terms:
 - ``orthogonality(A) = ||G - I||_F^2 / g^2`` with ``G`` the smaller Gram matrix of ``A`` (``A^T A`` for

@@ -1,16 +1,38 @@
+"""Shared fixtures: the repository root, the tiny configuration every end-to-end test runs, a
+``run.py`` launcher, Hydra composition of the real config, and the typed tiny config for in-process
+runs. Tests marked ``slow`` run the pipeline end to end; ``pytest -m "not slow"`` skips them."""
+
 import os
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 import torch
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+
+from svdbench import app
+from svdbench.checkpoint import load_checkpoint
+from svdbench.config import Config, DatasetConfig, ModelConfig, TrainerConfig, register_configs
+from svdbench.errors import CheckpointError
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+CONF = ROOT / "conf"
 os.environ.setdefault("WANDB_MODE", "disabled")
 # run.py subprocesses: one thread each, so a test never oversubscribes the 2 cores of CI
 os.environ["OMP_NUM_THREADS"] = "1"
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+register_configs()
+
+#: the tiny configuration of every end-to-end run: synthetic 16x16 data, ResNet-8, one epoch each stage
+TINY = [
+    "dataset=synthetic", "dataset.shape=[3,16,16]", "dataset.num_train=128", "dataset.num_test=64", "model=resnet8",
+    "trainer.epochs=1", "trainer.batch_size=32", "trainer.progress=false", "trainer.bn_recalibration_batches=2",
+    "method.finetune_epochs=1", "save_model=false", "measure.latency=false",
+]  # fmt: skip
+ENV = {**os.environ, "WANDB_MODE": "disabled", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
 
 @pytest.fixture(autouse=True)
@@ -21,3 +43,98 @@ def _seed():
 @pytest.fixture(scope="session")
 def root() -> Path:
     return ROOT
+
+
+@pytest.fixture(scope="session")
+def tiny():
+    """``tiny(*without)``: the tiny overrides, without those whose key starts with one of ``without``."""
+
+    def make(*without: str) -> list[str]:
+        return [o for o in TINY if not o.startswith(without)] if without else list(TINY)
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def env() -> dict:
+    """The environment of every subprocess a test starts: W&B off, one thread."""
+    return dict(ENV)
+
+
+@pytest.fixture(scope="session")
+def run_py():
+    """``run_py(*args, timeout=300, env=None, cwd=ROOT)``: ``python run.py ARGS`` in a subprocess."""
+
+    def run(*args: str, timeout: float = 300, env: dict | None = None, cwd: Path = ROOT):
+        return subprocess.run([sys.executable, str(ROOT / "run.py"), *args], cwd=cwd, env={**ENV, **(env or {})},
+                              capture_output=True, text=True, timeout=timeout)  # fmt: skip
+
+    return run
+
+
+@pytest.fixture(scope="session")
+def start_run_py():
+    """``start_run_py(*args)``: ``python run.py ARGS`` started in the background (a Popen)."""
+
+    def start(*args: str, env: dict | None = None):
+        return subprocess.Popen([sys.executable, str(ROOT / "run.py"), *args], cwd=ROOT, env={**ENV, **(env or {})},
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+
+    return start
+
+
+@pytest.fixture(scope="session")
+def wait_for_checkpoint():
+    """``wait_for_checkpoint(proc, run_dir, stage)``: block until ``checkpoint.pt`` holds ``stage``."""
+
+    def wait(proc, out: Path, stage: str, timeout: float = 240) -> None:
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            assert proc.poll() is None, "run ended before it could be interrupted"
+            ck = out / "checkpoint.pt"
+            if ck.exists():
+                try:
+                    if load_checkpoint(ck)["stage"] == stage:
+                        return
+                except CheckpointError:  # being replaced right now
+                    pass
+            time.sleep(0.05)
+        raise AssertionError("no checkpoint appeared")
+
+    return wait
+
+
+@pytest.fixture(scope="session")
+def compose_cfg():
+    """``compose_cfg(overrides, hydra=False)``: the config Hydra composes from conf/ (with its
+    ``hydra`` node when asked)."""
+
+    def make(overrides=(), hydra: bool = False):
+        GlobalHydra.instance().clear()
+        with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+            return compose(config_name="config", overrides=list(overrides), return_hydra_config=hydra)
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def build():
+    """``build(cfg)``: the validated config and the method, as ``run.py`` makes them."""
+    return app.build
+
+
+@pytest.fixture(scope="session")
+def tiny_cfg():
+    """``tiny_cfg(**top_level)``: the typed tiny configuration for ``run_experiment`` in this process."""
+
+    def make(dataset: dict | None = None, trainer: dict | None = None, **kw) -> Config:
+        return Config(
+            model=ModelConfig(name="resnet8"),
+            dataset=DatasetConfig(**{"name": "synthetic", "shape": [3, 16, 16], "num_train": 128, "num_test": 64,
+                                     "download": False, **(dataset or {})}),  # fmt: skip
+            trainer=TrainerConfig(**{"epochs": 1, "batch_size": 32, "progress": False, "device": "cpu",
+                                     "bn_recalibration_batches": 2, **(trainer or {})}),  # fmt: skip
+            **kw,
+        )
+
+    return make

@@ -1,8 +1,5 @@
 """Bad input: one clear line, a non-zero exit code and no results.json, for every kind of mistake."""
 
-import subprocess
-import sys
-
 import pytest
 import torch
 
@@ -41,12 +38,12 @@ CASES = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("overrides, fragment", CASES, ids=[" ".join(c[0]) for c in CASES])
-def test_bad_input(tmp_path, root, resnet20_checkpoint, overrides, fragment):
+def test_bad_input(tmp_path, run_py, resnet20_checkpoint, overrides, fragment):
     overrides = [o.replace("R20", str(resnet20_checkpoint)) for o in overrides]
     out = tmp_path / "run"
-    proc = subprocess.run([sys.executable, "run.py", *TINY, *overrides, f"hydra.run.dir={out}"], cwd=root,
-                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    proc = run_py(*TINY, *overrides, f"hydra.run.dir={out}", timeout=120)
     assert proc.returncode == 2, proc.stdout[-1000:] + proc.stderr[-1000:]
     lines = [ln for ln in (proc.stdout + proc.stderr).splitlines() if ln.strip()]
     assert len(lines) == 1, lines

@@ -6,25 +6,19 @@ the analytic per-layer formula.
 """
 
 import json
-import subprocess
-import sys
 
 import pytest
 import torch
 import torch_pruning as tp
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
 from torch import nn
 
-import run as run_module
 import svdbench
-from baselines.config import (
-    METHOD_SCHEMAS,
+from svdbench.errors import InputError
+from svdbench.lowrank import LowRankConv2d
+from svdbench.macs import analyze_macs
+from svdbench.methods import Dense
+from svdbench.methods.filter_pruning import (
     FilterPruningConfig,
-    SVDPosthocMethodConfig,
-    TRPMethodConfig,
-)
-from baselines.filter_pruning import (
     FPGMPruning,
     L1FilterPruning,
     MacModel,
@@ -34,12 +28,8 @@ from baselines.filter_pruning import (
     ratio_for_speedup,
     weight_macs,
 )
-from baselines.svd_posthoc import PosthocSVD
-from baselines.trp import TRP, KernelReshape
-from svdbench.config import Config, DatasetConfig, ModelConfig, TrainerConfig
-from svdbench.lowrank import LowRankConv2d
-from svdbench.measure import analyze_macs
-from svdbench.methods import Dense
+from svdbench.methods.svd_posthoc import PosthocSVD, PosthocSVDConfig
+from svdbench.methods.trp import TRP, KernelReshape, TRPConfig
 from svdbench.models import build_model
 from svdbench.pipeline import run_experiment
 
@@ -49,16 +39,6 @@ METHODS = ("trp", "svd_posthoc", "l1_filter", "sfp", "fpgm")
 
 def resnet8() -> nn.Module:
     return build_model("cifar_resnet", "resnet8", 10, 3)
-
-
-def tiny_cfg(**kw) -> Config:
-    return Config(
-        model=ModelConfig(name="resnet8"),
-        dataset=DatasetConfig(name="synthetic", shape=[3, 16, 16], num_train=128, num_test=64, download=False),
-        trainer=TrainerConfig(epochs=1, batch_size=32, progress=False, device="cpu", bn_recalibration_batches=2),
-        method=None,
-        **kw,
-    )
 
 
 def with_singular_values(shape: KernelReshape, s: list[float]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -95,7 +75,7 @@ def test_trp_reshape_is_lowrank_conv2d_reshape(decomposition):
 def test_trp_truncation_keeps_the_rank_holding_the_energy(decomposition, energy_train, rank):
     # s^2 = 16, 9, 4, 1 (sum 30): 0.8 -> 25 >= 24 at rank 2; 0.9 -> 29 >= 27 at rank 3; 0.97 -> rank 4
     model = nn.Sequential(nn.Conv2d(3, 8, 3), nn.Conv2d(8, 6, 3))
-    method = TRP(decomposition, period=5, energy_train=energy_train, skip_first=False)
+    method = TRP.create(decomposition=decomposition, period=5, energy_kept=energy_train, skip_first=False)
     method.prepare(model, (1, 3, 8, 8))
     conv = model[1]
     w, _, _ = with_singular_values(KernelReshape(conv, decomposition), [4.0, 3.0, 2.0, 1.0])
@@ -114,7 +94,7 @@ def test_trp_truncation_keeps_the_rank_holding_the_energy(decomposition, energy_
 @pytest.mark.parametrize("decomposition", ["channel", "spatial"])
 def test_trp_adds_the_nuclear_subgradient(decomposition):
     model = nn.Sequential(nn.Conv2d(3, 8, 3), nn.Conv2d(8, 6, 3))
-    method = TRP(decomposition, period=4, energy_train=0.9, nuclear_weight=3e-4, skip_first=False)
+    method = TRP.create(decomposition=decomposition, period=4, energy_kept=0.9, nuclear_weight=3e-4, skip_first=False)
     method.prepare(model, (1, 3, 8, 8))
     conv = model[1]
     shape = KernelReshape(conv, decomposition)
@@ -133,7 +113,7 @@ def test_trp_adds_the_nuclear_subgradient(decomposition):
 
 def test_trp_skipped_layers_are_untouched():
     model = nn.Sequential(nn.Conv2d(3, 8, 3), nn.Conv2d(8, 8, 1), nn.Conv2d(8, 8, 3), nn.Conv2d(8, 6, 3))
-    method = TRP(period=1, energy_train=0.5, nuclear_weight=0.1, skip=["3"])
+    method = TRP.create(period=1, energy_kept=0.5, nuclear_weight=0.1, skip=["3"])
     method.prepare(model, (1, 3, 12, 12))
     assert method.layers == ["2"]  # first conv, the 1x1 conv and the skip pattern stay dense
     before = {k: v.clone() for k, v in model.state_dict().items()}
@@ -194,7 +174,7 @@ def test_lowest_norm_filters_are_removed(cls, which):
     conv = model.layer1[0].conv1
     rows, spiky, flat = l1_vs_l2_filters(16, 16 * 9)
     set_filters(conv, rows)
-    method = cls(ratio=0.25)
+    method = cls.create(ratio=0.25)
     method.prepare(model, SHAPE)
     method.compress(model)
     gone = spiky if which == "spiky" else flat
@@ -223,7 +203,7 @@ def test_fpgm_removes_the_filters_nearest_the_geometric_median():
     # norm-based criteria would pick the "centre - 10 e_j" filters instead
     assert set(rows.norm(dim=1).argsort()[:4].tolist()).isdisjoint(near)
     set_filters(conv, rows)
-    method = FPGMPruning(ratio=0.25)
+    method = FPGMPruning.create(ratio=0.25)
     method.prepare(model, SHAPE)
     method.compress(model)
     assert method.pruned["layer1.0.conv1"] == near
@@ -234,7 +214,7 @@ def test_fpgm_removes_the_filters_nearest_the_geometric_median():
 def test_soft_pruning_zeroes_after_an_epoch_and_lets_filters_regrow(cls):
     torch.manual_seed(0)
     model = resnet8()
-    method = cls(ratio=0.5)
+    method = cls.create(ratio=0.5)
     method.prepare(model, SHAPE)
     method.on_epoch_end(model, 0, "pretrain")  # other stages: nothing
     assert not method.masks
@@ -271,7 +251,7 @@ def test_sfp_zeroes_the_lowest_l2_filters():
     model = resnet8()
     rows, _, flat = l1_vs_l2_filters(16, 16 * 9)
     set_filters(model.layer1[0].conv1, rows)
-    method = SoftFilterPruning(ratio=0.25)
+    method = SoftFilterPruning.create(ratio=0.25)
     method.prepare(model, SHAPE)
     method.on_epoch_end(model, 0, "train")
     assert method.masks["layer1.0.conv1"].nonzero().flatten().tolist() == flat
@@ -282,7 +262,7 @@ def test_option_a_resnet_prunes_only_block_internal_channels():
     ignored = ignored_names(model)
     assert ignored[:2] == ["fc", "conv1"] and len(ignored) == 2 + 9
     assert all(n.endswith(".conv2") for n in ignored[2:])
-    method = L1FilterPruning(ratio=0.5)
+    method = L1FilterPruning.create(ratio=0.5)
     method.prepare(model, (1, 3, 32, 32))
     assert sorted(method.groups) == sorted(f"layer{i}.{j}.conv1" for i in (1, 2, 3) for j in range(3))
     method.compress(model)
@@ -291,7 +271,7 @@ def test_option_a_resnet_prunes_only_block_internal_channels():
     for stage, width in ((model.layer1, 16), (model.layer2, 32), (model.layer3, 64)):
         for block in stage:  # the residual stream and the zero-padded shortcuts keep their widths
             assert block.conv2.out_channels == width and block.conv1.out_channels == width // 2
-    # PITFALLS.md: ResNet-20 at ratio 0.5 goes from 40.55 M to 20.50 M conv + linear MACs
+    # docs/pitfalls.md: ResNet-20 at ratio 0.5 goes from 40.55 M to 20.50 M conv + linear MACs
     assert cifar_macs(16, 32, 64, hw=32, blocks=3) == 40_550_400 + 640
     assert svdbench.count_macs(model, (1, 3, 32, 32)) == cifar_macs(8, 16, 32, hw=32, blocks=3) == 20_497_024
 
@@ -299,7 +279,7 @@ def test_option_a_resnet_prunes_only_block_internal_channels():
 def test_torchvision_resnet_prunes_coupled_residual_channels():
     model = build_model("torchvision", "resnet18", 10, 3)
     shape = (1, 3, 32, 32)
-    method = SoftFilterPruning(ratio=0.25)
+    method = SoftFilterPruning.create(ratio=0.25)
     method.prepare(model, shape)
     count = MacModel(model, shape)
     assert ignored_names(model) == ["fc"]
@@ -322,7 +302,7 @@ def test_speedup_target_picks_the_smallest_ratio_that_reaches_it():
     widths = lambda r: [kept_channels(c, r) for c in (16, 32, 64)]  # noqa: E731
     assert dense / resnet8_macs(*widths(ratio)) == pytest.approx(reached) and reached >= 2.0
     assert dense / resnet8_macs(*widths(ratio - 0.01)) < 2.0
-    method = L1FilterPruning(ratio=None, speedup=2.0)
+    method = L1FilterPruning.create(speedup=2.0)
     method.prepare(model, SHAPE)
     method.compress(model)
     assert method.ratio_used == ratio
@@ -337,15 +317,15 @@ def test_speedup_target_picks_the_smallest_ratio_that_reaches_it():
 @pytest.mark.parametrize(
     ("schema", "kw", "key"),
     [
-        (TRPMethodConfig, {"period": 0}, "method.period"),
-        (TRPMethodConfig, {"energy_train": 0.0}, "method.energy_train"),
-        (TRPMethodConfig, {"nuclear_weight": -1.0}, "method.nuclear_weight"),
-        (TRPMethodConfig, {"energy": 0.1}, "method.energy"),  # threshold is set too
-        (TRPMethodConfig, {"decomposition": "tucker"}, "method.decomposition"),
-        (SVDPosthocMethodConfig, {"energy": 1.0}, "method.energy"),
-        (SVDPosthocMethodConfig, {"finetune_epochs": -1}, "method.finetune_epochs"),
-        (FilterPruningConfig, {"ratio": 0.3}, "method.ratio"),  # speedup is set too
-        (FilterPruningConfig, {"ratio": 1.0, "speedup": None}, "method.ratio"),
+        (TRPConfig, {"period": 0}, "method.period"),
+        (TRPConfig, {"energy_kept": 0.0}, "method.energy_kept"),
+        (TRPConfig, {"nuclear_weight": -1.0}, "method.nuclear_weight"),
+        (TRPConfig, {"energy": 0.1, "threshold": 0.05}, "method.energy"),  # both targets set
+        (TRPConfig, {"decomposition": "tucker"}, "method.decomposition"),
+        (PosthocSVDConfig, {"energy": 1.0}, "method.energy"),
+        (PosthocSVDConfig, {"finetune_epochs": -1}, "method.finetune_epochs"),
+        (FilterPruningConfig, {"ratio": 0.3, "speedup": 2.0}, "method.ratio"),  # both targets set
+        (FilterPruningConfig, {"ratio": 1.0}, "method.ratio"),
         (FilterPruningConfig, {"speedup": 1.0}, "method.speedup"),
     ],
 )
@@ -354,30 +334,23 @@ def test_schemas_check_ranges_naming_the_key(schema, kw, key):
         schema(**kw)
 
 
-def compose_method(overrides):
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=run_module.CONF_DIR, version_base="1.3"):
-        return compose(config_name="config", overrides=overrides)
-
-
-def test_yaml_files_compose_and_either_target_can_be_set_alone():
-    assert set(METHOD_SCHEMAS) == {f"{m}_schema" for m in METHODS}
+def test_methods_compose_and_either_target_can_be_set_alone(compose_cfg, build):
     for name in METHODS:
-        typed, method = run_module.build(compose_method([f"method={name}"]))
+        typed, method = build(compose_cfg([f"method={name}"]))
         assert method.name == name and typed.method.finetune_epochs == method.finetune_epochs == 3
-    typed, method = run_module.build(compose_method(["method=sfp", "method.ratio=0.4"]))
-    assert (typed.method.ratio, typed.method.speedup) == (0.4, None) and method.ratio == 0.4
-    typed, method = run_module.build(compose_method(["method=fpgm", "method.speedup=3"]))
-    assert (method.ratio, method.speedup) == (None, 3.0)
-    with pytest.raises(run_module.InputError, match="set exactly one"):
-        run_module.build(compose_method(["method=l1_filter", "method.ratio=0.4", "method.speedup=3"]))
+    typed, method = build(compose_cfg(["method=sfp", "method.ratio=0.4"]))
+    assert (typed.method.ratio, typed.method.speedup) == (0.4, None) == (method.config.ratio, method.config.speedup)
+    typed, method = build(compose_cfg(["method=fpgm", "method.speedup=3"]))
+    assert (method.config.ratio, method.config.speedup) == (None, 3.0)
+    typed, method = build(compose_cfg(["method=trp", "method.energy=0.1"]))
+    assert (method.config.energy, method.config.threshold) == (0.1, None)
+    with pytest.raises(InputError, match="set exactly one"):
+        build(compose_cfg(["method=l1_filter", "method.ratio=0.4", "method.speedup=3"]))
 
 
-def test_run_py_config_error_is_one_line(root, tmp_path):
-    proc = subprocess.run(
-        [sys.executable, "run.py", "method=trp", "method.period=-1", f"hydra.run.dir={tmp_path}"],
-        cwd=root, capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+@pytest.mark.slow
+def test_run_py_config_error_is_one_line(run_py, tmp_path):
+    proc = run_py("method=trp", "method.period=-1", f"hydra.run.dir={tmp_path}", timeout=120)
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert lines == ["config error: method.period must be >= 1, got -1"]
@@ -395,11 +368,11 @@ REQUIRED = {
 
 def make(name: str):
     return {
-        "trp": lambda: TRP(period=1, finetune_epochs=1),
-        "svd_posthoc": lambda: PosthocSVD(energy=0.3, finetune_epochs=1),
-        "l1_filter": lambda: L1FilterPruning(ratio=0.5, finetune_epochs=1),
-        "sfp": lambda: SoftFilterPruning(speedup=1.5, finetune_epochs=1),
-        "fpgm": lambda: FPGMPruning(ratio=0.3, finetune_epochs=1),
+        "trp": lambda: TRP.create(period=1, finetune_epochs=1),
+        "svd_posthoc": lambda: PosthocSVD.create(energy=0.3, finetune_epochs=1),
+        "l1_filter": lambda: L1FilterPruning.create(ratio=0.5, finetune_epochs=1),
+        "sfp": lambda: SoftFilterPruning.create(speedup=1.5, finetune_epochs=1),
+        "fpgm": lambda: FPGMPruning.create(ratio=0.3, finetune_epochs=1),
     }[name]()
 
 
@@ -439,8 +412,9 @@ def assert_counters_agree(deployed: nn.Module, input_shape) -> None:
         assert int(ops) == fv.macs_total - fv.by_operator.get("adaptive_avg_pool2d", 0) + per["bias"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", METHODS)
-def test_end_to_end_writes_complete_results(name, tmp_path):
+def test_end_to_end_writes_complete_results(name, tmp_path, tiny_cfg):
     method = make(name)
     res = run_experiment(tiny_cfg(), method, tmp_path)
     saved = json.loads((tmp_path / "results.json").read_text())
@@ -470,7 +444,8 @@ def test_end_to_end_writes_complete_results(name, tmp_path):
             assert c["layer3.0.conv1"] == kept_channels(64, d["ratio"])
 
 
-def test_baselines_start_from_a_dense_run(tmp_path):
+@pytest.mark.slow
+def test_baselines_start_from_a_dense_run(tmp_path, tiny_cfg):
     dense = run_experiment(tiny_cfg(), Dense(), tmp_path / "dense")
     for name in ("l1_filter", "trp"):
         res = run_experiment(tiny_cfg(init_from=str(tmp_path / "dense")), make(name), tmp_path / name)
@@ -479,22 +454,23 @@ def test_baselines_start_from_a_dense_run(tmp_path):
         assert res["stage_top1"]["dense"] == pytest.approx(dense["top1"])
 
 
-def test_run_py_composes_a_baseline(root, tmp_path):
+@pytest.mark.slow
+def test_run_py_composes_a_baseline(run_py, tmp_path):
     out = tmp_path / "run"
     args = ["method=fpgm", "method.ratio=0.25", "dataset=synthetic", "dataset.shape=[3,16,16]",
             "dataset.num_train=64", "dataset.num_test=32", "trainer.epochs=1", "trainer.batch_size=32",
             "trainer.progress=false", "trainer.bn_recalibration_batches=1", "method.finetune_epochs=1"]  # fmt: skip
-    proc = subprocess.run(
-        [sys.executable, "run.py", *args, f"hydra.run.dir={out}"], cwd=root, capture_output=True, text=True, timeout=300
-    )
+    proc = run_py(*args, f"hydra.run.dir={out}")
     assert proc.returncode == 0, proc.stderr[-2000:]
     res = json.loads((out / "results.json").read_text())
     assert res["status"] == "completed" and res["method"] == "fpgm"
     assert res["config"]["method"]["ratio"] == 0.25 and res["config"]["method"]["speedup"] is None
+    assert "regularizer" not in res["config"]  # filter pruning takes no sparsity term and records none
     assert res["method_details"]["channels_after"]["layer3.0.conv1"] == 48
 
 
-def test_resume_replays_compress_from_the_trained_stage(tmp_path):
+@pytest.mark.slow
+def test_resume_replays_compress_from_the_trained_stage(tmp_path, tiny_cfg):
     # stage_train.pt holds the model and the method's masks; a rerun replays compress from them and
     # resumes the fine-tuning on the identically pruned network
     cfg = tiny_cfg(keep_checkpoints=True)

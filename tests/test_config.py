@@ -1,84 +1,97 @@
 """Every config group option composes into the typed schema; bad values fail before any work."""
 
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
-from hydra.utils import get_class
 
-import run as run_module
-from svdbench.config import Config, to_config
-
-CONF = Path(run_module.CONF_DIR)
+from svdbench.config import Config, validate
+from svdbench.errors import InputError
+from svdbench.methods import METHODS
 
 
-def options(group: str) -> list[str]:
-    return sorted(p.stem for p in (CONF / group).glob("*.yaml"))
+def options(root, group: str) -> list[str]:
+    return sorted(p.stem for p in (root / "conf" / group).glob("*.yaml"))
 
 
-def compose_cfg(overrides):
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        return compose(config_name="config", overrides=overrides)
-
-
-@pytest.mark.parametrize("group", ["model", "dataset", "method", "regularizer", "trainer", "logger"])
-def test_every_group_option_composes_and_validates(group):
-    found = options(group)
+@pytest.mark.parametrize("group", ["model", "dataset", "regularizer", "logger"])
+def test_every_group_option_composes_and_validates(group, root, compose_cfg):
+    found = options(root, group)
     assert found, f"no options in conf/{group}"
     for name in found:
         extra = ["dataset.root=/data/imagenet"] if (group, name) == ("dataset", "imagenet") else []
-        cfg = compose_cfg([f"{group}={name}", *extra])
-        typed = to_config(cfg)
-        assert isinstance(typed, Config)
-        if group == "method":
-            assert get_class(cfg.method._target_) is not None
+        assert isinstance(validate(compose_cfg([f"{group}={name}", *extra])), Config)
 
 
-def test_required_groups_and_defaults():
-    typed = to_config(compose_cfg([]))
+def test_every_registered_method_is_a_method_choice(compose_cfg, build):
+    for name in METHODS:
+        typed, method = build(compose_cfg([f"method={name}"]))
+        assert method.name == name and type(typed.method) is METHODS.get(name).Config
+
+
+def test_required_groups_and_defaults(root, compose_cfg):
+    typed = validate(compose_cfg([]))
     assert (typed.model.name, typed.dataset.name, typed.regularizer.kind) == ("resnet8", "fashion_mnist", "hoyer")
     assert typed.method.decomposition == "channel" and typed.seed == 0
+    assert (typed.trainer.optimizer, typed.trainer.lr, typed.trainer.epochs) == ("adam", 0.002, 12)
+    assert typed.method.energy == 3e-4 and typed.method.finetune_epochs == 3
     for name in ["resnet8", "resnet20", "resnet32", "resnet56", "resnet110", "resnet18", "resnet50", "timm"]:
-        assert name in options("model")
+        assert name in options(root, "model")
     for name in ["fashion_mnist", "cifar10", "cifar100", "imagenet", "synthetic"]:
-        assert name in options("dataset")
+        assert name in options(root, "dataset")
     for name in ["none", "l1", "hoyer", "hoyer_square"]:
-        assert name in options("regularizer")
+        assert name in options(root, "regularizer")
 
 
-@pytest.mark.parametrize(
-    "override, message",
-    [
-        ("trainer.lrr=0.1", "Key 'lrr' not in 'TrainerConfig' (key: trainer.lrr)"),
-        ("method.energi=0.1", "Key 'energi' not in 'SVDMethodConfig'"),
-        ("trainer.lr=fast", "could not be converted to Float (key: trainer.lr)"),
-        ("method.energy=1.0", "method.energy must be in [0, 1), got 1.0"),
-        ("method.energy=-0.1", "method.energy must be in [0, 1)"),
-        ("regularizer.weight=-1", "regularizer.weight must be >= 0"),
-        ("method.orthogonality=-2", "method.orthogonality must be >= 0"),
-        ("method.decomposition=diagonal", "method.decomposition must be channel or spatial"),
-        ("trainer.optimizer=rmsprop", "trainer.optimizer must be sgd or adam"),
-        ("trainer.milestones=[81,122]", "trainer.milestones are fractions of a stage"),
-        ("model=resnet9", "Could not find 'model/resnet9'"),
-        ("dataset.name=mnist", "dataset.name must be one of"),
-    ],
-)
-def test_bad_config_one_line_no_results(tmp_path, root, override, message):
+def test_help_lists_real_choices_only(run_py):
+    """No internal schema shows up as an option of a group (``method: dense, dense_schema, ...``)."""
+    proc = run_py("--help")
+    assert proc.returncode == 0
+    groups = dict(line.split(": ", 1) for line in proc.stdout.splitlines() if ": " in line and not line.startswith(" "))
+    assert groups["method"] == ", ".join(sorted(METHODS.names()))
+    assert "schema" not in proc.stdout
+    assert {"model", "dataset", "method", "regularizer", "trainer", "logger", "measure", "experiment"} <= groups.keys()
+
+
+BAD = [
+    ("trainer.lrr=0.1", "Key 'lrr' not in 'TrainerConfig' (key: trainer.lrr)"),
+    ("+trainer.lrr=0.1", "Key 'lrr' not in 'TrainerConfig' (key: trainer.lrr)"),
+    ("++trainer.lrr=0.1", "Key 'lrr' not in 'TrainerConfig' (key: trainer.lrr)"),
+    ("method.energi=0.1", "Key 'energi' not in 'SVDConfig' (key: method.energi)"),
+    ("+method.energi=0.1", "Key 'energi' not in 'SVDConfig' (key: method.energi)"),
+    ("+seeed=1", "Key 'seeed' not in 'Config'"),
+    ("trainer.lr=fast", "could not be converted to Float (key: trainer.lr)"),
+    ("method.energy=1.0", "method.energy must be in [0, 1), got 1.0"),
+    ("method.energy=-0.1", "method.energy must be in [0, 1)"),
+    ("method.energy=0.1 method.threshold=0.2", "method.energy and method.threshold: set exactly one (the other null)"),
+    ("regularizer.weight=-1", "regularizer.weight must be >= 0"),
+    ("method.orthogonality=-2", "method.orthogonality must be >= 0"),
+    ("method.decomposition=diagonal", "method.decomposition must be channel or spatial, got 'diagonal'"),
+    ("trainer.optimizer=rmsprop", "trainer.optimizer must be sgd or adam"),
+    ("trainer.milestones=[81,122]", "trainer.milestones are fractions of a stage"),
+    ("model=resnet9", "Could not find 'model/resnet9'"),
+    ("method=magic", "Could not find 'method/magic'"),
+    ("dataset.name=mnist", "dataset.name must be one of"),
+    ("method=trp method.energy_train=0.95", "method.energy_train was renamed: use method.energy_kept"),
+    ("method=trp +method.energy_train=0.95", "method.energy_train was renamed: use method.energy_kept"),
+]
+
+
+@pytest.mark.parametrize("overrides, message", BAD, ids=[b[0] for b in BAD])
+def test_bad_config_is_one_line_exit_2_nothing_written(tmp_path, run_py, overrides, message):
     out = tmp_path / "run"
-    proc = subprocess.run(
-        [sys.executable, "run.py", override, f"hydra.run.dir={out}"],
-        cwd=root,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert proc.returncode == 2
+    proc = run_py(*overrides.split(), f"hydra.run.dir={out}", timeout=120)
+    assert proc.returncode == 2, proc.stderr
     lines = [ln for ln in proc.stderr.strip().splitlines() if ln.strip()]
     assert len(lines) == 1, proc.stderr
-    assert lines[0].startswith("config error: ") and message in lines[0]
+    assert lines[0].startswith("config error: ") and message in lines[0], lines[0]
     assert "Traceback" not in proc.stderr
     assert not out.exists()
+
+
+ADDED = [b for b in BAD if b[0].startswith("+")]
+
+
+@pytest.mark.parametrize("overrides, message", ADDED, ids=[b[0] for b in ADDED])
+def test_validate_refuses_what_compose_lets_through(compose_cfg, overrides, message):
+    """In-process: a ``+key`` passes Hydra's composition and stops at validate()."""
+    with pytest.raises(InputError) as err:
+        validate(compose_cfg(overrides.split()))
+    assert message in str(err.value)

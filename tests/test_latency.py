@@ -13,24 +13,14 @@ import pytest
 import torch
 
 import svdbench
-from svdbench import latency, timing
-from svdbench.config import Config, DatasetConfig, MeasureConfig, ModelConfig, SVDMethodConfig, TrainerConfig
+from svdbench import latency, onnx_export, timing
+from svdbench.config import MeasureConfig
 from svdbench.methods import Dense, SVDTraining
 from svdbench.models import build_model
 from svdbench.pipeline import run_experiment
 
 ROOT = Path(__file__).resolve().parents[1]
 STATS = {"median_ms", "p10_ms", "p90_ms", "mean_ms", "images_per_s", "repeats", "warmup"}
-
-
-def tiny_cfg(**kw) -> Config:  # as tests/test_pipeline.py's
-    return Config(
-        model=ModelConfig(name="resnet8"),
-        dataset=DatasetConfig(name="synthetic", shape=[3, 16, 16], num_train=128, num_test=64),
-        trainer=TrainerConfig(epochs=1, batch_size=32, progress=False, device="cpu", bn_recalibration_batches=2),
-        method=SVDMethodConfig(),
-        **kw,
-    )
 
 
 def deployed_resnet8(in_channels=1, energy=0.3):
@@ -124,8 +114,6 @@ onnx_missing = pytest.mark.skipif(
 @onnx_missing
 @pytest.mark.parametrize("kind", ["deployed", "dense"])
 def test_onnx_export_matches_pytorch(tmp_path, kind, caplog):
-    from svdbench import onnx_export
-
     net = deployed_resnet8() if kind == "deployed" else build_model("cifar_resnet", "resnet8", 10, 1).eval()
     path = tmp_path / f"{kind}.onnx"
     caplog.set_level(logging.INFO)
@@ -145,8 +133,6 @@ def test_onnx_export_matches_pytorch(tmp_path, kind, caplog):
 
 @onnx_missing
 def test_onnx_check_detects_a_mismatch(tmp_path, monkeypatch):
-    from svdbench import onnx_export
-
     net = build_model("cifar_resnet", "resnet8", 10, 1).eval()
     real = onnx_export.session
 
@@ -163,8 +149,6 @@ def test_onnx_check_detects_a_mismatch(tmp_path, monkeypatch):
 
 
 def test_onnx_absence_is_one_skip_line(monkeypatch):
-    from svdbench import onnx_export
-
     monkeypatch.setattr(onnx_export, "unavailable", lambda: "not installed: onnxruntime (ImportError)")
     rep = latency.latency_report(deployed_resnet8(), build_model("cifar_resnet", "resnet8", 10, 1), (1, 16, 16),
                                  batch_sizes=[2], max_seconds=0.05, onnx=True)  # fmt: skip
@@ -179,9 +163,10 @@ def test_measure_config_checks_ranges():
         MeasureConfig(max_seconds=0)
 
 
-def test_pipeline_records_latency(tmp_path):
+@pytest.mark.slow
+def test_pipeline_records_latency(tmp_path, tiny_cfg):
     cfg = tiny_cfg(measure=MeasureConfig(batch_sizes=[1, 8], max_seconds=0.1, onnx=True), save_model=False)
-    res = run_experiment(cfg, SVDTraining(energy=0.3), tmp_path / "run")
+    res = run_experiment(cfg, SVDTraining.create(energy=0.3), tmp_path / "run")
     on_disk = json.loads((tmp_path / "run" / "results.json").read_text())
     lat = on_disk["latency"]
     assert lat == json.loads(json.dumps(res["latency"]))
@@ -195,7 +180,8 @@ def test_pipeline_records_latency(tmp_path):
     assert "latency" in on_disk["wall_time"]
 
 
-def test_pipeline_latency_off(tmp_path):
+@pytest.mark.slow
+def test_pipeline_latency_off(tmp_path, tiny_cfg):
     cfg = tiny_cfg(measure=MeasureConfig(latency=False), save_model=False)
     res = run_experiment(cfg, Dense(), tmp_path / "run")
     assert "latency" not in res and res["status"] == "completed"

@@ -1,4 +1,4 @@
-"""Decomposed layers: exact reconstruction, pruning, export and their MACs against METHOD.md's formulas."""
+"""Decomposed layers: exact reconstruction, pruning, export and their MACs against the formulas of docs/method.md 1.1."""
 
 import pytest
 import torch

@@ -1,41 +1,32 @@
 """End to end: a tiny run writes a complete results.json; input errors write none."""
 
 import json
-import subprocess
-import sys
 
 import pytest
 import torch
-from tiny import tiny
 
 import svdbench
-from svdbench.config import Config, DatasetConfig, ModelConfig, SVDMethodConfig, TrainerConfig
+from svdbench.checkpoint import resume_key
+from svdbench.config import DatasetConfig, ModelConfig
+from svdbench.errors import InputError
 from svdbench.methods import Dense, SVDTraining
-from svdbench.pipeline import InputError, run_experiment
+from svdbench.pipeline import run_experiment
 from svdbench.regularizers import SparsityRegularizer
 
-TINY = tiny("save_model")
 REQUIRED = {
     "status", "config", "method", "model", "dataset", "seed", "top1", "macs", "macs_total", "params",
     "macs_dense", "params_dense", "speedup", "stage_top1", "ranks", "wall_time", "versions", "history",
 }  # fmt: skip
 
 
-def tiny_cfg(**kw) -> Config:
-    return Config(
-        model=ModelConfig(name="resnet8"),
-        dataset=DatasetConfig(name="synthetic", shape=[3, 16, 16], num_train=128, num_test=64),
-        trainer=TrainerConfig(epochs=1, batch_size=32, progress=False, device="cpu", bn_recalibration_batches=2),
-        method=SVDMethodConfig(),
-        **kw,
-    )
+def hoyer(weight=0.01):
+    return SparsityRegularizer("hoyer", weight)
 
 
-def test_run_py_end_to_end_writes_complete_results(tmp_path, root):
+@pytest.mark.slow
+def test_run_py_end_to_end_writes_complete_results(tmp_path, run_py, tiny):
     out = tmp_path / "run"
-    proc = subprocess.run(
-        [sys.executable, "run.py", *TINY, f"hydra.run.dir={out}"], cwd=root, capture_output=True, text=True, timeout=300
-    )
+    proc = run_py(*tiny("save_model"), f"hydra.run.dir={out}")
     assert proc.returncode == 0, proc.stderr[-2000:]
     res = json.loads((out / "results.json").read_text())
     assert REQUIRED <= res.keys()
@@ -55,13 +46,14 @@ def test_run_py_end_to_end_writes_complete_results(tmp_path, root):
     assert "results: " in proc.stderr + proc.stdout
 
 
-def test_pipeline_dense_then_svd_from_it(tmp_path):
+@pytest.mark.slow
+def test_pipeline_dense_then_svd_from_it(tmp_path, tiny_cfg):
     dense_dir = tmp_path / "dense"
     res = run_experiment(tiny_cfg(), Dense(), dense_dir)
     assert res["status"] == "completed" and res["speedup"] == 1.0 and res["macs"] == res["macs_dense"]
     assert (dense_dir / "dense.pt").is_file()
     sd = torch.load(dense_dir / "dense.pt", weights_only=True)
-    method = SVDTraining(init="svd", energy=0.3, regularizer=SparsityRegularizer("hoyer", 0.01))
+    method = SVDTraining.create(hoyer(), init="svd", energy=0.3)
     svd = run_experiment(tiny_cfg(init_from=str(dense_dir)), method, tmp_path / "svd")
     assert svd["init_from"] == str(dense_dir) and "dense" in svd["stage_top1"]
     assert svd["stage_top1"]["dense"] == pytest.approx(res["top1"])
@@ -69,8 +61,9 @@ def test_pipeline_dense_then_svd_from_it(tmp_path):
     assert sd  # a plain state_dict
 
 
-def test_energy_sweep_writes_one_result_per_energy(tmp_path):
-    method = SVDTraining(energy=0.05, energies=[0.1, 0.5], regularizer=SparsityRegularizer("hoyer", 0.01))
+@pytest.mark.slow
+def test_energy_sweep_writes_one_result_per_energy(tmp_path, tiny_cfg):
+    method = SVDTraining.create(hoyer(), energy=0.05, energies=[0.1, 0.5])
     res = run_experiment(tiny_cfg(), method, tmp_path)
     pts = {p["energy"]: json.loads((tmp_path / f"energy_{p['energy']:g}" / "results.json").read_text())
            for p in res["energy_sweep"]}  # fmt: skip
@@ -83,7 +76,8 @@ def test_energy_sweep_writes_one_result_per_energy(tmp_path):
         assert p["stage_top1"]["train"] == res["stage_top1"]["train"]
 
 
-def test_input_errors_write_nothing(tmp_path):
+@pytest.mark.slow
+def test_input_errors_write_nothing(tmp_path, tiny_cfg):
     cfg = tiny_cfg(init_from=str(tmp_path / "missing"))
     with pytest.raises(InputError, match="no dense checkpoint"):
         run_experiment(cfg, Dense(), tmp_path / "a")
@@ -101,13 +95,15 @@ def test_input_errors_write_nothing(tmp_path):
     assert not list(tmp_path.rglob("results.json"))
 
 
-def test_same_seed_same_result(tmp_path):
-    a = run_experiment(tiny_cfg(), SVDTraining(regularizer=SparsityRegularizer("hoyer", 0.01)), tmp_path / "a")
-    b = run_experiment(tiny_cfg(), SVDTraining(regularizer=SparsityRegularizer("hoyer", 0.01)), tmp_path / "b")
+@pytest.mark.slow
+def test_same_seed_same_result(tmp_path, tiny_cfg):
+    a = run_experiment(tiny_cfg(), SVDTraining(regularizer=hoyer()), tmp_path / "a")
+    b = run_experiment(tiny_cfg(), SVDTraining(regularizer=hoyer()), tmp_path / "b")
     assert a["top1"] == b["top1"] and a["macs"] == b["macs"] and a["history"] == b["history"]
 
 
-def test_finetune_stage_takes_its_own_lr_and_schedule(tmp_path, monkeypatch):
+@pytest.mark.slow
+def test_finetune_stage_takes_its_own_lr_and_schedule(tmp_path, monkeypatch, tiny_cfg):
     """trainer.finetune_lr / finetune_schedule reach the fine-tuning stage only (Li et al. fine-tune
     at a constant small rate after a multistep training)."""
     import svdbench.pipeline as pipeline
@@ -123,7 +119,7 @@ def test_finetune_stage_takes_its_own_lr_and_schedule(tmp_path, monkeypatch):
     cfg = tiny_cfg()
     cfg.trainer.schedule, cfg.trainer.lr = "multistep", 0.05
     cfg.trainer.finetune_schedule, cfg.trainer.finetune_lr = "constant", 0.001
-    run_experiment(cfg, SVDTraining(energy=0.3, regularizer=SparsityRegularizer("hoyer", 0.01)), tmp_path)
+    run_experiment(cfg, SVDTraining.create(hoyer(), energy=0.3), tmp_path)
     assert (seen["train"].schedule, seen["train"].lr) == ("multistep", 0.05)
     assert (seen["finetune"].schedule, seen["finetune"].lr) == ("constant", 0.001)
 
@@ -131,10 +127,8 @@ def test_finetune_stage_takes_its_own_lr_and_schedule(tmp_path, monkeypatch):
 def test_completed_run_recorded_before_a_new_optional_key_is_kept(tmp_path):
     """A key added later at its null default (here trainer.finetune_schedule) does not make a
     completed run directory look like another configuration; a set value does."""
-    from svdbench.pipeline import _resume_key
-
     old = {"trainer": {"lr": 0.1, "progress": True}, "measure": {"latency": True}, "seed": 0}
     new = {"trainer": {"lr": 0.1, "progress": False, "finetune_schedule": None}, "measure": {}, "seed": 0}
-    assert _resume_key(old) == _resume_key(new)
+    assert resume_key(old, "svd") == resume_key(new, "svd")
     new["trainer"]["finetune_schedule"] = "constant"
-    assert _resume_key(old) != _resume_key(new)
+    assert resume_key(old, "svd") != resume_key(new, "svd")

@@ -4,27 +4,16 @@ and failed results.json files, and the aggregation over seeds on constructed cop
 import copy
 import csv
 import json
-import os
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from tiny import tiny
 
 from svdbench import report
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY = tiny("trainer.epochs")
-# one thread per job: tiny models gain nothing from more, and on a shared 2-core machine
-# oversubscribed OpenMP threads make a 1 s job take 10 s
-ENV = {**os.environ, "WANDB_MODE": "disabled", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-
-
-def run_py(*args, timeout=300):
-    return subprocess.run([sys.executable, "run.py", *args], cwd=ROOT, env=ENV, capture_output=True, text=True,
-                          timeout=timeout)  # fmt: skip
 
 
 def svdbench_cmd():
@@ -33,10 +22,10 @@ def svdbench_cmd():
 
 
 @pytest.fixture(scope="module")
-def sweep(tmp_path_factory):
+def sweep(tmp_path_factory, run_py, tiny):
     """4 jobs: method dense and svd x trainer.epochs 1 and 2 (a few seconds in all)."""
     d = tmp_path_factory.mktemp("multirun") / "sweep"
-    proc = run_py("-m", "method=dense,svd", "trainer.epochs=1,2", *TINY, f"hydra.sweep.dir={d}")
+    proc = run_py("-m", "method=dense,svd", "trainer.epochs=1,2", *tiny("trainer.epochs"), f"hydra.sweep.dir={d}")
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert len(list(d.rglob("results.json"))) == 4
     return d
@@ -47,7 +36,8 @@ def read_csv(path):
         return list(csv.DictReader(f))
 
 
-def test_report_command_writes_tables_fronts_and_plot(sweep, tmp_path):
+@pytest.mark.slow
+def test_report_command_writes_tables_fronts_and_plot(sweep, env, tmp_path):
     src = tmp_path / "runs"
     shutil.copytree(sweep, src)
     (src / "corrupt").mkdir()
@@ -70,7 +60,7 @@ def test_report_command_writes_tables_fronts_and_plot(sweep, tmp_path):
         )  # fmt: skip
     )
     out = tmp_path / "out"
-    proc = subprocess.run([*svdbench_cmd(), "report", str(src), "--out", str(out)], cwd=ROOT, env=ENV,
+    proc = subprocess.run([*svdbench_cmd(), "report", str(src), "--out", str(out)], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=120)  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     warnings = [ln for ln in proc.stderr.splitlines() if ln.startswith("warning:")]
@@ -117,10 +107,11 @@ def test_report_command_writes_tables_fronts_and_plot(sweep, tmp_path):
     assert len(summary["rows"]) == 4 and len(summary["failed"]) == 1 and len(summary["skipped"]) == 3
 
 
-def test_python_m_report_defaults_to_first_path(sweep, tmp_path):
+@pytest.mark.slow
+def test_python_m_report_defaults_to_first_path(sweep, env, tmp_path):
     src = tmp_path / "runs"
     shutil.copytree(sweep, src)
-    proc = subprocess.run([sys.executable, "-m", "svdbench.report", str(src)], cwd=ROOT, env=ENV,
+    proc = subprocess.run([sys.executable, "-m", "svdbench.report", str(src)], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=120)  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     assert (src / "report" / "comparison.md").is_file() and (src / "report" / "pareto.svg").is_file()
@@ -143,7 +134,8 @@ def _copy(res, path: Path, **changes):
     (path / "results.json").write_text(json.dumps(r))
 
 
-def test_seeds_are_averaged_duplicates_dropped_and_paths_ignored(sweep, tmp_path, capsys):
+@pytest.mark.slow
+def test_seeds_are_averaged_duplicates_dropped_and_paths_ignored(sweep, env, tmp_path, capsys):
     svd = next(json.loads(p.read_text()) for p in sorted(sweep.rglob("results.json"))
                if json.loads(p.read_text())["method"] == "svd")  # fmt: skip
     dense = next(json.loads(p.read_text()) for p in sorted(sweep.rglob("results.json"))
@@ -175,7 +167,8 @@ def test_latex_escaping():
     assert report.latex_escape("reg.kind=hoyer_square, 50% & #1") == r"reg.kind=hoyer\_square, 50\% \& \#1"
 
 
-def test_split_makes_one_method_per_value_with_its_own_front(sweep, tmp_path):
+@pytest.mark.slow
+def test_split_makes_one_method_per_value_with_its_own_front(sweep, env, tmp_path):
     svd = next(json.loads(p.read_text()) for p in sorted(sweep.rglob("results.json"))
                if json.loads(p.read_text())["method"] == "svd")  # fmt: skip
     for dec, top1, macs in (("channel", 60.0, 1_000_000), ("spatial", 65.0, 900_000)):
@@ -192,7 +185,8 @@ def test_split_makes_one_method_per_value_with_its_own_front(sweep, tmp_path):
     assert "| svd (spatial) |" in (tmp_path / "rep" / "comparison_svd__spatial_.md").read_text()
 
 
-def test_report_tables_are_what_wandb_logs(sweep, tmp_path):
+@pytest.mark.slow
+def test_report_tables_are_what_wandb_logs(sweep, env, tmp_path):
     src = tmp_path / "runs"
     shutil.copytree(sweep, src)
     (src / "failed").mkdir()

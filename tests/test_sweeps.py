@@ -3,39 +3,21 @@ and failed jobs in a multirun: recorded in results.json, never stopping the othe
 
 import itertools
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
-from hydra import compose, initialize_config_dir
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.types import RunMode
 from omegaconf import OmegaConf
-from tiny import tiny
 
-import run
+from svdbench import app
+from svdbench.methods import METHODS
 
 ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "conf"
 #: study_budget is the study presets' shared part, included by them, not a sweep of its own
 SWEEPS = sorted(p.stem for p in (CONF / "sweep").glob("*.yaml") if p.stem != "study_budget")
-TINY = tiny()
-# one thread per job: tiny models gain nothing from more, and on a shared 2-core machine
-# oversubscribed OpenMP threads make a 1 s job take 10 s
-ENV = {**os.environ, "WANDB_MODE": "disabled", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-
-
-def run_py(*args, timeout=300):
-    return subprocess.run([sys.executable, "run.py", *args], cwd=ROOT, env=ENV, capture_output=True, text=True,
-                          timeout=timeout)  # fmt: skip
-
-
-def compose_cfg(overrides, hydra_cfg=True):
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        return compose(config_name="config", overrides=list(overrides), return_hydra_config=hydra_cfg)
 
 
 def axis(key: str, values: str) -> list[str]:
@@ -61,29 +43,27 @@ def test_every_preset_is_tested():
 
 
 @pytest.mark.parametrize("name", [s for s in SWEEPS if s != "optuna_pareto"])
-def test_grid_preset_composes_at_every_corner(name):
-    cfg = compose_cfg([f"+sweep={name}"])
+def test_grid_preset_composes_at_every_corner(name, compose_cfg, build):
+    cfg = compose_cfg([f"+sweep={name}"], hydra=True)
     assert cfg.hydra.mode == RunMode.MULTIRUN
     assert cfg.hydra.sweeper._target_ == "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"
     params = OmegaConf.to_container(cfg.hydra.sweeper.params)
     assert params and len(corners(params)) >= 2
     methods = set(axis("method", params["method"])) if "method" in params else set()
-    missing = sorted(m for m in methods if not (CONF / "method" / f"{m}.yaml").is_file())
-    if missing:
-        pytest.skip(f"{', '.join(f'conf/method/{m}.yaml' for m in missing)} not written yet (baselines in progress)")
+    assert methods <= set(METHODS)
     for point in corners(params):
-        job = compose_cfg([f"+sweep={name}", *point], hydra_cfg=False)
-        typed, method = run.build(job)
+        job = compose_cfg([f"+sweep={name}", *point])
+        typed, method = build(job)
         for override in point:
             key, value = override.split("=", 1)
             if key != "method":
                 assert str(OmegaConf.select(job, key)) == value or float(OmegaConf.select(job, key)) == float(value)
 
 
-def test_svd_grids_sweep_lambda_energy_and_decomposition_per_regularizer():
+def test_svd_grids_sweep_lambda_energy_and_decomposition_per_regularizer(compose_cfg):
     kinds = {}
     for name in ("svd_grid", "svd_grid_l1", "svd_grid_hoyer_square"):
-        cfg = compose_cfg([f"+sweep={name}"])
+        cfg = compose_cfg([f"+sweep={name}"], hydra=True)
         assert {"method.decomposition", "regularizer.weight", "method.energy"} <= cfg.hydra.sweeper.params.keys()
         assert cfg.hydra.sweeper.params["method.decomposition"] == "channel,spatial"
         kinds[name] = cfg.regularizer.kind
@@ -91,22 +71,23 @@ def test_svd_grids_sweep_lambda_energy_and_decomposition_per_regularizer():
     assert list(compose_cfg(["+sweep=svd_energies"]).method.energies)
 
 
-def test_optuna_preset_is_multi_objective_nsga2():
-    cfg = compose_cfg(["+sweep=optuna_pareto"])
+def test_optuna_preset_is_multi_objective_nsga2(compose_cfg, build):
+    cfg = compose_cfg(["+sweep=optuna_pareto"], hydra=True)
     sw = cfg.hydra.sweeper
     assert "optuna" in sw._target_.lower() and sw.sampler._target_ == "optuna.samplers.NSGAIISampler"
     assert list(sw.direction) == ["maximize", "minimize"]
     assert sw.max_failure_rate == 1.0
-    assert run.sweep_objectives(cfg.hydra) == 2
+    assert app.sweep_objectives(cfg.hydra) == 2
     job = compose_cfg(["+sweep=optuna_pareto", "method.decomposition=spatial", "regularizer.weight=0.001",
-                       "method.energy=0.1"], hydra_cfg=False)  # fmt: skip
-    run.build(job)
+                       "method.energy=0.1"])  # fmt: skip
+    build(job)
 
 
-def test_launcher_presets_compose():
-    joblib = compose_cfg(["hydra/launcher=local_parallel"]).hydra.launcher
+def test_launcher_presets_compose(compose_cfg):
+    joblib = compose_cfg(["hydra/launcher=local_parallel"], hydra=True).hydra.launcher
     assert joblib._target_.endswith("JoblibLauncher") and joblib.n_jobs == 2 and joblib.backend == "loky"
-    slurm = compose_cfg(["+sweep=svd_grid", "hydra/launcher=slurm", "hydra.launcher.partition=gpu"]).hydra.launcher
+    slurm = compose_cfg(["+sweep=svd_grid", "hydra/launcher=slurm", "hydra.launcher.partition=gpu"], hydra=True)
+    slurm = slurm.hydra.launcher
     assert slurm._target_.endswith("submitit_launcher.SlurmLauncher")
     assert slurm.partition == "gpu" and slurm.gpus_per_node == 1 and slurm.max_num_timeout == 3
     assert slurm.submitit_folder.endswith(".submitit/%j") and slurm.signal_delay_s > 0
@@ -118,17 +99,18 @@ def test_objective_and_failure_value_follow_the_sweeper():
     single = OmegaConf.create({"sweeper": {"_target_": optuna, "direction": "maximize"}})
     multi = OmegaConf.create({"sweeper": {"_target_": optuna, "direction": ["maximize", "minimize"]}})
     res = {"top1": 91.5, "macs": 1234}
-    assert run.objective(basic, res) == 91.5 and run.objective(single, res) == 91.5
-    assert run.objective(multi, res) == (91.5, 1234)
-    assert run.failed_job(basic, "x") != run.failed_job(basic, "x")  # NaN: the basic sweeper goes on
+    assert app.objective(basic, res) == 91.5 and app.objective(single, res) == 91.5
+    assert app.objective(multi, res) == (91.5, 1234)
+    assert app.failed_job(basic, "x") != app.failed_job(basic, "x")  # NaN: the basic sweeper goes on
     for hc in (single, multi):  # Optuna records a FAIL trial from an exception (a NaN breaks its bookkeeping)
         with pytest.raises(RuntimeError, match="job failed: x"):
-            run.failed_job(hc, "x")
+            app.failed_job(hc, "x")
 
 
-def test_optuna_two_trials_return_top1_and_macs(tmp_path):
+@pytest.mark.slow
+def test_optuna_two_trials_return_top1_and_macs(tmp_path, run_py, tiny):
     d = tmp_path / "optuna"
-    proc = run_py("-m", "+sweep=optuna_pareto", "hydra.sweeper.n_trials=2", *TINY, f"hydra.sweep.dir={d}")
+    proc = run_py("-m", "+sweep=optuna_pareto", "hydra.sweeper.n_trials=2", *tiny(), f"hydra.sweep.dir={d}")
     assert proc.returncode == 0, proc.stderr[-3000:]
     results = [json.loads(p.read_text()) for p in sorted(d.glob("*/results.json"))]
     assert len(results) == 2 and all(r["status"] == "completed" for r in results)
@@ -139,9 +121,10 @@ def test_optuna_two_trials_return_top1_and_macs(tmp_path):
     assert all(len(s["values"]) == 2 for s in solutions)
 
 
-def test_optuna_failed_trials_are_recorded_and_the_study_goes_on(tmp_path):
+@pytest.mark.slow
+def test_optuna_failed_trials_are_recorded_and_the_study_goes_on(tmp_path, run_py, tiny):
     d = tmp_path / "optuna_fail"
-    proc = run_py("-m", "+sweep=optuna_pareto", "hydra.sweeper.n_trials=2", "init_from=/nonexistent/dense", *TINY,
+    proc = run_py("-m", "+sweep=optuna_pareto", "hydra.sweeper.n_trials=2", "init_from=/nonexistent/dense", *tiny(),
                   f"hydra.sweep.dir={d}")  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
     for job in ("0", "1"):
@@ -150,12 +133,13 @@ def test_optuna_failed_trials_are_recorded_and_the_study_goes_on(tmp_path):
     assert yaml.safe_load((d / "optimization_results.yaml").read_text())["solutions"] == []
 
 
-def test_failed_jobs_in_a_joblib_multirun_are_recorded_and_do_not_stop_the_others(tmp_path):
+@pytest.mark.slow
+def test_failed_jobs_in_a_joblib_multirun_are_recorded_and_do_not_stop_the_others(tmp_path, run_py, tiny):
     """Job 0: a diverging run (fails after training started), job 1: completes, job 2: an input
     error found by the config checks; all three run, each leaves a results.json, exit code 0."""
     d = tmp_path / "sweep"
     proc = run_py("-m", "hydra/launcher=local_parallel", "method=dense", "trainer.optimizer=sgd",
-                  "trainer.lr=1e30,0.01,-1", *TINY, f"hydra.sweep.dir={d}")  # fmt: skip
+                  "trainer.lr=1e30,0.01,-1", *tiny(), f"hydra.sweep.dir={d}")  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
     res = [json.loads((d / j / "results.json").read_text()) for j in ("0", "1", "2")]
     assert res[0]["status"] == "failed" and "became nan" in res[0]["error"] and res[0]["history"] == []
@@ -164,21 +148,22 @@ def test_failed_jobs_in_a_joblib_multirun_are_recorded_and_do_not_stop_the_other
     assert res[2]["config"]["trainer"]["lr"] == -1 and res[2]["method"] == "dense"
 
 
-def test_single_run_input_error_still_writes_nothing(tmp_path):
+@pytest.mark.slow
+def test_single_run_input_error_still_writes_nothing(tmp_path, run_py, tiny):
     out = tmp_path / "run"
-    proc = run_py(*TINY, "init_from=/nonexistent/dense", f"hydra.run.dir={out}")
+    proc = run_py(*tiny(), "init_from=/nonexistent/dense", f"hydra.run.dir={out}")
     assert proc.returncode == 2
     assert "no dense checkpoint" in proc.stderr + proc.stdout
     assert not (out / "results.json").exists()
 
 
 @pytest.mark.parametrize("name", ["study_svd", "study_posthoc", "study_filter", "study_trp"])
-def test_study_presets_share_one_budget_and_their_seeds_dense_start(name):
+def test_study_presets_share_one_budget_and_their_seeds_dense_start(name, compose_cfg):
     """docs/results.md: every method starts from its seed's dense run of +sweep=study_dense, with
     3 training epochs, 1 fine-tuning epoch per point and two jobs at a time."""
-    dense = compose_cfg(["+sweep=study_dense", "seed=1"])
+    dense = compose_cfg(["+sweep=study_dense", "seed=1"], hydra=True)
     dense_dir = f"{dense.hydra.sweep.dir}/{dense.hydra.sweep.subdir}"
-    cfg = compose_cfg([f"+sweep={name}", "seed=1"])
+    cfg = compose_cfg([f"+sweep={name}", "seed=1"], hydra=True)
     assert cfg.init_from == dense_dir == "outputs/study/dense/seed1"
     assert (cfg.trainer.epochs, cfg.method.finetune_epochs, cfg.measure.latency) == (3, 1, False)
     assert cfg.hydra.launcher.n_jobs == 2 and cfg.hydra.mode == RunMode.MULTIRUN

@@ -4,7 +4,7 @@ import torch
 from torch import nn
 
 import svdbench
-from svdbench.measure import analyze_macs
+from svdbench.macs import analyze_macs
 from svdbench.models import build_model, cifar_resnet
 
 
