@@ -94,8 +94,9 @@ def deployed_for(decomposed, ranks):
 
 def filter_pruned(dense, dense_macs: int, target: float) -> tuple[dict, torch.nn.Module]:
     """``dense`` with the lowest-L1 block-internal filters physically removed until ``target``."""
-    import svdbench
     from baselines.filter_pruning import L1FilterPruning
+
+    import svdbench
 
     method = L1FilterPruning(speedup=target)
     net = method.prepare(copy.deepcopy(dense), (1, *SHAPE))

@@ -55,7 +55,6 @@ from dataclasses import dataclass, field
 from typing import Callable, Iterable, List, Sequence
 
 import torch
-import torch_pruning as tp
 from torch import nn
 
 from ..checks import check, check_exactly_one
@@ -64,6 +63,19 @@ from .base import Method, MethodConfig, register_method
 
 CRITERIA = ("l1", "l2", "fpgm")
 SPEEDUP_STEPS = 100
+
+
+def _torch_pruning():
+    """Torch-Pruning, imported when a filter-pruning method first needs it (it imports timm: about
+    2 s that every other run would pay at start-up)."""
+    import torch_pruning
+
+    return torch_pruning
+
+
+def _plain(idxs) -> list[int]:
+    """Torch-Pruning's index objects as plain channel numbers."""
+    return [int(i) for i in _torch_pruning()._helpers.to_plain_idxs(idxs)]
 
 
 def kept_channels(channels: int, ratio: float) -> int:
@@ -141,13 +153,13 @@ def ignored_names(model: nn.Module, skip: Iterable[str] = ()) -> list[str]:
     return list(dict.fromkeys(names + fixed_output_convs(model)))
 
 
-class FilterImportance(tp.importance.Importance):
+class FilterImportance:
     """Per-channel score of a Torch-Pruning group (lower = pruned first); see the module docstring.
 
     ``masks`` (root conv name -> bool tensor, True = zeroed) turns it into "prune what was
     zeroed": masked channels score -1, below every criterion value."""
 
-    def __init__(self, criterion: str, graph: tp.DependencyGraph, masks: dict[str, torch.Tensor] | None = None):
+    def __init__(self, criterion: str, graph, masks: dict[str, torch.Tensor] | None = None):
         if criterion not in CRITERIA:
             raise ValueError(f"criterion must be one of {CRITERIA}, got {criterion!r}")
         self.criterion, self.graph, self.masks = criterion, graph, masks
@@ -164,7 +176,7 @@ class FilterImportance(tp.importance.Importance):
             roots = group[i].root_idxs
             if roots is None or any(r is None for r in roots):
                 continue
-            w = layer.weight.detach()[list(tp._helpers.to_plain_idxs(idxs))].flatten(1).double()
+            w = layer.weight.detach()[_plain(idxs)].flatten(1).double()
             rows = torch.zeros(channels, w.shape[1], dtype=w.dtype, device=w.device)
             rows[torch.as_tensor(list(roots), device=w.device)] = w
             parts.append(rows)
@@ -195,7 +207,8 @@ class FilterPruner:
         self.model, self.input_shape = model, tuple(input_shape)
         self.ignored = ignored_names(model, skip)
         with eval_mode(model):
-            self.graph = tp.DependencyGraph().build_dependency(model, example_inputs=example_input(model, input_shape))
+            graph = _torch_pruning().DependencyGraph()
+            self.graph = graph.build_dependency(model, example_inputs=example_input(model, input_shape))
         self.names = {m: n for n, m in model.named_modules()}
         self.initial = {self.root_name(g): len(g[0].idxs) for g in self.groups()}
         if not self.initial:
@@ -241,7 +254,7 @@ class FilterPruner:
             for dep, member_idxs in self._group(root, idxs):
                 layer = dep.target.module
                 if isinstance(layer, (nn.Conv2d, nn.Linear)) and self.graph.is_out_channel_pruning_fn(dep.handler):
-                    plain = list(tp._helpers.to_plain_idxs(member_idxs))
+                    plain = _plain(member_idxs)
                     layer.weight[plain] = 0
                     if layer.bias is not None:
                         layer.bias[plain] = 0
