@@ -27,7 +27,7 @@ from .methods.base import Method
 from .models import build_model
 from .results import RESULTS_FILE, atomic_torch_save, read_results, versions, write_results
 from .seeding import rng_state, seed_everything, set_rng_state
-from .train import OptimConfig, evaluate, recalibrate_batchnorm, resolve_accel, train_stage
+from .train import OptimConfig, StageHooks, StageOptions, evaluate, recalibrate_batchnorm, resolve_accel, train_stage
 
 log = logging.getLogger("svdbench")
 
@@ -192,9 +192,11 @@ def run_experiment(
             res["wall_time"][name] = time.perf_counter() - t
             ckpt.save_latest(name, state, meth, res)
 
-        train_stage(net, meth, data.train, data.test, epochs=epochs, optim=optim, stage=name,
-                    device=device, progress=tr.progress and distributed.is_main(), on_epoch=record, resume=resume,
-                    save=save, stop=guard, accel=accel, ddp=distributed.world_size() > 1)  # fmt: skip
+        progress = tr.progress and distributed.is_main()
+        ddp = distributed.world_size() > 1
+        options = StageOptions(epochs, optim, name, device, progress=progress, accel=accel, ddp=ddp)
+        hooks = StageHooks(on_epoch=record, save=save, stop=guard, resume=resume)
+        train_stage(net, meth, data.train, data.test, options=options, hooks=hooks)
         res["wall_time"][name] = time.perf_counter() - t
         if epochs > 0:
             res["stage_top1"][name] = evaluate(net, data.test, device)["top1"]

@@ -20,7 +20,7 @@ from svdbench.config import TrainerConfig
 from svdbench.data import TensorBatches, _EvalShard, _LoaderBatches, load_dataset
 from svdbench.methods import SVDTraining
 from svdbench.regularizers import SparsityRegularizer, orthogonality_loss, sparsity_loss
-from svdbench.train import Accel, OptimConfig, evaluate, resolve_accel, train_stage
+from svdbench.train import Accel, OptimConfig, StageHooks, StageOptions, evaluate, resolve_accel, train_stage
 
 TINY = tiny("save_model")  # model.pt is written: the test re-evaluates it in one process
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -148,14 +148,14 @@ def test_train_stage_with_speed_options_on_cpu(accel):
     method = SVDTraining(regularizer=SparsityRegularizer("hoyer", 0.01))
     net = method.prepare(net, (1, 3, 8, 8))
     states = []
-    hist = train_stage(net, method, data.train, data.test, epochs=2, optim=OptimConfig("adam", 1e-3), stage="train",
-                       progress=False, save=states.append, accel=accel)  # fmt: skip
+    options = StageOptions(epochs=2, optim=OptimConfig("adam", 1e-3), stage="train", progress=False, accel=accel)
+    hist = train_stage(net, method, data.train, data.test, options, StageHooks(save=states.append))
     assert len(hist) == 2 and all(torch.isfinite(torch.tensor(h["train_loss"])) for h in hist)
     assert ("scaler" in states[-1]) == (accel.amp == "fp16")
     if accel.amp == "fp16":  # the GradScaler state is checkpointed and restored
         assert states[-1]["scaler"]["scale"] > 0
-        more = train_stage(net, method, data.train, data.test, epochs=3, optim=OptimConfig("adam", 1e-3),
-                           stage="train", progress=False, resume=states[0], accel=accel)  # fmt: skip
+        options.epochs = 3
+        more = train_stage(net, method, data.train, data.test, options, StageHooks(resume=states[0]))
         assert len(more) == 3
     if accel.channels_last:
         convs = [m.weight for m in net.modules() if isinstance(m, torch.nn.Conv2d)]
