@@ -1,8 +1,8 @@
 """The one training loop every method goes through, and evaluation.
 
 ``train_stage`` runs ``epochs`` epochs of SGD/Adam on ``task loss + method.regularization``,
-calling the method's hooks (``after_backward``, ``after_step``, ``on_epoch_end``); a progress bar
-per epoch shows loss and accuracy. A non-finite loss stops the stage with
+calling the method's hooks (``after_backward``, ``after_step``, ``on_epoch_end``); on a terminal a
+progress bar per epoch shows loss and accuracy. A non-finite loss stops the stage with
 :class:`DivergedError`; a caught signal with :class:`Preempted` after a checkpoint.
 
 Speed options (:class:`Accel`, from ``trainer.amp`` / ``channels_last`` / ``compile`` /
@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import math
 import signal
+import sys
 from dataclasses import asdict, dataclass, field
 from typing import Callable
 
@@ -176,7 +177,7 @@ def evaluate(model: nn.Module, batches, device: torch.device | str = "cpu") -> d
 @dataclass
 class StageOptions:
     """What :func:`train_stage` trains: ``epochs`` epochs of ``optim`` under the name ``stage`` on
-    ``device``, with a progress bar, the speed options ``accel`` and, with
+    ``device``, with a progress bar (drawn only on a terminal), the speed options ``accel`` and, with
     ``ddp``, DistributedDataParallel (every rank calls :func:`train_stage` together)."""
 
     epochs: int
@@ -350,8 +351,10 @@ class _Metrics:
 
 
 def _bar(train, desc: str, progress: bool):
-    """``train`` with a per-epoch progress bar (when ``progress``)."""
-    return tqdm(train, total=len(train), desc=desc, disable=not progress, leave=False, dynamic_ncols=True, initial=0)
+    """``train`` with a per-epoch progress bar, drawn only when asked for and stderr is a terminal
+    (redirected to a file, every refresh would be a line of its own)."""
+    drawn = progress and sys.stderr is not None and sys.stderr.isatty()
+    return tqdm(train, total=len(train), desc=desc, disable=not drawn, leave=False, dynamic_ncols=True, initial=0)
 
 
 def train_stage(

@@ -1,6 +1,8 @@
-"""train_stage's stop agreement (signal number, divergence), on a tiny model."""
+"""train_stage's stop agreement (signal number, divergence) and progress bar, on a tiny model."""
 
+import io
 import signal
+import sys
 
 import pytest
 import torch
@@ -52,6 +54,23 @@ def test_a_stop_callable_without_signum_means_sigterm():
     with pytest.raises(Preempted) as err:
         train_stage(net, method, data.train, data.test, options(), StageHooks(stop=lambda: True))
     assert err.value.signum == signal.SIGTERM
+
+
+class FakeTerminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+@pytest.mark.parametrize("terminal", [False, True])
+def test_progress_bar_is_drawn_on_a_terminal_only(monkeypatch, terminal):
+    stream = FakeTerminal() if terminal else io.StringIO()
+    monkeypatch.setattr(sys, "stderr", stream)
+    net, method, data = setup()
+    hist = train_stage(net, method, data.train, data.test, options(progress=True))
+    assert len(hist) == 2
+    assert ("\r" in stream.getvalue()) == terminal  # redirected (a log file, CI): not one frame
+    if not terminal:
+        assert stream.getvalue() == ""
 
 
 def test_nan_loss_names_stage_and_epoch():
