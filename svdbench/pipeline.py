@@ -31,7 +31,7 @@ from .methods.base import Method
 from .models import build_model
 from .results import RESULTS_FILE, RunRecord, atomic_torch_save, versions, write_results
 from .seeding import seed_everything
-from .train import OptimConfig, evaluate, recalibrate_batchnorm, resolve_accel, train_stage
+from .train import OptimConfig, StageHooks, StageOptions, evaluate, recalibrate_batchnorm, resolve_accel, train_stage
 
 log = logging.getLogger("svdbench")
 
@@ -313,11 +313,11 @@ class Run:
             rec.wall_time[name] = time.perf_counter() - t
             checkpoints.save_latest(name, state, method, rec)
 
-        tr = self.cfg.trainer
-        train_stage(net, method, self.data.train, self.data.test, epochs=epochs, optim=optim, stage=name,
-                    device=self.device, progress=tr.progress and distributed.is_main(), on_epoch=record,
-                    resume=resume, save=save, stop=self.guard, accel=self.accel,
-                    ddp=distributed.world_size() > 1)  # fmt: skip
+        progress = self.cfg.trainer.progress and distributed.is_main()
+        options = StageOptions(epochs, optim, name, self.device, progress=progress, accel=self.accel,
+                               ddp=distributed.world_size() > 1)  # fmt: skip
+        hooks = StageHooks(on_epoch=record, save=save, stop=self.guard, resume=resume)
+        train_stage(net, method, self.data.train, self.data.test, options=options, hooks=hooks)
         rec.wall_time[name] = time.perf_counter() - t
         if epochs > 0:
             rec.stage_top1[name] = evaluate(net, self.data.test, self.device)["top1"]

@@ -1,13 +1,14 @@
 """The one training loop every method goes through, and evaluation.
 
 ``train_stage`` runs ``epochs`` epochs of SGD/Adam on ``task loss + method.regularization``,
-calling the method's hooks (``after_backward``, ``after_step``, ``on_epoch_end``); a progress bar
-per epoch shows loss and accuracy. A non-finite loss stops the stage with :class:`DivergedError`.
+calling the method's hooks (``after_backward``, ``after_step``, ``on_epoch_end``); on a terminal a
+progress bar per epoch shows loss and accuracy. A non-finite loss stops the stage with
+:class:`DivergedError`; a caught signal with :class:`Preempted` after a checkpoint.
 
 Speed options (:class:`Accel`, from ``trainer.amp`` / ``channels_last`` / ``compile`` /
 ``cudnn_benchmark`` through :func:`resolve_accel`): mixed precision (bf16 autocast, or fp16 with a
 ``GradScaler``) around the forward pass, channels-last memory format and ``torch.compile`` of the
-model being trained. With ``ddp=True`` (torchrun, :mod:`svdbench.distributed`) the model is trained
+model being trained. With ``StageOptions.ddp`` (torchrun, :mod:`svdbench.distributed`) the model is trained
 inside DistributedDataParallel and the epoch's metrics are summed over the ranks. The method hooks,
 the regularisers (in fp32, outside autocast) and evaluation always see the plain model.
 """
@@ -16,7 +17,9 @@ from __future__ import annotations
 
 import contextlib
 import math
-from dataclasses import asdict, dataclass
+import signal
+import sys
+from dataclasses import asdict, dataclass, field
 from typing import Callable
 
 import torch
@@ -171,158 +174,270 @@ def evaluate(model: nn.Module, batches, device: torch.device | str = "cpu") -> d
     return {"top1": 100.0 * correct / max(total, 1), "loss": loss / max(total, 1)}
 
 
-def train_stage(
-    model: nn.Module,
-    method,
-    train,
-    test,
-    *,
-    epochs: int,
-    optim: OptimConfig,
-    stage: str,
-    device: torch.device | str = "cpu",
-    progress: bool = True,
-    on_epoch: Callable[[dict], None] | None = None,
-    resume: dict | None = None,
-    save: Callable[[dict], None] | None = None,
-    stop: Callable[[], bool] | None = None,
-    accel: Accel | None = None,
-    ddp: bool = False,
-) -> list[dict]:
-    """Train ``model`` for ``epochs`` epochs; returns one dict of metrics per epoch
-    (stage, epoch, train_loss, reg_loss, train_top1, test_top1, test_loss, lr).
+@dataclass
+class StageOptions:
+    """What :func:`train_stage` trains: ``epochs`` epochs of ``optim`` under the name ``stage`` on
+    ``device``, with a progress bar (drawn only on a terminal), the speed options ``accel`` and, with
+    ``ddp``, DistributedDataParallel (every rank calls :func:`train_stage` together)."""
 
-    ``save(state)`` receives a checkpoint state after every epoch (and mid-epoch when ``stop()``
-    turns true, after which :class:`~svdbench.checkpoint.Preempted` is raised); passing such a
-    state back as ``resume`` continues exactly where it was taken: model, optimiser, schedule,
-    random generators, the position inside the epoch and the running sums (and the fp16 GradScaler).
+    epochs: int
+    optim: OptimConfig
+    stage: str
+    device: torch.device | str = "cpu"
+    progress: bool = True
+    accel: Accel = field(default_factory=Accel)
+    ddp: bool = False
 
-    ``accel`` (see :class:`Accel`) sets mixed precision, channels-last and ``torch.compile``;
-    ``ddp=True`` trains in DistributedDataParallel (every rank calls this together, on its shard of
-    ``train``): metrics are summed over the ranks, BatchNorm buffers follow rank 0 at each epoch end,
-    and stopping (preemption, a non-finite loss) is agreed on by all ranks at the same step.
-    """
-    if epochs <= 0:
-        return []
-    gen = getattr(train, "generator", None)
-    accel = accel or Accel()
-    dev_type = torch.device(device).type
-    amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(accel.amp)
-    scaler = torch.amp.GradScaler(dev_type) if accel.amp == "fp16" else None
-    if accel.channels_last:
-        model.to(memory_format=torch.channels_last)
-    opt = make_optimizer(model, optim)
-    sched = make_scheduler(opt, optim, epochs * len(train))
-    history, step, first_epoch, skip, sums = [], 0, 0, 0, [0, 0, 0.0, 0.0]
-    if resume is not None:
-        model.load_state_dict(resume["model"])
-        opt.load_state_dict(resume["optimizer"])
-        sched.load_state_dict(resume["scheduler"])
-        history, step, first_epoch = list(resume["history"]), resume["step"], resume["epoch"]
-        skip, sums = resume["step_in_epoch"], list(resume["sums"])
-        set_rng_state(resume["rng_epoch_start"] if skip else resume["rng"], gen)
-        if scaler is not None and "scaler" in resume:
-            scaler.load_state_dict(resume["scaler"])
-        if ddp and not distributed.is_main():  # the saved sums are already over all ranks: count them once
-            sums = [0, 0, 0.0, 0.0]
-    net = distributed.wrap(model, torch.device(device)) if ddp else model
-    if accel.compile:
-        net = torch.compile(net)
-    autocast = (lambda: torch.autocast(dev_type, dtype=amp_dtype)) if amp_dtype is not None else contextlib.nullcontext
 
-    def state(epoch: int, k: int, start_rng: dict, sums: list) -> dict:
-        return {"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                "history": list(history), "step": step, "epoch": epoch, "step_in_epoch": k,
-                "rng": rng_state(gen), "rng_epoch_start": start_rng, "sums": list(sums),
-                **({"scaler": scaler.state_dict()} if scaler is not None else {})}  # fmt: skip
+@dataclass
+class StageHooks:
+    """What :func:`train_stage` reports to and takes from its caller, all optional: ``on_epoch(record)``
+    after every epoch, ``save(state)`` with a checkpoint state, ``stop()`` polled for preemption (its
+    ``signum`` names the signal, as :class:`~svdbench.checkpoint.PreemptionGuard`'s does) and
+    ``resume``, a state ``save`` received, to continue from."""
 
-    def global_sums(sums: list) -> list:
+    on_epoch: Callable[[dict], None] | None = None
+    save: Callable[[dict], None] | None = None
+    stop: Callable[[], bool] | None = None
+    resume: dict | None = None
+
+
+class _Step:
+    """One optimisation step and what it owns: the optimiser, the schedule, the fp16 GradScaler, the
+    autocast context and the count of steps taken (which the method's hooks receive)."""
+
+    def __init__(self, model: nn.Module, method, options: StageOptions, steps: int) -> None:
+        accel, self.dev_type = options.accel, torch.device(options.device).type
+        self.model, self.net, self.method, self.stage = model, model, method, options.stage
+        self.channels_last, self.count = accel.channels_last, 0
+        self.amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(accel.amp)
+        self.scaler = torch.amp.GradScaler(self.dev_type) if accel.amp == "fp16" else None
+        if accel.channels_last:
+            model.to(memory_format=torch.channels_last)
+        self.opt = make_optimizer(model, options.optim)
+        self.sched = make_scheduler(self.opt, options.optim, steps)
+
+    def wrap(self, options: StageOptions) -> None:
+        """Run the forward pass through DistributedDataParallel (``ddp``) and ``torch.compile``; the
+        method's hooks keep the plain model."""
+        if options.ddp:
+            self.net = distributed.wrap(self.model, torch.device(options.device))
+        if options.accel.compile:
+            self.net = torch.compile(self.net)
+
+    def _autocast(self):
+        if self.amp_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.dev_type, dtype=self.amp_dtype)
+
+    @property
+    def lr(self) -> float:
+        return self.opt.param_groups[0]["lr"]
+
+    def state_dict(self) -> dict:
+        return {"optimizer": self.opt.state_dict(), "scheduler": self.sched.state_dict(), "step": self.count,
+                **({"scaler": self.scaler.state_dict()} if self.scaler is not None else {})}  # fmt: skip
+
+    def load_state_dict(self, state: dict) -> None:
+        self.opt.load_state_dict(state["optimizer"])
+        self.sched.load_state_dict(state["scheduler"])
+        self.count = state["step"]
+        if self.scaler is not None and "scaler" in state:
+            self.scaler.load_state_dict(state["scaler"])
+
+    def loss(self, x: torch.Tensor, y: torch.Tensor) -> tuple:
+        """Forward ``x`` (under autocast) and return (output, task loss, regulariser or None, loss)."""
+        if self.channels_last and x.dim() == 4:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with self._autocast():
+            out = self.net(x)
+        task = F.cross_entropy(out.float(), y)
+        reg = self.method.regularization(self.model, self.stage)  # fp32, outside autocast
+        return out, task, reg, task if reg is None else task + reg
+
+    def update(self, loss: torch.Tensor) -> None:
+        """Backward, ``method.after_backward``, optimiser and scheduler steps, ``method.after_step``."""
+        self.opt.zero_grad(set_to_none=True)
+        if self.scaler is None:
+            loss.backward()
+            self.method.after_backward(self.model, self.count, self.stage)
+            self.opt.step()
+        else:  # fp16: scaled backward; hooks and clipping see the unscaled gradients
+            self.scaler.scale(loss).backward()
+            self.scaler.unscale_(self.opt)
+            self.method.after_backward(self.model, self.count, self.stage)
+            self.scaler.step(self.opt)
+            self.scaler.update()
+        self.sched.step()
+        self.method.after_step(self.model, self.count, self.stage)
+        self.count += 1
+
+
+class _StopAgreement:
+    """Whether the stage stops early: a non-finite loss (:class:`DivergedError`) or a signal that
+    ``stop`` caught (:class:`Preempted`). Under DDP every rank stops at the same step: each step
+    all-reduces [loss non-finite, signal] before backward, each epoch end the signal."""
+
+    def __init__(self, stop: Callable[[], bool] | None, ddp: bool) -> None:
+        self._stop, self._ddp, self._agreed = stop, ddp, 0
+
+    def local_signal(self) -> int:
+        """The signal this process caught, ``stop.signum`` (SIGTERM when it has none); 0: none."""
+        if self._stop is None or not self._stop():
+            return 0
+        return getattr(self._stop, "signum", None) or int(signal.SIGTERM)
+
+    def check(self, loss: torch.Tensor, stage: str, epoch: int) -> None:
+        """Before backward: raise :class:`DivergedError` when the loss is not finite (on any rank)."""
+        if self._ddp:
+            bad, self._agreed = distributed.all_reduce_max([int(not torch.isfinite(loss)), self.local_signal()])
+            if bad:
+                what = loss.item() if not torch.isfinite(loss) else "non-finite on another rank"
+                raise DivergedError(f"loss became {what} in stage {stage!r}, epoch {epoch + 1}")
+        elif not torch.isfinite(loss):
+            raise DivergedError(f"loss became {loss.item()} in stage {stage!r}, epoch {epoch + 1}")
+
+    def after_step(self) -> int:
+        """The signal to stop on after this step (0: go on); under DDP the one agreed in :meth:`check`."""
+        return self._agreed if self._ddp else self.local_signal()
+
+    def after_epoch(self) -> int:
+        """The signal to stop on after this epoch (0: go on), agreed by every rank under DDP."""
+        return distributed.all_reduce_max([self.local_signal()])[0] if self._ddp else self.local_signal()
+
+
+_NO_SUMS = (0, 0, 0.0, 0.0)
+
+
+class _Metrics:
+    """Running sums of an epoch's training batches: samples seen, correct predictions, task loss and
+    regulariser (each weighted by the batch size)."""
+
+    def __init__(self, sums=_NO_SUMS) -> None:
+        self.seen, self.correct, self.loss_sum, self.reg_sum = sums
+
+    def add(self, out: torch.Tensor, y: torch.Tensor, task: torch.Tensor, reg: torch.Tensor | None) -> None:
+        b = y.numel()
+        self.seen += b
+        self.loss_sum += task.item() * b
+        self.reg_sum += (0.0 if reg is None else reg.item()) * b
+        self.correct += (out.argmax(1) == y).sum().item()
+
+    def sums(self) -> list:
+        return [self.seen, self.correct, self.loss_sum, self.reg_sum]
+
+    def global_sums(self, ddp: bool) -> list:
+        """The sums over all ranks (under DDP every rank must call this together)."""
         if not ddp:
-            return list(sums)
-        seen, correct, loss_sum, reg_sum = distributed.all_reduce_sums(sums)
+            return self.sums()
+        seen, correct, loss_sum, reg_sum = distributed.all_reduce_sums(self.sums())
         return [int(seen), int(correct), loss_sum, reg_sum]
 
-    def local_signal() -> int:
-        """The signal this process received (0: none)."""
-        return (getattr(stop, "signum", None) or 15) if stop is not None and stop() else 0
+    def postfix(self) -> dict:
+        return {"loss": f"{self.loss_sum / self.seen:.3f}", "acc": f"{100 * self.correct / self.seen:.1f}"}
+
+    def record(self, stage: str, epoch: int, ev: dict, lr: float) -> dict:
+        """The epoch's record: ``epoch`` counts from 1, ``ev`` is :func:`evaluate`'s result."""
+        return {
+            "stage": stage,
+            "epoch": epoch,
+            "train_loss": self.loss_sum / self.seen,
+            "reg_loss": self.reg_sum / self.seen,
+            "train_top1": 100 * self.correct / self.seen,
+            "test_top1": ev["top1"],
+            "test_loss": ev["loss"],
+            "lr": lr,
+        }
+
+
+def _bar(train, desc: str, progress: bool):
+    """``train`` with a per-epoch progress bar, drawn only when asked for and stderr is a terminal
+    (redirected to a file, every refresh would be a line of its own)."""
+    drawn = progress and sys.stderr is not None and sys.stderr.isatty()
+    return tqdm(train, total=len(train), desc=desc, disable=not drawn, leave=False, dynamic_ncols=True, initial=0)
+
+
+def train_stage(
+    model: nn.Module, method, train, test, options: StageOptions, hooks: StageHooks | None = None
+) -> list[dict]:
+    """Train ``model`` for ``options.epochs`` epochs; returns one record per epoch (stage, epoch,
+    train_loss, reg_loss, train_top1, test_top1, test_loss, lr).
+
+    Every step: the loss of a batch (task loss plus ``method.regularization``); a non-finite loss
+    raises :class:`DivergedError`; backward, ``method.after_backward``, optimiser and scheduler
+    steps, ``method.after_step``; the running metrics. When ``hooks.stop()`` turns true mid-epoch,
+    ``hooks.save`` receives a mid-epoch state and :class:`Preempted` is raised.
+    Every epoch end: ``method.on_epoch_end``, evaluation on ``test``, ``hooks.on_epoch(record)``,
+    ``hooks.save(state)``, then :class:`Preempted` if ``hooks.stop()`` is true and epochs remain.
+
+    A state passed back as ``hooks.resume`` continues exactly where it was taken: model, optimiser,
+    schedule, fp16 GradScaler, random generators, the position inside the epoch and the running sums.
+    Under ``options.ddp`` every rank trains its shard of ``train``: metrics are summed over the ranks,
+    BatchNorm buffers follow rank 0 at each epoch end, and all ranks stop at the same step.
+    """
+    hooks = hooks or StageHooks()
+    if options.epochs <= 0:
+        return []
+    stage, epochs, resume = options.stage, options.epochs, hooks.resume
+    gen = getattr(train, "generator", None)
+    step = _Step(model, method, options, epochs * len(train))
+    history, first_epoch, skip, sums = [], 0, 0, _NO_SUMS
+    if resume is not None:
+        model.load_state_dict(resume["model"])
+        step.load_state_dict(resume)
+        history, first_epoch, skip = list(resume["history"]), resume["epoch"], resume["step_in_epoch"]
+        if not options.ddp or distributed.is_main():  # the saved sums are over all ranks: count them once
+            sums = tuple(resume["sums"])
+        set_rng_state(resume["rng_epoch_start"] if skip else resume["rng"], gen)
+    step.wrap(options)
+    stops = _StopAgreement(hooks.stop, options.ddp)
+
+    def state(epoch: int, k: int, start_rng: dict, running: list) -> dict:
+        """A checkpoint state at step ``k`` of ``epoch`` (``running``: the epoch's sums so far)."""
+        return {
+            "model": model.state_dict(),
+            **step.state_dict(),  # optimizer, scheduler, step (and scaler)
+            "history": list(history),
+            "epoch": epoch,
+            "step_in_epoch": k,
+            "rng": rng_state(gen),
+            "rng_epoch_start": start_rng,
+            "sums": list(running),
+        }
 
     for epoch in range(first_epoch, epochs):
-        net.train()
+        step.net.train()
         start_rng = rng_state(gen)
-        seen, correct, loss_sum, reg_sum = sums if skip else (0, 0, 0.0, 0.0)
-        bar = tqdm(train, total=len(train), desc=f"{stage} {epoch + 1}/{epochs}", disable=not progress,
-                   leave=False, dynamic_ncols=True, initial=0)  # fmt: skip
+        metrics = _Metrics(sums if skip else _NO_SUMS)
+        bar = _bar(train, f"{stage} {epoch + 1}/{epochs}", options.progress)
         for k, (x, y) in enumerate(bar):
             if k < skip:  # replay the data order and augmentation draws of a cut epoch
                 if k == skip - 1:
-                    set_rng_state({"torch": resume["rng"]["torch"], **({"cuda": resume["rng"]["cuda"]}
-                                   if "cuda" in resume["rng"] else {})}, None)  # fmt: skip
+                    set_rng_state(resume["rng"], None)  # torch's generators as they were at the cut
                 continue
-            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-            if accel.channels_last and x.dim() == 4:
-                x = x.contiguous(memory_format=torch.channels_last)
-            with autocast():
-                out = net(x)
-            task = F.cross_entropy(out.float(), y)
-            reg = method.regularization(model, stage)  # fp32, outside autocast
-            loss = task if reg is None else task + reg
-            if ddp:  # every rank stops together: a non-finite loss or a signal on any rank
-                bad, sig = distributed.all_reduce_max([int(not torch.isfinite(loss)), local_signal()])
-                if bad:
-                    what = loss.item() if not torch.isfinite(loss) else "non-finite on another rank"
-                    raise DivergedError(f"loss became {what} in stage {stage!r}, epoch {epoch + 1}")
-            elif not torch.isfinite(loss):
-                raise DivergedError(f"loss became {loss.item()} in stage {stage!r}, epoch {epoch + 1}")
-            opt.zero_grad(set_to_none=True)
-            if scaler is None:
-                loss.backward()
-                method.after_backward(model, step, stage)
-                opt.step()
-            else:  # fp16: scaled backward; hooks and clipping see the unscaled gradients
-                scaler.scale(loss).backward()
-                scaler.unscale_(opt)
-                method.after_backward(model, step, stage)
-                scaler.step(opt)
-                scaler.update()
-            sched.step()
-            method.after_step(model, step, stage)
-            step += 1
-            b = y.numel()
-            seen += b
-            loss_sum += task.item() * b
-            reg_sum += (0.0 if reg is None else reg.item()) * b
-            correct += (out.argmax(1) == y).sum().item()
-            bar.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{100 * correct / seen:.1f}")
-            stopping = sig > 0 if ddp else stop is not None and stop()
-            if stopping and k + 1 < len(train):
-                if save is not None:
-                    save(state(epoch, k + 1, start_rng, global_sums([seen, correct, loss_sum, reg_sum])))
-                raise Preempted(sig if ddp else stop.signum if hasattr(stop, "signum") else 15)
-        skip = 0
-        if ddp:
-            distributed.broadcast_buffers(model)  # BatchNorm statistics: rank 0's, as DDP's next forward would
-            seen, correct, loss_sum, reg_sum = global_sums([seen, correct, loss_sum, reg_sum])
-        method.on_epoch_end(model, epoch, stage)
-        ev = evaluate(model, test, device)
-        rec = {
-            "stage": stage,
-            "epoch": epoch + 1,
-            "train_loss": loss_sum / seen,
-            "reg_loss": reg_sum / seen,
-            "train_top1": 100 * correct / seen,
-            "test_top1": ev["top1"],
-            "test_loss": ev["loss"],
-            "lr": opt.param_groups[0]["lr"],
-        }
-        history.append(rec)
-        if on_epoch is not None:
-            on_epoch(rec)
-        if save is not None:
-            save(state(epoch + 1, 0, start_rng, [0, 0, 0.0, 0.0]))
-        if ddp:
-            sig = distributed.all_reduce_max([local_signal()])[0]  # the same on every rank
-            if sig and epoch + 1 < epochs:
+            x, y = x.to(options.device, non_blocking=True), y.to(options.device, non_blocking=True)
+            out, task, reg, loss = step.loss(x, y)
+            stops.check(loss, stage, epoch)
+            step.update(loss)
+            metrics.add(out, y, task, reg)
+            bar.set_postfix(**metrics.postfix())
+            sig = stops.after_step()
+            if sig and k + 1 < len(train):
+                if hooks.save is not None:
+                    hooks.save(state(epoch, k + 1, start_rng, metrics.global_sums(options.ddp)))
                 raise Preempted(sig)
-        elif stop is not None and stop() and epoch + 1 < epochs:
-            raise Preempted(stop.signum if hasattr(stop, "signum") else 15)
+        skip = 0
+        if options.ddp:
+            distributed.broadcast_buffers(model)  # BatchNorm statistics: rank 0's, as DDP's next forward would
+            metrics = _Metrics(metrics.global_sums(True))
+        method.on_epoch_end(model, epoch, stage)
+        rec = metrics.record(stage, epoch + 1, evaluate(model, test, options.device), step.lr)
+        history.append(rec)
+        if hooks.on_epoch is not None:
+            hooks.on_epoch(rec)
+        if hooks.save is not None:
+            hooks.save(state(epoch + 1, 0, start_rng, list(_NO_SUMS)))
+        sig = stops.after_epoch()
+        if sig and epoch + 1 < epochs:
+            raise Preempted(sig)
     return history

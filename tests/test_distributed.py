@@ -12,17 +12,18 @@ import sys
 import pytest
 import torch
 import torch.nn.functional as F
-from tiny import tiny
 
 import svdbench
-from svdbench import distributed
+from svdbench import app, distributed
+from svdbench.checkpoint import load_checkpoint, save_checkpoint
 from svdbench.config import DatasetConfig, TrainerConfig
 from svdbench.data import EvalShard, LoaderBatches, TensorBatches, load_dataset
+from svdbench.errors import InputError
 from svdbench.methods import SVDTraining
+from svdbench.pipeline import run_experiment
 from svdbench.regularizers import SparsityRegularizer, orthogonality_loss, sparsity_loss
-from svdbench.train import Accel, OptimConfig, evaluate, resolve_accel, train_stage
+from svdbench.train import Accel, OptimConfig, StageHooks, StageOptions, evaluate, resolve_accel, train_stage
 
-TINY = tiny("save_model")  # model.pt is written: the test re-evaluates it in one process
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 for var in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"):
     ENV.pop(var, None)
@@ -43,10 +44,12 @@ def logged(rec: dict) -> tuple:
             f"{rec['train_top1']:.2f}", f"{rec['test_top1']:.2f}")  # fmt: skip
 
 
-def test_torchrun_two_processes_write_one_result(tmp_path, root):
+@pytest.mark.slow
+def test_torchrun_two_processes_write_one_result(tmp_path, root, tiny):
     out = tmp_path / "run"
+    # model.pt is written: the test re-evaluates it in one process
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={free_port()}",
-           "run.py", *TINY, f"hydra.run.dir={out}"]  # fmt: skip
+           "run.py", *tiny("save_model"), f"hydra.run.dir={out}"]  # fmt: skip
     proc = subprocess.run(cmd, cwd=root, env=ENV, capture_output=True, text=True, timeout=240)
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
     assert [p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("results.json")] == ["run/results.json"]
@@ -150,14 +153,14 @@ def test_train_stage_with_speed_options_on_cpu(accel):
     method = SVDTraining(regularizer=SparsityRegularizer("hoyer", 0.01))
     net = method.prepare(net, (1, 3, 8, 8))
     states = []
-    hist = train_stage(net, method, data.train, data.test, epochs=2, optim=OptimConfig("adam", 1e-3), stage="train",
-                       progress=False, save=states.append, accel=accel)  # fmt: skip
+    options = StageOptions(epochs=2, optim=OptimConfig("adam", 1e-3), stage="train", progress=False, accel=accel)
+    hist = train_stage(net, method, data.train, data.test, options, StageHooks(save=states.append))
     assert len(hist) == 2 and all(torch.isfinite(torch.tensor(h["train_loss"])) for h in hist)
     assert ("scaler" in states[-1]) == (accel.amp == "fp16")
     if accel.amp == "fp16":  # the GradScaler state is checkpointed and restored
         assert states[-1]["scaler"]["scale"] > 0
-        more = train_stage(net, method, data.train, data.test, epochs=3, optim=OptimConfig("adam", 1e-3),
-                           stage="train", progress=False, resume=states[0], accel=accel)  # fmt: skip
+        options.epochs = 3
+        more = train_stage(net, method, data.train, data.test, options, StageHooks(resume=states[0]))
         assert len(more) == 3
     if accel.channels_last:
         convs = [m.weight for m in net.modules() if isinstance(m, torch.nn.Conv2d)]
@@ -185,13 +188,14 @@ def test_speed_options_validate():
     TrainerConfig(cudnn_benchmark="true", deterministic=False)
 
 
-def test_run_py_config_errors(root, tmp_path):
+@pytest.mark.slow
+def test_run_py_config_errors(root, tmp_path, tiny):
     proc = subprocess.run([sys.executable, "run.py", "trainer.amp=fp8", f"hydra.run.dir={tmp_path}"], cwd=root,
                           env=ENV, capture_output=True, text=True, timeout=120)  # fmt: skip
     assert proc.returncode == 2
     assert proc.stderr.strip() == "config error: trainer.amp must be auto, off, bf16 or fp16, got 'fp8'"
     env = {**ENV, "WORLD_SIZE": "2", "RANK": "0", "LOCAL_RANK": "0"}
-    proc = subprocess.run([sys.executable, "run.py", *TINY], cwd=root, env=env, capture_output=True, text=True,
+    proc = subprocess.run([sys.executable, "run.py", *tiny()], cwd=root, env=env, capture_output=True, text=True,
                           timeout=120)  # fmt: skip
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1
     assert "needs hydra.run.dir=<dir>" in proc.stderr
@@ -200,33 +204,24 @@ def test_run_py_config_errors(root, tmp_path):
 
 def test_torchrun_argv(monkeypatch):
     argv = ["run.py", "model=resnet8", "hydra.run.dir=/x"]
-    assert distributed.torchrun_argv(argv) == argv  # one process: unchanged
+    assert app.torchrun_argv(argv) == argv  # one process: unchanged
     monkeypatch.setenv("WORLD_SIZE", "2")
     monkeypatch.setenv("RANK", "0")
-    assert distributed.torchrun_argv(argv) == argv
+    assert app.torchrun_argv(argv) == argv
     with pytest.raises(ValueError, match="hydra.run.dir"):
-        distributed.torchrun_argv(["run.py", "model=resnet8"])
+        app.torchrun_argv(["run.py", "model=resnet8"])
     with pytest.raises(ValueError, match="multirun"):
-        distributed.torchrun_argv(["run.py", "-m", "model=resnet8,resnet20"])
+        app.torchrun_argv(["run.py", "-m", "model=resnet8,resnet20"])
     monkeypatch.setenv("RANK", "1")
-    extra = distributed.torchrun_argv(argv)[len(argv) :]
+    extra = app.torchrun_argv(argv)[len(argv) :]
     assert extra[0] == "hydra.output_subdir=null" and extra[1].endswith("/${hydra.job.name}_rank1.log")
     assert distributed.shard() == (1, 2) and not distributed.is_main()
 
 
-def test_checkpoint_of_another_process_count_is_refused(tmp_path):
-    from svdbench.checkpoint import load_checkpoint, save_checkpoint
-    from svdbench.config import Config, ModelConfig, SVDMethodConfig
-    from svdbench.pipeline import InputError, run_experiment
-
-    cfg = Config(
-        model=ModelConfig(name="resnet8"),
-        dataset=DatasetConfig(name="synthetic", shape=[3, 8, 8], num_train=32, num_test=16),
-        trainer=TrainerConfig(epochs=1, batch_size=16, progress=False, device="cpu", bn_recalibration_batches=1),
-        method=SVDMethodConfig(),
-        keep_checkpoints=True,
-        save_model=False,
-    )
+@pytest.mark.slow
+def test_checkpoint_of_another_process_count_is_refused(tmp_path, tiny_cfg):
+    cfg = tiny_cfg(dataset={"shape": [3, 8, 8], "num_train": 32, "num_test": 16},
+                   trainer={"batch_size": 16, "bn_recalibration_batches": 1}, keep_checkpoints=True, save_model=False)
     cfg.measure.latency = False
     run_experiment(cfg, SVDTraining(regularizer=SparsityRegularizer()), tmp_path)
     (tmp_path / "results.json").unlink()

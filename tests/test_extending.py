@@ -33,7 +33,8 @@ def project(tmp_path_factory, env):
         (proj / path).parent.mkdir(parents=True, exist_ok=True)
         (proj / path).write_text(text)
     script = "\n".join(ln + SMALLER if "run.py" in ln else ln for ln in files["commands.sh"].splitlines())
-    run_env = {**env, "SVDBENCH": str(ROOT), "PYTHONPATH": str(proj), "PATH": f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"}
+    path = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
+    run_env = {**env, "SVDBENCH": str(ROOT), "PYTHONPATH": str(proj), "PATH": path}
     proc = subprocess.run(["bash", "-euc", script], cwd=proj, env=run_env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-4000:]
     return proj, proc, run_env

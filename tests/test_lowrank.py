@@ -1,4 +1,4 @@
-"""Decomposed layers: exact reconstruction, pruning, export and their MACs against the formulas of docs/method.md 1.1."""
+"""Decomposed layers: exact reconstruction, pruning, export and their MACs against docs/method.md 1.1's formulas."""
 
 import pytest
 import torch

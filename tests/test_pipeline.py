@@ -112,7 +112,7 @@ def test_finetune_stage_takes_its_own_lr_and_schedule(tmp_path, monkeypatch, tin
     real = pipeline.train_stage
 
     def spy(*args, **kw):
-        seen[kw["stage"]] = kw["optim"]
+        seen[kw["options"].stage] = kw["options"].optim
         return real(*args, **kw)
 
     monkeypatch.setattr(pipeline, "train_stage", spy)
