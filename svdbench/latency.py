@@ -31,6 +31,7 @@ from torch import nn
 from . import onnx_export
 from .errors import one_line
 from .timing import DEFAULT_MAX_REPEATS, DEFAULT_MAX_SECONDS, DEFAULT_MIN_REPEATS, random_input, time_callable
+from .torch_utils import eval_mode, model_device
 
 log = logging.getLogger("svdbench")
 
@@ -43,13 +44,6 @@ __all__ = [
     "speedups",
     "run_latency",
 ]
-
-
-def _model_device(model: nn.Module) -> torch.device | None:
-    p = next(model.parameters(), None)
-    if p is None:
-        p = next(model.buffers(), None)
-    return None if p is None else p.device
 
 
 def measure_latency(
@@ -82,28 +76,23 @@ def measure_latency(
     sizes = [int(b) for b in batch_sizes]
     if not sizes or min(sizes) <= 0:
         raise ValueError(f"batch_sizes must be positive integers, got {list(batch_sizes)}")
-    current = _model_device(model)
+    current = model_device(model)
     net = model if current is None or _same_device(current, device) else copy.deepcopy(model).to(device)
     sync = torch.cuda.synchronize if device.type == "cuda" else None
-    was_training = model.training
-    net.eval()
     by_batch: dict[str, dict[str, float]] = {}
-    try:
-        with torch.inference_mode():
-            for b in sizes:
-                x = random_input(input_shape, b, device)
-                by_batch[str(b)] = time_callable(
-                    lambda x=x: net(x),
-                    b,
-                    max_seconds=max_seconds,
-                    warmup=warmup,
-                    repeats=repeats,
-                    min_repeats=min_repeats,
-                    max_repeats=max_repeats,
-                    sync=sync,
-                )
-    finally:
-        model.train(was_training)
+    with eval_mode(net), torch.inference_mode():
+        for b in sizes:
+            x = random_input(input_shape, b, device)
+            by_batch[str(b)] = time_callable(
+                lambda x=x: net(x),
+                b,
+                max_seconds=max_seconds,
+                warmup=warmup,
+                repeats=repeats,
+                min_repeats=min_repeats,
+                max_repeats=max_repeats,
+                sync=sync,
+            )
     shape = [int(v) for v in input_shape]
     return {
         "runtime": RUNTIME,

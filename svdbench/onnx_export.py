@@ -29,6 +29,7 @@ from torch import nn
 
 from .errors import OnnxCheckError, one_line
 from .timing import DEFAULT_MAX_REPEATS, DEFAULT_MAX_SECONDS, DEFAULT_MIN_REPEATS, random_input, time_callable
+from .torch_utils import eval_mode
 
 log = logging.getLogger("svdbench")
 
@@ -136,9 +137,7 @@ def export_onnx(
     path.parent.mkdir(parents=True, exist_ok=True)
     p = next(model.parameters(), None)
     net = model if p is None or p.device.type == "cpu" else copy.deepcopy(model).cpu()
-    was_training = model.training
-    net.eval()
-    try:
+    with eval_mode(net):
         x = random_input(input_shape, 2)  # batch 2: a batch of 1 would be specialised away
         tries = [True, False] if dynamo is None else [bool(dynamo)]
         errors = []
@@ -166,8 +165,6 @@ def export_onnx(
                 tol = max(tol, atol + rtol * float(np.abs(ref).max()))
             if not diff <= tol:
                 raise OnnxCheckError(f"onnxruntime differs from PyTorch by {diff:.3g} (tolerance {tol:.3g})")
-    finally:
-        model.train(was_training)
     opset_used = None
     try:
         import onnx

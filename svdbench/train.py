@@ -30,6 +30,7 @@ from tqdm.auto import tqdm
 from . import distributed
 from .errors import DivergedError, Preempted
 from .seeding import rng_state, set_rng_state
+from .torch_utils import eval_mode
 
 
 @dataclass
@@ -129,21 +130,19 @@ def recalibrate_batchnorm(model: nn.Module, batches, num_batches: int, device: t
     if not bns or num_batches <= 0:
         return 0
     momenta = [m.momentum for m in bns]
-    was = model.training
-    model.eval()
-    for m in bns:
-        m.reset_running_stats()
-        m.momentum = None  # cumulative average over the batches seen
-        m.train()
     used = 0
-    for x, _ in batches:
-        if used >= num_batches:
-            break
-        model(x.to(device))
-        used += 1
+    with eval_mode(model):
+        for m in bns:
+            m.reset_running_stats()
+            m.momentum = None  # cumulative average over the batches seen
+            m.train()
+        for x, _ in batches:
+            if used >= num_batches:
+                break
+            model(x.to(device))
+            used += 1
     for m, mom in zip(bns, momenta, strict=True):
         m.momentum = mom
-    model.train(was)
     if _sharded(batches):  # every rank saw its own batches: average their estimates
         distributed.average_batchnorm_stats(model)
     return used
@@ -159,16 +158,14 @@ def _sharded(batches) -> bool:
 def evaluate(model: nn.Module, batches, device: torch.device | str = "cpu") -> dict[str, float]:
     """Top-1 accuracy (percent) and mean cross-entropy over ``batches`` (over all ranks' shards
     when ``batches`` is one rank's shard: every rank must then call this together)."""
-    was = model.training
-    model.eval()
     correct, total, loss = 0, 0, 0.0
-    for x, y in batches:
-        x, y = x.to(device), y.to(device)
-        out = model(x)
-        loss += F.cross_entropy(out, y, reduction="sum").item()
-        correct += (out.argmax(1) == y).sum().item()
-        total += y.numel()
-    model.train(was)
+    with eval_mode(model):
+        for x, y in batches:
+            x, y = x.to(device), y.to(device)
+            out = model(x)
+            loss += F.cross_entropy(out, y, reduction="sum").item()
+            correct += (out.argmax(1) == y).sum().item()
+            total += y.numel()
     if _sharded(batches):
         correct, total, loss = distributed.all_reduce_sums([correct, total, loss])
     return {"top1": 100.0 * correct / max(total, 1), "loss": loss / max(total, 1)}

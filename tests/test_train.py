@@ -8,6 +8,7 @@ import pytest
 import torch
 
 import svdbench
+from svdbench.config import DatasetConfig
 from svdbench.data import load_dataset
 from svdbench.errors import DivergedError, Preempted
 from svdbench.methods import SVDTraining
@@ -16,7 +17,8 @@ from svdbench.train import OptimConfig, StageHooks, StageOptions, train_stage
 
 
 def setup(method=None):
-    data = load_dataset("synthetic", batch_size=16, synthetic_shape=(3, 8, 8), synthetic_train=48, synthetic_test=16)
+    ds = DatasetConfig(name="synthetic", shape=[3, 8, 8], num_train=48, num_test=16)
+    data = load_dataset(ds, batch_size=16, eval_batch_size=512)
     method = method or SVDTraining(regularizer=SparsityRegularizer())
     net = method.prepare(svdbench.models.cifar_resnet(8, num_classes=10, in_channels=3), (1, 3, 8, 8))
     return net, method, data
