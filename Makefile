@@ -7,7 +7,7 @@ PIP := $(VENV)/bin/pip
 TORCH := torch==2.14.1 torchvision==0.29.1
 FASHION_DIR := /usr/share/datasets/fashion-mnist
 
-.PHONY: demo test lint data install clean baselines-table study
+.PHONY: demo test test-fast lint data install clean study
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -38,29 +38,15 @@ test: data
 	$(PY) -m ruff check .
 	$(PY) -m pytest -q
 
+# the fast tier: everything but the end-to-end runs (tests marked slow)
+test-fast: install
+	$(PY) -m pytest -q -m "not slow"
+
 lint: install
 	$(PY) -m ruff check . && $(PY) -m ruff format --check .
 
 clean:
 	rm -rf outputs multirun .pytest_cache
-
-# The baselines comparison of docs/baselines.md: one dense ResNet-8 on Fashion-MNIST (12 epochs),
-# then every method from that checkpoint with the same budget (4 training epochs where the method
-# trains, 2 fine-tuning epochs per operating point), then the report. About 70 minutes on 2 CPU cores.
-STUDY ?= outputs/baselines_table
-STUDY_BUDGET := trainer.epochs=4 method.finetune_epochs=2 trainer.progress=false init_from=$(STUDY)/dense
-baselines-table: data
-	$(PY) run.py method=dense trainer.progress=false hydra.run.dir=$(STUDY)/dense
-	$(PY) run.py method=svd method.init=svd 'method.energies=[0.003,0.03]' method.energy=0.01 $(STUDY_BUDGET) hydra.run.dir=$(STUDY)/svd_channel
-	$(PY) run.py method=svd method.init=svd 'method.energies=[0.1]' method.energy=0.06 $(STUDY_BUDGET) hydra.run.dir=$(STUDY)/svd_channel_high
-	$(PY) run.py method=svd method.init=svd method.decomposition=spatial 'method.energies=[0.003,0.03]' method.energy=0.01 $(STUDY_BUDGET) hydra.run.dir=$(STUDY)/svd_spatial
-	for e in 0.2 0.35 0.5; do $(PY) run.py method=svd_posthoc method.energy=$$e $(STUDY_BUDGET) hydra.run.dir=$(STUDY)/svd_posthoc_$$e || exit 1; done
-	$(PY) run.py method=trp $(STUDY_BUDGET) hydra.run.dir=$(STUDY)/trp
-	for e in 0.95 0.96; do $(PY) run.py method=trp method.energy_train=$$e $(STUDY_BUDGET) hydra.run.dir=$(STUDY)/trp_e$$e || exit 1; done
-	$(PY) run.py method=l1_filter $(STUDY_BUDGET) hydra.run.dir=$(STUDY)/l1_filter
-	$(PY) run.py method=sfp $(STUDY_BUDGET) hydra.run.dir=$(STUDY)/sfp
-	$(PY) run.py method=fpgm $(STUDY_BUDGET) hydra.run.dir=$(STUDY)/fpgm
-	$(VENV)/bin/svdbench report $(STUDY) --out $(STUDY)/report --split method.decomposition
 
 # The Fashion-MNIST study of docs/results.md: ResNet-8, seeds 0 and 1, a dense model per seed, then
 # every method at three or more operating points from its seed's dense checkpoint with one budget

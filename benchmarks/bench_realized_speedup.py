@@ -10,7 +10,7 @@ than the dense one (fvcore, batch 1, conv + linear). Rank choices (``--variants`
 - ``channel-m8``: the same per-layer energy ranks rounded to the nearest multiple of 8 (at
   least 8, at most full rank), e searched again, as docs/pitfalls.md suggests for CPU kernels;
 - ``filter-l1`` (not by default): the other way to a smaller network, L1-norm filter pruning
-  (``baselines.filter_pruning``, Torch-Pruning) to the same MAC speed-up: plain narrower convs;
+  (``svdbench.methods.filter_pruning``, Torch-Pruning) to the same MAC speed-up: plain narrower convs;
 - ``spatial``, ``spatial-m8``, ``spatial-m16``: the same with the spatial-wise decomposition
   (k x 1 then 1 x k convolutions), a lever: at equal MACs its inner width is larger (about
   0.75 C against 0.45 C for channel-wise at 2x) and it has no thin 1 x 1 convolution.
@@ -94,11 +94,10 @@ def deployed_for(decomposed, ranks):
 
 def filter_pruned(dense, dense_macs: int, target: float) -> tuple[dict, torch.nn.Module]:
     """``dense`` with the lowest-L1 block-internal filters physically removed until ``target``."""
-    from baselines.filter_pruning import L1FilterPruning
-
     import svdbench
+    from svdbench.methods import L1FilterPruning
 
-    method = L1FilterPruning(speedup=target)
+    method = L1FilterPruning.create(speedup=target)
     net = method.prepare(copy.deepcopy(dense), (1, *SHAPE))
     method.compress(net)
     dep = method.export(net).eval()
@@ -151,7 +150,7 @@ def main(argv=None) -> dict:
     set_threads(args.threads)
     info = machine()
     import svdbench
-    from svdbench import latency, lowrank
+    from svdbench import lowrank, timing
     from svdbench.models import build_model
 
     torch.manual_seed(0)
@@ -210,7 +209,7 @@ def main(argv=None) -> dict:
     def call(rt, name, b):
         """A no-argument function running one batch of ``b`` through model ``name`` in ``rt``."""
         obj, kind = runners[rt][name]
-        x = latency.random_input(SHAPE, b)
+        x = timing.random_input(SHAPE, b)
         if kind == "onnx":
             feed = {obj.get_inputs()[0].name: x.numpy()}
             return lambda: obj.run(None, feed)

@@ -219,7 +219,7 @@ def job(cfg: DictConfig) -> float | tuple[float, float]:
         if distributed.is_main():  # torchrun: one tracked run, from rank 0
             tracker = tracking.start(typed.logger, config=config, run_dir=run_dir, tags=tags, **wandb_names(hc))
         results = run_experiment(typed, method, run_dir, config_dict=config, on_epoch=tracker.log_epoch)
-        tracker.log_results(results)
+        tracker.log_results(RunRecord.from_dict(results))
         ok = results.get("status") == "completed"
     except Preempted as err:
         log.warning("%s: checkpoint saved in %s; rerun with hydra.run.dir=%s to resume", err, run_dir, run_dir)

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
 import json
 import math
 import statistics
@@ -36,10 +37,10 @@ from pathlib import Path
 from typing import Any
 
 from . import pareto, tracking
-from .results import RESULTS_FILE, write_json_atomic
+from .errors import one_line
+from .methods import METHODS
+from .results import RESULTS_FILE, RunRecord, comparable_config, write_json_atomic
 
-#: keys a completed results.json must have to be reported
-REQUIRED_KEYS = ("method", "model", "dataset", "config", "top1", "macs", "macs_dense", "params", "params_dense")
 #: config keys (dotted, prefixes included) that do not define a configuration: the seed, where data,
 #: outputs and checkpoints live, logging, and evaluation-only settings. ``init_from`` is replaced
 #: by whether it is set. ``method.energies`` is left out because each energy-sweep point is a
@@ -49,14 +50,6 @@ IGNORED_KEYS = (
     "dataset.root", "dataset.download", "trainer.progress", "trainer.num_workers", "trainer.eval_batch_size",
     "method.energies",
 )  # fmt: skip
-#: settings always shown for a method (when present and not null), before the keys that vary
-HEADLINE_KEYS = {
-    "svd": ("method.decomposition", "regularizer.kind", "regularizer.weight", "method.energy", "method.threshold"),
-    "trp": ("method.period", "method.threshold"),
-    "l1_filter": ("method.ratio", "method.speedup"),
-    "sfp": ("method.ratio", "method.speedup"),
-    "fpgm": ("method.ratio", "method.speedup"),
-}
 DENSE = "dense"
 SHORT = (("method.", ""), ("regularizer.", "reg."), ("trainer.", "tr."), ("dataset.", "ds."), ("model.", "model."))
 
@@ -68,16 +61,24 @@ def warn(msg: str) -> None:
 @dataclass
 class Run:
     path: Path
-    res: dict
+    rec: RunRecord
     flat: dict  # the configuration: dotted config keys -> values, IGNORED_KEYS removed
 
     @property
     def method(self) -> str:
-        return str(self.res["method"])
+        return self.rec.method
 
     @property
     def task(self) -> tuple[str, str, int]:
-        return (str(self.res["model"]), str(self.res["dataset"]), int(self.res["macs_dense"]))
+        return (self.rec.model, self.rec.dataset, int(self.rec.macs_dense))
+
+    @property
+    def headline(self) -> tuple[str, ...]:
+        """The settings the method shows first: as recorded, else its registered config's (older files)."""
+        if self.rec.headline is not None:
+            return tuple(self.rec.headline)
+        cls = METHODS.find(self.rec.method)
+        return cls.Config.headline if cls is not None else ()
 
 
 @dataclass
@@ -108,7 +109,7 @@ class Row:
 
     @property
     def seeds(self) -> list:
-        return [r.res.get("seed") for r in self.runs]
+        return [r.rec.seed for r in self.runs]
 
     def mean(self, key: str) -> float:
         return self.stats[f"{key}_mean"]
@@ -148,9 +149,10 @@ def flatten(d: Any, prefix: str = "") -> dict:
     return {prefix[:-1]: d}
 
 
-def configuration(config: dict) -> dict:
-    """The config keys that define a configuration (see :data:`IGNORED_KEYS`)."""
-    flat = flatten(config)
+def configuration(config: dict, method: str) -> dict:
+    """The config keys that define a configuration: the comparable config
+    (:func:`svdbench.results.comparable_config`) without :data:`IGNORED_KEYS`."""
+    flat = flatten(comparable_config(config, method))
     out = {k: v for k, v in flat.items() if not any(k == i or k.startswith(i + ".") for i in IGNORED_KEYS)}
     out["init_from"] = bool(config.get("init_from"))
     return out
@@ -172,32 +174,24 @@ def load_runs(paths: Iterable[str | Path]) -> tuple[list[Run], list[Failed], lis
 
     for path in find_results(paths):
         try:
-            res = json.loads(path.read_text())
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-            skip(path, f"not valid JSON ({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''})")
+            data = json.loads(path.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as err:
+            skip(path, f"not valid JSON ({one_line(err, with_type=True)})")
             continue
-        if not isinstance(res, dict) or "status" not in res:
-            skip(path, "not a svdbench results file (no status)")
+        try:
+            rec = RunRecord.from_dict(data)
+        except (ValueError, TypeError) as err:
+            skip(path, one_line(err))
             continue
-        status = res["status"]
-        if status == "failed":
-            error = " ".join(str(res.get("error", "no reason recorded")).split())
-            failed.append(Failed(path, str(res.get("method", "?")), str(res.get("model", "?")),
-                                 str(res.get("dataset", "?")), res.get("seed"), error))  # fmt: skip
+        if rec.status == "failed":
+            error = " ".join(str(rec.error or "no reason recorded").split())
+            failed.append(Failed(path, rec.method, rec.model, rec.dataset, rec.seed, error))
             skip(path, f"failed run ({error[:200]})")
             continue
-        if status != "completed":
-            skip(path, f"status {status!r}, not completed (partial run)")
+        if rec.status != "completed":
+            skip(path, f"status {rec.status!r}, not completed (partial run)")
             continue
-        missing = [k for k in REQUIRED_KEYS if k not in res]
-        if missing:
-            skip(path, f"missing keys: {', '.join(missing)}")
-            continue
-        bad = [k for k in ("top1", "macs", "macs_dense", "params", "params_dense") if not _number(res[k])]
-        if bad or not isinstance(res["config"], dict):
-            skip(path, f"not a finite number: {', '.join(bad)}" if bad else "config is not a mapping")
-            continue
-        runs.append(Run(path, res, configuration(res["config"])))
+        runs.append(Run(path, rec, configuration(rec.config, rec.method)))
     return runs, failed, skipped
 
 
@@ -224,7 +218,7 @@ def group_rows(runs: Sequence[Run]) -> list[Row]:
     for (method, task, _), members in groups.items():
         kept: dict[Any, Run] = {}
         for r in sorted(members, key=lambda r: str(r.path)):
-            seed = r.res.get("seed")
+            seed = r.rec.seed
             if seed in kept:
                 warn(f"skipping {r.path}: same configuration and seed {seed} as {kept[seed].path}")
                 continue
@@ -232,11 +226,11 @@ def group_rows(runs: Sequence[Run]) -> list[Row]:
         rs = list(kept.values())
         row = Row(method, task[0], task[1], task, rs[0].flat, rs)
         for key in ("top1", "macs", "params", "speedup", "compression"):
-            vals = [float(r.res[key]) for r in rs if _number(r.res.get(key))]
+            vals = [float(getattr(r.rec, key)) for r in rs if _number(getattr(r.rec, key))]
             if key == "speedup" and not vals:
-                vals = [r.res["macs_dense"] / max(r.res["macs"], 1) for r in rs]
+                vals = [r.rec.macs_dense / max(r.rec.macs, 1) for r in rs]
             if key == "compression" and not vals:
-                vals = [r.res["params_dense"] / max(r.res["params"], 1) for r in rs]
+                vals = [r.rec.params_dense / max(r.rec.params, 1) for r in rs]
             row.stats[f"{key}_mean"] = statistics.fmean(vals)
             row.stats[f"{key}_std"] = _std(vals)
         rows.append(row)
@@ -268,10 +262,10 @@ def _settings(rows: Sequence[Row]) -> None:
     by_method: dict[str, list[Row]] = {}
     for r in rows:
         by_method.setdefault(r.method, []).append(r)
-    for method, rs in by_method.items():
+    for rs in by_method.values():
         keys = sorted({k for r in rs for k in r.flat})
         varying = [k for k in keys if len({repr(r.flat.get(k)) for r in rs}) > 1 and not k.endswith("_target_")]
-        head = [k for k in HEADLINE_KEYS.get(method, ()) if k not in varying]
+        head = [k for k in rs[0].runs[0].headline if k not in varying]
         for r in rs:
             parts = [f"{short_key(k)}={_fmt_value(r.flat[k])}" for k in head if r.flat.get(k) is not None]
             parts += [f"{short_key(k)}={_fmt_value(r.flat.get(k))}" for k in varying]
@@ -519,7 +513,7 @@ def split_methods(runs: Sequence[Run], keys: Sequence[str]) -> None:
     for r in runs:
         values = [str(r.flat[k]) for k in keys if k in r.flat]
         if values:
-            r.res = {**r.res, "method": f"{r.res['method']} ({', '.join(values)})"}
+            r.rec = dataclasses.replace(r.rec, method=f"{r.rec.method} ({', '.join(values)})")
 
 
 def build_report(paths: Sequence[str | Path], out: str | Path | None = None, split: Sequence[str] = ()) -> Report:

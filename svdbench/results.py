@@ -30,6 +30,8 @@ from .methods import METHODS
 RESULTS_FILE = "results.json"
 SCHEMA_VERSION = 1
 STATUSES = ("running", "completed", "failed", "preempted")
+#: keys a completed record must have
+REQUIRED = ("method", "model", "dataset", "config", "top1", "macs", "macs_dense", "params", "params_dense")
 #: numbers a completed record must carry, with their lower bounds (and top-1 at most 100)
 MEASURED = {"top1": 0.0, "macs": 1, "macs_dense": 1, "params": 1, "params_dense": 1}
 _BIG = 2**63  # no count in a real record comes near it
@@ -111,6 +113,9 @@ class RunRecord:
             raise ValueError("not a svdbench results file (no status)")
         if data["status"] not in STATUSES:
             raise ValueError(f"status {data['status']!r} is not one of {', '.join(STATUSES)}")
+        missing = [k for k in REQUIRED if k not in data] if data["status"] == "completed" else []
+        if missing:
+            raise ValueError(f"missing keys: {', '.join(missing)}")
         names = {f.name for f in dataclasses.fields(cls)} - {"extra"}
         values = {k: v for k, v in data.items() if k in names}
         for key in ("method", "model", "dataset"):

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import one_line
+from .results import RunRecord
 
 log = logging.getLogger("svdbench")
 MODES = ("offline", "online", "disabled")
@@ -61,8 +62,8 @@ class Tracker:
     def log_epoch(self, rec: dict) -> None:
         """One per-epoch record of the training loop (stage, epoch, losses, top-1, lr)."""
 
-    def log_results(self, results: dict) -> None:
-        """The final results dict of ``run_experiment``."""
+    def log_results(self, rec: RunRecord) -> None:
+        """The run's final record."""
 
     def finish(self, exit_code: int = 0) -> None:
         """Close the run (idempotent)."""
@@ -89,8 +90,8 @@ class WandbTracker(Tracker):
     def log_epoch(self, rec: dict) -> None:
         self._safely("epoch metrics", self._log_epoch, rec)
 
-    def log_results(self, results: dict) -> None:
-        self._safely("results", self._log_results, results)
+    def log_results(self, rec: RunRecord) -> None:
+        self._safely("results", self._log_results, rec)
 
     def _log_epoch(self, rec: dict) -> None:
         stage = rec.get("stage", "train")
@@ -99,22 +100,21 @@ class WandbTracker(Tracker):
         self.run.log(metrics, step=self.step)
         self.step += 1
 
-    def _log_results(self, results: dict) -> None:
+    def _log_results(self, rec: RunRecord) -> None:
         import wandb
 
-        summary = {k: results[k] for k in SUMMARY_KEYS if k in results}
-        summary.update({f"stage_top1/{k}": v for k, v in results.get("stage_top1", {}).items()})
-        if "total" in results.get("wall_time", {}):
-            summary["wall_time"] = results["wall_time"]["total"]
+        summary = {k: getattr(rec, k) for k in SUMMARY_KEYS if getattr(rec, k) is not None}
+        summary.update({f"stage_top1/{k}": v for k, v in rec.stage_top1.items()})
+        if "total" in rec.wall_time:
+            summary["wall_time"] = rec.wall_time["total"]
         self.run.summary.update(summary)
         tables: dict[str, Any] = {}
-        ranks = results.get("ranks") or {}
-        if ranks.get("full"):
-            after = ranks.get("after", {})
-            rows = [[name, full, after.get(name)] for name, full in ranks["full"].items()]
+        if rec.ranks.get("full"):
+            after = rec.ranks.get("after", {})
+            rows = [[name, full, after.get(name)] for name, full in rec.ranks["full"].items()]
             tables["ranks"] = wandb.Table(columns=["layer", "rank_full", "rank_after"], data=rows)
-        if results.get("energy_sweep"):
-            rows = [[p.get("energy"), p.get("status"), p.get("top1"), p.get("macs")] for p in results["energy_sweep"]]
+        if rec.energy_sweep:
+            rows = [[p.get("energy"), p.get("status"), p.get("top1"), p.get("macs")] for p in rec.energy_sweep]
             tables["energy_sweep"] = wandb.Table(columns=["energy", "status", "top1", "macs"], data=rows)
         if tables:
             self.run.log(tables, step=self.step)

@@ -11,6 +11,7 @@ import pytest
 
 from svdbench import tracking
 from svdbench.config import LoggerConfig
+from svdbench.results import RunRecord
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -108,7 +109,8 @@ def test_tracking_failures_never_stop_the_run(monkeypatch, tmp_path, caplog):
     run = Run()
     w = tracking.WandbTracker(run)
     w.log_epoch({"stage": "train", "epoch": 0, "train_loss": 1.0})
-    w.log_results({"top1": 1.0, "ranks": {"full": {"a": 2}}})
+    w.log_results(RunRecord(status="completed", method="svd", model="m", dataset="d", seed=0, config={}, top1=1.0,
+                            ranks={"full": {"a": 2}}))  # fmt: skip
     w.finish(exit_code=1)
     w.finish()
     assert run.exit_code == 1 and "could not log" in caplog.text
