@@ -30,7 +30,7 @@ from .macs import MacCount, analyze_macs, count_params
 from .methods.base import Method
 from .models import build_model
 from .results import RESULTS_FILE, RunRecord, atomic_torch_save, versions, write_results
-from .seeding import seed_everything
+from .seeding import rng_state, seed_everything, set_rng_state
 from .train import OptimConfig, StageHooks, StageOptions, evaluate, recalibrate_batchnorm, resolve_accel, train_stage
 
 log = logging.getLogger("svdbench")
@@ -125,22 +125,29 @@ class Run:
     def execute(self) -> dict[str, Any]:
         self.t_start = time.perf_counter()
         self.setup()
+        points = self.method.operating_points()
         done = self.checkpoints.completed() if self.cfg.resume else None
-        if done is not None:
+        pending = [label for label, m in points if self.point_completed(label, m) is None]
+        if done is not None and not pending:
             log.info("run directory %s already holds a completed run of this config", self.dir)
             self.finish_group()
             return done
         if self.cfg.resume:
             self.checkpoints.load()
         with PreemptionGuard() as self.guard:
-            trained = self.train_and_finish()
-            self.write(self.record, self.dir)
-            if trained is not None:
-                self.record.energy_sweep = [self.operating_point(label, m, trained)
-                                            for label, m in self.method.operating_points()]  # fmt: skip
+            if done is None:
+                self.train_and_finish(keep_trained=bool(points))
                 self.write(self.record, self.dir)
-        if not self.cfg.keep_checkpoints and distributed.is_main():
-            self.checkpoints.remove()
+            else:  # the main result is complete, some operating points are not: back to the trained model
+                log.info("run directory %s: completing the operating points %s", self.dir, ", ".join(pending))
+                self.record = RunRecord.from_dict(done)
+                self.restore_trained()
+            if points:
+                self.record.energy_sweep = [self.operating_point(label, m) for label, m in points]
+                self.write(self.record, self.dir)
+        all_done = all(p["status"] == "completed" for p in self.record.energy_sweep or [])
+        if not self.cfg.keep_checkpoints and all_done and distributed.is_main():
+            self.checkpoints.remove()  # kept while a point failed: a rerun makes it from the trained model
         self.finish_group()
         return self.record.to_dict()
 
@@ -173,10 +180,11 @@ class Run:
         self.checkpoints = RunCheckpoints(self.dir, self.config, self.method.name, enabled=cfg.checkpoint)
         self.generator = getattr(self.data.train, "generator", None)
 
-    def train_and_finish(self) -> nn.Module | None:
-        """Dense pretraining where needed, prepare, train, then compress ... measure. Returns a copy
-        of the trained model when the method has operating points (None otherwise). A failure is
-        recorded in results.json and re-raised."""
+    def train_and_finish(self, keep_trained: bool = False) -> None:
+        """Dense pretraining where needed, prepare, train, then compress ... measure. With
+        ``keep_trained`` the trained model, the random state and the record at the end of training
+        are kept (:attr:`trained`) for the operating points. A failure is recorded in results.json
+        and re-raised."""
         cfg, method, rec = self.cfg, self.method, self.record
         try:
             model = self.model.to(self.device)
@@ -194,11 +202,11 @@ class Run:
             self.stage("train", model, method, epochs, optim_config(cfg.trainer), rec, self.checkpoints)
             if not method.compresses and distributed.is_main():
                 save_dense_checkpoint(model, self.dir)
-            trained = copy.deepcopy(model) if method.operating_points() else None
+            if keep_trained:
+                self.keep_trained(model, rec)
             self.finish(model, method, rec, self.dir, self.checkpoints)
             rec.wall_time["total"] = time.perf_counter() - self.t_start
             rec.status = "completed"
-            return trained
         except Preempted as err:
             rec.status, rec.error = "preempted", f"{err}; rerun the same command to resume"
             self.write(rec, self.dir)
@@ -257,33 +265,79 @@ class Run:
             rec.model_path = str(out_dir / "model.pt")
         rec.wall_time["measure"] = time.perf_counter() - t
 
-    def operating_point(self, label: str, method: Method, trained: nn.Module) -> dict:
-        """One more result from a copy of the trained model: ``method`` (a configured copy) compresses,
-        fine-tunes and is measured into ``<run dir>/<label>/results.json``, with its own checkpoints.
-        A failed point is recorded and does not stop the others."""
+    def keep_trained(self, model: nn.Module, rec: RunRecord) -> None:
+        """The starting point of every operating point: a copy of the trained model, the random
+        state and the record's progress at the end of the ``train`` stage."""
+        self.trained = (copy.deepcopy(model), rng_state(self.generator), rec.snapshot())
+
+    def restore_trained(self) -> None:
+        """The trained model again, from ``stage_train.pt``, for operating points a cut run left undone."""
+        model = self.method.prepare(self.model.to(self.device), self.input_shape).to(self.device)
+        rec = copy.deepcopy(self.record)
+        if not self.checkpoints.restore_stage("train", model, self.method, rec, self.generator):
+            raise InputError(f"{self.dir} holds a completed run whose operating points are not all done, but "
+                             "not its trained model (stage_train.pt): rerun with resume=false")  # fmt: skip
+        self.keep_trained(model, rec)
+
+    def point_completed(self, label: str, method: Method) -> dict | None:
+        """The completed results.json of operating point ``label``, if there is one."""
+        return RunCheckpoints(self.dir / label, self.point_config(method), method.name).completed()
+
+    def point_config(self, method: Method) -> dict:
+        return {**copy.deepcopy(self.config), "method": dataclasses.asdict(method.config)}
+
+    def operating_point(self, label: str, method: Method) -> dict:
+        """One more result from the trained model: ``method`` (a configured copy) compresses, fine-tunes
+        and is measured into ``<run dir>/<label>/results.json`` with checkpoints of its own, starting
+        from the random state at the end of training (so a resumed point equals an uninterrupted one).
+        A completed point is kept; a failed one is recorded and does not stop the others."""
         point_dir = self.dir / label
-        config = {**copy.deepcopy(self.config), "method": dataclasses.asdict(method.config)}
-        rec = dataclasses.replace(copy.deepcopy(self.record), config=config, status="running", error=None,
-                                  energy_sweep=None, energy_sweep_parent=str(self.dir))  # fmt: skip
-        rec.stage_top1 = {k: v for k, v in rec.stage_top1.items() if k in ("dense", "pretrain", "train")}
-        rec.wall_time = {k: v for k, v in rec.wall_time.items() if k in ("pretrain", "train")}
+        config = self.point_config(method)
         checkpoints = RunCheckpoints(point_dir, config, method.name, enabled=self.cfg.checkpoint)
-        t = time.perf_counter()
-        try:
-            self.finish(copy.deepcopy(trained), method, rec, point_dir, checkpoints)
-            rec.status = "completed"
-        except Exception as err:  # one bad point must not lose the others
-            rec.status, rec.error = "failed", f"{type(err).__name__}: {err}"
-            log.error("%s failed: %s", label, one_line(err))
-        rec.wall_time["point"] = time.perf_counter() - t
-        self.write(rec, point_dir)
-        if not self.cfg.keep_checkpoints and distributed.is_main():
-            checkpoints.remove()
-        if rec.status == "completed":
-            log.info("%s: top1 %.2f, speed-up %.2fx", label, rec.top1, rec.speedup)
+        done = checkpoints.completed() if self.cfg.resume else None
+        if done is not None:
+            rec = RunRecord.from_dict(done)
+        else:
+            rec = self.make_point(method, point_dir, config, checkpoints)
         energy = getattr(method.config, "energy", None)
         return {"energy": energy, "label": label, "status": rec.status, "top1": rec.top1, "macs": rec.macs,
                 "path": str(point_dir / RESULTS_FILE)}  # fmt: skip
+
+    def make_point(self, method: Method, point_dir: Path, config: dict, checkpoints: RunCheckpoints) -> RunRecord:
+        model, rng, progress = self.trained
+        rec = dataclasses.replace(copy.deepcopy(self.record), config=config, status="running", error=None,
+                                  energy_sweep=None, energy_sweep_parent=str(self.dir))  # fmt: skip
+        rec.restore(progress)
+        rec.stage_top1 = {k: v for k, v in rec.stage_top1.items() if k in ("dense", "pretrain", "train")}
+        rec.wall_time = {k: v for k, v in rec.wall_time.items() if k in ("pretrain", "train")}
+        for key in ("top1", "macs", "macs_total", "params", "speedup", "compression", "mac_counter",
+                    "method_details", "latency", "model_path"):  # fmt: skip
+            setattr(rec, key, None)
+        if self.cfg.resume:
+            checkpoints.load()
+        set_rng_state(rng, self.generator)
+        t = time.perf_counter()
+        try:
+            self.finish(copy.deepcopy(model), method, rec, point_dir, checkpoints)
+            rec.status = "completed"
+        except Preempted as err:
+            rec.status, rec.error = "preempted", f"{err}; rerun the same command to resume"
+            self.write(rec, point_dir)
+            distributed.barrier()
+            self.guard.chain()
+            raise
+        except InputError:  # a checkpoint of another experiment in the point's directory
+            raise
+        except Exception as err:  # one bad point must not lose the others
+            rec.status, rec.error = "failed", f"{type(err).__name__}: {err}"
+            log.error("%s failed: %s", point_dir.name, one_line(err))
+        rec.wall_time["point"] = time.perf_counter() - t
+        self.write(rec, point_dir)
+        if rec.status == "completed":
+            if not self.cfg.keep_checkpoints and distributed.is_main():
+                checkpoints.remove()
+            log.info("%s: top1 %.2f, speed-up %.2fx", point_dir.name, rec.top1, rec.speedup)
+        return rec
 
     # ------------------------------------------------------------------ pieces
 
