@@ -19,11 +19,12 @@ from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from . import config as schema
 from . import distributed, tracking
-from .errors import CheckpointError, InputError, Preempted, one_line
+from .checkpoint import RunCheckpoints, check_run_dir
+from .errors import CheckpointError, DivergedError, InputError, Preempted, one_line
 from .methods import Method
 from .pipeline import record_config, run_experiment, summary
 from .regularizers import SparsityRegularizer
@@ -68,14 +69,16 @@ def _config_dir(args: list[str]) -> tuple[list[str], str | None, str]:
     return overrides, config_dir, config_name
 
 
-def compose_config(overrides: list[str], config_dir: str | None = None, config_name: str = "config") -> DictConfig:
+def compose_config(
+    overrides: list[str], config_dir: str | None = None, config_name: str = "config", hydra: bool = False
+) -> DictConfig:
     """The config Hydra composes for ``overrides`` (``config_dir``: a user config directory searched
-    beside svdbench's, as ``--config-dir`` does)."""
+    beside svdbench's, as ``--config-dir`` does; ``hydra``: with its ``hydra`` node, resolved)."""
     if config_dir:
         overrides = [*overrides, f"hydra.searchpath=[file://{os.path.abspath(config_dir)}]"]
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        return compose(config_name=config_name, overrides=overrides)
+        return compose(config_name=config_name, overrides=overrides, return_hydra_config=hydra)
 
 
 def preflight(argv: list[str]) -> None:
@@ -86,11 +89,22 @@ def preflight(argv: list[str]) -> None:
     except ValueError:
         return
     try:
-        build(compose_config(overrides, config_dir, config_name))
+        cfg = compose_config(overrides, config_dir, config_name, hydra=True)
+        run_dir = Path(OmegaConf.select(cfg, "hydra.run.dir"))
+        with open_dict(cfg):
+            del cfg["hydra"]
+        typed, method = build(cfg)
     except InputError as err:
         fail(str(err))
     except Exception as err:
         fail(schema.explain(err))
+    try:
+        check_run_dir(run_dir)
+    except InputError as err:
+        fail(str(err))
+    other = RunCheckpoints(run_dir, record_config(typed, method), method.name).other_experiment()
+    if typed.resume and other:  # before Hydra writes its .hydra/ into that directory
+        fail(other)
 
 
 def fail(message: str) -> None:
@@ -222,8 +236,14 @@ def job(cfg: DictConfig) -> float | tuple[float, float]:
         tracker.log_results(RunRecord.from_dict(results))
         ok = results.get("status") == "completed"
     except Preempted as err:
-        log.warning("%s: checkpoint saved in %s; rerun with hydra.run.dir=%s to resume", err, run_dir, run_dir)
+        if err.completed:
+            log.warning("%s after the last training step: the results in %s are complete", err, run_dir)
+        else:
+            log.warning("%s: checkpoint saved in %s; rerun with hydra.run.dir=%s to resume", err, run_dir, run_dir)
         raise SystemExit(128 + err.signum) from None
+    except KeyboardInterrupt:
+        log.warning("interrupted (SIGINT): rerun with hydra.run.dir=%s to resume from the last epoch", run_dir)
+        raise SystemExit(130) from None
     except (CheckpointError, InputError) as err:
         what = "input error: " if isinstance(err, InputError) else ""
         log.error("%s%s", what, err)
@@ -231,6 +251,12 @@ def job(cfg: DictConfig) -> float | tuple[float, float]:
             record_failure(cfg, hc, run_dir, f"{type(err).__name__}: {err}", stage="input")
             return failed_job(hc, str(err))
         raise SystemExit(2) from None
+    except (DivergedError, OSError) as err:  # not a bug: one line (the pipeline recorded it where it could)
+        if multirun:
+            record_failure(cfg, hc, run_dir, f"{type(err).__name__}: {err}", stage="run")
+            return failed_job(hc, one_line(err))
+        log.error("run failed: %s (%s)", one_line(err), run_dir / RESULTS_FILE)
+        raise SystemExit(1) from None
     except Exception as err:
         if not multirun:
             raise

@@ -14,8 +14,12 @@ and measured (:data:`RESUME_IGNORED`).
 
 from __future__ import annotations
 
+import fcntl
+import os
 import pickle
+import shutil
 import signal
+import tempfile
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -33,6 +37,8 @@ __all__ = [
     "Preempted",
     "PreemptionGuard",
     "RunCheckpoints",
+    "RunLock",
+    "check_run_dir",
     "load_checkpoint",
     "resume_key",
     "save_checkpoint",
@@ -58,6 +64,20 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
         raise CheckpointError(f"checkpoint {path} is corrupt or truncated ({one_line(err)})") from None
     if not isinstance(state, dict) or "version" not in state:
         raise CheckpointError(f"checkpoint {path} is not a svdbench checkpoint")
+    return state
+
+
+#: what each kind of checkpoint must hold
+LATEST_KEYS = ("config", "stage", "train", "method", "results")
+STAGE_KEYS = ("config", "stage", "model", "method", "rng", "results")
+TRAIN_KEYS = ("model", "optimizer", "scheduler", "history", "step", "epoch", "step_in_epoch", "rng", "rng_epoch_start",
+              "sums")  # fmt: skip
+
+
+def _require(state: dict, keys: tuple[str, ...], path: Path) -> dict:
+    missing = [k for k in keys if k not in state]
+    if missing:
+        raise CheckpointError(f"checkpoint {path} lacks {', '.join(missing)}: not written by this svdbench")
     return state
 
 
@@ -107,6 +127,79 @@ def resume_key(config: dict, method: str) -> dict:
     return key
 
 
+def check_run_dir(run_dir: str | os.PathLike) -> None:
+    """The run directory can be written: created if missing (and removed again if that is all that
+    happened), a file written and deleted in it. Refuses ``/`` and the home directory themselves (a
+    run writes and later deletes files by name in its directory). InputError in one line naming it."""
+    path = Path(os.path.abspath(run_dir))
+    if path in (Path("/"), Path.home()):
+        raise InputError(f"run directory {path} is not a directory of its own: give hydra.run.dir=<a new directory>")
+    created: list[Path] = []
+    try:
+        if path.exists() and not path.is_dir():
+            raise InputError(f"run directory {path} is a file, not a directory")
+        created = [p for p in [path, *path.parents] if not p.exists()]
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path):
+            pass
+    except OSError as err:  # not permitted, read-only, a name too long, no such parent ...
+        for p in created:  # deepest first
+            shutil.rmtree(p, ignore_errors=True)
+        raise InputError(f"run directory {_short(path)} cannot be written ({err.strerror or one_line(err)})") from None
+
+
+def _short(path: Path) -> str:
+    s = str(path)
+    return s if len(s) <= 120 else s[:80] + "..." + s[-30:]
+
+
+class RunLock:
+    """``with RunLock(run_dir):`` this process alone writes into ``run_dir``: an advisory lock
+    (``fcntl.flock`` on ``<run_dir>/.svdbench.lock``, released by the kernel when the process dies,
+    so a killed run never leaves a stale lock). A second process finds it taken and gets an
+    InputError naming the holder's pid."""
+
+    NAME = ".svdbench.lock"
+
+    def __init__(self, run_dir: Path) -> None:
+        self.path = Path(run_dir) / self.NAME
+        self.fd: int | None = None
+
+    def __enter__(self) -> RunLock:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 32).decode(errors="replace").strip() or "?"
+            os.close(fd)
+            raise InputError(f"{self.path.parent} is in use by another svdbench run (pid {holder}): wait for it to "
+                             "finish or use another run directory") from None  # fmt: skip
+        os.ftruncate(fd, 0)
+        os.write(fd, str(os.getpid()).encode())
+        self.fd = fd
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.fd is not None:
+            self.path.unlink(missing_ok=True)  # while still held: no one can take a lock on it meanwhile
+            fcntl.flock(self.fd, fcntl.LOCK_UN)
+            os.close(self.fd)
+            self.fd = None
+
+
+def first_difference(a: dict, b: dict, prefix: str = "") -> tuple[str, Any, Any]:
+    """The first dotted key whose value differs between two nested dicts, and both values
+    (``<absent>`` where one side lacks it)."""
+    for k in sorted(set(a) | set(b), key=str):
+        va, vb = a.get(k, "<absent>"), b.get(k, "<absent>")
+        if va != vb:
+            if isinstance(va, dict) and isinstance(vb, dict):
+                return first_difference(va, vb, f"{prefix}{k}.")
+            return f"{prefix}{k}", va, vb
+    return prefix.rstrip(".") or "config", a, b
+
+
 class RunCheckpoints:
     """The checkpoints of one run directory: ``checkpoint.pt`` (the latest epoch, or a mid-epoch
     point on preemption) and ``stage_<name>.pt`` (the model at the end of each training stage but
@@ -121,6 +214,27 @@ class RunCheckpoints:
     def _check_config(self, state: dict, path: Path) -> None:
         if resume_key(state.get("config", {}), self.method) != self.key:
             raise InputError(f"{path} belongs to a run with another config: use another run directory or resume=false")
+
+    def other_experiment(self) -> str | None:
+        """Why this directory is not ours to write: it records a run of another experiment (its
+        results.json differs from this run's config; the first differing key is named), or an
+        unreadable results.json. None when the directory is free or holds this experiment."""
+        path = self.dir / RESULTS_FILE
+        if not path.is_file():
+            return None
+        try:
+            res = read_results(path)
+        except (ValueError, OSError) as err:
+            return f"{path} is not a readable svdbench result ({one_line(err)}): use another run directory"
+        if res.get("method") != self.method:
+            key, there, here = "method", res.get("method"), self.method
+        else:
+            theirs = resume_key(res.get("config", {}), self.method)
+            if theirs == self.key:
+                return None
+            key, there, here = first_difference(theirs, self.key)
+        return (f"{self.dir} holds a {res.get('status')} run of another config ({key}: {there} there, {here} here): "
+                "use another run directory, or resume=false to replace it")  # fmt: skip
 
     def completed(self) -> dict | None:
         """The completed results.json of this experiment in the directory, if there is one."""
@@ -139,14 +253,15 @@ class RunCheckpoints:
         path = self.dir / CHECKPOINT
         if not path.is_file():
             return
-        self.latest = load_checkpoint(path)
+        self.latest = _require(load_checkpoint(path), LATEST_KEYS, path)
+        _require(self.latest["train"], TRAIN_KEYS, path)
         self._check_config(self.latest, path)
         saved_world = self.latest.get("world_size", 1)
         if saved_world != distributed.world_size():  # steps per epoch and the schedule depend on it
             raise InputError(f"{path} was written by {saved_world} process(es), this run has "
                              f"{distributed.world_size()}: resume with the same torchrun process count")  # fmt: skip
         for p in self._stage_files():
-            st = load_checkpoint(p)
+            st = _require(load_checkpoint(p), STAGE_KEYS, p)
             self._check_config(st, p)
             self.stages[st["stage"]] = st
 
@@ -185,6 +300,13 @@ class RunCheckpoints:
             save_checkpoint({"version": 1, "config": self.key, "stage": name, "model": net.state_dict(),
                              "method": method.state_dict(), "rng": rng_state(gen), "results": record.snapshot()},
                             self.dir / f"stage_{name}.pt")  # fmt: skip
+
+    def remove_orphans(self) -> None:
+        """Temporary files of atomic writes a killed process left behind (``.checkpoint.pt.*.tmp``):
+        only the names svdbench writes, and only while this run holds the directory's lock."""
+        for name in (CHECKPOINT, *(f"stage_{s}.pt" for s in STAGES), RESULTS_FILE, "model.pt", "dense.pt"):
+            for p in self.dir.glob(f".{name}.*.tmp"):
+                p.unlink(missing_ok=True)
 
     def _stage_files(self) -> list[Path]:
         return [p for p in (self.dir / f"stage_{name}.pt" for name in STAGES) if p.is_file()]

@@ -15,6 +15,7 @@ is the :class:`~svdbench.methods.SVDConfig` dataclass itself, with no YAML copy 
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from typing import Any, Dict, List
 
@@ -69,6 +70,8 @@ class DatasetConfig:
             check(v is None or v > 0, f"dataset.{key}", f"must be positive, got {v}")
         check(len(self.shape) == 3 and min(self.shape) > 0, "dataset.shape", f"must be [C, H, W] > 0, got {self.shape}")
         check(self.num_classes >= 2, "dataset.num_classes", f"must be >= 2, got {self.num_classes}")
+        for key in ("num_train", "num_test"):
+            check(getattr(self, key) > 0, f"dataset.{key}", f"must be > 0, got {getattr(self, key)}")
 
 
 SCHEDULES = ("cosine", "multistep", "constant")
@@ -115,6 +118,7 @@ class TrainerConfig:
         check(ft_lr is None or ft_lr > 0, "trainer.finetune_lr", f"must be > 0, got {ft_lr}")
         check(self.weight_decay >= 0, "trainer.weight_decay", f"must be >= 0, got {self.weight_decay}")
         check(0 <= self.momentum < 1, "trainer.momentum", f"must be in [0, 1), got {self.momentum}")
+        check(0 < self.gamma <= 1, "trainer.gamma", f"must be in (0, 1] (the lr is multiplied by it), got {self.gamma}")
         check(
             all(0 < m < 1 for m in self.milestones),
             "trainer.milestones",
@@ -151,6 +155,9 @@ class RegularizerConfig:
         check(self.weight >= 0, "regularizer.weight", f"must be >= 0, got {self.weight}")
 
 
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
 @dataclass
 class LoggerConfig:
     name: str = "console"  # console | wandb (console logging always; wandb adds W&B tracking)
@@ -164,6 +171,7 @@ class LoggerConfig:
 
     def __post_init__(self) -> None:
         check_choice(self.name, ("console", "wandb"), "logger.name")
+        check_choice(self.level, LOG_LEVELS, "logger.level")
         check_choice(self.mode, ("offline", "online", "disabled"), "logger.mode")
 
 
@@ -200,6 +208,9 @@ class Config:
     resume: bool = True  # continue from checkpoint.pt in the run directory, if there is one
     checkpoint: bool = True  # write checkpoint.pt after every epoch (and stage_<name>.pt after each stage)
     keep_checkpoints: bool = False  # keep them after the run completes
+
+    def __post_init__(self) -> None:
+        check(0 <= self.seed < 2**32, "seed", f"must be in [0, 2**32), got {self.seed}")
 
 
 def register_configs() -> None:
@@ -287,7 +298,20 @@ def validate(cfg: DictConfig | dict) -> Config:
             raise InputError(f"method.{key} was renamed: use method.{cls.Config.renamed[key]}")
     typed = _typed(Config, values, "")
     typed.method = _typed(cls.Config, method, "method")
+    _check_finite(typed, "")
     return typed
+
+
+def _check_finite(obj: Any, prefix: str) -> None:
+    """Every number of a (nested) config is finite: ``inf`` and ``nan`` pass most range checks."""
+    for f in dataclasses.fields(obj):
+        v, key = getattr(obj, f.name), f"{prefix}{f.name}"
+        if dataclasses.is_dataclass(v):
+            _check_finite(v, f"{key}.")
+        values = v if isinstance(v, (list, tuple)) else [v]
+        for x in values:
+            if isinstance(x, float):
+                check(math.isfinite(x), key, f"must be a finite number, got {v}")
 
 
 def record(typed: Config) -> dict:

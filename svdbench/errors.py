@@ -38,11 +38,12 @@ class CheckpointError(RuntimeError):
 
 
 class Preempted(RuntimeError):
-    """The run received SIGTERM, SIGUSR1 or SIGUSR2; a checkpoint was saved."""
+    """The run received SIGTERM, SIGUSR1 or SIGUSR2: a checkpoint was saved, or (``completed``) the
+    signal came after the last step and the results are complete."""
 
-    def __init__(self, signum: int) -> None:
+    def __init__(self, signum: int, completed: bool = False) -> None:
         super().__init__(f"received {signal.Signals(signum).name}")
-        self.signum = signum
+        self.signum, self.completed = signum, completed
 
 
 class DivergedError(RuntimeError):

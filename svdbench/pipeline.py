@@ -11,6 +11,7 @@ returns the results dict it wrote to ``run_dir/results.json``.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import logging
@@ -22,7 +23,7 @@ import torch
 from torch import nn
 
 from . import distributed, lowrank
-from .checkpoint import PreemptionGuard, RunCheckpoints
+from .checkpoint import PreemptionGuard, RunCheckpoints, RunLock, check_run_dir
 from .data import DataBundle, load_dataset
 from .errors import DivergedError, InputError, Preempted, one_line
 from .latency import run_latency
@@ -101,6 +102,11 @@ def load_dense_checkpoint(model: nn.Module, path: str | Path) -> None:
         state = torch.load(p, map_location="cpu", weights_only=True)
     except Exception as err:
         raise InputError(f"init_from: cannot read {p}: {one_line(err)}") from None
+    if not isinstance(state, dict):
+        raise InputError(f"init_from: {p} is not a state_dict")
+    bad = [k for k, v in state.items() if torch.is_tensor(v) and v.is_floating_point() and not torch.isfinite(v).all()]
+    if bad:
+        raise InputError(f"init_from: {p} holds non-finite weights ({bad[0]}): not a usable starting point")
     try:
         model.load_state_dict(state)
     except (RuntimeError, TypeError, AttributeError) as err:
@@ -125,12 +131,26 @@ class Run:
     def execute(self) -> dict[str, Any]:
         self.t_start = time.perf_counter()
         self.setup()
+        with RunLock(self.dir) if distributed.is_main() else contextlib.nullcontext():
+            results = self.run()
+        self.finish_group()
+        return results
+
+    def run(self) -> dict[str, Any]:
+        """With the run directory to itself: the main result, then the operating points."""
         points = self.method.operating_points()
+        other = self.checkpoints.other_experiment() if self.cfg.resume else None
+        if other:
+            raise InputError(other)
+        if distributed.is_main():
+            self.checkpoints.remove_orphans()
         done = self.checkpoints.completed() if self.cfg.resume else None
         pending = [label for label, m in points if self.point_completed(label, m) is None]
         if done is not None and not pending:
             log.info("run directory %s already holds a completed run of this config", self.dir)
-            self.finish_group()
+            if self.cfg.measure.latency and not done.get("latency"):
+                log.warning("that run was measured without latency (measure.latency=false); to time it, rerun with "
+                            "resume=false")  # fmt: skip
             return done
         if self.cfg.resume:
             self.checkpoints.load()
@@ -148,13 +168,17 @@ class Run:
         all_done = all(p["status"] == "completed" for p in self.record.energy_sweep or [])
         if not self.cfg.keep_checkpoints and all_done and distributed.is_main():
             self.checkpoints.remove()  # kept while a point failed: a rerun makes it from the trained model
-        self.finish_group()
+        if self.guard.signum is not None:  # arrived after the last training step (measuring): hand it on
+            self.guard.chain()
+            raise Preempted(self.guard.signum, completed=True)
         return self.record.to_dict()
 
     def setup(self) -> None:
         """Seed, device, process group, data, model, its dense MACs, the method's check, the
         starting point (``init_from``) and the record; raises InputError before any work."""
         cfg, tr = self.cfg, self.cfg.trainer
+        if distributed.is_main():
+            check_run_dir(self.dir)
         seed_everything(cfg.seed, tr.deterministic)
         self.device = resolve_device(tr.device)
         self.owns_group = distributed.init(self.device)  # torchrun: join the process group
@@ -212,6 +236,10 @@ class Run:
             self.write(rec, self.dir)
             distributed.barrier()  # every rank stopped at the same step (train_stage agrees on it)
             self.guard.chain()
+            raise
+        except KeyboardInterrupt:  # Ctrl-C: resumable from the last epoch's checkpoint
+            rec.status, rec.error = "preempted", "interrupted (SIGINT); rerun the same command to resume"
+            self.write(rec, self.dir)
             raise
         except BaseException as err:
             rec.status, rec.error = "failed", f"{type(err).__name__}: {err}"
@@ -326,6 +354,10 @@ class Run:
             distributed.barrier()
             self.guard.chain()
             raise
+        except KeyboardInterrupt:
+            rec.status, rec.error = "preempted", "interrupted (SIGINT); rerun the same command to resume"
+            self.write(rec, point_dir)
+            raise
         except InputError:  # a checkpoint of another experiment in the point's directory
             raise
         except Exception as err:  # one bad point must not lose the others
@@ -399,6 +431,7 @@ class Run:
             seed=cfg.seed, config=self.config, init_from=str(cfg.init_from) if cfg.init_from else None,
             headline=list(self.method.Config.headline) or None, macs_dense=self.dense_count.macs,
             params_dense=count_params(self.model), input_shape=list(self.input_shape), versions=versions(),
+            samples={"train": self.data.num_train, "test": self.data.num_test},
             device=str(self.device), world_size=distributed.world_size(), accel=self.accel.as_dict(),
         )  # fmt: skip
 

@@ -64,6 +64,7 @@ class RunRecord:
     macs_dense: int | None = None
     params_dense: int | None = None
     input_shape: list[int] | None = None
+    samples: dict | None = None  # the samples each split really held: {"train": N, "test": N}
     versions: dict | None = None
     device: str | None = None
     world_size: int | None = None
@@ -142,7 +143,10 @@ class RunRecord:
 
 
 def _finite(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+    """A real number a float can hold (a 400-digit integer is not one)."""
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        return False
+    return abs(v) < _BIG if isinstance(v, int) else math.isfinite(v)
 
 
 def _short(v: Any) -> str:
@@ -181,12 +185,21 @@ def comparable_config(config: dict, method: str) -> dict:
     return _drop_empty(out)
 
 
+def _umask_mode(fd: int) -> None:
+    """Give a temporary file (``mkstemp`` makes it 0600) the mode a plain ``open`` would: 0666
+    less the umask, so a group that may read the run directory can read the results."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.fchmod(fd, 0o666 & ~umask)
+
+
 def write_json_atomic(path: str | os.PathLike, data: Any) -> Path:
     """Write ``data`` as JSON to ``path`` so a crash leaves the old file or none, never half a file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        _umask_mode(fd)
         with os.fdopen(fd, "w") as f:
             json.dump(data, f, indent=2, sort_keys=False, default=str)
             f.flush()
@@ -203,6 +216,7 @@ def atomic_torch_save(obj: Any, path: str | os.PathLike) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    _umask_mode(fd)
     os.close(fd)
     try:
         torch.save(obj, tmp)

@@ -12,6 +12,8 @@ splits through DataLoaders.
 
 from __future__ import annotations
 
+import logging
+
 import torch
 from torch.utils.data import DataLoader, DistributedSampler, Subset
 
@@ -21,6 +23,8 @@ from .batches import Batches, DataBundle, EvalShard, LoaderBatches, TensorBatche
 from .files import STATS, fashion_mnist_root, load_cifar, load_fashion_mnist
 from .splits import DATASETS, DatasetSplits, TensorSplits
 from .synthetic import make_synthetic
+
+log = logging.getLogger("svdbench")
 
 __all__ = [
     "DATASETS",
@@ -81,14 +85,22 @@ def load_dataset(
     raise DatasetError(f"dataset {what!r} returned {type(splits).__name__}, not TensorSplits or DatasetSplits")
 
 
+def _subset_size(n: int | None, available: int, key: str) -> int:
+    """How many samples ``dataset.<key>`` keeps of ``available``: all without it; a request for more
+    than there are keeps all of them and says so (the record holds the real counts)."""
+    if n and n > available:
+        log.warning("dataset.%s=%d, but the split has %d samples: using %d", key, n, available, available)
+    return min(n, available) if n else available
+
+
 def _first(split: tuple[torch.Tensor, torch.Tensor], n: int | None) -> tuple[torch.Tensor, torch.Tensor]:
     x, y = split
     return (x, y) if not n else (x[:n], y[:n])
 
 
 def _tensor_bundle(cfg, s: TensorSplits, batch_size, eval_batch_size, seed, device, shard) -> DataBundle:
-    xtr, ytr = _first(s.train, cfg.train_subset)
-    xte, yte = _first(s.test, cfg.test_subset)
+    xtr, ytr = _first(s.train, _subset_size(cfg.train_subset, len(s.train[1]), "train_subset"))
+    xte, yte = _first(s.test, _subset_size(cfg.test_subset, len(s.test[1]), "test_subset"))
     train = TensorBatches(
         xtr,
         ytr,
@@ -118,9 +130,9 @@ def _loader_bundle(cfg, s: DatasetSplits, batch_size, eval_batch_size, seed, num
     pass) and evaluation through disjoint unpadded slices."""
     train_ds, test_ds = s.train, s.test
     if cfg.train_subset:
-        train_ds = Subset(train_ds, range(min(cfg.train_subset, len(train_ds))))
+        train_ds = Subset(train_ds, range(_subset_size(cfg.train_subset, len(train_ds), "train_subset")))
     if cfg.test_subset:
-        test_ds = Subset(test_ds, range(min(cfg.test_subset, len(test_ds))))
+        test_ds = Subset(test_ds, range(_subset_size(cfg.test_subset, len(test_ds), "test_subset")))
     if shard is not None and shard[1] > 1:
         rank, world = shard
         sampler = DistributedSampler(train_ds, num_replicas=world, rank=rank, shuffle=True, seed=seed)

@@ -4,10 +4,12 @@ download), CIFAR-10/100 (python batches), ImageNet (ImageFolder trees). Each is 
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import logging
 import os
 import pickle
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -71,6 +73,19 @@ def fashion_mnist_root(root: str | None) -> Path | None:
     return None
 
 
+@contextlib.contextmanager
+def _removed_on_failure(folder: Path):
+    """A download into ``folder``: if it fails, the folders it created are removed again (a
+    failed download leaves nothing behind); a folder that existed before is left alone."""
+    created = [p for p in [folder, *folder.parents] if not p.exists()]
+    try:
+        yield
+    except BaseException:
+        for p in created:  # deepest first
+            shutil.rmtree(p, ignore_errors=True)
+        raise
+
+
 def load_fashion_mnist(root: str | None, download: bool) -> tuple[torch.Tensor, ...]:
     """Train images (60000 x 1 x 28 x 28 uint8), labels, test images, labels from the first folder
     :func:`fashion_mnist_root` finds; download them with torchvision when none and ``download``."""
@@ -81,8 +96,9 @@ def load_fashion_mnist(root: str | None, download: bool) -> tuple[torch.Tensor, 
         target = root or "data"
         log.info("downloading Fashion-MNIST to %s", target)
         try:
-            torchvision.datasets.FashionMNIST(target, train=True, download=True)
-            torchvision.datasets.FashionMNIST(target, train=False, download=True)
+            with _removed_on_failure(Path(target) / "FashionMNIST"):
+                torchvision.datasets.FashionMNIST(target, train=True, download=True)
+                torchvision.datasets.FashionMNIST(target, train=False, download=True)
         except Exception as err:  # network errors come in many types
             raise DatasetError(f"Fashion-MNIST not found and download failed: {one_line(err).rstrip(':')}") from None
         found = fashion_mnist_root(target)
@@ -167,7 +183,8 @@ def load_cifar(name: str, root: str | None, download: bool) -> tuple[torch.Tenso
 
         cls = torchvision.datasets.CIFAR10 if name == "cifar10" else torchvision.datasets.CIFAR100
         try:
-            cls(str(base), train=True, download=True)
+            with _removed_on_failure(base / folder):
+                cls(str(base), train=True, download=True)
         except Exception as err:
             raise DatasetError(f"{name} not found in {base} and download failed: {one_line(err).rstrip(':')}") from None
     if not (base / folder).is_dir():
