@@ -13,11 +13,13 @@ import logging
 import math
 import os
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
+from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf, open_dict
 
@@ -49,24 +51,56 @@ def build(cfg: DictConfig) -> tuple[schema.Config, Method]:
 # ---------------------------------------------------------------------- before Hydra
 
 
-def _config_dir(args: list[str]) -> tuple[list[str], str | None, str]:
-    """(overrides, --config-dir, --config-name) of a command line; ValueError for an option this
-    check does not know (it is then left to Hydra)."""
-    overrides, config_dir, config_name = [], None, "config"
+@dataclass
+class CommandLine:
+    """What preflight needs of ``run.py``'s arguments."""
+
+    overrides: list[str]
+    config_dir: str | None = None
+    config_name: str = "config"
+    multirun: bool = False
+
+
+def parse_command_line(args: list[str]) -> CommandLine:
+    """The overrides and the options preflight understands; ValueError for another option
+    (``--help``, ``--cfg``, ...: nothing is run, it is left to Hydra)."""
+    line = CommandLine([])
     it = iter(args)
     for a in it:
         flag, eq, value = a.partition("=")
         if flag in ("--config-dir", "-cd", "--config-name", "-cn"):
             value = value if eq else next(it, "")
             if flag in ("--config-dir", "-cd"):
-                config_dir = value
+                line.config_dir = value
             else:
-                config_name = value
+                line.config_name = value
+        elif a in ("-m", "--multirun"):
+            line.multirun = True
         elif a.startswith("-"):
             raise ValueError(a)
         else:
-            overrides.append(a)
-    return overrides, config_dir, config_name
+            line.overrides.append(a)
+    return line
+
+
+def sweep_points(overrides: list[str]) -> list[list[str]]:
+    """The jobs of a command-line sweep worth checking before it starts: the first value of every
+    axis, then every other value of each axis with the others at their first. Axes that are not a
+    finite list (``interval(...)``) are left to the sweeper."""
+    parsed = OverridesParser.create().parse_overrides(overrides)
+    axes = []
+    for text, o in zip(overrides, parsed, strict=True):
+        key = text.split("=", 1)[0]
+        try:
+            values = list(o.sweep_string_iterator()) if o.is_sweep_override() else None
+        except Exception:  # not a discrete sweep
+            values = None
+        axes.append([f"{key}={v}" for v in values] if values else [text])
+    first = [a[0] for a in axes]
+    points = [first]
+    for i, axis in enumerate(axes):
+        points += [[*first[:i], v, *first[i + 1:]] for v in axis[1:]]
+    return points
 
 
 def compose_config(
@@ -82,22 +116,31 @@ def compose_config(
 
 
 def preflight(argv: list[str]) -> None:
-    """Compose and validate the config of a single run before Hydra starts it; exit code 2 with one
-    line on stderr for any mistake. Multirun, ``--help``, ``--cfg`` and the like are left to Hydra."""
+    """Compose and validate the config before Hydra starts: exit code 2 with one line on stderr for
+    any mistake, nothing written. A single run also has its run directory checked (writable, not
+    holding another experiment); a multirun has every value of its command-line axes checked.
+    ``--help``, ``--cfg`` and the like are left to Hydra."""
     try:
-        overrides, config_dir, config_name = _config_dir(argv[1:])
+        line = parse_command_line(argv[1:])
     except ValueError:
         return
     try:
-        cfg = compose_config(overrides, config_dir, config_name, hydra=True)
-        run_dir = Path(OmegaConf.select(cfg, "hydra.run.dir"))
-        with open_dict(cfg):
-            del cfg["hydra"]
-        typed, method = build(cfg)
-    except InputError as err:
-        fail(str(err))
-    except Exception as err:
+        points = sweep_points(line.overrides) if line.multirun else [line.overrides]
+    except Exception as err:  # an override Hydra cannot parse
         fail(schema.explain(err))
+    for overrides in points:
+        try:
+            cfg = compose_config(overrides, line.config_dir, line.config_name, hydra=True)
+            run_dir = Path(OmegaConf.select(cfg, "hydra.run.dir"))
+            with open_dict(cfg):
+                del cfg["hydra"]
+            typed, method = build(cfg)
+        except InputError as err:
+            fail(str(err))
+        except Exception as err:
+            fail(schema.explain(err))
+    if line.multirun:
+        return
     try:
         check_run_dir(run_dir)
     except InputError as err:

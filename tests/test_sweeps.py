@@ -135,17 +135,30 @@ def test_optuna_failed_trials_are_recorded_and_the_study_goes_on(tmp_path, run_p
 
 @pytest.mark.slow
 def test_failed_jobs_in_a_joblib_multirun_are_recorded_and_do_not_stop_the_others(tmp_path, run_py, tiny):
-    """Job 0: a diverging run (fails after training started), job 1: completes, job 2: an input
-    error found by the config checks; all three run, each leaves a results.json, exit code 0."""
+    """lr 1e30 x (no starting point, a missing one): job 0 diverges (fails after training started),
+    job 2 completes, jobs 1 and 3 stop at an input error found when the run starts (no dense
+    checkpoint there); all four run, each leaves a results.json, exit code 0."""
     d = tmp_path / "sweep"
     proc = run_py("-m", "hydra/launcher=local_parallel", "method=dense", "trainer.optimizer=sgd",
-                  "trainer.lr=1e30,0.01,-1", *tiny(), f"hydra.sweep.dir={d}")  # fmt: skip
+                  "trainer.lr=1e30,0.01", *tiny(), f"hydra.sweep.dir={d}", "+job=a,b")  # fmt: skip
+    assert proc.returncode == 2 and "Key 'job' not in 'Config'" in proc.stderr  # an added key: nothing runs
+    assert not d.exists()
+    proc = run_py("-m", "hydra/launcher=local_parallel", "method=dense", "trainer.optimizer=sgd", "trainer.lr=1e30,0.01",
+                  "init_from=null,/nonexistent/dense", *tiny(), f"hydra.sweep.dir={d}")  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
-    res = [json.loads((d / j / "results.json").read_text()) for j in ("0", "1", "2")]
+    res = [json.loads((d / j / "results.json").read_text()) for j in ("0", "1", "2", "3")]
     assert res[0]["status"] == "failed" and "became nan" in res[0]["error"] and res[0]["history"] == []
-    assert res[1]["status"] == "completed"
-    assert res[2]["status"] == "failed" and res[2]["stage"] == "input" and "trainer.lr must be > 0" in res[2]["error"]
-    assert res[2]["config"]["trainer"]["lr"] == -1 and res[2]["method"] == "dense"
+    assert res[2]["status"] == "completed"
+    for r in (res[1], res[3]):
+        assert r["status"] == "failed" and r["stage"] == "input" and "no dense checkpoint" in r["error"]
+        assert r["config"]["init_from"] == "/nonexistent/dense" and r["method"] == "dense"
+
+
+def test_a_bad_value_anywhere_in_a_command_line_sweep_stops_it_before_any_job(tmp_path, run_py, tiny):
+    d = tmp_path / "sweep"
+    proc = run_py("-m", "method=dense", "trainer.lr=0.01,-1", *tiny(), f"hydra.sweep.dir={d}", timeout=120)
+    assert proc.returncode == 2 and proc.stderr.strip() == "config error: trainer.lr must be > 0, got -1.0"
+    assert not d.exists()
 
 
 @pytest.mark.slow
