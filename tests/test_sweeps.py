@@ -143,8 +143,9 @@ def test_failed_jobs_in_a_joblib_multirun_are_recorded_and_do_not_stop_the_other
                   "trainer.lr=1e30,0.01", *tiny(), f"hydra.sweep.dir={d}", "+job=a,b")  # fmt: skip
     assert proc.returncode == 2 and "Key 'job' not in 'Config'" in proc.stderr  # an added key: nothing runs
     assert not d.exists()
-    proc = run_py("-m", "hydra/launcher=local_parallel", "method=dense", "trainer.optimizer=sgd", "trainer.lr=1e30,0.01",
-                  "init_from=null,/nonexistent/dense", *tiny(), f"hydra.sweep.dir={d}")  # fmt: skip
+    proc = run_py("-m", "hydra/launcher=local_parallel", "method=dense", "trainer.optimizer=sgd",
+                  "trainer.lr=1e30,0.01", "init_from=null,/nonexistent/dense", *tiny(),
+                  f"hydra.sweep.dir={d}")  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
     res = [json.loads((d / j / "results.json").read_text()) for j in ("0", "1", "2", "3")]
     assert res[0]["status"] == "failed" and "became nan" in res[0]["error"] and res[0]["history"] == []
