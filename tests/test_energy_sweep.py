@@ -4,7 +4,9 @@ directory and checkpoints, starts from the trained model's random state, and a r
 same main result and the same points as an uninterrupted run."""
 
 import json
+import random
 import signal
+import subprocess
 
 import pytest
 
@@ -90,3 +92,19 @@ def test_sigterm_in_a_point_exits_preempted_and_resumes(tmp_path, start_run_py, 
     assert json.loads((out / "results.json").read_text())["status"] == "completed"  # the main result is kept
     assert json.loads((out / POINTS[1] / "results.json").read_text())["status"] == "preempted"
     assert finish(out) == uninterrupted
+
+
+def test_sigkill_anywhere_then_rerun_until_done_equals_uninterrupted(tmp_path, start_run_py, finish, uninterrupted):
+    """SIGKILL at random moments (start-up, training, fine-tuning, a point, measuring), three times
+    over; the rerun that is left alone completes, and every results.json equals the uninterrupted run's."""
+    rng = random.Random(0)
+    out = tmp_path / "run"
+    for _ in range(3):
+        proc = start_run_py(*SWEEP, f"hydra.run.dir={out}")
+        try:
+            proc.wait(timeout=rng.uniform(2.0, 14.0))
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=30)
+    assert finish(out) == uninterrupted
+    assert not list(out.rglob("*.pt")) and not list(out.rglob("*.tmp"))
