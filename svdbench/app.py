@@ -1,8 +1,9 @@
 """The command line of ``run.py``: Hydra composes the config, this module checks it and runs the job.
 
 - :func:`start` runs before Hydra: the torchrun additions to the command line, the schemas in
-  ConfigStore, and :func:`preflight`, which composes and validates a single run's config so that
-  a wrong key, type or value stops with one line, exit code 2 and nothing written.
+  ConfigStore, and :func:`preflight`, which composes and validates the config (of a single run, or
+  every value of a multirun's command-line axes) so that a wrong key, type or value stops with one
+  line, exit code 2 and nothing written; a single run's directory is checked too.
 - :func:`job` is the body of the Hydra task: build the method, track, run the pipeline, and turn
   every kind of failure into the right exit code (single run) or a recorded failure (multirun).
 """

@@ -25,7 +25,7 @@ from omegaconf import DictConfig, OmegaConf
 from .checks import check, check_choice
 from .data import DATASETS
 from .errors import InputError, one_line
-from .methods import METHODS, Method, MethodConfig
+from .methods import METHODS, Method
 from .models import MODELS
 from .registry import import_object
 from .regularizers import SPARSITY_KINDS
@@ -312,16 +312,3 @@ def _check_finite(obj: Any, prefix: str) -> None:
         for x in values:
             if isinstance(x, float):
                 check(math.isfinite(x), key, f"must be a finite number, got {v}")
-
-
-def record(typed: Config) -> dict:
-    """The resolved config as results.json records it: every key, except ``regularizer`` for a method
-    that takes none."""
-    out = dataclasses.asdict(typed)
-    if not method_class(typed.method).uses_regularizer:
-        out.pop("regularizer")
-    return out
-
-
-def method_config(typed: Config) -> MethodConfig:
-    return typed.method

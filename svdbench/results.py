@@ -55,7 +55,7 @@ class RunRecord:
     model: str
     dataset: str
     seed: int | None
-    config: dict  # the resolved config (svdbench.config.record)
+    config: dict  # the resolved config (svdbench.pipeline.record_config)
     error: str | None = None  # failed or preempted: the reason
     stage: str | None = None  # a job that failed before training: "input" or "run"
     overrides: list[str] | None = None  # a failed multirun job: its command-line overrides
