@@ -26,10 +26,10 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from . import config as schema
 from . import distributed, tracking
-from .checkpoint import RunCheckpoints, check_run_dir
+from .checkpoint import check_run_dir
 from .errors import CheckpointError, DivergedError, InputError, Preempted, one_line
 from .methods import Method
-from .pipeline import record_config, run_experiment, summary
+from .pipeline import Run, record_config, run_experiment, summary
 from .regularizers import SparsityRegularizer
 from .results import RESULTS_FILE, RunRecord, read_results, write_results
 
@@ -146,9 +146,13 @@ def preflight(argv: list[str]) -> None:
         check_run_dir(run_dir)
     except InputError as err:
         fail(str(err))
-    other = RunCheckpoints(run_dir, record_config(typed, method), method.name).other_experiment()
-    if typed.resume and other:  # before Hydra writes its .hydra/ into that directory
-        fail(other)
+    try:  # before Hydra writes its .hydra/ into that directory
+        done = Run(typed, method, run_dir, config_dict=record_config(typed, method)).completed_result()
+    except InputError as err:
+        fail(str(err))
+    if done is not None:  # nothing to do: say so, leave the directory as it is
+        print(f"run directory {run_dir} already holds a completed run of this config\n{summary(done, run_dir)}")
+        raise SystemExit(0)
 
 
 def fail(message: str) -> None:

@@ -123,6 +123,7 @@ class Run:
     ) -> None:  # fmt: skip
         self.cfg, self.method, self.dir = cfg, method, Path(run_dir)
         self.config = config_dict if config_dict is not None else record_config(cfg, method)
+        self.checkpoints = RunCheckpoints(self.dir, self.config, method.name, enabled=cfg.checkpoint)
         self.on_epoch = on_epoch
         self.guard: PreemptionGuard | None = None
 
@@ -130,28 +131,45 @@ class Run:
 
     def execute(self) -> dict[str, Any]:
         self.t_start = time.perf_counter()
-        self.setup()
+        if distributed.is_main():
+            check_run_dir(self.dir)
         with RunLock(self.dir) if distributed.is_main() else contextlib.nullcontext():
+            done = self.completed_result()
+            if done is not None:
+                return done
+            self.setup()
             results = self.run()
         self.finish_group()
         return results
 
+    def completed_result(self) -> dict | None:
+        """Before any work: refuse a directory that holds another experiment (InputError), and return
+        the completed result of this one when it and all its operating points are done (None: there
+        is work to do)."""
+        if not self.cfg.resume:
+            return None
+        other = self.checkpoints.other_experiment()
+        if other:
+            raise InputError(other)
+        done = self.checkpoints.completed()
+        if done is None or self.pending_points():
+            return None
+        log.info("run directory %s already holds a completed run of this config", self.dir)
+        if self.cfg.measure.latency and not done.get("latency"):
+            log.warning("that run was measured without latency (measure.latency=false); to time it, rerun with "
+                        "resume=false")  # fmt: skip
+        return done
+
+    def pending_points(self) -> list[str]:
+        """The operating points without a completed result of their own."""
+        return [label for label, m in self.method.operating_points() if self.point_completed(label, m) is None]
+
     def run(self) -> dict[str, Any]:
         """With the run directory to itself: the main result, then the operating points."""
         points = self.method.operating_points()
-        other = self.checkpoints.other_experiment() if self.cfg.resume else None
-        if other:
-            raise InputError(other)
         if distributed.is_main():
             self.checkpoints.remove_orphans()
         done = self.checkpoints.completed() if self.cfg.resume else None
-        pending = [label for label, m in points if self.point_completed(label, m) is None]
-        if done is not None and not pending:
-            log.info("run directory %s already holds a completed run of this config", self.dir)
-            if self.cfg.measure.latency and not done.get("latency"):
-                log.warning("that run was measured without latency (measure.latency=false); to time it, rerun with "
-                            "resume=false")  # fmt: skip
-            return done
         if self.cfg.resume:
             self.checkpoints.load()
         with PreemptionGuard() as self.guard:
@@ -159,7 +177,8 @@ class Run:
                 self.train_and_finish(keep_trained=bool(points))
                 self.write(self.record, self.dir)
             else:  # the main result is complete, some operating points are not: back to the trained model
-                log.info("run directory %s: completing the operating points %s", self.dir, ", ".join(pending))
+                log.info("run directory %s: completing the operating points %s", self.dir,
+                         ", ".join(self.pending_points()))  # fmt: skip
                 self.record = RunRecord.from_dict(done)
                 self.restore_trained()
             if points:
@@ -177,8 +196,6 @@ class Run:
         """Seed, device, process group, data, model, its dense MACs, the method's check, the
         starting point (``init_from``) and the record; raises InputError before any work."""
         cfg, tr = self.cfg, self.cfg.trainer
-        if distributed.is_main():
-            check_run_dir(self.dir)
         seed_everything(cfg.seed, tr.deterministic)
         self.device = resolve_device(tr.device)
         self.owns_group = distributed.init(self.device)  # torchrun: join the process group
@@ -201,7 +218,6 @@ class Run:
         if cfg.init_from:
             load_dense_checkpoint(self.model, cfg.init_from)
         self.record = self.new_record()
-        self.checkpoints = RunCheckpoints(self.dir, self.config, self.method.name, enabled=cfg.checkpoint)
         self.generator = getattr(self.data.train, "generator", None)
 
     def train_and_finish(self, keep_trained: bool = False) -> None:

@@ -2,6 +2,7 @@
 
 import pytest
 
+from svdbench import app
 from svdbench.config import Config, validate
 from svdbench.errors import InputError
 from svdbench.methods import METHODS
@@ -74,7 +75,13 @@ BAD = [
 ]
 
 
-@pytest.mark.parametrize("overrides, message", BAD, ids=[b[0] for b in BAD])
+#: the same through run.py end to end (the whole table runs in-process in tests/test_attacks.py)
+THROUGH_RUN_PY = [b for b in BAD if b[0] in ("trainer.lrr=0.1", "+trainer.lrr=0.1", "method=magic",
+                                             "method=trp method.energy_train=0.95", "method.energy=1.0")]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("overrides, message", THROUGH_RUN_PY, ids=[b[0] for b in THROUGH_RUN_PY])
 def test_bad_config_is_one_line_exit_2_nothing_written(tmp_path, run_py, overrides, message):
     out = tmp_path / "run"
     proc = run_py(*overrides.split(), f"hydra.run.dir={out}", timeout=120)
@@ -84,6 +91,15 @@ def test_bad_config_is_one_line_exit_2_nothing_written(tmp_path, run_py, overrid
     assert lines[0].startswith("config error: ") and message in lines[0], lines[0]
     assert "Traceback" not in proc.stderr
     assert not out.exists()
+
+
+@pytest.mark.parametrize("overrides, message", BAD, ids=[b[0] for b in BAD])
+def test_bad_config_is_refused_before_hydra(tmp_path, capsys, overrides, message):
+    with pytest.raises(SystemExit) as exit_:
+        app.preflight(["run.py", *overrides.split(), f"hydra.run.dir={tmp_path / 'run'}"])
+    err = capsys.readouterr().err.strip()
+    assert exit_.value.code == 2 and err.count("\n") == 0 and err == f"config error: {err[14:]}" and message in err
+    assert not (tmp_path / "run").exists()
 
 
 ADDED = [b for b in BAD if b[0].startswith("+")]
