@@ -297,7 +297,7 @@ def test_damaged_checkpoints_are_one_line(damage, completed, tmp_path, monkeypat
         ck.write_bytes(ck.read_bytes()[:200])
     elif damage == "pickle_payload":
         with open(ck, "wb") as f:
-            pickle.dump({"version": 1, "evil": Evil()}, f)
+            pickle.dump({"version": 1, "evil": Evil()}, f, protocol=2)
     else:
         torch.save({"weights": torch.zeros(2)}, ck)
     monkeypatch.chdir(tmp_path)
