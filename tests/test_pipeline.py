@@ -10,8 +10,9 @@ from svdbench.checkpoint import resume_key
 from svdbench.config import DatasetConfig, ModelConfig
 from svdbench.errors import InputError
 from svdbench.methods import Dense, SVDTraining
-from svdbench.pipeline import run_experiment
+from svdbench.pipeline import record_config, run_experiment
 from svdbench.regularizers import SparsityRegularizer
+from svdbench.report import configuration
 
 REQUIRED = {
     "status", "config", "method", "model", "dataset", "seed", "top1", "macs", "macs_total", "params",
@@ -132,3 +133,22 @@ def test_completed_run_recorded_before_a_new_optional_key_is_kept(tmp_path):
     assert resume_key(old, "svd") == resume_key(new, "svd")
     new["trainer"]["finetune_schedule"] = "constant"
     assert resume_key(old, "svd") != resume_key(new, "svd")
+
+
+def test_results_of_the_previous_layout_are_the_same_experiment(compose_cfg, build):
+    """Completed runs recorded before the plug-in redesign (baselines.* targets, TRP's energy_train,
+    a regularizer group recorded for every method, no model/dataset _target_ keys) still count as
+    completed for the resume check and as the same configuration for the report."""
+    for overrides, name in [(["method=trp", "method.energy_kept=0.95"], "trp"), (["method=dense"], "dense"),
+                            (["method=l1_filter", "method.ratio=0.4"], "l1_filter")]:  # fmt: skip
+        typed, method = build(compose_cfg(overrides))
+        new = record_config(typed, method)
+        old = {k: v for k, v in new.items()}
+        old["model"] = {k: v for k, v in new["model"].items() if k not in ("_target_", "kwargs")}
+        old["dataset"] = {k: v for k, v in new["dataset"].items() if k not in ("_target_", "kwargs")}
+        old["regularizer"] = {"_target_": "svdbench.regularizers.SparsityRegularizer", "kind": "hoyer", "weight": 0.05}
+        old["method"] = dict(new["method"], _target_=f"baselines.{name}.Old")
+        if name == "trp":
+            old["method"]["energy_train"] = old["method"].pop("energy_kept")
+        assert resume_key(old, name) == resume_key(new, name)
+        assert configuration(old, name) == configuration(new, name)
