@@ -64,7 +64,9 @@ class RunRecord:
     macs_dense: int | None = None
     params_dense: int | None = None
     input_shape: list[int] | None = None
-    samples: dict | None = None  # the samples each split really held: {"train": N, "test": N}
+    samples: dict | None = None  # the samples each split really held: {"train": N, "val": N, "test": N}
+    epochs_after_start: int | None = None  # training + fine-tuning epochs after the starting point
+    dense_start: str | None = None  # "sha256:<hex>" of the dense checkpoint the run started from (None: random init)
     versions: dict | None = None
     device: str | None = None
     world_size: int | None = None
@@ -73,7 +75,8 @@ class RunRecord:
     wall_time: dict = field(default_factory=dict)
     history: list = field(default_factory=list)
     ranks: dict = field(default_factory=dict)
-    top1: float | None = None
+    top1: float | None = None  # test top-1 (%) of the deployed model
+    val_top1: float | None = None  # the same on the held-out validation split (None: no validation split)
     macs: int | None = None
     macs_total: int | None = None
     params: int | None = None
