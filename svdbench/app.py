@@ -29,7 +29,7 @@ from . import distributed, tracking
 from .checkpoint import check_run_dir
 from .errors import CheckpointError, DivergedError, InputError, Preempted, one_line
 from .methods import Method
-from .pipeline import Run, record_config, run_experiment, summary
+from .pipeline import Run, configure, record_config, run_experiment, summary
 from .regularizers import SparsityRegularizer
 from .results import RESULTS_FILE, RunRecord, read_results, write_results
 
@@ -38,15 +38,17 @@ CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")
 
 
 def build(cfg: DictConfig) -> tuple[schema.Config, Method]:
-    """The validated config and the method object built from it; InputError in one line."""
+    """The validated config and the method object built from it, configured for the run
+    (:func:`svdbench.pipeline.configure`: its starting point, the budget); InputError in one line."""
     typed = schema.validate(cfg)
     cls = schema.method_class(typed.method)
     reg = typed.regularizer
     regularizer = SparsityRegularizer(reg.kind, reg.weight) if cls.uses_regularizer else None
     try:
-        return typed, cls(typed.method, regularizer)
+        method = cls(typed.method, regularizer)
     except (ValueError, TypeError) as err:
         raise InputError(one_line(err)) from None
+    return typed, configure(typed, method)
 
 
 # ---------------------------------------------------------------------- before Hydra
@@ -216,8 +218,11 @@ def sweep_objectives(hc) -> int:
 
 
 def objective(hc, results: dict):
-    """top1, or (top1, macs) for a multi-objective Optuna sweep (``direction: [maximize, minimize]``)."""
-    return (results["top1"], results["macs"]) if sweep_objectives(hc) >= 2 else results["top1"]
+    """The accuracy the sweeper optimises, validation top-1 where the run held a validation split out
+    (the test set never selects), else test top-1; with (.., macs) for a multi-objective Optuna
+    sweep (``direction: [maximize, minimize]``)."""
+    top1 = results["val_top1"] if results.get("val_top1") is not None else results["top1"]
+    return (top1, results["macs"]) if sweep_objectives(hc) >= 2 else top1
 
 
 def failed_job(hc, reason: str):

@@ -51,7 +51,10 @@ class DatasetConfig:
     kwargs: Dict[str, Any] = field(default_factory=dict)  # your own settings, read by your _target_
     root: str | None = None  # None: search the usual places (see svdbench.data)
     download: bool = True  # torchvision download where files are missing and the network allows
-    train_subset: int | None = None  # first N training samples
+    # training images held out for validation (model selection, Pareto fronts), with a fixed seed;
+    # null: the dataset's default (5000 for Fashion-MNIST and CIFAR, 0 for the others); 0: none
+    val_size: int | None = None
+    train_subset: int | None = None  # first N training samples (of those left after the validation split)
     test_subset: int | None = None
     augment: bool = True
     image_size: int = 224  # imagenet only
@@ -68,6 +71,7 @@ class DatasetConfig:
         for key in ("train_subset", "test_subset"):
             v = getattr(self, key)
             check(v is None or v > 0, f"dataset.{key}", f"must be positive, got {v}")
+        check(self.val_size is None or self.val_size >= 0, "dataset.val_size", f"must be >= 0, got {self.val_size}")
         check(len(self.shape) == 3 and min(self.shape) > 0, "dataset.shape", f"must be [C, H, W] > 0, got {self.shape}")
         check(self.num_classes >= 2, "dataset.num_classes", f"must be >= 2, got {self.num_classes}")
         for key in ("num_train", "num_test"):
@@ -91,7 +95,11 @@ class TrainerConfig:
     finetune_schedule: str | None = None  # schedule of the fine-tuning stage; null: same as schedule
     milestones: List[float] = field(default_factory=lambda: [0.5, 0.75])  # multistep: fractions of a stage
     gamma: float = 0.1  # multistep: lr factor at each milestone
-    epochs: int = 12
+    epochs: int = 12  # of the train stage (and of the dense pretraining a post-hoc method needs)
+    # epochs after the starting point (a dense checkpoint, or random init), the same for every method
+    # it is set for: training takes trainer.epochs of them (a method that does not train, none),
+    # fine-tuning the rest (method.finetune_epochs is then derived); null: as the method sets them
+    budget: int | None = None
     batch_size: int = 128
     eval_batch_size: int = 1000
     device: str = "auto"  # auto | cpu | cuda
@@ -125,6 +133,7 @@ class TrainerConfig:
             f"are fractions of a stage, each in (0, 1), got {list(self.milestones)}",
         )
         check(self.epochs >= 0, "trainer.epochs", f"must be >= 0, got {self.epochs}")
+        check(self.budget is None or self.budget >= 0, "trainer.budget", f"must be >= 0, got {self.budget}")
         check(self.batch_size > 0, "trainer.batch_size", f"must be > 0, got {self.batch_size}")
         check(self.eval_batch_size > 0, "trainer.eval_batch_size", f"must be > 0, got {self.eval_batch_size}")
         check_choice(self.device, ("auto", "cpu", "cuda"), "trainer.device")

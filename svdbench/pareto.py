@@ -13,6 +13,9 @@ Conventions (the report, its tables and its plot all use these):
 - Points with a NaN or infinite coordinate (failed or unmeasured runs) are never on the front and
   never dominate anything.
 - Fronts are returned in order of increasing MACs (then input order), so top-1 increases too.
+
+:func:`hypervolume` measures a front as one number (the area it dominates); it works in its own
+plane, (x, y) both maximised, e.g. (log2 of the MAC speed-up, top-1).
 """
 
 from __future__ import annotations
@@ -80,3 +83,22 @@ def fronts_by(points: Sequence[Point], keys: Sequence) -> dict:
     for k, idx in groups.items():
         out[k] = [idx[j] for j in front_indices([points[i] for i in idx])]
     return out
+
+
+def hypervolume(points: Sequence[tuple[float, float]], ref: tuple[float, float]) -> float:
+    """The area of the plane that ``points`` (x, y), both maximised, dominate above ``ref`` = (x0, y0):
+
+        HV = area( union over p of [x0, p.x] x [y0, p.y] ),  for p with p.x > x0 and p.y > y0
+
+    Points left of x0, below y0 or not finite contribute nothing; dominated points and duplicates
+    change nothing (their rectangles lie inside another's). A single point gives (x - x0) * (y - y0).
+    Sweep by decreasing x: the strip between a point's x and the next one's (x0 after the last) has
+    the height of the best y seen so far, ``HV = sum_i (x_i - x_{i+1}) * (max_{j<=i} y_j - y0)``.
+    """
+    x0, y0 = float(ref[0]), float(ref[1])
+    pts = sorted(((float(x), float(y)) for x, y in points if _finite((x, y)) and x > x0 and y > y0), reverse=True)
+    area, best = 0.0, y0
+    for i, (x, y) in enumerate(pts):
+        best = max(best, y)
+        area += (x - (pts[i + 1][0] if i + 1 < len(pts) else x0)) * (best - y0)
+    return area

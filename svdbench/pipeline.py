@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import dataclasses
+import hashlib
 import logging
 import time
 from pathlib import Path
@@ -24,7 +25,7 @@ from torch import nn
 
 from . import distributed, lowrank
 from .checkpoint import PreemptionGuard, RunCheckpoints, RunLock, check_run_dir
-from .data import DataBundle, load_dataset
+from .data import DataBundle, load_dataset, val_size
 from .errors import DivergedError, InputError, Preempted, one_line
 from .latency import run_latency
 from .macs import MacCount, analyze_macs, count_params
@@ -52,14 +53,53 @@ def run_experiment(
     return Run(cfg, method, run_dir, config_dict=config_dict, on_epoch=on_epoch).execute()
 
 
+def configure(cfg, method: Method) -> Method:
+    """``method`` as it will run under ``cfg``: configured for its starting point
+    (:meth:`~svdbench.methods.Method.starting_from`) and, with ``trainer.budget``, its fine-tuning
+    given the epochs the budget leaves after training. InputError in one line."""
+    try:
+        method = method.starting_from(trained=bool(cfg.init_from))
+    except ValueError as err:
+        raise InputError(one_line(err)) from None
+    budget = getattr(cfg.trainer, "budget", None)
+    if budget is not None:
+        train = train_epochs(cfg, method)
+        if budget < train:
+            raise InputError(f"trainer.budget={budget} is less than the {train} training epochs (trainer.epochs)")
+        if method.finetune_epochs != budget - train:
+            method = method.reconfigured(finetune_epochs=budget - train)
+    return method
+
+
+def train_epochs(cfg, method: Method) -> int:
+    """Epochs of the ``train`` stage: ``trainer.epochs``, or the method's own (0 for post-hoc methods)."""
+    return cfg.trainer.epochs if method.train_epochs is None else method.train_epochs
+
+
 def record_config(cfg, method: Method) -> dict:
-    """The resolved config as results.json records it: the method's own config, and the
-    ``regularizer`` only for a method that takes one."""
+    """The resolved config as results.json records it: the method's own config, the validation split
+    actually held out, and the ``regularizer`` only for a method that takes one."""
     out = dataclasses.asdict(cfg) if dataclasses.is_dataclass(cfg) else copy.deepcopy(dict(cfg))
     out["method"] = dataclasses.asdict(method.config)
+    if isinstance(out.get("dataset"), dict):
+        out["dataset"]["val_size"] = val_size(cfg.dataset) or None  # null for none: as before the key existed
     if not method.uses_regularizer:
         out.pop("regularizer", None)
     return out
+
+
+def file_digest(path: Path) -> str:
+    """``sha256:<hex>`` of a file's content: which dense checkpoint a run started from."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return f"sha256:{h.hexdigest()}"
+
+
+def dense_checkpoint_path(path: str | Path) -> Path:
+    p = Path(path)
+    return p / DENSE_CHECKPOINT if p.is_dir() else p
 
 
 def resolve_device(name: str) -> torch.device:
@@ -93,9 +133,7 @@ def save_dense_checkpoint(model: nn.Module, run_dir: Path) -> Path:
 
 def load_dense_checkpoint(model: nn.Module, path: str | Path) -> None:
     """Load dense weights from ``path`` (a ``dense.pt`` file or the run directory holding one)."""
-    p = Path(path)
-    if p.is_dir():
-        p = p / DENSE_CHECKPOINT
+    p = dense_checkpoint_path(path)
     if not p.is_file():
         raise InputError(f"init_from: no dense checkpoint at {p}")
     try:
@@ -121,6 +159,7 @@ class Run:
         self, cfg, method: Method, run_dir: str | Path, *, config_dict: dict | None = None,
         on_epoch: Callable[[dict], None] | None = None,
     ) -> None:  # fmt: skip
+        method = configure(cfg, method)
         self.cfg, self.method, self.dir = cfg, method, Path(run_dir)
         self.config = config_dict if config_dict is not None else record_config(cfg, method)
         self.checkpoints = RunCheckpoints(self.dir, self.config, method.name, enabled=cfg.checkpoint)
@@ -232,14 +271,14 @@ class Run:
                 self.stage("pretrain", model, Method(), cfg.trainer.epochs, optim_config(cfg.trainer), rec,
                            self.checkpoints)  # fmt: skip
                 if distributed.is_main():
-                    save_dense_checkpoint(model, self.dir)
+                    rec.dense_start = file_digest(save_dense_checkpoint(model, self.dir))
             if cfg.init_from or method.pretrain_dense:
                 rec.stage_top1["dense"] = evaluate(model, self.data.test, self.device)["top1"]
             model = method.prepare(model, self.input_shape).to(self.device)
             full = lowrank.ranks(model)
             rec.ranks = {"full": full} if full else {}
-            epochs = cfg.trainer.epochs if method.train_epochs is None else method.train_epochs
-            self.stage("train", model, method, epochs, optim_config(cfg.trainer), rec, self.checkpoints)
+            self.stage("train", model, method, train_epochs(cfg, method), optim_config(cfg.trainer), rec,
+                       self.checkpoints)  # fmt: skip
             if not method.compresses and distributed.is_main():
                 save_dense_checkpoint(model, self.dir)
             if keep_trained:
@@ -291,6 +330,8 @@ class Run:
         count = analyze_macs(deployed, rec.input_shape)
         params = count_params(deployed)
         rec.top1 = evaluate(deployed, self.data.test, self.device)["top1"]
+        if self.data.val is not None:
+            rec.val_top1 = evaluate(deployed, self.data.val, self.device)["top1"]
         rec.macs, rec.macs_total, rec.params = count.macs, count.macs_total, params
         rec.speedup = self.dense_count.macs / max(count.macs, 1)
         rec.compression = rec.params_dense / max(params, 1)
@@ -354,7 +395,7 @@ class Run:
         rec.restore(progress)
         rec.stage_top1 = {k: v for k, v in rec.stage_top1.items() if k in ("dense", "pretrain", "train")}
         rec.wall_time = {k: v for k, v in rec.wall_time.items() if k in ("pretrain", "train")}
-        for key in ("top1", "macs", "macs_total", "params", "speedup", "compression", "mac_counter",
+        for key in ("top1", "val_top1", "macs", "macs_total", "params", "speedup", "compression", "mac_counter",
                     "method_details", "latency", "model_path"):  # fmt: skip
             setattr(rec, key, None)
         if self.cfg.resume:
@@ -419,7 +460,7 @@ class Run:
         options = StageOptions(epochs, optim, name, self.device, progress=progress, accel=self.accel,
                                ddp=distributed.world_size() > 1)  # fmt: skip
         hooks = StageHooks(on_epoch=record, save=save, stop=self.guard, resume=resume)
-        train_stage(net, method, self.data.train, self.data.test, options=options, hooks=hooks)
+        train_stage(net, method, self.data.train, self.data.test, options=options, hooks=hooks, val=self.data.val)
         rec.wall_time[name] = time.perf_counter() - t
         if epochs > 0:
             rec.stage_top1[name] = evaluate(net, self.data.test, self.device)["top1"]
@@ -447,7 +488,9 @@ class Run:
             seed=cfg.seed, config=self.config, init_from=str(cfg.init_from) if cfg.init_from else None,
             headline=list(self.method.Config.headline) or None, macs_dense=self.dense_count.macs,
             params_dense=count_params(self.model), input_shape=list(self.input_shape), versions=versions(),
-            samples={"train": self.data.num_train, "test": self.data.num_test},
+            samples={"train": self.data.num_train, "val": self.data.num_val, "test": self.data.num_test},
+            epochs_after_start=train_epochs(cfg, self.method) + self.method.finetune_epochs,
+            dense_start=file_digest(dense_checkpoint_path(cfg.init_from)) if cfg.init_from else None,
             device=str(self.device), world_size=distributed.world_size(), accel=self.accel.as_dict(),
         )  # fmt: skip
 
@@ -474,4 +517,4 @@ def summary(results: dict, run_dir: str | Path) -> str:
     )
 
 
-__all__ = ["Run", "run_experiment", "record_config", "summary", "MacCount"]
+__all__ = ["Run", "configure", "run_experiment", "record_config", "summary", "MacCount"]

@@ -1,6 +1,6 @@
 """Comparison tables, Pareto fronts and a plot from the results.json files of runs and sweeps.
 
-``svdbench report PATH... [--out DIR] [--wandb]`` (or ``python -m svdbench.report PATH...``) reads
+``svdbench report PATH... [--out DIR] [--select val|test] [--wandb]`` (or ``python -m svdbench.report PATH...``) reads
 every ``results.json`` below the given run or multirun directories, recursively (energy-sweep
 points in ``energy_<e>/`` included), and writes to ``--out`` (default ``<first PATH>/report``):
 
@@ -10,13 +10,20 @@ points in ``energy_<e>/`` included), and writes to ``--out`` (default ``<first P
   with the mean and the sample standard deviation.
 - ``pareto.csv`` and ``pareto.{png,svg}``: the Pareto fronts (maximize top-1, minimize MACs; see
   :mod:`svdbench.pareto` for dominance, ties and duplicates), per method and over all methods.
+- ``hypervolume.{csv,tex}`` and ``verdicts.csv``: the quality of each method's front per seed
+  (:func:`front_quality`) and the pairwise verdicts (:func:`verdict`).
 - ``failed.csv`` and ``report.md`` (everything above, plus the failed and skipped files).
-- ``summary.json``: the rows and fronts, machine-readable.
+- ``summary.json``: the rows, fronts, selection, budget warnings, front quality and verdicts.
 
 Rows are compared within a *task*: the same model, dataset and dense MAC count (the dense count
 pins the input size and number of classes). The dense reference of a task is its ``dense``
 configuration with the most seeds (then the highest mean top-1); ``delta`` is a row's mean top-1
 minus the reference's.
+
+Selection (``--select``, default ``val``): fronts and front quality use the mean *validation*
+top-1 when every run has one (``val_top1``), else test top-1 (:func:`choose_selection`); the
+tables show both. Within a task, runs whose recorded budgets differ (``epochs_after_start``, or
+``dense_start`` of non-dense runs) get one warning (:func:`budget_warnings`).
 
 A file that is not valid JSON, lacks a required key, or is not ``completed`` is skipped with a
 one-line warning on stderr; failed runs are also listed in the failed section.
@@ -118,6 +125,26 @@ class Row:
     def point(self) -> tuple[float, float]:
         return (self.mean("top1"), self.mean("macs"))
 
+    def point_on(self, key: str) -> tuple[float, float]:
+        """(mean ``key``, mean MACs): the point its fronts are computed on (``key``: top1 or val_top1)."""
+        return (self.mean(key), self.mean("macs"))
+
+    def has(self, key: str) -> bool:
+        return f"{key}_mean" in self.stats
+
+
+@dataclass(frozen=True)
+class Selection:
+    """What the fronts and front quality are computed on."""
+
+    requested: str  # val | test (--select)
+    metric: str  # val | test: what was used
+    reason: str  # one line for report.md
+
+    @property
+    def key(self) -> str:
+        return "val_top1" if self.metric == "val" else "top1"
+
 
 # ---------------------------------------------------------------- loading
 
@@ -160,6 +187,22 @@ def configuration(config: dict, method: str) -> dict:
 
 def _number(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def run_value(run: Run, key: str) -> float | None:
+    """A run's ``top1`` or ``val_top1`` (%), None when absent or not a percentage."""
+    v = getattr(run.rec, key)
+    return float(v) if _number(v) and 0 <= v <= 100 else None
+
+
+def epochs_after_start(run: Run) -> int | None:
+    v = run.rec.epochs_after_start
+    return v if isinstance(v, int) and not isinstance(v, bool) and v >= 0 else None
+
+
+def dense_start(run: Run) -> str | None:
+    v = run.rec.dense_start
+    return v if isinstance(v, str) and v else None
 
 
 def load_runs(paths: Iterable[str | Path]) -> tuple[list[Run], list[Failed], list[tuple[Path, str]]]:
@@ -207,9 +250,9 @@ def _method_order(m: str) -> tuple[int, str]:
 
 
 def group_rows(runs: Sequence[Run]) -> list[Row]:
-    """One row per (method, task, configuration). Two runs of one configuration with the same seed
-    are the same run found twice (a copied directory, or an energy-sweep point equal to its parent):
-    the first by path is kept, the other skipped with a warning."""
+    """One row per (method, task, configuration); fronts are marked later (:func:`mark_fronts`). Two
+    runs of one configuration with the same seed are the same run found twice (a copied directory, or
+    an energy-sweep point equal to its parent): the first by path is kept, the other skipped with a warning."""
     groups: dict[tuple, list[Run]] = {}
     for r in runs:
         key = (r.method, r.task, tuple(sorted((k, repr(v)) for k, v in r.flat.items())))
@@ -233,10 +276,13 @@ def group_rows(runs: Sequence[Run]) -> list[Row]:
                 vals = [r.rec.params_dense / max(r.rec.params, 1) for r in rs]
             row.stats[f"{key}_mean"] = statistics.fmean(vals)
             row.stats[f"{key}_std"] = _std(vals)
+        vals = [run_value(r, "val_top1") for r in rs]
+        if None not in vals:  # a row without a validation top-1 for every seed shows none
+            row.stats["val_top1_mean"] = statistics.fmean(vals)
+            row.stats["val_top1_std"] = _std(vals)
         rows.append(row)
     _settings(rows)
     _deltas(rows)
-    _fronts(rows)
     rows.sort(key=lambda r: (r.task, _method_order(r.method), -r.mean("macs"), -r.mean("top1"), r.settings))
     return rows
 
@@ -291,12 +337,29 @@ def _deltas(rows: Sequence[Row]) -> None:
         r.delta = None if ref is None else r.mean("top1") - ref.mean("top1")
 
 
-def _fronts(rows: Sequence[Row]) -> None:
+def by_task(rows: Sequence[Row]) -> dict[tuple, list[Row]]:
     tasks: dict[tuple, list[Row]] = {}
     for r in rows:
         tasks.setdefault(r.task, []).append(r)
-    for rs in tasks.values():
-        pts = [r.point for r in rs]
+    return tasks
+
+
+def choose_selection(rows: Sequence[Row], requested: str = "val") -> Selection:
+    """Validation top-1 when ``requested`` is ``val`` and every row has it (every run of it), else test."""
+    if requested == "test":
+        return Selection(requested, "test", "fronts selected on test top-1 (--select test)")
+    if rows and all(r.has("val_top1") for r in rows):
+        return Selection(requested, "val", "fronts selected on validation top-1 (test top-1 shown)")
+    return Selection(requested, "test", "fronts selected on test top-1: no validation split recorded"
+                     + (" for every run" if any(r.has("val_top1") for r in rows) else ""))  # fmt: skip
+
+
+def mark_fronts(rows: Sequence[Row], key: str = "top1") -> None:
+    """Mark each row on its method's front and on its task's overall front, computed on mean ``key``."""
+    for rs in by_task(rows).values():
+        pts = [r.point_on(key) for r in rs]
+        for r in rs:
+            r.on_overall_front = r.on_method_front = False
         for i in pareto.front_indices(pts):
             rs[i].on_overall_front = True
         for idx in pareto.fronts_by(pts, [r.method for r in rs]).values():
@@ -311,18 +374,167 @@ def fronts(rows: Sequence[Row]) -> list[tuple[str, Row]]:
     return sorted(out, key=lambda sr: (sr[1].task, sr[0] != "overall", sr[0], sr[1].mean("macs")))
 
 
+# ---------------------------------------------------------------- budgets
+
+
+def task_name(task: tuple) -> str:
+    return f"{task[0]}/{task[1]}"
+
+
+def _short_hash(h: str) -> str:
+    algo, _, hexd = h.partition(":")
+    return f"{algo}:{hexd[:12]}" if hexd and len(hexd) > 12 else h
+
+
+def budget_warnings(rows: Sequence[Row]) -> list[str]:
+    """One sentence per task whose compared rows (every non-dense row and the dense reference) were
+    trained with different ``epochs_after_start``, or (non-dense rows) from different ``dense_start``
+    checkpoints. Runs that did not record a field are not compared on it."""
+    refs = dense_references(rows)
+    out = []
+    for task, rs in by_task(rows).items():
+        others = [r for r in rs if r.method != DENSE]
+        compared = others + ([refs[task]] if task in refs and others else [])
+        epochs = sorted({e for r in compared for x in r.runs if (e := epochs_after_start(x)) is not None})
+        starts = sorted({h for r in others for x in r.runs if (h := dense_start(x)) is not None})
+        parts = []
+        if len(epochs) > 1:
+            parts.append(f"with different budgets: epochs after the start {', '.join(map(str, epochs))}")
+        if len(starts) > 1:
+            parts.append(f"from different dense starts: {', '.join(map(_short_hash, starts))}")
+        if parts:
+            out.append(f"{task_name(task)} compares runs {'; and '.join(parts)}")
+    return out
+
+
+# ---------------------------------------------------------------- front quality
+
+
+#: the reference point's top-1 is the dense reference's mean minus this (percentage points) ...
+DENSE_MARGIN = 5.0
+#: ... or, in a task without a dense reference, the lowest row's mean minus this
+LOWEST_MARGIN = 1.0
+
+
+@dataclass
+class Quality:
+    """The hypervolume of one method's front in one task, per seed."""
+
+    task: tuple[str, str, int]
+    method: str
+    per_seed: dict[Any, float]  # seed -> hypervolume of the front of that seed's runs
+    y_ref: float
+    reference: str  # how y_ref was set, in words
+
+    @property
+    def n(self) -> int:
+        return len(self.per_seed)
+
+    @property
+    def mean(self) -> float:
+        return statistics.fmean(self.per_seed.values())
+
+    @property
+    def std(self) -> float:
+        return _std(list(self.per_seed.values()))
+
+    @property
+    def seeds(self) -> list:
+        return sorted(self.per_seed, key=lambda s: (s is None, s if isinstance(s, int) else 0))
+
+
+def reference_top1(rs: Sequence[Row], ref: Row | None, key: str) -> tuple[float, str]:
+    """(y_ref, how it was set): the dense reference's mean ``key`` minus 5 points, else the lowest
+    row's mean minus 1 point."""
+    if ref is not None:
+        return ref.mean(key) - DENSE_MARGIN, f"dense reference {ref.mean(key):.2f} - {DENSE_MARGIN:g}"
+    low = min(r.mean(key) for r in rs)
+    return low - LOWEST_MARGIN, f"no dense reference: lowest top-1 {low:.2f} - {LOWEST_MARGIN:g}"
+
+
+def seed_points(rows: Sequence[Row], key: str) -> dict[Any, list[tuple[float, float]]]:
+    """Per seed, the (log2 MAC speed-up, ``key``) point of every run of ``rows`` with that seed."""
+    out: dict[Any, list[tuple[float, float]]] = {}
+    for r in rows:
+        for x in r.runs:
+            y = run_value(x, key)
+            if y is not None:
+                out.setdefault(x.rec.seed, []).append((math.log2(x.rec.macs_dense / max(x.rec.macs, 1)), y))
+    return out
+
+
+def front_quality(rows: Sequence[Row], key: str) -> list[Quality]:
+    """Per task and non-dense method (dense sits at x = 0: its area is 0), the hypervolume
+    (:func:`svdbench.pareto.hypervolume`) of each seed's front above (x = 0, y_ref)."""
+    refs = dense_references(rows)
+    out = []
+    for task, rs in by_task(rows).items():
+        y_ref, how = reference_top1(rs, refs.get(task), key)
+        for m in sorted({r.method for r in rs if r.method != DENSE}, key=_method_order):
+            pts = seed_points([r for r in rs if r.method == m], key)
+            hv = {seed: pareto.hypervolume(p, (0.0, y_ref)) for seed, p in pts.items()}
+            if hv:
+                out.append(Quality(task, m, hv, y_ref, how))
+    return out
+
+
+@dataclass
+class Verdict:
+    a: Quality
+    b: Quality
+    text: str  # "A > B", "B > A" or "level", with " (single seed)" when neither has a spread
+    note: str  # "single seed: no spread", "<method>: single seed", or ""
+
+    @property
+    def gap(self) -> float:
+        return self.a.mean - self.b.mean
+
+    @property
+    def spread(self) -> float:
+        return self.a.std + self.b.std
+
+
+def verdict(a: Quality, b: Quality) -> Verdict:
+    """``A > B`` when mean_A - mean_B > std_A + std_B (and the reverse), else ``level``. With one
+    seed each there is no spread: any difference is a verdict, marked ``(single seed)``."""
+    v = Verdict(a, b, "level", "")
+    if v.gap > v.spread:
+        v.text = f"{a.method} > {b.method}"
+    elif -v.gap > v.spread:
+        v.text = f"{b.method} > {a.method}"
+    if a.n == 1 and b.n == 1:
+        v.note = "single seed: no spread"
+        v.text += " (single seed)" if v.text != "level" else ""
+    elif a.n == 1 or b.n == 1:
+        v.note = f"{(a if a.n == 1 else b).method}: single seed"
+    return v
+
+
+def verdicts(quality: Sequence[Quality]) -> list[Verdict]:
+    """Every pair of methods within a task, in method order."""
+    out = []
+    for i, a in enumerate(quality):
+        out += [verdict(a, b) for b in quality[i + 1 :] if b.task == a.task]
+    return out
+
+
 # ---------------------------------------------------------------- tables
 
 
-COLUMNS = ("method", "model", "dataset", "settings", "top1 (%)", "Δ dense", "MACs (M)", "speed-up", "params (k)",
-           "compression", "seeds", "front")  # fmt: skip
-CSV_COLUMNS = ("method", "model", "dataset", "settings", "top1_mean", "top1_std", "delta_top1", "macs_mean",
+COLUMNS = ("method", "model", "dataset", "settings", "top1 (%)", "val top1 (%)", "Δ dense", "MACs (M)", "speed-up",
+           "params (k)", "compression", "seeds", "front")  # fmt: skip
+CSV_COLUMNS = ("method", "model", "dataset", "settings", "top1_mean", "top1_std", "val_top1_mean", "val_top1_std",
+               "delta_top1", "macs_mean",
                "macs_std", "speedup", "params_mean", "compression", "n_seeds", "seeds", "on_method_front",
                "on_overall_front", "macs_dense", "paths")  # fmt: skip
 
 
 def _pm(mean: float, std: float, n: int, digits: int, pm: str) -> str:
     return f"{mean:.{digits}f}" + (f" {pm} {std:.{digits}f}" if n > 1 else "")
+
+
+def _val_cell(r: Row, pm: str = "±") -> str:
+    return _pm(r.mean("val_top1"), r.stats["val_top1_std"], len(r.runs), 2, pm) if r.has("val_top1") else "-"
 
 
 def _front_mark(r: Row) -> str:
@@ -337,6 +549,7 @@ def display_cells(r: Row, pm: str = "±") -> list[str]:
         r.dataset,
         r.settings or "-",
         _pm(r.mean("top1"), r.stats["top1_std"], n, 2, pm),
+        _val_cell(r, pm),
         "-" if r.delta is None else f"{r.delta:+.2f}",
         _pm(r.mean("macs") / 1e6, r.stats["macs_std"] / 1e6, n, 2, pm),
         f"{r.mean('speedup'):.2f}x",
@@ -350,6 +563,7 @@ def display_cells(r: Row, pm: str = "±") -> list[str]:
 def csv_cells(r: Row) -> list:
     return [
         r.method, r.model, r.dataset, r.settings, f"{r.mean('top1'):.4f}", f"{r.stats['top1_std']:.4f}",
+        *((f"{r.mean('val_top1'):.4f}", f"{r.stats['val_top1_std']:.4f}") if r.has("val_top1") else ("", "")),
         "" if r.delta is None else f"{r.delta:.4f}", f"{r.mean('macs'):.0f}", f"{r.stats['macs_std']:.1f}",
         f"{r.mean('speedup'):.4f}", f"{r.mean('params'):.0f}", f"{r.mean('compression'):.4f}", len(r.runs),
         " ".join(map(str, r.seeds)), int(r.on_method_front), int(r.on_overall_front), r.task[2],
@@ -357,14 +571,15 @@ def csv_cells(r: Row) -> list:
     ]  # fmt: skip
 
 
-REPORT_COLUMNS = ["method", "model", "dataset", "settings", "top1", "top1_std", "delta_top1", "macs", "speedup",
-                  "params", "compression", "n_seeds", "front"]  # fmt: skip
+REPORT_COLUMNS = ["method", "model", "dataset", "settings", "top1", "top1_std", "val_top1", "val_top1_std",
+                  "delta_top1", "macs", "speedup", "params", "compression", "n_seeds", "front"]  # fmt: skip
 
 
 def _typed_row(r: Row) -> list:
     """The cells of :data:`REPORT_COLUMNS`, as numbers where they are numbers (W&B tables)."""
     return [
-        r.method, r.model, r.dataset, r.settings, r.mean("top1"), r.stats["top1_std"], r.delta, r.mean("macs"),
+        r.method, r.model, r.dataset, r.settings, r.mean("top1"), r.stats["top1_std"], r.stats.get("val_top1_mean"),
+        r.stats.get("val_top1_std"), r.delta, r.mean("macs"),
         r.mean("speedup"), r.mean("params"), r.mean("compression"), len(r.runs), _front_mark(r),
     ]  # fmt: skip
 
@@ -389,13 +604,17 @@ def latex_escape(s: str) -> str:
 
 def latex_table(rows: Sequence[Row], caption: str = "") -> str:
     """A booktabs ``table`` (needs ``\\usepackage{booktabs}``); mean $\\pm$ std over seeds."""
-    head = ["method", "model", "dataset", "settings", "top-1 (\\%)", "$\\Delta$ dense", "MACs (M)", "speed-up",
-            "params (k)", "compression", "seeds", "front"]  # fmt: skip
-    out = ["\\begin{table}[t]", "\\centering", "\\small", "\\begin{tabular}{llll" + "r" * 7 + "l}", "\\toprule",
+    head = ["method", "model", "dataset", "settings", "top-1 (\\%)", "val top-1 (\\%)", "$\\Delta$ dense",
+            "MACs (M)", "speed-up", "params (k)", "compression", "seeds", "front"]  # fmt: skip
+    return booktabs(head, "llll" + "r" * 8 + "l", [display_cells(r, pm="PLUSMINUS") for r in rows], caption)
+
+
+def booktabs(head: Sequence[str], spec: str, rows: Iterable[Sequence[str]], caption: str = "") -> str:
+    """A booktabs ``table``: ``head`` as LaTeX, ``rows`` as text (escaped; ``PLUSMINUS`` becomes $\\pm$)."""
+    out = ["\\begin{table}[t]", "\\centering", "\\small", f"\\begin{{tabular}}{{{spec}}}", "\\toprule",
            " & ".join(head) + " \\\\", "\\midrule"]  # fmt: skip
-    for r in rows:
-        cells = [latex_escape(c) for c in display_cells(r, pm="PLUSMINUS")]
-        cells = [c.replace("PLUSMINUS", "$\\pm$") for c in cells]
+    for row in rows:
+        cells = [latex_escape(c).replace("PLUSMINUS", "$\\pm$") for c in row]
         out.append(" & ".join(cells) + " \\\\")
     out += ["\\bottomrule", "\\end{tabular}"]
     if caption:
@@ -419,6 +638,58 @@ def write_tables(out: Path, stem: str, rows: Sequence[Row], caption: str) -> lis
     return paths
 
 
+QUALITY_COLUMNS = ("model", "dataset", "macs_dense", "method", "n_seeds", "seeds", "hv_mean", "hv_std",
+                   "hv_per_seed", "y_ref", "reference", "selection")  # fmt: skip
+VERDICT_COLUMNS = ("model", "dataset", "macs_dense", "method_a", "method_b", "hv_a_mean", "hv_a_std", "n_seeds_a",
+                   "hv_b_mean", "hv_b_std", "n_seeds_b", "gap", "spread", "verdict", "note")  # fmt: skip
+#: the hypervolume table as W&B logs it
+HV_REPORT_COLUMNS = ["model", "dataset", "method", "n_seeds", "hv_mean", "hv_std", "y_ref", "selection"]
+
+
+def _hv(q: Quality, pm: str = "±") -> str:
+    return _pm(q.mean, q.std, q.n, 3, pm)
+
+
+def quality_csv_cells(q: Quality, metric: str) -> list:
+    return [q.task[0], q.task[1], q.task[2], q.method, q.n, " ".join(map(str, q.seeds)), f"{q.mean:.6f}",
+            f"{q.std:.6f}", " ".join(f"{s}:{q.per_seed[s]:.6f}" for s in q.seeds), f"{q.y_ref:.4f}", q.reference,
+            metric]  # fmt: skip
+
+
+def verdict_csv_cells(v: Verdict) -> list:
+    a, b = v.a, v.b
+    return [a.task[0], a.task[1], a.task[2], a.method, b.method, f"{a.mean:.6f}", f"{a.std:.6f}", a.n,
+            f"{b.mean:.6f}", f"{b.std:.6f}", b.n, f"{v.gap:.6f}", f"{v.spread:.6f}", v.text, v.note]  # fmt: skip
+
+
+def quality_markdown(quality: Sequence[Quality]) -> str:
+    lines = ["| model | dataset | method | seeds | hypervolume | y_ref (top-1 %) |", "|---|---|---|--:|--:|---|"]
+    lines += [f"| {q.task[0]} | {q.task[1]} | {q.method} | {q.n} | {_hv(q)} | {q.y_ref:.2f} ({q.reference}) |"
+              for q in quality]  # fmt: skip
+    return "\n".join(lines) + "\n"
+
+
+def verdict_line(v: Verdict) -> str:
+    """One Markdown list item, the better front first (``a`` first when level)."""
+    a, b = (v.b, v.a) if v.gap < -v.spread else (v.a, v.b)
+    cmp = ">" if abs(v.gap) > v.spread else "≤"
+    return (f"- {task_name(a.task)}: **{v.text}**: {a.method} {_hv(a)} vs {b.method} {_hv(b)}; |gap| "
+            f"{abs(v.gap):.3f} {cmp} spread {v.spread:.3f}" + (f"; {v.note}" if v.note else ""))  # fmt: skip
+
+
+def write_quality(out: Path, quality: Sequence[Quality], vs: Sequence[Verdict], metric: str) -> list[Path]:
+    """hypervolume.csv, hypervolume.tex and verdicts.csv."""
+    paths = [out / "hypervolume.csv", out / "hypervolume.tex", out / "verdicts.csv"]
+    write_csv(paths[0], QUALITY_COLUMNS, (quality_csv_cells(q, metric) for q in quality))
+    head = ["model", "dataset", "method", "seeds", "hypervolume", "$y_\\mathrm{ref}$ (\\%)"]
+    cells = [[q.task[0], q.task[1], q.method, str(q.n), _hv(q, "PLUSMINUS"), f"{q.y_ref:.2f}"] for q in quality]
+    caption = (f"Front quality: hypervolume in (log2 MAC speed-up, {metric} top-1) above (0, y_ref); "
+               "mean and standard deviation over seeds")  # fmt: skip
+    paths[1].write_text(booktabs(head, "lllrrr", cells, caption))
+    write_csv(paths[2], VERDICT_COLUMNS, (verdict_csv_cells(v) for v in vs))
+    return paths
+
+
 def safe_name(s: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in s)
 
@@ -426,10 +697,23 @@ def safe_name(s: str) -> str:
 # ---------------------------------------------------------------- plot
 
 
-def plot(rows: Sequence[Row], out: Path) -> list[Path]:
-    """pareto.png and pareto.svg: top-1 against MACs (log x), one panel per task, one series per
+def front_xy(rows: Sequence[Row], key: str = "top1") -> tuple[list[float], list[float]]:
+    """(MACs, test top-1) of the rows on the front computed on mean ``key``, by MACs, duplicates once."""
+    xs: list[float] = []
+    ys: list[float] = []
+    for i in pareto.front_indices([r.point_on(key) for r in rows]):
+        x, y = rows[i].mean("macs"), rows[i].mean("top1")
+        if not xs or (x, y) != (xs[-1], ys[-1]):
+            xs.append(x)
+            ys.append(y)
+    return xs, ys
+
+
+def plot(rows: Sequence[Row], out: Path, key: str = "top1") -> list[Path]:
+    """pareto.png and pareto.svg: test top-1 against MACs (log x), one panel per task, one series per
     method (mean over seeds, bars: std of top-1), each method's front as a line, the overall
-    front dashed, the dense reference as a star and a dotted horizontal line."""
+    front dashed, the dense reference as a star and a dotted horizontal line. The fronts are
+    selected on mean ``key`` (val_top1: their lines join the members' test top-1)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -452,12 +736,13 @@ def plot(rows: Sequence[Row], out: Path) -> list[Path]:
             y = [r.mean("top1") for r in mr]
             yerr = [r.stats["top1_std"] for r in mr]
             ax.errorbar(x, y, yerr=yerr if any(yerr) else None, fmt="o", ms=5, alpha=0.75, color=colors[m], label=m)
-            fx, fy = pareto.front_line([r.point for r in mr])
+            fx, fy = front_xy(mr, key)
             if len(fx) > 1:
                 ax.plot(fx, fy, "-", color=colors[m], lw=1.5)
-        ox, oy = pareto.front_line([r.point for r in rs])
+        ox, oy = front_xy(rs, key)
         if len(ox) > 1:
-            ax.plot(ox, oy, "--", color="black", lw=1, alpha=0.6, label="front (all methods)")
+            on = " on validation" if key == "val_top1" else ""
+            ax.plot(ox, oy, "--", color="black", lw=1, alpha=0.6, label=f"front (all methods{on})")
         ref = refs.get(task)
         if ref is not None:
             ax.plot([ref.mean("macs")], [ref.mean("top1")], "*", ms=16, color="gold", mec="black", zorder=5,
@@ -465,7 +750,7 @@ def plot(rows: Sequence[Row], out: Path) -> list[Path]:
             ax.axhline(ref.mean("top1"), color="gray", ls=":", lw=1)
         ax.set_xscale("log")
         ax.set_xlabel("MACs per sample (log scale)")
-        ax.set_ylabel("top-1 (%)")
+        ax.set_ylabel("test top-1 (%)")
         ax.set_title(f"{task[0]} / {task[1]} (dense {task[2] / 1e6:.2f} M MACs)")
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=8, loc="lower right")
@@ -487,6 +772,10 @@ class Report:
     skipped: list[tuple[Path, str]]
     out: Path
     files: list[Path] = field(default_factory=list)
+    selection: Selection = Selection("test", "test", "fronts selected on test top-1")
+    budget: list[str] = field(default_factory=list)  # budget warnings, one sentence per task
+    quality: list[Quality] = field(default_factory=list)
+    verdicts: list[Verdict] = field(default_factory=list)
 
 
 def report_tables(rep: Report) -> tracking.ReportTables:
@@ -503,6 +792,11 @@ def report_tables(rep: Report) -> tracking.ReportTables:
         png=png if png.is_file() else None,
         out=rep.out,
         sources=sorted({str(x.path.parent) for r in rep.rows for x in r.runs}),
+        hypervolume_columns=HV_REPORT_COLUMNS,
+        hypervolume_rows=[
+            [*q.task[:2], q.method, q.n, q.mean, q.std, q.y_ref, rep.selection.metric] for q in rep.quality
+        ],  # fmt: skip
+        quality_markdown=quality_section(rep),
     )
 
 
@@ -516,9 +810,14 @@ def split_methods(runs: Sequence[Run], keys: Sequence[str]) -> None:
             r.rec = dataclasses.replace(r.rec, method=f"{r.rec.method} ({', '.join(values)})")
 
 
-def build_report(paths: Sequence[str | Path], out: str | Path | None = None, split: Sequence[str] = ()) -> Report:
+def build_report(
+    paths: Sequence[str | Path], out: str | Path | None = None, split: Sequence[str] = (), select: str = "val"
+) -> Report:
     """Read every results.json under ``paths`` and write the report files into ``out``; ``split``:
-    config keys whose values tell methods apart (:func:`split_methods`)."""
+    config keys whose values tell methods apart (:func:`split_methods`); ``select``: ``val`` or
+    ``test``, what the fronts are computed on (:func:`choose_selection`). Budget warnings go to stderr."""
+    if select not in ("val", "test"):
+        raise ValueError(f"--select {select!r}: expected val or test")
     if not paths:
         raise ValueError("no PATH given")
     out = Path(out) if out is not None else Path(paths[0]) / "report"
@@ -527,22 +826,31 @@ def build_report(paths: Sequence[str | Path], out: str | Path | None = None, spl
     runs, failed, skipped = load_runs(paths)
     split_methods(runs, split)
     rows = group_rows(runs)
+    sel = choose_selection(rows, select)
+    mark_fronts(rows, sel.key)
     out.mkdir(parents=True, exist_ok=True)
-    rep = Report(rows, failed, skipped, out)
+    quality = front_quality(rows, sel.key)
+    rep = Report(rows, failed, skipped, out, selection=sel, budget=budget_warnings(rows), quality=quality,
+                 verdicts=verdicts(quality))  # fmt: skip
+    for line in rep.budget:
+        warn(line)
     rep.files += write_tables(out, "comparison", rows, "All methods: mean and standard deviation over seeds")
     for m in sorted({r.method for r in rows}, key=_method_order):
         rep.files += write_tables(out, f"comparison_{safe_name(m)}", [r for r in rows if r.method == m], m)
     front_rows = fronts(rows)
     p = out / "pareto.csv"
-    write_csv(p, ("scope", "model", "dataset", "method", "settings", "top1_mean", "macs_mean", "n_seeds"),
+    write_csv(p, ("scope", "model", "dataset", "method", "settings", "top1_mean", "macs_mean", "n_seeds",
+                  "val_top1_mean"),
               ((s, r.model, r.dataset, r.method, r.settings, f"{r.mean('top1'):.4f}", f"{r.mean('macs'):.0f}",
-                len(r.runs)) for s, r in front_rows))  # fmt: skip
+                len(r.runs), f"{r.mean('val_top1'):.4f}" if r.has("val_top1") else "")
+               for s, r in front_rows))  # fmt: skip
     rep.files.append(p)
+    rep.files += write_quality(out, rep.quality, rep.verdicts, sel.metric)
     p = out / "failed.csv"
     write_csv(p, ("method", "model", "dataset", "seed", "error", "path"),
               ((f.method, f.model, f.dataset, f.seed, f.error, str(f.path)) for f in failed))  # fmt: skip
     rep.files.append(p)
-    rep.files += plot(rows, out)
+    rep.files += plot(rows, out, sel.key)
     p = out / "report.md"
     p.write_text(markdown_report(rep, paths, front_rows))
     rep.files.append(p)
@@ -564,8 +872,12 @@ def markdown_report(rep: Report, paths: Sequence, front_rows: Sequence[tuple[str
         "front: `overall` = on the Pareto front of all methods of the task, `method` = on its method's "
         "front only (maximize top-1, minimize MACs; weak dominance, duplicates all kept).",
         "",
+        f"Selection: {rep.selection.reason}.",
+        "",
         "## All methods",
         "",
+        *[f"**Warning:** {w}." for w in rep.budget],
+        *([""] if rep.budget else []),
         markdown_table(rep.rows) if rep.rows else "No completed runs.\n",
     ]
     if any(f.name == "pareto.png" for f in rep.files):
@@ -574,15 +886,16 @@ def markdown_report(rep: Report, paths: Sequence, front_rows: Sequence[tuple[str
         lines += [f"## {m}", "", markdown_table([r for r in rep.rows if r.method == m])]
     lines += ["## Pareto fronts", ""]
     if front_rows:
-        lines += ["| scope | model | dataset | method | settings | top1 (%) | MACs (M) |"]
-        lines += ["|---|---|---|---|---|--:|--:|"]
+        lines += ["| scope | model | dataset | method | settings | top1 (%) | val top1 (%) | MACs (M) |"]
+        lines += ["|---|---|---|---|---|--:|--:|--:|"]
         lines += [
             f"| {s} | {r.model} | {r.dataset} | {r.method} | {r.settings or '-'} | {r.mean('top1'):.2f} | "
-            f"{r.mean('macs') / 1e6:.2f} |"
+            f"{_val_cell(r)} | {r.mean('macs') / 1e6:.2f} |"
             for s, r in front_rows
         ]
     else:
         lines.append("None.")
+    lines += ["", "## Front quality", "", quality_section(rep)]
     lines += ["", "## Failed", ""]
     if rep.failed:
         lines += ["| method | model | dataset | seed | error | path |", "|---|---|---|---|---|---|"]
@@ -598,14 +911,48 @@ def markdown_report(rep: Report, paths: Sequence, front_rows: Sequence[tuple[str
     return "\n".join(lines) + "\n"
 
 
+def quality_section(rep: Report) -> str:
+    """The front-quality table and the verdicts, with how they are computed (Markdown)."""
+    m = "validation" if rep.selection.metric == "val" else "test"
+    lines = [
+        f"Hypervolume of each method's Pareto front, per seed: the area it dominates in the plane x = log2 of "
+        f"the MAC speed-up (dense MACs / MACs), y = {m} top-1 (%), above the reference point x = 0 (1x), "
+        f"y = y_ref = the dense reference's mean {m} top-1 minus {DENSE_MARGIN:g} points (in a task without "
+        f"a dense reference: the lowest row's mean minus {LOWEST_MARGIN:g}). A seed's front holds that seed's "
+        "runs only; hypervolume: mean ± sample std over seeds. Dense runs sit at x = 0 (area 0): not ranked.",
+        "",
+        quality_markdown(rep.quality) if rep.quality else "None (no compressed runs).\n",
+        "Verdicts: A > B when mean_A - mean_B > std_A + std_B, else level. A single seed has no spread "
+        "(std 0): between two single-seed methods any difference is a verdict, marked (single seed).",
+        "",
+    ]
+    lines += [verdict_line(v) for v in rep.verdicts] or ["None (fewer than two compressed methods per task)."]
+    return "\n".join(lines) + "\n"
+
+
 def row_dict(r: Row) -> dict:
     return dict(zip(CSV_COLUMNS, csv_cells(r), strict=True), settings_dict={k: r.flat[k] for k in sorted(r.flat)})
+
+
+def quality_dict(q: Quality) -> dict:
+    return {"model": q.task[0], "dataset": q.task[1], "macs_dense": q.task[2], "method": q.method, "seeds": q.seeds,
+            "hv_mean": q.mean, "hv_std": q.std, "per_seed": {str(s): q.per_seed[s] for s in q.seeds},
+            "y_ref": q.y_ref, "reference": q.reference}  # fmt: skip
+
+
+def verdict_dict(v: Verdict) -> dict:
+    return {"model": v.a.task[0], "dataset": v.a.task[1], "macs_dense": v.a.task[2], "a": v.a.method,
+            "b": v.b.method, "gap": v.gap, "spread": v.spread, "verdict": v.text, "note": v.note}  # fmt: skip
 
 
 def summary_dict(rep: Report, front_rows: Sequence[tuple[str, Row]]) -> dict:
     return {
         "rows": [row_dict(r) for r in rep.rows],
         "fronts": [{"scope": s, **row_dict(r)} for s, r in front_rows],
+        "selection": dataclasses.asdict(rep.selection),
+        "budget_warnings": rep.budget,
+        "hypervolume": [quality_dict(q) for q in rep.quality],
+        "verdicts": [verdict_dict(v) for v in rep.verdicts],
         "failed": [{**f.__dict__, "path": str(f.path)} for f in rep.failed],
         "skipped": [{"path": str(p), "reason": why} for p, why in rep.skipped],
     }
@@ -624,6 +971,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         metavar="KEY",
         help="config keys whose values make separate methods, e.g. --split method.decomposition",
     )
+    p.add_argument(
+        "--select",
+        default="val",
+        choices=("val", "test"),
+        help="compute fronts and front quality on validation top-1 (when every run has one; default) or test",
+    )
     p.add_argument("--wandb", action="store_true", help="also log the table and the Pareto scatter to W&B")
     p.add_argument("--project", default="svdbench", help="W&B project (with --wandb)")
     p.add_argument("--entity", default=None, help="W&B entity (with --wandb)")
@@ -637,7 +990,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     try:
-        rep = build_report(args.paths, args.out, split=args.split)
+        rep = build_report(args.paths, args.out, split=args.split, select=args.select)
     except (ValueError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

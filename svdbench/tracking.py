@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 import math
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -180,13 +180,17 @@ class ReportTables:
     png: Path | None  # the Pareto plot, None when none was drawn
     out: Path  # the report directory
     sources: list[str]  # the run directories the rows come from
+    hypervolume_columns: list[str] = field(default_factory=list)
+    hypervolume_rows: list[list] = field(default_factory=list)  # front quality: one row per task and method
+    quality_markdown: str = ""  # the front-quality table and the verdicts as Markdown
 
 
 def log_report(
     tables: ReportTables, *, project: str = "svdbench", entity: str | None = None, mode: str | None = None
 ) -> str | None:
     """Log a report's ``tables`` to W&B as a run (``job_type=report``): the comparison table, the
-    front table, a ``wandb.plot.scatter`` of top-1 against MACs and the PNG. Online with a login it
+    front table, the front-quality table (``hypervolume``), a ``wandb.plot.scatter`` of top-1
+    against MACs and the PNG. Online with a login it
     also saves a W&B Report with the Pareto panel and the table; otherwise it says in one line what
     it skipped. Returns the W&B run directory (None when disabled)."""
     mode = mode or resolve_mode(None)  # an explicit mode (svdbench report --mode) wins over $WANDB_MODE
@@ -210,6 +214,8 @@ def log_report(
         }
         if tables.png is not None:
             payload["pareto_plot"] = wandb.Image(str(tables.png))
+        if tables.hypervolume_rows:
+            payload["hypervolume"] = wandb.Table(columns=tables.hypervolume_columns, data=tables.hypervolume_rows)
         if tables.failed_rows:
             payload["failed"] = wandb.Table(columns=tables.failed_columns, data=tables.failed_rows)
         run.log(payload)
@@ -237,9 +243,18 @@ def _logged_in() -> bool:
         return False
 
 
+def _quality_blocks(wr, tables: ReportTables, runset) -> list:
+    """The Report's front-quality part: the ``hypervolume`` table and the verdicts (none without rows)."""
+    if not tables.hypervolume_rows:
+        return []
+    return [wr.H1("Front quality"), wr.PanelGrid(runsets=[runset], panels=[wr.WeavePanelSummaryTable(
+            table_name="hypervolume")]), wr.MarkdownBlock(tables.quality_markdown)]  # fmt: skip
+
+
 def _save_report(tables: ReportTables, *, project: str, entity: str | None, run_name: str) -> str:
     """A W&B Report: a scatter of top-1 against MACs over the project's runs, the report run's
-    comparison and front tables, and the Markdown table. Needs the network and a login."""
+    comparison and front tables, the Markdown table, then front quality (table and verdicts) when
+    there is any. Needs the network and a login."""
     import wandb_workspaces.reports.v2 as wr
 
     runset = wr.Runset(entity=entity or "", project=project, name="svdbench runs")
@@ -268,6 +283,7 @@ def _save_report(tables: ReportTables, *, project: str, entity: str | None, run_
                 panels=[wr.WeavePanelSummaryTable(table_name=t) for t in ("comparison", "pareto")],
             ),
             wr.MarkdownBlock(tables.markdown),
+            *_quality_blocks(wr, tables, report_runs),
         ],
     )
     doc.save()

@@ -355,16 +355,17 @@ def _bar(train, desc: str, progress: bool):
 
 
 def train_stage(
-    model: nn.Module, method, train, test, options: StageOptions, hooks: StageHooks | None = None
+    model: nn.Module, method, train, test, options: StageOptions, hooks: StageHooks | None = None, val=None
 ) -> list[dict]:
     """Train ``model`` for ``options.epochs`` epochs; returns one record per epoch (stage, epoch,
-    train_loss, reg_loss, train_top1, test_top1, test_loss, lr).
+    train_loss, reg_loss, train_top1, test_top1, test_loss, lr, and with ``val`` batches val_top1
+    and val_loss).
 
     Every step: the loss of a batch (task loss plus ``method.regularization``); a non-finite loss
     raises :class:`DivergedError`; backward, ``method.after_backward``, optimiser and scheduler
     steps, ``method.after_step``; the running metrics. When ``hooks.stop()`` turns true mid-epoch,
     ``hooks.save`` receives a mid-epoch state and :class:`Preempted` is raised.
-    Every epoch end: ``method.on_epoch_end``, evaluation on ``test``, ``hooks.on_epoch(record)``,
+    Every epoch end: ``method.on_epoch_end``, evaluation on ``test`` (and ``val``), ``hooks.on_epoch(record)``,
     ``hooks.save(state)``, then :class:`Preempted` if ``hooks.stop()`` is true and epochs remain.
 
     A state passed back as ``hooks.resume`` continues exactly where it was taken: model, optimiser,
@@ -429,6 +430,9 @@ def train_stage(
             metrics = _Metrics(metrics.global_sums(True))
         method.on_epoch_end(model, epoch, stage)
         rec = metrics.record(stage, epoch + 1, evaluate(model, test, options.device), step.lr)
+        if val is not None:
+            ev = evaluate(model, val, options.device)
+            rec.update(val_top1=ev["top1"], val_loss=ev["loss"])
         history.append(rec)
         if hooks.on_epoch is not None:
             hooks.on_epoch(rec)

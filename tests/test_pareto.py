@@ -4,7 +4,9 @@ import itertools
 import math
 import random
 
-from svdbench.pareto import dominates, front_indices, front_line, front_mask, fronts_by
+import pytest
+
+from svdbench.pareto import dominates, front_indices, front_line, front_mask, fronts_by, hypervolume
 
 
 def brute_force(points):
@@ -76,3 +78,38 @@ def test_front_is_invariant_to_input_order():
     for perm in itertools.permutations(range(len(pts))):
         p = [pts[i] for i in perm]
         assert sorted(p[i] for i in front_indices(p)) == expected
+
+
+def test_hypervolume_by_hand():
+    # points (x, y) both maximised, ref (0, 80). Sweep by decreasing x:
+    #   x in [1, 2]:   only (2, 85) reaches it          -> 1.0 * (85 - 80) = 5
+    #   x in [0.5, 1]: best of (2, 85), (1, 90) is 90   -> 0.5 * (90 - 80) = 5
+    #   x in [0, 0.5]: best of all three is 92          -> 0.5 * (92 - 80) = 6
+    # total 16 (the same as the union of [0,2]x[80,85] = 10, [0,1]x[85,90] = 5, [0,0.5]x[90,92] = 1)
+    assert hypervolume([(1, 90), (2, 85), (0.5, 92)], (0, 80)) == pytest.approx(16.0)
+    assert hypervolume([], (0, 80)) == 0.0
+
+
+def test_hypervolume_of_a_single_point_is_its_rectangle():
+    assert hypervolume([(3.0, 7.0)], (0.0, 0.0)) == pytest.approx(21.0)
+    assert hypervolume([(2.5, 91.0)], (0.0, 85.0)) == pytest.approx(2.5 * 6.0)
+
+
+def test_points_outside_the_reference_region_contribute_nothing():
+    base = [(1.0, 90.0), (2.0, 85.0)]
+    outside = [(-1.0, 99.0), (0.0, 99.0), (5.0, 80.0), (5.0, 70.0), (math.nan, 95.0), (3.0, math.inf)]
+    assert hypervolume(base + outside, (0.0, 80.0)) == pytest.approx(hypervolume(base, (0.0, 80.0)))
+    assert hypervolume(outside, (0.0, 80.0)) == 0.0
+
+
+def test_duplicates_and_dominated_points_change_nothing():
+    base = [(1.0, 90.0), (2.0, 85.0), (0.5, 92.0)]
+    hv = hypervolume(base, (0.0, 80.0))
+    assert hypervolume(base + base + [(1.0, 90.0)], (0.0, 80.0)) == pytest.approx(hv)
+    assert hypervolume(base + [(0.9, 89.0), (2.0, 81.0), (0.5, 90.0), (1.0, 85.0)], (0.0, 80.0)) == pytest.approx(hv)
+    rng = random.Random(1)
+    pts = [(rng.uniform(-1, 4), rng.uniform(70, 100)) for _ in range(30)]
+    assert hypervolume(pts, (0.0, 80.0)) == pytest.approx(hypervolume(rng.sample(pts, len(pts)), (0.0, 80.0)))
+    # only the front matters: drop every point another one dominates (in the x, y maximised sense)
+    front = [p for p in pts if not any(q != p and q[0] >= p[0] and q[1] >= p[1] for q in pts)]
+    assert hypervolume(front, (0.0, 80.0)) == pytest.approx(hypervolume(pts, (0.0, 80.0)))

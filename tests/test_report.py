@@ -208,3 +208,163 @@ def test_report_tables_are_what_wandb_logs(sweep, env, tmp_path):
     assert t.markdown == (tmp_path / "rep" / "comparison.md").read_text()
     assert t.png == tmp_path / "rep" / "pareto.png" and t.out == tmp_path / "rep"
     assert t.sources == sorted(str(p.parent) for p in src.rglob("results.json") if p.parent.name != "failed")
+
+
+# ---------------------------------------------------------------- fair comparisons (synthetic results files)
+
+
+def _result(root: Path, name: str, method: str, seed: int, top1: float, macs: int, cfg: float = 0.0, **extra):
+    """A minimal completed results.json (valid for RunRecord.from_dict) in ``root/name``; ``cfg`` tells
+    configurations of one method apart; ``extra``: val_top1, epochs_after_start, dense_start, ..."""
+    data = {"status": "completed", "method": method, "model": "resnet8", "dataset": "synthetic", "seed": seed,
+            "config": {"seed": seed, "method": {"knob": cfg}}, "top1": top1, "macs": macs, "macs_dense": 1000,
+            "params": 10, "params_dense": 100, **extra}  # fmt: skip
+    (root / name).mkdir(parents=True)
+    (root / name / "results.json").write_text(json.dumps(data))
+
+
+def _budget_lines(err: str) -> list[str]:
+    return [ln for ln in err.splitlines() if ln.startswith("warning:") and "compares runs" in ln]
+
+
+def test_budget_warning_for_mixed_epochs_after_the_start(tmp_path, capsys):
+    _result(tmp_path, "d", "dense", 0, 90.0, 1000, epochs_after_start=4)
+    _result(tmp_path, "a", "alpha", 0, 88.0, 500, epochs_after_start=4)
+    _result(tmp_path, "b", "beta", 0, 87.0, 400, epochs_after_start=1)
+    _result(tmp_path, "c", "beta", 0, 86.0, 300, cfg=1.0)  # older file: not compared on the field
+    rep = report.build_report([tmp_path], tmp_path / "rep")
+    (line,) = _budget_lines(capsys.readouterr().err)
+    assert line == "warning: resnet8/synthetic compares runs with different budgets: epochs after the start 1, 4"
+    assert "dense start" not in line
+    assert rep.budget == [line.removeprefix("warning: ")]
+    md = (tmp_path / "rep" / "report.md").read_text()
+    assert md.index("different budgets: epochs after the start 1, 4") < md.index("| method | model |")
+    assert json.loads((tmp_path / "rep" / "summary.json").read_text())["budget_warnings"] == rep.budget
+
+
+def test_budget_warning_for_mixed_dense_starts(tmp_path, capsys):
+    h1, h2 = "sha256:" + "a" * 64, "sha256:" + "b" * 64
+    _result(tmp_path, "d", "dense", 0, 90.0, 1000, epochs_after_start=4)
+    _result(tmp_path, "a", "alpha", 0, 88.0, 500, epochs_after_start=4, dense_start=h1)
+    _result(tmp_path, "b", "beta", 0, 87.0, 400, epochs_after_start=4, dense_start=h2)
+    report.build_report([tmp_path], tmp_path / "rep")
+    (line,) = _budget_lines(capsys.readouterr().err)
+    assert "dense start" in line and "budget" not in line and "sha256:aaaaaaaaaaaa" in line
+    assert "dense start" in (tmp_path / "rep" / "report.md").read_text()
+
+
+def test_no_budget_warning_when_the_budgets_match(tmp_path, capsys):
+    h = "sha256:" + "c" * 64
+    # the dense run is the start: its own dense_start (none, or another) is not compared
+    _result(tmp_path, "d", "dense", 0, 90.0, 1000, epochs_after_start=4, dense_start="sha256:" + "d" * 64)
+    _result(tmp_path, "d2", "dense", 1, 80.0, 1000, cfg=1.0, epochs_after_start=9)  # not the reference
+    _result(tmp_path, "a", "alpha", 0, 88.0, 500, epochs_after_start=4, dense_start=h)
+    _result(tmp_path, "b", "beta", 0, 87.0, 400, epochs_after_start=4, dense_start=h)
+    _result(tmp_path, "c", "beta", 0, 86.0, 300, cfg=1.0)  # older file without the fields
+    rep = report.build_report([tmp_path], tmp_path / "rep")
+    assert "warning" not in capsys.readouterr().err and rep.budget == []
+    assert "compares runs" not in (tmp_path / "rep" / "report.md").read_text()
+
+
+def test_selection_on_validation_changes_the_front(tmp_path):
+    # test top-1: A (90) dominates B (85) at equal MACs; validation top-1: B (85) dominates A (80)
+    _result(tmp_path, "a", "alpha", 0, 90.0, 500, val_top1=80.0)
+    _result(tmp_path, "b", "beta", 0, 85.0, 500, val_top1=85.0)
+
+    def overall(select):
+        rep = report.build_report([tmp_path], tmp_path / f"rep_{select}", select=select)
+        return rep, {r.method for r in rep.rows if r.on_overall_front}
+
+    rep, front = overall("val")
+    assert front == {"beta"} and rep.selection.metric == "val"
+    md = (tmp_path / "rep_val" / "report.md").read_text()
+    assert "fronts selected on validation top-1 (test top-1 shown)" in md
+    assert "| alpha | resnet8 | synthetic | - | 90.00 | 80.00 |" in md  # test shown, val beside it
+    rows = read_csv(tmp_path / "rep_val" / "comparison.csv")
+    assert [(r["method"], r["val_top1_mean"], r["val_top1_std"]) for r in rows] == [
+        ("alpha", "80.0000", "0.0000"), ("beta", "85.0000", "0.0000")]  # fmt: skip
+    assert json.loads((tmp_path / "rep_val" / "summary.json").read_text())["selection"]["metric"] == "val"
+    rep, front = overall("test")
+    assert front == {"alpha"} and rep.selection.metric == "test"
+    assert "fronts selected on test top-1" in (tmp_path / "rep_test" / "report.md").read_text()
+
+
+def test_selection_falls_back_to_test_without_a_validation_split(tmp_path):
+    _result(tmp_path, "a", "alpha", 0, 90.0, 500, val_top1=80.0)
+    _result(tmp_path, "b", "beta", 0, 85.0, 500)  # no validation split
+    rep = report.build_report([tmp_path], tmp_path / "rep")
+    assert rep.selection.metric == "test" and {r.method for r in rep.rows if r.on_overall_front} == {"alpha"}
+    md = (tmp_path / "rep" / "report.md").read_text()
+    assert "fronts selected on test top-1: no validation split recorded" in md
+    assert "| beta | resnet8 | synthetic | - | 85.00 | - |" in md
+    assert json.loads((tmp_path / "rep" / "summary.json").read_text())["selection"]["metric"] == "test"
+
+
+def test_hypervolume_per_seed_and_verdicts(tmp_path):
+    # dense reference 90 -> y_ref 85; macs_dense 1000, so 250 MACs is x = 2 and 125 MACs is x = 3
+    for seed in (0, 1, 2):
+        _result(tmp_path, f"d{seed}", "dense", seed, 90.0, 1000)
+        _result(tmp_path, f"a{seed}", "alpha", seed, (95.0, 96.0, 97.0)[seed], 250)  # 20, 22, 24
+        _result(tmp_path, f"b{seed}", "beta", seed, (95.5, 96.0, 96.5)[seed], 250)  # 21, 22, 23
+        _result(tmp_path, f"g{seed}", "gamma", seed, (97.0, 97.5, 98.0)[seed], 125)  # 36, 37.5, 39
+    # a dominated configuration of gamma and one below y_ref change nothing
+    _result(tmp_path, "g_dom", "gamma", 0, 90.0, 250, cfg=1.0)
+    _result(tmp_path, "g_low", "gamma", 0, 80.0, 100, cfg=2.0)
+    rep = report.build_report([tmp_path], tmp_path / "rep")
+    q = {x.method: x for x in rep.quality}
+    assert set(q) == {"alpha", "beta", "gamma"}  # dense sits at x = 0: not ranked
+    assert q["alpha"].per_seed == pytest.approx({0: 20.0, 1: 22.0, 2: 24.0})
+    assert (q["alpha"].mean, q["alpha"].std) == pytest.approx((22.0, 2.0))
+    assert (q["beta"].mean, q["beta"].std) == pytest.approx((22.0, 1.0))
+    assert (q["gamma"].mean, q["gamma"].std) == pytest.approx((37.5, 1.5))
+    assert q["gamma"].y_ref == pytest.approx(85.0)
+    texts = {(v.a.method, v.b.method): v.text for v in rep.verdicts}
+    assert texts == {("alpha", "beta"): "level", ("alpha", "gamma"): "gamma > alpha", ("beta", "gamma"): "gamma > beta"}
+    assert all(v.note == "" for v in rep.verdicts)
+
+    out = tmp_path / "rep"
+    md = (out / "report.md").read_text()
+    assert "## Front quality" in md and "minus 5 points" in md
+    assert "| resnet8 | synthetic | alpha | 3 | 22.000 ± 2.000 |" in md
+    assert "- resnet8/synthetic: **level**: alpha 22.000 ± 2.000 vs beta 22.000 ± 1.000; |gap| 0.000 ≤ spread" in md
+    assert "**gamma > alpha**: gamma 37.500 ± 1.500 vs alpha 22.000 ± 2.000; |gap| 15.500 > spread 3.500" in md
+    hv = {r["method"]: r for r in read_csv(out / "hypervolume.csv")}
+    assert float(hv["gamma"]["hv_mean"]) == pytest.approx(37.5) and hv["gamma"]["seeds"] == "0 1 2"
+    assert hv["gamma"]["selection"] == "test"
+    assert [r["verdict"] for r in read_csv(out / "verdicts.csv")] == ["level", "gamma > alpha", "gamma > beta"]
+    tex = (out / "hypervolume.tex").read_text()
+    assert "\\toprule" in tex and "37.500 $\\pm$ 1.500" in tex
+    summary = json.loads((out / "summary.json").read_text())
+    assert {h["method"]: h["hv_mean"] for h in summary["hypervolume"]} == pytest.approx(
+        {"alpha": 22.0, "beta": 22.0, "gamma": 37.5})  # fmt: skip
+    assert [v["verdict"] for v in summary["verdicts"]] == ["level", "gamma > alpha", "gamma > beta"]
+    t = report.report_tables(rep)
+    assert t.hypervolume_columns == report.HV_REPORT_COLUMNS and len(t.hypervolume_rows) == 3
+    assert "gamma > alpha" in t.quality_markdown
+
+
+def test_single_seed_verdicts_say_there_is_no_spread(tmp_path):
+    _result(tmp_path, "a", "alpha", 0, 95.0, 250)  # 2 * (95 - 88) = 14
+    _result(tmp_path, "b", "beta", 0, 94.0, 250)  # 2 * (94 - 88) = 12
+    _result(tmp_path, "c", "gamma", 0, 94.0, 250)  # the same as beta
+    rep = report.build_report([tmp_path], tmp_path / "rep")
+    # no dense reference: y_ref = lowest top-1 (94) - 1 = 93
+    assert all(q.y_ref == pytest.approx(93.0) and "no dense reference" in q.reference for q in rep.quality)
+    texts = {(v.a.method, v.b.method): (v.text, v.note) for v in rep.verdicts}
+    assert texts[("alpha", "beta")] == ("alpha > beta (single seed)", "single seed: no spread")
+    assert texts[("beta", "gamma")] == ("level", "single seed: no spread")
+    md = (tmp_path / "rep" / "report.md").read_text()
+    assert "**alpha > beta (single seed)**" in md and "single seed: no spread" in md
+
+
+def test_verdicts_on_validation_use_validation_top1(tmp_path):
+    # test top-1 says alpha's fronts are far better; validation says beta's are, by more than the spread
+    for seed in (0, 1):
+        _result(tmp_path, f"d{seed}", "dense", seed, 90.0, 1000, val_top1=90.0)
+        _result(tmp_path, f"a{seed}", "alpha", seed, 99.0, 500, val_top1=86.0 + seed * 0.5)
+        _result(tmp_path, f"b{seed}", "beta", seed, 86.0, 500, val_top1=89.0 + seed * 0.5)
+    val = report.build_report([tmp_path], tmp_path / "val")
+    assert [v.text for v in val.verdicts] == ["beta > alpha"]
+    assert {q.method: q.mean for q in val.quality} == pytest.approx({"alpha": 1.25, "beta": 4.25})
+    test = report.build_report([tmp_path], tmp_path / "test", select="test")
+    assert [v.text for v in test.verdicts] == ["alpha > beta"]

@@ -9,7 +9,7 @@ import pytest
 import yaml
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.types import RunMode
-from omegaconf import OmegaConf
+from omegaconf import OmegaConf, open_dict
 
 from svdbench import app
 from svdbench.methods import METHODS
@@ -172,15 +172,21 @@ def test_single_run_input_error_still_writes_nothing(tmp_path, run_py, tiny):
 
 
 @pytest.mark.parametrize("name", ["study_svd", "study_posthoc", "study_filter", "study_trp"])
-def test_study_presets_share_one_budget_and_their_seeds_dense_start(name, compose_cfg):
-    """docs/results.md: every method starts from its seed's dense run of +sweep=study_dense, with
-    3 training epochs, 1 fine-tuning epoch per point and two jobs at a time."""
+def test_study_presets_share_one_budget_and_their_seeds_dense_start(name, compose_cfg, build):
+    """docs/results.md: every method starts from its seed's dense run of +sweep=study_dense and
+    spends 4 epochs after it (3 training + 1 fine-tuning, or 4 fine-tuning for a method that does not
+    train), two jobs at a time."""
     dense = compose_cfg(["+sweep=study_dense", "seed=1"], hydra=True)
     dense_dir = f"{dense.hydra.sweep.dir}/{dense.hydra.sweep.subdir}"
     cfg = compose_cfg([f"+sweep={name}", "seed=1"], hydra=True)
     assert cfg.init_from == dense_dir == "outputs/study/dense/seed1"
-    assert (cfg.trainer.epochs, cfg.method.finetune_epochs, cfg.measure.latency) == (3, 1, False)
+    assert (cfg.trainer.epochs, cfg.trainer.budget, cfg.measure.latency) == (3, 4, False)
     assert cfg.hydra.launcher.n_jobs == 2 and cfg.hydra.mode == RunMode.MULTIRUN
     assert str(cfg.hydra.sweep.dir).startswith("outputs/study/")
     subdir = OmegaConf.to_container(cfg.hydra.sweep, resolve=False)["subdir"]
     assert "seed${seed}" in subdir  # one named directory per job and seed: a rerun keeps completed runs
+    with open_dict(cfg):
+        del cfg["hydra"]
+    typed, method = build(cfg)
+    trains = method.train_epochs is None
+    assert (method.finetune_epochs, trains) in ((1, True), (4, False))

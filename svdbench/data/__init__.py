@@ -12,6 +12,7 @@ splits through DataLoaders.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 
 import torch
@@ -70,19 +71,51 @@ def load_dataset(
 ) -> DataBundle:
     """Make the dataset of ``cfg`` (a :class:`svdbench.config.DatasetConfig`, or any object with
     its attributes) and batch it: ``batch_size`` for training (shuffled and augmented from ``seed``
-    when ``cfg.augment``), ``eval_batch_size`` for the test and validation splits.
+    when ``cfg.augment``), ``eval_batch_size`` for the test and validation splits. The validation
+    split is the dataset's own, or ``dataset.val_size`` training images held out
+    (:func:`hold_out_validation`).
     ``cfg.train_subset``/``cfg.test_subset`` keep the first N samples (all when N is larger).
     ``shard=(rank, world)``: this process's part of every split (see :class:`TensorBatches`;
     ``batch_size`` is per process). In-memory batches live on ``device``; DataLoader batches come
     on the CPU, loaded by ``num_workers`` workers."""
     fn = _dataset_function(cfg)
-    splits = fn(cfg, seed)
+    splits = hold_out_validation(fn(cfg, seed), val_size(cfg))
     if isinstance(splits, TensorSplits):
         return _tensor_bundle(cfg, splits, batch_size, eval_batch_size, seed, device, shard)
     if isinstance(splits, DatasetSplits):
         return _loader_bundle(cfg, splits, batch_size, eval_batch_size, seed, num_workers, shard)
     what = getattr(cfg, "_target_", None) or cfg.name
     raise DatasetError(f"dataset {what!r} returned {type(splits).__name__}, not TensorSplits or DatasetSplits")
+
+
+#: images held out of the training split for validation when ``dataset.val_size`` is null
+VAL_SIZE = {"fashion_mnist": 5000, "cifar10": 5000, "cifar100": 5000}
+#: the generator seed of the held-out draw: the same images for every run, seed and method
+VAL_SEED = 20200421
+
+
+def val_size(cfg) -> int:
+    """``dataset.val_size``, or the dataset's default (:data:`VAL_SIZE`; 0 for the others)."""
+    n = getattr(cfg, "val_size", None)
+    return VAL_SIZE.get(cfg.name, 0) if n is None and not getattr(cfg, "_target_", None) else (n or 0)
+
+
+def hold_out_validation(splits: TensorSplits | DatasetSplits, n: int):
+    """``splits`` with ``n`` training images moved to a validation split, drawn by a generator of
+    fixed seed (:data:`VAL_SEED`), never from the test split. A dataset that brings its own
+    validation split keeps it; ``n = 0`` leaves the splits alone."""
+    if not isinstance(splits, (TensorSplits, DatasetSplits)) or n <= 0 or splits.val is not None:
+        return splits
+    total = len(splits.train[1]) if isinstance(splits, TensorSplits) else len(splits.train)
+    if n >= total:
+        raise DatasetError(f"dataset.val_size={n} leaves no training images (the training split has {total})")
+    order = torch.randperm(total, generator=torch.Generator().manual_seed(VAL_SEED))
+    val_idx, train_idx = order[:n].sort().values, order[n:].sort().values
+    if isinstance(splits, TensorSplits):
+        x, y = splits.train
+        return dataclasses.replace(splits, train=(x[train_idx], y[train_idx]), val=(x[val_idx], y[val_idx]))
+    return dataclasses.replace(splits, train=Subset(splits.train, train_idx.tolist()),
+                               val=Subset(splits.train, val_idx.tolist()))  # fmt: skip
 
 
 def _subset_size(n: int | None, available: int, key: str) -> int:
@@ -119,9 +152,8 @@ def _tensor_bundle(cfg, s: TensorSplits, batch_size, eval_batch_size, seed, devi
         return TensorBatches(x, y, eval_batch_size, s.mean, s.std, device=device, shard=shard)
 
     val = evaluation(*s.val) if s.val is not None else None
-    return DataBundle(
-        cfg.name, train, evaluation(xte, yte), tuple(xtr.shape[1:]), s.num_classes, len(ytr), len(yte), val=val
-    )
+    return DataBundle(cfg.name, train, evaluation(xte, yte), tuple(xtr.shape[1:]), s.num_classes, len(ytr), len(yte),
+                      val=val, num_val=len(s.val[1]) if s.val is not None else 0)  # fmt: skip
 
 
 def _loader_bundle(cfg, s: DatasetSplits, batch_size, eval_batch_size, seed, num_workers, shard) -> DataBundle:
@@ -160,4 +192,5 @@ def _loader_bundle(cfg, s: DatasetSplits, batch_size, eval_batch_size, seed, num
         len(train_ds),
         len(test_ds),
         val=val,
+        num_val=len(s.val) if s.val is not None else 0,
     )

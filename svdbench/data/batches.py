@@ -20,7 +20,7 @@ class Batches(Protocol):
 @dataclass
 class DataBundle:
     """A loaded dataset: its batched splits, input shape ``(C, H, W)``, class count and the sizes
-    of the training and test splits (after subsetting, before sharding)."""
+    of the training, test and validation splits (after subsetting, before sharding)."""
 
     name: str
     train: Batches
@@ -29,7 +29,8 @@ class DataBundle:
     num_classes: int
     num_train: int
     num_test: int
-    val: Batches | None = None  # a validation split, where the dataset has one
+    val: Batches | None = None  # the validation split (held out of training), if there is one
+    num_val: int = 0
 
 
 class TensorBatches:

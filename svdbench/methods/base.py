@@ -98,6 +98,13 @@ class Method:
         config = dataclasses.replace(self.config, **changes)
         return type(self)(config, copy.deepcopy(self.regularizer))
 
+    def starting_from(self: M, trained: bool) -> M:
+        """This method configured for its starting point: ``trained`` when the run starts from trained
+        weights (``init_from``). A method whose settings would discard them raises ValueError naming
+        the setting; one with a setting that depends on it (SVD training's ``init: auto``) returns a
+        configured copy. Default: itself."""
+        return self
+
     # ------------------------------------------------------------------ the protocol
 
     def check(self, model: nn.Module, input_shape: tuple[int, ...]) -> None:

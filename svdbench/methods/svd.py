@@ -57,7 +57,9 @@ class LowRankConfig(MethodConfig):
 @dataclass
 class SVDConfig(LowRankConfig):
     _target_: str = f"{__name__}.SVDTraining"
-    init: str = "random"  # random (Kaiming, as the paper) | svd (of the current weights, e.g. init_from)
+    # auto: svd when the run starts from trained weights (init_from), else random | random (Kaiming, as the
+    # paper) | svd (of the current weights); random with init_from is refused: it would discard them
+    init: str = "auto"
     orthogonality: float = 1.0  # lambda_o
     finetune_epochs: int = 3
     # more results from the same trained model: one per energy, each pruned and fine-tuned on its own
@@ -70,7 +72,7 @@ class SVDConfig(LowRankConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        check_choice(self.init, ("random", "svd"), "method.init")
+        check_choice(self.init, ("auto", "random", "svd"), "method.init")
         check(self.orthogonality >= 0, "method.orthogonality", f"must be >= 0, got {self.orthogonality}")
         check(all(0 <= e < 1 for e in self.energies), "method.energies", f"must each be in [0, 1), got {self.energies}")
 
@@ -126,7 +128,17 @@ class SVDTraining(LowRankMethod):
 
     @property
     def init_mode(self) -> str:
-        return self.config.init
+        return "random" if self.config.init == "auto" else self.config.init  # auto unresolved: the paper's
+
+    def starting_from(self, trained: bool) -> SVDTraining:
+        """``init: auto`` becomes svd (from trained weights) or random; random from trained weights is
+        refused: the decomposition would redraw every layer while BatchNorm kept the loaded values."""
+        if self.config.init == "random" and trained:
+            raise ValueError("method.init=random would discard the trained weights of init_from (every layer redrawn): "
+                             "use method.init=auto or svd")  # fmt: skip
+        if self.config.init == "auto":
+            return self.reconfigured(init="svd" if trained else "random")
+        return self
 
     def regularization(self, model: nn.Module, stage: str) -> torch.Tensor | None:
         lambda_o = self.config.orthogonality
