@@ -1,8 +1,8 @@
 """Comparison tables, Pareto fronts and a plot from the results.json files of runs and sweeps.
 
-``svdbench report PATH... [--out DIR] [--select val|test] [--wandb]`` (or ``python -m svdbench.report PATH...``) reads
-every ``results.json`` below the given run or multirun directories, recursively (energy-sweep
-points in ``energy_<e>/`` included), and writes to ``--out`` (default ``<first PATH>/report``):
+``svdbench report PATH... [--out DIR] [--select val|test] [--wandb]`` (or ``python -m svdbench.report
+PATH...``) reads every ``results.json`` below the given run or multirun directories, recursively
+(energy-sweep points in ``energy_<e>/`` included), and writes to ``--out`` (default ``<first PATH>/report``):
 
 - ``comparison.{md,csv,tex}``: every configuration, all methods; ``comparison_<method>.{md,csv,tex}``
   per method. A *configuration* is the resolved config minus the seed, the output and input
