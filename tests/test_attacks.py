@@ -124,7 +124,7 @@ CONFIG = [
     ("logger.name=tensorboard", "logger.name must be console or wandb"),
     ("logger.mode=sometimes", "logger.mode must be offline, online or disabled"),
     ("method.decomposition=tucker", "method.decomposition must be channel or spatial, got 'tucker'"),
-    ("method.init=zeros", "method.init must be random or svd"),
+    ("method.init=zeros", "method.init must be auto, random or svd"),
     ("dataset.name=mnist", "dataset.name must be one of"),
     ("model.family=keras", "model.family must be cifar_resnet, torchvision or timm"),
     ("model=resnet9", "Could not find 'model/resnet9'"),
@@ -243,7 +243,7 @@ def test_a_subset_larger_than_the_split_records_the_real_counts(tmp_path, tiny_c
     cfg = small(tiny_cfg)
     cfg.dataset.train_subset, cfg.dataset.test_subset = 10_000, 16
     res = run_experiment(cfg, Dense(), tmp_path / "run")
-    assert res["samples"] == {"train": 64, "test": 16}
+    assert res["samples"] == {"train": 64, "val": 0, "test": 16}
     assert "dataset.train_subset=10000, but the split has 64 samples: using 64" in caplog.text
 
 

@@ -24,8 +24,9 @@ from svdbench.data.files import FASHION_FILES
 
 
 def load(name, *, batch_size=128, eval_batch_size=512, seed=0, shard=None, **fields):
-    """``load_dataset`` of ``DatasetConfig(name=name, **fields)``, downloading nothing."""
-    cfg = DatasetConfig(name=name, **{"download": False, **fields})
+    """``load_dataset`` of ``DatasetConfig(name=name, **fields)``, downloading nothing and holding no
+    validation images out unless ``val_size`` is given (these tests read the files as they are)."""
+    cfg = DatasetConfig(name=name, **{"download": False, "val_size": 0, **fields})
     return load_dataset(cfg, batch_size=batch_size, eval_batch_size=eval_batch_size, seed=seed, shard=shard)
 
 
