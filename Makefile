@@ -35,7 +35,7 @@ demo: data
 	$(PY) run.py
 
 test: data
-	$(PY) -m ruff check .
+	$(PY) -m ruff check . && $(PY) -m ruff format --check .
 	$(PY) -m pytest -q
 
 # the fast tier: everything but the end-to-end runs (tests marked slow)

@@ -102,7 +102,7 @@ def sweep_points(overrides: list[str]) -> list[list[str]]:
     first = [a[0] for a in axes]
     points = [first]
     for i, axis in enumerate(axes):
-        points += [[*first[:i], v, *first[i + 1:]] for v in axis[1:]]
+        points += [[*first[:i], v, *first[i + 1 :]] for v in axis[1:]]
     return points
 
 

@@ -130,10 +130,26 @@ def tiny_cfg():
     def make(dataset: dict | None = None, trainer: dict | None = None, **kw) -> Config:
         return Config(
             model=ModelConfig(name="resnet8"),
-            dataset=DatasetConfig(**{"name": "synthetic", "shape": [3, 16, 16], "num_train": 128, "num_test": 64,
-                                     "download": False, **(dataset or {})}),  # fmt: skip
-            trainer=TrainerConfig(**{"epochs": 1, "batch_size": 32, "progress": False, "device": "cpu",
-                                     "bn_recalibration_batches": 2, **(trainer or {})}),  # fmt: skip
+            dataset=DatasetConfig(
+                **{
+                    "name": "synthetic",
+                    "shape": [3, 16, 16],
+                    "num_train": 128,
+                    "num_test": 64,
+                    "download": False,
+                    **(dataset or {}),
+                }
+            ),
+            trainer=TrainerConfig(
+                **{
+                    "epochs": 1,
+                    "batch_size": 32,
+                    "progress": False,
+                    "device": "cpu",
+                    "bn_recalibration_batches": 2,
+                    **(trainer or {}),
+                }
+            ),
             **kw,
         )
 

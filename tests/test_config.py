@@ -76,8 +76,18 @@ BAD = [
 
 
 #: the same through run.py end to end (the whole table runs in-process in tests/test_attacks.py)
-THROUGH_RUN_PY = [b for b in BAD if b[0] in ("trainer.lrr=0.1", "+trainer.lrr=0.1", "method=magic",
-                                             "method=trp method.energy_train=0.95", "method.energy=1.0")]
+THROUGH_RUN_PY = [
+    b
+    for b in BAD
+    if b[0]
+    in (
+        "trainer.lrr=0.1",
+        "+trainer.lrr=0.1",
+        "method=magic",
+        "method=trp method.energy_train=0.95",
+        "method.energy=1.0",
+    )
+]
 
 
 @pytest.mark.slow

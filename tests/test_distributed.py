@@ -220,8 +220,12 @@ def test_torchrun_argv(monkeypatch):
 
 @pytest.mark.slow
 def test_checkpoint_of_another_process_count_is_refused(tmp_path, tiny_cfg):
-    cfg = tiny_cfg(dataset={"shape": [3, 8, 8], "num_train": 32, "num_test": 16},
-                   trainer={"batch_size": 16, "bn_recalibration_batches": 1}, keep_checkpoints=True, save_model=False)
+    cfg = tiny_cfg(
+        dataset={"shape": [3, 8, 8], "num_train": 32, "num_test": 16},
+        trainer={"batch_size": 16, "bn_recalibration_batches": 1},
+        keep_checkpoints=True,
+        save_model=False,
+    )
     cfg.measure.latency = False
     run_experiment(cfg, SVDTraining(regularizer=SparsityRegularizer()), tmp_path)
     (tmp_path / "results.json").unlink()

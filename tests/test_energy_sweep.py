@@ -25,6 +25,7 @@ KEEP = ("status", "top1", "macs", "params", "ranks", "stage_top1", "history", "m
 
 def outcome(run_dir):
     """Main result and points, without what differs between two identical runs (times, paths)."""
+
     def read(d):
         res = json.loads((d / "results.json").read_text())
         return {k: res.get(k) for k in KEEP}
@@ -58,7 +59,7 @@ def test_points_start_from_the_trained_model_with_their_own_history(uninterrupte
         assert point["status"] == "completed" and point["method_details"]["energy"] == float(p.split("_")[1])
         # the trained part of the history, then the point's own fine-tuning (not the main run's)
         assert point["history"][: len(train_history)] == train_history
-        assert [h["stage"] for h in point["history"][len(train_history):]] == ["finetune", "finetune"]
+        assert [h["stage"] for h in point["history"][len(train_history) :]] == ["finetune", "finetune"]
         assert point["stage_top1"]["train"] == main["stage_top1"]["train"]
     assert uninterrupted["energy_0.4"]["macs"] <= uninterrupted["energy_0.2"]["macs"] <= main["macs"]
 

@@ -17,15 +17,19 @@ CIFAR = ["resnet20", "resnet32", "resnet56", "resnet110"]
 IMAGENET = ["resnet18", "resnet50"]
 DOC = ROOT / "docs" / "experiments.md"
 #: every published setting as (preset, extra overrides)
-SETTINGS = [
-    (f"svd_cifar10_{r}", [f"model={m}", f"method.decomposition={d}"])
-    for r, m, d in itertools.product(("hoyer", "l1"), CIFAR, ("channel", "spatial"))
-] + [(f"svd_imagenet_{m}", []) for m in IMAGENET] + [
-    (f"{b}_{data}_{m}", [])
-    for b in ("trp", "l1_filter", "sfp", "fpgm")
-    for data, models in (("cifar10", CIFAR), ("imagenet", IMAGENET))
-    for m in models
-]
+SETTINGS = (
+    [
+        (f"svd_cifar10_{r}", [f"model={m}", f"method.decomposition={d}"])
+        for r, m, d in itertools.product(("hoyer", "l1"), CIFAR, ("channel", "spatial"))
+    ]
+    + [(f"svd_imagenet_{m}", []) for m in IMAGENET]
+    + [
+        (f"{b}_{data}_{m}", [])
+        for b in ("trp", "l1_filter", "sfp", "fpgm")
+        for data, models in (("cifar10", CIFAR), ("imagenet", IMAGENET))
+        for m in models
+    ]
+)
 
 
 def test_every_published_setting_has_a_preset():
