@@ -477,7 +477,8 @@ class Run:
         md = self.cfg.model
         try:
             return build_model(md.family, md.name, self.data.num_classes, self.data.input_shape[0],
-                               target=getattr(md, "_target_", None), kwargs=getattr(md, "kwargs", None))  # fmt: skip
+                               target=getattr(md, "_target_", None), kwargs=getattr(md, "kwargs", None),
+                               shortcut=getattr(md, "shortcut", "A"), block=getattr(md, "block", "basic"))  # fmt: skip
         except ValueError as err:
             raise InputError(one_line(err)) from None
 

@@ -26,8 +26,12 @@ import torch
 from . import __version__
 from .macs import fvcore_version
 from .methods import METHODS
+from .models import OPTIONS
 
 RESULTS_FILE = "results.json"
+#: keys added with a non-null default after runs had been recorded without them: a recorded value
+#: equal to that default is the same as the key absent
+ADDED_DEFAULTS = {"model": dict(OPTIONS)}
 SCHEMA_VERSION = 1
 STATUSES = ("running", "completed", "failed", "preempted")
 #: keys a completed record must have
@@ -168,7 +172,8 @@ def comparable_config(config: dict, method: str) -> dict:
     """The part of a recorded config that says which experiment it is, across svdbench versions:
 
     - an optional key left at null, or an empty mapping, is the same as the key absent (a run made
-      before the key existed);
+      before the key existed), and so is a key of :data:`ADDED_DEFAULTS` at its default
+      (``model.shortcut=A``, ``model.block=basic``);
     - ``method._target_`` is left out (the method's registered name identifies it; a module that
       moves does not make another experiment);
     - keys a method renamed are read under their new names;
@@ -185,6 +190,12 @@ def comparable_config(config: dict, method: str) -> dict:
                     m[new] = m.pop(old)
     if cls is not None and not cls.uses_regularizer:
         out.pop("regularizer", None)
+    for section, defaults in ADDED_DEFAULTS.items():
+        node = out.get(section)
+        if isinstance(node, dict):
+            for key, default in defaults.items():
+                if key in node and node[key] == default:
+                    del node[key]
     return _drop_empty(out)
 
 

@@ -2,34 +2,56 @@
 any timm model, or your own ``nn.Module`` (``model._target_``).
 
 A family is a function ``build(name, num_classes, in_channels) -> nn.Module`` registered in
-:data:`MODELS` with ``@MODELS.register("<family>")``. A model may declare channel-coupling facts
-that a dependency graph cannot see with a method ``fixed_output_channels() -> list[str]`` (names
-of convs whose output channels filter pruning must keep); see :class:`CifarResNet`.
+:data:`MODELS` with ``@MODELS.register("<family>")``. A family that offers the architecture
+options ``model.shortcut`` / ``model.block`` (:data:`OPTIONS`) takes them as keyword parameters
+of those names (``cifar_resnet`` does); elsewhere a non-default value is refused. A model may
+declare channel-coupling facts that a dependency graph cannot see with a method
+``fixed_output_channels() -> list[str]`` (names of convs whose output channels filter pruning
+must keep); see :class:`CifarResNet`.
 """
 
 from __future__ import annotations
+
+import inspect
 
 from torch import nn
 
 from ..errors import InputError
 from ..registry import Registry, import_object
-from .cifar_resnet import CifarResNet, cifar_resnet
+from .cifar_resnet import BLOCKS, SHORTCUTS, Bottleneck, CifarResNet, cifar_resnet
 
 CIFAR_DEPTHS = {"resnet8": 8, "resnet20": 20, "resnet32": 32, "resnet44": 44, "resnet56": 56, "resnet110": 110}
 TORCHVISION = ("resnet18", "resnet34", "resnet50", "resnet101")
+#: architecture options of ``model`` and their defaults; a family takes those its build function names
+OPTIONS = {"shortcut": "A", "block": "basic"}
 
 #: model families by name (``model.family``)
 MODELS: Registry = Registry("model family")
 
-__all__ = ["CifarResNet", "cifar_resnet", "build_model", "CIFAR_DEPTHS", "MODELS"]
+__all__ = [
+    "BLOCKS",
+    "Bottleneck",
+    "CIFAR_DEPTHS",
+    "CifarResNet",
+    "MODELS",
+    "OPTIONS",
+    "SHORTCUTS",
+    "build_model",
+    "check_options",
+    "cifar_resnet",
+    "family_options",
+]
 
 
 @MODELS.register("cifar_resnet")
-def build_cifar_resnet(name: str, num_classes: int, in_channels: int) -> nn.Module:
-    """He et al.'s CIFAR ResNets, resnet8/20/32/44/56/110."""
+def build_cifar_resnet(
+    name: str, num_classes: int, in_channels: int, shortcut: str = "A", block: str = "basic"
+) -> nn.Module:
+    """He et al.'s CIFAR ResNets, resnet8/20/32/44/56/110; ``shortcut="B"`` and
+    ``block="bottleneck"`` give the official SVD-training / TRP code's layout (CifarResNet)."""
     if name not in CIFAR_DEPTHS:
         raise InputError(f"unknown CIFAR ResNet {name!r}; choose from {sorted(CIFAR_DEPTHS)}")
-    return cifar_resnet(CIFAR_DEPTHS[name], num_classes, in_channels)
+    return cifar_resnet(CIFAR_DEPTHS[name], num_classes, in_channels, shortcut, block)
 
 
 @MODELS.register("torchvision")
@@ -57,13 +79,42 @@ def build_timm(name: str, num_classes: int, in_channels: int) -> nn.Module:
     return timm.create_model(name, pretrained=False, num_classes=num_classes, in_chans=in_channels)
 
 
+def family_options(family: str) -> list[str]:
+    """The architecture options (:data:`OPTIONS`) the build function of ``family`` takes."""
+    params = inspect.signature(MODELS.get(family)).parameters
+    return [k for k in OPTIONS if k in params]
+
+
+def check_options(family: str | None, options: dict[str, str]) -> None:
+    """Each option away from its default must be one that ``family`` (None: a ``model._target_``)
+    takes: else InputError in one line naming the key."""
+    takes = family_options(family) if family is not None else []
+    for key, value in options.items():
+        if value != OPTIONS[key] and key not in takes:
+            families = " or ".join(f for f in MODELS.names() if key in family_options(f))
+            where = f"model.family={family}" if family is not None else "model._target_ (pass options in model.kwargs)"
+            raise InputError(f"model.{key} is an option of model.family={families} only, got {value!r} with {where}")
+
+
 def build_model(
-    family: str, name: str, num_classes: int, in_channels: int, target: str | None = None, kwargs: dict | None = None
+    family: str,
+    name: str,
+    num_classes: int,
+    in_channels: int,
+    target: str | None = None,
+    kwargs: dict | None = None,
+    shortcut: str = "A",
+    block: str = "basic",
 ) -> nn.Module:
     """The model ``name`` of ``family``; with ``target`` ("module.function" or "module.Class"), that
-    callable instead, called as ``target(num_classes=..., in_channels=..., **kwargs)``."""
+    callable instead, called as ``target(num_classes=..., in_channels=..., **kwargs)``.
+    ``shortcut`` and ``block`` (:data:`OPTIONS`) go to a family that takes them; a non-default
+    value elsewhere is an InputError."""
+    options = {"shortcut": shortcut, "block": block}
+    check_options(family if target is None else None, options)
     if target is None:
-        return MODELS.get(family)(name, num_classes, in_channels)
+        chosen = {k: v for k, v in options.items() if k in family_options(family)}
+        return MODELS.get(family)(name, num_classes, in_channels, **chosen)
     model = import_object(target, "model._target_")(num_classes=num_classes, in_channels=in_channels, **(kwargs or {}))
     if not isinstance(model, nn.Module):
         raise InputError(f"model._target_ {target!r} returned {type(model).__name__}, not an nn.Module")
