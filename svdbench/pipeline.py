@@ -30,7 +30,7 @@ from .errors import DivergedError, InputError, Preempted, one_line
 from .latency import run_latency
 from .macs import MacCount, analyze_macs, count_params
 from .methods.base import Method
-from .models import build_model
+from .models import OPTIONS, build_model, model_label
 from .results import RESULTS_FILE, RunRecord, atomic_torch_save, versions, write_results
 from .seeding import rng_state, seed_everything, set_rng_state
 from .train import OptimConfig, StageHooks, StageOptions, evaluate, recalibrate_batchnorm, resolve_accel, train_stage
@@ -484,8 +484,9 @@ class Run:
 
     def new_record(self) -> RunRecord:
         cfg = self.cfg
+        model = model_label(cfg.model.name, **{k: getattr(cfg.model, k) for k in OPTIONS})
         return RunRecord(
-            status="running", method=self.method.name, model=cfg.model.name, dataset=cfg.dataset.name,
+            status="running", method=self.method.name, model=model, dataset=cfg.dataset.name,
             seed=cfg.seed, config=self.config, init_from=str(cfg.init_from) if cfg.init_from else None,
             headline=list(self.method.Config.headline) or None, macs_dense=self.dense_count.macs,
             params_dense=count_params(self.model), input_shape=list(self.input_shape), versions=versions(),

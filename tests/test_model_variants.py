@@ -36,7 +36,7 @@ from svdbench.config import ModelConfig
 from svdbench.errors import InputError
 from svdbench.methods.filter_pruning import FPGMPruning, L1FilterPruning, SoftFilterPruning, kept_channels, weight_macs
 from svdbench.methods.trp import TRP
-from svdbench.models import build_model
+from svdbench.models import build_model, model_label
 from svdbench.pipeline import run_experiment
 from svdbench.results import comparable_config
 
@@ -291,6 +291,9 @@ def test_pipeline_builds_the_configured_variant(tiny_cfg, tmp_path):
     res = run_experiment(cfg, SoftFilterPruning.create(ratio=0.4, finetune_epochs=1), tmp_path / "run")
     dense = build_model("cifar_resnet", "resnet8", 10, 3, shortcut="B")
     assert res["status"] == "completed" and res["config"]["model"]["shortcut"] == "B"
+    assert res["model"] == "resnet8-B"  # the label shows the variant; at the defaults it is the name
+    assert model_label("resnet56", shortcut="B", block="bottleneck") == "resnet56-B-bottleneck"
+    assert model_label("resnet56", shortcut="A", block="basic") == model_label("resnet56") == "resnet56"
     assert res["params_dense"] == svdbench.count_params(dense)
     assert res["macs_dense"] == official_counts(official_layers(8, size=16))[1]
     assert res["macs"] == official_counts(official_layers(8, size=16, ch=kept))[1]

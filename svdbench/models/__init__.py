@@ -40,7 +40,15 @@ __all__ = [
     "check_options",
     "cifar_resnet",
     "family_options",
+    "model_label",
 ]
+
+
+def model_label(name: str, **options: str) -> str:
+    """The model's name in results and reports, with its architecture options where they differ
+    from :data:`OPTIONS`: ``model_label("resnet56", shortcut="B", block="bottleneck")`` is
+    ``"resnet56-B-bottleneck"``; at the defaults it is ``name``."""
+    return "-".join([name, *(str(options[k]) for k, v in OPTIONS.items() if options.get(k, v) != v)])
 
 
 @MODELS.register("cifar_resnet")
