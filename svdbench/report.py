@@ -22,8 +22,9 @@ minus the reference's.
 
 Selection (``--select``, default ``val``): fronts and front quality use the mean *validation*
 top-1 when every run has one (``val_top1``), else test top-1 (:func:`choose_selection`); the
-tables show both. Within a task, runs whose recorded budgets differ (``epochs_after_start``, or
-``dense_start`` of non-dense runs) get one warning (:func:`budget_warnings`).
+tables show both. Within a task, compressing runs whose recorded budgets differ
+(``epochs_after_start``), or runs of one seed that started from different checkpoints
+(``dense_start``), get one warning (:func:`budget_warnings`).
 
 A file that is not valid JSON, lacks a required key, or is not ``completed`` is skipped with a
 one-line warning on stderr; failed runs are also listed in the failed section.
@@ -387,21 +388,25 @@ def _short_hash(h: str) -> str:
 
 
 def budget_warnings(rows: Sequence[Row]) -> list[str]:
-    """One sentence per task whose compared rows (every non-dense row and the dense reference) were
-    trained with different ``epochs_after_start``, or (non-dense rows) from different ``dense_start``
-    checkpoints. Runs that did not record a field are not compared on it."""
-    refs = dense_references(rows)
+    """One sentence per task whose compressing runs (every non-dense row: dense runs are the starts)
+    spent different ``epochs_after_start``, or whose runs of one seed started from different
+    ``dense_start`` checkpoints (each seed has its own dense start; a study compares them per seed).
+    Runs that did not record a field are not compared on it."""
     out = []
     for task, rs in by_task(rows).items():
-        others = [r for r in rs if r.method != DENSE]
-        compared = others + ([refs[task]] if task in refs and others else [])
-        epochs = sorted({e for r in compared for x in r.runs if (e := epochs_after_start(x)) is not None})
-        starts = sorted({h for r in others for x in r.runs if (h := dense_start(x)) is not None})
+        runs = [x for r in rs if r.method != DENSE for x in r.runs]
+        epochs = sorted({e for x in runs if (e := epochs_after_start(x)) is not None})
+        starts: dict[Any, set[str]] = {}
+        for x in runs:
+            if (h := dense_start(x)) is not None:
+                starts.setdefault(x.rec.seed, set()).add(h)
+        mixed = {seed: hs for seed, hs in starts.items() if len(hs) > 1}
         parts = []
         if len(epochs) > 1:
             parts.append(f"with different budgets: epochs after the start {', '.join(map(str, epochs))}")
-        if len(starts) > 1:
-            parts.append(f"from different dense starts: {', '.join(map(_short_hash, starts))}")
+        if mixed:
+            per_seed = "; ".join(f"seed {s}: {', '.join(map(_short_hash, sorted(hs)))}" for s, hs in mixed.items())
+            parts.append(f"from different dense starts ({per_seed})")
         if parts:
             out.append(f"{task_name(task)} compares runs {'; and '.join(parts)}")
     return out

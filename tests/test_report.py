@@ -253,23 +253,27 @@ def test_budget_warning_for_mixed_epochs_after_the_start(tmp_path, capsys):
 
 
 def test_budget_warning_for_mixed_dense_starts(tmp_path, capsys):
-    h1, h2 = "sha256:" + "a" * 64, "sha256:" + "b" * 64
+    h1, h2, h3 = ("sha256:" + c * 64 for c in "abe")
     _result(tmp_path, "d", "dense", 0, 90.0, 1000, epochs_after_start=4)
     _result(tmp_path, "a", "alpha", 0, 88.0, 500, epochs_after_start=4, dense_start=h1)
     _result(tmp_path, "b", "beta", 0, 87.0, 400, epochs_after_start=4, dense_start=h2)
+    _result(tmp_path, "a1", "alpha", 1, 88.0, 500, epochs_after_start=4, dense_start=h3)  # seed 1's own start
     report.build_report([tmp_path], tmp_path / "rep")
     (line,) = _budget_lines(capsys.readouterr().err)
-    assert "dense start" in line and "budget" not in line and "sha256:aaaaaaaaaaaa" in line
+    assert "dense start" in line and "budget" not in line
+    assert "(seed 0: sha256:aaaaaaaaaaaa, sha256:bbbbbbbbbbbb)" in line and "seed 1" not in line
     assert "dense start" in (tmp_path / "rep" / "report.md").read_text()
 
 
 def test_no_budget_warning_when_the_budgets_match(tmp_path, capsys):
-    h = "sha256:" + "c" * 64
-    # the dense run is the start: its own dense_start (none, or another) is not compared
-    _result(tmp_path, "d", "dense", 0, 90.0, 1000, epochs_after_start=4, dense_start="sha256:" + "d" * 64)
-    _result(tmp_path, "d2", "dense", 1, 80.0, 1000, cfg=1.0, epochs_after_start=9)  # not the reference
+    h, h1 = "sha256:" + "c" * 64, "sha256:" + "f" * 64
+    # dense runs are the starts: their epochs (8 from scratch here) and dense_start are not compared
+    _result(tmp_path, "d", "dense", 0, 90.0, 1000, epochs_after_start=8, dense_start="sha256:" + "d" * 64)
+    _result(tmp_path, "d2", "dense", 1, 80.0, 1000, cfg=1.0, epochs_after_start=9)
     _result(tmp_path, "a", "alpha", 0, 88.0, 500, epochs_after_start=4, dense_start=h)
     _result(tmp_path, "b", "beta", 0, 87.0, 400, epochs_after_start=4, dense_start=h)
+    _result(tmp_path, "a1", "alpha", 1, 88.0, 500, epochs_after_start=4, dense_start=h1)  # each seed its own start
+    _result(tmp_path, "b1", "beta", 1, 87.0, 400, epochs_after_start=4, dense_start=h1)
     _result(tmp_path, "c", "beta", 0, 86.0, 300, cfg=1.0)  # older file without the fields
     rep = report.build_report([tmp_path], tmp_path / "rep")
     assert "warning" not in capsys.readouterr().err and rep.budget == []
