@@ -441,8 +441,9 @@ class Run:
         def record(epoch: dict) -> None:
             rec.history.append(epoch)
             log.info(
-                "%s epoch %d: loss %.4f (reg %.4f), train top1 %.2f, test top1 %.2f",
+                "%s epoch %d: loss %.4f (reg %.4f), train top1 %.2f, test top1 %.2f%s",
                 *(epoch[k] for k in ("stage", "epoch", "train_loss", "reg_loss", "train_top1", "test_top1")),
+                f", val top1 {epoch['val_top1']:.2f}" if epoch.get("val_top1") is not None else "",
             )
             if self.on_epoch:
                 self.on_epoch(epoch)
