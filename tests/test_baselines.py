@@ -18,6 +18,7 @@ from svdbench.lowrank import LowRankConv2d
 from svdbench.macs import analyze_macs
 from svdbench.methods import Dense
 from svdbench.methods.filter_pruning import (
+    FilterPruner,
     FilterPruningConfig,
     FPGMPruning,
     L1FilterPruning,
@@ -247,6 +248,32 @@ def test_soft_pruning_zeroes_after_an_epoch_and_lets_filters_regrow(cls):
     assert torch.equal(model.layer2[0].conv1.weight, kept)
 
 
+@pytest.mark.parametrize("mask_gradients", [True, False])
+def test_fpgm_gradient_masking_keeps_the_selected_filters_zero(mask_gradients):
+    """The authors' FPGM clears the selected filters' gradients at every step (method.mask_gradients):
+    with plain SGD they stay exactly zero until the next selection; without it they regrow as SFP's."""
+    torch.manual_seed(0)
+    model = resnet8()
+    method = FPGMPruning.create(ratio=0.5, mask_gradients=mask_gradients)
+    method.prepare(model, SHAPE)
+    method.on_epoch_end(model, 0, "train")
+    with torch.no_grad():  # a positive BatchNorm shift lets the gradient reach the zeroed filters
+        for block in (model.layer1[0], model.layer2[0], model.layer3[0]):
+            block.bn1.bias.uniform_(0.05, 0.2)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    model.train()
+    w, mask = model.layer2[0].conv1.weight, method.masks["layer2.0.conv1"]
+    for step in range(3):
+        opt.zero_grad()
+        nn.functional.cross_entropy(model(torch.randn(8, 3, 16, 16)), torch.randint(0, 10, (8,))).backward()
+        method.after_backward(model, step, "train")
+        opt.step()
+    assert bool(torch.all(w[mask] == 0)) is mask_gradients
+    assert torch.all(w[~mask].abs().sum((1, 2, 3)) > 0)  # the kept filters train either way
+    # fine-tuning (after removal) is never masked
+    method.after_backward(model, 0, "finetune")
+
+
 def test_sfp_zeroes_the_lowest_l2_filters():
     model = resnet8()
     rows, _, flat = l1_vs_l2_filters(16, 16 * 9)
@@ -410,6 +437,19 @@ def assert_counters_agree(deployed: nn.Module, input_shape) -> None:
     assert int(ops) == sum(per.values())
     if per["other"] == 0 and per["pool"] == 0:  # CIFAR ResNet: exact total relation
         assert int(ops) == fv.macs_total - fv.by_operator.get("adaptive_avg_pool2d", 0) + per["bias"]
+
+
+@pytest.mark.slow
+def test_fpgm_masks_gradients_in_a_run_from_the_second_train_epoch(tmp_path, tiny_cfg, monkeypatch):
+    """The pipeline calls the hook: no selection before the first epoch's end, so masking starts in
+    epoch 2 (4 steps of 32 images each epoch here) and never touches fine-tuning."""
+    calls = []
+    original = FilterPruner.zero_grad
+    monkeypatch.setattr(FilterPruner, "zero_grad", staticmethod(lambda f: (calls.append(len(f)), original(f))))
+    cfg = tiny_cfg(trainer={"epochs": 2}, save_model=False)
+    res = run_experiment(cfg, FPGMPruning.create(ratio=0.5, mask_gradients=True, finetune_epochs=1), tmp_path)
+    assert res["status"] == "completed" and res["config"]["method"]["mask_gradients"] is True
+    assert len(calls) == 4 and all(n > 0 for n in calls)
 
 
 @pytest.mark.slow

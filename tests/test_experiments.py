@@ -73,6 +73,8 @@ def test_preset_values_follow_the_method_docs(name, extra, compose_cfg, build):
     else:  # sfp, fpgm: soft pruning from scratch, removal at the end
         assert 0.2 <= typed.method.ratio <= 0.4 and typed.method.speedup is None
         assert typed.method.finetune_epochs == 0 and tr.epochs >= 90
+        if name.startswith("fpgm"):  # as the authors' code: the selected filters' gradients are cleared
+            assert typed.method.mask_gradients
     assert method.uses_regularizer == name.startswith("svd")  # only SVD training takes the sparsity term
 
 

@@ -247,17 +247,31 @@ class FilterPruner:
         module = self.model.get_submodule(root)
         return self.graph.get_pruning_group(module, self.graph.get_pruner_of_module(module).prune_out_channels, idxs)
 
-    @torch.no_grad()
-    def zero(self, plan: dict[str, list[int]]) -> None:
-        """Set the planned filters to zero (weights and bias of every out-member), keep the shapes."""
+    def filters(self, plan: dict[str, list[int]]) -> list[tuple[nn.Parameter, list[int]]]:
+        """(parameter, output-channel indices) of every out-member's weight and bias that ``plan``
+        selects: the tensors whose rows :meth:`zero` and :meth:`zero_grad` clear."""
+        out = []
         for root, idxs in plan.items():
             for dep, member_idxs in self._group(root, idxs):
                 layer = dep.target.module
                 if isinstance(layer, (nn.Conv2d, nn.Linear)) and self.graph.is_out_channel_pruning_fn(dep.handler):
                     plain = _plain(member_idxs)
-                    layer.weight[plain] = 0
-                    if layer.bias is not None:
-                        layer.bias[plain] = 0
+                    out += [(p, plain) for p in (layer.weight, layer.bias) if p is not None]
+        return out
+
+    @torch.no_grad()
+    def zero(self, plan: dict[str, list[int]]) -> None:
+        """Set the planned filters to zero (weights and bias of every out-member), keep the shapes."""
+        for param, rows in self.filters(plan):
+            param[rows] = 0
+
+    @staticmethod
+    @torch.no_grad()
+    def zero_grad(filters: list[tuple[nn.Parameter, list[int]]]) -> None:
+        """Clear the gradient rows of :meth:`filters`' selection (parameters without one are left)."""
+        for param, rows in filters:
+            if param.grad is not None:
+                param.grad[rows] = 0
 
     def remove(self, plan: dict[str, list[int]], check: bool = True) -> None:
         """Physically remove the planned channels (and everything coupled to them); with ``check``
@@ -454,12 +468,29 @@ class SoftFilterPruning(FilterPruning):
 @dataclass
 class FPGMConfig(FilterPruningConfig):
     _target_: str = f"{__name__}.FPGMPruning"
+    # the official code's behaviour: the gradients of the selected (zeroed) filters are cleared at
+    # every training step, so they stay zero until the next selection; false: soft, as the paper
+    # describes and as SFP does (only momentum could move them with true)
+    mask_gradients: bool = False
 
 
 @register_method("fpgm")
 class FPGMPruning(FilterPruning):
-    """He et al. (CVPR 2019): like SFP, zeroing the filters nearest the geometric median."""
+    """He et al. (CVPR 2019): like SFP, zeroing the filters nearest the geometric median; with
+    ``mask_gradients`` their gradients are cleared at every training step, as the authors' code does."""
 
     Config = FPGMConfig
     criterion = "fpgm"
     soft = True
+
+    def __init__(self, config: FPGMConfig | None = None, regularizer=None) -> None:
+        super().__init__(config, regularizer)
+        self._masked: tuple[dict, list] | None = None  # (the masks it was made from, their filters)
+
+    def after_backward(self, model: nn.Module, step: int, stage: str) -> None:
+        if not (self.config.mask_gradients and stage == "train" and self.masks and self.pruner is not None):
+            return
+        if self._masked is None or self._masked[0] is not self.masks:  # a new selection (or a resumed one)
+            plan = {root: mask.nonzero().flatten().tolist() for root, mask in self.masks.items()}
+            self._masked = (self.masks, self.pruner.filters(plan))
+        self.pruner.zero_grad(self._masked[1])
