@@ -62,12 +62,15 @@ def front_mask(points: Sequence[Point]) -> list[bool]:
     return [i in on for i in range(len(points))]
 
 
-def front_line(points: Sequence[Point]) -> tuple[list[float], list[float]]:
-    """(macs, top1) coordinates of the front as a line to plot: by increasing MACs, duplicates once."""
+def front_line(points: Sequence[Point], shown: Sequence[Point] | None = None) -> tuple[list[float], list[float]]:
+    """(macs, top1) coordinates of the front as a line to plot: by increasing MACs, duplicates once.
+    The front is computed on ``points``; ``shown`` (parallel to it, default ``points``) gives the
+    coordinates drawn, e.g. a front selected on validation top-1 drawn at its members' test top-1."""
+    shown = points if shown is None else shown
     xs: list[float] = []
     ys: list[float] = []
     for i in front_indices(points):
-        top1, macs = float(points[i][0]), float(points[i][1])
+        top1, macs = float(shown[i][0]), float(shown[i][1])
         if not xs or (macs, top1) != (xs[-1], ys[-1]):
             xs.append(macs)
             ys.append(top1)

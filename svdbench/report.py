@@ -122,10 +122,6 @@ class Row:
     def mean(self, key: str) -> float:
         return self.stats[f"{key}_mean"]
 
-    @property
-    def point(self) -> tuple[float, float]:
-        return (self.mean("top1"), self.mean("macs"))
-
     def point_on(self, key: str) -> tuple[float, float]:
         """(mean ``key``, mean MACs): the point its fronts are computed on (``key``: top1 or val_top1)."""
         return (self.mean(key), self.mean("macs"))
@@ -704,14 +700,7 @@ def safe_name(s: str) -> str:
 
 def front_xy(rows: Sequence[Row], key: str = "top1") -> tuple[list[float], list[float]]:
     """(MACs, test top-1) of the rows on the front computed on mean ``key``, by MACs, duplicates once."""
-    xs: list[float] = []
-    ys: list[float] = []
-    for i in pareto.front_indices([r.point_on(key) for r in rows]):
-        x, y = rows[i].mean("macs"), rows[i].mean("top1")
-        if not xs or (x, y) != (xs[-1], ys[-1]):
-            xs.append(x)
-            ys.append(y)
-    return xs, ys
+    return pareto.front_line([r.point_on(key) for r in rows], shown=[r.point_on("top1") for r in rows])
 
 
 def plot(rows: Sequence[Row], out: Path, key: str = "top1") -> list[Path]:

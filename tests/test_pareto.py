@@ -113,3 +113,9 @@ def test_duplicates_and_dominated_points_change_nothing():
     # only the front matters: drop every point another one dominates (in the x, y maximised sense)
     front = [p for p in pts if not any(q != p and q[0] >= p[0] and q[1] >= p[1] for q in pts)]
     assert hypervolume(front, (0.0, 80.0)) == pytest.approx(hypervolume(pts, (0.0, 80.0)))
+
+
+def test_front_line_draws_the_shown_coordinates_of_the_front_selected_on_points():
+    selected_on = [(90.0, 100.0), (80.0, 200.0), (95.0, 400.0)]  # (top1, macs): the middle one is dominated
+    shown = [(88.0, 100.0), (99.0, 200.0), (91.0, 400.0)]  # e.g. test top-1 of the same rows
+    assert front_line(selected_on, shown) == ([100.0, 400.0], [88.0, 91.0])
