@@ -26,7 +26,7 @@ from .checks import check, check_choice
 from .data import DATASETS
 from .errors import InputError, one_line
 from .methods import METHODS, Method
-from .models import BLOCKS, MODELS, SHORTCUTS, check_options
+from .models import BLOCKS, MODELS, OPTIONS, SHORTCUTS, check_options
 from .registry import import_object
 from .regularizers import SPARSITY_KINDS
 
@@ -40,17 +40,17 @@ class ModelConfig:
     kwargs: Dict[str, Any] = field(default_factory=dict)  # extra arguments for _target_
     # cifar_resnet only. A: zero-padding shortcuts (He et al., no parameters); B: a 1x1 conv (the
     # block's stride) + BatchNorm wherever the shape changes, as the official SVD-training / TRP code
-    shortcut: str = "A"
+    shortcut: str = OPTIONS["shortcut"]
     # cifar_resnet only. basic: two 3x3 convs; bottleneck: 1x1-3x3-1x1, expansion 4, (depth - 2) / 6
     # blocks per stage, as the official code from depth 44 on (svdbench/models/cifar_resnet.py)
-    block: str = "basic"
+    block: str = OPTIONS["block"]
 
     def __post_init__(self) -> None:
         if self._target_ is None:
             check_choice(self.family, MODELS.names(), "model.family")
         check_choice(self.shortcut, SHORTCUTS, "model.shortcut")
         check_choice(self.block, BLOCKS, "model.block")
-        check_options(self.family if self._target_ is None else None, {"shortcut": self.shortcut, "block": self.block})
+        check_options(self.family if self._target_ is None else None, {k: getattr(self, k) for k in OPTIONS})
 
 
 @dataclass

@@ -474,18 +474,23 @@ class Run:
                             seed=self.cfg.seed, device=self.device, num_workers=tr.num_workers,
                             shard=distributed.shard())  # fmt: skip
 
+    def model_options(self) -> dict[str, str]:
+        """``model.shortcut`` / ``model.block`` (:data:`svdbench.models.OPTIONS`; their defaults where
+        the config has no such key)."""
+        return {k: getattr(self.cfg.model, k, default) for k, default in OPTIONS.items()}
+
     def build_model(self) -> nn.Module:
         md = self.cfg.model
         try:
             return build_model(md.family, md.name, self.data.num_classes, self.data.input_shape[0],
                                target=getattr(md, "_target_", None), kwargs=getattr(md, "kwargs", None),
-                               shortcut=getattr(md, "shortcut", "A"), block=getattr(md, "block", "basic"))  # fmt: skip
+                               **self.model_options())  # fmt: skip
         except ValueError as err:
             raise InputError(one_line(err)) from None
 
     def new_record(self) -> RunRecord:
         cfg = self.cfg
-        model = model_label(cfg.model.name, **{k: getattr(cfg.model, k) for k in OPTIONS})
+        model = model_label(cfg.model.name, **self.model_options())
         return RunRecord(
             status="running", method=self.method.name, model=model, dataset=cfg.dataset.name,
             seed=cfg.seed, config=self.config, init_from=str(cfg.init_from) if cfg.init_from else None,
