@@ -46,7 +46,9 @@ __all__ = [
 
 CHECKPOINT = "checkpoint.pt"
 #: the training stages of a run; stage files exist for those a later stage follows
-STAGES = ("pretrain", "train", "finetune")
+STAGES = ("pretrain", "orthogonal", "train", "finetune")
+#: the stages a compressed model (an operating point) starts after
+BEFORE_COMPRESS = STAGES[:3]
 #: top-level config keys that say how a run is executed and measured, not what it is
 RESUME_IGNORED = ("resume", "keep_checkpoints", "checkpoint", "measure")
 

@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from . import distributed, lowrank
-from .checkpoint import PreemptionGuard, RunCheckpoints, RunLock, check_run_dir
+from .checkpoint import BEFORE_COMPRESS, PreemptionGuard, RunCheckpoints, RunLock, check_run_dir
 from .data import DataBundle, load_dataset, val_size
 from .errors import DivergedError, InputError, Preempted, one_line
 from .latency import run_latency
@@ -63,9 +63,10 @@ def configure(cfg, method: Method) -> Method:
         raise InputError(one_line(err)) from None
     budget = getattr(cfg.trainer, "budget", None)
     if budget is not None:
-        train = train_epochs(cfg, method)
+        train = epochs_before_compress(cfg, method)
         if budget < train:
-            raise InputError(f"trainer.budget={budget} is less than the {train} training epochs (trainer.epochs)")
+            raise InputError(f"trainer.budget={budget} is less than the {train} training epochs before compression "
+                             "(trainer.epochs and the method's stages before it)")  # fmt: skip
         if method.finetune_epochs != budget - train:
             method = method.reconfigured(finetune_epochs=budget - train)
     return method
@@ -74,6 +75,12 @@ def configure(cfg, method: Method) -> Method:
 def train_epochs(cfg, method: Method) -> int:
     """Epochs of the ``train`` stage: ``trainer.epochs``, or the method's own (0 for post-hoc methods)."""
     return cfg.trainer.epochs if method.train_epochs is None else method.train_epochs
+
+
+def epochs_before_compress(cfg, method: Method) -> int:
+    """Epochs of every stage from ``prepare`` to ``compress``: the method's stages before ``train``
+    (SVD training's ``orthogonal``) and ``train`` itself."""
+    return sum(epochs for _, epochs in method.stages_before_train()) + train_epochs(cfg, method)
 
 
 def record_config(cfg, method: Method) -> dict:
@@ -277,6 +284,8 @@ class Run:
             model = method.prepare(model, self.input_shape).to(self.device)
             full = lowrank.ranks(model)
             rec.ranks = {"full": full} if full else {}
+            for name, epochs in method.stages_before_train():
+                self.stage(name, model, method, epochs, optim_config(cfg.trainer), rec, self.checkpoints)
             self.stage("train", model, method, train_epochs(cfg, method), optim_config(cfg.trainer), rec,
                        self.checkpoints)  # fmt: skip
             if not method.compresses and distributed.is_main():
@@ -393,8 +402,8 @@ class Run:
         rec = dataclasses.replace(copy.deepcopy(self.record), config=config, status="running", error=None,
                                   energy_sweep=None, energy_sweep_parent=str(self.dir))  # fmt: skip
         rec.restore(progress)
-        rec.stage_top1 = {k: v for k, v in rec.stage_top1.items() if k in ("dense", "pretrain", "train")}
-        rec.wall_time = {k: v for k, v in rec.wall_time.items() if k in ("pretrain", "train")}
+        rec.stage_top1 = {k: v for k, v in rec.stage_top1.items() if k == "dense" or k in BEFORE_COMPRESS}
+        rec.wall_time = {k: v for k, v in rec.wall_time.items() if k in BEFORE_COMPRESS}
         for key in ("top1", "val_top1", "macs", "macs_total", "params", "speedup", "compression", "mac_counter",
                     "method_details", "latency", "model_path"):  # fmt: skip
             setattr(rec, key, None)
@@ -497,7 +506,7 @@ class Run:
             headline=list(self.method.Config.headline) or None, macs_dense=self.dense_count.macs,
             params_dense=count_params(self.model), input_shape=list(self.input_shape), versions=versions(),
             samples={"train": self.data.num_train, "val": self.data.num_val, "test": self.data.num_test},
-            epochs_after_start=train_epochs(cfg, self.method) + self.method.finetune_epochs,
+            epochs_after_start=epochs_before_compress(cfg, self.method) + self.method.finetune_epochs,
             dense_start=file_digest(dense_checkpoint_path(cfg.init_from)) if cfg.init_from else None,
             device=str(self.device), world_size=distributed.world_size(), accel=self.accel.as_dict(),
         )  # fmt: skip

@@ -19,7 +19,8 @@ A method is written in one module::
 report and the contract tests read) and makes ``method=mine`` a config choice. The method is built
 from its validated config object (``Mine(MyConfig(alpha=0.7))``); ``self.config`` holds it.
 
-The pipeline calls, in order: ``check`` -> ``prepare`` (e.g. decompose) -> training stage ``"train"``
+The pipeline calls, in order: ``check`` -> ``prepare`` (e.g. decompose) -> the stages of
+``stages_before_train()`` (SVD training's ``"orthogonal"``) -> training stage ``"train"``
 (the loop calls ``regularization``, ``after_backward``, ``after_step``, ``on_epoch_end``) ->
 ``compress`` (e.g. prune) -> training stage ``"finetune"`` for ``finetune_epochs`` -> ``export`` (the
 deployed, physically smaller model) -> one extra result per ``operating_points()`` entry. No method
@@ -97,6 +98,13 @@ class Method:
         """A fresh copy of this method with some settings changed (checked again) and no state."""
         config = dataclasses.replace(self.config, **changes)
         return type(self)(config, copy.deepcopy(self.regularizer))
+
+    def stages_before_train(self) -> list[tuple[str, int]]:
+        """Training stages run after ``prepare`` and before ``"train"``, as ``(name, epochs)``; each
+        has its own optimiser and schedule (``trainer.*``), its own checkpoint and its own entry in
+        ``stage_top1``, ``history`` and ``wall_time``. A name must be one of
+        :data:`svdbench.checkpoint.STAGES`. None by default."""
+        return []
 
     def starting_from(self: M, trained: bool) -> M:
         """This method configured for its starting point: ``trained`` when the run starts from trained

@@ -1,5 +1,7 @@
 """SVD training (Yang et al., CVPR-W 2020; docs/method.md section 1).
 
+Stage ``orthogonal`` (``orthogonal_epochs``, default 0): decomposed layers trained on
+``task + lambda_o * orthogonality`` only, the authors' first training.
 Stage ``train``: decomposed layers trained on ``task + lambda_o * orthogonality + lambda_s * sparsity``.
 ``compress``: per-layer singular-value pruning at energy ``e`` (or absolute ``threshold``).
 Stage ``finetune``: sparsity off, orthogonality on. ``export``: pairs of small layers.
@@ -61,6 +63,9 @@ class SVDConfig(LowRankConfig):
     # paper) | svd (of the current weights); random with init_from is refused: it would discard them
     init: str = "auto"
     orthogonality: float = 1.0  # lambda_o
+    # epochs of the "orthogonal" stage before "train": decomposed training with orthogonality and no sparsity,
+    # with an optimiser and schedule of its own (the official code's first of three trainings)
+    orthogonal_epochs: int = 0
     finetune_epochs: int = 3
     # more results from the same trained model: one per energy, each pruned and fine-tuned on its own
     energies: List[float] = field(default_factory=list)
@@ -73,6 +78,7 @@ class SVDConfig(LowRankConfig):
     def __post_init__(self) -> None:
         super().__post_init__()
         check_choice(self.init, ("auto", "random", "svd"), "method.init")
+        check(self.orthogonal_epochs >= 0, "method.orthogonal_epochs", f"must be >= 0, got {self.orthogonal_epochs}")
         check(self.orthogonality >= 0, "method.orthogonality", f"must be >= 0, got {self.orthogonality}")
         check(all(0 <= e < 1 for e in self.energies), "method.energies", f"must each be in [0, 1), got {self.energies}")
 
@@ -140,7 +146,12 @@ class SVDTraining(LowRankMethod):
             return self.reconfigured(init="svd" if trained else "random")
         return self
 
+    def stages_before_train(self) -> list[tuple[str, int]]:
+        epochs = self.config.orthogonal_epochs
+        return [("orthogonal", epochs)] if epochs else []
+
     def regularization(self, model: nn.Module, stage: str) -> torch.Tensor | None:
+        """``lambda_o * orthogonality`` in every stage, plus ``lambda_s * sparsity`` in ``train`` only."""
         lambda_o = self.config.orthogonality
         reg = lambda_o * orthogonality_loss(model) if lambda_o else None
         if stage == "train" and self.regularizer.active:
