@@ -27,6 +27,7 @@ from .data import DATASETS
 from .errors import InputError, one_line
 from .methods import METHODS, Method
 from .models import BLOCKS, MODELS, OPTIONS, SHORTCUTS, check_options
+from .published import register_resolver
 from .registry import import_object
 from .regularizers import SPARSITY_KINDS
 
@@ -233,7 +234,9 @@ class Config:
 
 def register_configs() -> None:
     """Store the schemas in Hydra's ConfigStore: ``config_schema`` (the top level), ``trainer/default``,
-    ``measure/default`` and ``method/<name>`` for every registered method (idempotent)."""
+    ``measure/default`` and ``method/<name>`` for every registered method, and the ``published``
+    resolver the reproduction presets read (idempotent)."""
+    register_resolver()
     cs = ConfigStore.instance()
     cs.store(name="config_schema", node=Config)
     cs.store(group="trainer", name="default", node=TrainerConfig)
@@ -281,7 +284,7 @@ def _explain(err: BaseException, prefix: str) -> str:
     new = renamed_key(full) if full else None
     if new:
         return f"{full} was renamed: use {new}"
-    msg = one_line(err)
+    msg = one_line(err).split(" raised while resolving interpolation: ")[-1]  # a resolver's own message
     if key and f"(key: {key})" in msg:
         msg = msg.replace(f"(key: {key})", "").rstrip()
     return f"{msg} (key: {full})" if full and full not in msg else msg
@@ -306,8 +309,12 @@ def validate(cfg: DictConfig | dict) -> Config:
     keys added with ``+``), the method's config built from its class, every range checked. Raises
     InputError in one line."""
     try:
-        values = OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else dict(cfg)
-    except Exception as err:  # an interpolation that does not resolve
+        values = (
+            OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
+            if isinstance(cfg, DictConfig)
+            else dict(cfg)
+        )
+    except Exception as err:  # an interpolation that does not resolve, a mandatory value (???) not given
         raise InputError(explain(err)) from None
     method = values.pop("method", None)
     cls = method_class(method or {})
