@@ -1,0 +1,49 @@
+"""A Hydra callback that ends a multirun with its report: ``svdbench report`` over the sweep
+directory, as the head-to-head presets (``+experiment=compare_*``) configure it::
+
+    hydra:
+      callbacks:
+        report:
+          _target_: svdbench.sweep_report.ReportAtEnd
+          split: [method.decomposition]
+
+A report that cannot be made is a warning naming the command to run by hand: the runs are kept.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from hydra.experimental.callback import Callback
+
+from . import cli
+
+log = logging.getLogger("svdbench")
+
+__all__ = ["ReportAtEnd"]
+
+
+class ReportAtEnd(Callback):
+    """``on_multirun_end``: the report of ``hydra.sweep.dir`` into ``out`` (default ``<sweep dir>/report``),
+    rows split by the config keys ``split``."""
+
+    def __init__(self, out: str | None = None, split: Sequence[str] = ()) -> None:
+        self.out, self.split = out, list(split)
+
+    def command(self, sweep_dir: str | Path) -> list[str]:
+        out = self.out or str(Path(sweep_dir) / "report")
+        return ["report", str(sweep_dir), "--out", out, *(["--split", *self.split] if self.split else [])]
+
+    def on_multirun_end(self, config: Any, **kwargs: Any) -> None:
+        args = self.command(config.hydra.sweep.dir)
+        try:
+            code = cli.main(args)
+        except Exception as err:  # the runs are on disk whatever happens here
+            code, reason = 1, f"{type(err).__name__}: {err}"
+        else:
+            reason = f"exit {code}"
+        if code:
+            log.warning("the report could not be made (%s); make it with: svdbench %s", reason, " ".join(args))

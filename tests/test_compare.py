@@ -1,0 +1,69 @@
+"""The head-to-head presets (+experiment=compare_*): one dense start per seed, every method from it
+with one budget, and a report when the sweep ends."""
+
+import hashlib
+import json
+import logging
+
+import pytest
+from omegaconf import open_dict
+
+from svdbench.sweep_report import ReportAtEnd
+
+PRESETS = ("compare_cifar10_resnet20", "compare_cifar10_resnet56", "compare_imagenet_resnet50")
+ARMS = ("svd_channel", "svd_spatial", "svd_posthoc", "trp", "l1_filter", "sfp", "fpgm")
+METHOD = {"svd_channel": "svd", "svd_spatial": "svd", "svd_posthoc": "svd_posthoc"}
+
+
+@pytest.mark.parametrize("preset", PRESETS)
+def test_every_arm_starts_from_the_dense_model_of_its_seed_with_one_budget(preset, compose_cfg, build):
+    dense_arm = "dense_imagenet" if "imagenet" in preset else "dense_cifar10"
+    composed = compose_cfg([f"+experiment={preset}", "dataset.root=/data/x"], hydra=True)
+    assert composed.hydra.sweeper.params.compare.split(",") == [dense_arm, *ARMS]  # the dense model first
+    assert composed.hydra.callbacks.report._target_ == "svdbench.sweep_report.ReportAtEnd"
+    budgets = set()
+    for arm in (dense_arm, *ARMS):
+        cfg = compose_cfg([f"+experiment={preset}", f"compare={arm}", "seed=3", "dataset.root=/data/x"], hydra=True)
+        assert cfg.hydra.sweep.dir == f"outputs/{preset}"
+        subdir = cfg.hydra.sweep.subdir
+        with open_dict(cfg):
+            del cfg["hydra"]
+        typed, method = build(cfg)
+        if arm == dense_arm:
+            assert method.name == "dense" and typed.init_from is None and typed.trainer.budget is None
+            assert subdir == "dense_seed3"
+            continue
+        assert method.name == METHOD.get(arm, arm) and subdir == f"{arm}_seed3"
+        assert typed.init_from == f"outputs/{preset}/dense_seed3"  # the dense run of the same seed
+        budgets.add((typed.trainer.budget, typed.trainer.epochs, typed.trainer.lr, typed.trainer.batch_size))
+        if arm.startswith("svd_"):
+            assert typed.method.decomposition == ("spatial" if arm == "svd_spatial" else "channel")
+    assert len(budgets) == 1  # one budget and one optimiser for every compressing arm
+
+
+def test_the_report_callback_names_its_command_and_never_fails_the_sweep(tmp_path, caplog):
+    cb = ReportAtEnd(split=["method.decomposition"])
+    assert cb.command("out/x") == ["report", "out/x", "--out", "out/x/report", "--split", "method.decomposition"]
+    config = type("C", (), {"hydra": type("H", (), {"sweep": type("S", (), {"dir": str(tmp_path)})})})
+    with caplog.at_level(logging.WARNING, logger="svdbench"):
+        cb.on_multirun_end(config)  # nothing to report on: a warning, not an exception
+    assert "the report could not be made (exit 1); make it with: svdbench report" in caplog.text
+
+
+@pytest.mark.slow
+def test_one_command_runs_every_arm_from_one_dense_start_and_ends_with_a_report(tmp_path, run_py):
+    proc = run_py("-m", "+experiment=compare_cifar10_resnet56", "dataset=synthetic", "dataset.shape=[3,16,16]",
+                  "dataset.num_train=160", "dataset.num_test=64", "dataset.val_size=32", "model=resnet20",
+                  "model.block=basic", "trainer.epochs=1", "trainer.budget=1", "trainer.batch_size=32",
+                  "trainer.bn_recalibration_batches=1", "measure.latency=false", "save_model=false",
+                  cwd=tmp_path)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = tmp_path / "outputs" / "compare_cifar10_resnet56"
+    digest = "sha256:" + hashlib.sha256((out / "dense_seed0" / "dense.pt").read_bytes()).hexdigest()
+    for arm in ARMS:
+        res = json.loads((out / f"{arm}_seed0" / "results.json").read_text())
+        assert res["status"] == "completed" and res["method"] == METHOD.get(arm, arm)
+        assert (res["dense_start"], res["epochs_after_start"]) == (digest, 1)
+    report = (out / "report" / "report.md").read_text()
+    assert "budget" not in proc.stderr and "dense start" not in proc.stderr  # no mixed-budget warning
+    assert "svd (channel)" in report and "fpgm" in report
