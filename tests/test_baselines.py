@@ -18,6 +18,7 @@ from svdbench.lowrank import LowRankConv2d
 from svdbench.macs import analyze_macs
 from svdbench.methods import Dense
 from svdbench.methods.filter_pruning import (
+    ROUNDINGS,
     FilterPruner,
     FilterPruningConfig,
     FPGMPruning,
@@ -187,6 +188,21 @@ def test_lowest_norm_filters_are_removed(cls, which):
     assert widths == (12, 24, 48)
     assert svdbench.count_macs(model, SHAPE) == resnet8_macs(*widths) == weight_macs(model, SHAPE)
     assert method.details()["channels_after"]["layer2.0.conv1"] == 24
+
+
+def test_rounding_pruned_prunes_floor_c_times_ratio_as_the_authors_code():
+    # the SFP/FPGM code zeroes int(C * rate) filters: at 0.4 of 16 that is 6 (10 kept); Torch-Pruning keeps floor(9.6)
+    assert [kept_channels(c, 0.4, "pruned") for c in (16, 32, 64)] == [16 - 6, 32 - 12, 64 - 25]
+    assert [kept_channels(c, 0.4) for c in (16, 32, 64)] == [9, 19, 38]
+    assert [kept_channels(c, 0.25, r) for c in (16, 32) for r in ROUNDINGS] == [12, 12, 24, 24]  # whole: the same
+    model = resnet8()
+    method = SoftFilterPruning.create(ratio=0.4, rounding="pruned")
+    method.prepare(model, SHAPE)
+    method.compress(model)
+    assert method.details()["channels_after"]["layer1.0.conv1"] == 10
+    assert svdbench.count_macs(model, SHAPE) == weight_macs(model, SHAPE)
+    with pytest.raises(ValueError, match="method.rounding"):
+        SoftFilterPruning.create(ratio=0.4, rounding="up")
 
 
 def test_fpgm_removes_the_filters_nearest_the_geometric_median():

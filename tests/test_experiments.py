@@ -15,6 +15,7 @@ import torch
 from svdbench.errors import InputError
 from svdbench.models import build_model
 from svdbench.pipeline import run_experiment
+from svdbench.published import SVD_CIFAR10
 
 ROOT = Path(__file__).resolve().parents[1]
 PRESETS = sorted(p.stem for p in (ROOT / "conf" / "experiment").glob("*.yaml"))
@@ -89,6 +90,18 @@ def folder_lambda(folder) -> float:
     return folder if isinstance(folder, float) else int(folder) / 10 ** (len(folder) - 1)
 
 
+def test_the_docs_table_of_official_runs_is_the_one_the_preset_reads():
+    rows = re.findall(
+        r"^\| (resnet\d+) \| (channel|spatial) \| (\w+) \| ([\d.e-]+) \| (.+?) \| (yes|no) \|", DOC.read_text(), re.M
+    )
+    assert len(rows) == len(SVD_CIFAR10) == 24
+    for model, dec, reg, weight, prune, agree in rows:
+        s = SVD_CIFAR10[(model, dec, reg)]
+        rule, value = prune.replace("\\|s\\|", "s").split(" ", 1)
+        assert float(weight) == s.weight and (agree == "yes") == s.consistent
+        assert float(value.split()[-1]) == (s.energy if rule == "e" else s.threshold)
+
+
 def test_folder_names_decode_as_the_authors_wrote_them():
     assert [folder_lambda(f) for f in ("01", "007", "0003", "00001", "03")] == [0.1, 0.07, 3e-3, 1e-4, 0.3]
 
@@ -150,6 +163,7 @@ def test_preset_values_follow_the_method_docs(name, extra, compose_cfg, build):
     else:  # sfp, fpgm: soft pruning from scratch, removal at the end
         assert 0.2 <= typed.method.ratio <= 0.4 and typed.method.speedup is None
         assert typed.method.finetune_epochs == 0 and tr.epochs >= 90
+        assert typed.method.rounding == "pruned"  # int(C * rate) filters, as the authors' code
         if name.startswith("fpgm"):  # as the authors' code: the selected filters' gradients are cleared
             assert typed.method.mask_gradients
     assert method.uses_regularizer == name.startswith("svd")  # only SVD training takes the sparsity term

@@ -16,7 +16,9 @@ conv that is just its own filter, as in the papers. Criteria (:class:`FilterImpo
   geometric median (smallest sum) are pruned (FPGM, He et al., CVPR 2019).
 
 Every group of ``C`` channels keeps ``kept_channels(C, ratio) = max(1, floor(C * (1 - ratio)))``
-(Torch-Pruning's local-pruning count, with at least one channel left).
+(Torch-Pruning's local-pruning count, with at least one channel left): ``rounding: kept``. With
+``rounding: pruned`` it prunes ``floor(C * ratio)`` instead, as the SFP and FPGM code does (one filter
+fewer wherever ``C * ratio`` is not whole).
 
 Target. ``ratio`` is that per-group fraction. ``speedup`` is a MAC budget: the ratio is raised in
 steps of 1/100 on a copy of the network, pruning it further at each step as Torch-Pruning's
@@ -57,7 +59,7 @@ from typing import Callable, Iterable, List, Sequence
 import torch
 from torch import nn
 
-from ..checks import check, check_exactly_one
+from ..checks import check, check_choice, check_exactly_one
 from ..torch_utils import eval_mode, example_input
 from .base import Method, MethodConfig, register_method
 
@@ -78,9 +80,17 @@ def _plain(idxs) -> list[int]:
     return [int(i) for i in _torch_pruning()._helpers.to_plain_idxs(idxs)]
 
 
-def kept_channels(channels: int, ratio: float) -> int:
-    """Channels a group of ``channels`` keeps at pruning ``ratio`` (at least one)."""
-    return max(1, min(channels, math.floor(channels * (1.0 - ratio) + 1e-9)))
+ROUNDINGS = ("kept", "pruned")
+
+
+def kept_channels(channels: int, ratio: float, rounding: str = "kept") -> int:
+    """Channels a group of ``channels`` keeps at pruning ``ratio`` (at least one): ``floor(C (1 - ratio))``
+    (rounding ``kept``) or ``C - floor(C ratio)`` (rounding ``pruned``)."""
+    if rounding == "pruned":
+        kept = channels - math.floor(channels * ratio + 1e-9)
+    else:
+        kept = math.floor(channels * (1.0 - ratio) + 1e-9)
+    return max(1, min(channels, kept))
 
 
 def _hooked_forward(model: nn.Module, input_shape: Sequence[int], hook: Callable) -> None:
@@ -203,8 +213,9 @@ class FilterImportance:
 class FilterPruner:
     """Groups of one model's dependency graph and the verbs on them: select, zero, remove."""
 
-    def __init__(self, model: nn.Module, input_shape: Sequence[int], skip: Iterable[str] = ()) -> None:
-        self.model, self.input_shape = model, tuple(input_shape)
+    def __init__(self, model: nn.Module, input_shape: Sequence[int], skip: Iterable[str] = (),
+                 rounding: str = "kept") -> None:  # fmt: skip
+        self.model, self.input_shape, self.rounding = model, tuple(input_shape), rounding
         self.ignored = ignored_names(model, skip)
         with eval_mode(model):
             graph = _torch_pruning().DependencyGraph()
@@ -236,7 +247,7 @@ class FilterPruner:
         for group in self.groups():
             name = self.root_name(group)
             current = len(group[0].idxs)
-            n = current - kept_channels(self.initial[name], ratio)
+            n = current - kept_channels(self.initial[name], ratio, self.rounding)
             if n <= 0:
                 continue
             order = torch.argsort(importance(group), stable=True)
@@ -298,13 +309,18 @@ def channel_counts(model: nn.Module) -> dict[str, int]:
 
 
 def ratio_for_speedup(
-    model: nn.Module, input_shape: Sequence[int], speedup: float, skip: Iterable[str] = (), steps: int = SPEEDUP_STEPS
+    model: nn.Module,
+    input_shape: Sequence[int],
+    speedup: float,
+    skip: Iterable[str] = (),
+    steps: int = SPEEDUP_STEPS,
+    rounding: str = "kept",
 ) -> tuple[float, float]:
     """The smallest ratio ``k / steps`` whose pruned network reaches ``speedup`` (dense / pruned
     weight MACs) and the speed-up it gives, found by pruning a copy further step by step.
     Raises ValueError when even the last step falls short."""
     work = copy.deepcopy(model)
-    pruner = FilterPruner(work, input_shape, skip)
+    pruner = FilterPruner(work, input_shape, skip, rounding)
 
     def importance(group) -> torch.Tensor:  # any order will do: the counts depend on the ratio only
         return torch.zeros(len(group[0].idxs))
@@ -332,6 +348,9 @@ class FilterPruningConfig(MethodConfig):
     speedup: float | None = None  # alternative: dense MACs / pruned MACs to reach (null with ratio null: 2.0)
     finetune_epochs: int = 3
     skip: List[str] = field(default_factory=list)  # fnmatch patterns of convs whose filters stay
+    # per group of C: keep floor(C (1 - ratio)) (kept, Torch-Pruning's count) or prune floor(C ratio) (pruned, as
+    # the SFP/FPGM code)
+    rounding: str = "kept"
 
     headline = ("method.ratio", "method.speedup")
 
@@ -342,6 +361,7 @@ class FilterPruningConfig(MethodConfig):
         check_exactly_one({"method.ratio": self.ratio, "method.speedup": self.speedup})
         check(self.ratio is None or 0 < self.ratio < 1, "method.ratio", f"must be in (0, 1), got {self.ratio}")
         check(self.speedup is None or self.speedup > 1, "method.speedup", f"must be > 1, got {self.speedup}")
+        check_choice(self.rounding, ROUNDINGS, "method.rounding")
 
 
 class FilterPruning(Method):
@@ -371,7 +391,8 @@ class FilterPruning(Method):
         prepare() see the same one: the counts depend on the shapes only, not on the weights)."""
         key = (tuple(channel_counts(model).items()), tuple(input_shape))
         if self._searched is None or self._searched[0] != key:
-            self._searched = (key, ratio_for_speedup(model, input_shape, self.config.speedup, self.config.skip))
+            c = self.config
+            self._searched = (key, ratio_for_speedup(model, input_shape, c.speedup, c.skip, rounding=c.rounding))
         return self._searched[1]
 
     def check(self, model: nn.Module, input_shape) -> None:
@@ -379,7 +400,7 @@ class FilterPruning(Method):
             self._ratio_for_speedup(model, input_shape)
 
     def prepare(self, model: nn.Module, input_shape) -> nn.Module:
-        self.pruner = FilterPruner(model, input_shape, self.config.skip)
+        self.pruner = FilterPruner(model, input_shape, self.config.skip, self.config.rounding)
         self.ignored = list(self.pruner.ignored)
         self.groups = {self.pruner.root_name(g): self.pruner.members(g) for g in self.pruner.groups()}
         self.channels_before = channel_counts(model)
