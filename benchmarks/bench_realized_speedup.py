@@ -1,4 +1,5 @@
-"""Realized speed-up over MAC speed-up of a low-rank ResNet-20 near 2x fewer MACs (target: >= 0.7).
+"""Realized speed-up over MAC speed-up of a low-rank ResNet-20 near 2x fewer MACs (targets: >= 0.8 at
+batch 64 and >= 0.7 at batch 1, onnxruntime, 1 thread: ``--threads 1``).
 
 A randomly initialised ResNet-20 (3x32x32, 10 classes) is decomposed (init svd) and every
 decomposed layer is cut to a rank chosen so that the deployed network has about 2x fewer MACs
@@ -7,8 +8,8 @@ than the dense one (fvcore, batch 1, conv + linear). Rank choices (``--variants`
 - ``channel``: channel-wise, one energy threshold e for all layers
   (``svdbench.lowrank.kept_rank``), searched so the MAC speed-up is closest to the target: the
   ranks come out at whatever width (odd ones);
-- ``channel-m8``: the same per-layer energy ranks rounded to the nearest multiple of 8 (at
-  least 8, at most full rank), e searched again, as docs/pitfalls.md suggests for CPU kernels;
+- ``channel-m8``: the same per-layer energy ranks rounded up to a multiple of 8 (at most full
+  rank), e searched again: exactly what ``method.round_to=8`` does (``svdbench.lowrank.round_rank``);
 - ``filter-l1`` (not by default): the other way to a smaller network, L1-norm filter pruning
   (``svdbench.methods.filter_pruning``, Torch-Pruning) to the same MAC speed-up: plain narrower convs;
 - ``spatial``, ``spatial-m8``, ``spatial-m16``: the same with the spatial-wise decomposition
@@ -47,7 +48,8 @@ from pathlib import Path
 import torch
 from _common import machine, median, set_threads, table, write_result
 
-TARGET = 0.7
+TARGET = 0.7  # at batch sizes without their own
+TARGETS = {1: 0.7, 64: 0.8}
 SHAPE = (3, 32, 32)
 RUNTIMES = ("eager", "eager-bnfold", "eager-channels_last", "onnxruntime")
 DEFAULT_RUNTIMES = ("eager", "eager-bnfold", "onnxruntime")
@@ -79,10 +81,7 @@ def energy_ranks(decomposed, e: float, multiple: int = 1) -> dict[str, int]:
 
     out = {}
     for name, layer in lowrank.lowrank_layers(decomposed).items():
-        r = lowrank.kept_rank(layer.s, energy=e)
-        if multiple > 1:
-            r = min(layer.full_rank, max(multiple, multiple * round(r / multiple)))
-        out[name] = r
+        out[name] = lowrank.round_rank(lowrank.kept_rank(layer.s, energy=e), layer.rank, multiple)
     return out
 
 
@@ -244,23 +243,25 @@ def main(argv=None) -> dict:
             for v in variants:
                 realized = median(cell["dense"]) / median(cell[v])
                 ratio = realized / variants[v]["mac_speedup"]
+                target = TARGETS.get(b, TARGET)
                 summary.setdefault(v, {}).setdefault(rt, {})[str(b)] = {
                     "dense_ms": median(cell["dense"]), "deployed_ms": median(cell[v]),
                     "realized_speedup": realized, "realized_speedup_fastest": min(cell["dense"]) / min(cell[v]),
-                    "realized_over_mac": ratio, "target_met": ratio >= TARGET,
+                    "realized_over_mac": ratio, "target": target, "target_met": ratio >= target,
                 }  # fmt: skip
                 rows.append([v, rt, b, variants[v]["mac_speedup"], median(cell["dense"]), median(cell[v]), realized,
-                             ratio, "yes" if ratio >= TARGET else "no"])  # fmt: skip
+                             ratio, target, "yes" if ratio >= target else "no"])  # fmt: skip
     print()
     print(table(["ranks", "runtime", "batch", "MAC speed-up", "dense ms", "deployed ms", "realized speed-up",
-                 "realized / MAC", f">= {TARGET}"], rows))  # fmt: skip
+                 "realized / MAC", "target", "met"], rows))  # fmt: skip
     best = {}
     for b in args.batch_sizes:
         cands = [(summary[v][rt][str(b)]["realized_over_mac"], v, rt) for v in variants for rt in args.runtimes]
         ratio, v, rt = max(cands)
-        best[str(b)] = {"variant": v, "runtime": rt, "realized_over_mac": ratio, "target_met": ratio >= TARGET}
-        print(f"batch {b}: best realized / MAC {ratio:.2f} ({v}, {rt}); target >= {TARGET} "
-              f"{'met' if ratio >= TARGET else 'NOT met'}")  # fmt: skip
+        target = TARGETS.get(b, TARGET)
+        best[str(b)] = {"variant": v, "runtime": rt, "realized_over_mac": ratio, "target_met": ratio >= target}
+        print(f"batch {b}: best realized / MAC {ratio:.2f} ({v}, {rt}); target >= {target} "
+              f"{'met' if ratio >= target else 'NOT met'}")  # fmt: skip
     dense_rt = {rt: {str(b): median(ms[rt][str(b)]["dense"]) for b in args.batch_sizes} for rt in args.runtimes}
     if "eager" in dense_rt:
         print("\ndense latency relative to eager (lower is faster):")
@@ -279,7 +280,7 @@ def main(argv=None) -> dict:
         "dense_latency_ms": dense_rt,
         "summary": summary,
         "best": best,
-        "target": TARGET,
+        "targets": {str(k): v for k, v in TARGETS.items()},
     }  # fmt: skip
     print("wrote", write_result(args.out, record))
     return record

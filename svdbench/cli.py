@@ -1,6 +1,7 @@
 """svdbench: commands that work on results (training runs through run.py, the Hydra application).
 
 svdbench report PATH... [--out DIR] [--wandb]   # tables, Pareto fronts and plot (see svdbench.report)
+svdbench latency PATH... [--onnx] [--threads N]  # time finished runs' deployed models (see svdbench.retime)
 """
 
 from __future__ import annotations
@@ -8,7 +9,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
-from . import __version__, report
+from . import __version__, report, retime
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -22,6 +23,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     report.add_arguments(p)
     p.set_defaults(func=report.run)
+    p = sub.add_parser(
+        "latency",
+        help="time the deployed models of finished runs and record it in their results.json",
+        description=retime.__doc__.split("\n\n")[0],
+    )
+    retime.add_arguments(p)
+    p.set_defaults(func=retime.run)
     return parser
 
 

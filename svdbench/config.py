@@ -202,6 +202,7 @@ class MeasureConfig:
     batch_sizes: List[int] = field(default_factory=lambda: [1, 64])
     onnx: bool = False  # also export both to ONNX, check against PyTorch and time them in onnxruntime (CPU)
     max_seconds: float = 2.0  # timed part per model, batch size and runtime (repeats adapt: 5 to 50)
+    threads: int | None = 1  # CPU threads while timing (eager and onnxruntime), recorded; null: leave torch's count
 
     def __post_init__(self) -> None:
         check(
@@ -210,6 +211,7 @@ class MeasureConfig:
             f"must be a non-empty list of positive sizes, got {list(self.batch_sizes)}",
         )
         check(self.max_seconds > 0, "measure.max_seconds", f"must be > 0, got {self.max_seconds}")
+        check(self.threads is None or self.threads >= 1, "measure.threads", f"must be >= 1, got {self.threads}")
 
 
 @dataclass

@@ -30,7 +30,14 @@ from torch import nn
 
 from . import onnx_export
 from .errors import one_line
-from .timing import DEFAULT_MAX_REPEATS, DEFAULT_MAX_SECONDS, DEFAULT_MIN_REPEATS, random_input, time_callable
+from .timing import (
+    DEFAULT_MAX_REPEATS,
+    DEFAULT_MAX_SECONDS,
+    DEFAULT_MIN_REPEATS,
+    pinned_threads,
+    random_input,
+    time_callable,
+)
 from .torch_utils import eval_mode, model_device
 
 log = logging.getLogger("svdbench")
@@ -133,11 +140,13 @@ def latency_report(
     max_seconds: float = DEFAULT_MAX_SECONDS,
     onnx: bool = False,
     mac_speedup: float | None = None,
+    threads: int | None = None,
 ) -> dict[str, Any]:
     """``results["latency"]``: the deployed and the dense model measured in turn, per runtime and
-    device (key ``"<runtime>/<device>"``), with the realized speed-up per batch size::
+    device (key ``"<runtime>/<device>"``), with the realized speed-up per batch size, on ``threads``
+    CPU threads (None: the current count; recorded either way)::
 
-        {"batch_sizes": [1, 64], "max_seconds": 2.0, "mac_speedup": 2.9,
+        {"batch_sizes": [1, 64], "max_seconds": 2.0, "mac_speedup": 2.9, "threads": 1,
          "runs": {"pytorch-eager/cpu": {"runtime", "device", "threads", "deployed": {...},
                   "dense": {...}, "speedup": {"1": .., "64": ..},
                   "realized_over_mac": {"1": .., "64": ..}},
@@ -148,6 +157,13 @@ def latency_report(
     ``onnx`` both models are also exported to ONNX, checked against PyTorch and timed in
     onnxruntime on the CPU; a missing package or a failed export is recorded under ``skipped``.
     """
+    with pinned_threads(threads) as count:
+        report = _latency_report(deployed, dense, input_shape, devices, batch_sizes, max_seconds, onnx, mac_speedup)
+    report["threads"] = count
+    return report
+
+
+def _latency_report(deployed, dense, input_shape, devices, batch_sizes, max_seconds, onnx, mac_speedup) -> dict:
     sizes = [int(b) for b in batch_sizes]
     report: dict[str, Any] = {"batch_sizes": sizes, "max_seconds": max_seconds, "runs": {}, "skipped": {}}
     if mac_speedup is not None:
@@ -221,6 +237,7 @@ def run_latency(
             max_seconds=measure_cfg.max_seconds,
             onnx=measure_cfg.onnx,
             mac_speedup=mac_speedup,
+            threads=getattr(measure_cfg, "threads", None),
         )
     except Exception as err:
         log.warning("latency measurement failed: %s", one_line(err, with_type=True))

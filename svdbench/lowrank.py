@@ -379,16 +379,36 @@ def kept_rank(s: torch.Tensor, energy: float | None = None, threshold: float | N
     return max(1, int((~droppable).sum()))
 
 
-def prune_layer(layer: LowRankLayer, energy: float | None = None, threshold: float | None = None) -> int:
-    r = kept_rank(layer.s, energy, threshold)
+def round_rank(rank: int, full: int, multiple: int = 1) -> int:
+    """``rank`` rounded *up* to a multiple of ``multiple``, at most ``full``: the energy rule's
+    guarantee (the dropped tail holds at most e of sum(s^2)) still holds, and the factor pair's
+    inner width becomes one that vector units and GEMM kernels tile without a remainder (its cost:
+    fewer MACs saved). ``multiple`` 1 leaves the rank alone."""
+    if multiple < 1:
+        raise ValueError(f"round_to must be >= 1, got {multiple}")
+    return min(full, -(-rank // multiple) * multiple)
+
+
+def prune_layer(
+    layer: LowRankLayer, energy: float | None = None, threshold: float | None = None, round_to: int = 1
+) -> int:
+    """Keep the largest singular values of ``layer``: :func:`kept_rank`, then :func:`round_rank`."""
+    r = round_rank(kept_rank(layer.s, energy, threshold), layer.rank, round_to)
     order = layer.s.detach().abs().argsort(descending=True)
     layer.keep(order[:r].sort().values)
     return r
 
 
-def prune(model: nn.Module, energy: float | None = None, threshold: float | None = None) -> dict[str, int]:
-    """Prune every decomposed layer's singular values (see ``kept_rank``); returns name -> rank."""
-    return {n: prune_layer(m, energy, threshold) for n, m in lowrank_layers(model).items()}
+def prune(
+    model: nn.Module, energy: float | None = None, threshold: float | None = None, round_to: int = 1
+) -> dict[str, int]:
+    """Prune every decomposed layer's singular values (see :func:`prune_layer`); returns name -> rank."""
+    return {n: prune_layer(m, energy, threshold, round_to) for n, m in lowrank_layers(model).items()}
+
+
+def unrounded_ranks(model: nn.Module, energy: float | None = None, threshold: float | None = None) -> dict[str, int]:
+    """Name -> the rank the energy (or threshold) rule alone keeps, before :func:`round_rank`."""
+    return {n: kept_rank(m.s, energy, threshold) for n, m in lowrank_layers(model).items()}
 
 
 def export(model: nn.Module, merge_unprofitable: bool = True) -> nn.Module:

@@ -45,6 +45,7 @@ from pathlib import Path
 from typing import Any
 
 from . import pareto, tracking
+from .axes import MACS, Axis, latency_axis
 from .errors import one_line
 from .methods import METHODS
 from .results import RESULTS_FILE, RunRecord, comparable_config, write_json_atomic
@@ -114,6 +115,7 @@ class Row:
     on_method_front: bool = False
     on_overall_front: bool = False
     stats: dict[str, float] = field(default_factory=dict)
+    axis: Axis = MACS  # the cost axis its fronts are computed on (stats "x_*" and "xspeed_*")
 
     @property
     def seeds(self) -> list:
@@ -123,8 +125,9 @@ class Row:
         return self.stats[f"{key}_mean"]
 
     def point_on(self, key: str) -> tuple[float, float]:
-        """(mean ``key``, mean MACs): the point its fronts are computed on (``key``: top1 or val_top1)."""
-        return (self.mean(key), self.mean("macs"))
+        """(mean ``key``, mean cost on the axis): the point its fronts are computed on (``key``: top1 or
+        val_top1; the cost: MACs, or measured latency with ``--x latency``)."""
+        return (self.mean(key), self.mean("x"))
 
     def has(self, key: str) -> bool:
         return f"{key}_mean" in self.stats
@@ -246,7 +249,7 @@ def _method_order(m: str) -> tuple[int, str]:
     return (0 if m == DENSE else 1, m)
 
 
-def group_rows(runs: Sequence[Run]) -> list[Row]:
+def group_rows(runs: Sequence[Run], axis: Axis = MACS) -> list[Row]:
     """One row per (method, task, configuration); fronts are marked later (:func:`mark_fronts`). Two
     runs of one configuration with the same seed are the same run found twice (a copied directory, or
     an energy-sweep point equal to its parent): the first by path is kept, the other skipped with a warning."""
@@ -264,7 +267,7 @@ def group_rows(runs: Sequence[Run]) -> list[Row]:
                 continue
             kept[seed] = r
         rs = list(kept.values())
-        row = Row(method, task[0], task[1], task, rs[0].flat, rs)
+        row = Row(method, task[0], task[1], task, rs[0].flat, rs, axis=axis)
         for key in ("top1", "macs", "params", "speedup", "compression"):
             vals = [float(getattr(r.rec, key)) for r in rs if _number(getattr(r.rec, key))]
             if key == "speedup" and not vals:
@@ -273,6 +276,9 @@ def group_rows(runs: Sequence[Run]) -> list[Row]:
                 vals = [r.rec.params_dense / max(r.rec.params, 1) for r in rs]
             row.stats[f"{key}_mean"] = statistics.fmean(vals)
             row.stats[f"{key}_std"] = _std(vals)
+        for key, vals in (("x", [axis.value(r.rec) for r in rs]),
+                          ("xspeed", [axis.dense(r.rec) / axis.value(r.rec) for r in rs])):  # fmt: skip
+            row.stats[f"{key}_mean"], row.stats[f"{key}_std"] = statistics.fmean(vals), _std(vals)
         vals = [run_value(r, "val_top1") for r in rs]
         if None not in vals:  # a row without a validation top-1 for every seed shows none
             row.stats["val_top1_mean"] = statistics.fmean(vals)
@@ -368,7 +374,7 @@ def fronts(rows: Sequence[Row]) -> list[tuple[str, Row]]:
     """(scope, row) for every front member: scope ``overall`` or the method's name; by task and MACs."""
     out = [("overall", r) for r in rows if r.on_overall_front]
     out += [(r.method, r) for r in rows if r.on_method_front]
-    return sorted(out, key=lambda sr: (sr[1].task, sr[0] != "overall", sr[0], sr[1].mean("macs")))
+    return sorted(out, key=lambda sr: (sr[1].task, sr[0] != "overall", sr[0], sr[1].mean("x")))
 
 
 # ---------------------------------------------------------------- budgets
@@ -454,13 +460,15 @@ def reference_top1(rs: Sequence[Row], ref: Row | None, key: str) -> tuple[float,
 
 
 def seed_points(rows: Sequence[Row], key: str) -> dict[Any, list[tuple[float, float]]]:
-    """Per seed, the (log2 MAC speed-up, ``key``) point of every run of ``rows`` with that seed."""
+    """Per seed, the (log2 speed-up on the rows' axis, ``key``) point of every run of ``rows`` with that
+    seed: MACs (dense MACs / MACs) or realized (dense / deployed latency)."""
     out: dict[Any, list[tuple[float, float]]] = {}
     for r in rows:
         for x in r.runs:
             y = run_value(x, key)
             if y is not None:
-                out.setdefault(x.rec.seed, []).append((math.log2(x.rec.macs_dense / max(x.rec.macs, 1)), y))
+                speedup = r.axis.dense(x.rec) / max(r.axis.value(x.rec), 1e-12)
+                out.setdefault(x.rec.seed, []).append((math.log2(speedup), y))
     return out
 
 
@@ -542,6 +550,21 @@ def _front_mark(r: Row) -> str:
     return "overall" if r.on_overall_front else ("method" if r.on_method_front else "")
 
 
+LATENCY_COLUMNS = ("latency (ms)", "realized speed-up")
+LATENCY_CSV_COLUMNS = ("latency_ms_mean", "latency_ms_std", "realized_speedup")
+
+
+def columns(rows: Sequence[Row], base: Sequence[str], extra: Sequence[str]) -> list[str]:
+    """``base``, and ``extra`` when the rows are on the latency axis."""
+    return [*base, *(extra if rows and rows[0].axis.is_latency else ())]
+
+
+def latency_cells(r: Row, pm: str = "±") -> list[str]:
+    if not r.axis.is_latency:
+        return []
+    return [_pm(r.mean("x"), r.stats["x_std"], len(r.runs), 3, pm), f"{r.mean('xspeed'):.2f}x"]
+
+
 def display_cells(r: Row, pm: str = "±") -> list[str]:
     n = len(r.runs)
     return [
@@ -558,6 +581,7 @@ def display_cells(r: Row, pm: str = "±") -> list[str]:
         f"{r.mean('compression'):.2f}x",
         str(n),
         _front_mark(r),
+        *latency_cells(r, pm),
     ]
 
 
@@ -569,6 +593,7 @@ def csv_cells(r: Row) -> list:
         f"{r.mean('speedup'):.4f}", f"{r.mean('params'):.0f}", f"{r.mean('compression'):.4f}", len(r.runs),
         " ".join(map(str, r.seeds)), int(r.on_method_front), int(r.on_overall_front), r.task[2],
         ";".join(str(x.path.parent) for x in r.runs),
+        *((f"{r.mean('x'):.6f}", f"{r.stats['x_std']:.6f}", f"{r.mean('xspeed'):.4f}") if r.axis.is_latency else ()),
     ]  # fmt: skip
 
 
@@ -582,6 +607,7 @@ def _typed_row(r: Row) -> list:
         r.method, r.model, r.dataset, r.settings, r.mean("top1"), r.stats["top1_std"], r.stats.get("val_top1_mean"),
         r.stats.get("val_top1_std"), r.delta, r.mean("macs"),
         r.mean("speedup"), r.mean("params"), r.mean("compression"), len(r.runs), _front_mark(r),
+        *((r.mean("x"), r.mean("xspeed")) if r.axis.is_latency else ()),
     ]  # fmt: skip
 
 
@@ -589,8 +615,9 @@ def markdown_table(rows: Sequence[Row]) -> str:
     def esc(s: str) -> str:
         return s.replace("|", "\\|")
 
-    align = ["---" if i < 4 or i == len(COLUMNS) - 1 else "--:" for i in range(len(COLUMNS))]
-    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "|".join(align) + "|"]
+    cols = columns(rows, COLUMNS, LATENCY_COLUMNS)
+    align = ["---" if i < 4 or i == len(COLUMNS) - 1 else "--:" for i in range(len(cols))]
+    lines = ["| " + " | ".join(cols) + " |", "|" + "|".join(align) + "|"]
     lines += ["| " + " | ".join(esc(c) for c in display_cells(r)) + " |" for r in rows]
     return "\n".join(lines) + "\n"
 
@@ -607,7 +634,9 @@ def latex_table(rows: Sequence[Row], caption: str = "") -> str:
     """A booktabs ``table`` (needs ``\\usepackage{booktabs}``); mean $\\pm$ std over seeds."""
     head = ["method", "model", "dataset", "settings", "top-1 (\\%)", "val top-1 (\\%)", "$\\Delta$ dense",
             "MACs (M)", "speed-up", "params (k)", "compression", "seeds", "front"]  # fmt: skip
-    return booktabs(head, "llll" + "r" * 8 + "l", [display_cells(r, pm="PLUSMINUS") for r in rows], caption)
+    head = columns(rows, head, ("latency (ms)", "realized speed-up"))
+    spec = "llll" + "r" * 8 + "l" + "r" * (len(head) - 13)
+    return booktabs(head, spec, [display_cells(r, pm="PLUSMINUS") for r in rows], caption)
 
 
 def booktabs(head: Sequence[str], spec: str, rows: Iterable[Sequence[str]], caption: str = "") -> str:
@@ -634,7 +663,7 @@ def write_csv(path: Path, header: Sequence[str], rows: Iterable[Sequence]) -> No
 def write_tables(out: Path, stem: str, rows: Sequence[Row], caption: str) -> list[Path]:
     paths = [out / f"{stem}.md", out / f"{stem}.csv", out / f"{stem}.tex"]
     paths[0].write_text(markdown_table(rows))
-    write_csv(paths[1], CSV_COLUMNS, (csv_cells(r) for r in rows))
+    write_csv(paths[1], columns(rows, CSV_COLUMNS, LATENCY_CSV_COLUMNS), (csv_cells(r) for r in rows))
     paths[2].write_text(latex_table(rows, caption))
     return paths
 
@@ -699,7 +728,7 @@ def safe_name(s: str) -> str:
 
 
 def front_xy(rows: Sequence[Row], key: str = "top1") -> tuple[list[float], list[float]]:
-    """(MACs, test top-1) of the rows on the front computed on mean ``key``, by MACs, duplicates once."""
+    """(cost, test top-1) of the rows on the front computed on mean ``key``, by MACs, duplicates once."""
     return pareto.front_line([r.point_on(key) for r in rows], shown=[r.point_on("top1") for r in rows])
 
 
@@ -726,7 +755,7 @@ def plot(rows: Sequence[Row], out: Path, key: str = "top1") -> list[Path]:
             mr = [r for r in rs if r.method == m]
             if not mr:
                 continue
-            x = [r.mean("macs") for r in mr]
+            x = [r.mean("x") for r in mr]
             y = [r.mean("top1") for r in mr]
             yerr = [r.stats["top1_std"] for r in mr]
             ax.errorbar(x, y, yerr=yerr if any(yerr) else None, fmt="o", ms=5, alpha=0.75, color=colors[m], label=m)
@@ -739,11 +768,11 @@ def plot(rows: Sequence[Row], out: Path, key: str = "top1") -> list[Path]:
             ax.plot(ox, oy, "--", color="black", lw=1, alpha=0.6, label=f"front (all methods{on})")
         ref = refs.get(task)
         if ref is not None:
-            ax.plot([ref.mean("macs")], [ref.mean("top1")], "*", ms=16, color="gold", mec="black", zorder=5,
+            ax.plot([ref.mean("x")], [ref.mean("top1")], "*", ms=16, color="gold", mec="black", zorder=5,
                     label=f"dense reference ({ref.mean('top1'):.2f}%)")  # fmt: skip
             ax.axhline(ref.mean("top1"), color="gray", ls=":", lw=1)
         ax.set_xscale("log")
-        ax.set_xlabel("MACs per sample (log scale)")
+        ax.set_xlabel(rs[0].axis.plot_label)
         ax.set_ylabel("test top-1 (%)")
         ax.set_title(f"{task[0]} / {task[1]} (dense {task[2] / 1e6:.2f} M MACs)")
         ax.grid(True, which="both", alpha=0.3)
@@ -776,7 +805,7 @@ def report_tables(rep: Report) -> tracking.ReportTables:
     """``rep`` as the plain tables :func:`svdbench.tracking.log_report` logs."""
     png = rep.out / "pareto.png"
     return tracking.ReportTables(
-        columns=REPORT_COLUMNS,
+        columns=columns(rep.rows, REPORT_COLUMNS, ("latency_ms", "realized_speedup")),
         rows=[_typed_row(r) for r in rep.rows],
         front_rows=[["overall", *_typed_row(r)] for r in rep.rows if r.on_overall_front]
         + [[r.method, *_typed_row(r)] for r in rep.rows if r.on_method_front],
@@ -805,11 +834,14 @@ def split_methods(runs: Sequence[Run], keys: Sequence[str]) -> None:
 
 
 def build_report(
-    paths: Sequence[str | Path], out: str | Path | None = None, split: Sequence[str] = (), select: str = "val"
-) -> Report:
+    paths: Sequence[str | Path], out: str | Path | None = None, split: Sequence[str] = (), select: str = "val",
+    axis: Axis = MACS,
+) -> Report:  # fmt: skip
     """Read every results.json under ``paths`` and write the report files into ``out``; ``split``:
     config keys whose values tell methods apart (:func:`split_methods`); ``select``: ``val`` or
-    ``test``, what the fronts are computed on (:func:`choose_selection`). Budget warnings go to stderr."""
+    ``test``, what the fronts are computed on (:func:`choose_selection`); ``axis``: their cost, MACs or
+    measured latency (:mod:`svdbench.axes`; runs without that figure are left out with one warning).
+    Budget warnings go to stderr."""
     if select not in ("val", "test"):
         raise ValueError(f"--select {select!r}: expected val or test")
     if not paths:
@@ -818,8 +850,9 @@ def build_report(
     if Path(paths[0]).is_file() and out == Path(paths[0]) / "report":
         out = Path(paths[0]).parent / "report"
     runs, failed, skipped = load_runs(paths)
+    runs = on_axis(runs, axis, skipped)
     split_methods(runs, split)
-    rows = group_rows(runs)
+    rows = group_rows(runs, axis)
     sel = choose_selection(rows, select)
     mark_fronts(rows, sel.key)
     out.mkdir(parents=True, exist_ok=True)
@@ -853,8 +886,23 @@ def build_report(
     return rep
 
 
+def on_axis(runs: Sequence[Run], axis: Axis, skipped: list[tuple[Path, str]]) -> list[Run]:
+    """The runs with a point on ``axis``; the others are recorded in ``skipped`` with one warning in all."""
+    kept, left = [], []
+    for r in runs:
+        why = axis.missing(r.rec)
+        (left if why else kept).append(r)
+        if why:
+            skipped.append((r.path, why))
+    if left:
+        warn(f"{len(left)} of {len(runs)} runs have no latency figure for {axis.runtime} at batch {axis.batch} and "
+             f"are left out (first: {left[0].path}); time them with: svdbench latency DIR")  # fmt: skip
+    return kept
+
+
 def markdown_report(rep: Report, paths: Sequence, front_rows: Sequence[tuple[str, Row]]) -> str:
     n_runs = sum(len(r.runs) for r in rep.rows)
+    axis = rep.rows[0].axis if rep.rows else MACS
     lines = [
         "# svdbench report",
         "",
@@ -864,7 +912,17 @@ def markdown_report(rep: Report, paths: Sequence, front_rows: Sequence[tuple[str
         "top-1: mean ± sample std over seeds (final epoch of the deployed model). MACs: per sample, "
         "deployed model. Δ dense: against the dense configuration of the same task with the most seeds. "
         "front: `overall` = on the Pareto front of all methods of the task, `method` = on its method's "
-        "front only (maximize top-1, minimize MACs; weak dominance, duplicates all kept).",
+        f"front only (maximize top-1, minimize {axis.what}; weak dominance, duplicates all kept).",
+        *(
+            [
+                "",
+                f"Cost axis: {axis.what}, the median over timed calls of the deployed model (latency (ms)); "
+                "realized speed-up = the dense model's median / the deployed model's, measured in the same run. "
+                "The MAC columns stay for comparison.",
+            ]
+            if axis.is_latency
+            else []
+        ),
         "",
         f"Selection: {rep.selection.reason}.",
         "",
@@ -875,16 +933,17 @@ def markdown_report(rep: Report, paths: Sequence, front_rows: Sequence[tuple[str
         markdown_table(rep.rows) if rep.rows else "No completed runs.\n",
     ]
     if any(f.name == "pareto.png" for f in rep.files):
-        lines += ["![top-1 against MACs](pareto.png)", ""]
+        lines += [f"![top-1 against {axis.what}](pareto.png)", ""]
     for m in sorted({r.method for r in rep.rows}, key=_method_order):
         lines += [f"## {m}", "", markdown_table([r for r in rep.rows if r.method == m])]
     lines += ["## Pareto fronts", ""]
     if front_rows:
-        lines += ["| scope | model | dataset | method | settings | top1 (%) | val top1 (%) | MACs (M) |"]
-        lines += ["|---|---|---|---|---|--:|--:|--:|"]
+        extra = " latency (ms) | realized speed-up |" if axis.is_latency else ""
+        lines += ["| scope | model | dataset | method | settings | top1 (%) | val top1 (%) | MACs (M) |" + extra]
+        lines += ["|---|---|---|---|---|--:|--:|--:|" + ("--:|--:|" if axis.is_latency else "")]
         lines += [
             f"| {s} | {r.model} | {r.dataset} | {r.method} | {r.settings or '-'} | {r.mean('top1'):.2f} | "
-            f"{_val_cell(r)} | {r.mean('macs') / 1e6:.2f} |"
+            f"{_val_cell(r)} | {r.mean('macs') / 1e6:.2f} |" + "".join(f" {c} |" for c in latency_cells(r))
             for s, r in front_rows
         ]
     else:
@@ -908,9 +967,10 @@ def markdown_report(rep: Report, paths: Sequence, front_rows: Sequence[tuple[str
 def quality_section(rep: Report) -> str:
     """The front-quality table and the verdicts, with how they are computed (Markdown)."""
     m = "validation" if rep.selection.metric == "val" else "test"
+    axis = rep.rows[0].axis if rep.rows else MACS
     lines = [
         f"Hypervolume of each method's Pareto front, per seed: the area it dominates in the plane x = log2 of "
-        f"the MAC speed-up (dense MACs / MACs), y = {m} top-1 (%), above the reference point x = 0 (1x), "
+        f"{axis.speedup_words}, y = {m} top-1 (%), above the reference point x = 0 (1x), "
         f"y = y_ref = the dense reference's mean {m} top-1 minus {DENSE_MARGIN:g} points (in a task without "
         f"a dense reference: the lowest row's mean minus {LOWEST_MARGIN:g}). A seed's front holds that seed's "
         "runs only; hypervolume: mean ± sample std over seeds. Dense runs sit at x = 0 (area 0): not ranked.",
@@ -925,7 +985,8 @@ def quality_section(rep: Report) -> str:
 
 
 def row_dict(r: Row) -> dict:
-    return dict(zip(CSV_COLUMNS, csv_cells(r), strict=True), settings_dict={k: r.flat[k] for k in sorted(r.flat)})
+    cols = columns([r], CSV_COLUMNS, LATENCY_CSV_COLUMNS)
+    return dict(zip(cols, csv_cells(r), strict=True), settings_dict={k: r.flat[k] for k in sorted(r.flat)})
 
 
 def quality_dict(q: Quality) -> dict:
@@ -971,6 +1032,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         choices=("val", "test"),
         help="compute fronts and front quality on validation top-1 (when every run has one; default) or test",
     )
+    p.add_argument(
+        "--x",
+        default="macs",
+        choices=("macs", "latency"),
+        help="cost axis of fronts, tables and plot: counted MACs (default) or measured latency",
+    )
+    p.add_argument("--runtime", default="onnxruntime/cpu", help="with --x latency: the recorded runtime/device")
+    p.add_argument("--batch", type=int, default=64, help="with --x latency: the batch size (default 64)")
     p.add_argument("--wandb", action="store_true", help="also log the table and the Pareto scatter to W&B")
     p.add_argument("--project", default="svdbench", help="W&B project (with --wandb)")
     p.add_argument("--entity", default=None, help="W&B entity (with --wandb)")
@@ -984,7 +1053,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     try:
-        rep = build_report(args.paths, args.out, split=args.split, select=args.select)
+        axis = latency_axis(args.runtime, args.batch) if args.x == "latency" else MACS
+        rep = build_report(args.paths, args.out, split=args.split, select=args.select, axis=axis)
     except (ValueError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

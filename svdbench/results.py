@@ -31,7 +31,10 @@ from .models import OPTIONS
 RESULTS_FILE = "results.json"
 #: keys added with a non-null default after runs had been recorded without them: a recorded value
 #: equal to that default is the same as the key absent
-ADDED_DEFAULTS = {"model": dict(OPTIONS)}
+ADDED_DEFAULTS = {
+    "model": dict(OPTIONS),
+    "method": {"orthogonal_epochs": 0, "round_to": 1, "rounding": "kept"},  # svd; svd, trp, filter pruning
+}
 SCHEMA_VERSION = 1
 STATUSES = ("running", "completed", "failed", "preempted")
 #: keys a completed record must have
@@ -173,7 +176,8 @@ def comparable_config(config: dict, method: str) -> dict:
 
     - an optional key left at null, or an empty mapping, is the same as the key absent (a run made
       before the key existed), and so is a key of :data:`ADDED_DEFAULTS` at its default
-      (``model.shortcut=A``, ``model.block=basic``);
+      (``model.shortcut=A``, ``model.block=basic``, ``method.orthogonal_epochs=0``, ``method.round_to=1``,
+      ``method.rounding=kept``);
     - ``method._target_`` is left out (the method's registered name identifies it; a module that
       moves does not make another experiment);
     - keys a method renamed are read under their new names;

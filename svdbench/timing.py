@@ -4,9 +4,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import statistics
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import torch
@@ -23,7 +24,21 @@ __all__ = [
     "DEFAULT_MAX_REPEATS",
     "time_callable",
     "random_input",
+    "pinned_threads",
 ]
+
+
+@contextlib.contextmanager
+def pinned_threads(threads: int | None) -> Iterator[int]:
+    """``torch.set_num_threads(threads)`` for the block (onnxruntime sessions follow it), restored
+    after; ``None`` leaves the current count. Yields the count in force."""
+    before = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(int(threads))
+    try:
+        yield torch.get_num_threads()
+    finally:
+        torch.set_num_threads(before)
 
 
 def _percentile(sorted_values: Sequence[float], q: float) -> float:

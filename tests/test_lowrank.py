@@ -126,6 +126,25 @@ def test_prune_keeps_expected_ranks_and_largest_values():
     assert a.U.shape == (10, 5) and a.V.shape == (12, 5)  # physically shrunk
 
 
+@pytest.mark.parametrize("rank, full, multiple, expected", [(5, 10, 1, 5), (5, 10, 4, 8), (8, 10, 4, 8),
+                                                        (9, 10, 4, 10), (1, 64, 16, 16), (17, 64, 16, 32)])  # fmt: skip
+def test_round_rank_rounds_up_to_a_multiple_or_full_rank(rank, full, multiple, expected):
+    assert svdbench.lowrank.round_rank(rank, full, multiple) == expected
+
+
+def test_prune_with_round_to_keeps_the_largest_values_and_the_energy_guarantee():
+    net = nn.Sequential(nn.Conv2d(12, 10, 1), nn.Conv2d(12, 10, 1))
+    values = [10, 9, 8, 7, 6, 0.5, 0.4, 0.3, 0.2, 0.1]
+    net[0], net[1] = _layer_with_singular_values(values), _layer_with_singular_values([1.0] * 10)
+    energy = 0.02  # the energy rule alone keeps 5 of the first layer (the 0.5 ... 0.1 tail is < 2 %)
+    assert svdbench.lowrank.unrounded_ranks(net, energy=energy) == {"0": 5, "1": 10}
+    ranks = svdbench.prune(net, energy=energy, round_to=4)
+    assert ranks == {"0": 8, "1": 10}  # 5 -> 8; 10 is the full rank, kept whole
+    assert sorted(net[0].s.tolist(), reverse=True) == pytest.approx(values[:8])
+    with pytest.raises(ValueError, match="round_to must be >= 1"):
+        svdbench.lowrank.round_rank(3, 10, 0)
+
+
 def test_pruned_layer_equals_truncated_svd():
     conv = nn.Conv2d(8, 16, 3, padding=1).double()
     layer = LowRankConv2d(conv, "channel")

@@ -83,13 +83,15 @@ def _plain(idxs) -> list[int]:
 ROUNDINGS = ("kept", "pruned")
 
 
-def kept_channels(channels: int, ratio: float, rounding: str = "kept") -> int:
+def kept_channels(channels: int, ratio: float, rounding: str = "kept", round_to: int = 1) -> int:
     """Channels a group of ``channels`` keeps at pruning ``ratio`` (at least one): ``floor(C (1 - ratio))``
-    (rounding ``kept``) or ``C - floor(C ratio)`` (rounding ``pruned``)."""
+    (rounding ``kept``) or ``C - floor(C ratio)`` (rounding ``pruned``), then rounded up to a multiple
+    of ``round_to`` (at most ``C``; Torch-Pruning's ``round_to`` likewise keeps widths hardware-friendly)."""
     if rounding == "pruned":
         kept = channels - math.floor(channels * ratio + 1e-9)
     else:
         kept = math.floor(channels * (1.0 - ratio) + 1e-9)
+    kept = -(-max(1, kept) // round_to) * round_to
     return max(1, min(channels, kept))
 
 
@@ -214,8 +216,9 @@ class FilterPruner:
     """Groups of one model's dependency graph and the verbs on them: select, zero, remove."""
 
     def __init__(self, model: nn.Module, input_shape: Sequence[int], skip: Iterable[str] = (),
-                 rounding: str = "kept") -> None:  # fmt: skip
-        self.model, self.input_shape, self.rounding = model, tuple(input_shape), rounding
+                 rounding: str = "kept", round_to: int = 1) -> None:  # fmt: skip
+        self.model, self.input_shape = model, tuple(input_shape)
+        self.rounding, self.round_to = rounding, round_to
         self.ignored = ignored_names(model, skip)
         with eval_mode(model):
             graph = _torch_pruning().DependencyGraph()
@@ -247,7 +250,7 @@ class FilterPruner:
         for group in self.groups():
             name = self.root_name(group)
             current = len(group[0].idxs)
-            n = current - kept_channels(self.initial[name], ratio, self.rounding)
+            n = current - kept_channels(self.initial[name], ratio, self.rounding, self.round_to)
             if n <= 0:
                 continue
             order = torch.argsort(importance(group), stable=True)
@@ -315,12 +318,13 @@ def ratio_for_speedup(
     skip: Iterable[str] = (),
     steps: int = SPEEDUP_STEPS,
     rounding: str = "kept",
+    round_to: int = 1,
 ) -> tuple[float, float]:
     """The smallest ratio ``k / steps`` whose pruned network reaches ``speedup`` (dense / pruned
     weight MACs) and the speed-up it gives, found by pruning a copy further step by step.
     Raises ValueError when even the last step falls short."""
     work = copy.deepcopy(model)
-    pruner = FilterPruner(work, input_shape, skip, rounding)
+    pruner = FilterPruner(work, input_shape, skip, rounding, round_to)
 
     def importance(group) -> torch.Tensor:  # any order will do: the counts depend on the ratio only
         return torch.zeros(len(group[0].idxs))
@@ -351,6 +355,7 @@ class FilterPruningConfig(MethodConfig):
     # per group of C: keep floor(C (1 - ratio)) (kept, Torch-Pruning's count) or prune floor(C ratio) (pruned, as
     # the SFP/FPGM code)
     rounding: str = "kept"
+    round_to: int = 1  # round every kept width up to a multiple of this (at most the full width); 1: off
 
     headline = ("method.ratio", "method.speedup")
 
@@ -362,6 +367,7 @@ class FilterPruningConfig(MethodConfig):
         check(self.ratio is None or 0 < self.ratio < 1, "method.ratio", f"must be in (0, 1), got {self.ratio}")
         check(self.speedup is None or self.speedup > 1, "method.speedup", f"must be > 1, got {self.speedup}")
         check_choice(self.rounding, ROUNDINGS, "method.rounding")
+        check(self.round_to >= 1, "method.round_to", f"must be >= 1, got {self.round_to}")
 
 
 class FilterPruning(Method):
@@ -392,7 +398,8 @@ class FilterPruning(Method):
         key = (tuple(channel_counts(model).items()), tuple(input_shape))
         if self._searched is None or self._searched[0] != key:
             c = self.config
-            self._searched = (key, ratio_for_speedup(model, input_shape, c.speedup, c.skip, rounding=c.rounding))
+            found = ratio_for_speedup(model, input_shape, c.speedup, c.skip, rounding=c.rounding, round_to=c.round_to)
+            self._searched = (key, found)
         return self._searched[1]
 
     def check(self, model: nn.Module, input_shape) -> None:
@@ -400,7 +407,8 @@ class FilterPruning(Method):
             self._ratio_for_speedup(model, input_shape)
 
     def prepare(self, model: nn.Module, input_shape) -> nn.Module:
-        self.pruner = FilterPruner(model, input_shape, self.config.skip, self.config.rounding)
+        c = self.config
+        self.pruner = FilterPruner(model, input_shape, c.skip, c.rounding, c.round_to)
         self.ignored = list(self.pruner.ignored)
         self.groups = {self.pruner.root_name(g): self.pruner.members(g) for g in self.pruner.groups()}
         self.channels_before = channel_counts(model)

@@ -43,6 +43,9 @@ class LowRankConfig(MethodConfig):
     skip: List[str] = field(default_factory=list)  # fnmatch patterns of module names left dense
     decompose_linear: bool = False  # decompose nn.Linear layers too
     merge_unprofitable: bool = True  # deploy a layer dense where its factor pair costs more MACs
+    # round each kept rank up to a multiple of this (at most the full rank): inner widths that kernels tile
+    # without a remainder (docs/performance.md); 1 leaves the ranks alone
+    round_to: int = 1
 
     #: the energy used when neither energy nor threshold is given
     default_energy: ClassVar[float] = 0.05
@@ -54,6 +57,7 @@ class LowRankConfig(MethodConfig):
         if self.energy is None and self.threshold is None:
             self.energy = self.default_energy
         check_pruning_target(self.energy, self.threshold)
+        check(self.round_to >= 1, "method.round_to", f"must be >= 1, got {self.round_to}")
 
 
 @dataclass
@@ -93,6 +97,7 @@ class LowRankMethod(Method):
     def __init__(self, config: LowRankConfig | None = None, regularizer=None) -> None:
         super().__init__(config, regularizer)
         self.ranks_before: dict[str, int] = {}
+        self.ranks_unrounded: dict[str, int] = {}
         self.ranks_after: dict[str, int] = {}
 
     @property
@@ -104,8 +109,10 @@ class LowRankMethod(Method):
         return lowrank.decompose(model, c.decomposition, self.init_mode, skip=c.skip, linear=c.decompose_linear)
 
     def compress(self, model: nn.Module) -> dict:
+        c = self.config
         self.ranks_before = lowrank.ranks(model)
-        self.ranks_after = lowrank.prune(model, energy=self.config.energy, threshold=self.config.threshold)
+        self.ranks_unrounded = lowrank.unrounded_ranks(model, energy=c.energy, threshold=c.threshold)
+        self.ranks_after = lowrank.prune(model, energy=c.energy, threshold=c.threshold, round_to=c.round_to)
         return self.details()
 
     def export(self, model: nn.Module) -> nn.Module:
@@ -122,7 +129,9 @@ class LowRankMethod(Method):
             "skip": list(c.skip),
             "decompose_linear": c.decompose_linear,
             "merge_unprofitable": c.merge_unprofitable,
+            "round_to": c.round_to,
             "ranks_before": self.ranks_before,
+            "ranks_unrounded": self.ranks_unrounded,
             "ranks_after": self.ranks_after,
         }
 

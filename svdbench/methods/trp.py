@@ -100,6 +100,7 @@ class TRPConfig(MethodConfig):
     skip_first: bool = True  # reference code: the first conv stays dense
     skip_1x1: bool = True  # reference code: 1x1 convs stay dense
     merge_unprofitable: bool = True  # deploy a layer dense where its factor pair costs more
+    round_to: int = 1  # round each final rank up to a multiple of this (at most full rank); 1: off
 
     headline = ("method.decomposition", "method.period", "method.energy_kept", "method.threshold")
     renamed = {"energy_train": "energy_kept"}
@@ -110,6 +111,7 @@ class TRPConfig(MethodConfig):
         check(self.period >= 1, "method.period", f"must be >= 1, got {self.period}")
         check(0 < self.energy_kept <= 1, "method.energy_kept", f"must be in (0, 1], got {self.energy_kept}")
         check(self.nuclear_weight >= 0, "method.nuclear_weight", f"must be >= 0, got {self.nuclear_weight}")
+        check(self.round_to >= 1, "method.round_to", f"must be >= 1, got {self.round_to}")
         if self.threshold is None and self.energy is None:
             self.threshold = 0.05
         check_pruning_target(self.energy, self.threshold)
@@ -128,6 +130,7 @@ class TRP(Method):
         self.truncations = 0
         self.ranks_train: dict[str, int] = {}
         self.ranks_before: dict[str, int] = {}
+        self.ranks_unrounded: dict[str, int] = {}
         self.ranks_after: dict[str, int] = {}
 
     def prepare(self, model: nn.Module, input_shape) -> nn.Module:
@@ -170,8 +173,10 @@ class TRP(Method):
             glob.escape(n) for n, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear)) and n not in keep
         ]
         lowrank.decompose(model, self.config.decomposition, "svd", skip=left)
+        c = self.config
         self.ranks_before = lowrank.ranks(model)
-        self.ranks_after = lowrank.prune(model, energy=self.config.energy, threshold=self.config.threshold)
+        self.ranks_unrounded = lowrank.unrounded_ranks(model, energy=c.energy, threshold=c.threshold)
+        self.ranks_after = lowrank.prune(model, energy=c.energy, threshold=c.threshold, round_to=c.round_to)
         return self.details()
 
     def export(self, model: nn.Module) -> nn.Module:
@@ -198,9 +203,11 @@ class TRP(Method):
             "skip_first": c.skip_first,
             "skip_1x1": c.skip_1x1,
             "merge_unprofitable": c.merge_unprofitable,
+            "round_to": c.round_to,
             "layers": list(self.layers),
             "truncations": self.truncations,
             "ranks_train": dict(self.ranks_train),
             "ranks_before": dict(self.ranks_before),
+            "ranks_unrounded": dict(self.ranks_unrounded),
             "ranks_after": dict(self.ranks_after),
         }

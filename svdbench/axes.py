@@ -1,0 +1,82 @@
+"""The cost axis of a report: MACs (counted) or latency (measured), per run and for its dense twin.
+
+``svdbench report --x macs`` (the default) puts every front, table and plot on the deployed model's
+MACs per sample; ``--x latency --runtime onnxruntime/cpu --batch 64`` on its measured median latency
+per batch in that runtime, from the run's recorded ``latency`` figures (``measure.latency=true``, or
+``svdbench latency`` after the fact). The speed-up on an axis is dense / deployed: the MAC speed-up,
+or the realized speed-up, both measured in the same run on the same machine.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["Axis", "MACS", "LATENCY_RUNTIMES", "latency_axis"]
+
+#: the runtimes whose figures the pipeline and ``svdbench latency`` record (``<runtime>/<device>``)
+LATENCY_RUNTIMES = ("pytorch-eager/cpu", "onnxruntime/cpu", "pytorch-eager/cuda")
+
+
+@dataclass(frozen=True)
+class Axis:
+    """``name`` ``macs`` or ``latency`` (then ``runtime`` and ``batch`` say which figure)."""
+
+    name: str = "macs"
+    runtime: str | None = None
+    batch: int | None = None
+
+    @property
+    def is_latency(self) -> bool:
+        return self.name == "latency"
+
+    def _figure(self, rec: Any, which: str) -> float | None:
+        run = ((getattr(rec, "latency", None) or {}).get("runs") or {}).get(self.runtime)
+        try:
+            v = run[which][str(self.batch)]["median_ms"]
+        except (KeyError, TypeError):
+            return None
+        return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0 else None
+
+    def value(self, rec: Any) -> float | None:
+        """The deployed model's cost: MACs per sample, or median ms per batch (None: not recorded)."""
+        return float(rec.macs) if not self.is_latency else self._figure(rec, "deployed")
+
+    def dense(self, rec: Any) -> float | None:
+        """The dense model's cost on the same axis, measured in the same run."""
+        return float(rec.macs_dense) if not self.is_latency else self._figure(rec, "dense")
+
+    def missing(self, rec: Any) -> str | None:
+        """Why a run has no point on this axis (None: it has one)."""
+        if self.value(rec) is None or self.dense(rec) is None:
+            return f"no latency figure for {self.runtime} at batch {self.batch} (time it: svdbench latency DIR)"
+        return None
+
+    # what the report writes
+    @property
+    def what(self) -> str:
+        return "MACs" if not self.is_latency else f"latency ({self.runtime}, batch {self.batch})"
+
+    @property
+    def speedup_words(self) -> str:
+        return "the MAC speed-up (dense MACs / MACs)" if not self.is_latency else (
+            f"the realized speed-up (dense / deployed median latency, {self.runtime}, batch {self.batch})"
+        )  # fmt: skip
+
+    @property
+    def plot_label(self) -> str:
+        if not self.is_latency:
+            return "MACs per sample (log scale)"
+        return f"median latency per batch of {self.batch}, {self.runtime} (ms, log scale)"
+
+
+MACS = Axis()
+
+
+def latency_axis(runtime: str, batch: int) -> Axis:
+    """The latency axis; ValueError for a batch size below 1 or an unknown runtime."""
+    if runtime not in LATENCY_RUNTIMES:
+        raise ValueError(f"--runtime {runtime!r}: one of {', '.join(LATENCY_RUNTIMES)}")
+    if batch < 1:
+        raise ValueError(f"--batch {batch}: must be >= 1")
+    return Axis("latency", runtime, int(batch))

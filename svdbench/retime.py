@@ -1,0 +1,92 @@
+"""``svdbench latency PATH...``: time the deployed models of finished runs, after the fact.
+
+A run made with ``measure.latency=false`` (as sweeps often are, to keep training time for training)
+still has its deployed model (``model.pt``, unless ``save_model=false``). This command times it and
+the dense model of the same architecture on this machine, in one runtime setting for every run, and
+writes the figures into the run's ``results.json`` under ``latency`` (the same record the pipeline
+writes; every other key is kept, the file is replaced atomically). The report's latency axis
+(``svdbench report --x latency``) reads them::
+
+    svdbench latency outputs/study --onnx --threads 1 --batch-sizes 1 64
+    svdbench report outputs/study --x latency --runtime onnxruntime/cpu --batch 64
+
+``model.pt`` is a pickled module (``torch.load(weights_only=False)``): time only files you made.
+Runs that already hold latency are skipped unless ``--force``; a run without a model is named and
+skipped. Exit code 1 when some run could not be timed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .errors import one_line
+from .latency import latency_report
+from .models import OPTIONS, build_model
+from .report import find_results
+from .results import read_results, write_json_atomic
+from .timing import DEFAULT_MAX_SECONDS
+
+__all__ = ["add_arguments", "run", "retime"]
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("paths", nargs="+", metavar="PATH", help="run or multirun directories (searched recursively)")
+    p.add_argument("--onnx", action="store_true", help="also export to ONNX and time in onnxruntime (CPU)")
+    p.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 64], metavar="B", help="default: 1 64")
+    p.add_argument("--threads", type=int, default=1, help="CPU threads while timing (default 1)")
+    p.add_argument("--max-seconds", type=float, default=DEFAULT_MAX_SECONDS, help="timed part per model and batch")
+    p.add_argument("--force", action="store_true", help="time runs that already hold latency figures again")
+
+
+def dense_twin(results: dict, deployed: nn.Module) -> nn.Module:
+    """The dense model of the run's architecture (latency does not depend on the weights): built
+    from the recorded model config, with the deployed model's number of classes."""
+    md = results["config"]["model"]
+    linears = [m for m in deployed.modules() if isinstance(m, nn.Linear)]
+    if not linears:
+        raise ValueError("the deployed model has no nn.Linear classifier to read the class count from")
+    options = {k: md.get(k, default) for k, default in OPTIONS.items()}
+    return build_model(md.get("family"), md.get("name"), linears[-1].out_features, int(results["input_shape"][1]),
+                       target=md.get("_target_"), kwargs=md.get("kwargs"), **options)  # fmt: skip
+
+
+def retime(path: Path, args: argparse.Namespace) -> str:
+    """Time the run of ``path`` (a results.json) and record it; returns what happened, in a few words."""
+    results = read_results(path)
+    if results.get("status") != "completed":
+        return f"skipped ({results.get('status')})"
+    if results.get("latency") and "error" not in results["latency"] and not args.force:
+        return "skipped (has latency; --force to time again)"
+    model_file = path.parent / "model.pt"
+    if not model_file.is_file():
+        raise FileNotFoundError("no model.pt beside it (the run was made with save_model=false)")
+    deployed = torch.load(model_file, map_location="cpu", weights_only=False)
+    shape = [int(v) for v in results["input_shape"]][1:]
+    results["latency"] = latency_report(
+        deployed, dense_twin(results, deployed), shape, devices=["cpu"], batch_sizes=args.batch_sizes,
+        max_seconds=args.max_seconds, onnx=args.onnx, mac_speedup=results.get("speedup"), threads=args.threads,
+    )  # fmt: skip
+    write_json_atomic(path, results)
+    runs = results["latency"]["runs"]
+    return "; ".join(f"{k} x{v['speedup'][str(max(args.batch_sizes))]:.2f}" for k, v in runs.items())
+
+
+def run(args: argparse.Namespace) -> int:
+    paths = find_results(args.paths)
+    if not paths:
+        print(f"error: no results.json under {', '.join(map(str, args.paths))}", file=sys.stderr)
+        return 1
+    failed = 0
+    for i, path in enumerate(paths, 1):
+        try:
+            what = retime(path, args)
+        except Exception as err:  # one bad run must not stop the others
+            failed += 1
+            what = f"not timed: {one_line(err)}"
+        print(f"[{i}/{len(paths)}] {path.parent}: {what}", flush=True)
+    return 1 if failed else 0
