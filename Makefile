@@ -57,4 +57,8 @@ study: data
 	$(PY) run.py -m +sweep=study_posthoc
 	$(PY) run.py -m +sweep=study_filter
 	$(PY) run.py -m +sweep=study_trp
-	$(VENV)/bin/svdbench report outputs/study --out outputs/study/report --split method.decomposition
+	$(PY) run.py -m +sweep=study_round_to
+	$(VENV)/bin/svdbench latency outputs/study --onnx --threads 1 --batch-sizes 1 64 --max-seconds 1
+	$(VENV)/bin/svdbench report outputs/study --out outputs/study/report --split method.decomposition method.round_to
+	$(VENV)/bin/svdbench report outputs/study --out outputs/study/report_latency --split method.decomposition method.round_to \
+		--x latency --runtime onnxruntime/cpu --batch 64

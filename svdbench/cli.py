@@ -11,25 +11,21 @@ from collections.abc import Sequence
 
 from . import __version__, report, retime
 
+#: name, module (``add_arguments``, ``run``), one-line help
+COMMANDS = (
+    ("report", report, "comparison tables (Markdown, CSV, LaTeX), Pareto fronts and a plot from results.json files"),
+    ("latency", retime, "time the deployed models of finished runs and record it in their results.json"),
+)
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="svdbench", description=__doc__.split("\n\n")[0])
     parser.add_argument("--version", action="version", version=f"svdbench {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    p = sub.add_parser(
-        "report",
-        help="comparison tables (Markdown, CSV, LaTeX), Pareto fronts and a plot from results.json files",
-        description=report.__doc__.split("\n\n")[0],
-    )
-    report.add_arguments(p)
-    p.set_defaults(func=report.run)
-    p = sub.add_parser(
-        "latency",
-        help="time the deployed models of finished runs and record it in their results.json",
-        description=retime.__doc__.split("\n\n")[0],
-    )
-    retime.add_arguments(p)
-    p.set_defaults(func=retime.run)
+    for name, module, what in COMMANDS:
+        p = sub.add_parser(name, help=what, description=module.__doc__.split("\n\n")[0])
+        module.add_arguments(p)
+        p.set_defaults(func=module.run)
     return parser
 
 

@@ -825,10 +825,12 @@ def report_tables(rep: Report) -> tracking.ReportTables:
 
 def split_methods(runs: Sequence[Run], keys: Sequence[str]) -> None:
     """Name each run's method after the values of ``keys`` too (dotted config keys, e.g.
-    ``method.decomposition``: ``svd`` becomes ``svd (channel)`` and ``svd (spatial)``), so they are
+    ``method.decomposition``: ``svd`` becomes ``svd (channel)`` and ``svd (spatial)``; a number is shown
+    with its key, ``svd (channel, round_to=8)``), so they are
     separate methods in tables, fronts and plot. Runs without the key keep their name."""
-    for r in runs:
-        values = [str(r.flat[k]) for k in keys if k in r.flat]
+    for r in runs:  # a word as it is (channel), a number with its key's last part (round_to=8)
+        values = [v if isinstance(v, str) else f"{k.rsplit('.', 1)[-1]}={v}" for k in keys if k in r.flat
+                  for v in [r.flat[k]]]  # fmt: skip
         if values:
             r.rec = dataclasses.replace(r.rec, method=f"{r.rec.method} ({', '.join(values)})")
 
