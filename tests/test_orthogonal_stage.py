@@ -65,13 +65,18 @@ def finish(run_py, out) -> dict:
     return {k: res[k] for k in KEEP}
 
 
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory, run_py) -> dict:
+    ref = finish(run_py, tmp_path_factory.mktemp("ortho") / "ref")
+    assert [h["stage"] for h in ref["history"]].count("orthogonal") == 2
+    return ref
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("stage", ["orthogonal", "train"])
 def test_sigkill_in_or_after_the_orthogonal_stage_then_rerun_equals_uninterrupted(
-    tmp_path, stage, run_py, start_run_py, wait_for_checkpoint
+    tmp_path, stage, reference, run_py, start_run_py, wait_for_checkpoint
 ):  # fmt: skip
-    reference = finish(run_py, tmp_path / "ref")
-    assert [h["stage"] for h in reference["history"]].count("orthogonal") == 2
     out = tmp_path / "cut"
     proc = start_run_py(*ORTHO, f"hydra.run.dir={out}")
     wait_for_checkpoint(proc, out, stage)
