@@ -30,7 +30,13 @@ CHECKS = {
     "amp_fp16_gradscaler": ["trainer.amp=fp16", "trainer.channels_last=false"],
     "channels_last": ["trainer.amp=off", "trainer.channels_last=true"],
     "compile": ["trainer.amp=bf16", "trainer.compile=true"],
-    "latency": ["trainer.amp=bf16", "measure.latency=true", "measure.batch_sizes=[1,64]", "measure.max_seconds=1"],
+    "latency": [
+        "trainer.amp=bf16",
+        "measure.latency=true",
+        "measure.batch_sizes=[1,64]",
+        "measure.max_seconds=1",
+        "measure.compile=true",
+    ],
     "epoch_resnet20": ["trainer.amp=bf16", "method=dense", "trainer.batch_size=128"],
 }
 
@@ -54,7 +60,7 @@ def run_check(name: str, overrides: list[str], out: Path, dry: bool, nproc: int 
     """One run.py job (under torchrun with ``nproc`` > 1): its status, wall time and key figures."""
     run_dir = out / name
     if dry:  # the CPU runs what it can: no AMP (bf16/fp16 autocast is CUDA's here), no compile
-        overrides = [o for o in overrides if not o.startswith(("trainer.amp=", "trainer.compile="))]
+        overrides = [o for o in overrides if not o.startswith(("trainer.amp=", "trainer.compile=", "measure.compile="))]
         overrides = [*overrides, "trainer.amp=off", "measure.max_seconds=0.05"]
     args = [*common(dry), *overrides, f"hydra.run.dir={run_dir}"]
     if nproc > 1:

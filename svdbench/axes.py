@@ -15,7 +15,13 @@ from typing import Any
 __all__ = ["Axis", "MACS", "LATENCY_RUNTIMES", "latency_axis"]
 
 #: the runtimes whose figures the pipeline and ``svdbench latency`` record (``<runtime>/<device>``)
-LATENCY_RUNTIMES = ("pytorch-eager/cpu", "onnxruntime/cpu", "pytorch-eager/cuda")
+LATENCY_RUNTIMES = (
+    "pytorch-eager/cpu",
+    "onnxruntime/cpu",
+    "pytorch-compile/cpu",
+    "pytorch-eager/cuda",
+    "pytorch-compile/cuda",
+)
 
 
 @dataclass(frozen=True)

@@ -201,6 +201,7 @@ class MeasureConfig:
     latency: bool = True  # time the deployed and the dense model of the same architecture (eager PyTorch)
     batch_sizes: List[int] = field(default_factory=lambda: [1, 64])
     onnx: bool = False  # also export both to ONNX, check against PyTorch and time them in onnxruntime (CPU)
+    compile: bool = False  # also time both after torch.compile on every device (where it compiles)
     max_seconds: float = 2.0  # timed part per model, batch size and runtime (repeats adapt: 5 to 50)
     threads: int | None = 1  # CPU threads while timing (eager and onnxruntime), recorded; null: leave torch's count
 

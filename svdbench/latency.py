@@ -43,9 +43,11 @@ from .torch_utils import eval_mode, model_device
 log = logging.getLogger("svdbench")
 
 RUNTIME = "pytorch-eager"
+COMPILED = "pytorch-compile"
 
 __all__ = [
     "RUNTIME",
+    "COMPILED",
     "measure_latency",
     "latency_report",
     "speedups",
@@ -141,6 +143,7 @@ def latency_report(
     onnx: bool = False,
     mac_speedup: float | None = None,
     threads: int | None = None,
+    compile: bool = False,
 ) -> dict[str, Any]:
     """``results["latency"]``: the deployed and the dense model measured in turn, per runtime and
     device (key ``"<runtime>/<device>"``), with the realized speed-up per batch size, on ``threads``
@@ -155,10 +158,14 @@ def latency_report(
 
     ``deployed`` and ``dense`` are not modified (each device gets copies where needed). With
     ``onnx`` both models are also exported to ONNX, checked against PyTorch and timed in
-    onnxruntime on the CPU; a missing package or a failed export is recorded under ``skipped``.
+    onnxruntime on the CPU; with ``compile`` both are also timed after ``torch.compile`` on every
+    device (key ``"pytorch-compile/<device>"``; compilation happens in the warm-up calls). A missing
+    package, a failed export or a failed compilation is recorded under ``skipped``.
     """
     with pinned_threads(threads) as count:
         report = _latency_report(deployed, dense, input_shape, devices, batch_sizes, max_seconds, onnx, mac_speedup)
+        if compile:
+            _compiled_runs(report, deployed, dense, input_shape, devices, max_seconds, mac_speedup)
     report["threads"] = count
     return report
 
@@ -200,6 +207,23 @@ def _latency_report(deployed, dense, input_shape, devices, batch_sizes, max_seco
     return report
 
 
+def _compiled_runs(report: dict, deployed, dense, input_shape, devices, max_seconds, mac_speedup) -> None:
+    """Both models after ``torch.compile``, per device, into ``report`` (a failure under ``skipped``)."""
+    for dev in dict.fromkeys(torch.device(d).type for d in devices):
+        key = f"{COMPILED}/{dev}"
+        try:
+            pair = []
+            for net in (deployed, dense):
+                compiled = torch.compile(copy.deepcopy(net).to(dev).eval())
+                timed = measure_latency(compiled, input_shape, report["batch_sizes"], dev, max_seconds=max_seconds)
+                pair.append({**timed, "runtime": COMPILED})
+        except Exception as err:  # a backend that cannot compile this model must not lose the other figures
+            report["skipped"][key] = f"torch.compile failed: {one_line(err, with_type=True)}"
+            log.warning("compiled latency skipped: %s", report["skipped"][key])
+        else:
+            report["runs"][key] = _pair(pair[0], pair[1], mac_speedup)
+
+
 def _pair(deployed: dict, dense: dict, mac_speedup: float | None) -> dict[str, Any]:
     keep = ("runtime", "device", "threads")
     pair = {k: deployed[k] for k in keep if k in deployed}
@@ -238,6 +262,7 @@ def run_latency(
             onnx=measure_cfg.onnx,
             mac_speedup=mac_speedup,
             threads=getattr(measure_cfg, "threads", None),
+            compile=getattr(measure_cfg, "compile", False),
         )
     except Exception as err:
         log.warning("latency measurement failed: %s", one_line(err, with_type=True))

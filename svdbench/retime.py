@@ -37,6 +37,7 @@ __all__ = ["add_arguments", "run", "retime"]
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("paths", nargs="+", metavar="PATH", help="run or multirun directories (searched recursively)")
     p.add_argument("--onnx", action="store_true", help="also export to ONNX and time in onnxruntime (CPU)")
+    p.add_argument("--compile", action="store_true", help="also time both models after torch.compile")
     p.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 64], metavar="B", help="default: 1 64")
     p.add_argument("--threads", type=int, default=1, help="CPU threads while timing (default 1)")
     p.add_argument("--max-seconds", type=float, default=DEFAULT_MAX_SECONDS, help="timed part per model and batch")
@@ -70,6 +71,7 @@ def retime(path: Path, args: argparse.Namespace) -> str:
     results["latency"] = latency_report(
         deployed, dense_twin(results, deployed), shape, devices=["cpu"], batch_sizes=args.batch_sizes,
         max_seconds=args.max_seconds, onnx=args.onnx, mac_speedup=results.get("speedup"), threads=args.threads,
+        compile=args.compile,
     )  # fmt: skip
     write_json_atomic(path, results)
     runs = results["latency"]["runs"]

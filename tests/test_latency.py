@@ -156,6 +156,30 @@ def test_onnx_absence_is_one_skip_line(monkeypatch):
     assert list(rep["runs"]) == ["pytorch-eager/cpu"]
 
 
+@pytest.mark.slow
+def test_compiled_latency_is_timed_beside_eager_and_threads_are_pinned():
+    before = torch.get_num_threads()
+    dense = build_model("cifar_resnet", "resnet8", 10, 1)
+    rep = latency.latency_report(deployed_resnet8(), dense, (1, 16, 16), batch_sizes=[2], max_seconds=0.05,
+                                 compile=True, threads=1, mac_speedup=2.0)  # fmt: skip
+    assert list(rep["runs"]) == ["pytorch-eager/cpu", "pytorch-compile/cpu"] and rep["skipped"] == {}
+    run = rep["runs"]["pytorch-compile/cpu"]
+    check_stats(run["deployed"], (2,))
+    assert run["speedup"]["2"] == pytest.approx(run["dense"]["2"]["median_ms"] / run["deployed"]["2"]["median_ms"])
+    assert rep["threads"] == run["threads"] == 1 and torch.get_num_threads() == before  # restored
+
+
+def test_a_model_that_does_not_compile_is_one_skip_line(monkeypatch):
+    def refuse(model, *a, **kw):
+        raise RuntimeError("backend not available")
+
+    monkeypatch.setattr(torch, "compile", refuse)
+    rep = latency.latency_report(deployed_resnet8(), build_model("cifar_resnet", "resnet8", 10, 1), (1, 16, 16),
+                                 batch_sizes=[2], max_seconds=0.05, compile=True)  # fmt: skip
+    assert rep["skipped"] == {"pytorch-compile/cpu": "torch.compile failed: RuntimeError: backend not available"}
+    assert list(rep["runs"]) == ["pytorch-eager/cpu"]
+
+
 def test_measure_config_checks_ranges():
     with pytest.raises(ValueError, match="measure.batch_sizes"):
         MeasureConfig(batch_sizes=[1, 0])
