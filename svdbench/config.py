@@ -311,6 +311,7 @@ def validate(cfg: DictConfig | dict) -> Config:
     """The typed :class:`Config` of a composed config: every key checked against its schema (also
     keys added with ``+``), the method's config built from its class, every range checked. Raises
     InputError in one line."""
+    register_resolver()  # also in a launcher's worker process, which may not have run register_configs
     try:
         values = (
             OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
