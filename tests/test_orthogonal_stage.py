@@ -25,8 +25,12 @@ def test_the_orthogonal_stage_has_no_sparsity_term():
     model = method.prepare(torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.Conv2d(8, 4, 3)), (1, 3, 8, 8))
     assert method.regularization(model, "orthogonal") is None  # lambda_o = 0 and no sparsity: nothing at all
     assert method.regularization(model, "train").item() > 0  # the same method adds Hoyer in "train"
+    with torch.no_grad():  # U and V start orthonormal: move them off so the orthogonality term is not 0
+        for param in model.parameters():
+            param.add_(0.3 * torch.randn_like(param))
     with_o = svd(orthogonal_epochs=1, orthogonality=2.0)
-    assert torch.allclose(with_o.regularization(model, "orthogonal"), 2.0 * orthogonality_loss(model))
+    ortho = orthogonality_loss(model)
+    assert ortho.item() > 0.01 and torch.allclose(with_o.regularization(model, "orthogonal"), 2.0 * ortho)
     assert method.stages_before_train() == [("orthogonal", 1)] and svd().stages_before_train() == []
     with pytest.raises(ValueError, match="method.orthogonal_epochs"):
         svd(orthogonal_epochs=-1)
