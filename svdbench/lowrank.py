@@ -19,7 +19,7 @@ from __future__ import annotations
 import fnmatch
 import math
 import warnings
-from typing import Iterable, Literal
+from typing import Iterable, Literal, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -37,6 +37,9 @@ __all__ = [
     "decompose_layer",
     "prune",
     "prune_layer",
+    "prune_recorded",
+    "PrunedRanks",
+    "round_rank",
     "kept_rank",
     "export",
     "lowrank_layers",
@@ -393,22 +396,40 @@ def prune_layer(
     layer: LowRankLayer, energy: float | None = None, threshold: float | None = None, round_to: int = 1
 ) -> int:
     """Keep the largest singular values of ``layer``: :func:`kept_rank`, then :func:`round_rank`."""
-    r = round_rank(kept_rank(layer.s, energy, threshold), layer.rank, round_to)
+    return _keep_largest(layer, round_rank(kept_rank(layer.s, energy, threshold), layer.rank, round_to))
+
+
+def _keep_largest(layer: LowRankLayer, r: int) -> int:
     order = layer.s.detach().abs().argsort(descending=True)
     layer.keep(order[:r].sort().values)
     return r
+
+
+class PrunedRanks(NamedTuple):
+    """Name -> rank of every decomposed layer, as :func:`prune_recorded` saw it."""
+
+    before: dict[str, int]  # as decomposed
+    unrounded: dict[str, int]  # what the energy (or threshold) rule alone keeps
+    after: dict[str, int]  # kept: the rule's rank after :func:`round_rank`
+
+
+def prune_recorded(
+    model: nn.Module, energy: float | None = None, threshold: float | None = None, round_to: int = 1
+) -> PrunedRanks:
+    """:func:`prune`, recording each layer's rank before, by the rule alone and after rounding."""
+    rec = PrunedRanks({}, {}, {})
+    for n, m in lowrank_layers(model).items():
+        rec.before[n] = m.rank
+        rec.unrounded[n] = kept_rank(m.s, energy, threshold)
+        rec.after[n] = _keep_largest(m, round_rank(rec.unrounded[n], m.rank, round_to))
+    return rec
 
 
 def prune(
     model: nn.Module, energy: float | None = None, threshold: float | None = None, round_to: int = 1
 ) -> dict[str, int]:
     """Prune every decomposed layer's singular values (see :func:`prune_layer`); returns name -> rank."""
-    return {n: prune_layer(m, energy, threshold, round_to) for n, m in lowrank_layers(model).items()}
-
-
-def unrounded_ranks(model: nn.Module, energy: float | None = None, threshold: float | None = None) -> dict[str, int]:
-    """Name -> the rank the energy (or threshold) rule alone keeps, before :func:`round_rank`."""
-    return {n: kept_rank(m.s, energy, threshold) for n, m in lowrank_layers(model).items()}
+    return prune_recorded(model, energy, threshold, round_to).after
 
 
 def export(model: nn.Module, merge_unprofitable: bool = True) -> nn.Module:

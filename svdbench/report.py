@@ -552,6 +552,7 @@ def _front_mark(r: Row) -> str:
 
 LATENCY_COLUMNS = ("latency (ms)", "realized speed-up")
 LATENCY_CSV_COLUMNS = ("latency_ms_mean", "latency_ms_std", "realized_speedup")
+LATENCY_REPORT_COLUMNS = ("latency_ms", "realized_speedup")  # the typed (W&B) table
 
 
 def columns(rows: Sequence[Row], base: Sequence[str], extra: Sequence[str]) -> list[str]:
@@ -634,7 +635,7 @@ def latex_table(rows: Sequence[Row], caption: str = "") -> str:
     """A booktabs ``table`` (needs ``\\usepackage{booktabs}``); mean $\\pm$ std over seeds."""
     head = ["method", "model", "dataset", "settings", "top-1 (\\%)", "val top-1 (\\%)", "$\\Delta$ dense",
             "MACs (M)", "speed-up", "params (k)", "compression", "seeds", "front"]  # fmt: skip
-    head = columns(rows, head, ("latency (ms)", "realized speed-up"))
+    head = columns(rows, head, LATENCY_COLUMNS)
     spec = "llll" + "r" * 8 + "l" + "r" * (len(head) - 13)
     return booktabs(head, spec, [display_cells(r, pm="PLUSMINUS") for r in rows], caption)
 
@@ -728,7 +729,7 @@ def safe_name(s: str) -> str:
 
 
 def front_xy(rows: Sequence[Row], key: str = "top1") -> tuple[list[float], list[float]]:
-    """(cost, test top-1) of the rows on the front computed on mean ``key``, by MACs, duplicates once."""
+    """(cost, test top-1) of the rows on the front computed on mean ``key``, by cost, duplicates once."""
     return pareto.front_line([r.point_on(key) for r in rows], shown=[r.point_on("top1") for r in rows])
 
 
@@ -805,7 +806,7 @@ def report_tables(rep: Report) -> tracking.ReportTables:
     """``rep`` as the plain tables :func:`svdbench.tracking.log_report` logs."""
     png = rep.out / "pareto.png"
     return tracking.ReportTables(
-        columns=columns(rep.rows, REPORT_COLUMNS, ("latency_ms", "realized_speedup")),
+        columns=columns(rep.rows, REPORT_COLUMNS, LATENCY_REPORT_COLUMNS),
         rows=[_typed_row(r) for r in rep.rows],
         front_rows=[["overall", *_typed_row(r)] for r in rep.rows if r.on_overall_front]
         + [[r.method, *_typed_row(r)] for r in rep.rows if r.on_method_front],
@@ -940,9 +941,10 @@ def markdown_report(rep: Report, paths: Sequence, front_rows: Sequence[tuple[str
         lines += [f"## {m}", "", markdown_table([r for r in rep.rows if r.method == m])]
     lines += ["## Pareto fronts", ""]
     if front_rows:
-        extra = " latency (ms) | realized speed-up |" if axis.is_latency else ""
-        lines += ["| scope | model | dataset | method | settings | top1 (%) | val top1 (%) | MACs (M) |" + extra]
-        lines += ["|---|---|---|---|---|--:|--:|--:|" + ("--:|--:|" if axis.is_latency else "")]
+        extra = columns(rep.rows, (), LATENCY_COLUMNS)
+        lines += ["| scope | model | dataset | method | settings | top1 (%) | val top1 (%) | MACs (M) |"
+                  + "".join(f" {c} |" for c in extra)]  # fmt: skip
+        lines += ["|---|---|---|---|---|--:|--:|--:|" + "--:|" * len(extra)]
         lines += [
             f"| {s} | {r.model} | {r.dataset} | {r.method} | {r.settings or '-'} | {r.mean('top1'):.2f} | "
             f"{_val_cell(r)} | {r.mean('macs') / 1e6:.2f} |" + "".join(f" {c} |" for c in latency_cells(r))

@@ -3,6 +3,7 @@
 runs. Tests marked ``slow`` run the pipeline end to end; ``pytest -m "not slow"`` skips them."""
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -112,6 +113,21 @@ def wait_for_checkpoint():
         raise AssertionError("no checkpoint appeared")
 
     return wait
+
+
+@pytest.fixture(scope="session")
+def sigkill_in_stage(start_run_py, wait_for_checkpoint):
+    """``sigkill_in_stage(args, out, stage)``: start ``run.py ARGS hydra.run.dir=OUT``, let it save a
+    checkpoint in ``stage`` and go on into the next epoch, then SIGKILL it (nothing can be saved)."""
+
+    def kill(args, out: Path, stage: str) -> None:
+        proc = start_run_py(*args, f"hydra.run.dir={out}")
+        wait_for_checkpoint(proc, out, stage)
+        time.sleep(0.3)  # into the next epoch
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+
+    return kill
 
 
 @pytest.fixture(scope="session")

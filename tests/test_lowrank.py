@@ -137,9 +137,9 @@ def test_prune_with_round_to_keeps_the_largest_values_and_the_energy_guarantee()
     values = [10, 9, 8, 7, 6, 0.5, 0.4, 0.3, 0.2, 0.1]
     net[0], net[1] = _layer_with_singular_values(values), _layer_with_singular_values([1.0] * 10)
     energy = 0.02  # the energy rule alone keeps 5 of the first layer (the 0.5 ... 0.1 tail is < 2 %)
-    assert svdbench.lowrank.unrounded_ranks(net, energy=energy) == {"0": 5, "1": 10}
-    ranks = svdbench.prune(net, energy=energy, round_to=4)
-    assert ranks == {"0": 8, "1": 10}  # 5 -> 8; 10 is the full rank, kept whole
+    rec = svdbench.lowrank.prune_recorded(net, energy=energy, round_to=4)
+    assert rec.before == {"0": 10, "1": 10} and rec.unrounded == {"0": 5, "1": 10}
+    assert rec.after == {"0": 8, "1": 10}  # 5 -> 8; 10 is the full rank, kept whole
     assert sorted(net[0].s.tolist(), reverse=True) == pytest.approx(values[:8])
     with pytest.raises(ValueError, match="round_to must be >= 1"):
         svdbench.lowrank.round_rank(3, 10, 0)

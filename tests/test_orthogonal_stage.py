@@ -3,8 +3,6 @@ training: no sparsity term, its own optimiser and schedule, its own record, insi
 resumable like every stage."""
 
 import json
-import signal
-import time
 
 import pytest
 import torch
@@ -79,14 +77,10 @@ def reference(tmp_path_factory, run_py) -> dict:
 @pytest.mark.slow
 @pytest.mark.parametrize("stage", ["orthogonal", "train"])
 def test_sigkill_in_or_after_the_orthogonal_stage_then_rerun_equals_uninterrupted(
-    tmp_path, stage, reference, run_py, start_run_py, wait_for_checkpoint
+    tmp_path, stage, reference, run_py, sigkill_in_stage
 ):  # fmt: skip
     out = tmp_path / "cut"
-    proc = start_run_py(*ORTHO, f"hydra.run.dir={out}")
-    wait_for_checkpoint(proc, out, stage)
-    time.sleep(0.3)  # into the next epoch
-    proc.send_signal(signal.SIGKILL)
-    proc.wait(timeout=30)
+    sigkill_in_stage(ORTHO, out, stage)
     if stage == "train":
         assert (out / "stage_orthogonal.pt").is_file()  # the finished stage is restored, not trained again
     assert finish(run_py, out) == reference

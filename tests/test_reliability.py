@@ -51,14 +51,10 @@ def uninterrupted(tmp_path_factory, run_to_end):
 
 @pytest.mark.parametrize("stage", ["train", "finetune"])
 def test_sigkill_mid_epoch_then_resume_matches_uninterrupted(
-    tmp_path, uninterrupted, stage, start_run_py, wait_for_checkpoint, run_to_end
+    tmp_path, uninterrupted, stage, sigkill_in_stage, run_to_end
 ):
     out = tmp_path / "run"
-    proc = start_run_py(*RESUMABLE, f"hydra.run.dir={out}")
-    wait_for_checkpoint(proc, out, stage)
-    time.sleep(0.3)  # into the next epoch
-    proc.send_signal(signal.SIGKILL)
-    proc.wait(timeout=30)
+    sigkill_in_stage(RESUMABLE, out, stage)
     assert not (out / "results.json").exists()
     resumed = run_to_end(out)
     same_outcome(uninterrupted, resumed)

@@ -60,6 +60,7 @@ import torch
 from torch import nn
 
 from ..checks import check, check_choice, check_exactly_one
+from ..lowrank import round_rank
 from ..torch_utils import eval_mode, example_input
 from .base import Method, MethodConfig, register_method
 
@@ -91,8 +92,7 @@ def kept_channels(channels: int, ratio: float, rounding: str = "kept", round_to:
         kept = channels - math.floor(channels * ratio + 1e-9)
     else:
         kept = math.floor(channels * (1.0 - ratio) + 1e-9)
-    kept = -(-max(1, kept) // round_to) * round_to
-    return max(1, min(channels, kept))
+    return max(1, round_rank(max(1, kept), channels, round_to))
 
 
 def _hooked_forward(model: nn.Module, input_shape: Sequence[int], hook: Callable) -> None:

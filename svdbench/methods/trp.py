@@ -174,9 +174,9 @@ class TRP(Method):
         ]
         lowrank.decompose(model, self.config.decomposition, "svd", skip=left)
         c = self.config
-        self.ranks_before = lowrank.ranks(model)
-        self.ranks_unrounded = lowrank.unrounded_ranks(model, energy=c.energy, threshold=c.threshold)
-        self.ranks_after = lowrank.prune(model, energy=c.energy, threshold=c.threshold, round_to=c.round_to)
+        self.ranks_before, self.ranks_unrounded, self.ranks_after = lowrank.prune_recorded(
+            model, energy=c.energy, threshold=c.threshold, round_to=c.round_to
+        )
         return self.details()
 
     def export(self, model: nn.Module) -> nn.Module:
