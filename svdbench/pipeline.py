@@ -30,7 +30,7 @@ from .errors import DivergedError, InputError, Preempted, one_line
 from .latency import run_latency
 from .macs import MacCount, analyze_macs, count_params
 from .methods.base import Method
-from .models import OPTIONS, build_model, model_label
+from .models import build_from_config, model_label, model_options
 from .results import RESULTS_FILE, RunRecord, atomic_torch_save, versions, write_results
 from .seeding import rng_state, seed_everything, set_rng_state
 from .train import OptimConfig, StageHooks, StageOptions, evaluate, recalibrate_batchnorm, resolve_accel, train_stage
@@ -483,23 +483,15 @@ class Run:
                             seed=self.cfg.seed, device=self.device, num_workers=tr.num_workers,
                             shard=distributed.shard())  # fmt: skip
 
-    def model_options(self) -> dict[str, str]:
-        """``model.shortcut`` / ``model.block`` (:data:`svdbench.models.OPTIONS`; their defaults where
-        the config has no such key)."""
-        return {k: getattr(self.cfg.model, k, default) for k, default in OPTIONS.items()}
-
     def build_model(self) -> nn.Module:
-        md = self.cfg.model
         try:
-            return build_model(md.family, md.name, self.data.num_classes, self.data.input_shape[0],
-                               target=getattr(md, "_target_", None), kwargs=getattr(md, "kwargs", None),
-                               **self.model_options())  # fmt: skip
+            return build_from_config(self.cfg.model, self.data.num_classes, self.data.input_shape[0])
         except ValueError as err:
             raise InputError(one_line(err)) from None
 
     def new_record(self) -> RunRecord:
         cfg = self.cfg
-        model = model_label(cfg.model.name, **self.model_options())
+        model = model_label(cfg.model.name, **model_options(cfg.model))
         return RunRecord(
             status="running", method=self.method.name, model=model, dataset=cfg.dataset.name,
             seed=cfg.seed, config=self.config, init_from=str(cfg.init_from) if cfg.init_from else None,

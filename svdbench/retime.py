@@ -26,7 +26,7 @@ from torch import nn
 
 from .errors import one_line
 from .latency import latency_report
-from .models import OPTIONS, build_model
+from .models import build_from_config
 from .report import find_results
 from .results import read_results, write_json_atomic
 from .timing import DEFAULT_MAX_SECONDS
@@ -47,13 +47,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def dense_twin(results: dict, deployed: nn.Module) -> nn.Module:
     """The dense model of the run's architecture (latency does not depend on the weights): built
     from the recorded model config, with the deployed model's number of classes."""
-    md = results["config"]["model"]
     linears = [m for m in deployed.modules() if isinstance(m, nn.Linear)]
     if not linears:
         raise ValueError("the deployed model has no nn.Linear classifier to read the class count from")
-    options = {k: md.get(k, default) for k, default in OPTIONS.items()}
-    return build_model(md.get("family"), md.get("name"), linears[-1].out_features, int(results["input_shape"][1]),
-                       target=md.get("_target_"), kwargs=md.get("kwargs"), **options)  # fmt: skip
+    return build_from_config(results["config"]["model"], linears[-1].out_features, int(results["input_shape"][1]))
 
 
 def retime(path: Path, args: argparse.Namespace) -> str:

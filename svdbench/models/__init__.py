@@ -13,6 +13,8 @@ must keep); see :class:`CifarResNet`.
 from __future__ import annotations
 
 import inspect
+from collections.abc import Mapping
+from typing import Any
 
 from torch import nn
 
@@ -37,11 +39,30 @@ __all__ = [
     "OPTIONS",
     "SHORTCUTS",
     "build_model",
+    "build_from_config",
+    "model_options",
     "check_options",
     "cifar_resnet",
     "family_options",
     "model_label",
 ]
+
+
+def _field(model_cfg: Any, key: str, default: Any = None) -> Any:
+    """``model_cfg[key]`` of a model config given as a mapping (results.json) or an object (the typed config)."""
+    return model_cfg.get(key, default) if isinstance(model_cfg, Mapping) else getattr(model_cfg, key, default)
+
+
+def model_options(model_cfg: Any) -> dict[str, str]:
+    """``shortcut`` / ``block`` of a model config (:data:`OPTIONS`' defaults where it has no such key)."""
+    return {k: _field(model_cfg, k, default) for k, default in OPTIONS.items()}
+
+
+def build_from_config(model_cfg: Any, num_classes: int, in_channels: int) -> nn.Module:
+    """:func:`build_model` of a model config (the ``model`` node: an object or a results.json mapping)."""
+    return build_model(_field(model_cfg, "family"), _field(model_cfg, "name"), num_classes, in_channels,
+                       target=_field(model_cfg, "_target_"), kwargs=_field(model_cfg, "kwargs"),
+                       **model_options(model_cfg))  # fmt: skip
 
 
 def model_label(name: str, **options: str) -> str:
