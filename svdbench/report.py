@@ -48,7 +48,7 @@ from . import pareto, tracking
 from .axes import MACS, Axis, latency_axis
 from .errors import one_line
 from .methods import METHODS
-from .results import RESULTS_FILE, RunRecord, comparable_config, write_json_atomic
+from .results import RunRecord, comparable_config, find_results, write_json_atomic
 
 #: config keys (dotted, prefixes included) that do not define a configuration: the seed, where data,
 #: outputs and checkpoints live, logging, and evaluation-only settings. ``init_from`` is replaced
@@ -147,20 +147,6 @@ class Selection:
 
 
 # ---------------------------------------------------------------- loading
-
-
-def find_results(paths: Iterable[str | Path]) -> list[Path]:
-    """Every results.json at or below ``paths`` (a file is taken as it is), sorted, each once."""
-    found: list[Path] = []
-    for p in map(Path, paths):
-        if p.is_file():
-            found.append(p)
-        elif p.is_dir():
-            found.extend(sorted(p.rglob(RESULTS_FILE)))
-        else:
-            warn(f"{p}: no such file or directory")
-    seen: set[Path] = set()
-    return [f for f in found if not (f.resolve() in seen or seen.add(f.resolve()))]
 
 
 def flatten(d: Any, prefix: str = "") -> dict:

@@ -16,7 +16,9 @@ import json
 import math
 import os
 import platform
+import sys
 import tempfile
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -259,3 +261,18 @@ def read_results(path: str | os.PathLike) -> dict:
     except ValueError as err:
         raise ValueError(f"{path}: {err}") from None
     return data
+
+
+def find_results(paths: Iterable[str | os.PathLike]) -> list[Path]:
+    """Every results.json at or below ``paths`` (a file is taken as it is), sorted, each once; a
+    path that does not exist is a warning on stderr."""
+    found: list[Path] = []
+    for p in map(Path, paths):
+        if p.is_file():
+            found.append(p)
+        elif p.is_dir():
+            found.extend(sorted(p.rglob(RESULTS_FILE)))
+        else:
+            print(f"warning: {p}: no such file or directory", file=sys.stderr)
+    seen: set[Path] = set()
+    return [f for f in found if not (f.resolve() in seen or seen.add(f.resolve()))]

@@ -27,8 +27,7 @@ from torch import nn
 from .errors import one_line
 from .latency import latency_report
 from .models import build_from_config
-from .report import find_results
-from .results import read_results, write_json_atomic
+from .results import find_results, read_results, write_json_atomic
 from .timing import DEFAULT_MAX_SECONDS
 
 __all__ = ["add_arguments", "run", "retime"]
