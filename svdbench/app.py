@@ -4,7 +4,7 @@
   ConfigStore, and :func:`preflight`, which composes and validates the config (of a single run, or
   every value of a multirun's command-line axes) so that a wrong key, type or value stops with one
   line, exit code 2 and nothing written; a single run's directory is checked too.
-- :func:`job` is the body of the Hydra task: build the method, track, run the pipeline, and turn
+- :func:`job` is the body of the Hydra task: plan the run, track, run the pipeline, and turn
   every kind of failure into the right exit code (single run) or a recorded failure (multirun).
 """
 
@@ -29,7 +29,8 @@ from . import distributed, tracking
 from .checkpoint import check_run_dir
 from .errors import CheckpointError, DivergedError, InputError, Preempted, one_line
 from .methods import Method
-from .pipeline import Run, configure, record_config, run_experiment, summary
+from .pipeline import Run, summary
+from .plan import RunPlan, make_plan
 from .regularizers import SparsityRegularizer
 from .results import RESULTS_FILE, RunRecord, read_results, write_results
 
@@ -37,9 +38,9 @@ log = logging.getLogger("svdbench")
 CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")
 
 
-def build(cfg: DictConfig) -> tuple[schema.Config, Method]:
-    """The validated config and the method object built from it, configured for the run
-    (:func:`svdbench.pipeline.configure`: its starting point, the budget); InputError in one line."""
+def plan(cfg: DictConfig) -> RunPlan:
+    """The plan of the composed config ``cfg``: validated, the method built from its config and
+    configured for the run (its starting point, the budget); InputError in one line."""
     typed = schema.validate(cfg)
     cls = schema.method_class(typed.method)
     reg = typed.regularizer
@@ -48,7 +49,13 @@ def build(cfg: DictConfig) -> tuple[schema.Config, Method]:
         method = cls(typed.method, regularizer)
     except (ValueError, TypeError) as err:
         raise InputError(one_line(err)) from None
-    return typed, configure(typed, method)
+    return make_plan(typed, method)
+
+
+def build(cfg: DictConfig) -> tuple[schema.Config, Method]:
+    """The validated config and the configured method of :func:`plan`."""
+    p = plan(cfg)
+    return p.cfg, p.method
 
 
 # ---------------------------------------------------------------------- before Hydra
@@ -137,7 +144,7 @@ def preflight(argv: list[str]) -> None:
             run_dir = Path(OmegaConf.select(cfg, "hydra.run.dir"))
             with open_dict(cfg):
                 del cfg["hydra"]
-            typed, method = build(cfg)
+            planned = plan(cfg)
         except InputError as err:
             fail(str(err))
         except Exception as err:
@@ -149,7 +156,7 @@ def preflight(argv: list[str]) -> None:
     except InputError as err:
         fail(str(err))
     try:  # before Hydra writes its .hydra/ into that directory
-        done = Run(typed, method, run_dir, config_dict=record_config(typed, method)).completed_result()
+        done = Run(planned, run_dir).completed_result()
     except InputError as err:
         fail(str(err))
     if done is not None:  # nothing to do: say so, leave the directory as it is
@@ -279,13 +286,14 @@ def job(cfg: DictConfig) -> float | tuple[float, float]:
     logging.getLogger("svdbench").setLevel(cfg.logger.level)
     tracker, ok = tracking.Tracker(), False
     try:
-        typed, method = build(cfg)
+        planned = plan(cfg)
+        typed, method = planned.cfg, planned.method
         _warn_unused_regularizer(method, hc)
-        config = record_config(typed, method)
         tags = [method.name, typed.model.name, typed.dataset.name]
         if distributed.is_main():  # torchrun: one tracked run, from rank 0
-            tracker = tracking.start(typed.logger, config=config, run_dir=run_dir, tags=tags, **wandb_names(hc))
-        results = run_experiment(typed, method, run_dir, config_dict=config, on_epoch=tracker.log_epoch)
+            tracker = tracking.start(typed.logger, config=planned.config, run_dir=run_dir, tags=tags,
+                                     **wandb_names(hc))  # fmt: skip
+        results = Run(planned, run_dir, on_epoch=tracker.log_epoch).execute()
         tracker.log_results(RunRecord.from_dict(results))
         ok = results.get("status") == "completed"
     except Preempted as err:

@@ -15,6 +15,7 @@ and measured (:data:`RESUME_IGNORED`).
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import os
 import pickle
 import shutil
@@ -33,18 +34,25 @@ from .results import RESULTS_FILE, RunRecord, atomic_torch_save, comparable_conf
 from .seeding import rng_state, set_rng_state
 
 __all__ = [
+    "DENSE_CHECKPOINT",
     "CheckpointError",
     "Preempted",
     "PreemptionGuard",
     "RunCheckpoints",
     "RunLock",
     "check_run_dir",
+    "dense_checkpoint_path",
+    "file_digest",
     "load_checkpoint",
+    "load_dense_checkpoint",
     "resume_key",
     "save_checkpoint",
+    "save_dense_checkpoint",
 ]
 
 CHECKPOINT = "checkpoint.pt"
+#: the trained dense weights of a run (a plain state_dict): the starting point ``init_from`` reads
+DENSE_CHECKPOINT = "dense.pt"
 #: the training stages of a run; stage files exist for those a later stage follows
 STAGES = ("pretrain", "orthogonal", "train", "finetune")
 #: the stages a compressed model (an operating point) starts after
@@ -67,6 +75,47 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     if not isinstance(state, dict) or "version" not in state:
         raise CheckpointError(f"checkpoint {path} is not a svdbench checkpoint")
     return state
+
+
+def dense_checkpoint_path(path: str | Path) -> Path:
+    """``path/dense.pt`` for a run directory, ``path`` itself for a file."""
+    p = Path(path)
+    return p / DENSE_CHECKPOINT if p.is_dir() else p
+
+
+def file_digest(path: Path) -> str:
+    """``sha256:<hex>`` of a file's content: which dense checkpoint a run started from."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return f"sha256:{h.hexdigest()}"
+
+
+def save_dense_checkpoint(model: nn.Module, run_dir: Path) -> Path:
+    """The trained dense weights (a plain state_dict on the CPU) into ``run_dir/dense.pt``."""
+    return atomic_torch_save({k: v.detach().cpu() for k, v in model.state_dict().items()}, run_dir / DENSE_CHECKPOINT)
+
+
+def load_dense_checkpoint(model: nn.Module, path: str | Path) -> None:
+    """Load dense weights from ``path`` (a ``dense.pt`` file or the run directory holding one) into
+    ``model``; InputError in one line for a missing, unreadable, non-finite or mismatched file."""
+    p = dense_checkpoint_path(path)
+    if not p.is_file():
+        raise InputError(f"init_from: no dense checkpoint at {p}")
+    try:
+        state = torch.load(p, map_location="cpu", weights_only=True)
+    except Exception as err:
+        raise InputError(f"init_from: cannot read {p}: {one_line(err)}") from None
+    if not isinstance(state, dict):
+        raise InputError(f"init_from: {p} is not a state_dict")
+    bad = [k for k, v in state.items() if torch.is_tensor(v) and v.is_floating_point() and not torch.isfinite(v).all()]
+    if bad:
+        raise InputError(f"init_from: {p} holds non-finite weights ({bad[0]}): not a usable starting point")
+    try:
+        model.load_state_dict(state)
+    except (RuntimeError, TypeError, AttributeError) as err:
+        raise InputError(f"init_from: {p} holds another architecture ({one_line(err)})") from None
 
 
 #: what each kind of checkpoint must hold

@@ -14,7 +14,8 @@ from svdbench.data import VAL_SEED, hold_out_validation, load_dataset
 from svdbench.data.splits import TensorSplits
 from svdbench.errors import DatasetError, InputError
 from svdbench.methods import Dense, L1FilterPruning, SVDTraining
-from svdbench.pipeline import configure, run_experiment
+from svdbench.pipeline import run_experiment
+from svdbench.plan import configure
 
 
 def numbered(n: int) -> TensorSplits:

@@ -9,7 +9,8 @@ import torch
 
 from svdbench.errors import InputError
 from svdbench.methods import SVDTraining
-from svdbench.pipeline import configure, run_experiment
+from svdbench.pipeline import run_experiment
+from svdbench.plan import configure
 from svdbench.regularizers import SparsityRegularizer, orthogonality_loss
 
 

@@ -10,7 +10,8 @@ from svdbench.checkpoint import resume_key
 from svdbench.config import DatasetConfig, ModelConfig
 from svdbench.errors import InputError
 from svdbench.methods import Dense, SVDTraining
-from svdbench.pipeline import record_config, run_experiment
+from svdbench.pipeline import run_experiment
+from svdbench.plan import record_config
 from svdbench.regularizers import SparsityRegularizer
 from svdbench.report import configuration
 
@@ -107,16 +108,16 @@ def test_same_seed_same_result(tmp_path, tiny_cfg):
 def test_finetune_stage_takes_its_own_lr_and_schedule(tmp_path, monkeypatch, tiny_cfg):
     """trainer.finetune_lr / finetune_schedule reach the fine-tuning stage only (Li et al. fine-tune
     at a constant small rate after a multistep training)."""
-    import svdbench.pipeline as pipeline
+    import svdbench.stages as stages
 
     seen = {}
-    real = pipeline.train_stage
+    real = stages.train_stage
 
     def spy(*args, **kw):
         seen[kw["options"].stage] = kw["options"].optim
         return real(*args, **kw)
 
-    monkeypatch.setattr(pipeline, "train_stage", spy)
+    monkeypatch.setattr(stages, "train_stage", spy)
     cfg = tiny_cfg()
     cfg.trainer.schedule, cfg.trainer.lr = "multistep", 0.05
     cfg.trainer.finetune_schedule, cfg.trainer.finetune_lr = "constant", 0.001

@@ -1,0 +1,177 @@
+"""One result being made (a :class:`Leg`) and what happens to its model, stage by stage:
+
+    train a stage (or restore it from its checkpoint) -> ... -> compress -> BatchNorm recalibration
+        -> finetune -> export -> measure
+
+A run has one leg for its main result and one per operating point; :class:`StageRunner` does the
+same steps for each, into the leg's record and directory, and :func:`recorded` writes what became
+of a leg (completed, failed or preempted) whatever happens.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from torch import nn
+
+from . import distributed, lowrank
+from .checkpoint import PreemptionGuard, RunCheckpoints
+from .errors import DivergedError, InputError, Preempted, one_line
+from .latency import run_latency
+from .macs import analyze_macs, count_params
+from .methods.base import Method
+from .plan import RunPlan, Stage
+from .results import RunRecord, atomic_torch_save, write_results
+from .train import StageHooks, StageOptions, recalibrate_batchnorm, train_stage
+from .workbench import Workbench
+
+log = logging.getLogger("svdbench")
+
+__all__ = ["Leg", "StageRunner", "recorded"]
+
+
+@dataclass
+class Leg:
+    """One result being made: the main result of a run (``label`` None) or one of its operating
+    points, with its method, its record (the future results.json), its directory and checkpoints."""
+
+    method: Method
+    record: RunRecord
+    dir: Path
+    checkpoints: RunCheckpoints
+    label: str | None = None
+
+    def write(self) -> None:
+        """results.json, written by rank 0 only (the one process that writes files)."""
+        if distributed.is_main():
+            write_results(self.dir, self.record)
+
+
+@contextlib.contextmanager
+def recorded(leg: Leg, guard: PreemptionGuard, contain: bool = False) -> Iterator[None]:
+    """Record in ``leg``'s results.json how its block ended other than normally: ``preempted`` (a
+    signal: the checkpoint was saved; resumable), ``preempted`` by Ctrl-C, or ``failed`` with the
+    reason; then re-raise. With ``contain`` (an operating point: one bad point must not lose the
+    others) an ordinary failure is recorded and logged but not re-raised; bad input still is."""
+    rec = leg.record
+    try:
+        yield
+    except Preempted as err:
+        rec.status, rec.error = "preempted", f"{err}; rerun the same command to resume"
+        leg.write()
+        distributed.barrier()  # every rank stopped at the same step (train_stage agrees on it)
+        guard.chain()
+        raise
+    except KeyboardInterrupt:  # Ctrl-C: resumable from the last epoch's checkpoint
+        rec.status, rec.error = "preempted", "interrupted (SIGINT); rerun the same command to resume"
+        leg.write()
+        raise
+    except InputError:  # a checkpoint of another experiment in the leg's directory
+        raise
+    except BaseException as err:
+        rec.status, rec.error = "failed", f"{type(err).__name__}: {err}"
+        if contain and isinstance(err, Exception):
+            log.error("%s failed: %s", leg.label or leg.dir.name, one_line(err))
+            return
+        leg.write()
+        if isinstance(err, DivergedError):  # raised on every rank at the same step
+            distributed.barrier()
+        raise
+
+
+class StageRunner:
+    """The steps every leg goes through on one workbench, logged and checkpointed. ``on_epoch``
+    receives every epoch's record (the tracker); ``guard`` is polled for preemption."""
+
+    def __init__(self, plan: RunPlan, bench: Workbench, guard: PreemptionGuard,
+                 on_epoch: Callable[[dict], None] | None = None) -> None:  # fmt: skip
+        self.plan, self.bench, self.guard, self.on_epoch = plan, bench, guard, on_epoch
+
+    def stage(self, leg: Leg, stage: Stage, net: nn.Module, method: Method | None = None, last: bool = False) -> None:
+        """Train ``stage`` of ``leg`` (or restore it from its checkpoint), recording history, wall time
+        and final top-1 into the leg's record; a stage that is not the ``last`` leaves
+        ``stage_<name>.pt``. ``method``: the hooks (default: the leg's method)."""
+        method = method or leg.method
+        rec, ck, name, bench = leg.record, leg.checkpoints, stage.name, self.bench
+        if ck.restore_stage(name, net, method, rec, bench.generator):
+            log.info("stage %s restored from its checkpoint", name)
+            return
+
+        def record(epoch: dict) -> None:
+            rec.history.append(epoch)
+            log.info(
+                "%s epoch %d: loss %.4f (reg %.4f), train top1 %.2f, test top1 %.2f%s",
+                *(epoch[k] for k in ("stage", "epoch", "train_loss", "reg_loss", "train_top1", "test_top1")),
+                f", val top1 {epoch['val_top1']:.2f}" if epoch.get("val_top1") is not None else "",
+            )
+            if self.on_epoch:
+                self.on_epoch(epoch)
+
+        resume = ck.resume_state(name, method, rec)
+        if resume is not None:
+            log.info("resuming stage %s at epoch %d, step %d", name, resume["epoch"] + 1, resume["step_in_epoch"])
+        t = time.perf_counter() - rec.wall_time.get(name, 0.0)
+
+        def save(state: dict) -> None:
+            rec.wall_time[name] = time.perf_counter() - t
+            ck.save_latest(name, state, method, rec)
+
+        progress = self.plan.cfg.trainer.progress and distributed.is_main()
+        options = StageOptions(stage.epochs, stage.optim, name, bench.device, progress=progress, accel=bench.accel,
+                               ddp=distributed.world_size() > 1)  # fmt: skip
+        hooks = StageHooks(on_epoch=record, save=save, stop=self.guard, resume=resume)
+        train_stage(net, method, bench.data.train, bench.data.test, options=options, hooks=hooks, val=bench.data.val)
+        rec.wall_time[name] = time.perf_counter() - t
+        if stage.epochs > 0:
+            rec.stage_top1[name] = bench.test_top1(net)
+        if not last:
+            ck.save_stage(name, net, method, rec, bench.generator)
+
+    def finish(self, leg: Leg, model: nn.Module) -> None:
+        """compress -> BatchNorm recalibration -> finetune -> export -> measure, into the leg's record."""
+        rec, method, bench, tr = leg.record, leg.method, self.bench, self.plan.cfg.trainer
+        if method.compresses:
+            t = time.perf_counter()
+            method.compress(model)
+            model.to(bench.device)
+            if tr.bn_recalibration_batches:
+                rec.stage_top1["pruned_stale_bn"] = bench.test_top1(model)
+                recalibrate_batchnorm(model, bench.data.train, tr.bn_recalibration_batches, bench.device)
+            rec.wall_time["compress"] = time.perf_counter() - t
+            rec.stage_top1["pruned"] = bench.test_top1(model)
+        finetune = Stage("finetune", method.finetune_epochs, self.plan.finetune.optim)
+        self.stage(leg, finetune, model, last=True)
+        self.measure(leg, model)
+
+    def measure(self, leg: Leg, model: nn.Module) -> None:
+        """Export the deployed model; its MACs, parameters, top-1 and (``measure.latency``) latency."""
+        rec, bench, cfg = leg.record, self.bench, self.plan.cfg
+        t = time.perf_counter()
+        if rec.ranks:
+            rec.ranks["after"] = lowrank.ranks(model)
+        deployed = leg.method.export(model).to(bench.device).eval()
+        count = analyze_macs(deployed, rec.input_shape)
+        params = count_params(deployed)
+        rec.top1 = bench.test_top1(deployed)
+        rec.val_top1 = bench.val_top1(deployed)
+        rec.macs, rec.macs_total, rec.params = count.macs, count.macs_total, params
+        rec.speedup = bench.dense_count.macs / max(count.macs, 1)
+        rec.compression = rec.params_dense / max(params, 1)
+        rec.mac_counter = {**count.as_dict(), "dense": bench.dense_count.as_dict()}
+        rec.method_details = leg.method.details()
+        # realized speed beside MACs; under torchrun timed by rank 0 alone while the others wait
+        if cfg.measure is not None and cfg.measure.latency and distributed.is_main():
+            t_lat = time.perf_counter()
+            rec.latency = run_latency(deployed, bench.build_model, rec.input_shape, bench.device, cfg.measure,
+                                      mac_speedup=rec.speedup)  # fmt: skip
+            rec.wall_time["latency"] = time.perf_counter() - t_lat
+        if cfg.save_model and distributed.is_main():
+            leg.dir.mkdir(parents=True, exist_ok=True)
+            atomic_torch_save(deployed.cpu(), leg.dir / "model.pt")
+            rec.model_path = str(leg.dir / "model.pt")
+        rec.wall_time["measure"] = time.perf_counter() - t

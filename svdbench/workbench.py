@@ -1,0 +1,90 @@
+"""What every stage of a run works with, set up once before any training: the seeded random state,
+the device and its speed options, the process group under torchrun, the batched data, the model as
+built (with the ``init_from`` weights), its dense MAC count and the input shape.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from . import distributed
+from .checkpoint import load_dense_checkpoint
+from .data import DataBundle, load_dataset
+from .errors import InputError, one_line
+from .macs import MacCount, analyze_macs
+from .models import build_from_config
+from .plan import RunPlan
+from .seeding import seed_everything
+from .train import Accel, evaluate, resolve_accel
+
+__all__ = ["Workbench", "resolve_device"]
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto``: CUDA when available, else the CPU. Under torchrun (``WORLD_SIZE > 1``) a CUDA
+    process takes GPU ``$LOCAL_RANK`` of its node."""
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and not torch.cuda.is_available():
+        raise InputError("trainer.device=cuda but no CUDA device is available")
+    if name == "cuda" and distributed.world_size() > 1:
+        index, count = distributed.local_rank(), torch.cuda.device_count()
+        if index >= count:
+            raise InputError(f"LOCAL_RANK={index} but this node has {count} CUDA device(s): one process per GPU")
+        return torch.device("cuda", index)
+    return torch.device(name)
+
+
+class Workbench:
+    """Seed, device, process group, data, model, its dense MACs, the method's ``check`` and the
+    starting point (``init_from``), in that order; raises InputError before any training."""
+
+    def __init__(self, plan: RunPlan) -> None:
+        cfg, tr = plan.cfg, plan.cfg.trainer
+        self.cfg = cfg
+        seed_everything(cfg.seed, tr.deterministic)
+        self.device: torch.device = resolve_device(tr.device)
+        self.owns_group: bool = distributed.init(self.device)  # torchrun: join the process group
+        self.accel: Accel = resolve_accel(self.device, tr.amp, tr.channels_last, tr.compile, tr.cudnn_benchmark,
+                                          tr.deterministic)  # fmt: skip
+        torch.backends.cudnn.benchmark = self.accel.cudnn_benchmark
+        self.data: DataBundle = load_dataset(cfg.dataset, batch_size=tr.batch_size,
+                                             eval_batch_size=tr.eval_batch_size, seed=cfg.seed, device=self.device,
+                                             num_workers=tr.num_workers, shard=distributed.shard())  # fmt: skip
+        self.model: nn.Module = self.build_model()
+        self.input_shape: tuple[int, ...] = (1, *self.data.input_shape)
+        try:
+            self.dense_count: MacCount = analyze_macs(self.model, self.input_shape)
+        except Exception as err:  # shape errors surface as RuntimeError, AssertionError, ValueError ...
+            raise InputError(
+                f"model {cfg.model.name} cannot take input {tuple(self.data.input_shape)}: {one_line(err)}"
+            ) from None
+        try:
+            plan.method.check(self.model, self.input_shape)
+        except ValueError as err:
+            raise InputError(one_line(err)) from None
+        if cfg.init_from:
+            load_dense_checkpoint(self.model, cfg.init_from)
+        #: the data-order generator a checkpoint carries (None for DataLoader splits)
+        self.generator: torch.Generator | None = getattr(self.data.train, "generator", None)
+
+    def build_model(self) -> nn.Module:
+        """A fresh model of the run's architecture (randomly initialised)."""
+        try:
+            return build_from_config(self.cfg.model, self.data.num_classes, self.data.input_shape[0])
+        except ValueError as err:
+            raise InputError(one_line(err)) from None
+
+    def test_top1(self, model: nn.Module) -> float:
+        return evaluate(model, self.data.test, self.device)["top1"]
+
+    def val_top1(self, model: nn.Module) -> float | None:
+        """Top-1 on the held-out validation split (None without one)."""
+        return None if self.data.val is None else evaluate(model, self.data.val, self.device)["top1"]
+
+    def close(self) -> None:
+        """Leave the process group (torchrun) once every rank is done."""
+        distributed.barrier()  # no rank leaves before rank 0 has written everything
+        if self.owns_group:
+            distributed.cleanup()
