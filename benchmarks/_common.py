@@ -136,6 +136,6 @@ def build(model_name: str, in_channels: int, method: str, *, init: str = "svd", 
     net = build_model("cifar_resnet", model_name, 10, in_channels)
     if method == "dense":
         return net, Dense()
-    meth = SVDTraining.create(SparsityRegularizer("hoyer", hoyer), decomposition="channel", init=init,
+    meth = SVDTraining.create(regularizer=SparsityRegularizer("hoyer", hoyer), decomposition="channel", init=init,
                               orthogonality=1.0)  # fmt: skip
     return meth.prepare(net, (1, in_channels, 32, 32)), meth

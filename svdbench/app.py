@@ -29,9 +29,9 @@ from . import distributed, tracking
 from .checkpoint import check_run_dir
 from .errors import CheckpointError, DivergedError, InputError, Preempted, one_line
 from .methods import Method
+from .methods.base import METHOD_GROUPS
 from .pipeline import Run, summary
 from .plan import RunPlan, make_plan
-from .regularizers import SparsityRegularizer
 from .results import RESULTS_FILE, RunRecord, read_results, write_results
 
 log = logging.getLogger("svdbench")
@@ -43,10 +43,8 @@ def plan(cfg: DictConfig) -> RunPlan:
     configured for the run (its starting point, the budget); InputError in one line."""
     typed = schema.validate(cfg)
     cls = schema.method_class(typed.method)
-    reg = typed.regularizer
-    regularizer = SparsityRegularizer(reg.kind, reg.weight) if cls.uses_regularizer else None
     try:
-        method = cls(typed.method, regularizer)
+        method = cls(typed.method)
     except (ValueError, TypeError) as err:
         raise InputError(one_line(err)) from None
     return make_plan(typed, method)
@@ -272,10 +270,12 @@ def wandb_names(hc) -> dict:
     return {"group": tracking.group_from_sweep_dir(hc.sweep.dir), "name": name[:128]}
 
 
-def _warn_unused_regularizer(method: Method, hc) -> None:
-    given = [o for o in hc.overrides.task if o.lstrip("+~").startswith("regularizer")]
-    if given and not method.uses_regularizer:
-        log.warning("method %s takes no regularizer: %s ignored", method.name, " ".join(given))
+def _warn_unused_groups(method: Method, hc) -> None:
+    """A warning for each group of METHOD_GROUPS set on the command line that the method does not take."""
+    for group in set(METHOD_GROUPS) - set(method.Config.groups()):
+        given = [o for o in hc.overrides.task if o.lstrip("+~").startswith(group)]
+        if given:
+            log.warning("method %s takes no %s: %s ignored", method.name, group, " ".join(given))
 
 
 def job(cfg: DictConfig) -> float | tuple[float, float]:
@@ -288,7 +288,7 @@ def job(cfg: DictConfig) -> float | tuple[float, float]:
     try:
         planned = plan(cfg)
         typed, method = planned.cfg, planned.method
-        _warn_unused_regularizer(method, hc)
+        _warn_unused_groups(method, hc)
         tags = [method.name, typed.model.name, typed.dataset.name]
         if distributed.is_main():  # torchrun: one tracked run, from rank 0
             tracker = tracking.start(typed.logger, config=planned.config, run_dir=run_dir, tags=tags,

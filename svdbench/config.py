@@ -29,7 +29,7 @@ from .methods import METHODS, Method
 from .models import BLOCKS, MODELS, OPTIONS, SHORTCUTS, check_options
 from .published import register_resolver
 from .registry import import_object
-from .regularizers import SPARSITY_KINDS
+from .regularizers import SparsityRegularizer
 
 
 @dataclass
@@ -161,19 +161,6 @@ class TrainerConfig:
         )
 
 
-@dataclass
-class RegularizerConfig:
-    """The sparsity term on singular values, for the methods that take one (``Method.uses_regularizer``)."""
-
-    _target_: str = "svdbench.regularizers.SparsityRegularizer"
-    kind: str = "hoyer"  # none | l1 | hoyer | hoyer_square
-    weight: float = 0.0  # lambda_s
-
-    def __post_init__(self) -> None:
-        check(self.kind in SPARSITY_KINDS, "regularizer.kind", f"must be one of {SPARSITY_KINDS}, got {self.kind!r}")
-        check(self.weight >= 0, "regularizer.weight", f"must be >= 0, got {self.weight}")
-
-
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
@@ -220,7 +207,10 @@ class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     dataset: DatasetConfig = field(default_factory=DatasetConfig)
     method: Any = None  # a method's config dataclass, chosen by the method group
-    regularizer: RegularizerConfig = field(default_factory=RegularizerConfig)
+    # the regularizer group, composed here so that regularizer=l1 and regularizer.weight=0.1 work on the command
+    # line; it belongs to the method whose config has a regularizer field (method.regularizer: ${regularizer}),
+    # and is recorded there only (svdbench.methods.base.METHOD_GROUPS)
+    regularizer: SparsityRegularizer = field(default_factory=SparsityRegularizer)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     logger: LoggerConfig = field(default_factory=LoggerConfig)
     measure: MeasureConfig = field(default_factory=MeasureConfig)
@@ -237,15 +227,19 @@ class Config:
 
 def register_configs() -> None:
     """Store the schemas in Hydra's ConfigStore: ``config_schema`` (the top level), ``trainer/default``,
-    ``measure/default`` and ``method/<name>`` for every registered method, and the ``published``
-    resolver the reproduction presets read (idempotent)."""
+    ``measure/default`` and ``method/<name>`` for every registered method (whose fields named after a
+    group of :data:`~svdbench.methods.base.METHOD_GROUPS` read that group: ``method.regularizer:
+    ${regularizer}``), and the ``published`` resolver the reproduction presets read (idempotent)."""
     register_resolver()
     cs = ConfigStore.instance()
     cs.store(name="config_schema", node=Config)
     cs.store(group="trainer", name="default", node=TrainerConfig)
     cs.store(group="measure", name="default", node=MeasureConfig)
     for name, cls in METHODS.items():
-        cs.store(group="method", name=name, node=cls.Config)
+        node = OmegaConf.structured(cls.Config)
+        for group in cls.Config.groups():  # the method reads its groups from the top level
+            node[group] = f"${{{group}}}"
+        cs.store(group="method", name=name, node=node)
 
 
 def method_class(node: Any) -> type[Method]:

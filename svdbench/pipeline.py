@@ -39,7 +39,7 @@ from .macs import count_params
 from .methods.base import Method
 from .models import model_label, model_options
 from .plan import RunPlan, make_plan
-from .results import RESULTS_FILE, RunRecord, versions
+from .results import RESULTS_FILE, RunRecord, dotted, versions
 from .seeding import rng_state, set_rng_state
 from .stages import Leg, StageRunner, recorded
 from .workbench import Workbench
@@ -142,10 +142,10 @@ class Run:
             main.record = RunRecord.from_dict(done)
             trained = self.restore_trained(bench, main)
         if self.points:
-            main.record.energy_sweep = [self.operating_point(bench, runner, main, trained, label, m)
-                                        for label, m in self.points]  # fmt: skip
+            main.record.operating_points = [self.operating_point(bench, runner, main, trained, label, m)
+                                            for label, m in self.points]  # fmt: skip
             main.write()
-        all_done = all(p["status"] == "completed" for p in main.record.energy_sweep or [])
+        all_done = all(p["status"] == "completed" for p in main.record.operating_points or [])
         if not cfg.keep_checkpoints and all_done and distributed.is_main():
             self.checkpoints.remove()  # kept while a point failed: a rerun makes it from the trained model
         if runner.guard.signum is not None:  # arrived after the last training step (measuring): hand it on
@@ -212,15 +212,15 @@ class Run:
             leg = Leg(method, self.point_record(main.record, method, trained[2]), self.dir / label, checkpoints, label)
             self.make_point(bench, runner, leg, trained)
             rec = leg.record
-        energy = getattr(method.config, "energy", None)
-        return {"energy": energy, "label": label, "status": rec.status, "top1": rec.top1, "macs": rec.macs,
-                "path": str(self.dir / label / RESULTS_FILE)}  # fmt: skip
+        return {"label": label, "status": rec.status, "top1": rec.top1, "macs": rec.macs,
+                "path": str(self.dir / label / RESULTS_FILE),
+                "settings": {k: dotted(rec.config, k) for k in method.Config.headline}}  # fmt: skip
 
     def point_record(self, main: RunRecord, method: Method, progress: dict) -> RunRecord:
         """An operating point's record as it starts: the main record's progress at the end of training
         (its history, ranks, stage top-1 and wall times up to there), none of its measurements."""
         rec = dataclasses.replace(copy.deepcopy(main), config=self.point_config(method), status="running", error=None,
-                                  energy_sweep=None, energy_sweep_parent=str(self.dir))  # fmt: skip
+                                  operating_points=None, point_of=str(self.dir))  # fmt: skip
         rec.restore(progress)
         rec.stage_top1 = {k: v for k, v in rec.stage_top1.items() if k == "dense" or k in BEFORE_COMPRESS}
         rec.wall_time = {k: v for k, v in rec.wall_time.items() if k in BEFORE_COMPRESS}

@@ -48,7 +48,8 @@ from . import pareto, tracking
 from .axes import MACS, Axis, latency_axis
 from .errors import one_line
 from .methods import METHODS
-from .results import RunRecord, comparable_config, find_results, write_json_atomic
+from .methods.base import METHOD_GROUPS
+from .results import RunRecord, comparable_config, comparable_key, find_results, write_json_atomic
 
 #: config keys (dotted, prefixes included) that do not define a configuration: the seed, where data,
 #: outputs and checkpoints live, logging, and evaluation-only settings. ``init_from`` is replaced
@@ -85,7 +86,7 @@ class Run:
     def headline(self) -> tuple[str, ...]:
         """The settings the method shows first: as recorded, else its registered config's (older files)."""
         if self.rec.headline is not None:
-            return tuple(self.rec.headline)
+            return tuple(comparable_key(k) for k in self.rec.headline)
         cls = METHODS.find(self.rec.method)
         return cls.Config.headline if cls is not None else ()
 
@@ -285,6 +286,11 @@ def _fmt_value(v: Any) -> str:
 
 
 def short_key(k: str) -> str:
+    """``k`` as the settings column shows it: ``method.energy`` as ``energy``, ``trainer.lr`` as ``tr.lr``, a
+    method's group as the group (``method.regularizer.weight`` as ``reg.weight``)."""
+    for group in METHOD_GROUPS:
+        if k.startswith(f"method.{group}."):
+            k = k[len("method.") :]
     for long, short in SHORT:
         if k.startswith(long):
             return short + k[len(long) :]

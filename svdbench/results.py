@@ -28,14 +28,15 @@ import torch
 from . import __version__
 from .macs import fvcore_version
 from .methods import METHODS
+from .methods.base import METHOD_GROUPS
 from .models import OPTIONS
 
 RESULTS_FILE = "results.json"
 #: keys added with a non-null default after runs had been recorded without them: a recorded value
-#: equal to that default is the same as the key absent
+#: equal to that default is the same as the key absent (a method declares its own: ``Config.added``)
 ADDED_DEFAULTS = {
     "model": dict(OPTIONS),
-    "method": {"orthogonal_epochs": 0, "round_to": 1, "rounding": "kept"},  # svd; svd, trp, filter pruning
+    "method": {"round_to": 1, "rounding": "kept"},  # filter pruning
 }
 SCHEMA_VERSION = 1
 STATUSES = ("running", "completed", "failed", "preempted")
@@ -95,12 +96,16 @@ class RunRecord:
     method_details: dict | None = None
     latency: dict | None = None
     model_path: str | None = None
-    energy_sweep: list | None = None  # the operating points (label, status, top1, macs, path)
-    energy_sweep_parent: str | None = None  # an operating point: the run it was pruned from
+    # the operating points made from this run's trained model: label, status, top1, macs, path and the
+    # point's headline settings (``settings``: dotted key -> value)
+    operating_points: list | None = None
+    point_of: str | None = None  # an operating point: the run directory it was made from
     extra: dict = field(default_factory=dict)  # keys this version does not know, kept as read
 
     #: kept in the file even when null
     ALWAYS = ("seed",)
+    #: keys of files written before they were renamed: old name -> new name
+    RENAMED = {"energy_sweep": "operating_points", "energy_sweep_parent": "point_of"}
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"schema": SCHEMA_VERSION}
@@ -124,6 +129,7 @@ class RunRecord:
         """A record read back, checked: ValueError (one line) for anything that is not one."""
         if not isinstance(data, dict) or not isinstance(data.get("status"), str):
             raise ValueError("not a svdbench results file (no status)")
+        data = {cls.RENAMED[k] if k in cls.RENAMED and cls.RENAMED[k] not in data else k: v for k, v in data.items()}
         if data["status"] not in STATUSES:
             raise ValueError(f"status {data['status']!r} is not one of {', '.join(STATUSES)}")
         missing = [k for k in REQUIRED if k not in data] if data["status"] == "completed" else []
@@ -154,6 +160,16 @@ class RunRecord:
         return rec
 
 
+def dotted(config: dict, key: str, default: Any = None) -> Any:
+    """The value at a dotted key (``method.energy``) of a nested config, ``default`` where absent."""
+    node: Any = config
+    for part in key.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return default
+        node = node[part]
+    return node
+
+
 def _finite(v: Any) -> bool:
     """A real number a float can hold (a 400-digit integer is not one)."""
     if isinstance(v, bool) or not isinstance(v, (int, float)):
@@ -177,13 +193,14 @@ def comparable_config(config: dict, method: str) -> dict:
     """The part of a recorded config that says which experiment it is, across svdbench versions:
 
     - an optional key left at null, or an empty mapping, is the same as the key absent (a run made
-      before the key existed), and so is a key of :data:`ADDED_DEFAULTS` at its default
-      (``model.shortcut=A``, ``model.block=basic``, ``method.orthogonal_epochs=0``, ``method.round_to=1``,
-      ``method.rounding=kept``);
+      before the key existed), and so is a key of :data:`ADDED_DEFAULTS` or of the method's
+      ``Config.added`` at its default (``model.shortcut=A``, ``model.block=basic``,
+      ``method.orthogonal_epochs=0``, ``method.round_to=1``, ``method.rounding=kept``);
     - ``method._target_`` is left out (the method's registered name identifies it; a module that
       moves does not make another experiment);
     - keys a method renamed are read under their new names;
-    - ``regularizer`` is left out for a method that takes none (older runs recorded it for every method).
+    - a method's groups (``regularizer``, :data:`~svdbench.methods.base.METHOD_GROUPS`) are read inside
+      the method (``method.regularizer``): older runs recorded them at the top level, for every method.
     """
     out = copy.deepcopy(config)
     m = out.get("method")
@@ -194,15 +211,24 @@ def comparable_config(config: dict, method: str) -> dict:
             for old, new in cls.Config.renamed.items():
                 if old in m and new not in m:
                     m[new] = m.pop(old)
-    if cls is not None and not cls.uses_regularizer:
-        out.pop("regularizer", None)
-    for section, defaults in ADDED_DEFAULTS.items():
+    for group in METHOD_GROUPS:
+        node = out.pop(group, None)
+        if isinstance(node, dict) and isinstance(m, dict) and cls is not None and group in cls.Config.groups():
+            m.setdefault(group, {k: v for k, v in node.items() if k != "_target_"})
+    added = {**ADDED_DEFAULTS, "method": {**ADDED_DEFAULTS["method"], **(cls.Config.added if cls else {})}}
+    for section, defaults in added.items():
         node = out.get(section)
         if isinstance(node, dict):
             for key, default in defaults.items():
                 if key in node and node[key] == default:
                     del node[key]
     return _drop_empty(out)
+
+
+def comparable_key(key: str) -> str:
+    """A dotted config key where :func:`comparable_config` puts it: a method group's key recorded at the
+    top level by older runs (``regularizer.weight``) inside the method (``method.regularizer.weight``)."""
+    return f"method.{key}" if key.split(".", 1)[0] in METHOD_GROUPS else key
 
 
 def _umask_mode(fd: int) -> None:

@@ -1,9 +1,9 @@
 """Weights & Biases tracking: the one module that imports ``wandb`` (lazily, only when used).
 
 - :func:`start` returns a tracker for one training run: ``logger.name=wandb`` gives a
-  :class:`WandbTracker` (config, per-epoch metrics, summary metrics, per-layer ranks as a table),
-  anything else a :class:`Tracker` that does nothing. Call :meth:`Tracker.finish` always, with
-  ``exit_code=1`` on failure (in a Hydra multirun, runs would otherwise merge).
+  :class:`WandbTracker` (config, per-epoch metrics, summary metrics, per-layer ranks and the
+  operating points as tables), anything else a :class:`Tracker` that does nothing. Call
+  :meth:`Tracker.finish` always, with ``exit_code=1`` on failure (in a Hydra multirun, runs would otherwise merge).
 - :func:`log_report` logs a report's plain tables (:class:`ReportTables`, built by
   :mod:`svdbench.report`: comparison table, Pareto scatter, plot) as a run of its own and,
   online and logged in, also saves a W&B Report (``wandb_workspaces.reports.v2``).
@@ -113,9 +113,9 @@ class WandbTracker(Tracker):
             after = rec.ranks.get("after", {})
             rows = [[name, full, after.get(name)] for name, full in rec.ranks["full"].items()]
             tables["ranks"] = wandb.Table(columns=["layer", "rank_full", "rank_after"], data=rows)
-        if rec.energy_sweep:
-            rows = [[p.get("energy"), p.get("status"), p.get("top1"), p.get("macs")] for p in rec.energy_sweep]
-            tables["energy_sweep"] = wandb.Table(columns=["energy", "status", "top1", "macs"], data=rows)
+        if rec.operating_points:
+            rows = [[p.get("label"), p.get("status"), p.get("top1"), p.get("macs")] for p in rec.operating_points]
+            tables["operating_points"] = wandb.Table(columns=["label", "status", "top1", "macs"], data=rows)
         if tables:
             self.run.log(tables, step=self.step)
 

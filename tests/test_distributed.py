@@ -152,7 +152,7 @@ def tiny_data():
 def test_train_stage_with_speed_options_on_cpu(accel):
     data = tiny_data()
     net = svdbench.models.cifar_resnet(8, num_classes=10, in_channels=3)
-    method = SVDTraining(regularizer=SparsityRegularizer("hoyer", 0.01))
+    method = SVDTraining.create(regularizer=SparsityRegularizer("hoyer", 0.01))
     net = method.prepare(net, (1, 3, 8, 8))
     states = []
     options = StageOptions(epochs=2, optim=OptimConfig("adam", 1e-3), stage="train", progress=False, accel=accel)
@@ -229,9 +229,9 @@ def test_checkpoint_of_another_process_count_is_refused(tmp_path, tiny_cfg):
         save_model=False,
     )
     cfg.measure.latency = False
-    run_experiment(cfg, SVDTraining(regularizer=SparsityRegularizer()), tmp_path)
+    run_experiment(cfg, SVDTraining.create(regularizer=SparsityRegularizer()), tmp_path)
     (tmp_path / "results.json").unlink()
     state = load_checkpoint(tmp_path / "checkpoint.pt")
     save_checkpoint({**state, "world_size": 2}, tmp_path / "checkpoint.pt")  # as a 2-process run writes it
     with pytest.raises(InputError, match="written by 2 process"):
-        run_experiment(cfg, SVDTraining(regularizer=SparsityRegularizer()), tmp_path)
+        run_experiment(cfg, SVDTraining.create(regularizer=SparsityRegularizer()), tmp_path)

@@ -44,19 +44,25 @@ def finish(run_py):
 
 
 @pytest.fixture(scope="module")
-def uninterrupted(tmp_path_factory, finish):
+def uninterrupted_dir(tmp_path_factory, finish):
     out = tmp_path_factory.mktemp("ref") / "run"
-    ref = finish(out)
+    finish(out)
     assert not list(out.rglob("*.pt"))  # every checkpoint cleaned up once all points are done
-    return ref
+    return out
 
 
-def test_points_start_from_the_trained_model_with_their_own_history(uninterrupted):
+@pytest.fixture(scope="module")
+def uninterrupted(uninterrupted_dir):
+    return outcome(uninterrupted_dir)
+
+
+def test_points_start_from_the_trained_model_with_their_own_history(uninterrupted, uninterrupted_dir):
     main = uninterrupted["main"]
     train_history = [h for h in main["history"] if h["stage"] == "train"]
     for p in POINTS:
         point = uninterrupted[p]
-        assert point["status"] == "completed" and point["method_details"]["energy"] == float(p.split("_")[1])
+        config = json.loads((uninterrupted_dir / p / "results.json").read_text())["config"]
+        assert point["status"] == "completed" and config["method"]["energy"] == float(p.split("_")[1])
         # the trained part of the history, then the point's own fine-tuning (not the main run's)
         assert point["history"][: len(train_history)] == train_history
         assert [h["stage"] for h in point["history"][len(train_history) :]] == ["finetune", "finetune"]

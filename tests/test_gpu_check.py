@@ -34,6 +34,8 @@ def test_without_a_gpu_the_real_check_refuses_in_one_line(root, env):
 @pytest.mark.parametrize("amp", ["bf16", "fp16"])
 def test_amp_training_on_cuda_stays_finite(amp, tmp_path, tiny_cfg):
     cfg = tiny_cfg(trainer={"device": "cuda", "amp": amp}, save_model=False)
-    res = run_experiment(cfg, SVDTraining.create(SparsityRegularizer("hoyer", 0.05), finetune_epochs=1), tmp_path)
+    res = run_experiment(
+        cfg, SVDTraining.create(regularizer=SparsityRegularizer("hoyer", 0.05), finetune_epochs=1), tmp_path
+    )
     assert res["status"] == "completed" and res["accel"]["amp"] == amp
     assert all(math.isfinite(h["train_loss"]) for h in res["history"])

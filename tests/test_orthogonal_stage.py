@@ -15,7 +15,7 @@ from svdbench.regularizers import SparsityRegularizer, orthogonality_loss
 
 
 def svd(**settings) -> SVDTraining:
-    return SVDTraining.create(SparsityRegularizer("hoyer", 0.5), **{"finetune_epochs": 1, **settings})
+    return SVDTraining.create(regularizer=SparsityRegularizer("hoyer", 0.5), **{"finetune_epochs": 1, **settings})
 
 
 def test_the_orthogonal_stage_has_no_sparsity_term():

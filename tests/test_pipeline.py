@@ -36,7 +36,7 @@ def test_run_py_end_to_end_writes_complete_results(tmp_path, run_py, tiny):
     assert set(res["versions"]) == {"python", "torch", "fvcore", "svdbench"}
     assert {"train", "pruned", "finetune"} <= res["stage_top1"].keys()
     assert {"train", "compress", "finetune", "measure", "total"} <= res["wall_time"].keys()
-    assert res["config"]["regularizer"]["kind"] == "hoyer"
+    assert res["config"]["method"]["regularizer"]["kind"] == "hoyer" and "regularizer" not in res["config"]
     full, after = res["ranks"]["full"], res["ranks"]["after"]
     assert full.keys() == after.keys() and all(after[k] <= full[k] for k in full)
     assert res["speedup"] == pytest.approx(res["macs_dense"] / res["macs"])
@@ -55,7 +55,7 @@ def test_pipeline_dense_then_svd_from_it(tmp_path, tiny_cfg):
     assert res["status"] == "completed" and res["speedup"] == 1.0 and res["macs"] == res["macs_dense"]
     assert (dense_dir / "dense.pt").is_file()
     sd = torch.load(dense_dir / "dense.pt", weights_only=True)
-    method = SVDTraining.create(hoyer(), init="svd", energy=0.3)
+    method = SVDTraining.create(regularizer=hoyer(), init="svd", energy=0.3)
     svd = run_experiment(tiny_cfg(init_from=str(dense_dir)), method, tmp_path / "svd")
     assert svd["init_from"] == str(dense_dir) and "dense" in svd["stage_top1"]
     assert svd["stage_top1"]["dense"] == pytest.approx(res["top1"])
@@ -65,15 +65,17 @@ def test_pipeline_dense_then_svd_from_it(tmp_path, tiny_cfg):
 
 @pytest.mark.slow
 def test_energy_sweep_writes_one_result_per_energy(tmp_path, tiny_cfg):
-    method = SVDTraining.create(hoyer(), energy=0.05, energies=[0.1, 0.5])
+    method = SVDTraining.create(regularizer=hoyer(), energy=0.05, energies=[0.1, 0.5])
     res = run_experiment(tiny_cfg(), method, tmp_path)
-    pts = {p["energy"]: json.loads((tmp_path / f"energy_{p['energy']:g}" / "results.json").read_text())
-           for p in res["energy_sweep"]}  # fmt: skip
+    entries = {p["label"]: p for p in res["operating_points"]}
+    assert list(entries) == ["energy_0.1", "energy_0.5"]
+    pts = {e["settings"]["method.energy"]: json.loads((tmp_path / label / "results.json").read_text())
+           for label, e in entries.items()}  # fmt: skip
     assert set(pts) == {0.1, 0.5}
     assert pts[0.5]["macs"] <= pts[0.1]["macs"] <= res["macs"]
     for e, p in pts.items():
         assert p["status"] == "completed" and p["config"]["method"]["energy"] == e
-        assert p["method_details"]["energy"] == e
+        assert p["point_of"] == str(tmp_path) and entries[f"energy_{e:g}"]["macs"] == p["macs"]
         # every point starts from the same trained model
         assert p["stage_top1"]["train"] == res["stage_top1"]["train"]
 
@@ -99,8 +101,8 @@ def test_input_errors_write_nothing(tmp_path, tiny_cfg):
 
 @pytest.mark.slow
 def test_same_seed_same_result(tmp_path, tiny_cfg):
-    a = run_experiment(tiny_cfg(), SVDTraining(regularizer=hoyer()), tmp_path / "a")
-    b = run_experiment(tiny_cfg(), SVDTraining(regularizer=hoyer()), tmp_path / "b")
+    a = run_experiment(tiny_cfg(), SVDTraining.create(regularizer=hoyer()), tmp_path / "a")
+    b = run_experiment(tiny_cfg(), SVDTraining.create(regularizer=hoyer()), tmp_path / "b")
     assert a["top1"] == b["top1"] and a["macs"] == b["macs"] and a["history"] == b["history"]
 
 
@@ -121,7 +123,7 @@ def test_finetune_stage_takes_its_own_lr_and_schedule(tmp_path, monkeypatch, tin
     cfg = tiny_cfg()
     cfg.trainer.schedule, cfg.trainer.lr = "multistep", 0.05
     cfg.trainer.finetune_schedule, cfg.trainer.finetune_lr = "constant", 0.001
-    run_experiment(cfg, SVDTraining.create(hoyer(), energy=0.3), tmp_path)
+    run_experiment(cfg, SVDTraining.create(regularizer=hoyer(), energy=0.3), tmp_path)
     assert (seen["train"].schedule, seen["train"].lr) == ("multistep", 0.05)
     assert (seen["finetune"].schedule, seen["finetune"].lr) == ("constant", 0.001)
 
@@ -138,17 +140,21 @@ def test_completed_run_recorded_before_a_new_optional_key_is_kept(tmp_path):
 
 def test_results_of_the_previous_layout_are_the_same_experiment(compose_cfg, build):
     """Completed runs recorded before the plug-in redesign (baselines.* targets, TRP's energy_train,
-    a regularizer group recorded for every method, no model/dataset _target_ keys) still count as
-    completed for the resume check and as the same configuration for the report."""
+    a regularizer group recorded at the top level for every method, not inside SVD training's config,
+    no model/dataset _target_ keys) still count as completed for the resume check and as the same
+    configuration for the report."""
     for overrides, name in [(["method=trp", "method.energy_kept=0.95"], "trp"), (["method=dense"], "dense"),
-                            (["method=l1_filter", "method.ratio=0.4"], "l1_filter")]:  # fmt: skip
+                            (["method=l1_filter", "method.ratio=0.4"], "l1_filter"),
+                            (["method=svd", "regularizer=l1", "regularizer.weight=0.2"], "svd")]:  # fmt: skip
         typed, method = build(compose_cfg(overrides))
         new = record_config(typed, method)
         old = {k: v for k, v in new.items()}
         old["model"] = {k: v for k, v in new["model"].items() if k not in ("_target_", "kwargs")}
         old["dataset"] = {k: v for k, v in new["dataset"].items() if k not in ("_target_", "kwargs")}
-        old["regularizer"] = {"_target_": "svdbench.regularizers.SparsityRegularizer", "kind": "hoyer", "weight": 0.05}
+        reg = new["method"].get("regularizer", {"kind": "hoyer", "weight": 0.05})
+        old["regularizer"] = {"_target_": "svdbench.regularizers.SparsityRegularizer", **reg}
         old["method"] = dict(new["method"], _target_=f"baselines.{name}.Old")
+        old["method"].pop("regularizer", None)
         if name == "trp":
             old["method"]["energy_train"] = old["method"].pop("energy_kept")
         assert resume_key(old, name) == resume_key(new, name)

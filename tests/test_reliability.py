@@ -102,7 +102,7 @@ def test_nan_stops_with_stage_and_epoch(tmp_path, tiny):
 
     (tmp_path / "results.json").write_text('{"status": "completed", "kept": true}')
     with pytest.raises(DivergedError, match="stage 'train', epoch 1"):
-        run_experiment(tiny(resume=False), Exploding(regularizer=SparsityRegularizer()), tmp_path)
+        run_experiment(tiny(resume=False), Exploding.create(regularizer=SparsityRegularizer()), tmp_path)
     res = read_results(tmp_path / "results.json")
     assert res["status"] == "failed" and "stage 'train', epoch 1" in res["error"]
     assert not (tmp_path / "model.pt").exists()
@@ -119,15 +119,15 @@ def test_corrupt_checkpoint_is_named(tmp_path, tiny):
     data = (run / "checkpoint.pt").read_bytes()
     (run / "checkpoint.pt").write_bytes(data[: len(data) // 2])  # truncated
     with pytest.raises(CheckpointError, match="corrupt or truncated"):
-        run_experiment(tiny(), SVDTraining(regularizer=SparsityRegularizer()), run)
+        run_experiment(tiny(), SVDTraining.create(regularizer=SparsityRegularizer()), run)
 
 
 def test_checkpoint_of_another_config_is_refused(tmp_path, tiny):
-    run_experiment(tiny(keep_checkpoints=True), SVDTraining(regularizer=SparsityRegularizer()), tmp_path)
+    run_experiment(tiny(keep_checkpoints=True), SVDTraining.create(regularizer=SparsityRegularizer()), tmp_path)
     (tmp_path / "results.json").unlink()
     assert (tmp_path / "checkpoint.pt").exists()
     with pytest.raises(InputError, match="another config"):
-        run_experiment(tiny(seed=1), SVDTraining(regularizer=SparsityRegularizer()), tmp_path)
+        run_experiment(tiny(seed=1), SVDTraining.create(regularizer=SparsityRegularizer()), tmp_path)
 
 
 def test_atomic_results_never_half_written(tmp_path, monkeypatch):
@@ -155,7 +155,7 @@ def test_preemption_hands_the_signal_to_the_launchers_handler(tmp_path, tiny):
     calls = []
     previous = signal.signal(signal.SIGUSR1, lambda signum, frame: calls.append(signum))
     try:
-        method = SVDTraining(regularizer=SparsityRegularizer())
+        method = SVDTraining.create(regularizer=SparsityRegularizer())
         with pytest.raises(Preempted):
             run_experiment(tiny(), method, tmp_path, on_epoch=lambda rec: os.kill(os.getpid(), signal.SIGUSR1))
     finally:
@@ -163,5 +163,5 @@ def test_preemption_hands_the_signal_to_the_launchers_handler(tmp_path, tiny):
     assert calls == [signal.SIGUSR1]
     assert read_results(tmp_path / "results.json")["status"] == "preempted"
     assert load_checkpoint(tmp_path / "checkpoint.pt")["stage"] == "train"
-    res = run_experiment(tiny(), SVDTraining(regularizer=SparsityRegularizer()), tmp_path)
+    res = run_experiment(tiny(), SVDTraining.create(regularizer=SparsityRegularizer()), tmp_path)
     assert res["status"] == "completed" and [h["epoch"] for h in res["history"] if h["stage"] == "train"] == [1, 2]

@@ -10,7 +10,7 @@ from svdbench.pipeline import run_experiment
 from svdbench.regularizers import SparsityRegularizer
 
 LOWRANK = {
-    "svd": lambda **kw: SVDTraining.create(SparsityRegularizer("hoyer", 0.05), energy=0.2, **kw),
+    "svd": lambda **kw: SVDTraining.create(regularizer=SparsityRegularizer("hoyer", 0.05), energy=0.2, **kw),
     "svd_posthoc": lambda **kw: PosthocSVD.create(energy=0.3, **kw),
     "trp": lambda **kw: TRP.create(energy=0.2, **kw),
 }
@@ -23,7 +23,7 @@ def test_rounded_ranks_are_multiples_or_full_and_macs_are_recounted(name, tmp_pa
     res = run_experiment(tiny_cfg(save_model=True), LOWRANK[name](round_to=8, finetune_epochs=0), tmp_path / "r8")
     d = res["method_details"]
     full, unrounded, after = d["ranks_before"], d["ranks_unrounded"], d["ranks_after"]
-    assert d["round_to"] == 8 and after and set(after) == set(unrounded)
+    assert res["config"]["method"]["round_to"] == 8 and after and set(after) == set(unrounded)
     for layer, r in after.items():
         assert r % 8 == 0 or r == full[layer], (layer, r)
         assert unrounded[layer] <= r <= full[layer]
@@ -47,5 +47,5 @@ def test_round_to_is_checked_and_reaches_every_operating_point(cls):
     with pytest.raises(ValueError, match="method.round_to"):
         cls.create(round_to=0)
     if cls is SVDTraining:
-        method = cls.create(SparsityRegularizer("hoyer", 0.05), round_to=16, energies=[0.1, 0.2])
+        method = cls.create(regularizer=SparsityRegularizer("hoyer", 0.05), round_to=16, energies=[0.1, 0.2])
         assert [m.config.round_to for _, m in method.operating_points()] == [16, 16]

@@ -19,7 +19,7 @@ from svdbench.train import OptimConfig, StageHooks, StageOptions, train_stage
 def setup(method=None):
     ds = DatasetConfig(name="synthetic", shape=[3, 8, 8], num_train=48, num_test=16)
     data = load_dataset(ds, batch_size=16, eval_batch_size=512)
-    method = method or SVDTraining(regularizer=SparsityRegularizer())
+    method = method or SVDTraining.create(regularizer=SparsityRegularizer())
     net = method.prepare(svdbench.models.cifar_resnet(8, num_classes=10, in_channels=3), (1, 3, 8, 8))
     return net, method, data
 
@@ -83,6 +83,6 @@ def test_nan_loss_names_stage_and_epoch():
             self.steps += 1
             return torch.tensor(float("nan") if self.steps > 3 else 0.0)  # 3 steps per epoch
 
-    net, method, data = setup(NanFromSecondEpoch(regularizer=SparsityRegularizer()))
+    net, method, data = setup(NanFromSecondEpoch.create(regularizer=SparsityRegularizer()))
     with pytest.raises(DivergedError, match=r"loss became nan in stage 'finetune', epoch 2$"):
         train_stage(net, method, data.train, data.test, options(stage="finetune"))

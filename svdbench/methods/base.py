@@ -40,9 +40,14 @@ from torch import nn
 
 from ..checks import check
 from ..registry import Registry
-from ..regularizers import SparsityRegularizer
 
-__all__ = ["MethodConfig", "Method", "METHODS", "register_method", "method_target"]
+__all__ = ["METHOD_GROUPS", "MethodConfig", "Method", "METHODS", "register_method", "method_target"]
+
+#: config groups composed at the top level of the config, so that ``regularizer=l1`` and
+#: ``regularizer.weight=0.1`` work on the command line, that belong to the method whose config has a
+#: field of the same name: that field reads the group (``method.regularizer: ${regularizer}``) and a
+#: method without one takes none
+METHOD_GROUPS = ("regularizer",)
 
 
 @dataclass
@@ -57,9 +62,22 @@ class MethodConfig:
     headline: ClassVar[tuple[str, ...]] = ()
     #: old key -> new key: the old one is refused with a message naming the new one
     renamed: ClassVar[dict[str, str]] = {}
+    #: keys added after runs had been recorded without them -> the value those runs had: a recorded
+    #: value equal to it is the same experiment as the key absent (svdbench.results.comparable_config)
+    added: ClassVar[dict[str, Any]] = {}
+    #: keys that only ask for operating points (more results from the same trained model, e.g. SVD
+    #: training's ``energies``): they do not change the main result, so the report leaves them out of
+    #: a configuration
+    point_keys: ClassVar[tuple[str, ...]] = ()
 
     def __post_init__(self) -> None:
         check(self.finetune_epochs >= 0, "method.finetune_epochs", f"must be >= 0, got {self.finetune_epochs}")
+
+    @classmethod
+    def groups(cls) -> list[str]:
+        """The :data:`METHOD_GROUPS` this method takes: those its config has a field for."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        return [g for g in METHOD_GROUPS if g in names]
 
 
 class Method:
@@ -70,25 +88,22 @@ class Method:
     #: the registered name (set by :func:`register_method`)
     name: ClassVar[str] = "base"
     compresses: ClassVar[bool] = False
-    #: receives the ``regularizer`` group (a sparsity term on singular values) and records it
-    uses_regularizer: ClassVar[bool] = False
     #: needs a trained dense model before ``prepare`` (post-hoc methods): without ``init_from``
     #: the pipeline first trains one (stage ``"pretrain"``, ``trainer.epochs`` epochs)
     pretrain_dense: ClassVar[bool] = False
     #: epochs of the ``"train"`` stage; None means ``trainer.epochs``
     train_epochs: ClassVar[int | None] = None
 
-    def __init__(self, config: MethodConfig | None = None, regularizer: SparsityRegularizer | None = None) -> None:
+    def __init__(self, config: MethodConfig | None = None) -> None:
         config = self.Config() if config is None else config
         if not isinstance(config, self.Config):
             raise TypeError(f"{type(self).__name__} takes a {self.Config.__name__}, got {type(config).__name__}")
         self.config = config
-        self.regularizer = (regularizer or SparsityRegularizer("none", 0.0)) if self.uses_regularizer else None
 
     @classmethod
-    def create(cls: type[M], regularizer: SparsityRegularizer | None = None, **settings: Any) -> M:
-        """``cls(cls.Config(**settings), regularizer)``: an unknown setting is a TypeError."""
-        return cls(cls.Config(**settings), regularizer)
+    def create(cls: type[M], **settings: Any) -> M:
+        """``cls(cls.Config(**settings))``: an unknown setting is a TypeError."""
+        return cls(cls.Config(**settings))
 
     @property
     def finetune_epochs(self) -> int:
@@ -96,8 +111,7 @@ class Method:
 
     def reconfigured(self: M, **changes: Any) -> M:
         """A fresh copy of this method with some settings changed (checked again) and no state."""
-        config = dataclasses.replace(self.config, **changes)
-        return type(self)(config, copy.deepcopy(self.regularizer))
+        return type(self)(dataclasses.replace(copy.deepcopy(self.config), **changes))
 
     def stages_before_train(self) -> list[tuple[str, int]]:
         """Training stages run after ``prepare`` and before ``"train"``, as ``(name, epochs)``; each
@@ -134,9 +148,8 @@ class Method:
     def on_epoch_end(self, model: nn.Module, epoch: int, stage: str) -> None:
         """After each epoch of a stage, before evaluation."""
 
-    def compress(self, model: nn.Module) -> dict:
-        """Make the model smaller; returns method details for results.json."""
-        return {}
+    def compress(self, model: nn.Module) -> None:
+        """Make the model smaller, in place (what it found goes into :meth:`details`)."""
 
     def export(self, model: nn.Module) -> nn.Module:
         """The deployed model made of plain layers."""
@@ -156,8 +169,9 @@ class Method:
         """Restore what :meth:`state_dict` returned."""
 
     def details(self) -> dict:
-        """Settings and outcomes recorded in results.json under ``method_details``."""
-        return {"finetune_epochs": self.finetune_epochs}
+        """What the method found or did (ranks kept, channels pruned, ...), JSON-safe, recorded in
+        results.json under ``method_details``; never a copy of a setting (``config.method`` holds those)."""
+        return {}
 
 
 M = TypeVar("M", bound=Method)

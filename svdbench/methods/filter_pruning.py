@@ -378,8 +378,8 @@ class FilterPruning(Method):
     criterion = "l1"
     soft = False  # zero the selected filters after every train epoch (SFP, FPGM)
 
-    def __init__(self, config: FilterPruningConfig | None = None, regularizer=None) -> None:
-        super().__init__(config, regularizer)
+    def __init__(self, config: FilterPruningConfig | None = None) -> None:
+        super().__init__(config)
         self.ratio_used: float | None = self.config.ratio
         self.speedup_planned: float | None = None
         self.pruner: FilterPruner | None = None
@@ -512,8 +512,8 @@ class FPGMPruning(FilterPruning):
     criterion = "fpgm"
     soft = True
 
-    def __init__(self, config: FPGMConfig | None = None, regularizer=None) -> None:
-        super().__init__(config, regularizer)
+    def __init__(self, config: FPGMConfig | None = None) -> None:
+        super().__init__(config)
         self._masked: tuple[dict, list] | None = None  # (the masks it was made from, their filters)
 
     def after_backward(self, model: nn.Module, step: int, stage: str) -> None:

@@ -18,7 +18,7 @@ from torch import nn
 
 from .. import lowrank
 from ..checks import check, check_choice, check_exactly_one
-from ..regularizers import orthogonality_loss
+from ..regularizers import SparsityRegularizer, orthogonality_loss
 from .base import Method, MethodConfig, register_method
 
 DECOMPOSITIONS = ("channel", "spatial")
@@ -50,6 +50,7 @@ class LowRankConfig(MethodConfig):
     #: the energy used when neither energy nor threshold is given
     default_energy: ClassVar[float] = 0.05
     headline = ("method.decomposition", "method.energy", "method.threshold")
+    added = {"round_to": 1}
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -67,6 +68,9 @@ class SVDConfig(LowRankConfig):
     # paper) | svd (of the current weights); random with init_from is refused: it would discard them
     init: str = "auto"
     orthogonality: float = 1.0  # lambda_o
+    # the sparsity term on s (lambda_s = weight) during "train": the regularizer group, which the command line
+    # sets as regularizer=l1 regularizer.weight=0.1 (docs/method.md 1.2); none by default outside the command line
+    regularizer: SparsityRegularizer = field(default_factory=lambda: SparsityRegularizer("none", 0.0))
     # epochs of the "orthogonal" stage before "train": decomposed training with orthogonality and no sparsity,
     # with an optimiser and schedule of its own (the official code's first of three trainings)
     orthogonal_epochs: int = 0
@@ -77,7 +81,10 @@ class SVDConfig(LowRankConfig):
     # After 12 epochs Hoyer concentrates each layer's energy in a few singular values but leaves a long
     # tail that still matters: e = 3e-4 of sum(s^2) removes it at 2.7x fewer MACs (ResNet-8, Fashion-MNIST).
     default_energy: ClassVar[float] = 3e-4
-    headline = ("method.decomposition", "regularizer.kind", "regularizer.weight", "method.energy", "method.threshold")
+    headline = ("method.decomposition", "method.regularizer.kind", "method.regularizer.weight", "method.energy",
+                "method.threshold")  # fmt: skip
+    added = {"round_to": 1, "orthogonal_epochs": 0}
+    point_keys = ("energies",)
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -94,8 +101,8 @@ class LowRankMethod(Method):
     Config = LowRankConfig
     compresses = True
 
-    def __init__(self, config: LowRankConfig | None = None, regularizer=None) -> None:
-        super().__init__(config, regularizer)
+    def __init__(self, config: LowRankConfig | None = None) -> None:
+        super().__init__(config)
         self.ranks_before: dict[str, int] = {}
         self.ranks_unrounded: dict[str, int] = {}
         self.ranks_after: dict[str, int] = {}
@@ -108,28 +115,18 @@ class LowRankMethod(Method):
         c = self.config
         return lowrank.decompose(model, c.decomposition, self.init_mode, skip=c.skip, linear=c.decompose_linear)
 
-    def compress(self, model: nn.Module) -> dict:
+    def compress(self, model: nn.Module) -> None:
         c = self.config
         self.ranks_before, self.ranks_unrounded, self.ranks_after = lowrank.prune_recorded(
             model, energy=c.energy, threshold=c.threshold, round_to=c.round_to
         )
-        return self.details()
 
     def export(self, model: nn.Module) -> nn.Module:
         return lowrank.export(model, merge_unprofitable=self.config.merge_unprofitable)
 
     def details(self) -> dict:
-        c = self.config
+        """Every decomposed layer's rank as decomposed, kept by the pruning rule alone and kept after rounding."""
         return {
-            **super().details(),
-            "decomposition": c.decomposition,
-            "init": self.init_mode,
-            "energy": c.energy,
-            "threshold": c.threshold,
-            "skip": list(c.skip),
-            "decompose_linear": c.decompose_linear,
-            "merge_unprofitable": c.merge_unprofitable,
-            "round_to": c.round_to,
             "ranks_before": self.ranks_before,
             "ranks_unrounded": self.ranks_unrounded,
             "ranks_after": self.ranks_after,
@@ -139,7 +136,6 @@ class LowRankMethod(Method):
 @register_method("svd")
 class SVDTraining(LowRankMethod):
     Config = SVDConfig
-    uses_regularizer = True
 
     @property
     def init_mode(self) -> str:
@@ -163,19 +159,12 @@ class SVDTraining(LowRankMethod):
         """``lambda_o * orthogonality`` in every stage, plus ``lambda_s * sparsity`` in ``train`` only."""
         lambda_o = self.config.orthogonality
         reg = lambda_o * orthogonality_loss(model) if lambda_o else None
-        if stage == "train" and self.regularizer.active:
-            s = self.regularizer(model)
+        sparsity = self.config.regularizer
+        if stage == "train" and sparsity.active:
+            s = sparsity(model)
             reg = s if reg is None else reg + s
         return reg
 
     def operating_points(self) -> list[tuple[str, Method]]:
         points = self.config.energies
         return [(f"energy_{e:g}", self.reconfigured(energy=e, threshold=None, energies=[])) for e in points]
-
-    def details(self) -> dict:
-        return {
-            **super().details(),
-            "orthogonality": self.config.orthogonality,
-            "regularizer": self.regularizer.kind,
-            "regularizer_weight": self.regularizer.weight,
-        }

@@ -104,6 +104,7 @@ class TRPConfig(MethodConfig):
 
     headline = ("method.decomposition", "method.period", "method.energy_kept", "method.threshold")
     renamed = {"energy_train": "energy_kept"}
+    added = {"round_to": 1}
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -124,8 +125,8 @@ class TRP(Method):
     Config = TRPConfig
     compresses = True
 
-    def __init__(self, config: TRPConfig | None = None, regularizer=None) -> None:
-        super().__init__(config, regularizer)
+    def __init__(self, config: TRPConfig | None = None) -> None:
+        super().__init__(config)
         self.layers: list[str] = []
         self.truncations = 0
         self.ranks_train: dict[str, int] = {}
@@ -177,7 +178,6 @@ class TRP(Method):
         self.ranks_before, self.ranks_unrounded, self.ranks_after = lowrank.prune_recorded(
             model, energy=c.energy, threshold=c.threshold, round_to=c.round_to
         )
-        return self.details()
 
     def export(self, model: nn.Module) -> nn.Module:
         return lowrank.export(model, merge_unprofitable=self.config.merge_unprofitable)
@@ -190,20 +190,9 @@ class TRP(Method):
         self.ranks_train = {str(k): int(v) for k, v in state.get("ranks_train", {}).items()}
 
     def details(self) -> dict:
-        c = self.config
+        """The eligible convs, the truncations done, the ranks the last truncation kept
+        (``ranks_train``) and the final ranks as decomposed, by the rule alone and after rounding."""
         return {
-            **super().details(),
-            "decomposition": c.decomposition,
-            "period": c.period,
-            "energy_kept": c.energy_kept,
-            "nuclear_weight": c.nuclear_weight,
-            "threshold": c.threshold,
-            "energy": c.energy,
-            "skip": list(c.skip),
-            "skip_first": c.skip_first,
-            "skip_1x1": c.skip_1x1,
-            "merge_unprofitable": c.merge_unprofitable,
-            "round_to": c.round_to,
             "layers": list(self.layers),
             "truncations": self.truncations,
             "ranks_train": dict(self.ranks_train),
