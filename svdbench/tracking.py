@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 import math
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -168,21 +168,26 @@ def start(
 
 
 @dataclass
-class ReportTables:
-    """A report as plain tables, what :func:`log_report` logs (built by :mod:`svdbench.report`)."""
+class TypedTable:
+    """A table as W&B logs it: its column names, and rows whose numbers are numbers."""
 
     columns: list[str]
-    rows: list[list]  # the comparison: one row per configuration
-    front_rows: list[list]  # Pareto front members: scope, then the same columns
-    failed_columns: list[str]
-    failed_rows: list[list]
+    rows: list[list]
+
+
+@dataclass
+class ReportTables:
+    """A report as typed tables, what :func:`log_report` logs (built by :mod:`svdbench.report`)."""
+
+    comparison: TypedTable  # one row per configuration
+    fronts: TypedTable  # Pareto front members: scope, then the comparison's columns
+    failed: TypedTable  # the failed runs
+    hypervolume: TypedTable  # front quality: one row per task and method
     markdown: str  # the comparison table as Markdown
+    quality_markdown: str  # the front-quality table and the verdicts as Markdown
     png: Path | None  # the Pareto plot, None when none was drawn
     out: Path  # the report directory
     sources: list[str]  # the run directories the rows come from
-    hypervolume_columns: list[str] = field(default_factory=list)
-    hypervolume_rows: list[list] = field(default_factory=list)  # front quality: one row per task and method
-    quality_markdown: str = ""  # the front-quality table and the verdicts as Markdown
 
 
 def log_report(
@@ -205,21 +210,20 @@ def log_report(
                      name=f"report-{Path(tables.out).resolve().parent.name}", reinit="finish_previous",
                      config={"sources": tables.sources})  # fmt: skip
     try:
-        table = wandb.Table(columns=tables.columns, data=tables.rows)
-        front = wandb.Table(columns=["scope", *tables.columns], data=tables.front_rows)
+        table = wandb.Table(columns=tables.comparison.columns, data=tables.comparison.rows)
         payload = {
             "comparison": table,
-            "pareto": front,
+            "pareto": wandb.Table(columns=tables.fronts.columns, data=tables.fronts.rows),
             "pareto_scatter": wandb.plot.scatter(table, "macs", "top1", title="top-1 (%) against MACs"),
         }
         if tables.png is not None:
             payload["pareto_plot"] = wandb.Image(str(tables.png))
-        if tables.hypervolume_rows:
-            payload["hypervolume"] = wandb.Table(columns=tables.hypervolume_columns, data=tables.hypervolume_rows)
-        if tables.failed_rows:
-            payload["failed"] = wandb.Table(columns=tables.failed_columns, data=tables.failed_rows)
+        for name in ("hypervolume", "failed"):  # logged when they have rows
+            t = getattr(tables, name)
+            if t.rows:
+                payload[name] = wandb.Table(columns=t.columns, data=t.rows)
         run.log(payload)
-        run.summary.update({"configurations": len(tables.rows), "failed": len(tables.failed_rows)})
+        run.summary.update({"configurations": len(tables.comparison.rows), "failed": len(tables.failed.rows)})
         run_dir = run.dir
         if mode == "online" and _logged_in():
             url = _save_report(tables, project=run.project, entity=run.entity, run_name=run.name)
@@ -245,7 +249,7 @@ def _logged_in() -> bool:
 
 def _quality_blocks(wr, tables: ReportTables, runset) -> list:
     """The Report's front-quality part: the ``hypervolume`` table and the verdicts (none without rows)."""
-    if not tables.hypervolume_rows:
+    if not tables.hypervolume.rows:
         return []
     return [wr.H1("Front quality"), wr.PanelGrid(runsets=[runset], panels=[wr.WeavePanelSummaryTable(
             table_name="hypervolume")]), wr.MarkdownBlock(tables.quality_markdown)]  # fmt: skip

@@ -12,7 +12,7 @@ from svdbench.errors import InputError
 from svdbench.methods import Dense, SVDTraining
 from svdbench.pipeline import record_config, run_experiment
 from svdbench.regularizers import SparsityRegularizer
-from svdbench.report import configuration
+from svdbench.report.load import configuration
 
 REQUIRED = {
     "status", "config", "method", "model", "dataset", "seed", "top1", "macs", "macs_total", "params",
