@@ -57,8 +57,6 @@ def _scalar(v: Any) -> bool:
 class Tracker:
     """No tracking (``logger=console``): every call does nothing."""
 
-    active = False
-
     def log_epoch(self, rec: dict) -> None:
         """One per-epoch record of the training loop (stage, epoch, losses, top-1, lr)."""
 
@@ -70,16 +68,10 @@ class Tracker:
 
 
 class WandbTracker(Tracker):
-    active = True
-
     def __init__(self, run) -> None:
         self.run = run
         self.step = 0
         self.finished = False
-
-    @property
-    def dir(self) -> str:
-        return self.run.dir
 
     def _safely(self, what: str, fn, *args) -> None:
         try:
