@@ -4,7 +4,7 @@
   :class:`WandbTracker` (config, per-epoch metrics, summary metrics, per-layer ranks as a table),
   anything else a :class:`Tracker` that does nothing. Call :meth:`Tracker.finish` always, with
   ``exit_code=1`` on failure (in a Hydra multirun, runs would otherwise merge).
-- :func:`log_report` logs a report's plain tables (:class:`ReportTables`, built by
+- :func:`log_report` logs a report's typed tables (:class:`ReportTables`, built by
   :mod:`svdbench.report`: comparison table, Pareto scatter, plot) as a run of its own and,
   online and logged in, also saves a W&B Report (``wandb_workspaces.reports.v2``).
 
