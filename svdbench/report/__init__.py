@@ -15,7 +15,6 @@ and summary.json (:mod:`.build`). One concern per module:
 """
 
 from .build import Report, build_report, report_tables
-from .cli import add_arguments, run
 from .columns import Column, Field
 from .load import IGNORED_KEYS, Failed, LoadedRun, configuration, flatten, load_runs
 from .quality import Quality, Verdict
@@ -34,12 +33,10 @@ __all__ = [
     "Row",
     "Selection",
     "Verdict",
-    "add_arguments",
     "build_report",
     "configuration",
     "flatten",
     "latex_escape",
     "load_runs",
     "report_tables",
-    "run",
 ]

@@ -38,6 +38,8 @@ from .rows import (
 
 @dataclass
 class Report:
+    """What :func:`build_report` computed, and the files it wrote."""
+
     rows: list[Row]
     failed: list[Failed]
     skipped: list[tuple[Path, str]]
