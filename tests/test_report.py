@@ -405,9 +405,9 @@ def test_wandb_offline_logs_the_hypervolume_table(tmp_path):
                            "--wandb"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=180)  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     (run,) = sorted((wdir / "wandb").glob("offline-run-*"))
-    tables = {p.name.split("_")[0]: p for p in (run / "files" / "media" / "table").glob("*.table.json")}
-    assert {"comparison", "pareto", "hypervolume"} <= set(tables)
-    hv = json.loads(tables["hypervolume"].read_text())
+    logged = {p.name.split("_")[0]: p for p in (run / "files" / "media" / "table").glob("*.table.json")}
+    assert {"comparison", "pareto", "hypervolume"} <= set(logged)
+    hv = json.loads(logged["hypervolume"].read_text())
     assert hv["columns"] == render.header(tables.QUALITY, TYPED)
     assert [(r[2], r[3]) for r in hv["data"]] == [("alpha", 2), ("beta", 2)]
 
