@@ -9,11 +9,12 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
-from . import __version__, report, retime
+from . import __version__, retime
+from .report import cli as report_cli
 
 #: name, module (``add_arguments``, ``run``), one-line help
 COMMANDS = (
-    ("report", report, "comparison tables (Markdown, CSV, LaTeX), Pareto fronts and a plot from results.json files"),
+    ("report", report_cli, "comparison tables (Markdown, CSV, LaTeX), Pareto fronts and a plot from results.json"),
     ("latency", retime, "time the deployed models of finished runs and record it in their results.json"),
 )
 

@@ -56,12 +56,6 @@ def front_indices(points: Sequence[Point]) -> list[int]:
     return front
 
 
-def front_mask(points: Sequence[Point]) -> list[bool]:
-    """``True`` for every point on the front (same order as ``points``)."""
-    on = set(front_indices(points))
-    return [i in on for i in range(len(points))]
-
-
 def front_line(points: Sequence[Point], shown: Sequence[Point] | None = None) -> tuple[list[float], list[float]]:
     """(macs, top1) coordinates of the front as a line to plot: by increasing MACs, duplicates once.
     The front is computed on ``points``; ``shown`` (parallel to it, default ``points``) gives the

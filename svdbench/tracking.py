@@ -3,8 +3,9 @@
 - :func:`start` returns a tracker for one training run: ``logger.name=wandb`` gives a
   :class:`WandbTracker` (config, per-epoch metrics, summary metrics, per-layer ranks and the
   operating points as tables), anything else a :class:`Tracker` that does nothing. Call
-  :meth:`Tracker.finish` always, with ``exit_code=1`` on failure (in a Hydra multirun, runs would otherwise merge).
-- :func:`log_report` logs a report's plain tables (:class:`ReportTables`, built by
+  :meth:`Tracker.finish` always, with ``exit_code=1`` on failure (in a Hydra multirun, runs would
+  otherwise merge).
+- :func:`log_report` logs a report's typed tables (:class:`ReportTables`, built by
   :mod:`svdbench.report`: comparison table, Pareto scatter, plot) as a run of its own and,
   online and logged in, also saves a W&B Report (``wandb_workspaces.reports.v2``).
 
@@ -20,7 +21,7 @@ from __future__ import annotations
 import logging
 import math
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -57,8 +58,6 @@ def _scalar(v: Any) -> bool:
 class Tracker:
     """No tracking (``logger=console``): every call does nothing."""
 
-    active = False
-
     def log_epoch(self, rec: dict) -> None:
         """One per-epoch record of the training loop (stage, epoch, losses, top-1, lr)."""
 
@@ -70,16 +69,10 @@ class Tracker:
 
 
 class WandbTracker(Tracker):
-    active = True
-
     def __init__(self, run) -> None:
         self.run = run
         self.step = 0
         self.finished = False
-
-    @property
-    def dir(self) -> str:
-        return self.run.dir
 
     def _safely(self, what: str, fn, *args) -> None:
         try:
@@ -168,21 +161,26 @@ def start(
 
 
 @dataclass
-class ReportTables:
-    """A report as plain tables, what :func:`log_report` logs (built by :mod:`svdbench.report`)."""
+class TypedTable:
+    """A table as W&B logs it: its column names, and rows whose numbers are numbers."""
 
     columns: list[str]
-    rows: list[list]  # the comparison: one row per configuration
-    front_rows: list[list]  # Pareto front members: scope, then the same columns
-    failed_columns: list[str]
-    failed_rows: list[list]
+    rows: list[list]
+
+
+@dataclass
+class ReportTables:
+    """A report as typed tables, what :func:`log_report` logs (built by :mod:`svdbench.report`)."""
+
+    comparison: TypedTable  # one row per configuration
+    fronts: TypedTable  # Pareto front members: scope, then the comparison's columns
+    failed: TypedTable  # the failed runs
+    hypervolume: TypedTable  # front quality: one row per task and method
     markdown: str  # the comparison table as Markdown
+    quality_markdown: str  # the front-quality table and the verdicts as Markdown
     png: Path | None  # the Pareto plot, None when none was drawn
     out: Path  # the report directory
     sources: list[str]  # the run directories the rows come from
-    hypervolume_columns: list[str] = field(default_factory=list)
-    hypervolume_rows: list[list] = field(default_factory=list)  # front quality: one row per task and method
-    quality_markdown: str = ""  # the front-quality table and the verdicts as Markdown
 
 
 def log_report(
@@ -205,21 +203,20 @@ def log_report(
                      name=f"report-{Path(tables.out).resolve().parent.name}", reinit="finish_previous",
                      config={"sources": tables.sources})  # fmt: skip
     try:
-        table = wandb.Table(columns=tables.columns, data=tables.rows)
-        front = wandb.Table(columns=["scope", *tables.columns], data=tables.front_rows)
+        table = wandb.Table(columns=tables.comparison.columns, data=tables.comparison.rows)
         payload = {
             "comparison": table,
-            "pareto": front,
+            "pareto": wandb.Table(columns=tables.fronts.columns, data=tables.fronts.rows),
             "pareto_scatter": wandb.plot.scatter(table, "macs", "top1", title="top-1 (%) against MACs"),
         }
         if tables.png is not None:
             payload["pareto_plot"] = wandb.Image(str(tables.png))
-        if tables.hypervolume_rows:
-            payload["hypervolume"] = wandb.Table(columns=tables.hypervolume_columns, data=tables.hypervolume_rows)
-        if tables.failed_rows:
-            payload["failed"] = wandb.Table(columns=tables.failed_columns, data=tables.failed_rows)
+        for name in ("hypervolume", "failed"):  # logged when they have rows
+            t = getattr(tables, name)
+            if t.rows:
+                payload[name] = wandb.Table(columns=t.columns, data=t.rows)
         run.log(payload)
-        run.summary.update({"configurations": len(tables.rows), "failed": len(tables.failed_rows)})
+        run.summary.update({"configurations": len(tables.comparison.rows), "failed": len(tables.failed.rows)})
         run_dir = run.dir
         if mode == "online" and _logged_in():
             url = _save_report(tables, project=run.project, entity=run.entity, run_name=run.name)
@@ -245,7 +242,7 @@ def _logged_in() -> bool:
 
 def _quality_blocks(wr, tables: ReportTables, runset) -> list:
     """The Report's front-quality part: the ``hypervolume`` table and the verdicts (none without rows)."""
-    if not tables.hypervolume_rows:
+    if not tables.hypervolume.rows:
         return []
     return [wr.H1("Front quality"), wr.PanelGrid(runsets=[runset], panels=[wr.WeavePanelSummaryTable(
             table_name="hypervolume")]), wr.MarkdownBlock(tables.quality_markdown)]  # fmt: skip

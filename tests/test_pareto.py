@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from svdbench.pareto import dominates, front_indices, front_line, front_mask, fronts_by, hypervolume
+from svdbench.pareto import dominates, front_indices, front_line, fronts_by, hypervolume
 
 
 def brute_force(points):
@@ -27,7 +27,6 @@ def test_dominance_is_weak_and_irreflexive():
 def test_simple_front_sorted_by_macs():
     pts = [(90.0, 400.0), (85.0, 200.0), (80.0, 300.0), (70.0, 100.0), (60.0, 150.0)]
     assert front_indices(pts) == [3, 1, 0]
-    assert front_mask(pts) == [True, True, False, True, False]
     assert front_line(pts) == ([100.0, 200.0, 400.0], [70.0, 85.0, 90.0])
 
 

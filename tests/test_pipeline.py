@@ -13,7 +13,7 @@ from svdbench.methods import Dense, SVDTraining
 from svdbench.pipeline import run_experiment
 from svdbench.plan import record_config
 from svdbench.regularizers import SparsityRegularizer
-from svdbench.report import configuration
+from svdbench.report.load import configuration
 
 REQUIRED = {
     "status", "config", "method", "model", "dataset", "seed", "top1", "macs", "macs_total", "params",

@@ -12,14 +12,16 @@ from pathlib import Path
 
 import pytest
 
-from svdbench import report
+from svdbench import cli, report
+from svdbench.report import render, tables
+from svdbench.report.columns import TYPED
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def svdbench_cmd():
     exe = Path(sys.executable).parent / "svdbench"
-    return [str(exe)] if exe.is_file() else [sys.executable, "-m", "svdbench.report"]
+    return [str(exe)] if exe.is_file() else [sys.executable, "-m", "svdbench.cli"]
 
 
 @pytest.fixture(scope="module")
@@ -122,20 +124,20 @@ def test_report_command_writes_tables_fronts_and_plot(sweep, env, tmp_path):
 
 
 @pytest.mark.slow
-def test_python_m_report_defaults_to_first_path(sweep, env, tmp_path):
+def test_report_defaults_to_first_path(sweep, env, tmp_path):
     src = tmp_path / "runs"
     shutil.copytree(sweep, src)
-    proc = subprocess.run([sys.executable, "-m", "svdbench.report", str(src)], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    proc = subprocess.run([*svdbench_cmd(), "report", str(src)], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=120)  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     assert (src / "report" / "comparison.md").is_file() and (src / "report" / "pareto.svg").is_file()
     assert "warning" not in "".join(ln for ln in proc.stderr.splitlines() if ln not in _budget_lines(proc.stderr))
     # the report directory holds no results.json: a second report reads the same runs
-    assert report.main([str(src)]) == 0
+    assert cli.main(["report", str(src)]) == 0
 
 
 def test_nothing_found_is_an_error(tmp_path, capsys):
-    assert report.main([str(tmp_path)]) == 1
+    assert cli.main(["report", str(tmp_path)]) == 1
     assert "no usable results.json" in capsys.readouterr().err
 
 
@@ -208,17 +210,17 @@ def test_report_tables_are_what_wandb_logs(sweep, env, tmp_path):
     (src / "failed" / "results.json").write_text(json.dumps(failed))
     rep = report.build_report([src], tmp_path / "rep")
     t = report.report_tables(rep)
-    assert t.columns == report.REPORT_COLUMNS and len(t.rows) == len(rep.rows) == 4
-    for row, r in zip(t.rows, rep.rows, strict=True):
-        cells = dict(zip(t.columns, row, strict=True))
+    assert t.comparison.columns == render.header(tables.COMPARISON, TYPED) and len(t.comparison.rows) == 4
+    for row, r in zip(t.comparison.rows, rep.rows, strict=True):
+        cells = dict(zip(t.comparison.columns, row, strict=True))
         assert cells["method"] == r.method and cells["top1"] == r.mean("top1") and cells["macs"] == r.mean("macs")
         assert cells["delta_top1"] == r.delta and cells["n_seeds"] == 1
         assert cells["front"] == ("overall" if r.on_overall_front else "method" if r.on_method_front else "")
-    overall = [["overall", *row] for row, r in zip(t.rows, rep.rows, strict=True) if r.on_overall_front]
-    by_method = [[r.method, *row] for row, r in zip(t.rows, rep.rows, strict=True) if r.on_method_front]
-    assert overall and t.front_rows == overall + by_method
-    assert t.failed_columns == ["method", "model", "dataset", "seed", "error", "path"]
-    assert t.failed_rows == [["svd", "resnet8", "synthetic", "3", "x", str(src / "failed" / "results.json")]]
+    overall = [["overall", *row] for row, r in zip(t.comparison.rows, rep.rows, strict=True) if r.on_overall_front]
+    by_method = [[r.method, *row] for row, r in zip(t.comparison.rows, rep.rows, strict=True) if r.on_method_front]
+    assert overall and t.fronts.rows == overall + by_method and t.fronts.columns == ["scope", *t.comparison.columns]
+    assert t.failed.columns == ["method", "model", "dataset", "seed", "error", "path"]
+    assert t.failed.rows == [["svd", "resnet8", "synthetic", "3", "x", str(src / "failed" / "results.json")]]
     assert t.markdown == (tmp_path / "rep" / "comparison.md").read_text()
     assert t.png == tmp_path / "rep" / "pareto.png" and t.out == tmp_path / "rep"
     assert t.sources == sorted(str(p.parent) for p in src.rglob("results.json") if p.parent.name != "failed")
@@ -353,7 +355,8 @@ def test_hypervolume_per_seed_and_verdicts(tmp_path):
         {"alpha": 22.0, "beta": 22.0, "gamma": 37.5})  # fmt: skip
     assert [v["verdict"] for v in summary["verdicts"]] == ["level", "gamma > alpha", "gamma > beta"]
     t = report.report_tables(rep)
-    assert t.hypervolume_columns == report.HV_REPORT_COLUMNS and len(t.hypervolume_rows) == 3
+    hv_columns = ["model", "dataset", "method", "n_seeds", "hv_mean", "hv_std", "y_ref", "selection"]
+    assert t.hypervolume.columns == hv_columns and len(t.hypervolume.rows) == 3
     assert "gamma > alpha" in t.quality_markdown
 
 
@@ -402,10 +405,10 @@ def test_wandb_offline_logs_the_hypervolume_table(tmp_path):
                            "--wandb"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=180)  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     (run,) = sorted((wdir / "wandb").glob("offline-run-*"))
-    tables = {p.name.split("_")[0]: p for p in (run / "files" / "media" / "table").glob("*.table.json")}
-    assert {"comparison", "pareto", "hypervolume"} <= set(tables)
-    hv = json.loads(tables["hypervolume"].read_text())
-    assert hv["columns"] == report.HV_REPORT_COLUMNS
+    logged = {p.name.split("_")[0]: p for p in (run / "files" / "media" / "table").glob("*.table.json")}
+    assert {"comparison", "pareto", "hypervolume"} <= set(logged)
+    hv = json.loads(logged["hypervolume"].read_text())
+    assert hv["columns"] == render.header(tables.QUALITY, TYPED)
     assert [(r[2], r[3]) for r in hv["data"]] == [("alpha", 2), ("beta", 2)]
 
 

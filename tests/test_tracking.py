@@ -176,11 +176,11 @@ def test_report_wandb_offline_logs_table_and_scatter_and_skips_the_report(offlin
 
 @pytest.mark.slow
 def test_report_wandb_disabled_writes_nothing(offline_sweep, tmp_path, capsys, monkeypatch):
-    from svdbench import report
+    from svdbench import cli
 
     _, sweep = offline_sweep
     monkeypatch.setenv("WANDB_MODE", "offline")  # the explicit --mode wins
-    assert report.main([str(sweep), "--out", str(tmp_path / "rep"), "--wandb", "--mode", "disabled"]) == 0
+    assert cli.main(["report", str(sweep), "--out", str(tmp_path / "rep"), "--wandb", "--mode", "disabled"]) == 0
     assert "W&B disabled: nothing logged" in capsys.readouterr().out
     assert not list(tmp_path.rglob("offline-run-*"))
 

@@ -1,0 +1,247 @@
+"""The report: read, compute, and write every file (:func:`build_report`); report.md and summary.json.
+
+Files written to ``out``: ``comparison.{md,csv,tex}`` and ``comparison_<method>.{md,csv,tex}``,
+``pareto.csv`` and ``pareto.{png,svg}``, ``hypervolume.{csv,tex}`` and ``verdicts.csv``, ``failed.csv``,
+``report.md`` (all of them, plus the failed and skipped files) and ``summary.json`` (the rows,
+fronts, selection, budget warnings, front quality and verdicts). The tables are in :mod:`.tables`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..axes import MACS, Axis
+from ..results import write_json_atomic
+from ..tracking import ReportTables
+from . import render, tables
+from .load import Failed, load_runs, warn
+from .plot import plot
+from .quality import DENSE_MARGIN, LOWEST_MARGIN, Quality, Verdict, budget_warnings, front_quality, verdicts
+from .rows import (
+    Member,
+    Row,
+    Selection,
+    choose_selection,
+    front_members,
+    fronts,
+    group_rows,
+    mark_fronts,
+    method_order,
+    on_axis,
+    split_methods,
+    task_name,
+)
+
+
+@dataclass
+class Report:
+    """What :func:`build_report` computed, and the files it wrote."""
+
+    rows: list[Row]
+    failed: list[Failed]
+    skipped: list[tuple[Path, str]]
+    out: Path
+    files: list[Path] = field(default_factory=list)
+    selection: Selection = Selection("test", "test", "fronts selected on test top-1")
+    budget: list[str] = field(default_factory=list)  # budget warnings, one sentence per task
+    quality: list[Quality] = field(default_factory=list)
+    verdicts: list[Verdict] = field(default_factory=list)
+
+
+def build_report(
+    paths: Sequence[str | Path],
+    out: str | Path | None = None,
+    split: Sequence[str] = (),
+    select: str = "val",
+    axis: Axis = MACS,
+) -> Report:
+    """Read every results.json under ``paths`` and write the report files into ``out``; ``split``:
+    config keys whose values tell methods apart (:func:`~.rows.split_methods`); ``select``: ``val`` or
+    ``test``, what the fronts are computed on (:func:`~.rows.choose_selection`); ``axis``: their cost,
+    MACs or measured latency (:mod:`svdbench.axes`; runs without that figure are left out with one
+    warning). Budget warnings go to stderr."""
+    if select not in ("val", "test"):
+        raise ValueError(f"--select {select!r}: expected val or test")
+    if not paths:
+        raise ValueError("no PATH given")
+    out = Path(out) if out is not None else Path(paths[0]) / "report"
+    if Path(paths[0]).is_file() and out == Path(paths[0]) / "report":
+        out = Path(paths[0]).parent / "report"
+    runs, failed, skipped = load_runs(paths)
+    runs = on_axis(runs, axis, skipped)
+    split_methods(runs, split)
+    rows = group_rows(runs, axis)
+    sel = choose_selection(rows, select)
+    mark_fronts(rows, sel.key)
+    out.mkdir(parents=True, exist_ok=True)
+    quality = front_quality(rows, sel.key)
+    budget = budget_warnings(rows)
+    rep = Report(rows, failed, skipped, out, selection=sel, budget=budget, quality=quality, verdicts=verdicts(quality))
+    for line in rep.budget:
+        warn(line)
+    caption = "All methods: mean and standard deviation over seeds"
+    rep.files += tables.write_comparison(out, "comparison", rows, caption)
+    for m in sorted({r.method for r in rows}, key=method_order):
+        stem = f"comparison_{tables.safe_name(m)}"
+        rep.files += tables.write_comparison(out, stem, [r for r in rows if r.method == m], m)
+    members = fronts(rows)
+    rep.files.append(render.write_csv(out / "pareto.csv", tables.front_columns(rows), members))
+    rep.files += tables.write_quality(out, rep.quality, rep.verdicts, sel.metric)
+    rep.files.append(render.write_csv(out / "failed.csv", tables.FAILED, failed))
+    rep.files += plot(rows, out, sel.key)
+    p = out / "report.md"
+    p.write_text(markdown_report(rep, paths, members))
+    rep.files.append(p)
+    rep.files.append(write_json_atomic(out / "summary.json", summary_dict(rep, members)))
+    return rep
+
+
+def markdown_report(rep: Report, paths: Sequence, members: Sequence[Member]) -> str:
+    """report.md: how to read it, then every table."""
+    n_runs = sum(len(r.runs) for r in rep.rows)
+    axis = rep.rows[0].axis if rep.rows else MACS
+    lines = [
+        "# svdbench report",
+        "",
+        f"Sources: {', '.join(f'`{p}`' for p in paths)}. {n_runs} completed runs in {len(rep.rows)} "
+        f"configurations; {len(rep.failed)} failed; {len(rep.skipped) - len(rep.failed)} other files skipped.",
+        "",
+        "top-1: mean ± sample std over seeds (final epoch of the deployed model). MACs: per sample, "
+        "deployed model. Δ dense: against the dense configuration of the same task with the most seeds. "
+        "front: `overall` = on the Pareto front of all methods of the task, `method` = on its method's "
+        f"front only (maximize top-1, minimize {axis.what}; weak dominance, duplicates all kept).",
+        *(
+            [
+                "",
+                f"Cost axis: {axis.what}, the median over timed calls of the deployed model (latency (ms)); "
+                "realized speed-up = the dense model's median / the deployed model's, measured in the same run. "
+                "The MAC columns stay for comparison.",
+            ]
+            if axis.is_latency
+            else []
+        ),
+        "",
+        f"Selection: {rep.selection.reason}.",
+        "",
+        "## All methods",
+        "",
+        *[f"**Warning:** {w}." for w in rep.budget],
+        *([""] if rep.budget else []),
+        tables.comparison_markdown(rep.rows) if rep.rows else "No completed runs.\n",
+    ]
+    if any(f.name == "pareto.png" for f in rep.files):
+        lines += [f"![top-1 against {axis.what}](pareto.png)", ""]
+    for m in sorted({r.method for r in rep.rows}, key=method_order):
+        lines += [f"## {m}", "", tables.comparison_markdown([r for r in rep.rows if r.method == m])]
+    lines += ["## Pareto fronts", ""]
+    lines.append(render.markdown(tables.front_columns(rep.rows), members)[:-1] if members else "None.")
+    lines += ["", "## Front quality", "", quality_section(rep)]
+    lines += ["", "## Failed", ""]
+    lines.append(render.markdown(tables.FAILED, rep.failed)[:-1] if rep.failed else "None.")
+    other = [(p, why) for p, why in rep.skipped if not why.startswith("failed run")]
+    if other:
+        lines += ["", "## Skipped files", ""] + [f"- `{p}`: {why}" for p, why in other]
+    return "\n".join(lines) + "\n"
+
+
+def quality_section(rep: Report) -> str:
+    """The front-quality table and the verdicts, with how they are computed (Markdown)."""
+    m = "validation" if rep.selection.metric == "val" else "test"
+    axis = rep.rows[0].axis if rep.rows else MACS
+    lines = [
+        f"Hypervolume of each method's Pareto front, per seed: the area it dominates in the plane x = log2 of "
+        f"{axis.speedup_words}, y = {m} top-1 (%), above the reference point x = 0 (1x), "
+        f"y = y_ref = the dense reference's mean {m} top-1 minus {DENSE_MARGIN:g} points (in a task without "
+        f"a dense reference: the lowest row's mean minus {LOWEST_MARGIN:g}). A seed's front holds that seed's "
+        "runs only; hypervolume: mean ± sample std over seeds. Dense runs sit at x = 0 (area 0): not ranked.",
+        "",
+        render.markdown(tables.QUALITY, rep.quality) if rep.quality else "None (no compressed runs).\n",
+        "Verdicts: A > B when mean_A - mean_B > std_A + std_B, else level. A single seed has no spread "
+        "(std 0): between two single-seed methods any difference is a verdict, marked (single seed).",
+        "",
+    ]
+    lines += [verdict_line(v) for v in rep.verdicts] or ["None (fewer than two compressed methods per task)."]
+    return "\n".join(lines) + "\n"
+
+
+def verdict_line(v: Verdict) -> str:
+    """One Markdown list item, the better front first (``a`` first when level)."""
+    a, b = (v.b, v.a) if v.gap < -v.spread else (v.a, v.b)
+    cmp = ">" if abs(v.gap) > v.spread else "≤"
+    return (
+        f"- {task_name(a.task)}: **{v.text}**: {a.method} {tables.hv_text(a)} vs {b.method} {tables.hv_text(b)}; "
+        f"|gap| {abs(v.gap):.3f} {cmp} spread {v.spread:.3f}" + (f"; {v.note}" if v.note else "")
+    )
+
+
+# ---------------------------------------------------------------- summary.json and W&B
+
+
+def row_dict(r: Row) -> dict:
+    """A row as its comparison.csv fields, and its configuration (``settings_dict``)."""
+    cols = tables.comparison_columns([r])
+    return dict(
+        zip(render.header(cols), render.cells(cols, r), strict=True),
+        settings_dict={k: r.flat[k] for k in sorted(r.flat)},
+    )
+
+
+def quality_dict(q: Quality) -> dict:
+    return {
+        "model": q.task[0],
+        "dataset": q.task[1],
+        "macs_dense": q.task[2],
+        "method": q.method,
+        "seeds": q.seeds,
+        "hv_mean": q.mean,
+        "hv_std": q.std,
+        "per_seed": {str(s): q.per_seed[s] for s in q.seeds},
+        "y_ref": q.y_ref,
+        "reference": q.reference,
+    }
+
+
+def verdict_dict(v: Verdict) -> dict:
+    return {
+        "model": v.a.task[0],
+        "dataset": v.a.task[1],
+        "macs_dense": v.a.task[2],
+        "a": v.a.method,
+        "b": v.b.method,
+        "gap": v.gap,
+        "spread": v.spread,
+        "verdict": v.text,
+        "note": v.note,
+    }
+
+
+def summary_dict(rep: Report, members: Sequence[Member]) -> dict:
+    return {
+        "rows": [row_dict(r) for r in rep.rows],
+        "fronts": [{"scope": s, **row_dict(r)} for s, r in members],
+        "selection": dataclasses.asdict(rep.selection),
+        "budget_warnings": rep.budget,
+        "hypervolume": [quality_dict(q) for q in rep.quality],
+        "verdicts": [verdict_dict(v) for v in rep.verdicts],
+        "failed": [{**f.__dict__, "path": str(f.path)} for f in rep.failed],
+        "skipped": [{"path": str(p), "reason": why} for p, why in rep.skipped],
+    }
+
+
+def report_tables(rep: Report) -> ReportTables:
+    """``rep`` as the typed tables :func:`svdbench.tracking.log_report` logs."""
+    png = rep.out / "pareto.png"
+    return ReportTables(
+        comparison=render.typed(tables.comparison_columns(rep.rows), rep.rows),
+        fronts=render.typed(tables.logged_front_columns(rep.rows), front_members(rep.rows)),
+        failed=render.typed(tables.FAILED, rep.failed),
+        hypervolume=render.typed(tables.QUALITY, rep.quality),
+        markdown=tables.comparison_markdown(rep.rows),
+        quality_markdown=quality_section(rep),
+        png=png if png.is_file() else None,
+        out=rep.out,
+        sources=sorted({str(x.path.parent) for r in rep.rows for x in r.runs}),
+    )

@@ -1,0 +1,67 @@
+"""Comparison tables, Pareto fronts and a plot from the results.json files of runs and sweeps.
+
+``svdbench report PATH... [--out DIR] [--split KEY...] [--select val|test] [--x macs|latency] [--wandb]``
+(the command's arguments and what it prints; :func:`svdbench.report.build_report` does the work).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from .. import tracking
+from ..axes import MACS, latency_axis
+from .build import build_report, report_tables
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("paths", nargs="+", metavar="PATH", help="run or multirun directories (searched recursively)")
+    p.add_argument("--out", default=None, help="output directory (default: <first PATH>/report)")
+    p.add_argument(
+        "--split",
+        nargs="+",
+        default=[],
+        metavar="KEY",
+        help="config keys whose values make separate methods, e.g. --split method.decomposition",
+    )
+    p.add_argument(
+        "--select",
+        default="val",
+        choices=("val", "test"),
+        help="compute fronts and front quality on validation top-1 (when every run has one; default) or test",
+    )
+    p.add_argument(
+        "--x",
+        default="macs",
+        choices=("macs", "latency"),
+        help="cost axis of fronts, tables and plot: counted MACs (default) or measured latency",
+    )
+    p.add_argument("--runtime", default="onnxruntime/cpu", help="with --x latency: the recorded runtime/device")
+    p.add_argument("--batch", type=int, default=64, help="with --x latency: the batch size (default 64)")
+    p.add_argument("--wandb", action="store_true", help="also log the table and the Pareto scatter to W&B")
+    p.add_argument("--project", default="svdbench", help="W&B project (with --wandb)")
+    p.add_argument("--entity", default=None, help="W&B entity (with --wandb)")
+    p.add_argument(
+        "--mode",
+        default=None,
+        choices=("offline", "online", "disabled"),
+        help="W&B mode (with --wandb; default: $WANDB_MODE, else offline)",
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    """``svdbench report``: 0 when written, 1 when nothing was found, 2 for a bad argument or path."""
+    try:
+        axis = latency_axis(args.runtime, args.batch) if args.x == "latency" else MACS
+        rep = build_report(args.paths, args.out, split=args.split, select=args.select, axis=axis)
+    except (ValueError, OSError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    if not rep.rows and not rep.failed:
+        print(f"error: no usable results.json under {', '.join(map(str, args.paths))}", file=sys.stderr)
+        return 1
+    print(f"{sum(len(r.runs) for r in rep.rows)} runs in {len(rep.rows)} configurations, {len(rep.failed)} failed")
+    print(f"report: {rep.out / 'report.md'}")
+    if args.wandb:
+        tracking.log_report(report_tables(rep), project=args.project, entity=args.entity, mode=args.mode)
+    return 0

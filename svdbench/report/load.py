@@ -1,0 +1,155 @@
+"""Loading results.json files: the completed runs (:class:`LoadedRun`), the failed ones and the files left out.
+
+A run's *configuration* is its resolved config minus the seed, the output and input paths and the
+bookkeeping keys (:data:`IGNORED_KEYS`): runs of one configuration over several seeds are one row of
+the report. :func:`configuration` and the headline lookup (:attr:`LoadedRun.headline`) are kept here,
+and only here, so that how a method declares them can change in one place.
+
+A file that is not valid JSON, lacks a required key, or is not ``completed`` is skipped with a
+one-line warning on stderr (:func:`warn`); failed runs are also returned as :class:`Failed`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..errors import one_line
+from ..methods import METHODS
+from ..results import RunRecord, comparable_config, comparable_key, find_results
+
+#: config keys (dotted, prefixes included) that do not define a configuration: the seed, where data,
+#: outputs and checkpoints live, logging, and evaluation-only settings. ``init_from`` is replaced
+#: by whether it is set. A method's ``Config.point_keys`` (SVD training's ``energies``) are left out
+#: too: they only ask for operating points, each a result at its own settings.
+IGNORED_KEYS = (
+    "seed", "hydra", "logger", "resume", "checkpoint", "keep_checkpoints", "save_model", "init_from",
+    "dataset.root", "dataset.download", "trainer.progress", "trainer.num_workers", "trainer.eval_batch_size",
+)  # fmt: skip
+
+
+def warn(msg: str) -> None:
+    print(f"warning: {msg}", file=sys.stderr)
+
+
+@dataclass
+class LoadedRun:
+    """One completed run as the report reads it: where its results.json is, its record, its configuration."""
+
+    path: Path
+    rec: RunRecord
+    flat: dict  # the configuration: dotted config keys -> values, IGNORED_KEYS removed
+
+    @property
+    def method(self) -> str:
+        return self.rec.method
+
+    @property
+    def task(self) -> tuple[str, str, int]:
+        """(model, dataset, dense MACs): rows are compared within a task."""
+        return (self.rec.model, self.rec.dataset, int(self.rec.macs_dense))
+
+    @property
+    def headline(self) -> tuple[str, ...]:
+        """The settings the method shows first: as recorded (keys where the comparable config puts them),
+        else its registered config's (older files)."""
+        if self.rec.headline is not None:
+            return tuple(comparable_key(k) for k in self.rec.headline)
+        cls = METHODS.find(self.rec.method)
+        return cls.Config.headline if cls is not None else ()
+
+
+@dataclass
+class Failed:
+    """A run recorded as failed: the report lists it with its error."""
+
+    path: Path
+    method: str
+    model: str
+    dataset: str
+    seed: Any
+    error: str
+
+
+def flatten(d: Any, prefix: str = "") -> dict:
+    """Nested dicts to dotted keys; lists become tuples (hashable, comparable)."""
+    if isinstance(d, dict):
+        out: dict = {}
+        for k, v in d.items():
+            out.update(flatten(v, f"{prefix}{k}."))
+        return out
+    if isinstance(d, list):
+        d = tuple(flatten(v) if isinstance(v, (dict, list)) else v for v in d)
+        d = tuple(tuple(sorted(v.items())) if isinstance(v, dict) else v for v in d)
+    return {prefix[:-1]: d}
+
+
+def configuration(config: dict, method: str) -> dict:
+    """The config keys that define a configuration: the comparable config
+    (:func:`svdbench.results.comparable_config`) without :data:`IGNORED_KEYS` and the method's
+    ``point_keys`` (where the method is registered in this process)."""
+    cls = METHODS.find(method)
+    ignored = (*IGNORED_KEYS, *(f"method.{k}" for k in (cls.Config.point_keys if cls is not None else ())))
+    flat = flatten(comparable_config(config, method))
+    out = {k: v for k, v in flat.items() if not any(k == i or k.startswith(i + ".") for i in ignored)}
+    out["init_from"] = bool(config.get("init_from"))
+    return out
+
+
+def is_number(v: Any) -> bool:
+    """A finite int or float (not a bool)."""
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def run_value(run: LoadedRun, key: str) -> float | None:
+    """A run's ``top1`` or ``val_top1`` (%), None when absent or not a percentage."""
+    v = getattr(run.rec, key)
+    return float(v) if is_number(v) and 0 <= v <= 100 else None
+
+
+def epochs_after_start(run: LoadedRun) -> int | None:
+    v = run.rec.epochs_after_start
+    return v if isinstance(v, int) and not isinstance(v, bool) and v >= 0 else None
+
+
+def dense_start(run: LoadedRun) -> str | None:
+    v = run.rec.dense_start
+    return v if isinstance(v, str) and v else None
+
+
+def load_runs(paths: Iterable[str | Path]) -> tuple[list[LoadedRun], list[Failed], list[tuple[Path, str]]]:
+    """(completed runs, failed runs, skipped files with the reason), warning once per file left out."""
+    runs: list[LoadedRun] = []
+    failed: list[Failed] = []
+    skipped: list[tuple[Path, str]] = []
+
+    def skip(path: Path, why: str) -> None:
+        skipped.append((path, why))
+        warn(f"skipping {path}: {why}")
+
+    for path in find_results(paths):
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as err:
+            skip(path, f"not valid JSON ({one_line(err, with_type=True)})")
+            continue
+        try:
+            rec = RunRecord.from_dict(data)
+        except (ValueError, TypeError) as err:
+            skip(path, one_line(err))
+            continue
+        if rec.status == "failed":
+            error = " ".join(str(rec.error or "no reason recorded").split())
+            failed.append(Failed(path, rec.method, rec.model, rec.dataset, rec.seed, error))
+            skip(path, f"failed run ({error[:200]})")
+            continue
+        if rec.status != "completed":
+            skip(path, f"status {rec.status!r}, not completed (partial run)")
+            continue
+        runs.append(LoadedRun(path, rec, configuration(rec.config, rec.method)))
+    return runs, failed, skipped

@@ -1,0 +1,72 @@
+"""The renderers: a table (a sequence of :class:`~.columns.Column` and its items) as Markdown, LaTeX
+(booktabs), CSV, or the typed table W&B logs. Every report table is written by these four."""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from ..tracking import TypedTable
+from .columns import CSV, MD, TEX, TYPED, Column
+
+LATEX_SPECIALS = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
+                  "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}  # fmt: skip
+
+
+def latex_escape(s: str) -> str:
+    return "".join(LATEX_SPECIALS.get(c, c) for c in s)
+
+
+def markdown(columns: Sequence[Column], items: Iterable) -> str:
+    """A Markdown table (``|`` in a cell escaped), right-aligned where the column is ``r``."""
+    cols = [c for c in columns if c.shown(MD)]
+    lines = ["| " + " | ".join(c.header for c in cols) + " |"]
+    lines.append("|" + "|".join("--:" if c.align == "r" else "---" for c in cols) + "|")
+    lines += ["| " + " | ".join(c.text(x).replace("|", "\\|") for c in cols) + " |" for x in items]
+    return "\n".join(lines) + "\n"
+
+
+def latex(columns: Sequence[Column], items: Iterable, caption: str = "") -> str:
+    """A booktabs ``table`` (needs ``\\usepackage{booktabs}``): cells escaped, ``±`` as ``$\\pm$``."""
+    cols = [c for c in columns if c.shown(TEX)]
+    head = [c.latex if c.latex is not None else latex_escape(c.header) for c in cols]
+    out = [
+        "\\begin{table}[t]",
+        "\\centering",
+        "\\small",
+        f"\\begin{{tabular}}{{{''.join(c.align for c in cols)}}}",
+        "\\toprule",
+        " & ".join(head) + " \\\\",
+        "\\midrule",
+    ]
+    out += [" & ".join(latex_escape(c.text(x)).replace("±", "$\\pm$") for c in cols) + " \\\\" for x in items]
+    out += ["\\bottomrule", "\\end{tabular}"]
+    if caption:
+        out.append(f"\\caption{{{latex_escape(caption)}}}")
+    out.append("\\end{table}")
+    return "\n".join(out) + "\n"
+
+
+def header(columns: Sequence[Column], fmt: str = CSV) -> list[str]:
+    """The field names of ``csv`` or ``typed``."""
+    return [f.name for c in columns for f in c.fields(fmt)]
+
+
+def cells(columns: Sequence[Column], item: Any, fmt: str = CSV) -> list:
+    """One item's fields in ``csv`` or ``typed``."""
+    return [f.cell(item) for c in columns for f in c.fields(fmt)]
+
+
+def write_csv(path: Path, columns: Sequence[Column], items: Iterable) -> Path:
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(header(columns))
+        w.writerows(cells(columns, x) for x in items)
+    return path
+
+
+def typed(columns: Sequence[Column], items: Iterable) -> TypedTable:
+    """The table W&B logs: numbers stay numbers."""
+    return TypedTable(header(columns, TYPED), [cells(columns, x, TYPED) for x in items])

@@ -1,0 +1,276 @@
+"""Rows and fronts: one row per configuration (its runs over seeds and their statistics), the dense
+reference of each task, the deltas, the selection, and the Pareto fronts.
+
+Rows are compared within a *task*: the same model, dataset and dense MAC count (the dense count
+pins the input size and number of classes). The dense reference of a task is its ``dense``
+configuration with the most seeds (then the highest mean top-1); ``delta`` is a row's mean top-1
+minus the reference's.
+
+Selection (``--select``, default ``val``): fronts and front quality use the mean *validation*
+top-1 when every run has one (``val_top1``), else test top-1 (:func:`choose_selection`). Fronts
+maximize top-1 and minimize the cost on the report's axis (MACs or measured latency; see
+:mod:`svdbench.pareto` for dominance, ties and duplicates), per method and over all methods.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import statistics
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from .. import pareto
+from ..axes import MACS, Axis
+from ..methods.base import METHOD_GROUPS
+from .load import LoadedRun, is_number, run_value, warn
+
+DENSE = "dense"
+#: how a config key's prefix is shortened in a row's settings
+SHORT = (("method.", ""), ("regularizer.", "reg."), ("trainer.", "tr."), ("dataset.", "ds."), ("model.", "model."))
+
+
+@dataclass
+class Row:
+    """One configuration: its runs over seeds and their statistics (``<key>_mean`` and ``<key>_std``
+    for top1, val_top1 (when every run has one), macs, params, speedup, compression, and x and xspeed:
+    the cost on the axis and the speed-up on it)."""
+
+    method: str
+    model: str
+    dataset: str
+    task: tuple[str, str, int]
+    flat: dict
+    runs: list[LoadedRun]
+    settings: str = ""
+    delta: float | None = None
+    on_method_front: bool = False
+    on_overall_front: bool = False
+    stats: dict[str, float] = field(default_factory=dict)
+    axis: Axis = MACS  # the cost axis its fronts are computed on (stats "x_*" and "xspeed_*")
+
+    @property
+    def seeds(self) -> list:
+        return [r.rec.seed for r in self.runs]
+
+    def mean(self, key: str) -> float:
+        return self.stats[f"{key}_mean"]
+
+    def point_on(self, key: str) -> tuple[float, float]:
+        """(mean ``key``, mean cost on the axis): the point its fronts are computed on (``key``: top1 or
+        val_top1; the cost: MACs, or measured latency with ``--x latency``)."""
+        return (self.mean(key), self.mean("x"))
+
+    def has(self, key: str) -> bool:
+        return f"{key}_mean" in self.stats
+
+    @property
+    def front_mark(self) -> str:
+        """``overall`` (on its task's front of all methods), ``method`` (on its method's only) or ``""``."""
+        return "overall" if self.on_overall_front else ("method" if self.on_method_front else "")
+
+
+class Member(NamedTuple):
+    """A row on a front: ``scope`` is ``overall`` or the name of the method whose front it is on."""
+
+    scope: str
+    row: Row
+
+
+@dataclass(frozen=True)
+class Selection:
+    """What the fronts and front quality are computed on."""
+
+    requested: str  # val | test (--select)
+    metric: str  # val | test: what was used
+    reason: str  # one line for report.md
+
+    @property
+    def key(self) -> str:
+        return "val_top1" if self.metric == "val" else "top1"
+
+
+def std(xs: Sequence[float]) -> float:
+    """The sample standard deviation, 0 for a single value."""
+    return statistics.stdev(xs) if len(xs) > 1 else 0.0
+
+
+def method_order(m: str) -> tuple[int, str]:
+    """Dense first, then by name."""
+    return (0 if m == DENSE else 1, m)
+
+
+def task_name(task: tuple) -> str:
+    return f"{task[0]}/{task[1]}"
+
+
+def group_rows(runs: Sequence[LoadedRun], axis: Axis = MACS) -> list[Row]:
+    """One row per (method, task, configuration); fronts are marked later (:func:`mark_fronts`). Two
+    runs of one configuration with the same seed are the same run found twice (a copied directory, or
+    an energy-sweep point equal to its parent): the first by path is kept, the other skipped with a warning."""
+    groups: dict[tuple, list[LoadedRun]] = {}
+    for r in runs:
+        key = (r.method, r.task, tuple(sorted((k, repr(v)) for k, v in r.flat.items())))
+        groups.setdefault(key, []).append(r)
+    rows = []
+    for (method, task, _), members in groups.items():
+        kept: dict[Any, LoadedRun] = {}
+        for r in sorted(members, key=lambda r: str(r.path)):
+            seed = r.rec.seed
+            if seed in kept:
+                warn(f"skipping {r.path}: same configuration and seed {seed} as {kept[seed].path}")
+                continue
+            kept[seed] = r
+        rs = list(kept.values())
+        row = Row(method, task[0], task[1], task, rs[0].flat, rs, axis=axis)
+        for key in ("top1", "macs", "params", "speedup", "compression"):
+            vals = [float(getattr(r.rec, key)) for r in rs if is_number(getattr(r.rec, key))]
+            if key == "speedup" and not vals:
+                vals = [r.rec.macs_dense / max(r.rec.macs, 1) for r in rs]
+            if key == "compression" and not vals:
+                vals = [r.rec.params_dense / max(r.rec.params, 1) for r in rs]
+            row.stats[f"{key}_mean"] = statistics.fmean(vals)
+            row.stats[f"{key}_std"] = std(vals)
+        for key, vals in (
+            ("x", [axis.value(r.rec) for r in rs]),
+            ("xspeed", [axis.dense(r.rec) / axis.value(r.rec) for r in rs]),
+        ):
+            row.stats[f"{key}_mean"], row.stats[f"{key}_std"] = statistics.fmean(vals), std(vals)
+        vals = [run_value(r, "val_top1") for r in rs]
+        if None not in vals:  # a row without a validation top-1 for every seed shows none
+            row.stats["val_top1_mean"] = statistics.fmean(vals)
+            row.stats["val_top1_std"] = std(vals)
+        rows.append(row)
+    _settings(rows)
+    _deltas(rows)
+    rows.sort(key=lambda r: (r.task, method_order(r.method), -r.mean("macs"), -r.mean("top1"), r.settings))
+    return rows
+
+
+def _fmt_value(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:g}"
+    if isinstance(v, tuple):
+        return "[" + ",".join(_fmt_value(x) for x in v) + "]"
+    return str(v)
+
+
+def short_key(k: str) -> str:
+    """``k`` as the settings column shows it: ``method.energy`` as ``energy``, ``trainer.lr`` as ``tr.lr``, a
+    method's group as the group (``method.regularizer.weight`` as ``reg.weight``)."""
+    for group in METHOD_GROUPS:
+        if k.startswith(f"method.{group}."):
+            k = k[len("method.") :]
+    for long, short in SHORT:
+        if k.startswith(long):
+            return short + k[len(long) :]
+    return k
+
+
+def _settings(rows: Sequence[Row]) -> None:
+    """A row's settings: the method's headline keys, then every key that varies among the
+    configurations of the same method."""
+    by_method: dict[str, list[Row]] = {}
+    for r in rows:
+        by_method.setdefault(r.method, []).append(r)
+    for rs in by_method.values():
+        keys = sorted({k for r in rs for k in r.flat})
+        varying = [k for k in keys if len({repr(r.flat.get(k)) for r in rs}) > 1 and not k.endswith("_target_")]
+        head = [k for k in rs[0].runs[0].headline if k not in varying]
+        for r in rs:
+            parts = [f"{short_key(k)}={_fmt_value(r.flat[k])}" for k in head if r.flat.get(k) is not None]
+            parts += [f"{short_key(k)}={_fmt_value(r.flat.get(k))}" for k in varying]
+            r.settings = ", ".join(parts)
+
+
+def dense_references(rows: Sequence[Row]) -> dict[tuple, Row]:
+    """Per task, the dense configuration with the most seeds (then the highest mean top-1)."""
+    refs: dict[tuple, Row] = {}
+    for r in rows:
+        if r.method != DENSE:
+            continue
+        cur = refs.get(r.task)
+        if cur is None or (len(r.runs), r.mean("top1")) > (len(cur.runs), cur.mean("top1")):
+            refs[r.task] = r
+    return refs
+
+
+def _deltas(rows: Sequence[Row]) -> None:
+    refs = dense_references(rows)
+    for r in rows:
+        ref = refs.get(r.task)
+        r.delta = None if ref is None else r.mean("top1") - ref.mean("top1")
+
+
+def by_task(rows: Sequence[Row]) -> dict[tuple, list[Row]]:
+    tasks: dict[tuple, list[Row]] = {}
+    for r in rows:
+        tasks.setdefault(r.task, []).append(r)
+    return tasks
+
+
+def choose_selection(rows: Sequence[Row], requested: str = "val") -> Selection:
+    """Validation top-1 when ``requested`` is ``val`` and every row has it (every run of it), else test."""
+    if requested == "test":
+        return Selection(requested, "test", "fronts selected on test top-1 (--select test)")
+    if rows and all(r.has("val_top1") for r in rows):
+        return Selection(requested, "val", "fronts selected on validation top-1 (test top-1 shown)")
+    return Selection(
+        requested,
+        "test",
+        "fronts selected on test top-1: no validation split recorded"
+        + (" for every run" if any(r.has("val_top1") for r in rows) else ""),
+    )
+
+
+def mark_fronts(rows: Sequence[Row], key: str = "top1") -> None:
+    """Mark each row on its method's front and on its task's overall front, computed on mean ``key``."""
+    for rs in by_task(rows).values():
+        pts = [r.point_on(key) for r in rs]
+        for r in rs:
+            r.on_overall_front = r.on_method_front = False
+        for i in pareto.front_indices(pts):
+            rs[i].on_overall_front = True
+        for idx in pareto.fronts_by(pts, [r.method for r in rs]).values():
+            for i in idx:
+                rs[i].on_method_front = True
+
+
+def front_members(rows: Sequence[Row]) -> list[Member]:
+    """Every front member, in the rows' order: the overall fronts' first, then the methods' fronts'."""
+    overall = [Member("overall", r) for r in rows if r.on_overall_front]
+    return overall + [Member(r.method, r) for r in rows if r.on_method_front]
+
+
+def fronts(rows: Sequence[Row]) -> list[Member]:
+    """Every front member by task, overall first, then by method and cost."""
+    return sorted(front_members(rows), key=lambda m: (m.row.task, m.scope != "overall", m.scope, m.row.mean("x")))
+
+
+def split_methods(runs: Sequence[LoadedRun], keys: Sequence[str]) -> None:
+    """Name each run's method after the values of ``keys`` too (dotted config keys, e.g.
+    ``method.decomposition``: ``svd`` becomes ``svd (channel)`` and ``svd (spatial)``; a number is shown
+    with its key, ``svd (channel, round_to=8)``), so they are separate methods in tables, fronts and
+    plot. Runs without the key keep their name."""
+    for r in runs:  # a word as it is (channel), a number with its key's last part (round_to=8)
+        found = [(k, r.flat[k]) for k in keys if k in r.flat]
+        values = [v if isinstance(v, str) else f"{k.rsplit('.', 1)[-1]}={v}" for k, v in found]
+        if values:
+            r.rec = dataclasses.replace(r.rec, method=f"{r.rec.method} ({', '.join(values)})")
+
+
+def on_axis(runs: Sequence[LoadedRun], axis: Axis, skipped: list[tuple[Path, str]]) -> list[LoadedRun]:
+    """The runs with a point on ``axis``; the others are recorded in ``skipped`` with one warning in all."""
+    kept, left = [], []
+    for r in runs:
+        why = axis.missing(r.rec)
+        (left if why else kept).append(r)
+        if why:
+            skipped.append((r.path, why))
+    if left:
+        warn(
+            f"{len(left)} of {len(runs)} runs have no latency figure for {axis.runtime} at batch {axis.batch} and "
+            f"are left out (first: {left[0].path}); time them with: svdbench latency DIR"
+        )
+    return kept
