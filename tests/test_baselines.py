@@ -15,25 +15,13 @@ from torch import nn
 import svdbench
 from svdbench.errors import InputError
 from svdbench.lowrank import LowRankConv2d
-from svdbench.macs import analyze_macs
-from svdbench.methods import Dense
-from svdbench.methods.filter_pruning import (
-    ROUNDINGS,
-    FilterPruner,
-    FilterPruningConfig,
-    FPGMPruning,
-    L1FilterPruning,
-    MacModel,
-    SoftFilterPruning,
-    ignored_names,
-    kept_channels,
-    ratio_for_speedup,
-    weight_macs,
-)
+from svdbench.macs import MacModel, analyze_macs, weight_macs
+from svdbench.methods import Dense, FilterPruningConfig, FPGMPruning, L1FilterPruning, SoftFilterPruning
 from svdbench.methods.svd_posthoc import PosthocSVD, PosthocSVDConfig
 from svdbench.methods.trp import TRP, KernelReshape, TRPConfig
 from svdbench.models import build_model
 from svdbench.pipeline import run_experiment
+from svdbench.pruning import ROUNDINGS, FilterPruner, ignored_names, kept_channels, ratio_for_speedup
 
 SHAPE = (1, 3, 16, 16)
 METHODS = ("trp", "svd_posthoc", "l1_filter", "sfp", "fpgm")
