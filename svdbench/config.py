@@ -25,7 +25,7 @@ from omegaconf import DictConfig, OmegaConf
 from .checks import check, check_choice
 from .data import DATASETS
 from .errors import InputError, one_line
-from .methods import METHODS, Method
+from .methods import METHODS, Method, method_target
 from .models import BLOCKS, MODELS, OPTIONS, SHORTCUTS, check_options
 from .published import register_resolver
 from .registry import import_object
@@ -237,15 +237,18 @@ class Config:
 
 def register_configs() -> None:
     """Store the schemas in Hydra's ConfigStore: ``config_schema`` (the top level), ``trainer/default``,
-    ``measure/default`` and ``method/<name>`` for every registered method, and the ``published``
-    resolver the reproduction presets read (idempotent)."""
+    ``measure/default`` and ``method/<name>`` for every registered method (its ``Config`` dataclass,
+    typed, with ``_target_`` naming the method class: methods may share a config class), and the
+    ``published`` resolver the reproduction presets read (idempotent)."""
     register_resolver()
     cs = ConfigStore.instance()
     cs.store(name="config_schema", node=Config)
     cs.store(group="trainer", name="default", node=TrainerConfig)
     cs.store(group="measure", name="default", node=MeasureConfig)
     for name, cls in METHODS.items():
-        cs.store(group="method", name=name, node=cls.Config)
+        node = OmegaConf.structured(cls.Config)
+        node._target_ = method_target(cls)
+        cs.store(group="method", name=name, node=node)
 
 
 def method_class(node: Any) -> type[Method]:

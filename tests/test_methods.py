@@ -10,10 +10,13 @@ from dataclasses import dataclass
 import pytest
 import torch
 import torch.nn.functional as F
+from hydra.errors import ConfigCompositionException
 
+from svdbench.config import method_class
 from svdbench.errors import InputError
-from svdbench.methods import METHODS, Method, MethodConfig, method_target, register_method
+from svdbench.methods import METHODS, FilterPruningConfig, Method, MethodConfig, method_target, register_method
 from svdbench.models import build_model
+from svdbench.pipeline import record_config
 from svdbench.regularizers import SparsityRegularizer
 
 SHAPE = (1, 3, 16, 16)
@@ -39,9 +42,10 @@ def same(a, b) -> bool:
 @pytest.mark.parametrize("name", METHODS.names())
 def test_method_contract(name):
     cls = METHODS.get(name)
-    assert cls.name == name and method_target(cls) == cls.Config._target_ == cls.Config()._target_
+    assert cls.name == name and cls.Config._target_ in ("", method_target(cls))  # supplied, never another class
     regularizer = SparsityRegularizer("hoyer", 0.01) if cls.uses_regularizer else None
     method = cls(cls.Config(), regularizer)
+    assert method.config._target_ == method_target(cls)
     assert (method.regularizer is None) == (not cls.uses_regularizer)
     torch.manual_seed(0)
     model = build_model("cifar_resnet", "resnet8", 10, 3)
@@ -101,19 +105,15 @@ def test_registry_names_the_choices_and_refuses_a_second_owner():
     with pytest.raises(InputError, match=r"unknown method 'magic'; choose from dense, .*svd"):
         METHODS.get("magic")
 
-    @dataclass
-    class OtherConfig(MethodConfig):
-        _target_: str = f"{__name__}.Other"
-
     class Other(Method):
-        Config = OtherConfig
+        pass
 
     Other.__qualname__ = "Other"
     with pytest.raises(ValueError, match="'svd' is already registered"):
         register_method("svd")(Other)
 
 
-def test_register_method_checks_the_config_target():
+def test_register_method_checks_the_config():
     @dataclass
     class WrongConfig(MethodConfig):
         _target_: str = "somewhere.else"
@@ -121,9 +121,44 @@ def test_register_method_checks_the_config_target():
     class Wrong(Method):
         Config = WrongConfig
 
-    with pytest.raises(TypeError, match="_target_ must default to"):
+    with pytest.raises(TypeError, match="_target_ defaults to 'somewhere.else', not .*Wrong'"):
         register_method("wrong")(Wrong)
+
+    @dataclass
+    class Plain:
+        alpha: float = 0.5
+
+    class Untyped(Method):
+        Config = Plain
+
+    with pytest.raises(TypeError, match="Untyped.Config must be a MethodConfig dataclass"):
+        register_method("wrong")(Untyped)
     assert "wrong" not in METHODS
+
+
+def test_methods_sharing_a_config_class_each_get_their_own_target(compose_cfg, build, tiny_cfg):
+    """l1_filter and sfp share FilterPruningConfig and dense takes MethodConfig itself: the target is
+    supplied, on the command line (Hydra's method node, validate, results.json's config) and in Python."""
+    l1, sfp = METHODS.get("l1_filter"), METHODS.get("sfp")
+    assert l1.Config is sfp.Config is FilterPruningConfig and METHODS.get("dense").Config is MethodConfig
+    for cls in (l1, sfp, METHODS.get("dense")):
+        composed = compose_cfg([f"method={cls.name}"])
+        assert composed.method._target_ == method_target(cls)
+        typed, method = build(composed)
+        assert type(method) is cls and type(typed.method) is cls.Config and method_class(typed.method) is cls
+        assert record_config(typed, method)["method"]["_target_"] == method_target(cls)  # what results.json holds
+    with pytest.raises(ConfigCompositionException) as err:  # the node is still typed
+        compose_cfg(["method=sfp", "method.ratio=half"])
+    assert "could not be converted to Float" in str(err.value.__cause__)
+    config = FilterPruningConfig(ratio=0.3)
+    for method in (l1(config), sfp(config), l1.create(ratio=0.3)):
+        assert method.config._target_ == method_target(type(method)) and method.config.ratio == 0.3
+        assert record_config(tiny_cfg(), method)["method"]["_target_"] == method_target(type(method))
+    assert config._target_ == ""  # the caller's object is left alone
+    with pytest.raises(TypeError, match="SoftFilterPruning takes a config of its own, got one for .*L1FilterPruning"):
+        sfp(l1(config).config)
+    with pytest.raises(TypeError, match="Dense takes a MethodConfig, got SVDConfig"):
+        METHODS.get("dense")(METHODS.get("svd").Config())
 
 
 def test_every_config_field_has_a_default():

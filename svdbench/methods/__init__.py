@@ -5,7 +5,7 @@ your own subclasses :class:`FilterPruning` and may name a criterion of its own (
 
 from ..pruning import CRITERIA, register_criterion
 from .base import METHODS, Method, MethodConfig, method_target, register_method
-from .dense import Dense, DenseConfig
+from .dense import Dense
 from .filter_pruning import (
     FilterPruning,
     FilterPruningConfig,
@@ -25,7 +25,6 @@ __all__ = [
     "method_target",
     "register_method",
     "Dense",
-    "DenseConfig",
     "SVDTraining",
     "SVDConfig",
     "PosthocSVD",

@@ -190,38 +190,25 @@ class FilterPruning(Method):
         }
 
 
-@dataclass
-class L1FilterConfig(FilterPruningConfig):
-    _target_: str = f"{__name__}.L1FilterPruning"
-
-
 @register_method("l1_filter")
 class L1FilterPruning(FilterPruning):
     """Li et al. (ICLR 2017): prune the lowest-L1 filters of a trained network once, fine-tune."""
 
-    Config = L1FilterConfig
     criterion = "l1"
     pretrain_dense = True
     train_epochs = 0
-
-
-@dataclass
-class SFPConfig(FilterPruningConfig):
-    _target_: str = f"{__name__}.SoftFilterPruning"
 
 
 @register_method("sfp")
 class SoftFilterPruning(FilterPruning):
     """He et al. (IJCAI 2018): zero the lowest-L2 filters after every epoch, keep training them."""
 
-    Config = SFPConfig
     criterion = "l2"
     soft = True
 
 
 @dataclass
 class FPGMConfig(FilterPruningConfig):
-    _target_: str = f"{__name__}.FPGMPruning"
     # the official code's behaviour: the gradients of the selected (zeroed) filters are cleared at
     # every training step, so they stay zero until the next selection; false: soft, as the paper
     # describes and as SFP does (only momentum could move them with true)
