@@ -45,8 +45,16 @@ from ..pruning import CRITERIA, ROUNDINGS, FilterPruner, channel_counts, kept_ch
 from .base import Method, MethodConfig, register_method
 
 # weight_macs and kept_channels are re-exported for the callers of the former layout (tests/test_model_variants.py)
-__all__ = ["FilterPruningConfig", "FilterPruning", "L1FilterPruning", "SoftFilterPruning", "FPGMConfig",
-           "FPGMPruning", "kept_channels", "weight_macs"]  # fmt: skip
+__all__ = [
+    "FilterPruningConfig",
+    "FilterPruning",
+    "L1FilterPruning",
+    "SoftFilterPruning",
+    "FPGMConfig",
+    "FPGMPruning",
+    "kept_channels",
+    "weight_macs",
+]
 
 
 @dataclass
@@ -95,7 +103,6 @@ class FilterPruning(Method):
 
     def __init__(self, config: FilterPruningConfig | None = None, regularizer=None) -> None:
         super().__init__(config, regularizer)
-        CRITERIA.get(self.criterion)
         self.ratio_used: float | None = self.config.ratio
         self.speedup_planned: float | None = None
         self.pruner: FilterPruner | None = None
