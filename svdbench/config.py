@@ -25,7 +25,7 @@ from omegaconf import DictConfig, OmegaConf
 from .checks import check, check_choice
 from .data import DATASETS
 from .errors import InputError, one_line
-from .methods import METHODS, Method
+from .methods import METHODS, Method, method_target
 from .models import BLOCKS, MODELS, OPTIONS, SHORTCUTS, check_options
 from .published import register_resolver
 from .registry import import_object
@@ -227,9 +227,11 @@ class Config:
 
 def register_configs() -> None:
     """Store the schemas in Hydra's ConfigStore: ``config_schema`` (the top level), ``trainer/default``,
-    ``measure/default`` and ``method/<name>`` for every registered method (whose fields named after a
-    group of :data:`~svdbench.methods.base.METHOD_GROUPS` read that group: ``method.regularizer:
-    ${regularizer}``), and the ``published`` resolver the reproduction presets read (idempotent)."""
+    ``measure/default`` and ``method/<name>`` for every registered method (its ``Config`` dataclass,
+    typed, with ``_target_`` naming the method class, since methods may share a config class, and its
+    fields named after a group of :data:`~svdbench.methods.base.METHOD_GROUPS` reading that group:
+    ``method.regularizer: ${regularizer}``), and the ``published`` resolver the reproduction presets
+    read (idempotent)."""
     register_resolver()
     cs = ConfigStore.instance()
     cs.store(name="config_schema", node=Config)
@@ -237,6 +239,7 @@ def register_configs() -> None:
     cs.store(group="measure", name="default", node=MeasureConfig)
     for name, cls in METHODS.items():
         node = OmegaConf.structured(cls.Config)
+        node._target_ = method_target(cls)
         for group in cls.Config.groups():  # the method reads its groups from the top level
             node[group] = f"${{{group}}}"
         cs.store(group="method", name=name, node=node)

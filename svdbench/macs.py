@@ -4,15 +4,21 @@ MACs follow the literature (docs/method.md, "Conventions": "FLOPs" = multiply-ac
 ``FlopCountAnalysis`` counts one multiply-add as one, run on a batch of one sample.
 ``macs`` sums the weight operators (convolutions, linear layers and matrix products);
 ``macs_total`` is fvcore's full total, which adds batch norm, pooling and the like.
+
+:func:`weight_macs` and :class:`MacModel` count the same convention with module hooks instead of
+a trace: every ``nn.Conv2d`` and ``nn.Linear``, per sample. On a plain CNN (no functional matrix
+products) they equal :func:`count_macs` at a fraction of its cost, which is what filter pruning's
+speed-up search needs (:mod:`svdbench.pruning.speedup`).
 """
 
 from __future__ import annotations
 
 import logging
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+import torch
 from torch import nn
 
 from .torch_utils import eval_mode, example_input
@@ -76,3 +82,57 @@ def count_macs(model: nn.Module, input_shape: Sequence[int]) -> int:
 def count_params(model: nn.Module) -> int:
     """Number of parameters (unique tensors)."""
     return sum(p.numel() for p in model.parameters())
+
+
+def _hooked_forward(model: nn.Module, input_shape: Sequence[int], hook: Callable) -> None:
+    """One batch-1 forward pass in eval mode without gradients, ``hook`` on every conv and linear layer."""
+    hooks = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    try:
+        with eval_mode(model), torch.no_grad():
+            model(example_input(model, input_shape))
+    finally:
+        for h in hooks:
+            h.remove()
+
+
+def weight_macs(model: nn.Module, input_shape: Sequence[int]) -> int:
+    """Per-sample multiply-accumulates of every ``nn.Conv2d`` and ``nn.Linear`` (module hooks, one
+    forward pass at batch 1, eval mode). Equals :func:`count_macs` (fvcore's conv + linear
+    operators) on plain CNNs, at a fraction of its cost."""
+    total = 0
+
+    def count(m: nn.Module, inp, out) -> None:
+        nonlocal total
+        if isinstance(m, nn.Conv2d):
+            kh, kw = m.kernel_size
+            total += out[0].numel() * (m.in_channels // m.groups) * kh * kw
+        else:
+            total += out[0].numel() * m.in_features
+
+    _hooked_forward(model, input_shape, count)
+    return int(total)
+
+
+class MacModel:
+    """:func:`weight_macs` without a forward pass: the output size per channel of every conv and
+    linear layer is recorded once; channel pruning changes widths, never spatial sizes, so
+    ``macs()`` reads the (pruned) widths off the modules and stays exact."""
+
+    def __init__(self, model: nn.Module, input_shape: Sequence[int]) -> None:
+        self.sites: dict[nn.Module, int] = {}
+
+        def record(m: nn.Module, inp, out) -> None:
+            per_channel = out[0].numel() // (m.out_channels if isinstance(m, nn.Conv2d) else m.out_features)
+            self.sites[m] = per_channel
+
+        _hooked_forward(model, input_shape, record)
+
+    def macs(self) -> int:
+        total = 0
+        for m, per_channel in self.sites.items():
+            if isinstance(m, nn.Conv2d):
+                kh, kw = m.kernel_size
+                total += per_channel * m.out_channels * (m.in_channels // m.groups) * kh * kw
+            else:
+                total += per_channel * m.out_features * m.in_features
+        return total

@@ -34,10 +34,7 @@ from .models import OPTIONS
 RESULTS_FILE = "results.json"
 #: keys added with a non-null default after runs had been recorded without them: a recorded value
 #: equal to that default is the same as the key absent (a method declares its own: ``Config.added``)
-ADDED_DEFAULTS = {
-    "model": dict(OPTIONS),
-    "method": {"round_to": 1, "rounding": "kept"},  # filter pruning
-}
+ADDED_DEFAULTS = {"model": dict(OPTIONS)}
 SCHEMA_VERSION = 1
 STATUSES = ("running", "completed", "failed", "preempted")
 #: keys a completed record must have
@@ -215,7 +212,7 @@ def comparable_config(config: dict, method: str) -> dict:
         node = out.pop(group, None)
         if isinstance(node, dict) and isinstance(m, dict) and cls is not None and group in cls.Config.groups():
             m.setdefault(group, {k: v for k, v in node.items() if k != "_target_"})
-    added = {**ADDED_DEFAULTS, "method": {**ADDED_DEFAULTS["method"], **(cls.Config.added if cls else {})}}
+    added = {**ADDED_DEFAULTS, "method": cls.Config.added if cls is not None else {}}
     for section, defaults in added.items():
         node = out.get(section)
         if isinstance(node, dict):

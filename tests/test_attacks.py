@@ -111,7 +111,7 @@ CONFIG = [
     ("method=sfp method.speedup=1.0", "method.speedup must be > 1"),
     ("method=fpgm method.ratio=-0.1", "method.ratio must be in (0, 1)"),
     ("method=svd_posthoc method.energy=1.0", "method.energy must be in [0, 1)"),
-    ("method=dense method.period=3", "Key 'period' not in 'DenseConfig' (key: method.period)"),
+    ("method=dense method.period=3", "Key 'period' not in 'MethodConfig' (key: method.period)"),
     # choices
     ("trainer.optimizer=rmsprop", "trainer.optimizer must be sgd or adam, got 'rmsprop'"),
     ("trainer.schedule=linear", "trainer.schedule must be cosine, multistep or constant"),

@@ -4,7 +4,7 @@ import torch
 from torch import nn
 
 import svdbench
-from svdbench.macs import analyze_macs
+from svdbench.macs import MacModel, analyze_macs, weight_macs
 from svdbench.models import build_model, cifar_resnet
 
 
@@ -66,3 +66,14 @@ def test_resnet_depths_and_option_a_shortcut():
     net = cifar_resnet(8, 10, 1)
     assert net(torch.randn(2, 1, 28, 28)).shape == (2, 10)
     assert sum(1 for _ in net.layer2[0].shortcut.parameters()) == 0
+
+
+def test_hook_counter_in_macs_equals_fvcore_on_plain_cnns():
+    """svdbench.macs.weight_macs and MacModel (module hooks, filter pruning's speed-up search) count
+    what fvcore counts for conv + linear on plain CNNs: residual, grouped and strided convs, linears."""
+    grouped = nn.Sequential(nn.Conv2d(3, 8, 3, stride=2, padding=1), nn.ReLU(), nn.Conv2d(8, 8, 3, groups=4),
+                            nn.Flatten(), nn.Linear(8 * 5 * 5, 20), nn.Linear(20, 5))  # fmt: skip
+    cases = [(cifar_resnet(8, 10, 3), (1, 3, 16, 16)), (build_model("torchvision", "resnet18", 10, 3), (1, 3, 32, 32)),
+             (grouped, (4, 3, 14, 14))]  # fmt: skip
+    for net, shape in cases:
+        assert weight_macs(net, shape) == MacModel(net, shape).macs() == svdbench.count_macs(net, shape) > 0

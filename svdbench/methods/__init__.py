@@ -1,10 +1,19 @@
 """Compression methods, one module each (its config dataclass beside its class), registered by name
 in :data:`METHODS`: ``dense``, ``svd`` (SVD training), and the baselines ``svd_posthoc``, ``trp``,
-``l1_filter``, ``sfp``, ``fpgm``. Importing this package registers them all."""
+``l1_filter``, ``sfp``, ``fpgm``. Importing this package registers them all. A filter-pruning method of
+your own subclasses :class:`FilterPruning` and may name a criterion of its own (:func:`register_criterion`)."""
 
+from ..pruning import CRITERIA, register_criterion
 from .base import METHODS, Method, MethodConfig, method_target, register_method
-from .dense import Dense, DenseConfig
-from .filter_pruning import FPGMPruning, L1FilterPruning, SoftFilterPruning
+from .dense import Dense
+from .filter_pruning import (
+    FilterPruning,
+    FilterPruningConfig,
+    FPGMConfig,
+    FPGMPruning,
+    L1FilterPruning,
+    SoftFilterPruning,
+)
 from .svd import SVDConfig, SVDTraining
 from .svd_posthoc import PosthocSVD, PosthocSVDConfig
 from .trp import TRP, TRPConfig
@@ -16,14 +25,18 @@ __all__ = [
     "method_target",
     "register_method",
     "Dense",
-    "DenseConfig",
     "SVDTraining",
     "SVDConfig",
     "PosthocSVD",
     "PosthocSVDConfig",
     "TRP",
     "TRPConfig",
+    "FilterPruning",
+    "FilterPruningConfig",
+    "CRITERIA",
+    "register_criterion",
     "L1FilterPruning",
     "SoftFilterPruning",
     "FPGMPruning",
+    "FPGMConfig",
 ]

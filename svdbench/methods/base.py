@@ -16,8 +16,10 @@ A method is written in one module::
         def compress(self, model): ...
 
 ``register_method`` names the class, records it in :data:`METHODS` (which the command line, the
-report and the contract tests read) and makes ``method=mine`` a config choice. The method is built
-from its validated config object (``Mine(MyConfig(alpha=0.7))``); ``self.config`` holds it.
+report and the contract tests read) and makes ``method=mine`` a config choice whose ``_target_``
+names the class: a config never writes its ``_target_``, so several methods can share one config
+class. The method is built from its validated config object (``Mine(MyConfig(alpha=0.7))``);
+``self.config`` holds it, with ``_target_`` naming the class.
 
 The pipeline calls, in order: ``check`` -> ``prepare`` (e.g. decompose) -> the stages of
 ``stages_before_train()`` (SVD training's ``"orthogonal"``) -> training stage ``"train"``
@@ -55,7 +57,9 @@ class MethodConfig:
     """Settings every method has. Subclasses add theirs, with defaults and ``__post_init__`` checks
     that name the key (``method.<field>``)."""
 
-    _target_: str = ""  # the method class, "module.Class": each method's Config sets it
+    # the method class, "module.Class": supplied by register_method (Hydra's method/<name> node) and by
+    # Method.__init__ (a config built in Python), so that methods can share a config class; never set by hand
+    _target_: str = ""
     finetune_epochs: int = 0  # epochs of the "finetune" stage after compress
 
     #: config keys (dotted, as in results.json) always shown in the report's settings column
@@ -96,8 +100,14 @@ class Method:
 
     def __init__(self, config: MethodConfig | None = None) -> None:
         config = self.Config() if config is None else config
-        if not isinstance(config, self.Config):
+        if type(config) is not self.Config:  # exactly: a config class may be shared, or another's base
             raise TypeError(f"{type(self).__name__} takes a {self.Config.__name__}, got {type(config).__name__}")
+        target = method_target(type(self))
+        if config._target_ != target:  # a config built in Python: its _target_ is this class
+            if config._target_:
+                raise TypeError(f"{type(self).__name__} takes a config of its own, got one for {config._target_!r}")
+            config = copy.copy(config)
+            config._target_ = target
         self.config = config
 
     @classmethod
@@ -187,8 +197,10 @@ def method_target(cls: type) -> str:
 
 def register_method(name: str) -> Callable[[type[M]], type[M]]:
     """Class decorator: name the method ``name`` and add it to :data:`METHODS` (``method=<name>`` on
-    the command line). Its ``Config`` must be a :class:`MethodConfig` dataclass whose ``_target_``
-    default is the class itself (``_target_: str = f"{__name__}.ClassName"``)."""
+    the command line). Its ``Config`` must be a :class:`MethodConfig` dataclass, which several
+    methods may share; ``_target_`` is supplied, not written: Hydra's ``method/<name>`` node
+    (:func:`svdbench.config.register_configs`) and every instance's ``config`` name the class
+    (:func:`method_target`). A ``Config`` whose ``_target_`` defaults to another class is refused."""
 
     def add(cls: type[M]) -> type[M]:
         if not (isinstance(cls, type) and issubclass(cls, Method)):
@@ -196,8 +208,11 @@ def register_method(name: str) -> Callable[[type[M]], type[M]]:
         config = cls.Config
         if not (dataclasses.is_dataclass(config) and issubclass(config, MethodConfig)):
             raise TypeError(f"{cls.__name__}.Config must be a MethodConfig dataclass")
-        if config._target_ != method_target(cls):
-            raise TypeError(f"{config.__name__}._target_ must default to {method_target(cls)!r}")
+        if config._target_ not in ("", method_target(cls)):
+            raise TypeError(
+                f"{config.__name__}._target_ defaults to {config._target_!r}, not {method_target(cls)!r}: "
+                "leave _target_ out, register_method supplies it"
+            )
         cls.name = name
         return METHODS.register(name)(cls)
 

@@ -63,7 +63,6 @@ class LowRankConfig(MethodConfig):
 
 @dataclass
 class SVDConfig(LowRankConfig):
-    _target_: str = f"{__name__}.SVDTraining"
     # auto: svd when the run starts from trained weights (init_from), else random | random (Kaiming, as the
     # paper) | svd (of the current weights); random with init_from is refused: it would discard them
     init: str = "auto"

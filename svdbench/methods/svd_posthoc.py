@@ -22,7 +22,6 @@ from .svd import LowRankConfig, LowRankMethod
 
 @dataclass
 class PosthocSVDConfig(LowRankConfig):
-    _target_: str = f"{__name__}.PosthocSVD"
     finetune_epochs: int = 3
     # The 12-epoch dense ResNet-8 on Fashion-MNIST (91.6%) decomposed channel-wise at e = 0.32 deploys
     # at 2.02x fewer MACs (e = 0.3: 1.89x, 0.35: 2.17x; spatial-wise e = 0.3: 2.08x).

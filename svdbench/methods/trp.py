@@ -86,7 +86,6 @@ def eligible_convs(
 
 @dataclass
 class TRPConfig(MethodConfig):
-    _target_: str = f"{__name__}.TRP"
     decomposition: str = "channel"  # channel | spatial reshape of each conv kernel
     period: int = 10  # iterations between two truncations (and nuclear-norm sub-gradient steps); docs: 1 to 20
     # share of sum(s^2) each truncation KEEPS (reference code: 0.9). It sets the MAC reduction: ResNet-8 on
