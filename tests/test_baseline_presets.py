@@ -81,3 +81,10 @@ def test_the_old_file_composes_as_its_transcription(baseline, data, model, compo
     extra = [DENSE] if (baseline, data) == ("trp", "imagenet") else []
     old = resolved(compose_cfg, [f"+experiment={baseline}_{data}_{model}", *extra])
     assert old == resolved(compose_cfg, transcription(baseline, data, model))
+
+
+@pytest.mark.parametrize("baseline, data, model", FILES, ids=[f"{b}_{d}_{m}" for b, d, m in FILES])
+def test_the_preset_composes_as_the_file_it_replaces(baseline, data, model, compose_cfg):
+    extra = [DENSE] if (baseline, data) == ("trp", "imagenet") else []
+    new = resolved(compose_cfg, [f"+experiment={baseline}_{data}", f"model={model}", *extra])
+    assert new == resolved(compose_cfg, transcription(baseline, data, model))
