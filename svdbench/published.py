@@ -96,7 +96,8 @@ class BaselineSetting:
     ``ratio`` (the share of every prunable conv's filters pruned), L1-norm's MAC ``speedup`` (the budget a
     uniform ratio is searched for), TRP's ``energy_kept``, ``nuclear_weight`` and ``threshold``.
     ``published`` is False where the authors report no result for this network and the values are another
-    network's (an extrapolation, which ``note`` names); ``note`` also says where a derived value comes from."""
+    network's (an extrapolation, which ``note`` names); ``note`` also says where a derived value comes from,
+    or that the published number was not checked here."""
 
     ratio: float | None = None
     speedup: float | None = None
@@ -110,26 +111,27 @@ class BaselineSetting:
 _B = BaselineSetting
 #: TRP's values (the paper's, and its CIFAR code's): the same for every network
 _TRP = _B(energy_kept=0.9, nuclear_weight=3e-4, threshold=0.05)
-_L1_56 = "ResNet-56 pruned-B: 27.6 % fewer FLOPs"
+_UNCHECKED = "no number checked here"
+_L1_56, _L1_34 = "ResNet-56 pruned-B's 27.6 % fewer FLOPs", "ResNet-34 pruned-B's 24.2 % fewer FLOPs"
 #: preset -> model -> its values, read as ``${published:<preset>,<field>}``. Sources: docs/experiments.md
 #: (TRP, IJCAI 2019; SFP, IJCAI 2018 and FPGM, CVPR 2019, Tables 1 and 2; Li et al., ICLR 2017).
 BASELINES: dict[str, dict[str, BaselineSetting]] = {
     "trp_cifar10": {
         "resnet20": _TRP,
         "resnet32": _TRP,
-        "resnet56": _TRP,
+        "resnet56": replace(_TRP, note=_UNCHECKED),
         "resnet110": replace(_TRP, published=False, note="no published TRP result: ResNet-20's values"),
     },
-    "trp_imagenet": {"resnet18": _TRP, "resnet50": _TRP},
+    "trp_imagenet": {"resnet18": replace(_TRP, note=_UNCHECKED), "resnet50": _TRP},
     "l1_filter_cifar10": {
-        "resnet20": _B(speedup=1.38, published=False, note=f"none published for ResNet-20: {_L1_56}"),
-        "resnet32": _B(speedup=1.38, published=False, note=f"none published for ResNet-32: {_L1_56}"),
-        "resnet56": _B(speedup=1.38, note=_L1_56),
-        "resnet110": _B(speedup=1.63, note="ResNet-110 pruned-B: 38.6 % fewer FLOPs"),
+        "resnet20": _B(speedup=1.38, published=False, note=f"not pruned by Li et al.: {_L1_56}"),
+        "resnet32": _B(speedup=1.38, published=False, note=f"not pruned by Li et al.: {_L1_56}"),
+        "resnet56": _B(speedup=1.38, note="pruned-B: 27.6 % fewer FLOPs"),
+        "resnet110": _B(speedup=1.63, note="pruned-B: 38.6 % fewer FLOPs"),
     },
     "l1_filter_imagenet": {
-        "resnet18": _B(speedup=1.32, published=False, note="ResNet-34 pruned-B's 24.2 % (ResNet-18 was not pruned)"),
-        "resnet50": _B(speedup=1.32, published=False, note="ResNet-34 pruned-B's 24.2 % (ResNet-50 was not pruned)"),
+        "resnet18": _B(speedup=1.32, published=False, note=f"not pruned by Li et al.: {_L1_34}"),
+        "resnet50": _B(speedup=1.32, published=False, note=f"not pruned by Li et al.: {_L1_34}"),
     },
     "sfp_cifar10": {"resnet20": _B(ratio=0.3), "resnet32": _B(ratio=0.3), "resnet56": _B(ratio=0.4),
                     "resnet110": _B(ratio=0.3)},
