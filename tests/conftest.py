@@ -1,6 +1,7 @@
-"""Shared fixtures: the repository root, the tiny configuration every end-to-end test runs, a
-``run.py`` launcher, Hydra composition of the real config, and the typed tiny config for in-process
-runs. Tests marked ``slow`` run the pipeline end to end; ``pytest -m "not slow"`` skips them."""
+"""Shared fixtures: the repository root, the tiny configuration every end-to-end test runs (the debug
+preset conf/debug/tiny.yaml, as overrides and as a typed config for in-process runs), a ``run.py``
+launcher, Hydra composition of the real config, and generated data-set files. Tests marked ``slow``
+run the pipeline end to end; ``pytest -m "not slow"`` skips them."""
 
 import os
 import signal
@@ -11,9 +12,11 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 
+from benchmarks.tiny_guard import TINY_PRESET, preset_overrides, read_preset
 from svdbench import app
 from svdbench.checkpoint import load_checkpoint
 from svdbench.config import Config, DatasetConfig, ModelConfig, TrainerConfig, register_configs
@@ -27,12 +30,9 @@ os.environ["OMP_NUM_THREADS"] = "1"
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 register_configs()
 
-#: the tiny configuration of every end-to-end run: synthetic 16x16 data, ResNet-8, one epoch each stage
-TINY = [
-    "dataset=synthetic", "dataset.shape=[3,16,16]", "dataset.num_train=128", "dataset.num_test=64", "model=resnet8",
-    "trainer.epochs=1", "trainer.batch_size=32", "trainer.progress=false", "trainer.bn_recalibration_batches=2",
-    "method.finetune_epochs=1", "save_model=false", "measure.latency=false",
-]  # fmt: skip
+#: the tiny configuration of every end-to-end run (conf/debug/tiny.yaml: synthetic 16x16 data, ResNet-8, one
+#: epoch each stage) as the command-line overrides it stands for
+TINY = preset_overrides(TINY_PRESET)
 ENV = {**os.environ, "WANDB_MODE": "disabled", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
 
@@ -61,7 +61,7 @@ def tiny():
     """``tiny(*without)``: the tiny overrides, without those whose key starts with one of ``without``."""
 
     def make(*without: str) -> list[str]:
-        return [o for o in TINY if not o.startswith(without)] if without else list(TINY)
+        return preset_overrides(TINY_PRESET, without)
 
     return make
 
@@ -151,31 +151,20 @@ def build():
 
 @pytest.fixture(scope="session")
 def tiny_cfg():
-    """``tiny_cfg(**top_level)``: the typed tiny configuration for ``run_experiment`` in this process."""
+    """``tiny_cfg(dataset=None, trainer=None, **top_level)``: the typed tiny configuration for
+    ``run_experiment`` in this process: the model, data set and trainer of conf/debug/tiny.yaml (its
+    groups' files with its values over them) on the CPU; ``dataset`` and ``trainer`` change keys of
+    theirs. The method, ``save_model`` and ``measure`` are the caller's (the schema's defaults)."""
+    groups, values = read_preset(TINY_PRESET)
+
+    def group(name: str) -> dict:
+        return {**yaml.safe_load((CONF / name / f"{groups[name]}.yaml").read_text()), **values.get(name, {})}
 
     def make(dataset: dict | None = None, trainer: dict | None = None, **kw) -> Config:
         return Config(
-            model=ModelConfig(name="resnet8"),
-            dataset=DatasetConfig(
-                **{
-                    "name": "synthetic",
-                    "shape": [3, 16, 16],
-                    "num_train": 128,
-                    "num_test": 64,
-                    "download": False,
-                    **(dataset or {}),
-                }
-            ),
-            trainer=TrainerConfig(
-                **{
-                    "epochs": 1,
-                    "batch_size": 32,
-                    "progress": False,
-                    "device": "cpu",
-                    "bn_recalibration_batches": 2,
-                    **(trainer or {}),
-                }
-            ),
+            model=ModelConfig(**group("model")),
+            dataset=DatasetConfig(**{**group("dataset"), **(dataset or {})}),
+            trainer=TrainerConfig(**{**values["trainer"], "device": "cpu", **(trainer or {})}),
             **kw,
         )
 
