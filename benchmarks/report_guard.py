@@ -4,11 +4,12 @@
     python benchmarks/report_guard.py report RESULTS OUT      # write its reports into OUT/<variant>/
     python benchmarks/report_guard.py compare OLD NEW         # every table (md, csv, tex, json) byte for byte
 
-The miniature study is the real one (docs/results.md) on the tiny configuration: a dense model per seed
-(0, 1), then from it with one budget SVD training (channel and spatial, with an energy sweep, and spatial
-with ranks rounded to 8), post-hoc SVD, TRP, L1-norm, SFP and FPGM, each at two operating points, one run
-at an absurd learning rate (a row far below dense), a failed run (a copy of one
-recorded as failed) and, after ``make``, latency from ``svdbench latency --onnx``. Its results
+The miniature study is the real one (docs/results.md) on the tiny configuration (conf/debug/tiny.yaml,
+with a validation split): a dense model per seed (0, 1), then from it with one budget SVD training
+(channel and spatial, with an energy sweep, and spatial with ranks rounded to 8), post-hoc SVD, TRP,
+L1-norm, SFP and FPGM, each at two operating points, one run at an absurd learning rate (a row far
+below dense), a failed run (a copy of one recorded as failed) and, after ``make``, latency from
+``svdbench latency --onnx``. Its results
 are made once, by the code before a refactor, and kept: the reports the code after the refactor writes
 from the same files must equal the reports written before (``compare`` ignores the plots, whose SVG
 carries a date). Exit code 1 when a table differs.
@@ -24,12 +25,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tiny_guard import preset_overrides
+
 ROOT = Path(__file__).resolve().parents[1]
-TINY = [
-    "dataset=synthetic", "dataset.shape=[3,16,16]", "dataset.num_train=128", "dataset.num_test=64",
-    "dataset.val_size=32", "model=resnet8", "trainer.batch_size=32", "trainer.progress=false",
-    "trainer.bn_recalibration_batches=2", "save_model=true", "measure.latency=false",
-]  # fmt: skip
+#: the tiny configuration (conf/debug/tiny.yaml) with 32 training images held out for validation and the
+#: models saved (for ``svdbench latency``); every sweep below sets its own epochs and budget
+TINY = preset_overrides(
+    without=("trainer.epochs", "method.finetune_epochs"), changes={"dataset.val_size": 32, "save_model": True}
+)
 SEEDS = "seed=0,1"
 
 

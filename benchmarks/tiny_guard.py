@@ -3,10 +3,14 @@
     python benchmarks/tiny_guard.py OUT.json            # record
     python benchmarks/tiny_guard.py OUT.json --against BEFORE.json   # record and compare bit for bit
 
-Each case runs ``run.py`` (the command line users run) on synthetic 3x16x16 data, ResNet-8, one
-training and one fine-tuning epoch, and keeps what a refactor must not change: top-1 after every
-stage, MACs, parameters, ranks, the per-epoch history (losses, accuracies, lr) and, for an energy
-sweep, every point. Exit code 1 when ``--against`` finds a difference.
+Each case runs ``run.py`` (the command line users run) on the tiny configuration, the debug preset
+``conf/debug/tiny.yaml`` (synthetic 3x16x16 data, ResNet-8, one training and one fine-tuning epoch),
+and keeps what a refactor must not change: top-1 after every stage, MACs, parameters, ranks, the
+per-epoch history (losses, accuracies, lr) and, for an energy sweep, every point. Exit code 1 when
+``--against`` finds a difference.
+
+:func:`preset_overrides` turns that preset into the command-line overrides it stands for; the tests
+(tests/conftest.py) and benchmarks/report_guard.py read it through this module too.
 """
 
 from __future__ import annotations
@@ -18,13 +22,67 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
+
+import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY = [
-    "dataset=synthetic", "dataset.shape=[3,16,16]", "dataset.num_train=128", "dataset.num_test=64", "model=resnet8",
-    "trainer.epochs=1", "trainer.batch_size=32", "trainer.progress=false", "trainer.bn_recalibration_batches=2",
-    "method.finetune_epochs=1", "save_model=false", "measure.latency=false",
-]  # fmt: skip
+#: the tiny configuration, as people run it: ``python run.py +debug=tiny``
+TINY_PRESET = ROOT / "conf" / "debug" / "tiny.yaml"
+
+
+def read_preset(path: Path = TINY_PRESET) -> tuple[dict[str, str], dict[str, Any]]:
+    """A ``# @package _global_`` preset's group choices (``override /dataset: synthetic`` in its defaults
+    list: ``{"dataset": "synthetic"}``) and its values (the rest of the file), both in the file's order."""
+    values = yaml.safe_load(path.read_text())
+    groups = {}
+    for entry in values.pop("defaults", []):
+        if isinstance(entry, dict):  # "override /group: choice"; _self_ is the only other entry these presets have
+            ((key, choice),) = entry.items()
+            groups[key.removeprefix("override ").strip("/")] = choice
+    return groups, values
+
+
+def _text(value: Any) -> str:
+    """A value as a command-line override writes it: true/false, null, [a,b]."""
+    if isinstance(value, bool):
+        return str(value).lower()
+    if value is None:
+        return "null"
+    if isinstance(value, list):
+        return "[" + ",".join(map(_text, value)) + "]"
+    return str(value)
+
+
+def _dotted(node: dict, prefix: str = "") -> list[str]:
+    out = []
+    for key, value in node.items():
+        out += _dotted(value, f"{prefix}{key}.") if isinstance(value, dict) else [f"{prefix}{key}={_text(value)}"]
+    return out
+
+
+def preset_overrides(
+    path: Path = TINY_PRESET, without: tuple[str, ...] = (), changes: dict[str, Any] | None = None
+) -> list[str]:
+    """The command-line overrides that compose what ``+debug=<preset>`` composes: each group the preset
+    chooses (``dataset=synthetic``) followed by the keys it sets in that group, then its other keys, in
+    the file's order. ``without``: leave out the overrides that start with one of these; ``changes``:
+    dotted key -> value, set in place or added at the end of its group, before the overrides are made."""
+    groups, values = read_preset(path)
+    for key, value in (changes or {}).items():
+        *parents, leaf = key.split(".")
+        node = values
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[leaf] = value
+    out = []
+    for group, choice in groups.items():
+        out += [f"{group}={choice}", *_dotted({group: values.pop(group, {})})]
+    out += _dotted(values)
+    return [o for o in out if not o.startswith(tuple(without))]
+
+
+TINY = preset_overrides()
 CASES = {
     "dense": ["method=dense"],
     "svd_channel": ["method=svd", "method.decomposition=channel", "method.energy=0.3"],

@@ -1,10 +1,10 @@
-"""Datasets: the in-memory path against torchvision's readers, augmentation, generated CIFAR/ImageNet files,
-the CIFAR reader's refusal of anything but a CIFAR batch, the registry and ``dataset._target_`` datasets."""
+"""Datasets: the in-memory path against torchvision's readers, augmentation, generated CIFAR/ImageNet files
+(written by the conftest fixtures ``write_cifar``, ``write_imagenet``, ``write_fashion_mnist``), the CIFAR
+reader's refusal of anything but a CIFAR batch, the registry and ``dataset._target_`` datasets."""
 
 import gzip
 import os
 import pickle
-import struct
 import textwrap
 
 import numpy as np
@@ -20,7 +20,6 @@ from svdbench.data import (
     fashion_mnist_root,
     load_dataset,
 )
-from svdbench.data.files import FASHION_FILES
 
 
 def load(name, *, batch_size=128, eval_batch_size=512, seed=0, shard=None, **fields):
@@ -89,10 +88,8 @@ def test_fashion_mnist_first_training_batch_is_unchanged():
     "cut, message",
     [(100_000, "cannot read {}: Compressed file ended"), (10, "{}: truncated IDX file (in its header)")],
 )
-def test_truncated_fashion_mnist_file_is_one_line(tmp_path, cut, message):
-    for stem in FASHION_FILES.values():  # all present (a tiny 2 x 28 x 28 IDX each); the training images are bad
-        with gzip.open(tmp_path / f"{stem}.gz", "wb") as f:
-            f.write(bytes([0, 0, 8, 3]) + b"".join(v.to_bytes(4, "big") for v in (2, 28, 28)) + bytes(2 * 28 * 28))
+def test_truncated_fashion_mnist_file_is_one_line(tmp_path, cut, message, write_fashion_mnist):
+    write_fashion_mnist(tmp_path, 2, 2)  # all four files present; the training images are made bad
     bad = tmp_path / "train-images-idx3-ubyte.gz"
     if cut == 10:  # a whole gzip of a cut IDX header
         bad.write_bytes(gzip.compress(bytes([0, 0, 8, 3, 0, 0])))
@@ -132,50 +129,10 @@ def test_batches_cover_the_split_once_per_epoch():
         assert torch.equal(x[:, 0, 0, 0].round().long(), y)
 
 
-def py2_batch(data, labels, key):
-    """``{b"batch_label": ..., b"data": data, key: labels}`` pickled as the distributed CIFAR files
-    are: by Python 2 (protocol 2, str keys), the array rebuilt by numpy.core.multiarray._reconstruct."""
-
-    def s(b):
-        return b"U" + bytes([len(b)]) + b if len(b) < 256 else b"T" + struct.pack("<I", len(b)) + b
-
-    def i(v):
-        return b"K" + bytes([v]) if v < 256 else b"M" + struct.pack("<H", v)
-
-    n, m = data.shape
-    no_size = b"J\xff\xff\xff\xff"  # elsize, alignment: -1
-    dtype = (
-        b"cnumpy\ndtype\n" + s(b"u1") + i(0) + i(1) + b"\x87R(" + i(3) + s(b"|") + b"NNN" + 2 * no_size + i(0) + b"tb"
-    )
-    array = (b"cnumpy.core.multiarray\n_reconstruct\ncnumpy\nndarray\n" + i(0) + b"\x85" + s(b"b") + b"\x87R("
-             + i(1) + i(n) + i(m) + b"\x86" + dtype + b"\x89" + s(data.tobytes()) + b"tb")  # fmt: skip
-    items = s(b"batch_label") + s(b"a batch") + s(b"data") + array + s(key) + b"](" + b"".join(map(i, labels)) + b"e"
-    return b"\x80\x02}(" + items + b"u."
-
-
-def write_fake_cifar(root, name="cifar10", n=20, fmt="py2"):
-    """Batch files in torchvision's layout: ``py2`` as distributed, ``py3`` as pickle.dump writes them."""
-    rng = np.random.default_rng(0)
-    if name == "cifar10":
-        folder = root / "cifar-10-batches-py"
-        files, key = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"], b"labels"
-    else:
-        folder, files, key = root / "cifar-100-python", ["train", "test"], b"fine_labels"
-    folder.mkdir(parents=True)
-    for f in files:
-        data, labels = rng.integers(0, 256, (n, 3072), dtype=np.uint8), [int(v) for v in rng.integers(0, 10, n)]
-        with open(folder / f, "wb") as fh:
-            if fmt == "py2":
-                fh.write(py2_batch(data, labels, key))
-            else:
-                pickle.dump({b"data": data, key: labels}, fh)
-    return folder
-
-
 @pytest.mark.parametrize("fmt", ["py2", "py3"])
 @pytest.mark.parametrize("name", ["cifar10", "cifar100"])
-def test_cifar_reader_on_generated_batches(tmp_path, name, fmt):
-    folder = write_fake_cifar(tmp_path, name, fmt=fmt)
+def test_cifar_reader_on_generated_batches(tmp_path, name, fmt, write_cifar):
+    folder = write_cifar(tmp_path, name, fmt=fmt)
     b = load(name, root=str(tmp_path), batch_size=8, augment=False)
     n_train = 100 if name == "cifar10" else 20
     assert (b.num_train, b.num_test, b.input_shape) == (n_train, 20, (3, 32, 32))
@@ -198,8 +155,8 @@ class RunsCode:
 
 
 @pytest.mark.parametrize("how", ["os.system", "builtins.exec"])
-def test_cifar_batch_that_runs_code_is_refused(tmp_path, how):
-    folder = write_fake_cifar(tmp_path, "cifar10", fmt="py3")
+def test_cifar_batch_that_runs_code_is_refused(tmp_path, how, write_cifar):
+    folder = write_cifar(tmp_path, "cifar10", fmt="py3")
     marker = tmp_path / "marker"
     if how == "os.system":
         payload = RunsCode(os.system, f"touch {marker}")
@@ -226,8 +183,8 @@ def test_cifar_batch_that_runs_code_is_refused(tmp_path, how):
         (lambda whole: pickle.dumps({b"data": np.zeros((2, 3072), np.uint8), b"labels": [1]}), "2 images but 1 labels"),
     ],
 )
-def test_unreadable_cifar_batch_is_one_line(tmp_path, content, message):
-    folder = write_fake_cifar(tmp_path, "cifar10")
+def test_unreadable_cifar_batch_is_one_line(tmp_path, content, message, write_cifar):
+    folder = write_cifar(tmp_path, "cifar10")
     bad = folder / "test_batch"
     bad.write_bytes(content(bad.read_bytes()))
     with pytest.raises(DatasetError) as err:
@@ -235,15 +192,8 @@ def test_unreadable_cifar_batch_is_one_line(tmp_path, content, message):
     assert str(err.value).startswith(f"cannot read {bad}: {message}") and "\n" not in str(err.value)
 
 
-def test_imagenet_folder_loader(tmp_path):
-    from PIL import Image
-
-    for split in ("train", "val"):
-        for c in ("a", "b"):
-            d = tmp_path / split / c
-            d.mkdir(parents=True)
-            for i in range(3):
-                Image.fromarray(np.full((40, 50, 3), 40 * i, dtype=np.uint8)).save(d / f"{i}.png")
+def test_imagenet_folder_loader(tmp_path, write_imagenet):
+    write_imagenet(tmp_path)  # classes a and b, 3 images of 40 x 50 each in train/ and val/
     b = load("imagenet", root=str(tmp_path), batch_size=4, image_size=32)
     x, y = next(iter(b.train))
     assert x.shape == (4, 3, 32, 32) and b.num_classes == 2 and b.num_train == 6

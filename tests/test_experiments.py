@@ -3,7 +3,9 @@ docs/method.md, each runs one tiny step on synthetic data of its dataset's shape
 docs/experiments.md lists them. SVD training on CIFAR-10 as the authors ran it is one preset
 (svd_cifar10_official) whose network, decomposition and regulariser are chosen on the command line:
 the 24 published runs are their product, each with the authors' own lambda_s and energy, checked here
-against a transcription of their commands. svd_cifar10_hoyer/_l1 are svdbench's lighter variant."""
+against a transcription of their commands. svd_cifar10_hoyer/_l1 are svdbench's lighter variant. The
+baselines have one preset per data set too (trp_cifar10, ..., fpgm_imagenet), the network chosen with
+``model=``: tests/test_baseline_presets.py checks them against the per-network files they replaced."""
 
 import itertools
 import re
@@ -15,7 +17,7 @@ import torch
 from svdbench.errors import InputError
 from svdbench.models import build_model
 from svdbench.pipeline import run_experiment
-from svdbench.published import SVD_CIFAR10
+from svdbench.published import BASELINES, SVD_CIFAR10
 
 ROOT = Path(__file__).resolve().parents[1]
 PRESETS = sorted(p.stem for p in (ROOT / "conf" / "experiment").glob("*.yaml"))
@@ -36,7 +38,7 @@ SETTINGS = (
     ]
     + [(f"svd_imagenet_{m}", []) for m in IMAGENET]
     + [
-        (f"{b}_{data}_{m}", [])
+        (f"{b}_{data}", [f"model={m}"])
         for b in ("trp", "l1_filter", "sfp", "fpgm")
         for data, models in (("cifar10", CIFAR), ("imagenet", IMAGENET))
         for m in models
@@ -47,6 +49,9 @@ SETTINGS = (
 def test_every_published_setting_has_a_preset():
     assert {preset for preset, _ in SETTINGS} == set(EXPERIMENTS)
     assert len(SETTINGS) == 16 + 24 + 2 + 24
+    assert {(p, e[0]) for p, e in SETTINGS if p in BASELINES} == {
+        (p, f"model={m}") for p in BASELINES for m in BASELINES[p]
+    }
 
 
 #: source of every official SVD-training value below
@@ -112,12 +117,12 @@ def _epochs(fractions, epochs):
 
 @pytest.mark.parametrize("name, extra", SETTINGS, ids=[" ".join([n, *e]) for n, e in SETTINGS])
 def test_preset_values_follow_the_method_docs(name, extra, compose_cfg, build):
-    extra = [*extra, "init_from=/data/dense"] if name.startswith("trp_imagenet") else extra
+    extra = [*extra, "init_from=/data/dense"] if name == "trp_imagenet" else extra
     typed, method = build(compose_cfg([f"+experiment={name}", "dataset.root=/data/x", *extra]))
     tr = typed.trainer
     model = next((e.split("=")[1] for e in extra if e.startswith("model=")), None) or name.split("_")[-1]
     assert typed.model.name == model
-    assert typed.dataset.name == ("imagenet" if "_imagenet_" in name else "cifar10")
+    assert typed.dataset.name == ("imagenet" if "_imagenet" in name else "cifar10")
     if name == "svd_cifar10_official":  # the authors' runs (START_UP), their network, three stages, no recalibration
         model, dec, reg = (e.split("=")[1] for e in extra)
         folder, (rule, value) = OFFICIAL_SVD[(model, dec, reg)]
@@ -152,7 +157,7 @@ def test_preset_values_follow_the_method_docs(name, extra, compose_cfg, build):
         assert (m.energy_kept, m.nuclear_weight, m.threshold) == (0.9, 3e-4, 0.05) and 1 <= m.period <= 20
         assert m.period == 1  # the authors' code truncates every iteration (--decouple-period 1)
         assert tr.bn_recalibration_batches == 0
-        if "_cifar10_" in name:  # their network (models/cifar/resnet.py of Trained-Rank-Pruning)
+        if name == "trp_cifar10":  # their network (models/cifar/resnet.py of Trained-Rank-Pruning)
             assert (typed.model.shortcut, typed.model.block) == ("B", OFFICIAL_BLOCK[model])
         else:  # the paper: 10 epochs of TRP fine-tuning of a trained dense model at lr 1e-4
             assert typed.init_from == "/data/dense" and (tr.epochs, tr.lr, tr.schedule) == (10, 1e-4, "constant")
@@ -177,7 +182,7 @@ def test_published_values_give_way_to_the_command_line_and_refuse_what_was_not_p
     with pytest.raises(InputError, match="published no SVD-training run for model=resnet20.*regularizer=none"):
         build(compose_cfg(["+experiment=svd_cifar10_official", "regularizer=none"]))
     with pytest.raises(InputError, match="^this preset needs init_from=<a trained dense model"):
-        build(compose_cfg(["+experiment=trp_imagenet_resnet50", "dataset.root=/data/x"]))
+        build(compose_cfg(["+experiment=trp_imagenet", "dataset.root=/data/x"]))
 
 
 @pytest.mark.slow
@@ -185,8 +190,8 @@ def test_published_values_give_way_to_the_command_line_and_refuse_what_was_not_p
 def test_preset_runs_one_tiny_step(name, tmp_path, compose_cfg, build):
     """The preset with its recipe shrunk to one step of two images: CIFAR's 3x32x32, or ImageNet's
     1000 classes at 3x64x64 (the ImageNet ResNets take any size; 224x224 only costs time here)."""
-    shape = "[3,64,64]" if "_imagenet_" in name else "[3,32,32]"
-    classes = 1000 if "_imagenet_" in name else 10
+    shape = "[3,64,64]" if "_imagenet" in name else "[3,32,32]"
+    classes = 1000 if "_imagenet" in name else 10
     cfg = compose_cfg([
         f"+experiment={name}", "dataset=synthetic", f"dataset.shape={shape}", f"dataset.num_classes={classes}",
         "dataset.num_train=2", "dataset.num_test=2", "trainer.epochs=1", "trainer.batch_size=2",
@@ -196,8 +201,8 @@ def test_preset_runs_one_tiny_step(name, tmp_path, compose_cfg, build):
     cfg.method.finetune_epochs = min(cfg.method.finetune_epochs, 1)  # the recipe's 164 (or 40) become 1
     if "orthogonal_epochs" in cfg.method:
         cfg.method.orthogonal_epochs = min(cfg.method.orthogonal_epochs, 1)
-    if name.startswith("trp_imagenet"):  # trains from a dense model: one of this architecture, untrained
-        dense = build_model("torchvision", name.split("_")[-1], classes, 3)
+    if name == "trp_imagenet":  # trains from a dense model: one of this architecture, untrained
+        dense = build_model("torchvision", cfg.model.name, classes, 3)
         torch.save(dense.state_dict(), tmp_path / "dense.pt")
         cfg.init_from = str(tmp_path / "dense.pt")
     typed, method = build(cfg)
