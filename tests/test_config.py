@@ -29,7 +29,11 @@ def test_every_registered_method_is_a_method_choice(compose_cfg, build):
 
 def test_required_groups_and_defaults(root, compose_cfg):
     typed = validate(compose_cfg([]))
-    assert (typed.model.name, typed.dataset.name, typed.regularizer.kind) == ("resnet8", "fashion_mnist", "hoyer")
+    assert (typed.model.name, typed.dataset.name, typed.method.regularizer.kind) == (
+        "resnet8",
+        "fashion_mnist",
+        "hoyer",
+    )
     assert typed.method.decomposition == "channel" and typed.seed == 0
     assert (typed.trainer.optimizer, typed.trainer.lr, typed.trainer.epochs) == ("adam", 0.002, 12)
     assert typed.method.energy == 3e-4 and typed.method.finetune_epochs == 3

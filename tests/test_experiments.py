@@ -127,7 +127,10 @@ def test_preset_values_follow_the_method_docs(name, extra, compose_cfg, build):
         model, dec, reg = (e.split("=")[1] for e in extra)
         folder, (rule, value) = OFFICIAL_SVD[(model, dec, reg)]
         m = typed.method
-        assert (typed.regularizer.kind, typed.regularizer.weight) == (reg, pytest.approx(folder_lambda(folder)))
+        assert (typed.method.regularizer.kind, typed.method.regularizer.weight) == (
+            reg,
+            pytest.approx(folder_lambda(folder)),
+        )
         assert (m.energy, m.threshold) == ((value, None) if rule == "e" else (None, value))
         assert (typed.model.shortcut, typed.model.block) == ("B", OFFICIAL_BLOCK[model])
         assert (m.orthogonal_epochs, tr.epochs, m.finetune_epochs) == (164, 164, 164)
@@ -140,15 +143,19 @@ def test_preset_values_follow_the_method_docs(name, extra, compose_cfg, build):
         assert (tr.optimizer, tr.lr, tr.batch_size, tr.epochs) == ("adam", 1e-3, 100, 164)
         assert _epochs(tr.milestones, 164) == [81, 122] and tr.gamma == 0.1
         assert (typed.method.orthogonality, typed.method.init, typed.method.decomposition) == (1.0, "random", dec)
-        assert typed.regularizer.kind == reg
+        assert typed.method.regularizer.kind == reg
         lo, hi = (1e-3, 0.1) if reg == "hoyer" else (0.1, 0.3)  # docs/method.md 1.2 ranges
-        assert lo <= typed.regularizer.weight <= hi and 1e-3 <= typed.method.energy <= 0.3
+        assert lo <= typed.method.regularizer.weight <= hi and 1e-3 <= typed.method.energy <= 0.3
         assert typed.method.finetune_epochs == 164
     elif name.startswith("svd_imagenet"):
         recipe = (tr.optimizer, tr.lr, tr.momentum, tr.weight_decay, tr.batch_size, tr.epochs)
         assert recipe == ("sgd", 0.1, 0.9, 1e-4, 256, 90)
         assert _epochs(tr.milestones, 90) == [31, 61]
-        assert (typed.method.orthogonality, typed.regularizer.kind, typed.regularizer.weight) == (2.0, "hoyer", 3e-3)
+        assert (typed.method.orthogonality, typed.method.regularizer.kind, typed.method.regularizer.weight) == (
+            2.0,
+            "hoyer",
+            3e-3,
+        )
         # CNN/imagenet/start_up.txt: an orthogonality-only first training, pruning at e = 1e-3, fine-tuning at lr 0.1
         assert (typed.method.orthogonal_epochs, typed.method.energy, typed.method.finetune_epochs) == (90, 1e-3, 90)
         assert tr.finetune_lr is None and tr.bn_recalibration_batches == 0
@@ -171,12 +178,12 @@ def test_preset_values_follow_the_method_docs(name, extra, compose_cfg, build):
         assert typed.method.rounding == "pruned"  # int(C * rate) filters, as the authors' code
         if name.startswith("fpgm"):  # as the authors' code: the selected filters' gradients are cleared
             assert typed.method.mask_gradients
-    assert method.uses_regularizer == name.startswith("svd")  # only SVD training takes the sparsity term
+    assert ("regularizer" in method.Config.groups()) == name.startswith("svd")  # only SVD training takes one
 
 
 def test_published_values_give_way_to_the_command_line_and_refuse_what_was_not_published(compose_cfg, build):
     typed, _ = build(compose_cfg(["+experiment=svd_cifar10_official", "regularizer.weight=0.02", "method.energy=0.2"]))
-    assert (typed.regularizer.weight, typed.method.energy) == (0.02, 0.2)
+    assert (typed.method.regularizer.weight, typed.method.energy) == (0.02, 0.2)
     with pytest.raises(InputError, match="no official network for model=resnet8"):
         build(compose_cfg(["+experiment=svd_cifar10_official", "model=resnet8"]))
     with pytest.raises(InputError, match="published no SVD-training run for model=resnet20.*regularizer=none"):
