@@ -103,7 +103,7 @@ class Trainer:
         from svdbench.train import OptimConfig, make_optimizer
 
         self.model, self.method = model, method
-        self.opt = make_optimizer(model, OptimConfig(optimizer=optimizer, lr=lr))
+        self.opt = make_optimizer(model, OptimConfig(optimizer=optimizer, lr=lr, momentum=0.9, weight_decay=5e-4))
         self.model.train()
 
     def step(self, x: torch.Tensor, y: torch.Tensor) -> float:

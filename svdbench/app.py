@@ -50,12 +50,6 @@ def plan(cfg: DictConfig) -> RunPlan:
     return make_plan(typed, method)
 
 
-def build(cfg: DictConfig) -> tuple[schema.Config, Method]:
-    """The validated config and the configured method of :func:`plan`."""
-    p = plan(cfg)
-    return p.cfg, p.method
-
-
 # ---------------------------------------------------------------------- before Hydra
 
 
@@ -67,6 +61,7 @@ class CommandLine:
     config_dir: str | None = None
     config_name: str = "config"
     multirun: bool = False
+    print_job: bool = False  # --cfg job (with or without --resolve): print the run's config, run nothing
 
 
 def parse_command_line(args: list[str]) -> CommandLine:
@@ -76,7 +71,13 @@ def parse_command_line(args: list[str]) -> CommandLine:
     it = iter(args)
     for a in it:
         flag, eq, value = a.partition("=")
-        if flag in ("--config-dir", "-cd", "--config-name", "-cn"):
+        if flag in ("--cfg", "-c"):
+            if (value if eq else next(it, "")) != "job":
+                raise ValueError(a)  # --cfg hydra / all: Hydra's
+            line.print_job = True
+        elif a == "--resolve" and line.print_job:
+            pass
+        elif flag in ("--config-dir", "-cd", "--config-name", "-cn"):
             value = value if eq else next(it, "")
             if flag in ("--config-dir", "-cd"):
                 line.config_dir = value
@@ -127,7 +128,9 @@ def preflight(argv: list[str]) -> None:
     """Compose and validate the config before Hydra starts: exit code 2 with one line on stderr for
     any mistake, nothing written. A single run also has its run directory checked (writable, not
     holding another experiment); a multirun has every value of its command-line axes checked.
-    ``--help``, ``--cfg`` and the like are left to Hydra."""
+    ``--cfg job`` prints the config the run would record (what runs: resolved, the method configured
+    for its starting point and budget) and exits; ``--help``, ``--cfg hydra`` and the like are left to
+    Hydra."""
     try:
         line = parse_command_line(argv[1:])
     except ValueError:
@@ -147,7 +150,11 @@ def preflight(argv: list[str]) -> None:
             fail(str(err))
         except Exception as err:
             fail(schema.explain(err))
-    if line.multirun:
+    if line.print_job and not line.multirun:
+        print("# the config this run records in results.json: resolved, the method configured for its start and budget")
+        print(OmegaConf.to_yaml(planned.config), end="")
+        raise SystemExit(0)
+    if line.multirun or line.print_job:
         return
     try:
         check_run_dir(run_dir)
@@ -316,7 +323,8 @@ def job(cfg: DictConfig) -> float | tuple[float, float]:
         if multirun:
             record_failure(cfg, hc, run_dir, f"{type(err).__name__}: {err}", stage="run")
             return failed_job(hc, one_line(err))
-        log.error("run failed: %s (%s)", one_line(err), run_dir / RESULTS_FILE)
+        recorded = run_dir / RESULTS_FILE
+        log.error("run failed: %s%s", one_line(err), f" ({recorded})" if recorded.is_file() else "")
         raise SystemExit(1) from None
     except Exception as err:
         if not multirun:

@@ -42,12 +42,14 @@ __all__ = [
     "RunLock",
     "check_run_dir",
     "dense_checkpoint_path",
-    "file_digest",
+    "architecture",
+    "dense_digest",
     "load_checkpoint",
     "load_dense_checkpoint",
     "resume_key",
     "save_checkpoint",
     "save_dense_checkpoint",
+    "state_digest",
 ]
 
 CHECKPOINT = "checkpoint.pt"
@@ -83,24 +85,40 @@ def dense_checkpoint_path(path: str | Path) -> Path:
     return p / DENSE_CHECKPOINT if p.is_dir() else p
 
 
-def file_digest(path: Path) -> str:
-    """``sha256:<hex>`` of a file's content: which dense checkpoint a run started from."""
+def state_digest(state: dict[str, Any]) -> str:
+    """``tensors-sha256:<hex>`` of a state_dict: every tensor's name, dtype, shape and bytes, in name
+    order. Which weights a run started from, whatever file they were saved in (``torch.save``'s zip
+    archive names its members after the file, so two saves of the same weights differ as files)."""
     h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return f"sha256:{h.hexdigest()}"
+    for name in sorted(state):
+        t = state[name]
+        if not torch.is_tensor(t):
+            continue
+        t = t.detach().cpu().contiguous()
+        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return f"tensors-sha256:{h.hexdigest()}"
 
 
-def save_dense_checkpoint(model: nn.Module, run_dir: Path) -> Path:
-    """The trained dense weights (a plain state_dict on the CPU) into ``run_dir/dense.pt``."""
-    return atomic_torch_save({k: v.detach().cpu() for k, v in model.state_dict().items()}, run_dir / DENSE_CHECKPOINT)
+def dense_digest(path: str | Path) -> str:
+    """:func:`state_digest` of the dense checkpoint at ``path`` (a ``dense.pt`` or its run directory)."""
+    return state_digest(_read_dense_state(dense_checkpoint_path(path)))
 
 
-def load_dense_checkpoint(model: nn.Module, path: str | Path) -> None:
-    """Load dense weights from ``path`` (a ``dense.pt`` file or the run directory holding one) into
-    ``model``; InputError in one line for a missing, unreadable, non-finite or mismatched file."""
-    p = dense_checkpoint_path(path)
+def architecture(model: nn.Module) -> dict[str, tuple[int, ...]]:
+    """Name -> shape of every tensor of ``model``'s state_dict: what a dense checkpoint must match."""
+    return {k: tuple(v.shape) for k, v in model.state_dict().items()}
+
+
+def save_dense_checkpoint(model: nn.Module, run_dir: Path) -> str:
+    """The trained dense weights (a plain state_dict on the CPU) into ``run_dir/dense.pt``; returns
+    their :func:`state_digest`."""
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    atomic_torch_save(state, run_dir / DENSE_CHECKPOINT)
+    return state_digest(state)
+
+
+def _read_dense_state(p: Path) -> dict[str, Any]:
     if not p.is_file():
         raise InputError(f"init_from: no dense checkpoint at {p}")
     try:
@@ -109,13 +127,36 @@ def load_dense_checkpoint(model: nn.Module, path: str | Path) -> None:
         raise InputError(f"init_from: cannot read {p}: {one_line(err)}") from None
     if not isinstance(state, dict):
         raise InputError(f"init_from: {p} is not a state_dict")
+    return state
+
+
+def _listed(names: list[str], limit: int = 3) -> str:
+    more = f", ... ({len(names)} in all)" if len(names) > limit else ""
+    return ", ".join(names[:limit]) + more
+
+
+def load_dense_checkpoint(model: nn.Module, path: str | Path) -> None:
+    """Load dense weights from ``path`` (a ``dense.pt`` file or the run directory holding one) into
+    ``model``; InputError in one line for a missing, unreadable, non-finite or mismatched file (the
+    tensors missing, unexpected or of another shape named)."""
+    p = dense_checkpoint_path(path)
+    state = _read_dense_state(p)
     bad = [k for k, v in state.items() if torch.is_tensor(v) and v.is_floating_point() and not torch.isfinite(v).all()]
     if bad:
         raise InputError(f"init_from: {p} holds non-finite weights ({bad[0]}): not a usable starting point")
+    want = architecture(model)
+    have = {k: tuple(v.shape) for k, v in state.items() if torch.is_tensor(v)}
+    missing = [k for k in want if k not in have]
+    unexpected = [k for k in have if k not in want]
+    shapes = [f"{k} {have[k]} for {want[k]}" for k in want if k in have and have[k] != want[k]]
+    if missing or unexpected or shapes:
+        parts = [f"{what}: {_listed(names)}" for what, names in
+                 (("missing", missing), ("unexpected", unexpected), ("other shapes", shapes)) if names]  # fmt: skip
+        raise InputError(f"init_from: {p} holds another architecture ({'; '.join(parts)})")
     try:
         model.load_state_dict(state)
     except (RuntimeError, TypeError, AttributeError) as err:
-        raise InputError(f"init_from: {p} holds another architecture ({one_line(err)})") from None
+        raise InputError(f"init_from: {p} does not load: {one_line(err)}") from None
 
 
 #: what each kind of checkpoint must hold

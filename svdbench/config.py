@@ -15,6 +15,7 @@ is the :class:`~svdbench.methods.SVDConfig` dataclass itself, with no YAML copy 
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import math
 from dataclasses import dataclass, field
 from typing import Any, Dict, List
@@ -30,6 +31,7 @@ from .models import BLOCKS, MODELS, OPTIONS, SHORTCUTS, check_options
 from .published import register_resolver
 from .registry import import_object
 from .regularizers import SparsityRegularizer
+from .train import OptimConfig
 
 
 @dataclass
@@ -96,15 +98,16 @@ class TrainerConfig:
     """The default trainer: Adam, as the original SVD-training CIFAR recipe; lr tuned for the
     12-epoch Fashion-MNIST demo."""
 
-    optimizer: str = "adam"  # sgd | adam
-    lr: float = 0.002
+    optimizer: str = OptimConfig.optimizer  # sgd | adam
+    lr: float = OptimConfig.lr
     finetune_lr: float | None = 0.0005  # null: same as lr
-    momentum: float = 0.9  # sgd only
-    weight_decay: float = 0.0
-    schedule: str = "cosine"  # cosine | multistep | constant, per stage
+    momentum: float = OptimConfig.momentum  # sgd only
+    weight_decay: float = OptimConfig.weight_decay
+    schedule: str = OptimConfig.schedule  # cosine | multistep | constant, per stage
     finetune_schedule: str | None = None  # schedule of the fine-tuning stage; null: same as schedule
-    milestones: List[float] = field(default_factory=lambda: [0.5, 0.75])  # multistep: fractions of a stage
-    gamma: float = 0.1  # multistep: lr factor at each milestone
+    # multistep: fractions of a stage
+    milestones: List[float] = field(default_factory=lambda: list(OptimConfig.milestones))
+    gamma: float = OptimConfig.gamma  # multistep: lr factor at each milestone
     epochs: int = 12  # of the train stage (and of the dense pretraining a post-hoc method needs)
     # epochs after the starting point (a dense checkpoint, or random init), the same for every method
     # it is set for: training takes trainer.epochs of them (a method that does not train, none),
@@ -325,7 +328,29 @@ def validate(cfg: DictConfig | dict) -> Config:
     typed = _typed(Config, values, "")
     typed.method = _typed(cls.Config, method, "method")
     _check_finite(typed, "")
+    _check_callable(typed.model._target_, "model", dict(num_classes=2, in_channels=1, **typed.model.kwargs))
+    _check_callable(typed.dataset._target_, "dataset", dict(cfg=typed.dataset, seed=0))
     return typed
+
+
+def _check_callable(target: str | None, key: str, call: dict) -> None:
+    """A model's or dataset's ``_target_`` imports and takes the arguments it will be called with
+    (the model: ``num_classes``, ``in_channels`` and ``model.kwargs``; the dataset: its config and
+    the seed, by position); InputError in one line otherwise."""
+    if not target:
+        return
+    fn = import_object(target, f"{key}._target_")
+    if not callable(fn):
+        raise InputError(f"{key}._target_ {target!r} is not callable")
+    try:
+        sig = inspect.signature(fn)
+    except (TypeError, ValueError):  # a builtin or extension without a signature: left to the call
+        return
+    try:
+        sig.bind(**call) if key == "model" else sig.bind(*call.values())
+    except TypeError as err:
+        where = "model.kwargs" if key == "model" else "dataset._target_"
+        raise InputError(f"{where}: {target}() {err}") from None
 
 
 def _check_finite(obj: Any, prefix: str) -> None:

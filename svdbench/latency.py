@@ -30,14 +30,7 @@ from torch import nn
 
 from . import onnx_export
 from .errors import one_line
-from .timing import (
-    DEFAULT_MAX_REPEATS,
-    DEFAULT_MAX_SECONDS,
-    DEFAULT_MIN_REPEATS,
-    pinned_threads,
-    random_input,
-    time_callable,
-)
+from .timing import DEFAULT_MAX_SECONDS, Timing, pinned_threads, random_input
 from .torch_utils import eval_mode, model_device
 
 log = logging.getLogger("svdbench")
@@ -60,19 +53,14 @@ def measure_latency(
     input_shape: Sequence[int],
     batch_sizes: Sequence[int] = (1, 64),
     device: str | torch.device = "cpu",
-    warmup: int | None = None,
-    repeats: int | None = None,
-    *,
-    max_seconds: float = DEFAULT_MAX_SECONDS,
-    min_repeats: int = DEFAULT_MIN_REPEATS,
-    max_repeats: int = DEFAULT_MAX_REPEATS,
+    timing: Timing = Timing(),
 ) -> dict[str, Any]:
     """Latency of ``model`` in eager PyTorch on ``device`` for each batch size.
 
     ``input_shape`` is ``(C, H, W)`` or ``(B, C, H, W)`` (B ignored). The model is timed in eval
     mode under ``torch.inference_mode`` (its training flag is restored afterwards); a model on
-    another device is measured as a copy moved to ``device``. ``max_seconds`` bounds the timed
-    part per batch size (see :func:`time_callable`). Returns::
+    another device is measured as a copy moved to ``device``. ``timing`` says how each batch size is
+    timed (:class:`~svdbench.timing.Timing`: the timed part's budget, warm-up, repeats). Returns::
 
         {"runtime": "pytorch-eager", "device": "cpu", "threads": 2, "torch": "2.x",
          "input_shape": [C, H, W],
@@ -92,16 +80,7 @@ def measure_latency(
     with eval_mode(net), torch.inference_mode():
         for b in sizes:
             x = random_input(input_shape, b, device)
-            by_batch[str(b)] = time_callable(
-                lambda x=x: net(x),
-                b,
-                max_seconds=max_seconds,
-                warmup=warmup,
-                repeats=repeats,
-                min_repeats=min_repeats,
-                max_repeats=max_repeats,
-                sync=sync,
-            )
+            by_batch[str(b)] = timing(lambda x=x: net(x), b, sync=sync)
     shape = [int(v) for v in input_shape]
     return {
         "runtime": RUNTIME,
@@ -182,8 +161,8 @@ def _latency_report(deployed, dense, input_shape, devices, batch_sizes, max_seco
             continue
         seen.append(dev)
         key = f"{RUNTIME}/{dev.type}"
-        dep = measure_latency(deployed, input_shape, sizes, dev, max_seconds=max_seconds)
-        den = measure_latency(dense, input_shape, sizes, dev, max_seconds=max_seconds)
+        dep = measure_latency(deployed, input_shape, sizes, dev, Timing(max_seconds))
+        den = measure_latency(dense, input_shape, sizes, dev, Timing(max_seconds))
         report["runs"][key] = _pair(dep, den, mac_speedup)
     if onnx:
         key = f"{onnx_export.RUNTIME}/cpu"
@@ -193,8 +172,8 @@ def _latency_report(deployed, dense, input_shape, devices, batch_sizes, max_seco
             log.warning("ONNX latency skipped: %s", reason)
         else:
             try:
-                dep = onnx_export.export_and_measure(deployed, input_shape, sizes, max_seconds=max_seconds)
-                den = onnx_export.export_and_measure(dense, input_shape, sizes, max_seconds=max_seconds)
+                dep = onnx_export.export_and_measure(deployed, input_shape, sizes, timing=Timing(max_seconds))
+                den = onnx_export.export_and_measure(dense, input_shape, sizes, timing=Timing(max_seconds))
             except Exception as err:  # an exporter gap must not lose the run's other figures
                 msg = one_line(err, with_type=True)
                 report["skipped"][key] = f"export or check failed: {msg}"
@@ -215,7 +194,7 @@ def _compiled_runs(report: dict, deployed, dense, input_shape, devices, max_seco
             pair = []
             for net in (deployed, dense):
                 compiled = torch.compile(copy.deepcopy(net).to(dev).eval())
-                timed = measure_latency(compiled, input_shape, report["batch_sizes"], dev, max_seconds=max_seconds)
+                timed = measure_latency(compiled, input_shape, report["batch_sizes"], dev, Timing(max_seconds))
                 pair.append({**timed, "runtime": COMPILED})
         except Exception as err:  # a backend that cannot compile this model must not lose the other figures
             report["skipped"][key] = f"torch.compile failed: {one_line(err, with_type=True)}"

@@ -48,7 +48,11 @@ __all__ = [
 
 
 class LowRankLayer(nn.Module):
-    """Base of the decomposed layers: parameters ``U`` (m x r), ``s`` (r), ``V`` (n x r), ``bias``."""
+    """Base of the decomposed layers: parameters ``U`` (m x r), ``s`` (r), ``V`` (n x r) and ``bias``
+    (the dense layer's, or None), with ``W2d = U diag(s) V^T``. ``rank`` is r now (the length of ``s``),
+    ``full_rank`` is min(m, n), the rank at decomposition; :meth:`keep` shrinks r. ``forward_mode``:
+    ``auto`` (whichever of the two forwards costs fewer MACs for the input), ``rebuild`` (one
+    conv/linear with the rebuilt weight) or ``factors`` (the two small layers)."""
 
     U: nn.Parameter
     s: nn.Parameter
@@ -78,7 +82,9 @@ class LowRankLayer(nn.Module):
 
     @torch.no_grad()
     def keep(self, index: torch.Tensor) -> None:
-        """Physically keep only the singular triplets in ``index`` (1-D long tensor)."""
+        """Physically keep only the singular triplets in ``index`` (1-D long tensor of positions in
+        ``s``, in the order to keep them): ``U``, ``s``, ``V`` become new parameters of rank
+        ``len(index)`` (an optimiser made before must be made again). :func:`prune` keeps the largest."""
         index = index.to(self.s.device)
         self.U = nn.Parameter(self.U[:, index].contiguous())
         self.s = nn.Parameter(self.s[index].contiguous())
@@ -395,7 +401,7 @@ def round_rank(rank: int, full: int, multiple: int = 1) -> int:
 def prune_layer(
     layer: LowRankLayer, energy: float | None = None, threshold: float | None = None, round_to: int = 1
 ) -> int:
-    """Keep the largest singular values of ``layer``: :func:`kept_rank`, then :func:`round_rank`."""
+    """Keep the largest singular values of one ``layer``: :func:`kept_rank`, then :func:`round_rank`."""
     return _keep_largest(layer, round_rank(kept_rank(layer.s, energy, threshold), layer.rank, round_to))
 
 
@@ -414,22 +420,49 @@ class PrunedRanks(NamedTuple):
 
 
 def prune_recorded(
-    model: nn.Module, energy: float | None = None, threshold: float | None = None, round_to: int = 1
+    model: nn.Module,
+    energy: float | None = None,
+    threshold: float | None = None,
+    round_to: int = 1,
+    ranks: dict[str, int] | None = None,
 ) -> PrunedRanks:
     """:func:`prune`, recording each layer's rank before, by the rule alone and after rounding."""
+    layers = lowrank_layers(model)
+    if ranks is not None:
+        if energy is not None or threshold is not None:
+            raise ValueError("give one of energy, threshold or ranks")
+        unknown = sorted(set(ranks) - set(layers))
+        if unknown:
+            raise ValueError(f"ranks names layers that are not decomposed: {', '.join(unknown)}")
     rec = PrunedRanks({}, {}, {})
-    for n, m in lowrank_layers(model).items():
+    for n, m in layers.items():
         rec.before[n] = m.rank
-        rec.unrounded[n] = kept_rank(m.s, energy, threshold)
+        if ranks is None:
+            rec.unrounded[n] = kept_rank(m.s, energy, threshold)
+        else:
+            rec.unrounded[n] = int(ranks.get(n, m.rank))
+            if not 1 <= rec.unrounded[n] <= m.rank:
+                raise ValueError(f"ranks[{n!r}] = {rec.unrounded[n]} is not in [1, {m.rank}] (its current rank)")
         rec.after[n] = _keep_largest(m, round_rank(rec.unrounded[n], m.rank, round_to))
     return rec
 
 
 def prune(
-    model: nn.Module, energy: float | None = None, threshold: float | None = None, round_to: int = 1
+    model: nn.Module,
+    energy: float | None = None,
+    threshold: float | None = None,
+    round_to: int = 1,
+    ranks: dict[str, int] | None = None,
 ) -> dict[str, int]:
-    """Prune every decomposed layer's singular values (see :func:`prune_layer`); returns name -> rank."""
-    return prune_recorded(model, energy, threshold, round_to).after
+    """Keep the largest singular values of every decomposed layer, in place; returns name -> rank.
+
+    The rank each layer keeps is set by exactly one rule: ``energy`` e (drop the smallest values whose
+    squared sum is at most ``e * sum(s^2)``, :func:`kept_rank`), ``threshold`` t (drop ``|s| < t``) or
+    ``ranks`` (layer name -> rank, e.g. a fixed share of ``layer.full_rank``; layers not named keep
+    theirs). Then :func:`round_rank` rounds it up to a multiple of ``round_to``. Values are kept in
+    their order; ``U``, ``s`` and ``V`` physically shrink (:meth:`LowRankLayer.keep`).
+    """
+    return prune_recorded(model, energy, threshold, round_to, ranks).after
 
 
 def export(model: nn.Module, merge_unprofitable: bool = True) -> nn.Module:

@@ -19,7 +19,7 @@ import copy
 import logging
 import tempfile
 import warnings
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -28,7 +28,7 @@ import torch
 from torch import nn
 
 from .errors import OnnxCheckError, one_line
-from .timing import DEFAULT_MAX_REPEATS, DEFAULT_MAX_SECONDS, DEFAULT_MIN_REPEATS, random_input, time_callable
+from .timing import Timing, random_input
 from .torch_utils import eval_mode
 
 log = logging.getLogger("svdbench")
@@ -55,9 +55,6 @@ class OnnxExport:
     opset: int | None
     max_abs_diff: float
     tolerance: float
-
-    def as_dict(self) -> dict:
-        return asdict(self)
 
 
 def unavailable() -> str | None:
@@ -182,11 +179,7 @@ def measure_onnx_latency(
     batch_sizes: Sequence[int] = (1, 64),
     *,
     threads: int | None = None,
-    warmup: int | None = None,
-    repeats: int | None = None,
-    max_seconds: float = DEFAULT_MAX_SECONDS,
-    min_repeats: int = DEFAULT_MIN_REPEATS,
-    max_repeats: int = DEFAULT_MAX_REPEATS,
+    timing: Timing = Timing(),
 ) -> dict[str, Any]:
     """Latency of an ONNX file (or an open session) in onnxruntime on the CPU, measured exactly
     as :func:`svdbench.latency.measure_latency` measures eager PyTorch (same structure, runtime
@@ -198,15 +191,7 @@ def measure_onnx_latency(
     by_batch = {}
     for b in [int(v) for v in batch_sizes]:
         x = random_input(input_shape, b).numpy()
-        by_batch[str(b)] = time_callable(
-            lambda x=x: sess.run(None, {name: x}),
-            b,
-            max_seconds=max_seconds,
-            warmup=warmup,
-            repeats=repeats,
-            min_repeats=min_repeats,
-            max_repeats=max_repeats,
-        )
+        by_batch[str(b)] = timing(lambda x=x: sess.run(None, {name: x}), b)
     shape = [int(v) for v in input_shape]
     opts = sess.get_session_options()
     return {
@@ -225,14 +210,14 @@ def export_and_measure(
     batch_sizes: Sequence[int] = (1, 64),
     *,
     path: str | Path | None = None,
-    max_seconds: float = DEFAULT_MAX_SECONDS,
-    **kw,
+    threads: int | None = None,
+    timing: Timing = Timing(),
 ) -> dict[str, Any]:
     """:func:`export_onnx` (checked) then :func:`measure_onnx_latency`; the result also holds
     ``max_abs_diff``, ``exporter`` and ``opset``. Without ``path`` the file is temporary."""
     with tempfile.TemporaryDirectory(prefix="svdbench-onnx-") as tmp:
         target = Path(path) if path is not None else Path(tmp) / "model.onnx"
         exp = export_onnx(model, input_shape, target)
-        res = measure_onnx_latency(target, input_shape, batch_sizes, max_seconds=max_seconds, **kw)
+        res = measure_onnx_latency(target, input_shape, batch_sizes, threads=threads, timing=timing)
     res.update(max_abs_diff=exp.max_abs_diff, exporter=exp.exporter, opset=exp.opset)
     return res

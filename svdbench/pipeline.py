@@ -29,9 +29,9 @@ from .checkpoint import (
     PreemptionGuard,
     RunCheckpoints,
     RunLock,
+    architecture,
     check_run_dir,
-    dense_checkpoint_path,
-    file_digest,
+    dense_digest,
     save_dense_checkpoint,
 )
 from .errors import InputError, Preempted
@@ -165,16 +165,15 @@ class Run:
                 if plan.pretrain is not None:
                     runner.stage(leg, plan.pretrain, model, Method())
                     if distributed.is_main():
-                        rec.dense_start = file_digest(save_dense_checkpoint(model, self.dir))
+                        rec.dense_start = save_dense_checkpoint(model, self.dir)
                 if plan.cfg.init_from or method.pretrain_dense:
                     rec.stage_top1["dense"] = bench.test_top1(model)
                 model = method.prepare(model, bench.input_shape).to(bench.device)
-                full = lowrank.ranks(model)
+                full = {n: m.full_rank for n, m in lowrank.lowrank_layers(model).items()}
                 rec.ranks = {"full": full} if full else {}
                 for stage in plan.before_compress:
                     runner.stage(leg, stage, model)
-                if not method.compresses and distributed.is_main():
-                    save_dense_checkpoint(model, self.dir)
+                self.save_dense(bench, model)
                 if self.points:
                     trained = self.trained_state(bench, model, rec)
                 runner.finish(leg, model)
@@ -182,6 +181,17 @@ class Run:
             finally:
                 rec.wall_time["total"] = time.perf_counter() - t_start
         return trained
+
+    def save_dense(self, bench: Workbench, model: nn.Module) -> None:
+        """A method that does not compress leaves the trained model as ``dense.pt``, the starting point
+        ``init_from`` reads, where it still has the dense architecture (a method whose ``prepare``
+        changed it, e.g. factorised training, leaves none: it would not load into the dense model)."""
+        if self.plan.method.compresses:
+            return
+        if architecture(model) != bench.dense_architecture:
+            log.info("no dense.pt: method %s changed the architecture in prepare", self.plan.method.name)
+        elif distributed.is_main():
+            save_dense_checkpoint(model, self.dir)
 
     @staticmethod
     def trained_state(bench: Workbench, model: nn.Module, rec: RunRecord) -> tuple:
@@ -256,7 +266,7 @@ class Run:
             input_shape=list(bench.input_shape), versions=versions(),
             samples={"train": bench.data.num_train, "val": bench.data.num_val, "test": bench.data.num_test},
             epochs_after_start=self.plan.epochs_after_start,
-            dense_start=file_digest(dense_checkpoint_path(cfg.init_from)) if cfg.init_from else None,
+            dense_start=dense_digest(cfg.init_from) if cfg.init_from else None,
             device=str(bench.device), world_size=distributed.world_size(), accel=bench.accel.as_dict(),
         )  # fmt: skip
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from .data import val_size
 from .errors import InputError, one_line
 from .methods.base import METHOD_GROUPS, Method
+from .results import relevant
 from .train import OptimConfig
 
 __all__ = ["RunPlan", "Stage", "configure", "make_plan", "optim_config", "record_config"]
@@ -93,16 +94,17 @@ def optim_config(trainer, finetune: bool = False) -> OptimConfig:
 
 
 def record_config(cfg, method: Method) -> dict:
-    """The resolved config as results.json records it: the method's own config (with the groups it
-    takes, e.g. ``method.regularizer``; their top-level slots are for the command line only) and the
-    validation split actually held out."""
+    """The resolved config as results.json records it (and ``--cfg job`` prints): the method's own
+    config (with the groups it takes, e.g. ``method.regularizer``; their top-level slots are for the
+    command line only), the training images actually held out for validation, and only the model and
+    dataset settings the run's model and dataset read (:func:`svdbench.results.relevant`)."""
     out = dataclasses.asdict(cfg) if dataclasses.is_dataclass(cfg) else copy.deepcopy(dict(cfg))
     out["method"] = dataclasses.asdict(method.config)
     for group in METHOD_GROUPS:
         out.pop(group, None)
     if isinstance(out.get("dataset"), dict):
-        out["dataset"]["val_size"] = val_size(cfg.dataset) or None  # null for none: as before the key existed
-    return out
+        out["dataset"]["val_size"] = val_size(cfg.dataset)
+    return relevant(out)
 
 
 def make_plan(cfg, method: Method) -> RunPlan:

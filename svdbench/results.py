@@ -26,15 +26,16 @@ from typing import Any
 import torch
 
 from . import __version__
+from .data import DATASET_KEYS
 from .macs import fvcore_version
 from .methods import METHODS
 from .methods.base import METHOD_GROUPS
-from .models import OPTIONS
+from .models import MODELS, OPTIONS, family_options
 
 RESULTS_FILE = "results.json"
 #: keys added with a non-null default after runs had been recorded without them: a recorded value
 #: equal to that default is the same as the key absent (a method declares its own: ``Config.added``)
-ADDED_DEFAULTS = {"model": dict(OPTIONS)}
+ADDED_DEFAULTS = {"model": dict(OPTIONS), "dataset": {"val_size": 0}}
 SCHEMA_VERSION = 1
 STATUSES = ("running", "completed", "failed", "preempted")
 #: keys a completed record must have
@@ -73,7 +74,9 @@ class RunRecord:
     input_shape: list[int] | None = None
     samples: dict | None = None  # the samples each split really held: {"train": N, "val": N, "test": N}
     epochs_after_start: int | None = None  # training + fine-tuning epochs after the starting point
-    dense_start: str | None = None  # "sha256:<hex>" of the dense checkpoint the run started from (None: random init)
+    # the weights the run started from, "tensors-sha256:<hex>" (svdbench.checkpoint.state_digest; "sha256:<hex>" of
+    # the file in older runs); None: random init
+    dense_start: str | None = None
     versions: dict | None = None
     device: str | None = None
     world_size: int | None = None
@@ -197,9 +200,11 @@ def comparable_config(config: dict, method: str) -> dict:
       moves does not make another experiment);
     - keys a method renamed are read under their new names;
     - a method's groups (``regularizer``, :data:`~svdbench.methods.base.METHOD_GROUPS`) are read inside
-      the method (``method.regularizer``): older runs recorded them at the top level, for every method.
+      the method (``method.regularizer``): older runs recorded them at the top level, for every method;
+    - the model and dataset settings that the run's model and dataset do not read are left out
+      (:func:`relevant`: older runs recorded every built-in key).
     """
-    out = copy.deepcopy(config)
+    out = relevant(config)
     m = out.get("method")
     cls = METHODS.find(method)
     if isinstance(m, dict):
@@ -220,6 +225,34 @@ def comparable_config(config: dict, method: str) -> dict:
                 if key in node and node[key] == default:
                     del node[key]
     return _drop_empty(out)
+
+
+def relevant(config: dict) -> dict:
+    """A copy of a recorded config without the model and dataset settings its model and dataset do not
+    read: a ``_target_`` model has no ``family``, ``shortcut`` or ``block``, a family only the options
+    its build function takes (:func:`svdbench.models.family_options`); a dataset keeps only its own
+    keys of :data:`svdbench.data.DATASET_KEYS` (a ``_target_`` dataset none); an unset ``_target_``
+    and empty ``kwargs`` go. What ``--cfg job`` prints and results.json records."""
+    out = copy.deepcopy(config)
+    model, data = out.get("model"), out.get("dataset")
+    if isinstance(model, dict):
+        if model.get("_target_"):
+            for key in ("family", *OPTIONS):
+                model.pop(key, None)
+        elif model.get("family") in MODELS:
+            for key in set(OPTIONS) - set(family_options(model["family"])):
+                model.pop(key, None)
+    if isinstance(data, dict):
+        own = () if data.get("_target_") else DATASET_KEYS.get(data.get("name"), ())
+        for key in {k for keys in DATASET_KEYS.values() for k in keys} - set(own):
+            data.pop(key, None)
+    for node in (model, data):
+        if isinstance(node, dict):
+            if node.get("_target_", "") is None:
+                del node["_target_"]
+            if node.get("kwargs", None) == {}:
+                del node["kwargs"]
+    return out
 
 
 def comparable_key(key: str) -> str:

@@ -5,9 +5,11 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import statistics
 import time
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -18,6 +20,7 @@ DEFAULT_MIN_REPEATS = 5
 DEFAULT_MAX_REPEATS = 50
 
 __all__ = [
+    "Timing",
     "DEFAULT_MAX_SECONDS",
     "DEFAULT_WARMUP",
     "DEFAULT_MIN_REPEATS",
@@ -120,6 +123,23 @@ def time_callable(
         "repeats": len(ms),
         "warmup": done,
     }
+
+
+@dataclass(frozen=True)
+class Timing:
+    """How :func:`time_callable` times each batch size, the same for every runtime: the timed part's
+    budget ``max_seconds``, ``warmup`` calls (None: 3), ``repeats`` (None: adaptive, within
+    ``[min_repeats, max_repeats]``)."""
+
+    max_seconds: float = DEFAULT_MAX_SECONDS
+    warmup: int | None = None
+    repeats: int | None = None
+    min_repeats: int = DEFAULT_MIN_REPEATS
+    max_repeats: int = DEFAULT_MAX_REPEATS
+
+    def __call__(self, fn: Callable[[], Any], batch_size: int, sync: Callable[[], None] | None = None) -> dict:
+        """:func:`time_callable` of ``fn`` (one batch of ``batch_size`` per call) with these settings."""
+        return time_callable(fn, batch_size, sync=sync, **dataclasses.asdict(self))
 
 
 def random_input(input_shape: Sequence[int], batch_size: int, device: str | torch.device = "cpu") -> torch.Tensor:

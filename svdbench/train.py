@@ -36,13 +36,14 @@ from .torch_utils import eval_mode
 @dataclass
 class OptimConfig:
     """Optimiser and schedule of one stage. ``milestones`` are fractions of the stage's epochs
-    (the original CIFAR recipe's epochs 81 and 122 of 164 are about [0.494, 0.744])."""
+    (the original CIFAR recipe's epochs 81 and 122 of 164 are about [0.494, 0.744]). The defaults are
+    the trainer's (``svdbench.config.TrainerConfig`` takes them from here): Adam at 0.002, cosine."""
 
-    optimizer: str = "sgd"
-    lr: float = 0.1
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    schedule: str = "cosine"
+    optimizer: str = "adam"  # sgd | adam
+    lr: float = 0.002
+    momentum: float = 0.9  # sgd only
+    weight_decay: float = 0.0
+    schedule: str = "cosine"  # cosine | multistep | constant
     milestones: tuple[float, ...] = (0.5, 0.75)
     gamma: float = 0.1
 

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from . import distributed
-from .checkpoint import load_dense_checkpoint
+from .checkpoint import architecture, load_dense_checkpoint
 from .data import DataBundle, load_dataset
 from .errors import InputError, one_line
 from .macs import MacCount, analyze_macs
@@ -53,6 +53,8 @@ class Workbench:
                                              eval_batch_size=tr.eval_batch_size, seed=cfg.seed, device=self.device,
                                              num_workers=tr.num_workers, shard=distributed.shard())  # fmt: skip
         self.model: nn.Module = self.build_model()
+        #: the dense architecture (state_dict names and shapes), before a method's ``prepare`` changes it
+        self.dense_architecture: dict[str, tuple[int, ...]] = architecture(self.model)
         self.input_shape: tuple[int, ...] = (1, *self.data.input_shape)
         try:
             self.dense_count: MacCount = analyze_macs(self.model, self.input_shape)
@@ -73,8 +75,10 @@ class Workbench:
         """A fresh model of the run's architecture (randomly initialised)."""
         try:
             return build_from_config(self.cfg.model, self.data.num_classes, self.data.input_shape[0])
-        except ValueError as err:
-            raise InputError(one_line(err)) from None
+        except InputError:
+            raise
+        except (ValueError, TypeError) as err:  # e.g. a model.kwargs value of the wrong type
+            raise InputError(f"model {self.cfg.model.name}: {one_line(err)}") from None
 
     def test_top1(self, model: nn.Module) -> float:
         return evaluate(model, self.data.test, self.device)["top1"]

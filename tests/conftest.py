@@ -150,8 +150,14 @@ def compose_cfg():
 
 @pytest.fixture(scope="session")
 def build():
-    """``build(cfg)``: the validated config and the method, as ``run.py`` makes them."""
-    return app.build
+    """``build(cfg)``: the validated config and the configured method of the run ``run.py`` plans
+    (:func:`svdbench.app.plan`) from the composed ``cfg``."""
+
+    def make(cfg):
+        plan = app.plan(cfg)
+        return plan.cfg, plan.method
+
+    return make
 
 
 @pytest.fixture(scope="session")
@@ -293,3 +299,16 @@ def write_imagenet():
 def dataset_files() -> dict:
     """:data:`DATASET_FILES`: per registered data set that reads files, a writer of small ones."""
     return dict(DATASET_FILES)
+
+
+def tensors_digest(path: Path) -> str:
+    """The digest of a state_dict file's tensors as svdbench records ``dense_start``, computed here on its
+    own: sha256 over every tensor's name, dtype, shape and bytes, in name order."""
+    import hashlib
+
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    h = hashlib.sha256()
+    for name in sorted(state):
+        t = state[name].contiguous()
+        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode() + t.numpy().tobytes())
+    return "tensors-sha256:" + h.hexdigest()

@@ -46,9 +46,9 @@ def ids(case):
 @pytest.mark.parametrize("overrides, fragment", CASES, ids=[ids(c) for c in CASES])
 def test_bad_input_is_one_line_and_writes_no_result(tmp_path, compose_cfg, resnet20_checkpoint, overrides, fragment):
     overrides = [o.replace("R20", str(resnet20_checkpoint)) for o in overrides]
-    typed, method = app.build(compose_cfg([*TINY, *overrides, "measure.latency=false"]))
-    with pytest.raises(InputError) as err:
-        run_experiment(typed, method, tmp_path / "run")
+    with pytest.raises(InputError) as err:  # when the config is checked (an import) or when the run starts
+        plan = app.plan(compose_cfg([*TINY, *overrides, "measure.latency=false"]))
+        run_experiment(plan.cfg, plan.method, tmp_path / "run")
     assert fragment in str(err.value) and "\n" not in str(err.value)
     assert not list(tmp_path.rglob("results.json")) and not list(tmp_path.rglob("*.pt"))
 

@@ -1,11 +1,11 @@
 """The head-to-head presets (+experiment=compare_*): one dense start per seed, every method from it
 with one budget, and a report when the sweep ends."""
 
-import hashlib
 import json
 import logging
 
 import pytest
+from conftest import tensors_digest
 from omegaconf import open_dict
 
 from svdbench.sweep_report import ReportAtEnd
@@ -59,7 +59,7 @@ def test_one_command_runs_every_arm_from_one_dense_start_and_ends_with_a_report(
                   cwd=tmp_path)  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = tmp_path / "outputs" / "compare_cifar10_resnet56"
-    digest = "sha256:" + hashlib.sha256((out / "dense_seed0" / "dense.pt").read_bytes()).hexdigest()
+    digest = tensors_digest(out / "dense_seed0" / "dense.pt")
     for arm in ARMS:
         res = json.loads((out / f"{arm}_seed0" / "results.json").read_text())
         assert res["status"] == "completed" and res["method"] == METHOD.get(arm, arm)

@@ -125,3 +125,13 @@ def test_validate_refuses_what_compose_lets_through(compose_cfg, overrides, mess
     with pytest.raises(InputError) as err:
         validate(compose_cfg(overrides.split()))
     assert message in str(err.value)
+
+
+def test_the_stages_optimiser_defaults_are_the_trainers():
+    """OptimConfig (one stage) and TrainerConfig (the config group) share their defaults: a stage built
+    from the default trainer is a default OptimConfig."""
+    from svdbench.config import TrainerConfig
+    from svdbench.plan import optim_config
+    from svdbench.train import OptimConfig
+
+    assert optim_config(TrainerConfig()) == OptimConfig()

@@ -2,11 +2,11 @@
 content hash), a validation split held out of training (never the test set) that selection uses,
 and a starting checkpoint that SVD training never silently discards."""
 
-import hashlib
 from types import SimpleNamespace
 
 import pytest
 import torch
+from conftest import tensors_digest
 
 from svdbench import app
 from svdbench.config import DatasetConfig
@@ -80,7 +80,7 @@ def test_random_init_from_a_checkpoint_is_refused_naming_the_setting(tmp_path, t
 def test_one_budget_after_one_dense_start(tmp_path, tiny_cfg):
     dense_dir = tmp_path / "dense"
     run_experiment(tiny_cfg(save_model=False), Dense(), dense_dir)
-    digest = "sha256:" + hashlib.sha256((dense_dir / "dense.pt").read_bytes()).hexdigest()
+    digest = tensors_digest(dense_dir / "dense.pt")
     cfg = tiny_cfg(init_from=str(dense_dir), save_model=False, trainer={"epochs": 1, "budget": 2})
     svd = run_experiment(cfg, SVDTraining.create(energy=0.3), tmp_path / "svd")
     l1 = run_experiment(cfg, L1FilterPruning.create(ratio=0.5), tmp_path / "l1")

@@ -51,7 +51,7 @@ def test_time_callable_adapts_and_orders_percentiles():
 
 
 def test_onnx_export_does_not_import_latency():
-    code = "import sys, svdbench.onnx_export as m; print('svdbench.latency' in sys.modules, m.time_callable.__module__)"
+    code = "import sys, svdbench.onnx_export as m; print('svdbench.latency' in sys.modules, m.Timing.__module__)"
     proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120,
                           env={**os.environ, "PYTHONPATH": str(ROOT)})  # fmt: skip
     assert proc.stdout.split() == ["False", "svdbench.timing"], proc.stderr
@@ -60,7 +60,7 @@ def test_onnx_export_does_not_import_latency():
 def test_measure_latency_structure_and_training_flag_restored():
     net = build_model("cifar_resnet", "resnet8", 10, 1).train()
     rng = torch.get_rng_state()
-    res = latency.measure_latency(net, (1, 1, 16, 16), batch_sizes=(1, 8), max_seconds=0.2)
+    res = latency.measure_latency(net, (1, 1, 16, 16), batch_sizes=(1, 8), timing=timing.Timing(max_seconds=0.2))
     assert torch.equal(rng, torch.get_rng_state())  # the global random stream is untouched
     assert net.training
     assert res["runtime"] == "pytorch-eager" and res["device"] == "cpu"
@@ -126,7 +126,7 @@ def test_onnx_export_matches_pytorch(tmp_path, kind, caplog):
     got = torch.from_numpy(sess.run(None, {sess.get_inputs()[0].name: x.numpy()})[0])
     with torch.inference_mode():
         assert torch.allclose(got, net(x), atol=1e-4, rtol=1e-4)
-    res = onnx_export.measure_onnx_latency(sess, (1, 28, 28), batch_sizes=(1, 4), max_seconds=0.1)
+    res = onnx_export.measure_onnx_latency(sess, (1, 28, 28), batch_sizes=(1, 4), timing=timing.Timing(max_seconds=0.1))
     assert res["runtime"] == "onnxruntime" and res["threads"] == torch.get_num_threads()
     check_stats(res["by_batch"], (1, 4))
 

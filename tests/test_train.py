@@ -24,8 +24,11 @@ def setup(method=None):
     return net, method, data
 
 
+SGD = OptimConfig("sgd", 0.1, weight_decay=5e-4)
+
+
 def options(**kw):
-    return StageOptions(**{"epochs": 2, "optim": OptimConfig(), "stage": "train", "progress": False, **kw})
+    return StageOptions(**{"epochs": 2, "optim": SGD, "stage": "train", "progress": False, **kw})
 
 
 class Guard:

@@ -18,16 +18,17 @@ import logging
 import torch
 from torch.utils.data import DataLoader, DistributedSampler, Subset
 
-from ..errors import DatasetError, InputError
+from ..errors import DatasetError, InputError, one_line
 from ..registry import import_object
 from .batches import Batches, DataBundle, EvalShard, LoaderBatches, TensorBatches
 from .files import STATS, fashion_mnist_root, load_cifar, load_fashion_mnist
-from .splits import DATASETS, DatasetSplits, TensorSplits
+from .splits import DATASET_KEYS, DATASETS, DatasetSplits, TensorSplits, register_dataset
 from .synthetic import make_synthetic
 
 log = logging.getLogger("svdbench")
 
 __all__ = [
+    "DATASET_KEYS",
     "DATASETS",
     "STATS",
     "Batches",
@@ -43,6 +44,7 @@ __all__ = [
     "load_dataset",
     "load_fashion_mnist",
     "make_synthetic",
+    "register_dataset",
 ]
 
 
@@ -79,12 +81,22 @@ def load_dataset(
     ``batch_size`` is per process). In-memory batches live on ``device``; DataLoader batches come
     on the CPU, loaded by ``num_workers`` workers."""
     fn = _dataset_function(cfg)
-    splits = hold_out_validation(fn(cfg, seed), val_size(cfg))
+    what = getattr(cfg, "_target_", None) or cfg.name
+    try:
+        splits = fn(cfg, seed)
+    except DatasetError:
+        raise
+    except Exception as err:  # a dataset function of one's own that fails: bad input, not a crash of the run
+        raise DatasetError(f"dataset {what!r} failed: {one_line(err, with_type=True)}") from None
+    asked = getattr(cfg, "val_size", None)
+    if getattr(splits, "val", None) is not None and asked is not None:
+        raise DatasetError(f"dataset.val_size={asked}, but dataset {what!r} brings its own validation split: "
+                           "leave dataset.val_size unset")  # fmt: skip
+    splits = hold_out_validation(splits, val_size(cfg))
     if isinstance(splits, TensorSplits):
         return _tensor_bundle(cfg, splits, batch_size, eval_batch_size, seed, device, shard)
     if isinstance(splits, DatasetSplits):
         return _loader_bundle(cfg, splits, batch_size, eval_batch_size, seed, num_workers, shard)
-    what = getattr(cfg, "_target_", None) or cfg.name
     raise DatasetError(f"dataset {what!r} returned {type(splits).__name__}, not TensorSplits or DatasetSplits")
 
 

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from ..errors import DatasetError, one_line
-from .splits import DATASETS, DatasetSplits, TensorSplits
+from .splits import DATASETS, DatasetSplits, TensorSplits, register_dataset
 
 log = logging.getLogger(__name__)
 
@@ -226,7 +226,7 @@ def _cifar_splits(name: str, cfg, num_classes: int) -> TensorSplits:
     )
 
 
-@DATASETS.register("imagenet")
+@register_dataset("imagenet", keys=("image_size",))
 def imagenet_splits(cfg, seed: int) -> DatasetSplits:
     """ImageFolder trees at ``cfg.root/train`` and ``cfg.root/val`` (the validation set serves as
     the test split), ``cfg.image_size`` square: RandomResizedCrop and flip for training with

@@ -16,6 +16,21 @@ from torch.utils.data import Dataset
 from ..registry import Registry
 
 DATASETS: Registry[Callable[..., TensorSplits | DatasetSplits]] = Registry("dataset")
+#: dataset name -> the settings of ``dataset`` that only it reads (the synthetic data's ``shape``,
+#: ImageNet's ``image_size``): another dataset's config, as results.json records it, leaves them out
+DATASET_KEYS: dict[str, tuple[str, ...]] = {}
+
+
+def register_dataset(name: str, keys: tuple[str, ...] = ()) -> Callable:
+    """Decorator: register a dataset function in :data:`DATASETS` as ``name``, with the ``dataset.*``
+    settings only it reads (:data:`DATASET_KEYS`)."""
+
+    def add(fn: Callable) -> Callable:
+        DATASET_KEYS[name] = tuple(keys)
+        return DATASETS.register(name)(fn)
+
+    return add
+
 
 Split = tuple[torch.Tensor, torch.Tensor]  # images N x C x H x W, labels N
 

@@ -6,7 +6,7 @@ from typing import Iterable
 
 import torch
 
-from .splits import DATASETS, TensorSplits
+from .splits import TensorSplits, register_dataset
 
 
 def make_synthetic(
@@ -26,7 +26,7 @@ def make_synthetic(
     return (*draw(num_train), *draw(num_test))
 
 
-@DATASETS.register("synthetic")
+@register_dataset("synthetic", keys=("shape", "num_classes", "num_train", "num_test"))
 def synthetic_splits(cfg, seed: int) -> TensorSplits:
     """``cfg.num_train``/``cfg.num_test`` samples of shape ``cfg.shape`` in ``cfg.num_classes``
     classes, drawn from the run's ``seed``; normalised with mean = std = 0.5, no augmentation."""

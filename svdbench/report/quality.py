@@ -24,11 +24,20 @@ def _short_hash(h: str) -> str:
     return f"{algo}:{hexd[:12]}" if hexd and len(hexd) > 12 else h
 
 
+def _differ(digests: set[str]) -> bool:
+    """Two digests of one kind differ (digests of different kinds cannot be compared)."""
+    kinds: dict[str, set[str]] = {}
+    for h in digests:
+        kinds.setdefault(h.partition(":")[0], set()).add(h)
+    return any(len(hs) > 1 for hs in kinds.values())
+
+
 def budget_warnings(rows: Sequence[Row]) -> list[str]:
     """One sentence per task whose compressing runs (every non-dense row: dense runs are the starts)
     spent different ``epochs_after_start``, or whose runs of one seed started from different
     ``dense_start`` checkpoints (each seed has its own dense start; a study compares them per seed).
-    Runs that did not record a field are not compared on it."""
+    Runs that did not record a field are not compared on it, nor are digests of different kinds (a
+    file's ``sha256:`` by older versions, the tensors' ``tensors-sha256:`` now)."""
     out = []
     for task, rs in by_task(rows).items():
         runs = [x for r in rs if r.method != DENSE for x in r.runs]
@@ -37,7 +46,7 @@ def budget_warnings(rows: Sequence[Row]) -> list[str]:
         for x in runs:
             if (h := dense_start(x)) is not None:
                 starts.setdefault(x.rec.seed, set()).add(h)
-        mixed = {seed: hs for seed, hs in starts.items() if len(hs) > 1}
+        mixed = {seed: hs for seed, hs in starts.items() if _differ(hs)}
         parts = []
         if len(epochs) > 1:
             parts.append(f"with different budgets: epochs after the start {', '.join(map(str, epochs))}")
