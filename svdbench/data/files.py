@@ -87,8 +87,8 @@ def _removed_on_failure(folder: Path):
 
 
 def load_fashion_mnist(root: str | None, download: bool) -> tuple[torch.Tensor, ...]:
-    """Train images (60000 x 1 x 28 x 28 uint8), labels, test images, labels from the first folder
-    :func:`fashion_mnist_root` finds; download them with torchvision when none and ``download``."""
+    """Train images (60000 x 1 x 28 x 28 uint8), labels (int64), test images, labels from the first
+    folder :func:`fashion_mnist_root` finds; download them with torchvision when none and ``download``."""
     found = fashion_mnist_root(root)
     if found is None and download:
         import torchvision
@@ -106,7 +106,8 @@ def load_fashion_mnist(root: str | None, download: bool) -> tuple[torch.Tensor, 
         where = root or f"$SVDBENCH_DATA, {FASHION_SYSTEM_DIR} or ./data"
         raise DatasetError(f"Fashion-MNIST files not found in {where} (set dataset.root, or dataset.download=true)")
     t = {k: _read_idx(_find_idx(found, s)) for k, s in FASHION_FILES.items()}
-    return (t["train_images"].unsqueeze(1), t["train_labels"], t["test_images"].unsqueeze(1), t["test_labels"])
+    return (t["train_images"].unsqueeze(1), t["train_labels"].long(), t["test_images"].unsqueeze(1),
+            t["test_labels"].long())  # fmt: skip
 
 
 CIFAR_LAYOUT = {
