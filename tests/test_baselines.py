@@ -157,10 +157,11 @@ def test_end_to_end_writes_complete_results(name, tmp_path, tiny_cfg):
         c = d["channels_after"]
         assert c["layer1.0.conv2"] == 16 and c["layer1.0.conv1"] < 16
         assert saved["macs"] == resnet8_macs(c["layer1.0.conv1"], c["layer2.0.conv1"], c["layer3.0.conv1"])
+        settings = saved["config"]["method"]
         if name == "sfp":
-            assert d["speedup"] == 1.5 and saved["speedup"] >= 1.5 and d["soft_epochs"] == 1
+            assert settings["speedup"] == 1.5 and saved["speedup"] >= 1.5 and d["soft_epochs"] == 1
         else:
-            assert c["layer3.0.conv1"] == kept_channels(64, d["ratio"])
+            assert c["layer3.0.conv1"] == kept_channels(64, settings["ratio"]) and d["ratio_used"] == settings["ratio"]
 
 
 @pytest.mark.slow
