@@ -97,10 +97,10 @@ def set_threads(threads: int | None) -> None:
 
 class Trainer:
     """One training step as svdbench's loop runs it: forward, cross-entropy plus the method's
-    regulariser, backward, optimiser step (``svdbench.train.make_optimizer``)."""
+    regulariser, backward, optimiser step (``svdbench.optim.make_optimizer``)."""
 
     def __init__(self, model: nn.Module, method, lr: float = 0.05, optimizer: str = "sgd") -> None:
-        from svdbench.train import OptimConfig, make_optimizer
+        from svdbench.optim import OptimConfig, make_optimizer
 
         self.model, self.method = model, method
         self.opt = make_optimizer(model, OptimConfig(optimizer=optimizer, lr=lr, momentum=0.9, weight_decay=5e-4))

@@ -26,13 +26,13 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from . import config as schema
 from . import distributed, tracking
-from .checkpoint import check_run_dir
 from .errors import CheckpointError, DivergedError, InputError, Preempted, one_line
 from .methods import Method
 from .methods.base import METHOD_GROUPS
 from .pipeline import Run, summary
 from .plan import RunPlan, make_plan
 from .results import RESULTS_FILE, RunRecord, read_results, write_results
+from .rundir import check_run_dir
 
 log = logging.getLogger("svdbench")
 CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")
@@ -261,12 +261,20 @@ def record_failure(cfg: DictConfig, hc, run_dir: Path, reason: str, stage: str) 
     except Exception:  # an unresolvable interpolation may be the very error
         config = OmegaConf.to_container(cfg, resolve=False)
     method = hc.runtime.choices.get("method") or OmegaConf.select(cfg, "method._target_", default="?")
-    write_results(run_dir, RunRecord(
-        status="failed", error=reason, stage=stage, method=str(method),
-        model=str(OmegaConf.select(cfg, "model.name", default="?")),
-        dataset=str(OmegaConf.select(cfg, "dataset.name", default="?")),
-        seed=OmegaConf.select(cfg, "seed", default=None), config=config, overrides=list(hc.overrides.task),
-    ))  # fmt: skip
+    write_results(
+        run_dir,
+        RunRecord(
+            status="failed",
+            error=reason,
+            stage=stage,
+            method=str(method),
+            model=str(OmegaConf.select(cfg, "model.name", default="?")),
+            dataset=str(OmegaConf.select(cfg, "dataset.name", default="?")),
+            seed=OmegaConf.select(cfg, "seed", default=None),
+            config=config,
+            overrides=list(hc.overrides.task),
+        ),
+    )
 
 
 def wandb_names(hc) -> dict:
@@ -298,8 +306,7 @@ def job(cfg: DictConfig) -> float | tuple[float, float]:
         _warn_unused_groups(method, hc)
         tags = [method.name, typed.model.name, typed.dataset.name]
         if distributed.is_main():  # torchrun: one tracked run, from rank 0
-            tracker = tracking.start(typed.logger, config=planned.config, run_dir=run_dir, tags=tags,
-                                     **wandb_names(hc))  # fmt: skip
+            tracker = tracking.start(typed.logger, config=planned.config, run_dir=run_dir, tags=tags, **wandb_names(hc))
         results = Run(planned, run_dir, on_epoch=tracker.log_epoch).execute()
         tracker.log_results(RunRecord.from_dict(results))
         ok = results.get("status") == "completed"

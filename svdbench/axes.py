@@ -65,9 +65,11 @@ class Axis:
 
     @property
     def speedup_words(self) -> str:
-        return "the MAC speed-up (dense MACs / MACs)" if not self.is_latency else (
-            f"the realized speed-up (dense / deployed median latency, {self.runtime}, batch {self.batch})"
-        )  # fmt: skip
+        return (
+            "the MAC speed-up (dense MACs / MACs)"
+            if not self.is_latency
+            else (f"the realized speed-up (dense / deployed median latency, {self.runtime}, batch {self.batch})")
+        )
 
     @property
     def plot_label(self) -> str:

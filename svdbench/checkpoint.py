@@ -5,6 +5,9 @@ A checkpoint is a plain dict of tensors and Python scalars, loadable with
 :class:`PreemptionGuard` turns SIGTERM / SIGUSR1 / SIGUSR2 (SLURM preemption) into a flag the training
 loop polls; the loop then saves a mid-epoch checkpoint and raises :class:`Preempted`.
 
+The dense checkpoint (``dense.pt``, the starting point ``init_from`` reads) is written and read here
+too, and identified by the digest of its tensors (:func:`state_digest`).
+
 Resume policy (:class:`RunCheckpoints`): a run directory holding a completed ``results.json`` of
 the same experiment is returned as it is; one holding ``checkpoint.pt`` continues from it, after
 the stages whose ``stage_<name>.pt`` it finds; checkpoints of another experiment are refused. "The
@@ -14,13 +17,9 @@ and measured (:data:`RESUME_IGNORED`).
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
-import os
 import pickle
-import shutil
 import signal
-import tempfile
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -39,8 +38,6 @@ __all__ = [
     "Preempted",
     "PreemptionGuard",
     "RunCheckpoints",
-    "RunLock",
-    "check_run_dir",
     "dense_checkpoint_path",
     "architecture",
     "dense_digest",
@@ -150,8 +147,11 @@ def load_dense_checkpoint(model: nn.Module, path: str | Path) -> None:
     unexpected = [k for k in have if k not in want]
     shapes = [f"{k} {have[k]} for {want[k]}" for k in want if k in have and have[k] != want[k]]
     if missing or unexpected or shapes:
-        parts = [f"{what}: {_listed(names)}" for what, names in
-                 (("missing", missing), ("unexpected", unexpected), ("other shapes", shapes)) if names]  # fmt: skip
+        parts = [
+            f"{what}: {_listed(names)}"
+            for what, names in (("missing", missing), ("unexpected", unexpected), ("other shapes", shapes))
+            if names
+        ]
         raise InputError(f"init_from: {p} holds another architecture ({'; '.join(parts)})")
     try:
         model.load_state_dict(state)
@@ -219,67 +219,6 @@ def resume_key(config: dict, method: str) -> dict:
     return key
 
 
-def check_run_dir(run_dir: str | os.PathLike) -> None:
-    """The run directory can be written: created if missing (and removed again if that is all that
-    happened), a file written and deleted in it. Refuses ``/`` and the home directory themselves (a
-    run writes and later deletes files by name in its directory). InputError in one line naming it."""
-    path = Path(os.path.abspath(run_dir))
-    if path in (Path("/"), Path.home()):
-        raise InputError(f"run directory {path} is not a directory of its own: give hydra.run.dir=<a new directory>")
-    created: list[Path] = []
-    try:
-        if path.exists() and not path.is_dir():
-            raise InputError(f"run directory {path} is a file, not a directory")
-        created = [p for p in [path, *path.parents] if not p.exists()]
-        path.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=path):
-            pass
-    except OSError as err:  # not permitted, read-only, a name too long, no such parent ...
-        for p in created:  # deepest first
-            shutil.rmtree(p, ignore_errors=True)
-        raise InputError(f"run directory {_short(path)} cannot be written ({err.strerror or one_line(err)})") from None
-
-
-def _short(path: Path) -> str:
-    s = str(path)
-    return s if len(s) <= 120 else s[:80] + "..." + s[-30:]
-
-
-class RunLock:
-    """``with RunLock(run_dir):`` this process alone writes into ``run_dir``: an advisory lock
-    (``fcntl.flock`` on ``<run_dir>/.svdbench.lock``, released by the kernel when the process dies,
-    so a killed run never leaves a stale lock). A second process finds it taken and gets an
-    InputError naming the holder's pid."""
-
-    NAME = ".svdbench.lock"
-
-    def __init__(self, run_dir: Path) -> None:
-        self.path = Path(run_dir) / self.NAME
-        self.fd: int | None = None
-
-    def __enter__(self) -> RunLock:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.read(fd, 32).decode(errors="replace").strip() or "?"
-            os.close(fd)
-            raise InputError(f"{self.path.parent} is in use by another svdbench run (pid {holder}): wait for it to "
-                             "finish or use another run directory") from None  # fmt: skip
-        os.ftruncate(fd, 0)
-        os.write(fd, str(os.getpid()).encode())
-        self.fd = fd
-        return self
-
-    def __exit__(self, *exc) -> None:
-        if self.fd is not None:
-            self.path.unlink(missing_ok=True)  # while still held: no one can take a lock on it meanwhile
-            fcntl.flock(self.fd, fcntl.LOCK_UN)
-            os.close(self.fd)
-            self.fd = None
-
-
 def first_difference(a: dict, b: dict, prefix: str = "") -> tuple[str, Any, Any]:
     """The first dotted key whose value differs between two nested dicts, and both values
     (``<absent>`` where one side lacks it)."""
@@ -325,8 +264,10 @@ class RunCheckpoints:
             if theirs == self.key:
                 return None
             key, there, here = first_difference(theirs, self.key)
-        return (f"{self.dir} holds a {res.get('status')} run of another config ({key}: {there} there, {here} here): "
-                "use another run directory, or resume=false to replace it")  # fmt: skip
+        return (
+            f"{self.dir} holds a {res.get('status')} run of another config ({key}: {there} there, {here} here): "
+            "use another run directory, or resume=false to replace it"
+        )
 
     def completed(self) -> dict | None:
         """The completed results.json of this experiment in the directory, if there is one."""
@@ -350,8 +291,10 @@ class RunCheckpoints:
         self._check_config(self.latest, path)
         saved_world = self.latest.get("world_size", 1)
         if saved_world != distributed.world_size():  # steps per epoch and the schedule depend on it
-            raise InputError(f"{path} was written by {saved_world} process(es), this run has "
-                             f"{distributed.world_size()}: resume with the same torchrun process count")  # fmt: skip
+            raise InputError(
+                f"{path} was written by {saved_world} process(es), this run has "
+                f"{distributed.world_size()}: resume with the same torchrun process count"
+            )
         for p in self._stage_files():
             st = _require(load_checkpoint(p), STAGE_KEYS, p)
             self._check_config(st, p)
@@ -379,8 +322,14 @@ class RunCheckpoints:
 
     def save_latest(self, name: str, state: dict, method, record: RunRecord) -> None:
         if self.enabled and distributed.is_main():
-            ck = {"version": 1, "config": self.key, "stage": name, "train": state,
-                  "method": method.state_dict(), "results": record.snapshot()}  # fmt: skip
+            ck = {
+                "version": 1,
+                "config": self.key,
+                "stage": name,
+                "train": state,
+                "method": method.state_dict(),
+                "results": record.snapshot(),
+            }
             if distributed.world_size() > 1:
                 ck["world_size"] = distributed.world_size()
             save_checkpoint(ck, self.dir / CHECKPOINT)
@@ -389,9 +338,18 @@ class RunCheckpoints:
 
     def save_stage(self, name: str, net: nn.Module, method, record: RunRecord, gen) -> None:
         if self.enabled and distributed.is_main():
-            save_checkpoint({"version": 1, "config": self.key, "stage": name, "model": net.state_dict(),
-                             "method": method.state_dict(), "rng": rng_state(gen), "results": record.snapshot()},
-                            self.dir / f"stage_{name}.pt")  # fmt: skip
+            save_checkpoint(
+                {
+                    "version": 1,
+                    "config": self.key,
+                    "stage": name,
+                    "model": net.state_dict(),
+                    "method": method.state_dict(),
+                    "rng": rng_state(gen),
+                    "results": record.snapshot(),
+                },
+                self.dir / f"stage_{name}.pt",
+            )
 
     def remove_orphans(self) -> None:
         """Temporary files of atomic writes a killed process left behind (``.checkpoint.pt.*.tmp``):

@@ -28,10 +28,10 @@ from .data import DATASETS
 from .errors import InputError, one_line
 from .methods import METHODS, Method, method_target
 from .models import BLOCKS, MODELS, OPTIONS, SHORTCUTS, check_options
+from .optim import OptimConfig
 from .published import register_resolver
 from .registry import import_object
 from .regularizers import SparsityRegularizer
-from .train import OptimConfig
 
 
 @dataclass
@@ -120,7 +120,7 @@ class TrainerConfig:
     deterministic: bool = True
     progress: bool = True  # progress bars (drawn on a terminal only; logs get one line per epoch)
     bn_recalibration_batches: int = 50  # after compression: re-estimate BatchNorm statistics (0: off)
-    # CUDA speed options (svdbench.train.resolve_accel; docs/distributed.md); auto = on only where safe, all off on CPU
+    # CUDA speed options (svdbench.optim.resolve_accel; docs/distributed.md); auto = on only where safe, all off on CPU
     amp: str = "auto"  # auto | off | bf16 | fp16 (auto: bf16 where the GPU supports it, else fp16 + GradScaler)
     channels_last: str = "auto"  # auto | true | false (auto: on for CUDA)
     compile: bool = False  # torch.compile the model for the training stages

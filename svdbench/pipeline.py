@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import dataclasses
 import logging
 import time
 from collections.abc import Callable
@@ -25,12 +24,9 @@ from torch import nn
 
 from . import distributed, lowrank
 from .checkpoint import (
-    BEFORE_COMPRESS,
     PreemptionGuard,
     RunCheckpoints,
-    RunLock,
     architecture,
-    check_run_dir,
     dense_digest,
     save_dense_checkpoint,
 )
@@ -39,8 +35,9 @@ from .macs import count_params
 from .methods.base import Method
 from .models import model_label, model_options
 from .plan import RunPlan, make_plan
-from .results import RESULTS_FILE, RunRecord, dotted, versions
-from .seeding import rng_state, set_rng_state
+from .points import OperatingPoints, Trained
+from .results import RESULTS_FILE, RunRecord, versions
+from .rundir import RunLock, check_run_dir
 from .stages import Leg, StageRunner, recorded
 from .workbench import Workbench
 
@@ -61,11 +58,6 @@ def run_experiment(
     return Run(make_plan(cfg, method), run_dir, on_epoch=on_epoch).execute()
 
 
-#: what an operating point does not inherit from the main result's record: its own measurements
-MEASURED = ("top1", "val_top1", "macs", "macs_total", "params", "speedup", "compression", "mac_counter",
-            "method_details", "latency", "model_path")  # fmt: skip
-
-
 class Run:
     """One planned run in one directory: the main result, then the operating points, each a
     :class:`~svdbench.stages.Leg`. Every stage is checkpointed; a rerun in the same directory
@@ -74,7 +66,7 @@ class Run:
     def __init__(self, plan: RunPlan, run_dir: str | Path, *, on_epoch: Callable[[dict], None] | None = None) -> None:
         self.plan, self.dir, self.on_epoch = plan, Path(run_dir), on_epoch
         self.checkpoints = RunCheckpoints(self.dir, plan.config, plan.method.name, enabled=plan.cfg.checkpoint)
-        self.points = plan.method.operating_points()
+        self.points = OperatingPoints(plan, self.dir)
 
     # ------------------------------------------------------------------ before any work
 
@@ -102,26 +94,14 @@ class Run:
         if other:
             raise InputError(other)
         done = self.checkpoints.completed()
-        if done is None or self.pending_points():
+        if done is None or self.points.pending():
             return None
         log.info("run directory %s already holds a completed run of this config", self.dir)
         if self.plan.cfg.measure.latency and not done.get("latency"):
-            log.warning("that run was measured without latency (measure.latency=false); to time it, rerun with "
-                        "resume=false")  # fmt: skip
+            log.warning(
+                "that run was measured without latency (measure.latency=false); to time it, rerun with resume=false"
+            )
         return done
-
-    def point_config(self, method: Method) -> dict:
-        """The recorded config of an operating point: the run's, with the point's method config."""
-        return {**copy.deepcopy(self.plan.config), "method": dataclasses.asdict(method.config)}
-
-    def point_checkpoints(self, label: str, method: Method) -> RunCheckpoints:
-        return RunCheckpoints(
-            self.dir / label, self.point_config(method), method.name, enabled=self.plan.cfg.checkpoint
-        )
-
-    def pending_points(self) -> list[str]:
-        """The operating points without a completed result of their own."""
-        return [label for label, m in self.points if self.point_checkpoints(label, m).completed() is None]
 
     # ------------------------------------------------------------------ the work
 
@@ -138,12 +118,11 @@ class Run:
             trained = self.train_and_finish(bench, runner, main, t_start)
             main.write()
         else:  # the main result is complete, some operating points are not: back to the trained model
-            log.info("run directory %s: completing the operating points %s", self.dir, ", ".join(self.pending_points()))
+            log.info("run directory %s: completing the operating points %s", self.dir, ", ".join(self.points.pending()))
             main.record = RunRecord.from_dict(done)
             trained = self.restore_trained(bench, main)
         if self.points:
-            main.record.operating_points = [self.operating_point(bench, runner, main, trained, label, m)
-                                            for label, m in self.points]  # fmt: skip
+            main.record.operating_points = self.points.make(bench, runner, main.record, trained)
             main.write()
         all_done = all(p["status"] == "completed" for p in main.record.operating_points or [])
         if not cfg.keep_checkpoints and all_done and distributed.is_main():
@@ -153,10 +132,10 @@ class Run:
             raise Preempted(runner.guard.signum, completed=True)
         return main.record.to_dict()
 
-    def train_and_finish(self, bench: Workbench, runner: StageRunner, leg: Leg, t_start: float) -> tuple | None:
+    def train_and_finish(self, bench: Workbench, runner: StageRunner, leg: Leg, t_start: float) -> Trained | None:
         """Dense pretraining where needed, prepare, the stages before compression, then compress ...
-        measure. Returns the starting point of the operating points (:meth:`trained_state`), None
-        without any. A failure is recorded in results.json and re-raised."""
+        measure. Returns where the operating points start (None without any). A failure is recorded in
+        results.json and re-raised."""
         plan, rec, method = self.plan, leg.record, leg.method
         trained = None
         with recorded(leg, runner.guard):
@@ -175,7 +154,7 @@ class Run:
                     runner.stage(leg, stage, model)
                 self.save_dense(bench, model)
                 if self.points:
-                    trained = self.trained_state(bench, model, rec)
+                    trained = Trained.of(bench, model, rec)
                 runner.finish(leg, model)
                 rec.status = "completed"
             finally:
@@ -193,82 +172,39 @@ class Run:
         elif distributed.is_main():
             save_dense_checkpoint(model, self.dir)
 
-    @staticmethod
-    def trained_state(bench: Workbench, model: nn.Module, rec: RunRecord) -> tuple:
-        """The starting point of every operating point: a copy of the trained model, the random
-        state and the record's progress at the end of the last stage before compression."""
-        return copy.deepcopy(model), rng_state(bench.generator), rec.snapshot()
-
-    def restore_trained(self, bench: Workbench, leg: Leg) -> tuple:
+    def restore_trained(self, bench: Workbench, leg: Leg) -> Trained:
         """The trained model again, from ``stage_train.pt``, for operating points a cut run left undone."""
         model = leg.method.prepare(bench.model.to(bench.device), bench.input_shape).to(bench.device)
         rec = copy.deepcopy(leg.record)
         if not self.checkpoints.restore_stage("train", model, leg.method, rec, bench.generator):
-            raise InputError(f"{self.dir} holds a completed run whose operating points are not all done, but "
-                             "not its trained model (stage_train.pt): rerun with resume=false")  # fmt: skip
-        return self.trained_state(bench, model, rec)
-
-    def operating_point(self, bench: Workbench, runner: StageRunner, main: Leg, trained: tuple, label: str,
-                        method: Method) -> dict:  # fmt: skip
-        """One more result from the trained model: ``method`` (a configured copy) compresses, fine-tunes
-        and is measured into ``<run dir>/<label>/results.json`` with checkpoints of its own, starting
-        from the random state at the end of training (so a resumed point equals an uninterrupted one).
-        A completed point is kept; a failed one is recorded and does not stop the others."""
-        checkpoints = self.point_checkpoints(label, method)
-        done = checkpoints.completed() if self.plan.cfg.resume else None
-        if done is not None:
-            rec = RunRecord.from_dict(done)
-        else:
-            leg = Leg(method, self.point_record(main.record, method, trained[2]), self.dir / label, checkpoints, label)
-            self.make_point(bench, runner, leg, trained)
-            rec = leg.record
-        return {"label": label, "status": rec.status, "top1": rec.top1, "macs": rec.macs,
-                "path": str(self.dir / label / RESULTS_FILE),
-                "settings": {k: dotted(rec.config, k) for k in method.Config.headline}}  # fmt: skip
-
-    def point_record(self, main: RunRecord, method: Method, progress: dict) -> RunRecord:
-        """An operating point's record as it starts: the main record's progress at the end of training
-        (its history, ranks, stage top-1 and wall times up to there), none of its measurements."""
-        rec = dataclasses.replace(copy.deepcopy(main), config=self.point_config(method), status="running", error=None,
-                                  operating_points=None, point_of=str(self.dir))  # fmt: skip
-        rec.restore(progress)
-        rec.stage_top1 = {k: v for k, v in rec.stage_top1.items() if k == "dense" or k in BEFORE_COMPRESS}
-        rec.wall_time = {k: v for k, v in rec.wall_time.items() if k in BEFORE_COMPRESS}
-        for key in MEASURED:
-            setattr(rec, key, None)
-        return rec
-
-    def make_point(self, bench: Workbench, runner: StageRunner, leg: Leg, trained: tuple) -> None:
-        """Compress, fine-tune and measure the point's copy of the trained model into ``leg``."""
-        model, rng, _ = trained
-        rec = leg.record
-        if self.plan.cfg.resume:
-            leg.checkpoints.load()
-        set_rng_state(rng, bench.generator)
-        t = time.perf_counter()
-        with recorded(leg, runner.guard, contain=True):
-            runner.finish(leg, copy.deepcopy(model))
-            rec.status = "completed"
-        rec.wall_time["point"] = time.perf_counter() - t
-        leg.write()
-        if rec.status == "completed":
-            if not self.plan.cfg.keep_checkpoints and distributed.is_main():
-                leg.checkpoints.remove()
-            log.info("%s: top1 %.2f, speed-up %.2fx", leg.label, rec.top1, rec.speedup)
+            raise InputError(
+                f"{self.dir} holds a completed run whose operating points are not all done, but "
+                "not its trained model (stage_train.pt): rerun with resume=false"
+            )
+        return Trained.of(bench, model, rec)
 
     def new_record(self, bench: Workbench) -> RunRecord:
         cfg, method = self.plan.cfg, self.plan.method
         return RunRecord(
-            status="running", method=method.name, model=model_label(cfg.model.name, **model_options(cfg.model)),
-            dataset=cfg.dataset.name, seed=cfg.seed, config=self.plan.config,
-            init_from=str(cfg.init_from) if cfg.init_from else None, headline=list(method.Config.headline) or None,
-            macs_dense=bench.dense_count.macs, params_dense=count_params(bench.model),
-            input_shape=list(bench.input_shape), versions=versions(),
+            status="running",
+            method=method.name,
+            model=model_label(cfg.model.name, **model_options(cfg.model)),
+            dataset=cfg.dataset.name,
+            seed=cfg.seed,
+            config=self.plan.config,
+            init_from=str(cfg.init_from) if cfg.init_from else None,
+            headline=list(method.Config.headline) or None,
+            macs_dense=bench.dense_count.macs,
+            params_dense=count_params(bench.model),
+            input_shape=list(bench.input_shape),
+            versions=versions(),
             samples={"train": bench.data.num_train, "val": bench.data.num_val, "test": bench.data.num_test},
             epochs_after_start=self.plan.epochs_after_start,
             dense_start=dense_digest(cfg.init_from) if cfg.init_from else None,
-            device=str(bench.device), world_size=distributed.world_size(), accel=bench.accel.as_dict(),
-        )  # fmt: skip
+            device=str(bench.device),
+            world_size=distributed.world_size(),
+            accel=bench.accel.as_dict(),
+        )
 
 
 def summary(results: dict, run_dir: str | Path) -> str:

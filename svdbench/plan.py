@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from .data import val_size
 from .errors import InputError, one_line
 from .methods.base import METHOD_GROUPS, Method
+from .optim import OptimConfig
 from .results import relevant
-from .train import OptimConfig
 
 __all__ = ["RunPlan", "Stage", "configure", "make_plan", "optim_config", "record_config"]
 
@@ -65,8 +65,10 @@ def configure(cfg, method: Method) -> Method:
     if budget is not None:
         train = sum(s.epochs for s in stages_before_compress(cfg, method))
         if budget < train:
-            raise InputError(f"trainer.budget={budget} is less than the {train} training epochs before compression "
-                             "(trainer.epochs and the method's stages before it)")  # fmt: skip
+            raise InputError(
+                f"trainer.budget={budget} is less than the {train} training epochs before compression "
+                "(trainer.epochs and the method's stages before it)"
+            )
         if method.finetune_epochs != budget - train:
             method = method.reconfigured(finetune_epochs=budget - train)
     return method
@@ -88,9 +90,15 @@ def optim_config(trainer, finetune: bool = False) -> OptimConfig:
     ``finetune_schedule`` where set)."""
     lr = (trainer.finetune_lr or trainer.lr) if finetune else trainer.lr
     schedule = (trainer.finetune_schedule or trainer.schedule) if finetune else trainer.schedule
-    return OptimConfig(optimizer=trainer.optimizer, lr=lr, momentum=trainer.momentum,
-                       weight_decay=trainer.weight_decay, schedule=schedule, milestones=tuple(trainer.milestones),
-                       gamma=trainer.gamma)  # fmt: skip
+    return OptimConfig(
+        optimizer=trainer.optimizer,
+        lr=lr,
+        momentum=trainer.momentum,
+        weight_decay=trainer.weight_decay,
+        schedule=schedule,
+        milestones=tuple(trainer.milestones),
+        gamma=trainer.gamma,
+    )
 
 
 def record_config(cfg, method: Method) -> dict:

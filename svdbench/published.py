@@ -173,9 +173,11 @@ def published(table: str, field: str, *, _root_: Any) -> Any:
     setting = SVD_CIFAR10.get(key)
     if setting is None:
         models = sorted({k[0] for k in SVD_CIFAR10}, key=lambda m: int(m[6:]))
-        raise ValueError(f"the authors published no SVD-training run for model={key[0]}, decomposition={key[1]}, "
-                         f"regularizer={key[2]}: models {'/'.join(models)}, channel/spatial, "
-                         "hoyer/hoyer_square/l1")  # fmt: skip
+        raise ValueError(
+            f"the authors published no SVD-training run for model={key[0]}, decomposition={key[1]}, "
+            f"regularizer={key[2]}: models {'/'.join(models)}, channel/spatial, "
+            "hoyer/hoyer_square/l1"
+        )
     return getattr(setting, field)
 
 

@@ -117,8 +117,9 @@ class RunRecord:
 
     def snapshot(self) -> dict[str, Any]:
         """What a checkpoint carries of the record: the progress so far."""
-        return copy.deepcopy({"history": self.history, "stage_top1": self.stage_top1, "wall_time": self.wall_time,
-                              "ranks": self.ranks})  # fmt: skip
+        return copy.deepcopy(
+            {"history": self.history, "stage_top1": self.stage_top1, "wall_time": self.wall_time, "ranks": self.ranks}
+        )
 
     def restore(self, snap: dict[str, Any]) -> None:
         for k, v in copy.deepcopy(snap).items():

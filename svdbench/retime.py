@@ -65,10 +65,17 @@ def retime(path: Path, args: argparse.Namespace) -> str:
     deployed = torch.load(model_file, map_location="cpu", weights_only=False)
     shape = [int(v) for v in results["input_shape"]][1:]
     results["latency"] = latency_report(
-        deployed, dense_twin(results, deployed), shape, devices=["cpu"], batch_sizes=args.batch_sizes,
-        max_seconds=args.max_seconds, onnx=args.onnx, mac_speedup=results.get("speedup"), threads=args.threads,
+        deployed,
+        dense_twin(results, deployed),
+        shape,
+        devices=["cpu"],
+        batch_sizes=args.batch_sizes,
+        max_seconds=args.max_seconds,
+        onnx=args.onnx,
+        mac_speedup=results.get("speedup"),
+        threads=args.threads,
         compile=args.compile,
-    )  # fmt: skip
+    )
     write_json_atomic(path, results)
     runs = results["latency"]["runs"]
     return "; ".join(f"{k} x{v['speedup'][str(max(args.batch_sizes))]:.2f}" for k, v in runs.items())

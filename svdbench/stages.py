@@ -22,12 +22,13 @@ from torch import nn
 from . import distributed, lowrank
 from .checkpoint import PreemptionGuard, RunCheckpoints
 from .errors import DivergedError, InputError, Preempted, one_line
+from .evaluation import recalibrate_batchnorm
 from .latency import run_latency
 from .macs import analyze_macs, count_params
 from .methods.base import Method
 from .plan import RunPlan, Stage
 from .results import RunRecord, atomic_torch_save, write_results
-from .train import StageHooks, StageOptions, recalibrate_batchnorm, train_stage
+from .train import StageHooks, StageOptions, train_stage
 from .workbench import Workbench
 
 log = logging.getLogger("svdbench")
@@ -88,8 +89,9 @@ class StageRunner:
     """The steps every leg goes through on one workbench, logged and checkpointed. ``on_epoch``
     receives every epoch's record (the tracker); ``guard`` is polled for preemption."""
 
-    def __init__(self, plan: RunPlan, bench: Workbench, guard: PreemptionGuard,
-                 on_epoch: Callable[[dict], None] | None = None) -> None:  # fmt: skip
+    def __init__(
+        self, plan: RunPlan, bench: Workbench, guard: PreemptionGuard, on_epoch: Callable[[dict], None] | None = None
+    ) -> None:
         self.plan, self.bench, self.guard, self.on_epoch = plan, bench, guard, on_epoch
 
     def stage(self, leg: Leg, stage: Stage, net: nn.Module, method: Method | None = None, last: bool = False) -> None:
@@ -122,8 +124,15 @@ class StageRunner:
             ck.save_latest(name, state, method, rec)
 
         progress = self.plan.cfg.trainer.progress and distributed.is_main()
-        options = StageOptions(stage.epochs, stage.optim, name, bench.device, progress=progress, accel=bench.accel,
-                               ddp=distributed.world_size() > 1)  # fmt: skip
+        options = StageOptions(
+            stage.epochs,
+            stage.optim,
+            name,
+            bench.device,
+            progress=progress,
+            accel=bench.accel,
+            ddp=distributed.world_size() > 1,
+        )
         hooks = StageHooks(on_epoch=record, save=save, stop=self.guard, resume=resume)
         train_stage(net, method, bench.data.train, bench.data.test, options=options, hooks=hooks, val=bench.data.val)
         rec.wall_time[name] = time.perf_counter() - t
@@ -167,8 +176,9 @@ class StageRunner:
         # realized speed beside MACs; under torchrun timed by rank 0 alone while the others wait
         if cfg.measure is not None and cfg.measure.latency and distributed.is_main():
             t_lat = time.perf_counter()
-            rec.latency = run_latency(deployed, bench.build_model, rec.input_shape, bench.device, cfg.measure,
-                                      mac_speedup=rec.speedup)  # fmt: skip
+            rec.latency = run_latency(
+                deployed, bench.build_model, rec.input_shape, bench.device, cfg.measure, mac_speedup=rec.speedup
+            )
             rec.wall_time["latency"] = time.perf_counter() - t_lat
         if cfg.save_model and distributed.is_main():
             leg.dir.mkdir(parents=True, exist_ok=True)

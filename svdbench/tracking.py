@@ -199,9 +199,16 @@ def log_report(
     import wandb
 
     wdir = os.environ.get("WANDB_DIR") or str(tables.out)
-    run = wandb.init(project=project, entity=entity, mode=mode, dir=wdir, job_type="report",
-                     name=f"report-{Path(tables.out).resolve().parent.name}", reinit="finish_previous",
-                     config={"sources": tables.sources})  # fmt: skip
+    run = wandb.init(
+        project=project,
+        entity=entity,
+        mode=mode,
+        dir=wdir,
+        job_type="report",
+        name=f"report-{Path(tables.out).resolve().parent.name}",
+        reinit="finish_previous",
+        config={"sources": tables.sources},
+    )
     try:
         table = wandb.Table(columns=tables.comparison.columns, data=tables.comparison.rows)
         payload = {
@@ -222,8 +229,10 @@ def log_report(
             url = _save_report(tables, project=run.project, entity=run.entity, run_name=run.name)
             print(f"W&B Report: {url}")
         else:
-            print(f"W&B {mode}: logged the table and the Pareto scatter in {Path(run_dir).parent}; skipped the W&B "
-                  f"Report (needs mode online and a login); local report: {local}")  # fmt: skip
+            print(
+                f"W&B {mode}: logged the table and the Pareto scatter in {Path(run_dir).parent}; skipped the W&B "
+                f"Report (needs mode online and a login); local report: {local}"
+            )
     except BaseException:
         run.finish(exit_code=1)
         raise
@@ -244,8 +253,11 @@ def _quality_blocks(wr, tables: ReportTables, runset) -> list:
     """The Report's front-quality part: the ``hypervolume`` table and the verdicts (none without rows)."""
     if not tables.hypervolume.rows:
         return []
-    return [wr.H1("Front quality"), wr.PanelGrid(runsets=[runset], panels=[wr.WeavePanelSummaryTable(
-            table_name="hypervolume")]), wr.MarkdownBlock(tables.quality_markdown)]  # fmt: skip
+    return [
+        wr.H1("Front quality"),
+        wr.PanelGrid(runsets=[runset], panels=[wr.WeavePanelSummaryTable(table_name="hypervolume")]),
+        wr.MarkdownBlock(tables.quality_markdown),
+    ]
 
 
 def _save_report(tables: ReportTables, *, project: str, entity: str | None, run_name: str) -> str:
@@ -272,7 +284,7 @@ def _save_report(tables: ReportTables, *, project: str, entity: str | None, run_
                         y=wr.SummaryMetric("top1"),
                         log_x=True,
                     )
-                ],  # fmt: skip
+                ],
             ),
             wr.H1("Comparison and Pareto fronts"),
             wr.PanelGrid(

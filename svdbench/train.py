@@ -1,25 +1,23 @@
-"""The one training loop every method goes through, and evaluation.
+"""The one training loop every method goes through.
 
 ``train_stage`` runs ``epochs`` epochs of SGD/Adam on ``task loss + method.regularization``,
 calling the method's hooks (``after_backward``, ``after_step``, ``on_epoch_end``); on a terminal a
 progress bar per epoch shows loss and accuracy. A non-finite loss stops the stage with
 :class:`DivergedError`; a caught signal with :class:`Preempted` after a checkpoint.
 
-Speed options (:class:`Accel`, from ``trainer.amp`` / ``channels_last`` / ``compile`` /
-``cudnn_benchmark`` through :func:`resolve_accel`): mixed precision (bf16 autocast, or fp16 with a
-``GradScaler``) around the forward pass, channels-last memory format and ``torch.compile`` of the
-model being trained. With ``StageOptions.ddp`` (torchrun, :mod:`svdbench.distributed`) the model is trained
-inside DistributedDataParallel and the epoch's metrics are summed over the ranks. The method hooks,
-the regularisers (in fp32, outside autocast) and evaluation always see the plain model.
+The speed options (:class:`~svdbench.optim.Accel`) apply mixed precision around the forward pass,
+channels-last memory format and ``torch.compile`` to the model being trained. With
+``StageOptions.ddp`` (torchrun, :mod:`svdbench.distributed`) the model is trained inside
+DistributedDataParallel and the epoch's metrics are summed over the ranks. The method hooks, the
+regularisers (in fp32, outside autocast) and evaluation always see the plain model.
 """
 
 from __future__ import annotations
 
 import contextlib
-import math
 import signal
 import sys
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Callable
 
 import torch
@@ -29,147 +27,11 @@ from tqdm.auto import tqdm
 
 from . import distributed
 from .errors import DivergedError, Preempted
+from .evaluation import evaluate
+from .optim import Accel, OptimConfig, make_optimizer, make_scheduler
 from .seeding import rng_state, set_rng_state
-from .torch_utils import eval_mode
 
-
-@dataclass
-class OptimConfig:
-    """Optimiser and schedule of one stage. ``milestones`` are fractions of the stage's epochs
-    (the original CIFAR recipe's epochs 81 and 122 of 164 are about [0.494, 0.744]). The defaults are
-    the trainer's (``svdbench.config.TrainerConfig`` takes them from here): Adam at 0.002, cosine."""
-
-    optimizer: str = "adam"  # sgd | adam
-    lr: float = 0.002
-    momentum: float = 0.9  # sgd only
-    weight_decay: float = 0.0
-    schedule: str = "cosine"  # cosine | multistep | constant
-    milestones: tuple[float, ...] = (0.5, 0.75)
-    gamma: float = 0.1
-
-
-@dataclass
-class Accel:
-    """Resolved speed options of :func:`train_stage`: ``amp`` (off | bf16 | fp16), channels-last
-    memory format, ``torch.compile`` and cuDNN autotuning. The defaults change nothing."""
-
-    amp: str = "off"
-    channels_last: bool = False
-    compile: bool = False
-    cudnn_benchmark: bool = False
-
-    def as_dict(self) -> dict:
-        return asdict(self)
-
-
-def _flag(value, auto: bool) -> bool:
-    return auto if value in ("auto", None) else value in (True, "true")
-
-
-def resolve_accel(
-    device: torch.device | str,
-    amp: str = "auto",
-    channels_last="auto",
-    compile: bool = False,
-    cudnn_benchmark="auto",
-    deterministic: bool = True,
-) -> Accel:
-    """Turn the ``trainer.*`` settings into an :class:`Accel` for ``device``: ``auto`` means bf16
-    autocast on a CUDA device that supports it (else fp16 with a GradScaler) and none on the CPU;
-    channels-last on CUDA; cuDNN benchmark on CUDA unless ``deterministic``."""
-    cuda = torch.device(device).type == "cuda"
-    if amp == "auto":
-        amp = ("bf16" if torch.cuda.is_bf16_supported() else "fp16") if cuda else "off"
-    if amp not in ("off", "bf16", "fp16"):
-        raise ValueError(f"trainer.amp must be auto, off, bf16 or fp16, got {amp!r}")
-    return Accel(
-        amp=amp,
-        channels_last=_flag(channels_last, cuda),
-        compile=bool(compile),
-        cudnn_benchmark=_flag(cudnn_benchmark, cuda and not deterministic),
-    )
-
-
-def make_optimizer(model: nn.Module, cfg: OptimConfig) -> torch.optim.Optimizer:
-    """Weight decay applies to weights and factors U, V; not to biases, norm layers or s
-    (s has its own sparsity regulariser)."""
-    decay, no_decay = [], []
-    for p in model.parameters():
-        if not p.requires_grad:
-            continue
-        (no_decay if p.ndim <= 1 else decay).append(p)
-    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    if cfg.optimizer == "sgd":
-        return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.momentum > 0)
-    if cfg.optimizer == "adam":
-        return torch.optim.Adam(groups, lr=cfg.lr)
-    raise ValueError(f"unknown optimizer {cfg.optimizer!r}; choose sgd or adam")
-
-
-def make_scheduler(opt: torch.optim.Optimizer, cfg: OptimConfig, steps: int):
-    """Per-iteration schedule over ``steps`` iterations."""
-    if cfg.schedule == "cosine":
-        return torch.optim.lr_scheduler.LambdaLR(opt, lambda i: 0.5 * (1 + math.cos(math.pi * min(i, steps) / steps)))
-    if cfg.schedule == "multistep":
-        marks = [round(m * steps) for m in cfg.milestones]
-        return torch.optim.lr_scheduler.LambdaLR(opt, lambda i: cfg.gamma ** sum(i >= m for m in marks))
-    if cfg.schedule == "constant":
-        return torch.optim.lr_scheduler.LambdaLR(opt, lambda i: 1.0)
-    raise ValueError(f"unknown schedule {cfg.schedule!r}; choose cosine, multistep or constant")
-
-
-@torch.no_grad()
-def recalibrate_batchnorm(model: nn.Module, batches, num_batches: int, device: torch.device | str = "cpu") -> int:
-    """Re-estimate every BatchNorm's running mean and variance from ``num_batches`` training batches
-    (forward passes in train mode, no gradient step); returns the batches used.
-
-    Removing singular values or filters shifts the statistics a BatchNorm sees, and its running
-    averages then mis-normalise (a ResNet-8 pruned at energy 0.05 fell from 74% to 29% top-1 with
-    stale statistics and was back at 74% after recalibration).
-    """
-    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-    if not bns or num_batches <= 0:
-        return 0
-    momenta = [m.momentum for m in bns]
-    used = 0
-    with eval_mode(model):
-        for m in bns:
-            m.reset_running_stats()
-            m.momentum = None  # cumulative average over the batches seen
-            m.train()
-        for x, _ in batches:
-            if used >= num_batches:
-                break
-            model(x.to(device))
-            used += 1
-    for m, mom in zip(bns, momenta, strict=True):
-        m.momentum = mom
-    if _sharded(batches):  # every rank saw its own batches: average their estimates
-        distributed.average_batchnorm_stats(model)
-    return used
-
-
-def _sharded(batches) -> bool:
-    """Whether ``batches`` is one rank's shard of a multi-process split (its sums need reducing)."""
-    shard = getattr(batches, "shard", None)
-    return shard is not None and shard[1] > 1
-
-
-@torch.no_grad()
-def evaluate(model: nn.Module, batches, device: torch.device | str = "cpu") -> dict[str, float]:
-    """Top-1 accuracy (percent) and mean cross-entropy over ``batches`` (over all ranks' shards
-    when ``batches`` is one rank's shard: every rank must then call this together)."""
-    correct, total, loss = 0, 0, 0.0
-    with eval_mode(model):
-        for x, y in batches:
-            x, y = x.to(device), y.to(device)
-            out = model(x)
-            loss += F.cross_entropy(out, y, reduction="sum").item()
-            correct += (out.argmax(1) == y).sum().item()
-            total += y.numel()
-    if _sharded(batches):
-        correct, total, loss = distributed.all_reduce_sums([correct, total, loss])
-    return {"top1": 100.0 * correct / max(total, 1), "loss": loss / max(total, 1)}
+__all__ = ["StageHooks", "StageOptions", "train_stage"]
 
 
 @dataclass
@@ -233,8 +95,12 @@ class _Step:
         return self.opt.param_groups[0]["lr"]
 
     def state_dict(self) -> dict:
-        return {"optimizer": self.opt.state_dict(), "scheduler": self.sched.state_dict(), "step": self.count,
-                **({"scaler": self.scaler.state_dict()} if self.scaler is not None else {})}  # fmt: skip
+        return {
+            "optimizer": self.opt.state_dict(),
+            "scheduler": self.sched.state_dict(),
+            "step": self.count,
+            **({"scaler": self.scaler.state_dict()} if self.scaler is not None else {}),
+        }
 
     def load_state_dict(self, state: dict) -> None:
         self.opt.load_state_dict(state["optimizer"])

@@ -12,11 +12,12 @@ from . import distributed
 from .checkpoint import architecture, load_dense_checkpoint
 from .data import DataBundle, load_dataset
 from .errors import InputError, one_line
+from .evaluation import evaluate
 from .macs import MacCount, analyze_macs
 from .models import build_from_config
+from .optim import Accel, resolve_accel
 from .plan import RunPlan
 from .seeding import seed_everything
-from .train import Accel, evaluate, resolve_accel
 
 __all__ = ["Workbench", "resolve_device"]
 
@@ -46,12 +47,19 @@ class Workbench:
         seed_everything(cfg.seed, tr.deterministic)
         self.device: torch.device = resolve_device(tr.device)
         self.owns_group: bool = distributed.init(self.device)  # torchrun: join the process group
-        self.accel: Accel = resolve_accel(self.device, tr.amp, tr.channels_last, tr.compile, tr.cudnn_benchmark,
-                                          tr.deterministic)  # fmt: skip
+        self.accel: Accel = resolve_accel(
+            self.device, tr.amp, tr.channels_last, tr.compile, tr.cudnn_benchmark, tr.deterministic
+        )
         torch.backends.cudnn.benchmark = self.accel.cudnn_benchmark
-        self.data: DataBundle = load_dataset(cfg.dataset, batch_size=tr.batch_size,
-                                             eval_batch_size=tr.eval_batch_size, seed=cfg.seed, device=self.device,
-                                             num_workers=tr.num_workers, shard=distributed.shard())  # fmt: skip
+        self.data: DataBundle = load_dataset(
+            cfg.dataset,
+            batch_size=tr.batch_size,
+            eval_batch_size=tr.eval_batch_size,
+            seed=cfg.seed,
+            device=self.device,
+            num_workers=tr.num_workers,
+            shard=distributed.shard(),
+        )
         self.model: nn.Module = self.build_model()
         #: the dense architecture (state_dict names and shapes), before a method's ``prepare`` changes it
         self.dense_architecture: dict[str, tuple[int, ...]] = architecture(self.model)

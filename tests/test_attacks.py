@@ -19,7 +19,7 @@ import pytest
 import torch
 
 from svdbench import app, report
-from svdbench.checkpoint import RunLock, load_checkpoint, save_checkpoint
+from svdbench.checkpoint import load_checkpoint, save_checkpoint
 from svdbench.config import DatasetConfig
 from svdbench.data import load_dataset
 from svdbench.errors import CheckpointError, DatasetError, InputError, Preempted
@@ -27,6 +27,7 @@ from svdbench.methods import Dense, SVDTraining
 from svdbench.models import build_model
 from svdbench.pipeline import run_experiment
 from svdbench.results import RESULTS_FILE
+from svdbench.rundir import RunLock
 
 LONG = "a" * 300
 #: (command-line overrides, fragment of the one line). Every case also gets hydra.run.dir=<tmp>/run.

@@ -131,7 +131,7 @@ def test_the_stages_optimiser_defaults_are_the_trainers():
     """OptimConfig (one stage) and TrainerConfig (the config group) share their defaults: a stage built
     from the default trainer is a default OptimConfig."""
     from svdbench.config import TrainerConfig
+    from svdbench.optim import OptimConfig
     from svdbench.plan import optim_config
-    from svdbench.train import OptimConfig
 
     assert optim_config(TrainerConfig()) == OptimConfig()

@@ -19,10 +19,12 @@ from svdbench.checkpoint import load_checkpoint, save_checkpoint
 from svdbench.config import DatasetConfig, TrainerConfig
 from svdbench.data import EvalShard, LoaderBatches, TensorBatches, load_dataset
 from svdbench.errors import InputError
+from svdbench.evaluation import evaluate
 from svdbench.methods import SVDTraining
+from svdbench.optim import Accel, OptimConfig, resolve_accel
 from svdbench.pipeline import run_experiment
 from svdbench.regularizers import SparsityRegularizer, orthogonality_loss, sparsity_loss
-from svdbench.train import Accel, OptimConfig, StageHooks, StageOptions, evaluate, resolve_accel, train_stage
+from svdbench.train import StageHooks, StageOptions, train_stage
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 for var in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"):

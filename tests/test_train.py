@@ -12,8 +12,9 @@ from svdbench.config import DatasetConfig
 from svdbench.data import load_dataset
 from svdbench.errors import DivergedError, Preempted
 from svdbench.methods import SVDTraining
+from svdbench.optim import OptimConfig
 from svdbench.regularizers import SparsityRegularizer
-from svdbench.train import OptimConfig, StageHooks, StageOptions, train_stage
+from svdbench.train import StageHooks, StageOptions, train_stage
 
 
 def setup(method=None):

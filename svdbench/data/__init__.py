@@ -90,8 +90,10 @@ def load_dataset(
         raise DatasetError(f"dataset {what!r} failed: {one_line(err, with_type=True)}") from None
     asked = getattr(cfg, "val_size", None)
     if getattr(splits, "val", None) is not None and asked is not None:
-        raise DatasetError(f"dataset.val_size={asked}, but dataset {what!r} brings its own validation split: "
-                           "leave dataset.val_size unset")  # fmt: skip
+        raise DatasetError(
+            f"dataset.val_size={asked}, but dataset {what!r} brings its own validation split: "
+            "leave dataset.val_size unset"
+        )
     splits = hold_out_validation(splits, val_size(cfg))
     if isinstance(splits, TensorSplits):
         return _tensor_bundle(cfg, splits, batch_size, eval_batch_size, seed, device, shard)
@@ -126,8 +128,9 @@ def hold_out_validation(splits: TensorSplits | DatasetSplits, n: int):
     if isinstance(splits, TensorSplits):
         x, y = splits.train
         return dataclasses.replace(splits, train=(x[train_idx], y[train_idx]), val=(x[val_idx], y[val_idx]))
-    return dataclasses.replace(splits, train=Subset(splits.train, train_idx.tolist()),
-                               val=Subset(splits.train, val_idx.tolist()))  # fmt: skip
+    return dataclasses.replace(
+        splits, train=Subset(splits.train, train_idx.tolist()), val=Subset(splits.train, val_idx.tolist())
+    )
 
 
 def _subset_size(n: int | None, available: int, key: str) -> int:
@@ -164,8 +167,17 @@ def _tensor_bundle(cfg, s: TensorSplits, batch_size, eval_batch_size, seed, devi
         return TensorBatches(x, y, eval_batch_size, s.mean, s.std, device=device, shard=shard)
 
     val = evaluation(*s.val) if s.val is not None else None
-    return DataBundle(cfg.name, train, evaluation(xte, yte), tuple(xtr.shape[1:]), s.num_classes, len(ytr), len(yte),
-                      val=val, num_val=len(s.val[1]) if s.val is not None else 0)  # fmt: skip
+    return DataBundle(
+        cfg.name,
+        train,
+        evaluation(xte, yte),
+        tuple(xtr.shape[1:]),
+        s.num_classes,
+        len(ytr),
+        len(yte),
+        val=val,
+        num_val=len(s.val[1]) if s.val is not None else 0,
+    )
 
 
 def _loader_bundle(cfg, s: DatasetSplits, batch_size, eval_batch_size, seed, num_workers, shard) -> DataBundle:

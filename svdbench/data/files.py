@@ -106,8 +106,12 @@ def load_fashion_mnist(root: str | None, download: bool) -> tuple[torch.Tensor, 
         where = root or f"$SVDBENCH_DATA, {FASHION_SYSTEM_DIR} or ./data"
         raise DatasetError(f"Fashion-MNIST files not found in {where} (set dataset.root, or dataset.download=true)")
     t = {k: _read_idx(_find_idx(found, s)) for k, s in FASHION_FILES.items()}
-    return (t["train_images"].unsqueeze(1), t["train_labels"].long(), t["test_images"].unsqueeze(1),
-            t["test_labels"].long())  # fmt: skip
+    return (
+        t["train_images"].unsqueeze(1),
+        t["train_labels"].long(),
+        t["test_images"].unsqueeze(1),
+        t["test_labels"].long(),
+    )
 
 
 CIFAR_LAYOUT = {

@@ -80,8 +80,13 @@ class SVDConfig(LowRankConfig):
     # After 12 epochs Hoyer concentrates each layer's energy in a few singular values but leaves a long
     # tail that still matters: e = 3e-4 of sum(s^2) removes it at 2.7x fewer MACs (ResNet-8, Fashion-MNIST).
     default_energy: ClassVar[float] = 3e-4
-    headline = ("method.decomposition", "method.regularizer.kind", "method.regularizer.weight", "method.energy",
-                "method.threshold")  # fmt: skip
+    headline = (
+        "method.decomposition",
+        "method.regularizer.kind",
+        "method.regularizer.weight",
+        "method.energy",
+        "method.threshold",
+    )
     added = {"round_to": 1, "orthogonal_epochs": 0}
     point_keys = ("energies",)
 
@@ -144,8 +149,10 @@ class SVDTraining(LowRankMethod):
         """``init: auto`` becomes svd (from trained weights) or random; random from trained weights is
         refused: the decomposition would redraw every layer while BatchNorm kept the loaded values."""
         if self.config.init == "random" and trained:
-            raise ValueError("method.init=random would discard the trained weights of init_from (every layer redrawn): "
-                             "use method.init=auto or svd")  # fmt: skip
+            raise ValueError(
+                "method.init=random would discard the trained weights of init_from (every layer redrawn): "
+                "use method.init=auto or svd"
+            )
         if self.config.init == "auto":
             return self.reconfigured(init="svd" if trained else "random")
         return self

@@ -60,9 +60,15 @@ def model_options(model_cfg: Any) -> dict[str, str]:
 
 def build_from_config(model_cfg: Any, num_classes: int, in_channels: int) -> nn.Module:
     """:func:`build_model` of a model config (the ``model`` node: an object or a results.json mapping)."""
-    return build_model(_field(model_cfg, "family"), _field(model_cfg, "name"), num_classes, in_channels,
-                       target=_field(model_cfg, "_target_"), kwargs=_field(model_cfg, "kwargs"),
-                       **model_options(model_cfg))  # fmt: skip
+    return build_model(
+        _field(model_cfg, "family"),
+        _field(model_cfg, "name"),
+        num_classes,
+        in_channels,
+        target=_field(model_cfg, "_target_"),
+        kwargs=_field(model_cfg, "kwargs"),
+        **model_options(model_cfg),
+    )
 
 
 def model_label(name: str, **options: str) -> str:

@@ -91,8 +91,14 @@ def ignored_names(model: nn.Module, skip: Iterable[str] = ()) -> list[str]:
 class FilterPruner:
     """Groups of one model's dependency graph and the verbs on them: select, zero, remove."""
 
-    def __init__(self, model: nn.Module, input_shape: Sequence[int], skip: Iterable[str] = (),
-                 rounding: str = "kept", round_to: int = 1) -> None:  # fmt: skip
+    def __init__(
+        self,
+        model: nn.Module,
+        input_shape: Sequence[int],
+        skip: Iterable[str] = (),
+        rounding: str = "kept",
+        round_to: int = 1,
+    ) -> None:
         self.model, self.input_shape = model, tuple(input_shape)
         self.rounding, self.round_to = rounding, round_to
         self.ignored = ignored_names(model, skip)
