@@ -32,22 +32,23 @@ from .methods.base import METHOD_GROUPS
 from .pipeline import Run, summary
 from .plan import RunPlan, make_plan
 from .results import RESULTS_FILE, RunRecord, read_results, write_results
-from .rundir import check_run_dir
+from .rundir import RunLock, check_run_dir, check_sweep_dir
 
 log = logging.getLogger("svdbench")
 CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")
 
 
-def plan(cfg: DictConfig) -> RunPlan:
+def plan(cfg: DictConfig, base: str | None = None) -> RunPlan:
     """The plan of the composed config ``cfg``: validated, the method built from its config and
-    configured for the run (its starting point, the budget); InputError in one line."""
+    configured for the run (its starting point, the budget), a relative ``init_from`` taken from
+    ``base`` (the launch directory; default: the current one); InputError in one line."""
     typed = schema.validate(cfg)
     cls = schema.method_class(typed.method)
     try:
         method = cls(typed.method)
     except (ValueError, TypeError) as err:
         raise InputError(one_line(err)) from None
-    return make_plan(typed, method)
+    return make_plan(typed, method, base)
 
 
 # ---------------------------------------------------------------------- before Hydra
@@ -94,15 +95,18 @@ def parse_command_line(args: list[str]) -> CommandLine:
 
 def sweep_points(overrides: list[str]) -> list[list[str]]:
     """The jobs of a command-line sweep worth checking before it starts: the first value of every
-    axis, then every other value of each axis with the others at their first. Axes that are not a
-    finite list (``interval(...)``) are left to the sweeper."""
+    axis, then every other value of each axis with the others at their first. An axis that is not a
+    finite list (``interval(a, b)``, for a sweeper that samples) is checked at its lower end ``a``."""
     parsed = OverridesParser.create().parse_overrides(overrides)
     axes = []
     for text, o in zip(overrides, parsed, strict=True):
         key = text.split("=", 1)[0]
+        if o.is_sweep_override() and not o.is_discrete_sweep():
+            axes.append([f"{key}={o.value().start}"])
+            continue
         try:
             values = list(o.sweep_string_iterator()) if o.is_sweep_override() else None
-        except Exception:  # not a discrete sweep
+        except Exception:  # not a sweep Hydra can list
             values = None
         axes.append([f"{key}={v}" for v in values] if values else [text])
     first = [a[0] for a in axes]
@@ -110,6 +114,14 @@ def sweep_points(overrides: list[str]) -> list[list[str]]:
     for i, axis in enumerate(axes):
         points += [[*first[:i], v, *first[i + 1 :]] for v in axis[1:]]
     return points
+
+
+def sampled_axes(overrides: list[str]) -> list[str]:
+    """The overrides that a sampling sweeper (Optuna) draws from, not a list: ``interval(a, b)``."""
+    parsed = OverridesParser.create().parse_overrides(overrides)
+    return [
+        text for text, o in zip(overrides, parsed, strict=True) if o.is_sweep_override() and not o.is_discrete_sweep()
+    ]
 
 
 def compose_config(
@@ -137,12 +149,19 @@ def preflight(argv: list[str]) -> None:
         return
     try:
         points = sweep_points(line.overrides) if line.multirun else [line.overrides]
+        sampled = sampled_axes(line.overrides)
     except Exception as err:  # an override Hydra cannot parse
         fail(schema.explain(err))
+    if sampled and not line.multirun:
+        fail(f"{sampled[0]} is a range to sample: run a sweep (-m) with a sampling sweeper (+sweep=optuna_pareto)")
     for overrides in points:
         try:
             cfg = compose_config(overrides, line.config_dir, line.config_name, hydra=True)
-            run_dir = Path(OmegaConf.select(cfg, "hydra.run.dir"))
+            if sampled and "optuna" not in str(OmegaConf.select(cfg, "hydra.sweeper._target_", default="")).lower():
+                fail(f"{sampled[0]}: the basic sweeper cannot sweep a range; list the values (key=a,b,c) or use a "
+                     "sampling sweeper (+sweep=optuna_pareto)")  # fmt: skip
+            run_dir = OmegaConf.select(cfg, "hydra.run.dir")
+            cfg_hydra = OmegaConf.to_container(cfg.hydra.sweep, resolve=False)
             with open_dict(cfg):
                 del cfg["hydra"]
             planned = plan(cfg)
@@ -154,12 +173,16 @@ def preflight(argv: list[str]) -> None:
         print("# the config this run records in results.json: resolved, the method configured for its start and budget")
         print(OmegaConf.to_yaml(planned.config), end="")
         raise SystemExit(0)
-    if line.multirun or line.print_job:
+    if line.print_job:
+        return
+    if line.multirun:
+        check_sweep(cfg_hydra, len(points))
         return
     try:
         check_run_dir(run_dir)
     except InputError as err:
         fail(str(err))
+    run_dir = Path(run_dir)
     try:  # before Hydra writes its .hydra/ into that directory
         done = Run(planned, run_dir).completed_result()
     except InputError as err:
@@ -167,6 +190,21 @@ def preflight(argv: list[str]) -> None:
     if done is not None:  # nothing to do: say so, leave the directory as it is
         print(f"run directory {run_dir} already holds a completed run of this config\n{summary(done, run_dir)}")
         raise SystemExit(0)
+
+
+def check_sweep(sweep: dict, jobs: int) -> None:
+    """A multirun's sweep directory can be made and written (no link where Hydra writes), and its jobs
+    do not share one directory (a ``hydra.sweep.subdir`` that names no job: ``${hydra.job.num}``)."""
+    try:
+        check_sweep_dir(sweep.get("dir") or "")
+    except InputError as err:
+        fail(str(err))
+    subdir = str(sweep.get("subdir") or "")
+    if jobs > 1 and "${" not in subdir:
+        fail(
+            f"hydra.sweep.subdir={subdir!r} puts every job of the sweep in one directory: name each job's own "
+            "(the default ${hydra.job.num}, or e.g. seed${seed})"
+        )
 
 
 def fail(message: str) -> None:
@@ -248,7 +286,16 @@ def failed_job(hc, reason: str):
 def record_failure(cfg: DictConfig, hc, run_dir: Path, reason: str, stage: str) -> None:
     """results.json with ``status: failed`` and the reason, for a multirun job that stopped before
     the pipeline could write one. A results.json already there is kept when it is completed (never
-    lose a finished result) or when it already records this failure (the pipeline wrote it)."""
+    lose a finished result) or when it already records this failure (the pipeline wrote it); a
+    directory another process holds (its run lock) is left to it, with a warning."""
+    try:
+        with RunLock(run_dir):
+            _record_failure(cfg, hc, run_dir, reason, stage)
+    except InputError as err:
+        log.warning("job %s's failure is not recorded in %s: %s", hc.job.num, run_dir, err)
+
+
+def _record_failure(cfg: DictConfig, hc, run_dir: Path, reason: str, stage: str) -> None:
     path = run_dir / RESULTS_FILE
     try:
         old = read_results(path) if path.is_file() else None
@@ -301,7 +348,7 @@ def job(cfg: DictConfig) -> float | tuple[float, float]:
     logging.getLogger("svdbench").setLevel(cfg.logger.level)
     tracker, ok = tracking.Tracker(), False
     try:
-        planned = plan(cfg)
+        planned = plan(cfg, base=hc.runtime.cwd)  # the launch directory, also after hydra.job.chdir
         typed, method = planned.cfg, planned.method
         _warn_unused_groups(method, hc)
         tags = [method.name, typed.model.name, typed.dataset.name]

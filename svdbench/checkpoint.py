@@ -57,7 +57,8 @@ STAGES = ("pretrain", "orthogonal", "train", "finetune")
 #: the stages a compressed model (an operating point) starts after
 BEFORE_COMPRESS = STAGES[:3]
 #: top-level config keys that say how a run is executed and measured, not what it is
-RESUME_IGNORED = ("resume", "keep_checkpoints", "checkpoint", "measure")
+RESUME_IGNORED = ("resume", "keep_checkpoints", "checkpoint", "measure", "logger", "trainer.progress",
+                  "trainer.num_workers", "trainer.eval_batch_size", "dataset.root", "dataset.download")  # fmt: skip
 
 
 def save_checkpoint(state: dict[str, Any], path: str | Path) -> Path:
@@ -166,6 +167,22 @@ TRAIN_KEYS = ("model", "optimizer", "scheduler", "history", "step", "epoch", "st
               "sums")  # fmt: skip
 
 
+def _count(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and v >= 0
+
+
+def _fits(state: Any, net: nn.Module, path: Path) -> None:
+    """The model state of a checkpoint has ``net``'s tensors, names and shapes: CheckpointError otherwise."""
+    want = architecture(net)
+    have = {k: tuple(v.shape) for k, v in state.items() if torch.is_tensor(v)} if isinstance(state, dict) else {}
+    if have != want:
+        other = sorted(set(want) ^ set(have)) or [k for k in want if want[k] != have.get(k)]
+        raise CheckpointError(
+            f"checkpoint {path} holds another model ({_listed(other)} differ): use another run "
+            "directory or resume=false"
+        )
+
+
 def _require(state: dict, keys: tuple[str, ...], path: Path) -> dict:
     missing = [k for k in keys if k not in state]
     if missing:
@@ -212,10 +229,16 @@ class PreemptionGuard:
 
 def resume_key(config: dict, method: str) -> dict:
     """The part of a recorded config that must match for a run directory to be resumed or kept:
-    :func:`~svdbench.results.comparable_config` without :data:`RESUME_IGNORED` and ``trainer.progress``."""
-    key = comparable_config({k: v for k, v in config.items() if k not in RESUME_IGNORED}, method)
-    if isinstance(key.get("trainer"), dict):
-        key["trainer"].pop("progress", None)
+    :func:`~svdbench.results.comparable_config` without :data:`RESUME_IGNORED` (how and where a run is
+    executed, measured and logged: the data's location, evaluation batch size, workers, progress bars)."""
+    key = comparable_config(config, method)
+    for dotted in RESUME_IGNORED:
+        *parents, leaf = dotted.split(".")
+        node = key
+        for part in parents:
+            node = node.get(part) if isinstance(node, dict) else None
+        if isinstance(node, dict):
+            node.pop(leaf, None)
     return key
 
 
@@ -243,8 +266,13 @@ class RunCheckpoints:
         self.stages: dict[str, dict] = {}
 
     def _check_config(self, state: dict, path: Path) -> None:
-        if resume_key(state.get("config", {}), self.method) != self.key:
-            raise InputError(f"{path} belongs to a run with another config: use another run directory or resume=false")
+        theirs = resume_key(state.get("config", {}), self.method)
+        if theirs != self.key:
+            key, there, here = first_difference(theirs, self.key)
+            raise InputError(
+                f"{path} belongs to a run of another config ({key}: {there} there, {here} here): use "
+                "another run directory, or resume=false to start again"
+            )
 
     def other_experiment(self) -> str | None:
         """Why this directory is not ours to write: it records a run of another experiment (its
@@ -302,23 +330,40 @@ class RunCheckpoints:
 
     def restore_stage(self, name: str, net: nn.Module, method, record: RunRecord, gen) -> bool:
         """Put the model, method, record and generators back to the end of stage ``name`` if it was
-        completed before; False when it was not."""
+        completed before; False when it was not. A stage file that does not fit is a CheckpointError."""
         st = self.stages.get(name)
         if st is None:
             return False
+        path = self.dir / f"stage_{name}.pt"
+        _fits(st["model"], net, path)
+        try:
+            method.load_state_dict(st["method"])
+            record.restore(st["results"])
+            set_rng_state(st["rng"], gen)
+        except Exception as err:  # a state of the right keys but the wrong content
+            raise CheckpointError(f"checkpoint {path} does not fit this run ({one_line(err)})") from None
         net.load_state_dict(st["model"])
-        method.load_state_dict(st["method"])
-        record.restore(st["results"])
-        set_rng_state(st["rng"], gen)
         return True
 
-    def resume_state(self, name: str, method, record: RunRecord) -> dict | None:
-        """The training state to continue stage ``name`` from (None: start it afresh)."""
+    def resume_state(self, name: str, method, record: RunRecord, net: nn.Module, epochs: int, batches: int):
+        """The training state to continue stage ``name`` (``epochs`` epochs of ``batches`` batches) of
+        ``net`` from (None: start it afresh); a checkpoint that does not fit is a CheckpointError."""
         if self.latest is None or self.latest["stage"] != name:
             return None
-        method.load_state_dict(self.latest["method"])
-        record.restore(self.latest["results"])
-        return self.latest["train"]
+        path, train = self.dir / CHECKPOINT, self.latest["train"]
+        _fits(train["model"], net, path)
+        epoch, step = train["epoch"], train["step_in_epoch"]
+        if not (_count(epoch) and _count(step) and (epoch, step) <= (epochs, 0) and step < max(batches, 1)):
+            raise CheckpointError(
+                f"checkpoint {path} is at epoch {epoch!r}, step {step!r}: not a point of a stage of "
+                f"{epochs} epochs of {batches} batches"
+            )
+        try:
+            method.load_state_dict(self.latest["method"])
+            record.restore(self.latest["results"])
+        except Exception as err:
+            raise CheckpointError(f"checkpoint {path} does not fit this run ({one_line(err)})") from None
+        return train
 
     def save_latest(self, name: str, state: dict, method, record: RunRecord) -> None:
         if self.enabled and distributed.is_main():

@@ -55,7 +55,12 @@ class OnnxCheckError(AssertionError):
 
 
 def _first(text: str) -> str:
-    return next((ln.strip() for ln in text.splitlines() if ln.strip()), "")
+    """The first non-empty line, with the next one joined when it only introduces it (ends with ``:``,
+    as Hydra's "ConfigKeyError raised while composing config:" before the cause)."""
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    if len(lines) > 1 and lines[0].endswith(":"):
+        return f"{lines[0]} {lines[1]}"
+    return lines[0] if lines else ""
 
 
 def one_line(err: BaseException, with_type: bool = False) -> str:

@@ -37,7 +37,7 @@ from .models import model_label, model_options
 from .plan import RunPlan, make_plan
 from .points import OperatingPoints, Trained
 from .results import RESULTS_FILE, RunRecord, versions
-from .rundir import RunLock, check_run_dir
+from .rundir import RunLock, check_run_dir, clear_run
 from .stages import Leg, StageRunner, recorded
 from .workbench import Workbench
 
@@ -110,11 +110,15 @@ class Run:
         cfg = self.plan.cfg
         if distributed.is_main():
             self.checkpoints.remove_orphans()
+            if not cfg.resume:  # replaced: nothing of the previous run may be counted as this one's
+                for f in clear_run(self.dir):
+                    log.info("resume=false: removed %s of the previous run", f)
         done = self.checkpoints.completed() if cfg.resume else None
         if cfg.resume:
             self.checkpoints.load()
         main = Leg(self.plan.method, self.new_record(bench), self.dir, self.checkpoints)
         if done is None:
+            main.write()  # status running: the directory is this run's from its first step
             trained = self.train_and_finish(bench, runner, main, t_start)
             main.write()
         else:  # the main result is complete, some operating points are not: back to the trained model
@@ -198,13 +202,20 @@ class Run:
             params_dense=count_params(bench.model),
             input_shape=list(bench.input_shape),
             versions=versions(),
-            samples={"train": bench.data.num_train, "val": bench.data.num_val, "test": bench.data.num_test},
+            samples=_samples(bench),
             epochs_after_start=self.plan.epochs_after_start,
-            dense_start=dense_digest(cfg.init_from) if cfg.init_from else None,
+            dense_start=dense_digest(self.plan.init_from) if self.plan.init_from else None,
             device=str(bench.device),
             world_size=distributed.world_size(),
             accel=bench.accel.as_dict(),
         )
+
+
+def _samples(bench: Workbench) -> dict[str, int]:
+    """The samples each split really held; ``dropped_per_epoch`` where a last batch of one was left out."""
+    data = bench.data
+    out = {"train": data.num_train, "val": data.num_val, "test": data.num_test}
+    return {**out, "dropped_per_epoch": data.dropped_per_epoch} if data.dropped_per_epoch else out
 
 
 def summary(results: dict, run_dir: str | Path) -> str:

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import os
 from dataclasses import dataclass
+from pathlib import Path
 
 from .data import val_size
 from .errors import InputError, one_line
@@ -42,6 +44,9 @@ class RunPlan:
     config: dict
     before_compress: tuple[Stage, ...]
     pretrain: Stage | None
+    #: ``init_from`` as an absolute path, resolved once against the directory the run was launched from
+    #: (a job whose working directory changes, ``hydra.job.chdir=true``, still finds it); None without one
+    init_from: Path | None = None
 
     @property
     def finetune(self) -> Stage:
@@ -115,14 +120,17 @@ def record_config(cfg, method: Method) -> dict:
     return relevant(out)
 
 
-def make_plan(cfg, method: Method) -> RunPlan:
-    """The plan of running ``method`` under the typed config ``cfg``; InputError in one line."""
+def make_plan(cfg, method: Method, base: str | os.PathLike | None = None) -> RunPlan:
+    """The plan of running ``method`` under the typed config ``cfg``, a relative ``init_from`` taken
+    from ``base`` (default: the current directory); InputError in one line."""
     method = configure(cfg, method)
     pretrain = Stage("pretrain", cfg.trainer.epochs, optim_config(cfg.trainer))
+    init_from = Path(os.path.abspath(Path(base or os.getcwd()) / cfg.init_from)) if cfg.init_from else None
     return RunPlan(
         cfg=cfg,
         method=method,
         config=record_config(cfg, method),
         before_compress=stages_before_compress(cfg, method),
         pretrain=pretrain if method.pretrain_dense and not cfg.init_from else None,
+        init_from=init_from,
     )

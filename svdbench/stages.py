@@ -21,7 +21,7 @@ from torch import nn
 
 from . import distributed, lowrank
 from .checkpoint import PreemptionGuard, RunCheckpoints
-from .errors import DivergedError, InputError, Preempted, one_line
+from .errors import CheckpointError, DivergedError, InputError, Preempted, one_line
 from .evaluation import recalibrate_batchnorm
 from .latency import run_latency
 from .macs import analyze_macs, count_params
@@ -72,7 +72,7 @@ def recorded(leg: Leg, guard: PreemptionGuard, contain: bool = False) -> Iterato
         rec.status, rec.error = "preempted", "interrupted (SIGINT); rerun the same command to resume"
         leg.write()
         raise
-    except InputError:  # a checkpoint of another experiment in the leg's directory
+    except (InputError, CheckpointError):  # bad input: a checkpoint of another experiment, or one that does not fit
         raise
     except BaseException as err:
         rec.status, rec.error = "failed", f"{type(err).__name__}: {err}"
@@ -114,7 +114,7 @@ class StageRunner:
             if self.on_epoch:
                 self.on_epoch(epoch)
 
-        resume = ck.resume_state(name, method, rec)
+        resume = ck.resume_state(name, method, rec, net, stage.epochs, len(bench.data.train))
         if resume is not None:
             log.info("resuming stage %s at epoch %d, step %d", name, resume["epoch"] + 1, resume["step_in_epoch"])
         t = time.perf_counter() - rec.wall_time.get(name, 0.0)

@@ -132,9 +132,9 @@ def start(
         return Tracker()
     mode = resolve_mode(getattr(logger_cfg, "mode", None))
     wdir = getattr(logger_cfg, "dir", None) or os.environ.get("WANDB_DIR") or str(run_dir)
-    Path(wdir).mkdir(parents=True, exist_ok=True)
     all_tags = [*(getattr(logger_cfg, "tags", None) or []), *(tags or [])]
     try:
+        Path(wdir).mkdir(parents=True, exist_ok=True)  # a place that cannot be made: tracking off, the run goes on
         import wandb
 
         run = wandb.init(

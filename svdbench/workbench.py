@@ -74,8 +74,8 @@ class Workbench:
             plan.method.check(self.model, self.input_shape)
         except ValueError as err:
             raise InputError(one_line(err)) from None
-        if cfg.init_from:
-            load_dense_checkpoint(self.model, cfg.init_from)
+        if plan.init_from is not None:
+            load_dense_checkpoint(self.model, plan.init_from)
         #: the data-order generator a checkpoint carries (None for DataLoader splits)
         self.generator: torch.Generator | None = getattr(self.data.train, "generator", None)
 

@@ -302,10 +302,19 @@ def test_damaged_checkpoints_are_one_line(damage, completed, tmp_path, monkeypat
     else:
         torch.save({"weights": torch.zeros(2)}, ck)
     monkeypatch.chdir(tmp_path)
+    # a directory a run of svdbench holds (its results.json says so, as a killed run's "running" record does):
+    # the damaged checkpoint is examined, and named
+    running = json.loads((d / "results.json").read_text())
+    (run / "results.json").write_text(json.dumps({**running, "status": "running"}))
     with pytest.raises(CheckpointError, match=r"checkpoint .*checkpoint.pt") as err:
         run_experiment(cfg, SVDTraining(), run)
     assert "\n" not in str(err.value) and not (tmp_path / "PWNED").exists()
     assert state is None or isinstance(state, dict)
+    (run / "results.json").unlink()  # no results.json: a file that is no svdbench checkpoint is not svdbench's
+    expected = CheckpointError if damage.startswith("missing") else InputError
+    with pytest.raises(expected, match=r"checkpoint.pt") as err:
+        run_experiment(cfg, SVDTraining(), run)
+    assert "\n" not in str(err.value) and not (tmp_path / "PWNED").exists()
 
 
 def test_a_crafted_cifar_batch_is_refused(tmp_path, monkeypatch):

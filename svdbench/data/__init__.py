@@ -22,7 +22,7 @@ from ..errors import DatasetError, InputError, one_line
 from ..registry import import_object
 from .batches import Batches, DataBundle, EvalShard, LoaderBatches, TensorBatches
 from .files import STATS, fashion_mnist_root, load_cifar, load_fashion_mnist
-from .splits import DATASET_KEYS, DATASETS, DatasetSplits, TensorSplits, register_dataset
+from .splits import DATASET_KEYS, DATASETS, DatasetSplits, TensorSplits, check_splits, register_dataset
 from .synthetic import make_synthetic
 
 log = logging.getLogger("svdbench")
@@ -88,6 +88,11 @@ def load_dataset(
         raise
     except Exception as err:  # a dataset function of one's own that fails: bad input, not a crash of the run
         raise DatasetError(f"dataset {what!r} failed: {one_line(err, with_type=True)}") from None
+    if isinstance(splits, (TensorSplits, DatasetSplits)):
+        try:
+            check_splits(splits, what)
+        except ValueError as err:
+            raise DatasetError(str(err)) from None
     asked = getattr(cfg, "val_size", None)
     if getattr(splits, "val", None) is not None and asked is not None:
         raise DatasetError(
@@ -146,6 +151,20 @@ def _first(split: tuple[torch.Tensor, torch.Tensor], n: int | None) -> tuple[tor
     return (x, y) if not n else (x[:n], y[:n])
 
 
+def _lone_last_batch(n: int, batch_size: int) -> bool:
+    """Whether an epoch of ``n`` training samples ends in a batch of one sample, which is dropped: a
+    BatchNorm layer on 1x1 maps cannot normalise one sample (a different one each epoch: shuffled)."""
+    if n > 1 and n % batch_size == 1:
+        log.warning(
+            "%d training samples in batches of %d: the last batch of one sample is dropped each epoch "
+            "(BatchNorm cannot train on one sample)",
+            n,
+            batch_size,
+        )
+        return True
+    return False
+
+
 def _tensor_bundle(cfg, s: TensorSplits, batch_size, eval_batch_size, seed, device, shard) -> DataBundle:
     xtr, ytr = _first(s.train, _subset_size(cfg.train_subset, len(s.train[1]), "train_subset"))
     xte, yte = _first(s.test, _subset_size(cfg.test_subset, len(s.test[1]), "test_subset"))
@@ -162,6 +181,7 @@ def _tensor_bundle(cfg, s: TensorSplits, batch_size, eval_batch_size, seed, devi
         device=device,
         shard=shard,
     )
+    train.drop_last = _lone_last_batch(train.num_local(), batch_size)
 
     def evaluation(x, y):
         return TensorBatches(x, y, eval_batch_size, s.mean, s.std, device=device, shard=shard)
@@ -177,6 +197,7 @@ def _tensor_bundle(cfg, s: TensorSplits, batch_size, eval_batch_size, seed, devi
         len(yte),
         val=val,
         num_val=len(s.val[1]) if s.val is not None else 0,
+        dropped_per_epoch=int(train.drop_last),
     )
 
 
@@ -193,7 +214,8 @@ def _loader_bundle(cfg, s: DatasetSplits, batch_size, eval_batch_size, seed, num
         rank, world = shard
         sampler = DistributedSampler(train_ds, num_replicas=world, rank=rank, shuffle=True, seed=seed)
         g = torch.Generator().manual_seed(seed * 100_003 + rank)  # workers' augmentation seeds differ per rank
-        train = DataLoader(train_ds, batch_size, sampler=sampler, num_workers=num_workers, generator=g)
+        drop = _lone_last_batch(len(sampler), batch_size)
+        train = DataLoader(train_ds, batch_size, sampler=sampler, num_workers=num_workers, generator=g, drop_last=drop)
 
         def evaluation(ds):
             return DataLoader(ds, eval_batch_size, sampler=EvalShard(len(ds), rank, world), num_workers=num_workers)
@@ -201,7 +223,8 @@ def _loader_bundle(cfg, s: DatasetSplits, batch_size, eval_batch_size, seed, num
     else:
         shard = None
         g = torch.Generator().manual_seed(seed)
-        train = DataLoader(train_ds, batch_size, shuffle=True, num_workers=num_workers, generator=g, drop_last=False)
+        drop = _lone_last_batch(len(train_ds), batch_size)
+        train = DataLoader(train_ds, batch_size, shuffle=True, num_workers=num_workers, generator=g, drop_last=drop)
 
         def evaluation(ds):
             return DataLoader(ds, eval_batch_size, num_workers=num_workers)
@@ -217,4 +240,5 @@ def _loader_bundle(cfg, s: DatasetSplits, batch_size, eval_batch_size, seed, num
         len(test_ds),
         val=val,
         num_val=len(s.val) if s.val is not None else 0,
+        dropped_per_epoch=int(train.drop_last),
     )

@@ -31,6 +31,7 @@ class DataBundle:
     num_test: int
     val: Batches | None = None  # the validation split (held out of training), if there is one
     num_val: int = 0
+    dropped_per_epoch: int = 0  # training samples left out of each epoch: a last batch of one sample
 
 
 class TensorBatches:

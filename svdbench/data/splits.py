@@ -61,3 +61,46 @@ class DatasetSplits:
     val: Dataset | None = None
     num_classes: int
     input_shape: tuple[int, int, int]  # C, H, W
+
+
+def check_splits(splits: TensorSplits | DatasetSplits, what: str) -> None:
+    """The splits as a whole, before any training: images N x C x H x W with one label each, labels
+    integer classes in ``[0, num_classes)``, one image shape for every split (a ``DatasetSplits`` is
+    checked on its first sample of each split). ValueError in one line naming the dataset and split."""
+    if splits.num_classes < 2:
+        raise ValueError(f"dataset {what!r} has num_classes={splits.num_classes}: at least 2")
+    shapes = {}
+    for name in ("train", "val", "test"):
+        split = getattr(splits, name)
+        if split is None:
+            continue
+        if isinstance(splits, TensorSplits):
+            x, y = split
+            if x.dim() != 4 or y.dim() != 1 or len(x) != len(y) or len(x) == 0:
+                raise ValueError(
+                    f"dataset {what!r}, {name}: {tuple(x.shape)} images and {tuple(y.shape)} labels; "
+                    "N x C x H x W images need N labels"
+                )
+            shape, labels = tuple(x.shape[1:]), y
+        else:
+            if len(split) == 0:
+                raise ValueError(f"dataset {what!r}, {name}: no samples")
+            x, label = split[0]
+            shape, labels = tuple(x.shape), torch.as_tensor([label])
+        if labels.dtype.is_floating_point or labels.dtype.is_complex or labels.dtype == torch.bool:
+            raise ValueError(f"dataset {what!r}, {name}: labels of type {labels.dtype}, not integer classes")
+        low, high = int(labels.min()), int(labels.max())
+        if low < 0 or high >= splits.num_classes:
+            raise ValueError(
+                f"dataset {what!r}, {name}: labels from {low} to {high}, outside [0, {splits.num_classes})"
+            )
+        shapes[name] = shape
+    if len(set(shapes.values())) > 1:
+        raise ValueError(
+            f"dataset {what!r}: images of different shapes ({', '.join(f'{k} {v}' for k, v in shapes.items())})"
+        )
+    if isinstance(splits, DatasetSplits) and shapes and next(iter(shapes.values())) != tuple(splits.input_shape):
+        raise ValueError(
+            f"dataset {what!r}: images of shape {next(iter(shapes.values()))}, input_shape says "
+            f"{tuple(splits.input_shape)}"
+        )

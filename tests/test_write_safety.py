@@ -1,0 +1,224 @@
+"""Reliability, third round: every file svdbench writes is its own and never written through a link; a
+replaced run leaves nothing behind; one writer per run directory; every input is checked before work in
+one line; tracking never costs a run. Each case failed before its fix (docs: README, "Reliability")."""
+
+import json
+import signal
+
+import pytest
+import torch
+
+from svdbench import app
+from svdbench.checkpoint import load_checkpoint, save_checkpoint
+from svdbench.config import LoggerConfig
+from svdbench.data.splits import TensorSplits, check_splits
+from svdbench.errors import CheckpointError, InputError
+from svdbench.methods import Dense, SVDTraining
+from svdbench.pipeline import run_experiment
+from svdbench.results import read_results
+from svdbench.rundir import RunLock, check_run_dir
+from svdbench.tracking import Tracker, start
+
+# ------------------------------------------------------------------ rule 1: its own files, never through a link
+
+
+@pytest.mark.parametrize("name", [".svdbench.lock", "run.log", ".hydra/config.yaml", "results.json"])
+def test_a_link_where_svdbench_writes_is_refused_and_the_victim_untouched(tmp_path, run_py, tiny, name):
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    run = tmp_path / "run"
+    (run / name).parent.mkdir(parents=True)
+    (run / name).symlink_to(victim)
+    proc = run_py(*tiny(), f"hydra.run.dir={run}", timeout=120)
+    assert proc.returncode == 2 and f"{name} is a link" in proc.stderr and "\n" not in proc.stderr.strip()
+    assert victim.read_text() == "precious"
+
+
+def test_the_lock_never_opens_through_a_link(tmp_path):
+    victim = tmp_path / "victim"
+    victim.write_text("precious")
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / ".svdbench.lock").symlink_to(victim)
+    with pytest.raises(InputError, match="cannot be opened as svdbench's lock"):
+        with RunLock(tmp_path / "run"):
+            pass
+    assert victim.read_text() == "precious"
+
+
+def test_foreign_files_of_svdbench_names_are_refused_naming_them(tmp_path, tiny_cfg):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "model.pt").write_bytes(b"my own model")
+    (run / "dense.pt").write_bytes(b"my own weights")
+    with pytest.raises(InputError, match=r"holds dense.pt, model.pt but no results.json"):
+        run_experiment(tiny_cfg(), Dense(), run)
+    assert (run / "model.pt").read_bytes() == b"my own model" and not (run / "results.json").exists()
+
+
+# ------------------------------------------------------------------ rule 2: a replaced run leaves nothing behind
+
+
+@pytest.mark.slow
+def test_resume_false_removes_the_previous_runs_points_and_model(tmp_path, tiny_cfg):
+    run = tmp_path / "run"
+    run_experiment(tiny_cfg(save_model=True), SVDTraining.create(energy=0.05, energies=[0.2]), run)
+    assert (run / "energy_0.2" / "results.json").is_file() and (run / "model.pt").is_file()
+    (run / "notes.txt").write_text("mine")
+    res = run_experiment(tiny_cfg(resume=False, save_model=False), SVDTraining.create(energy=0.1), run)
+    assert res["status"] == "completed" and "operating_points" not in res
+    assert not (run / "energy_0.2").exists() and not (run / "model.pt").exists()  # nothing left to count or time
+    assert (run / "notes.txt").read_text() == "mine"  # what is not svdbench's stays
+
+
+def test_resume_false_refuses_a_results_json_that_is_not_svdbench(tmp_path, tiny_cfg):
+    (tmp_path / "results.json").write_text('{"status": "completed", "kept": true}')
+    with pytest.raises(InputError, match="is not a svdbench result .*replaces only its own runs"):
+        run_experiment(tiny_cfg(resume=False), Dense(), tmp_path)
+    assert json.loads((tmp_path / "results.json").read_text()) == {"status": "completed", "kept": True}
+
+
+# ------------------------------------------------------------------ rule 3: one writer per run directory
+
+
+@pytest.mark.slow
+def test_a_job_refused_by_the_lock_writes_nothing_into_the_held_directory(tmp_path, run_py, tiny):
+    sweep = tmp_path / "sweep"
+    (sweep / "0").mkdir(parents=True)
+    with RunLock(sweep / "0"):  # another process holds job 0's directory
+        proc = run_py("-m", *tiny(), "seed=0,1", f"hydra.sweep.dir={sweep}", timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert not (sweep / "0" / "results.json").exists()  # not a "failed" record in a directory it does not hold
+    assert "is in use by another svdbench run" in proc.stdout + proc.stderr
+    assert read_results(sweep / "1" / "results.json")["status"] == "completed"
+
+
+def test_jobs_sharing_one_directory_are_refused_before_the_sweep(tmp_path, run_py, tiny):
+    proc = run_py("-m", *tiny(), "seed=0,1", "hydra.sweep.subdir=same", f"hydra.sweep.dir={tmp_path}/s", timeout=120)
+    assert proc.returncode == 2 and "puts every job of the sweep in one directory" in proc.stderr
+    assert not (tmp_path / "s").exists()
+
+
+# ------------------------------------------------------------------ rule 4: every input checked before work
+
+
+@pytest.mark.parametrize(
+    "args, line",
+    [
+        (["hydra.run.dir="], "config error: the run directory is empty: give hydra.run.dir=<dir>"),
+        (["-m", "seed=0,1", "hydra.sweep.dir=FILE"], "config error: sweep directory FILE is a file, not a directory"),
+        (["+experiment=svd_cifar10_official", "model=resnet20", "method=trp"],
+         "config error: In 'recipe/svd_cifar10': ConfigKeyError raised while composing config: Key 'init' not in "
+         "'TRPConfig'"),
+        (["-m", "trainer.lr=interval(0.001,0.01)"],
+         "config error: trainer.lr=interval(0.001,0.01): the basic sweeper cannot sweep a range; list the values "
+         "(key=a,b,c) or use a sampling sweeper (+sweep=optuna_pareto)"),
+    ],
+)  # fmt: skip
+def test_command_line_mistakes_are_one_line_naming_the_cause(tmp_path, run_py, args, line):
+    (tmp_path / "file").write_text("")
+    args = [a.replace("FILE", str(tmp_path / "file")) for a in args]
+    proc = run_py(*args, cwd=tmp_path, timeout=120)
+    assert proc.returncode == 2 and proc.stderr.strip() == line.replace("FILE", str(tmp_path / "file"))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]  # nothing written, not even in the cwd
+
+
+@pytest.mark.slow
+def test_an_optuna_sweep_takes_an_interval(tmp_path, run_py, tiny):
+    proc = run_py("-m", "+sweep=optuna_pareto", "trainer.lr=interval(0.001,0.01)", "hydra.sweeper.n_trials=1",
+                  *tiny(), f"hydra.sweep.dir={tmp_path}/o", timeout=300)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert read_results(tmp_path / "o" / "0" / "results.json")["status"] == "completed"
+
+
+def _splits(x, y, **kw):
+    return TensorSplits(train=(x, y), test=(x, y), num_classes=10, mean=(0.5,), std=(0.5,), **kw)
+
+
+@pytest.mark.parametrize(
+    "splits, fragment",
+    [
+        (_splits(torch.rand(8, 1, 4, 4), torch.full((8,), 200)), "train: labels from 200 to 200, outside [0, 10)"),
+        (_splits(torch.rand(64, 1, 4, 4), torch.zeros(10, dtype=torch.long)), "train: (64, 1, 4, 4) images and (10,)"),
+        (TensorSplits(train=(torch.rand(8, 1, 28, 28), torch.zeros(8, dtype=torch.long)),
+                      test=(torch.rand(8, 1, 20, 20), torch.zeros(8, dtype=torch.long)), num_classes=2, mean=(0.5,),
+                      std=(0.5,)), "images of different shapes (train (1, 28, 28), test (1, 20, 20))"),
+        (_splits(torch.rand(8, 1, 4, 4), torch.rand(8)), "labels of type torch.float32"),
+    ],
+)  # fmt: skip
+def test_data_is_checked_as_a_whole_before_training(splits, fragment):
+    with pytest.raises(ValueError, match=fragment.replace("(", r"\(").replace(")", r"\)").replace("[", r"\[")):
+        check_splits(splits, "mine")
+
+
+@pytest.mark.slow
+def test_a_last_batch_of_one_sample_is_dropped_and_recorded(tmp_path, tiny_cfg):
+    """BatchNorm on 1x1 maps (ResNet-18 on 16x16 inputs) cannot train on one sample: 129 images in batches
+    of 128 drop the lone one each epoch instead of failing."""
+    cfg = tiny_cfg(dataset={"num_train": 129}, trainer={"batch_size": 128})
+    cfg.model.family, cfg.model.name = "torchvision", "resnet18"
+    res = run_experiment(cfg, Dense(), tmp_path)
+    assert res["status"] == "completed" and res["samples"]["dropped_per_epoch"] == 1
+    assert res["samples"]["train"] == 129
+
+
+@pytest.mark.slow
+def test_a_checkpoint_that_does_not_fit_is_one_line_naming_it(tmp_path, tiny_cfg, start_run_py, wait_for_checkpoint):
+    run = tmp_path / "run"
+    proc = start_run_py("+debug=tiny", "trainer.epochs=3", "dataset.num_train=768", f"hydra.run.dir={run}")
+    wait_for_checkpoint(proc, run, "train")
+    proc.send_signal(signal.SIGTERM)
+    proc.communicate(timeout=120)
+    state = load_checkpoint(run / "checkpoint.pt")
+    plan = app.plan(app.compose_config(["+debug=tiny", "trainer.epochs=3", "dataset.num_train=768"]))
+    for damage, fragment in [("step", "is at epoch 0, step 100000"), ("shape", "holds another model")]:
+        bad = {**state, "train": dict(state["train"])}  # a fresh copy per case
+        if damage == "step":
+            bad["train"]["epoch"], bad["train"]["step_in_epoch"] = 0, 100000
+        else:
+            bad["train"]["model"] = {**bad["train"]["model"], "fc.weight": torch.zeros(3, 3)}
+        save_checkpoint(bad, run / "checkpoint.pt")
+        with pytest.raises(CheckpointError, match=fragment) as err:
+            run_experiment(plan.cfg, plan.method, run)
+        assert "checkpoint.pt" in str(err.value) and "\n" not in str(err.value)
+
+
+@pytest.mark.slow
+def test_a_cut_run_resumes_when_only_where_the_data_lives_changed(tmp_path, start_run_py, wait_for_checkpoint, run_py):
+    run = tmp_path / "run"
+    base = ["+debug=tiny", "trainer.epochs=3", "dataset.num_train=768", f"hydra.run.dir={run}"]
+    proc = start_run_py(*base)
+    wait_for_checkpoint(proc, run, "train")
+    proc.send_signal(signal.SIGTERM)
+    proc.communicate(timeout=120)
+    other = run_py(*base, "trainer.lr=0.01", timeout=120)  # another experiment: refused, naming the key
+    assert other.returncode == 2 and "trainer.lr: 0.002 there, 0.01 here" in other.stderr
+    same = run_py(*base, f"dataset.root={tmp_path}", "trainer.eval_batch_size=17", "logger.level=WARNING", timeout=300)
+    assert same.returncode == 0, same.stderr[-2000:]
+    assert read_results(run / "results.json")["status"] == "completed"
+
+
+@pytest.mark.slow
+def test_init_from_is_found_from_the_launch_directory_when_the_job_changes_directory(tmp_path, run_py):
+    dense = run_py("+debug=tiny", "method=dense", "hydra.run.dir=dense", cwd=tmp_path, timeout=300)
+    assert dense.returncode == 0, dense.stderr[-2000:]
+    proc = run_py("+debug=tiny", "method=l1_filter", "init_from=dense", "hydra.job.chdir=true", "hydra.run.dir=l1",
+                  cwd=tmp_path, timeout=300)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    res = read_results(tmp_path / "l1" / "results.json")
+    assert res["status"] == "completed" and res["init_from"] == "dense" and res["dense_start"]
+
+
+# ------------------------------------------------------------------ rule 5: tracking never costs a run
+
+
+def test_a_tracking_directory_that_cannot_be_made_switches_tracking_off(tmp_path, caplog):
+    (tmp_path / "file").write_text("")
+    cfg = LoggerConfig(name="wandb", mode="offline", dir=str(tmp_path / "file" / "wandb"))
+    tracker = start(cfg, config={}, run_dir=tmp_path)
+    assert type(tracker) is Tracker and "W&B tracking off" in caplog.text
+
+
+def test_the_foreign_file_check_keeps_a_killed_runs_checkpoints(tmp_path):
+    """A run killed before it wrote results.json (older versions) leaves checkpoints of its own: not foreign."""
+    save_checkpoint({"version": 1, "config": {}, "stage": "train"}, tmp_path / "checkpoint.pt")
+    check_run_dir(tmp_path)  # no error
