@@ -6,7 +6,8 @@
   :meth:`Tracker.finish` always, with ``exit_code=1`` on failure (in a Hydra multirun, runs would
   otherwise merge).
 - :func:`log_report` logs a report's typed tables (:class:`ReportTables`, built by
-  :mod:`svdbench.report`: comparison table, Pareto scatter, plot) as a run of its own and,
+  :mod:`svdbench.report`: comparison table, Pareto scatter, plot, front quality, matched targets
+  and paired verdicts) as a run of its own and,
   online and logged in, also saves a W&B Report (``wandb_workspaces.reports.v2``).
 
 Mode: ``offline`` by default (runs are written under ``<dir>/wandb/offline-run-*``; upload later with
