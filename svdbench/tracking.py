@@ -6,7 +6,8 @@
   :meth:`Tracker.finish` always, with ``exit_code=1`` on failure (in a Hydra multirun, runs would
   otherwise merge).
 - :func:`log_report` logs a report's typed tables (:class:`ReportTables`, built by
-  :mod:`svdbench.report`: comparison table, Pareto scatter, plot) as a run of its own and,
+  :mod:`svdbench.report`: comparison table, Pareto scatter, plot, front quality, matched targets
+  and paired verdicts) as a run of its own and,
   online and logged in, also saves a W&B Report (``wandb_workspaces.reports.v2``).
 
 Mode: ``offline`` by default (runs are written under ``<dir>/wandb/offline-run-*``; upload later with
@@ -176,8 +177,11 @@ class ReportTables:
     fronts: TypedTable  # Pareto front members: scope, then the comparison's columns
     failed: TypedTable  # the failed runs
     hypervolume: TypedTable  # front quality: one row per task and method
+    matched: TypedTable  # test top-1 at each target speed-up: one row per task and method (none: no targets)
+    paired: TypedTable  # the paired verdicts: one row per task, target and pair of methods
     markdown: str  # the comparison table as Markdown
     quality_markdown: str  # the front-quality table and the verdicts as Markdown
+    targets_markdown: str  # the matched table and the paired verdicts as Markdown (or why there are none)
     png: Path | None  # the Pareto plot, None when none was drawn
     out: Path  # the report directory
     sources: list[str]  # the run directories the rows come from
@@ -187,8 +191,8 @@ def log_report(
     tables: ReportTables, *, project: str = "svdbench", entity: str | None = None, mode: str | None = None
 ) -> str | None:
     """Log a report's ``tables`` to W&B as a run (``job_type=report``): the comparison table, the
-    front table, the front-quality table (``hypervolume``), a ``wandb.plot.scatter`` of top-1
-    against MACs and the PNG. Online with a login it
+    front table, the front-quality table (``hypervolume``), the matched table and the paired verdicts
+    (``matched``, ``paired``), a ``wandb.plot.scatter`` of top-1 against MACs and the PNG. Online with a login it
     also saves a W&B Report with the Pareto panel and the table; otherwise it says in one line what
     it skipped. Returns the W&B run directory (None when disabled)."""
     mode = mode or resolve_mode(None)  # an explicit mode (svdbench report --mode) wins over $WANDB_MODE
@@ -218,7 +222,7 @@ def log_report(
         }
         if tables.png is not None:
             payload["pareto_plot"] = wandb.Image(str(tables.png))
-        for name in ("hypervolume", "failed"):  # logged when they have rows
+        for name in ("hypervolume", "matched", "paired", "failed"):  # logged when they have rows
             t = getattr(tables, name)
             if t.rows:
                 payload[name] = wandb.Table(columns=t.columns, data=t.rows)
@@ -260,10 +264,24 @@ def _quality_blocks(wr, tables: ReportTables, runset) -> list:
     ]
 
 
+def _targets_blocks(wr, tables: ReportTables, runset) -> list:
+    """The Report's matched targets: the ``matched`` and ``paired`` tables and their Markdown (none without
+    a matched row)."""
+    if not tables.matched.rows:
+        return []
+    names = ("matched", "paired") if tables.paired.rows else ("matched",)
+    return [
+        wr.H1("Matched targets and paired verdicts"),
+        wr.PanelGrid(runsets=[runset], panels=[wr.WeavePanelSummaryTable(table_name=n) for n in names]),
+        wr.MarkdownBlock(tables.targets_markdown),
+    ]
+
+
 def _save_report(tables: ReportTables, *, project: str, entity: str | None, run_name: str) -> str:
     """A W&B Report: a scatter of top-1 against MACs over the project's runs, the report run's
     comparison and front tables, the Markdown table, then front quality (table and verdicts) when
-    there is any. Needs the network and a login."""
+    there is any, then the matched table and paired verdicts when runs have targets. Needs the network
+    and a login."""
     import wandb_workspaces.reports.v2 as wr
 
     runset = wr.Runset(entity=entity or "", project=project, name="svdbench runs")
@@ -293,6 +311,7 @@ def _save_report(tables: ReportTables, *, project: str, entity: str | None, run_
             ),
             wr.MarkdownBlock(tables.markdown),
             *_quality_blocks(wr, tables, report_runs),
+            *_targets_blocks(wr, tables, report_runs),
         ],
     )
     doc.save()

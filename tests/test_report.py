@@ -388,14 +388,15 @@ def test_verdicts_on_validation_use_validation_top1(tmp_path):
 
 
 def _three_methods(root: Path) -> None:
+    """Dense, alpha and beta over two seeds, alpha and beta driven to a 2x target (alpha reached 4x)."""
     for seed in (0, 1):
         _result(root, f"d{seed}", "dense", seed, 90.0, 1000)
-        _result(root, f"a{seed}", "alpha", seed, 95.0 + seed, 250)
-        _result(root, f"b{seed}", "beta", seed, 92.0 + seed, 500)
+        _result(root, f"a{seed}", "alpha", seed, 95.0 + seed, 250, method_details={"speedup_target": 2.0})
+        _result(root, f"b{seed}", "beta", seed, 92.0 + seed, 500, method_details={"speedup_target": 2.0})
 
 
 @pytest.mark.slow
-def test_wandb_offline_logs_the_hypervolume_table(tmp_path):
+def test_wandb_offline_logs_the_hypervolume_matched_and_paired_tables(tmp_path):
     _three_methods(tmp_path / "runs")
     wdir = tmp_path / "wandb_report"
     env = {k: v for k, v in os.environ.items() if not k.startswith("WANDB_")}
@@ -406,10 +407,15 @@ def test_wandb_offline_logs_the_hypervolume_table(tmp_path):
     assert proc.returncode == 0, proc.stderr
     (run,) = sorted((wdir / "wandb").glob("offline-run-*"))
     logged = {p.name.split("_")[0]: p for p in (run / "files" / "media" / "table").glob("*.table.json")}
-    assert {"comparison", "pareto", "hypervolume"} <= set(logged)
+    assert {"comparison", "pareto", "hypervolume", "matched", "paired"} <= set(logged)
     hv = json.loads(logged["hypervolume"].read_text())
     assert hv["columns"] == render.header(tables.QUALITY, TYPED)
     assert [(r[2], r[3]) for r in hv["data"]] == [("alpha", 2), ("beta", 2)]
+    local = report.report_tables(report.build_report([tmp_path / "runs"], tmp_path / "again"))
+    for name in ("matched", "paired"):
+        t = json.loads(logged[name].read_text())
+        assert t["columns"] == getattr(local, name).columns and len(t["data"]) == len(getattr(local, name).rows) > 0
+    assert json.loads(logged["paired"].read_text())["data"][0][-2] == "alpha above beta at 2x"
 
 
 @pytest.mark.filterwarnings("ignore:Pydantic V1 style:DeprecationWarning")  # inside wandb_workspaces
@@ -428,3 +434,4 @@ def test_wandb_report_shows_front_quality(tmp_path, monkeypatch):
     grids = [b for b in doc.blocks if isinstance(b, wr.PanelGrid)]
     assert [p.table_name for p in grids[2].panels] == ["hypervolume"]
     assert any(isinstance(b, wr.MarkdownBlock) and "**alpha > beta**" in b.text for b in doc.blocks)
+    assert [p.table_name for p in grids[3].panels] == ["matched", "paired"]

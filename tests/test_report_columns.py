@@ -1,6 +1,7 @@
 """The report's column model: every renderer (Markdown, LaTeX, CSV, typed for W&B) writes the same columns
-in the same order, with one cell per header in every row, with and without the latency columns; and a
-column added to a table's list appears in every format, files and W&B tables included."""
+in the same order, with one cell per header in every row, with and without the latency columns, the
+matched table (one column per target speed-up) and the paired verdicts included; and a column added to
+a table's list appears in every format, files and W&B tables included."""
 
 import csv
 import json
@@ -12,6 +13,8 @@ from svdbench.axes import MACS, latency_axis
 from svdbench.report import build_report, render, report_tables, tables
 from svdbench.report.columns import CSV, MD, TEX, TYPED, Column, fields
 from svdbench.report.load import load_runs
+from svdbench.report.matched import matched_targets
+from svdbench.report.matched_tables import PAIRED, matched_columns
 from svdbench.report.quality import front_quality, verdicts
 from svdbench.report.rows import front_members, group_rows, mark_fronts
 
@@ -186,3 +189,69 @@ def test_a_column_added_to_the_comparison_list_reaches_every_file_and_wandb(resu
     t = report_tables(rep)
     assert t.comparison.columns[-3:] == ["epochs", "latency_ms", "realized_speedup"]
     assert t.fronts.columns == ["scope", *t.comparison.columns] and t.comparison.rows[0][-3] == 3
+
+
+# ---------------------------------------------------------------- matched targets and paired verdicts
+
+
+@pytest.fixture
+def targeted(tmp_path) -> Path:
+    """alpha at 2x (its config's method.speedup) with a realized speed-up at batch 64; beta at 2x (its
+    method_details' speedup_target, 2.08x reached) and, with one seed, at 4x; dense without a target."""
+    root = tmp_path / "targeted"
+    for seed in (0, 1):
+        _result(root, f"d{seed}", "dense", seed, 90.0, 1000)
+        _result(root, f"a{seed}", "alpha", seed, 88.0 + seed, 500,
+                config={"seed": seed, "method": {"knob": 0.0, "speedup": 2.0}},
+                latency={"runs": {"onnxruntime/cpu": {"speedup": {"64": 1.4 + 0.1 * seed, "8": 9.0}}}})  # fmt: skip
+        _result(root, f"b{seed}", "beta", seed, 86.5 - seed, 480, method_details={"speedup_target": 2.0})
+    _result(root, "b4", "beta", 0, 80.0, 250, knob=1.0, method_details={"speedup_target": 4.0})
+    return root
+
+
+def _per_target(x: str, csv: int = 0) -> list[str]:
+    """The fields of target ``x`` in W&B (``csv``: in the CSV file)."""
+    return [f"top1_mean_{x}", f"top1_std_{x}", f"n_seeds_{x}", *([f"seeds_{x}"] if csv else []),
+            f"realized_speedup_{x}", f"macs_speedup_{x}"]  # fmt: skip
+
+
+def test_matched_and_paired_are_the_same_columns_in_every_format(targeted, tmp_path):
+    rows, _ = _rows(targeted)
+    tg = matched_targets(rows)
+    heads = _check_table(matched_columns(tg), tg.matched, tmp_path)
+    assert heads[MD] == heads[TEX] == ["model", "dataset", "method", "2x", "4x"]
+    assert heads[CSV] == ["model", "dataset", "macs_dense", "method", *_per_target("2x", 1), *_per_target("4x", 1)]
+    assert heads[TYPED] == ["model", "dataset", "method", *_per_target("2x"), *_per_target("4x")]
+    _, md_rows = _md(render.markdown(matched_columns(tg), tg.matched))
+    # realized speed-up where latency was recorded (batch 64); the reached MAC speed-up where > 2 % off; n where fewer
+    assert md_rows == [["resnet8", "synthetic", "alpha", "88.50 ± 0.71 (1.45x)", "-"],
+                       ["resnet8", "synthetic", "beta", "86.00 ± 0.71 (MACs 2.08x)", "80.00 (n=1)"]]  # fmt: skip
+    heads = _check_table(PAIRED, tg.paired, tmp_path)
+    shown = ["model", "dataset", "target", "method A", "method B", "seeds", "A - B (points)", "95% interval", "verdict",
+             "note"]  # fmt: skip
+    assert heads[MD] == shown and heads[TEX] == [render.latex_escape(h) for h in shown]
+    assert heads[TYPED] == ["model", "dataset", "target", "method_a", "method_b", "n_seeds", "diff_mean", "diff_std",
+                            "ci_low", "ci_high", "verdict", "note"]  # fmt: skip
+
+
+def test_the_matched_files_and_wandb_tables_have_the_same_columns(targeted, tmp_path):
+    rep = build_report([targeted], tmp_path / "rep")
+    out = tmp_path / "rep"
+    cols = matched_columns(rep.targets)
+    md_head, md_rows = _md((out / "matched.md").read_text())
+    tex_head, tex_rows, _ = _tex((out / "matched.tex").read_text())
+    csv_head, csv_rows = _csv(out / "matched.csv")
+    t = report_tables(rep)
+    assert md_head == tex_head == ["model", "dataset", "method", "2x", "4x"]
+    assert csv_head == render.header(cols) and t.matched.columns == render.header(cols, TYPED)
+    assert len(md_rows) == len(tex_rows) == len(csv_rows) == len(t.matched.rows) == 2
+    assert md_rows[0][3] == "88.50 ± 0.71 (1.45x)" and tex_rows[0][3] == "88.50 $\\pm$ 0.71 (1.45x)"
+    alpha = dict(zip(csv_head, csv_rows[0], strict=True))
+    assert (alpha["realized_speedup_2x"], alpha["macs_speedup_2x"], alpha["seeds_2x"]) == ("1.4500", "2.0000", "0 1")
+    assert dict(zip(t.matched.columns, t.matched.rows[1], strict=True))["realized_speedup_2x"] is None
+    assert "| model | dataset | method | 2x | 4x |" in (out / "report.md").read_text()
+    paired_head, paired_rows = _csv(out / "paired.csv")
+    assert paired_head == render.header(PAIRED) and t.paired.columns == render.header(PAIRED, TYPED)
+    assert len(paired_rows) == len(t.paired.rows) == 1
+    assert _tex((out / "paired.tex").read_text())[0] == [
+        c.latex or render.latex_escape(c.header) for c in PAIRED if c.shown(TEX)]  # fmt: skip

@@ -1,9 +1,11 @@
 """The report: read, compute, and write every file (:func:`build_report`); report.md and summary.json.
 
 Files written to ``out``: ``comparison.{md,csv,tex}`` and ``comparison_<method>.{md,csv,tex}``,
-``pareto.csv`` and ``pareto.{png,svg}``, ``hypervolume.{csv,tex}`` and ``verdicts.csv``, ``failed.csv``,
-``report.md`` (all of them, plus the failed and skipped files) and ``summary.json`` (the rows,
-fronts, selection, budget warnings, front quality and verdicts). The tables are in :mod:`.tables`.
+``pareto.csv`` and ``pareto.{png,svg}``, ``hypervolume.{csv,tex}`` and ``verdicts.csv``, ``matched.{md,csv,tex}``
+and ``paired.{csv,tex}`` (where runs have a target speed-up), ``failed.csv``, ``report.md`` (all of them, plus
+the failed and skipped files) and ``summary.json`` (the rows, fronts, selection, budget warnings, front
+quality, verdicts, matched table and paired verdicts). The tables are in :mod:`.tables` and
+:mod:`.matched_tables`.
 """
 
 from __future__ import annotations
@@ -16,8 +18,9 @@ from pathlib import Path
 from ..axes import MACS, Axis
 from ..results import write_json_atomic
 from ..tracking import ReportTables
-from . import render, tables
+from . import matched_tables, render, tables
 from .load import Failed, load_runs, warn
+from .matched import Matched, Paired, Targets, matched_targets
 from .plot import plot
 from .quality import DENSE_MARGIN, LOWEST_MARGIN, Quality, Verdict, budget_warnings, front_quality, verdicts
 from .rows import (
@@ -49,6 +52,7 @@ class Report:
     budget: list[str] = field(default_factory=list)  # budget warnings, one sentence per task
     quality: list[Quality] = field(default_factory=list)
     verdicts: list[Verdict] = field(default_factory=list)
+    targets: Targets = field(default_factory=Targets)  # the matched table and the paired verdicts
 
 
 def build_report(
@@ -57,12 +61,18 @@ def build_report(
     split: Sequence[str] = (),
     select: str = "val",
     axis: Axis = MACS,
+    reference: str | None = None,
+    runtime: str | None = None,
+    batch: int | None = None,
 ) -> Report:
     """Read every results.json under ``paths`` and write the report files into ``out``; ``split``:
     config keys whose values tell methods apart (:func:`~.rows.split_methods`); ``select``: ``val`` or
     ``test``, what the fronts are computed on (:func:`~.rows.choose_selection`); ``axis``: their cost,
     MACs or measured latency (:mod:`svdbench.axes`; runs without that figure are left out with one
-    warning). Budget warnings go to stderr."""
+    warning); ``reference``: the method the paired verdicts compare every method with (None: every pair;
+    ValueError, before anything is written, when no method of that name has a target speed-up);
+    ``runtime``, ``batch``: the realized speed-up in the matched table (default: the latency axis's, else
+    onnxruntime/cpu at batch 64). Budget warnings go to stderr."""
     if select not in ("val", "test"):
         raise ValueError(f"--select {select!r}: expected val or test")
     if not paths:
@@ -76,10 +86,23 @@ def build_report(
     rows = group_rows(runs, axis)
     sel = choose_selection(rows, select)
     mark_fronts(rows, sel.key)
+    runtime = runtime or (axis.runtime if axis.is_latency else None) or "onnxruntime/cpu"
+    batch = batch or (axis.batch if axis.is_latency else None) or 64
+    targets = matched_targets(rows, reference, runtime, batch)
     out.mkdir(parents=True, exist_ok=True)
     quality = front_quality(rows, sel.key)
     budget = budget_warnings(rows)
-    rep = Report(rows, failed, skipped, out, selection=sel, budget=budget, quality=quality, verdicts=verdicts(quality))
+    rep = Report(
+        rows,
+        failed,
+        skipped,
+        out,
+        selection=sel,
+        budget=budget,
+        quality=quality,
+        verdicts=verdicts(quality),
+        targets=targets,
+    )
     for line in rep.budget:
         warn(line)
     caption = "All methods: mean and standard deviation over seeds"
@@ -90,6 +113,7 @@ def build_report(
     members = fronts(rows)
     rep.files.append(render.write_csv(out / "pareto.csv", tables.front_columns(rows), members))
     rep.files += tables.write_quality(out, rep.quality, rep.verdicts, sel.metric)
+    rep.files += matched_tables.write_targets(out, rep.targets)
     rep.files.append(render.write_csv(out / "failed.csv", tables.FAILED, failed))
     rep.files += plot(rows, out, sel.key)
     p = out / "report.md"
@@ -139,6 +163,7 @@ def markdown_report(rep: Report, paths: Sequence, members: Sequence[Member]) -> 
     lines += ["## Pareto fronts", ""]
     lines.append(render.markdown(tables.front_columns(rep.rows), members)[:-1] if members else "None.")
     lines += ["", "## Front quality", "", quality_section(rep)]
+    lines += ["", matched_tables.targets_markdown(rep.targets)]
     lines += ["", "## Failed", ""]
     lines.append(render.markdown(tables.FAILED, rep.failed)[:-1] if rep.failed else "None.")
     other = [(p, why) for p, why in rep.skipped if not why.startswith("failed run")]
@@ -218,6 +243,46 @@ def verdict_dict(v: Verdict) -> dict:
     }
 
 
+def matched_dict(m: Matched, tg: Targets) -> dict:
+    """A row of the matched table: its cells by target, with each seed's top-1."""
+    cells = [
+        {
+            "target": t,
+            "seeds": c.seeds,
+            "top1": {str(s): c.top1(s) for s in c.seeds},
+            "top1_mean": c.mean,
+            "top1_std": c.std,
+            "n_seeds": c.n,
+            "macs_speedup": c.reached,
+            "realized_speedup": c.realized(tg.runtime, tg.batch),
+        }
+        for t, c in m.cells.items()
+    ]
+    return {"model": m.task[0], "dataset": m.task[1], "macs_dense": m.task[2], "method": m.method, "cells": cells}
+
+
+def paired_dict(p: Paired) -> dict:
+    """A paired verdict: the per-seed differences (A - B), their mean, std, t quantile and interval."""
+    return {
+        "model": p.task[0],
+        "dataset": p.task[1],
+        "macs_dense": p.task[2],
+        "target": p.target,
+        "a": p.a,
+        "b": p.b,
+        "seeds": p.seeds,
+        "diffs": {str(s): p.diffs[s] for s in p.seeds},
+        "mean": p.mean,
+        "std": p.std,
+        "n": p.n,
+        "t": p.t,
+        "ci_low": p.low,
+        "ci_high": p.high,
+        "verdict": p.verdict,
+        "note": p.note,
+    }
+
+
 def summary_dict(rep: Report, members: Sequence[Member]) -> dict:
     return {
         "rows": [row_dict(r) for r in rep.rows],
@@ -226,6 +291,8 @@ def summary_dict(rep: Report, members: Sequence[Member]) -> dict:
         "budget_warnings": rep.budget,
         "hypervolume": [quality_dict(q) for q in rep.quality],
         "verdicts": [verdict_dict(v) for v in rep.verdicts],
+        "matched": [matched_dict(m, rep.targets) for m in rep.targets.matched],
+        "paired": [paired_dict(p) for p in rep.targets.paired],
         "failed": [{**f.__dict__, "path": str(f.path)} for f in rep.failed],
         "skipped": [{"path": str(p), "reason": why} for p, why in rep.skipped],
     }
@@ -239,8 +306,11 @@ def report_tables(rep: Report) -> ReportTables:
         fronts=render.typed(tables.logged_front_columns(rep.rows), front_members(rep.rows)),
         failed=render.typed(tables.FAILED, rep.failed),
         hypervolume=render.typed(tables.QUALITY, rep.quality),
+        matched=render.typed(matched_tables.matched_columns(rep.targets), rep.targets.matched),
+        paired=render.typed(matched_tables.PAIRED, rep.targets.paired),
         markdown=tables.comparison_markdown(rep.rows),
         quality_markdown=quality_section(rep),
+        targets_markdown=matched_tables.targets_markdown(rep.targets),
         png=png if png.is_file() else None,
         out=rep.out,
         sources=sorted({str(x.path.parent) for r in rep.rows for x in r.runs}),

@@ -1,6 +1,7 @@
 """Comparison tables, Pareto fronts and a plot from the results.json files of runs and sweeps.
 
-``svdbench report PATH... [--out DIR] [--split KEY...] [--select val|test] [--x macs|latency] [--wandb]``
+``svdbench report PATH... [--out DIR] [--split KEY...] [--select val|test] [--x macs|latency] [--reference METHOD]
+[--runtime R] [--batch B] [--wandb]``
 (the command's arguments and what it prints; :func:`svdbench.report.build_report` does the work).
 """
 
@@ -36,8 +37,20 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         choices=("macs", "latency"),
         help="cost axis of fronts, tables and plot: counted MACs (default) or measured latency",
     )
-    p.add_argument("--runtime", default="onnxruntime/cpu", help="with --x latency: the recorded runtime/device")
-    p.add_argument("--batch", type=int, default=64, help="with --x latency: the batch size (default 64)")
+    p.add_argument(
+        "--reference",
+        default=None,
+        metavar="METHOD",
+        help="paired verdicts of every method against this one (its name as the report shows it, e.g. "
+        "'svd (spatial)' with --split); default: every pair",
+    )
+    p.add_argument(
+        "--runtime",
+        default="onnxruntime/cpu",
+        help="the recorded runtime/device of the latency axis (--x latency) and of the matched table's realized "
+        "speed-up (default onnxruntime/cpu)",
+    )
+    p.add_argument("--batch", type=int, default=64, help="the batch size of those latency figures (default 64)")
     p.add_argument("--wandb", action="store_true", help="also log the table and the Pareto scatter to W&B")
     p.add_argument("--project", default="svdbench", help="W&B project (with --wandb)")
     p.add_argument("--entity", default=None, help="W&B entity (with --wandb)")
@@ -52,8 +65,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """``svdbench report``: 0 when written, 1 when nothing was found, 2 for a bad argument or path."""
     try:
-        axis = latency_axis(args.runtime, args.batch) if args.x == "latency" else MACS
-        rep = build_report(args.paths, args.out, split=args.split, select=args.select, axis=axis)
+        timed = latency_axis(args.runtime, args.batch)
+        axis = timed if args.x == "latency" else MACS
+        rep = build_report(
+            args.paths,
+            args.out,
+            split=args.split,
+            select=args.select,
+            axis=axis,
+            reference=args.reference,
+            runtime=timed.runtime,
+            batch=timed.batch,
+        )
     except (ValueError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

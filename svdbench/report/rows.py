@@ -148,11 +148,11 @@ def group_rows(runs: Sequence[LoadedRun], axis: Axis = MACS) -> list[Row]:
     return rows
 
 
-def _fmt_value(v: Any) -> str:
+def fmt_value(v: Any) -> str:
     if isinstance(v, float):
         return f"{v:g}"
     if isinstance(v, tuple):
-        return "[" + ",".join(_fmt_value(x) for x in v) + "]"
+        return "[" + ",".join(fmt_value(x) for x in v) + "]"
     return str(v)
 
 
@@ -179,8 +179,8 @@ def _settings(rows: Sequence[Row]) -> None:
         varying = [k for k in keys if len({repr(r.flat.get(k)) for r in rs}) > 1 and not k.endswith("_target_")]
         head = [k for k in rs[0].runs[0].headline if k not in varying]
         for r in rs:
-            parts = [f"{short_key(k)}={_fmt_value(r.flat[k])}" for k in head if r.flat.get(k) is not None]
-            parts += [f"{short_key(k)}={_fmt_value(r.flat.get(k))}" for k in varying]
+            parts = [f"{short_key(k)}={fmt_value(r.flat[k])}" for k in head if r.flat.get(k) is not None]
+            parts += [f"{short_key(k)}={fmt_value(r.flat.get(k))}" for k in varying]
             r.settings = ", ".join(parts)
 
 
