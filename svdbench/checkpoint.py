@@ -28,6 +28,7 @@ import torch
 from torch import nn
 
 from . import distributed
+from .deployed import ARCHITECTURE_FILE, LEGACY_FILE, WEIGHTS_FILE
 from .errors import CheckpointError, InputError, Preempted, one_line
 from .results import RESULTS_FILE, RunRecord, atomic_torch_save, comparable_config, read_results
 from .seeding import rng_state, set_rng_state
@@ -52,6 +53,8 @@ __all__ = [
 CHECKPOINT = "checkpoint.pt"
 #: the trained dense weights of a run (a plain state_dict): the starting point ``init_from`` reads
 DENSE_CHECKPOINT = "dense.pt"
+#: the deployed model as data (svdbench.deployed), and the pickled model of older versions
+DEPLOYED_FILES = (ARCHITECTURE_FILE, WEIGHTS_FILE, LEGACY_FILE)
 #: the training stages of a run; stage files exist for those a later stage follows
 STAGES = ("pretrain", "orthogonal", "train", "finetune")
 #: the stages a compressed model (an operating point) starts after
@@ -399,7 +402,7 @@ class RunCheckpoints:
     def remove_orphans(self) -> None:
         """Temporary files of atomic writes a killed process left behind (``.checkpoint.pt.*.tmp``):
         only the names svdbench writes, and only while this run holds the directory's lock."""
-        for name in (CHECKPOINT, *(f"stage_{s}.pt" for s in STAGES), RESULTS_FILE, "model.pt", "dense.pt"):
+        for name in (CHECKPOINT, *(f"stage_{s}.pt" for s in STAGES), RESULTS_FILE, DENSE_CHECKPOINT, *DEPLOYED_FILES):
             for p in self.dir.glob(f".{name}.*.tmp"):
                 p.unlink(missing_ok=True)
 

@@ -1,33 +1,38 @@
 """``svdbench latency PATH...``: time the deployed models of finished runs, after the fact.
 
 A run made with ``measure.latency=false`` (as sweeps often are, to keep training time for training)
-still has its deployed model (``model.pt``, unless ``save_model=false``). This command times it and
-the dense model of the same architecture on this machine, in one runtime setting for every run, and
-writes the figures into the run's ``results.json`` under ``latency`` (the same record the pipeline
+still has its deployed model (``deployed.json`` and ``deployed.pt``, unless ``save_model=false``). This
+command rebuilds it from that data (:func:`svdbench.deployed.load_deployed`: no code is unpickled), times
+it and the dense model of the same architecture on this machine, in one runtime setting for every run,
+and writes the figures into the run's ``results.json`` under ``latency`` (the same record the pipeline
 writes; every other key is kept, the file is replaced atomically). The report's latency axis
 (``svdbench report --x latency``) reads them::
 
     svdbench latency outputs/study --onnx --threads 1 --batch-sizes 1 64
     svdbench report outputs/study --x latency --runtime onnxruntime/cpu --batch 64
 
-``model.pt`` is a pickled module (``torch.load(weights_only=False)``): time only files you made.
-Runs that already hold latency are skipped unless ``--force``; a run without a model is named and
-skipped. Exit code 1 when some run could not be timed.
+Each run directory is taken with the pipeline's lock (:class:`svdbench.rundir.RunLock`): a run another
+process holds is skipped with a warning. An older run's ``model.pt`` is a pickled module, and a model
+named by ``model._target_`` is code the file names: both are loaded only with ``--trust`` (for files you
+made), else the run is skipped saying so. Runs that already hold latency are skipped unless ``--force``;
+a run without a model is named and skipped. Exit code 1 when some run could not be timed.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 from pathlib import Path
 
-import torch
 from torch import nn
 
-from .errors import one_line
+from .deployed import ARCHITECTURE_FILE, TrustRequired, dense_model, load_deployed, read_document
+from .errors import InputError, one_line
 from .latency import latency_report
 from .models import build_from_config
 from .results import find_results, read_results, write_json_atomic
+from .rundir import RunLock
 from .timing import DEFAULT_MAX_SECONDS
 
 __all__ = ["add_arguments", "run", "retime"]
@@ -41,11 +46,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=int, default=1, help="CPU threads while timing (default 1)")
     p.add_argument("--max-seconds", type=float, default=DEFAULT_MAX_SECONDS, help="timed part per model and batch")
     p.add_argument("--force", action="store_true", help="time runs that already hold latency figures again")
+    p.add_argument(
+        "--trust",
+        action="store_true",
+        help="also load what can run code: an older run's pickled model.pt, a model._target_ (only files you made)",
+    )
 
 
-def dense_twin(results: dict, deployed: nn.Module) -> nn.Module:
-    """The dense model of the run's architecture (latency does not depend on the weights): built
-    from the recorded model config, with the deployed model's number of classes."""
+def dense_twin(run_dir: Path, results: dict, deployed: nn.Module, trust: bool = False) -> nn.Module:
+    """The dense model of the run's architecture (latency does not depend on the weights): from
+    ``deployed.json`` where the run has one, else (an older run) built from the recorded model config,
+    with the deployed model's number of classes."""
+    if (run_dir / ARCHITECTURE_FILE).is_file():
+        return dense_model(read_document(run_dir), trust)
     linears = [m for m in deployed.modules() if isinstance(m, nn.Linear)]
     if not linears:
         raise ValueError("the deployed model has no nn.Linear classifier to read the class count from")
@@ -53,20 +66,30 @@ def dense_twin(results: dict, deployed: nn.Module) -> nn.Module:
 
 
 def retime(path: Path, args: argparse.Namespace) -> str:
-    """Time the run of ``path`` (a results.json) and record it; returns what happened, in a few words."""
+    """Time the run of ``path`` (a results.json) and record it, holding its directory's lock; returns
+    what happened, in a few words (raises for a run that could not be timed)."""
+    with contextlib.ExitStack() as held:
+        try:
+            held.enter_context(RunLock(path.parent))
+        except InputError as err:  # another svdbench process (a run, another latency) writes this directory
+            print(f"warning: {one_line(err)}", file=sys.stderr)
+            return "skipped (in use by another svdbench process: time it when that one has finished)"
+        return _retime(path, args)
+
+
+def _retime(path: Path, args: argparse.Namespace) -> str:
     results = read_results(path)
     if results.get("status") != "completed":
         return f"skipped ({results.get('status')})"
     if results.get("latency") and "error" not in results["latency"] and not args.force:
         return "skipped (has latency; --force to time again)"
-    model_file = path.parent / "model.pt"
-    if not model_file.is_file():
-        raise FileNotFoundError("no model.pt beside it (the run was made with save_model=false)")
-    deployed = torch.load(model_file, map_location="cpu", weights_only=False)
+    trust = args.trust
+    deployed = load_deployed(path.parent, trust)
     shape = [int(v) for v in results["input_shape"]][1:]
+    dense = dense_twin(path.parent, results, deployed, trust)
     results["latency"] = latency_report(
         deployed,
-        dense_twin(results, deployed),
+        dense,
         shape,
         devices=["cpu"],
         batch_sizes=args.batch_sizes,
@@ -90,6 +113,9 @@ def run(args: argparse.Namespace) -> int:
     for i, path in enumerate(paths, 1):
         try:
             what = retime(path, args)
+        except TrustRequired as err:  # never loaded: skipped, saying why and how
+            failed += 1
+            what = f"skipped: {one_line(err)}"
         except Exception as err:  # one bad run must not stop the others
             failed += 1
             what = f"not timed: {one_line(err)}"

@@ -10,7 +10,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from .checkpoint import CHECKPOINT, DENSE_CHECKPOINT, STAGES, load_checkpoint
+from .checkpoint import CHECKPOINT, DENSE_CHECKPOINT, DEPLOYED_FILES, STAGES, load_checkpoint
 from .errors import CheckpointError, InputError, one_line
 from .results import RESULTS_FILE, read_results
 
@@ -18,7 +18,7 @@ __all__ = ["OWN_FILES", "RunLock", "check_run_dir", "check_sweep_dir", "clear_ru
 
 LOCK = ".svdbench.lock"
 #: the files a run of svdbench leaves in its directory besides results.json
-OWN_FILES = (CHECKPOINT, *(f"stage_{s}.pt" for s in STAGES), DENSE_CHECKPOINT, "model.pt")
+OWN_FILES = (CHECKPOINT, *(f"stage_{s}.pt" for s in STAGES), DENSE_CHECKPOINT, *DEPLOYED_FILES)
 #: the names svdbench and Hydra write in a run or sweep directory: none may be a link
 WRITTEN = (LOCK, RESULTS_FILE, *OWN_FILES, "run.log", ".hydra", ".hydra/config.yaml", ".hydra/hydra.yaml",
            ".hydra/overrides.yaml", "multirun.yaml")  # fmt: skip
@@ -44,7 +44,7 @@ def check_run_dir(run_dir: str | os.PathLike) -> None:
 
 def _our_checkpoint(path: Path) -> bool:
     """Whether ``path`` is a checkpoint a run of svdbench wrote (``checkpoint.pt``, ``stage_<name>.pt``)."""
-    if path.name in (DENSE_CHECKPOINT, "model.pt"):
+    if path.name not in (CHECKPOINT, *(f"stage_{s}.pt" for s in STAGES)):
         return False
     try:
         load_checkpoint(path)
@@ -128,7 +128,7 @@ class RunLock:
 
 
 def clear_run(run_dir: str | os.PathLike) -> list[Path]:
-    """Remove what a previous run left in ``run_dir`` (its results.json, checkpoints, dense.pt, model.pt,
+    """Remove what a previous run left in ``run_dir`` (its results.json, checkpoints, dense.pt, deployed model,
     and the same in the directories of its operating points), before a run replaces it
     (``resume=false``): a report or ``svdbench latency`` must never count what the new run did not
     make. Only svdbench's names are removed; a results.json that is not svdbench's is refused

@@ -17,17 +17,19 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
 from torch import nn
 
 from . import distributed, lowrank
 from .checkpoint import PreemptionGuard, RunCheckpoints
+from .deployed import ARCHITECTURE_FILE, WEIGHTS_FILE, document
 from .errors import CheckpointError, DivergedError, InputError, Preempted, one_line
 from .evaluation import recalibrate_batchnorm
 from .latency import run_latency
 from .macs import analyze_macs, count_params
 from .methods.base import Method
 from .plan import RunPlan, Stage
-from .results import RunRecord, atomic_torch_save, write_results
+from .results import RunRecord, atomic_torch_save, write_json_atomic, write_results
 from .train import StageHooks, StageOptions, train_stage
 from .workbench import Workbench
 
@@ -181,7 +183,22 @@ class StageRunner:
             )
             rec.wall_time["latency"] = time.perf_counter() - t_lat
         if cfg.save_model and distributed.is_main():
-            leg.dir.mkdir(parents=True, exist_ok=True)
-            atomic_torch_save(deployed.cpu(), leg.dir / "model.pt")
-            rec.model_path = str(leg.dir / "model.pt")
+            self.save(leg, deployed.cpu())
         rec.wall_time["measure"] = time.perf_counter() - t
+
+    def save(self, leg: Leg, deployed: nn.Module) -> None:
+        """The deployed model as data (svdbench.deployed): its state dict, then its architecture, each
+        written atomically; ``model_path`` names the architecture. A model the records cannot describe
+        (a plug-in's own layer type) is a warning, and nothing is saved."""
+        bench = self.bench
+        try:
+            with torch.random.fork_rng(devices=[]):  # the dense model's random init leaves the run's RNG as it was
+                dense = bench.build_model()
+            doc = document(
+                deployed, dense, self.plan.config["model"], bench.data.num_classes, bench.data.input_shape[0]
+            )
+        except ValueError as err:
+            log.warning("deployed model not saved: %s", one_line(err))
+            return
+        atomic_torch_save(deployed.state_dict(), leg.dir / WEIGHTS_FILE)
+        leg.record.model_path = str(write_json_atomic(leg.dir / ARCHITECTURE_FILE, doc))

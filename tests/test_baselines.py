@@ -12,6 +12,7 @@ from baseline_nets import resnet8_macs
 from torch import nn
 
 import svdbench
+from svdbench.deployed import load_deployed
 from svdbench.errors import InputError
 from svdbench.macs import analyze_macs, weight_macs
 from svdbench.methods import (
@@ -142,7 +143,7 @@ def test_end_to_end_writes_complete_results(name, tmp_path, tiny_cfg):
     assert {"pruned", "finetune"} <= saved["stage_top1"].keys()
     assert ("pretrain" in saved["wall_time"]) == (name in ("svd_posthoc", "l1_filter"))
     assert saved["speedup"] == pytest.approx(saved["macs_dense"] / saved["macs"])
-    deployed = torch.load(tmp_path / "model.pt", weights_only=False)
+    deployed = load_deployed(tmp_path)
     assert svdbench.count_macs(deployed, res["input_shape"]) == res["macs"]
     assert not svdbench.lowrank.lowrank_layers(deployed)
     assert_counters_agree(deployed, res["input_shape"])

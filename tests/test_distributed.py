@@ -18,6 +18,7 @@ from svdbench import app, distributed
 from svdbench.checkpoint import load_checkpoint, save_checkpoint
 from svdbench.config import DatasetConfig, TrainerConfig
 from svdbench.data import EvalShard, LoaderBatches, TensorBatches, load_dataset
+from svdbench.deployed import load_deployed
 from svdbench.errors import InputError
 from svdbench.evaluation import evaluate
 from svdbench.methods import SVDTraining
@@ -51,7 +52,7 @@ def logged(rec: dict) -> tuple:
 @pytest.mark.slow
 def test_torchrun_two_processes_write_one_result(tmp_path, root, tiny):
     out = tmp_path / "run"
-    # model.pt is written: the test re-evaluates it in one process
+    # the deployed model is saved: the test re-evaluates it in one process
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={free_port()}",
            "run.py", *tiny("save_model"), f"hydra.run.dir={out}"]  # fmt: skip
     proc = subprocess.run(cmd, cwd=root, env=ENV, capture_output=True, text=True, timeout=240)
@@ -69,7 +70,7 @@ def test_torchrun_two_processes_write_one_result(tmp_path, root, tiny):
     # the sharded, all-reduced evaluation equals a one-process evaluation of the saved model
     ds = DatasetConfig(name="synthetic", shape=[3, 16, 16], num_train=128, num_test=64)
     data = load_dataset(ds, batch_size=128, eval_batch_size=512)
-    deployed = torch.load(out / "model.pt", weights_only=False)
+    deployed = load_deployed(out)
     assert evaluate(deployed, data.test)["top1"] == res["top1"]
     assert svdbench.count_macs(deployed, res["input_shape"]) == res["macs"]
 

@@ -8,6 +8,7 @@ import torch
 import svdbench
 from svdbench.checkpoint import resume_key
 from svdbench.config import DatasetConfig, ModelConfig
+from svdbench.deployed import load_deployed
 from svdbench.errors import InputError
 from svdbench.methods import Dense, SVDTraining
 from svdbench.pipeline import run_experiment
@@ -41,7 +42,7 @@ def test_run_py_end_to_end_writes_complete_results(tmp_path, run_py, tiny):
     assert full.keys() == after.keys() and all(after[k] <= full[k] for k in full)
     assert res["speedup"] == pytest.approx(res["macs_dense"] / res["macs"])
     # the saved deployed model is the one that was measured
-    deployed = torch.load(out / "model.pt", weights_only=False)
+    deployed = load_deployed(out)  # rebuilt from deployed.json and deployed.pt, nothing unpickled
     assert svdbench.count_macs(deployed, res["input_shape"]) == res["macs"]
     assert svdbench.count_params(deployed) == res["params"]
     assert not svdbench.lowrank.lowrank_layers(deployed)

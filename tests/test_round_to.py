@@ -2,8 +2,8 @@
 keeps them whole), records them before and after, and the MACs are those of the rounded model."""
 
 import pytest
-import torch
 
+from svdbench.deployed import load_deployed
 from svdbench.macs import count_macs
 from svdbench.methods import TRP, L1FilterPruning, PosthocSVD, SVDTraining
 from svdbench.pipeline import run_experiment
@@ -29,7 +29,7 @@ def test_rounded_ranks_are_multiples_or_full_and_macs_are_recounted(name, tmp_pa
         assert unrounded[layer] <= r <= full[layer]
     assert unrounded == plain["method_details"]["ranks_after"]  # the same rule before rounding
     assert any(after[k] > unrounded[k] for k in after)  # something was rounded
-    deployed = torch.load(tmp_path / "r8" / "model.pt", weights_only=False)
+    deployed = load_deployed(tmp_path / "r8")
     assert res["macs"] == count_macs(deployed, res["input_shape"]) >= plain["macs"]
 
 

@@ -14,6 +14,7 @@ from .filter_pruning import (
     L1FilterPruning,
     SoftFilterPruning,
 )
+from .scratch import Scratch
 from .svd import SVDConfig, SVDTraining
 from .svd_posthoc import PosthocSVD, PosthocSVDConfig
 from .trp import TRP, TRPConfig
@@ -31,6 +32,7 @@ __all__ = [
     "PosthocSVDConfig",
     "TRP",
     "TRPConfig",
+    "Scratch",
     "FilterPruning",
     "FilterPruningConfig",
     "CRITERIA",

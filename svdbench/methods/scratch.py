@@ -1,0 +1,207 @@
+"""Scratch: the pruned architecture trained from scratch, the sanity baseline of every compression
+result (Liu et al., "Rethinking the value of network pruning", ICLR 2019).
+
+``method.architecture_from=<run dir>`` names a completed run that saved its deployed model
+(:mod:`svdbench.deployed`). ``prepare`` applies that run's architecture records to this run's fresh
+model and re-initialises every layer at random (each module's ``reset_parameters()``, BatchNorm
+statistics included); the ``train`` stage trains it from scratch; nothing is compressed and ``export``
+returns the model as trained (it is the deployed architecture already).
+
+The ``train`` stage's epochs, by ``method.budget_rule``:
+
+- ``scratch_e`` (Scratch-E): as many epochs as the source took in all: its dense start (the epochs of
+  its ``init_from`` run, or of its own ``pretrain`` stage) plus its epochs after the start;
+- ``scratch_b`` (Scratch-B): the same compute: those epochs times the source's dense MACs / deployed
+  MACs, rounded to the nearest.
+
+They are worked out when the run is planned and recorded as ``method.epochs`` (results.json's config,
+``--cfg job``); a ``method.epochs`` given explicitly is used as it is. Without ``architecture_from``
+(the default config, which the plug-in contract builds) the run is plain dense training.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from ..checks import check, check_choice
+from ..deployed import ARCHITECTURE_FILE, apply_records, read_document
+from ..errors import one_line
+from ..macs import analyze_macs, count_params
+from .base import Method, MethodConfig, register_method
+
+RULES = ("scratch_e", "scratch_b")
+KEY = "method.architecture_from"
+
+
+def _read_results(run_dir: Path) -> dict[str, Any]:
+    path = run_dir / "results.json"
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        raise ValueError(f"{KEY}: {path} cannot be read ({one_line(err)})") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{KEY}: {path} is not a svdbench results file")
+    return data
+
+
+def total_epochs(run_dir: Path, seen: frozenset[Path] = frozenset()) -> tuple[int, int]:
+    """``(dense start, after start)``: the epochs of the run in ``run_dir``'s starting point (its
+    ``init_from`` run's, in all, or its own ``pretrain`` stage's) and its ``epochs_after_start``."""
+    res = _read_results(run_dir)
+    after = res.get("epochs_after_start")
+    if not isinstance(after, int):
+        raise ValueError(f"{KEY}: {run_dir} records no epochs_after_start (a run of an older svdbench)")
+    start = sum(1 for h in res.get("history") or [] if isinstance(h, dict) and h.get("stage") == "pretrain")
+    if res.get("init_from"):
+        dense = Path(res["init_from"])
+        if dense.resolve() in seen or not (dense / "results.json").is_file():
+            raise ValueError(f"{KEY}: the dense start of {run_dir} ({dense}) is no run to read its epochs from")
+        start += sum(total_epochs(dense, seen | {run_dir.resolve()}))
+    return start, after
+
+
+@dataclass
+class ScratchConfig(MethodConfig):
+    # a completed run directory (saved with save_model=true) whose deployed architecture is trained from
+    # scratch; null: the dense architecture (plain dense training)
+    architecture_from: str | None = None
+    # scratch_e: as many epochs as the source took in all (its dense start + its epochs after it); scratch_b:
+    # the same compute (those epochs x dense MACs / deployed MACs, rounded)
+    budget_rule: str = "scratch_e"
+    # the train stage's epochs: null, from the source by budget_rule (recorded as worked out); with
+    # architecture_from null: trainer.epochs
+    epochs: int | None = None
+
+    headline = ("method.architecture_from", "method.budget_rule", "method.epochs")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_choice(self.budget_rule, RULES, "method.budget_rule")
+        check(self.epochs is None or self.epochs >= 1, "method.epochs", f"must be >= 1, got {self.epochs}")
+        if self.architecture_from is not None:
+            Source(Path(self.architecture_from))  # exists, completed, with its deployed architecture
+
+
+class Source:
+    """The run ``method.architecture_from`` names: its results.json and deployed.json, checked; ValueError
+    in one line naming the key otherwise."""
+
+    def __init__(self, run_dir: Path) -> None:
+        self.dir = run_dir
+        if not (run_dir / "results.json").is_file():
+            raise ValueError(f"{KEY}: {run_dir} holds no run (no results.json)")
+        self.results = res = _read_results(run_dir)
+        if res.get("status") != "completed":
+            raise ValueError(f"{KEY}: {run_dir} is not a completed run (status {res.get('status')!r})")
+        missing = [k for k in ("macs", "macs_dense", "params_dense", "input_shape") if not res.get(k)]
+        if missing:
+            raise ValueError(f"{KEY}: {run_dir}/results.json has no {', '.join(missing)}")
+        if not (run_dir / ARCHITECTURE_FILE).is_file():
+            raise ValueError(
+                f"{KEY}: {run_dir} saved no {ARCHITECTURE_FILE} (made with save_model=false, or by an older "
+                "svdbench): rerun it with save_model=true"
+            )
+        try:
+            self.architecture = read_document(run_dir)
+        except ValueError as err:
+            raise ValueError(f"{KEY}: {one_line(err)}") from None
+
+    def epochs(self, rule: str) -> int:
+        """The ``train`` epochs ``rule`` gives (:data:`RULES`)."""
+        epochs = sum(total_epochs(self.dir))
+        if rule == "scratch_b":
+            epochs = math.floor(epochs * self.results["macs_dense"] / self.results["macs"] + 0.5)
+        return max(1, epochs)
+
+    def speedup_target(self) -> float | None:
+        """The MAC speed-up the source aimed at: ``config.method.speedup`` or ``method_details.speedup_target``."""
+        target = ((self.results.get("config") or {}).get("method") or {}).get("speedup")
+        return target if target is not None else (self.results.get("method_details") or {}).get("speedup_target")
+
+
+@register_method("scratch")
+class Scratch(Method):
+    """The deployed architecture of ``architecture_from``, re-initialised and trained from scratch."""
+
+    Config = ScratchConfig
+
+    def __init__(self, config: ScratchConfig | None = None) -> None:
+        super().__init__(config)
+        where = self.config.architecture_from
+        self.source: Source | None = Source(Path(where)) if where is not None else None
+
+    @property
+    def train_epochs(self) -> int | None:
+        return self.config.epochs
+
+    def starting_from(self, trained: bool) -> Scratch:
+        """The epochs worked out from the source (``method.epochs`` null); ``init_from`` is refused:
+        the weights are drawn anew."""
+        if self.source is None:
+            return self
+        if trained:
+            raise ValueError(f"method=scratch trains from random weights: init_from would be discarded ({KEY} is set)")
+        if self.config.epochs is None:
+            return self.reconfigured(epochs=self.source.epochs(self.config.budget_rule))
+        return self
+
+    def check(self, model: nn.Module, input_shape) -> None:
+        """The source was made of this model, data and input (same dense MACs and parameters), and its
+        records rebuild its deployed MACs on this model."""
+        if self.source is None:
+            return
+        res, where = self.source.results, self.source.dir
+        if list(input_shape) != list(res["input_shape"]):
+            raise ValueError(
+                f"{KEY}: {where} was made on input {res['input_shape']}, this run's is {list(input_shape)}"
+            )
+        ours = (analyze_macs(model, input_shape).macs, count_params(model))
+        if ours != (res["macs_dense"], res["params_dense"]):
+            raise ValueError(
+                f"{KEY}: {where} is of another model or dataset: its dense model has {res['macs_dense']} MACs and "
+                f"{res['params_dense']} parameters, this run's {ours[0]} and {ours[1]}"
+            )
+        rebuilt = self._rebuild(copy.deepcopy(model))
+        macs = analyze_macs(rebuilt, input_shape).macs
+        if macs != res["macs"]:
+            raise ValueError(f"{KEY}: the architecture of {where} rebuilds to {macs} MACs, not its {res['macs']}")
+
+    def _rebuild(self, model: nn.Module) -> nn.Module:
+        try:
+            return apply_records(model, self.source.architecture["modules"])
+        except ValueError as err:
+            raise ValueError(f"{KEY}: {self.source.dir}/{ARCHITECTURE_FILE}: {one_line(err)}") from None
+
+    def prepare(self, model: nn.Module, input_shape) -> nn.Module:
+        """The source's architecture on ``model``, every layer re-initialised at random."""
+        if self.source is None:
+            return model
+        model = self._rebuild(model)
+        for module in model.modules():
+            reset = getattr(module, "reset_parameters", None)
+            if callable(reset):
+                reset()  # BatchNorm: running statistics too
+        return model
+
+    def details(self) -> dict:
+        """The source run, its method and target, the epochs rule and the epochs trained."""
+        if self.source is None:
+            return {}
+        res, rule = self.source.results, self.config.budget_rule
+        start, after = total_epochs(self.source.dir)
+        return {
+            "source": str(self.source.dir),
+            "source_method": res.get("method"),
+            "speedup_target": self.source.speedup_target(),
+            "source_speedup": res["macs_dense"] / res["macs"],
+            "source_epochs": {"dense_start": start, "after_start": after},
+            "epochs_rule": rule if self.config.epochs == self.source.epochs(rule) else "method.epochs",
+            "epochs": self.config.epochs,
+        }
