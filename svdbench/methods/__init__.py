@@ -1,6 +1,7 @@
 """Compression methods, one module each (its config dataclass beside its class), registered by name
-in :data:`METHODS`: ``dense``, ``svd`` (SVD training), and the baselines ``svd_posthoc``, ``trp``,
-``l1_filter``, ``sfp``, ``fpgm``. Importing this package registers them all. A filter-pruning method of
+in :data:`METHODS`: ``dense``, ``svd`` (SVD training), the baselines ``svd_posthoc``, ``trp``,
+``l1_filter``, ``sfp``, ``fpgm``, and the sanity baseline ``scratch`` (another run's architecture trained
+from scratch). Importing this package registers them all. A filter-pruning method of
 your own subclasses :class:`FilterPruning` and may name a criterion of its own (:func:`register_criterion`)."""
 
 from ..pruning import CRITERIA, register_criterion
