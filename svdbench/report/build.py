@@ -21,6 +21,7 @@ from ..tracking import ReportTables
 from . import matched_tables, render, tables
 from .load import Failed, load_runs, warn
 from .matched import Matched, Paired, Targets, matched_targets
+from .outdir import check_out, staged
 from .plot import plot
 from .quality import DENSE_MARGIN, LOWEST_MARGIN, Quality, Verdict, budget_warnings, front_quality, verdicts
 from .rows import (
@@ -89,38 +90,45 @@ def build_report(
     runtime = runtime or (axis.runtime if axis.is_latency else None) or "onnxruntime/cpu"
     batch = batch or (axis.batch if axis.is_latency else None) or 64
     targets = matched_targets(rows, reference, runtime, batch)
-    out.mkdir(parents=True, exist_ok=True)
+    check_out(out)
     quality = front_quality(rows, sel.key)
     budget = budget_warnings(rows)
-    rep = Report(
-        rows,
-        failed,
-        skipped,
-        out,
-        selection=sel,
-        budget=budget,
-        quality=quality,
-        verdicts=verdicts(quality),
-        targets=targets,
-    )
+    rep = Report(rows, failed, skipped, out, selection=sel, budget=budget, quality=quality, verdicts=verdicts(quality),
+                 targets=targets)  # fmt: skip
     for line in rep.budget:
         warn(line)
+    try:
+        with staged(out) as tmp:
+            rep.out = tmp
+            write_files(rep, paths)
+    except OSError as err:
+        where = f" ({err.filename})" if err.filename else ""
+        raise OSError(f"the report was not written to {out}: {err.strerror or err}{where}; the previous one there is "
+                      "unchanged") from None  # fmt: skip
+    finally:
+        rep.out = out
+    rep.files = [out / f.name for f in rep.files]
+    return rep
+
+
+def write_files(rep: Report, paths: Sequence) -> None:
+    """Every file of the report into ``rep.out``."""
+    out, rows = rep.out, rep.rows
     caption = "All methods: mean and standard deviation over seeds"
     rep.files += tables.write_comparison(out, "comparison", rows, caption)
-    for m in sorted({r.method for r in rows}, key=method_order):
-        stem = f"comparison_{tables.safe_name(m)}"
-        rep.files += tables.write_comparison(out, stem, [r for r in rows if r.method == m], m)
+    stems = tables.file_stems(sorted({r.method for r in rows}, key=method_order))
+    for m, stem in stems.items():
+        rep.files += tables.write_comparison(out, f"comparison_{stem}", [r for r in rows if r.method == m], m)
     members = fronts(rows)
     rep.files.append(render.write_csv(out / "pareto.csv", tables.front_columns(rows), members))
-    rep.files += tables.write_quality(out, rep.quality, rep.verdicts, sel.metric)
+    rep.files += tables.write_quality(out, rep.quality, rep.verdicts, rep.selection.metric)
     rep.files += matched_tables.write_targets(out, rep.targets)
-    rep.files.append(render.write_csv(out / "failed.csv", tables.FAILED, failed))
-    rep.files += plot(rows, out, sel.key)
+    rep.files.append(render.write_csv(out / "failed.csv", tables.FAILED, rep.failed))
+    rep.files += plot(rows, out, rep.selection.key)
     p = out / "report.md"
     p.write_text(markdown_report(rep, paths, members))
     rep.files.append(p)
     rep.files.append(write_json_atomic(out / "summary.json", summary_dict(rep, members)))
-    return rep
 
 
 def markdown_report(rep: Report, paths: Sequence, members: Sequence[Member]) -> str:

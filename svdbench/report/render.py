@@ -16,15 +16,21 @@ LATEX_SPECIALS = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$",
 
 
 def latex_escape(s: str) -> str:
-    return "".join(LATEX_SPECIALS.get(c, c) for c in s)
+    """``s`` as LaTeX text: its special characters escaped, line breaks as spaces."""
+    return "".join(LATEX_SPECIALS.get(c, c) for c in " ".join(s.splitlines()))
+
+
+def _cell(s: str) -> str:
+    """``s`` as a Markdown table cell: one line, ``|`` escaped."""
+    return " ".join(s.splitlines()).replace("|", "\\|")
 
 
 def markdown(columns: Sequence[Column], items: Iterable) -> str:
-    """A Markdown table (``|`` in a cell escaped), right-aligned where the column is ``r``."""
+    """A Markdown table (a cell on one line, ``|`` escaped), right-aligned where the column is ``r``."""
     cols = [c for c in columns if c.shown(MD)]
     lines = ["| " + " | ".join(c.header for c in cols) + " |"]
     lines.append("|" + "|".join("--:" if c.align == "r" else "---" for c in cols) + "|")
-    lines += ["| " + " | ".join(c.text(x).replace("|", "\\|") for c in cols) + " |" for x in items]
+    lines += ["| " + " | ".join(_cell(c.text(x)) for c in cols) + " |" for x in items]
     return "\n".join(lines) + "\n"
 
 

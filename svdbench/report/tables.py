@@ -13,6 +13,8 @@
 
 from __future__ import annotations
 
+import hashlib
+from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -277,6 +279,14 @@ VERDICTS: tuple[Column[Verdict], ...] = data(
 
 def safe_name(s: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in s)
+
+
+def file_stems(methods: Sequence[str]) -> dict[str, str]:
+    """Method name -> a file-name stem of its own: :func:`safe_name`, with a short digest of the name
+    where two names would map to one stem (``svd (a)`` and ``svd_(a)``), so no table overwrites another."""
+    stems = {m: safe_name(m) for m in methods}
+    counts = Counter(stems.values())
+    return {m: s if counts[s] == 1 else f"{s}-{hashlib.sha1(m.encode()).hexdigest()[:8]}" for m, s in stems.items()}
 
 
 def comparison_markdown(rows: Sequence[Row]) -> str:

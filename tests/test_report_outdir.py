@@ -1,0 +1,102 @@
+"""A report is written whole or not at all, into a directory that is new, empty or a report's; a rerun
+leaves nothing of the previous report behind; names become file names and table cells safely."""
+
+import errno
+import json
+import shutil
+
+import pytest
+
+from svdbench.report import build as build_module
+from svdbench.report import build_report
+from svdbench.report.tables import file_stems
+
+
+def record(path, method, seed, top1, macs, **extra):
+    path.mkdir(parents=True)
+    rec = {"status": "completed", "method": method, "model": "resnet8", "dataset": "synthetic", "seed": seed,
+           "config": {"seed": seed, "method": {"energy": top1 / 1000}}, "top1": top1, "macs": macs,
+           "macs_dense": 1000, "params": 10, "params_dense": 20, **extra}  # fmt: skip
+    (path / "results.json").write_text(json.dumps(rec))
+
+
+@pytest.fixture()
+def runs(tmp_path):
+    src = tmp_path / "runs"
+    record(src / "d0", "dense", 0, 90.0, 1000)
+    record(src / "a0", "alpha", 0, 88.0, 500)
+    record(src / "b0", "beta", 0, 87.0, 400)
+    return src
+
+
+def test_a_rerun_leaves_no_table_of_a_method_that_is_gone(runs, tmp_path):
+    out = tmp_path / "report"
+    build_report([runs], out)
+    assert (out / "comparison_beta.md").is_file()
+    (out / "wandb").mkdir()
+    (out / "wandb" / "offline-run").write_text("not uploaded yet")
+    shutil.rmtree(runs / "b0")
+    rep = build_report([runs], out)
+    assert not (out / "comparison_beta.md").exists() and (out / "comparison_alpha.md").is_file()
+    assert (out / "wandb" / "offline-run").read_text() == "not uploaded yet"  # not the report's: kept
+    assert all(f.parent == out and f.is_file() for f in rep.files)
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".report.")]  # no staging left behind
+
+
+def test_a_report_cut_while_writing_leaves_the_previous_one(runs, tmp_path, monkeypatch):
+    out = tmp_path / "report"
+    build_report([runs], out)
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+
+    def full_disk(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(build_module, "plot", full_disk)
+    shutil.rmtree(runs / "b0")
+    with pytest.raises(OSError, match=rf"the report was not written to {out}: No space left on device; the previous"):
+        build_report([runs], out)
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".report.")]
+
+
+def test_out_must_be_new_empty_or_a_report_and_never_a_link(runs, tmp_path):
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "thesis.tex").write_text("precious")
+    with pytest.raises(ValueError, match="holds files and no report"):
+        build_report([runs], mine)
+    assert (mine / "thesis.tex").read_text() == "precious"
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    (tmp_path / "linked").symlink_to(victim)
+    with pytest.raises(ValueError, match="is a link"):
+        build_report([runs], tmp_path / "linked")
+    assert not any(victim.iterdir())
+
+
+def test_a_linked_file_in_a_report_directory_is_replaced_not_written_through(runs, tmp_path):
+    out = tmp_path / "report"
+    build_report([runs], out)
+    victim = tmp_path / "victim.md"
+    victim.write_text("precious")
+    (out / "report.md").unlink()
+    (out / "report.md").symlink_to(victim)
+    build_report([runs], out)
+    assert victim.read_text() == "precious" and not (out / "report.md").is_symlink()
+
+
+def test_two_names_of_one_file_name_are_kept_apart():
+    stems = file_stems(["svd (a)", "svd_(a)", "trp"])
+    assert stems["trp"] == "trp" and stems["svd (a)"] != stems["svd_(a)"]
+    assert all(s.startswith("svd__a_-") for m, s in stems.items() if m != "trp")
+
+
+def test_names_with_table_syntax_stay_in_their_cell(tmp_path):
+    src = tmp_path / "runs"
+    record(src / "x", "a|b\ncd", 0, 88.0, 500)
+    record(src / "y", "a_(b)", 0, 87.0, 400)
+    out = tmp_path / "report"
+    build_report([src], out)
+    table = (out / "comparison.md").read_text().splitlines()
+    assert len(table) == 4 and any("| a\\|b cd |" in row for row in table[2:])  # one line per row
+    assert "a\\_(b)" in (out / "comparison.tex").read_text()
