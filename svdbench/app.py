@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import shutil
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -60,6 +61,7 @@ class CommandLine:
 
     overrides: list[str]
     config_dir: str | None = None
+    config_path: str | None = None  # --config-path: the primary config directory instead of svdbench's conf/
     config_name: str = "config"
     multirun: bool = False
     print_job: bool = False  # --cfg job (with or without --resolve): print the run's config, run nothing
@@ -78,10 +80,12 @@ def parse_command_line(args: list[str]) -> CommandLine:
             line.print_job = True
         elif a == "--resolve" and line.print_job:
             pass
-        elif flag in ("--config-dir", "-cd", "--config-name", "-cn"):
+        elif flag in ("--config-dir", "-cd", "--config-name", "-cn", "--config-path", "-cp"):
             value = value if eq else next(it, "")
             if flag in ("--config-dir", "-cd"):
                 line.config_dir = value
+            elif flag in ("--config-path", "-cp"):
+                line.config_path = value
             else:
                 line.config_name = value
         elif a in ("-m", "--multirun"):
@@ -125,14 +129,21 @@ def sampled_axes(overrides: list[str]) -> list[str]:
 
 
 def compose_config(
-    overrides: list[str], config_dir: str | None = None, config_name: str = "config", hydra: bool = False
+    overrides: list[str],
+    config_dir: str | None = None,
+    config_name: str = "config",
+    hydra: bool = False,
+    config_path: str | None = None,
 ) -> DictConfig:
     """The config Hydra composes for ``overrides`` (``config_dir``: a user config directory searched
-    beside svdbench's, as ``--config-dir`` does; ``hydra``: with its ``hydra`` node, resolved)."""
+    beside svdbench's, as ``--config-dir`` does; ``config_path``: the primary config directory instead
+    of svdbench's, absolute or relative to run.py's, as ``--config-path`` does; ``hydra``: with its
+    ``hydra`` node, resolved)."""
     if config_dir:
         overrides = [*overrides, f"hydra.searchpath=[file://{os.path.abspath(config_dir)}]"]
+    primary = os.path.join(os.path.dirname(CONF_DIR), config_path) if config_path else CONF_DIR
     GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+    with initialize_config_dir(config_dir=primary, version_base="1.3"):
         return compose(config_name=config_name, overrides=overrides, return_hydra_config=hydra)
 
 
@@ -156,12 +167,13 @@ def preflight(argv: list[str]) -> None:
         fail(f"{sampled[0]} is a range to sample: run a sweep (-m) with a sampling sweeper (+sweep=optuna_pareto)")
     for overrides in points:
         try:
-            cfg = compose_config(overrides, line.config_dir, line.config_name, hydra=True)
+            cfg = compose_config(overrides, line.config_dir, line.config_name, hydra=True, config_path=line.config_path)
             if sampled and "optuna" not in str(OmegaConf.select(cfg, "hydra.sweeper._target_", default="")).lower():
                 fail(f"{sampled[0]}: the basic sweeper cannot sweep a range; list the values (key=a,b,c) or use a "
                      "sampling sweeper (+sweep=optuna_pareto)")  # fmt: skip
             run_dir = OmegaConf.select(cfg, "hydra.run.dir")
             cfg_hydra = OmegaConf.to_container(cfg.hydra.sweep, resolve=False)
+            launcher = str(OmegaConf.select(cfg, "hydra.launcher._target_", default="") or "")
             with open_dict(cfg):
                 del cfg["hydra"]
             planned = plan(cfg)
@@ -176,6 +188,7 @@ def preflight(argv: list[str]) -> None:
     if line.print_job:
         return
     if line.multirun:
+        check_launcher(launcher)
         check_sweep(cfg_hydra, len(points))
         return
     try:
@@ -190,6 +203,21 @@ def preflight(argv: list[str]) -> None:
     if done is not None:  # nothing to do: say so, leave the directory as it is
         print(f"run directory {run_dir} already holds a completed run of this config\n{summary(done, run_dir)}")
         raise SystemExit(0)
+
+
+#: launchers that need a program on the PATH: the part of ``hydra.launcher._target_`` -> (program, what)
+LAUNCHER_NEEDS = {"SlurmLauncher": ("srun", "a SLURM cluster (srun and sbatch on the PATH)")}
+
+
+def check_launcher(target: str) -> None:
+    """A launcher that cannot start here is refused in one line before the sweep (submitit's SLURM
+    launcher off a cluster), instead of its traceback."""
+    for part, (program, what) in LAUNCHER_NEEDS.items():
+        if part in target and shutil.which(program) is None:
+            fail(
+                f"hydra/launcher: {target.rsplit('.', 1)[-1]} needs {what}; on this machine run the sweep without it "
+                "(the default launcher) or with hydra/launcher=local_parallel"
+            )
 
 
 def check_sweep(sweep: dict, jobs: int) -> None:

@@ -109,6 +109,10 @@ def test_jobs_sharing_one_directory_are_refused_before_the_sweep(tmp_path, run_p
         (["+experiment=svd_cifar10_official", "model=resnet20", "method=trp"],
          "config error: In 'recipe/svd_cifar10': ConfigKeyError raised while composing config: Key 'init' not in "
          "'TRPConfig'"),
+        (["--config-path", "conf", "trainer.lr=-1"], "config error: trainer.lr must be > 0, got -1.0"),
+        (["-m", "hydra/launcher=slurm", "seed=0,1"],
+         "config error: hydra/launcher: SlurmLauncher needs a SLURM cluster (srun and sbatch on the PATH); on this "
+         "machine run the sweep without it (the default launcher) or with hydra/launcher=local_parallel"),
         (["-m", "trainer.lr=interval(0.001,0.01)"],
          "config error: trainer.lr=interval(0.001,0.01): the basic sweeper cannot sweep a range; list the values "
          "(key=a,b,c) or use a sampling sweeper (+sweep=optuna_pareto)"),
