@@ -135,7 +135,7 @@ class SpeedupTargets:
     (:func:`svdbench.lowrank.search.energy_for_speedup`); an operating point made by
     :meth:`speedup_points` reads them from its run's method (``origin``), whose ``prepare`` it shares.
     The host class has ``config`` (``speedup``, ``speedups``, ``round_to``, ``merge_unprofitable``) and
-    :meth:`decomposed_copy`."""
+    :meth:`decomposed`."""
 
     config: Any  # LowRankConfig or TRPConfig
     #: the run's method an operating point comes from (None: this is the run's method)
@@ -145,8 +145,8 @@ class SpeedupTargets:
     #: what the search found at ``compress`` (``speedup`` set)
     found: EnergyFound | None = None
 
-    def decomposed_copy(self, model: nn.Module) -> nn.Module:
-        """A copy of the dense ``model`` decomposed as ``prepare``/``compress`` will decompose it."""
+    def decomposed(self, model: nn.Module) -> nn.Module:
+        """``model`` (a copy of the dense one) decomposed in place, as this method will decompose it."""
         raise NotImplementedError
 
     def targets(self) -> list[float]:
@@ -161,7 +161,7 @@ class SpeedupTargets:
         dense = analyze_macs(model, input_shape).macs
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # "left dense": prepare warns about those itself
-            work = self.decomposed_copy(copy.deepcopy(model))
+            work = self.decomposed(copy.deepcopy(model))
         most = rank_one_speedup(work, input_shape, dense, c.round_to, c.merge_unprofitable)
         for key, asked in (("method.speedup", [c.speedup]), ("method.speedups", c.speedups)):
             if any(x is not None and x > most for x in asked):
@@ -222,7 +222,7 @@ class LowRankMethod(SpeedupTargets, Method):
     def init_mode(self) -> str:
         return "svd"
 
-    def decomposed_copy(self, model: nn.Module) -> nn.Module:
+    def decomposed(self, model: nn.Module) -> nn.Module:
         c = self.config
         return lowrank.decompose(model, c.decomposition, "svd", skip=c.skip, linear=c.decompose_linear)
 

@@ -143,7 +143,7 @@ class TRP(SpeedupTargets, Method):
         c = self.config
         return eligible_convs(model, c.decomposition, c.skip, c.skip_first, c.skip_1x1)
 
-    def decomposed_copy(self, model: nn.Module) -> nn.Module:
+    def decomposed(self, model: nn.Module) -> nn.Module:
         return self.decompose(model, self.eligible(model))
 
     def decompose(self, model: nn.Module, layers: list[str]) -> nn.Module:
