@@ -33,10 +33,19 @@ CASES = [
     (["dataset.name=mine", "dataset._target_=nowhere.data"], "dataset._target_: cannot import 'nowhere.data'"),
     (["init_from=/nonexistent/run"], "init_from: no dense checkpoint"),
     (["method=sfp", "method.speedup=50"], "method.speedup=50.0 is out of reach"),
+    (["method=svd", "method.speedup=50"], "method.speedup=50.0 is out of reach: at most"),
+    (["method=svd_posthoc", "method.speedups=[2,50]"], "method.speedups=[2.0, 50.0] is out of reach: at most"),
+    (["method=trp", "method.speedup=50"], "x (every layer at rank 1)"),
     (["init_from=R20"], "holds another architecture"),
 ]
 #: the same through run.py, end to end: the one line on the console and exit code 2
-THROUGH_RUN_PY = {"init_from=/nonexistent/run", "model.name=resnet9", "method=sfp method.speedup=50"}
+THROUGH_RUN_PY = {
+    "init_from=/nonexistent/run",
+    "model.name=resnet9",
+    "method=sfp method.speedup=50",
+    "method=svd method.speedup=50",
+    "method=trp method.speedup=50",
+}
 
 
 def ids(case):

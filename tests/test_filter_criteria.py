@@ -100,8 +100,8 @@ def test_a_criterion_breaking_the_contract_is_named(registries):
 
 
 def test_a_random_criterion_draws_from_the_default_generator(registries):
-    register_criterion("random")(lambda filters: torch.rand(filters.shape[0]))
-    RandomFilter = type("RandomFilter", (FilterPruning,), {"criterion": "random"})
+    register_criterion("test_random")(lambda filters: torch.rand(filters.shape[0]))
+    RandomFilter = type("RandomFilter", (FilterPruning,), {"criterion": "test_random"})
 
     def plan(seed: int) -> dict:
         method = RandomFilter.create(ratio=0.5)

@@ -1,5 +1,5 @@
 """Decomposed (SVD-form) layers (:mod:`.layers`) and the verbs that act on them (:mod:`.ops`):
-decompose, prune, export.
+decompose, prune, export; and the search of the energy that reaches a MAC target (:mod:`.search`).
 
 A decomposed layer holds ``U`` (m x r), ``s`` (r) and ``V`` (n x r) with
 ``W2d = U diag(s) V^T`` for a 2-D reshape ``W2d`` (m x n) of the dense weight
@@ -28,6 +28,7 @@ from .ops import (
     ranks,
     round_rank,
 )
+from .search import EnergyFound, energy_breakpoints, energy_for_speedup, rank_one_speedup
 
 __all__ = [
     "Decomposition",
@@ -47,4 +48,8 @@ __all__ = [
     "export",
     "lowrank_layers",
     "ranks",
+    "EnergyFound",
+    "energy_breakpoints",
+    "energy_for_speedup",
+    "rank_one_speedup",
 ]

@@ -1,8 +1,9 @@
 """Compression methods, one module each (its config dataclass beside its class), registered by name
 in :data:`METHODS`: ``dense``, ``svd`` (SVD training), the baselines ``svd_posthoc``, ``trp``,
-``l1_filter``, ``sfp``, ``fpgm``, and the sanity baseline ``scratch`` (another run's architecture trained
-from scratch). Importing this package registers them all. A filter-pruning method of
-your own subclasses :class:`FilterPruning` and may name a criterion of its own (:func:`register_criterion`)."""
+``l1_filter``, ``random_filter``, ``sfp``, ``fpgm`` (the filter-pruning ones share a module), and the sanity
+baseline ``scratch`` (another run's architecture trained from scratch). Importing this package registers them
+all. A filter-pruning method of your own subclasses :class:`FilterPruning` and may name a criterion of its
+own (:func:`register_criterion`)."""
 
 from ..pruning import CRITERIA, register_criterion
 from .base import METHODS, Method, MethodConfig, method_target, register_method
@@ -13,6 +14,7 @@ from .filter_pruning import (
     FPGMConfig,
     FPGMPruning,
     L1FilterPruning,
+    RandomFilterPruning,
     SoftFilterPruning,
 )
 from .scratch import Scratch
@@ -39,6 +41,7 @@ __all__ = [
     "CRITERIA",
     "register_criterion",
     "L1FilterPruning",
+    "RandomFilterPruning",
     "SoftFilterPruning",
     "FPGMPruning",
     "FPGMConfig",

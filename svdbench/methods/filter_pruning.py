@@ -11,6 +11,8 @@ Methods:
 
 - :class:`L1FilterPruning` (``l1_filter``): dense training first (stage ``pretrain`` or
   ``init_from``), no ``train`` stage, ``compress`` prunes once by L1 norm, then ``finetune``.
+- :class:`RandomFilterPruning` (``random_filter``): as L1-norm, the filters drawn at random per group
+  (criterion ``random``: the same counts, torch's default generator).
 - :class:`SoftFilterPruning` (``sfp``) and :class:`FPGMPruning` (``fpgm``): during the ``train``
   stage, after every epoch, the selected filters of every group are set to zero (the weights of
   every out-member conv, and its bias) but keep training; ``compress`` removes the filters zeroed
@@ -20,13 +22,13 @@ Methods:
 
 A method of your own with a criterion of your own::
 
-    @register_criterion("random")
-    def random_scores(filters):  # C x F -> C, higher kept
-        return torch.rand(filters.shape[0])
+    @register_criterion("weight_variance")
+    def weight_variance(filters):  # C x F -> C, higher kept
+        return filters.var(dim=1)
 
-    @register_method("random_filter")
-    class RandomFilterPruning(FilterPruning):
-        criterion = "random"
+    @register_method("variance_filter")
+    class VarianceFilterPruning(FilterPruning):
+        criterion = "weight_variance"
         pretrain_dense = True  # one-shot, as L1-norm; or soft = True, as SFP
         train_epochs = 0
 """
@@ -49,6 +51,7 @@ __all__ = [
     "FilterPruningConfig",
     "FilterPruning",
     "L1FilterPruning",
+    "RandomFilterPruning",
     "SoftFilterPruning",
     "FPGMConfig",
     "FPGMPruning",
@@ -181,7 +184,9 @@ class FilterPruning(Method):
     def details(self) -> dict:
         """The criterion and schedule the class runs, the ratio used (searched for a ``speedup``) and
         the speed-up planned, the layers left whole, the groups, the soft epochs, every conv's
-        channels before and after, and how many channels each group lost."""
+        channels before and after, and how many channels each group lost; ``speedup_target`` where a
+        ``speedup`` drove it."""
+        target = {} if self.config.speedup is None else {"speedup_target": self.config.speedup}
         return {
             "criterion": self.criterion,
             "soft": self.soft,
@@ -193,6 +198,7 @@ class FilterPruning(Method):
             "channels_before": self.channels_before,
             "channels_after": self.channels_after,
             "pruned_channels": {k: len(v) for k, v in self.pruned.items()},
+            **target,
         }
 
 
@@ -201,6 +207,16 @@ class L1FilterPruning(FilterPruning):
     """Li et al. (ICLR 2017): prune the lowest-L1 filters of a trained network once, fine-tune."""
 
     criterion = "l1"
+    pretrain_dense = True
+    train_epochs = 0
+
+
+@register_method("random_filter")
+class RandomFilterPruning(FilterPruning):
+    """L1-norm's schedule and counts with the filters drawn at random per group (seeded per run): the
+    control for the criteria."""
+
+    criterion = "random"
     pretrain_dense = True
     train_epochs = 0
 

@@ -5,30 +5,54 @@ Stage ``orthogonal`` (``orthogonal_epochs``, default 0): decomposed layers train
 Stage ``train``: decomposed layers trained on ``task + lambda_o * orthogonality + lambda_s * sparsity``.
 ``compress``: per-layer singular-value pruning at energy ``e`` (or absolute ``threshold``).
 Stage ``finetune``: sparsity off, orthogonality on. ``export``: pairs of small layers.
-``operating_points``: one more result per energy in ``energies``, pruned from the same trained model.
+``operating_points``: one more result per energy in ``energies`` and per target in ``speedups``, pruned
+from the same trained model.
+
+``speedup`` (instead of ``energy`` or ``threshold``): ``compress`` prunes at the smallest global energy
+whose deployed model reaches dense MACs / deployed MACs >= speedup (fvcore), :mod:`svdbench.lowrank.search`;
+:class:`SpeedupTargets` is that part, shared with post-hoc SVD and TRP.
 """
 
 from __future__ import annotations
 
+import copy
+import warnings
 from dataclasses import dataclass, field
-from typing import ClassVar, List
+from typing import Any, ClassVar, List
 
 import torch
 from torch import nn
 
 from .. import lowrank
 from ..checks import check, check_choice, check_exactly_one
+from ..lowrank.search import EnergyFound, energy_for_speedup, rank_one_speedup
+from ..macs import analyze_macs
 from ..regularizers import SparsityRegularizer, orthogonality_loss
 from .base import Method, MethodConfig, register_method
 
 DECOMPOSITIONS = ("channel", "spatial")
 
 
-def check_pruning_target(energy: float | None, threshold: float | None) -> None:
-    """Exactly one of ``method.energy`` (in [0, 1)) and ``method.threshold`` (>= 0)."""
-    check_exactly_one({"method.energy": energy, "method.threshold": threshold})
+def check_pruning_target(energy: float | None, threshold: float | None, speedup: float | None = None) -> None:
+    """Exactly one of ``method.energy`` (in [0, 1)), ``method.threshold`` (>= 0) and ``method.speedup`` (> 1)."""
+    keys = {"method.energy": energy, "method.threshold": threshold}
+    check_exactly_one(keys if speedup is None else {**keys, "method.speedup": speedup})
     check(energy is None or 0 <= energy < 1, "method.energy", f"must be in [0, 1), got {energy}")
     check(threshold is None or threshold >= 0, "method.threshold", f"must be >= 0, got {threshold}")
+    check(speedup is None or speedup > 1, "method.speedup", f"must be > 1, got {speedup}")
+
+
+def speedup_label(target: float) -> str:
+    """The operating point of one ``method.speedups`` entry: ``speedup_1.5``, ``speedup_2``."""
+    return f"speedup_{target:g}"
+
+
+def check_speedups(speedups: list[float]) -> None:
+    """``method.speedups``: each > 1, no two with the same label (``[2, 2.0]`` is refused)."""
+    check(all(x > 1 for x in speedups), "method.speedups", f"must each be > 1, got {speedups}")
+    labels = [speedup_label(x) for x in speedups]
+    twice = sorted({lab for lab in labels if labels.count(lab) > 1})
+    check(not twice, "method.speedups", f"must not repeat a target ({', '.join(twice)} twice), got {speedups}")
 
 
 @dataclass
@@ -40,6 +64,9 @@ class LowRankConfig(MethodConfig):
     # (null with threshold null: the method's default_energy)
     energy: float | None = None
     threshold: float | None = None  # alternative: drop |s| < threshold (leave energy null)
+    # alternative: dense MACs / deployed MACs to reach (> 1), by the smallest global energy that does
+    speedup: float | None = None
+    speedups: List[float] = field(default_factory=list)  # more results from the same model: one per target
     skip: List[str] = field(default_factory=list)  # fnmatch patterns of module names left dense
     decompose_linear: bool = False  # decompose nn.Linear layers too
     merge_unprofitable: bool = True  # deploy a layer dense where its factor pair costs more MACs
@@ -49,15 +76,17 @@ class LowRankConfig(MethodConfig):
 
     #: the energy used when neither energy nor threshold is given
     default_energy: ClassVar[float] = 0.05
-    headline = ("method.decomposition", "method.energy", "method.threshold")
-    added = {"round_to": 1}
+    headline = ("method.decomposition", "method.energy", "method.threshold", "method.speedup")
+    added = {"round_to": 1, "speedups": []}
+    point_keys = ("speedups",)
 
     def __post_init__(self) -> None:
         super().__post_init__()
         check_choice(self.decomposition, DECOMPOSITIONS, "method.decomposition")
-        if self.energy is None and self.threshold is None:
+        if self.energy is None and self.threshold is None and self.speedup is None:
             self.energy = self.default_energy
-        check_pruning_target(self.energy, self.threshold)
+        check_pruning_target(self.energy, self.threshold, self.speedup)
+        check_speedups(self.speedups)
         check(self.round_to >= 1, "method.round_to", f"must be >= 1, got {self.round_to}")
 
 
@@ -86,9 +115,10 @@ class SVDConfig(LowRankConfig):
         "method.regularizer.weight",
         "method.energy",
         "method.threshold",
+        "method.speedup",
     )
-    added = {"round_to": 1, "orthogonal_epochs": 0}
-    point_keys = ("energies",)
+    added = {"round_to": 1, "orthogonal_epochs": 0, "speedups": []}
+    point_keys = ("energies", "speedups")
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -98,7 +128,84 @@ class SVDConfig(LowRankConfig):
         check(all(0 <= e < 1 for e in self.energies), "method.energies", f"must each be in [0, 1), got {self.energies}")
 
 
-class LowRankMethod(Method):
+class SpeedupTargets:
+    """``method.speedup`` and ``method.speedups`` of a low-rank method (SVD training, post-hoc SVD, TRP):
+    the part it shares. ``check`` refuses a target beyond every layer at rank 1; ``prepare`` records the
+    input shape and the dense MACs (fvcore) that ``compress`` needs to search the energy
+    (:func:`svdbench.lowrank.search.energy_for_speedup`); an operating point made by
+    :meth:`speedup_points` reads them from its run's method (``origin``), whose ``prepare`` it shares.
+    The host class has ``config`` (``speedup``, ``speedups``, ``round_to``, ``merge_unprofitable``) and
+    :meth:`decomposed`."""
+
+    config: Any  # LowRankConfig or TRPConfig
+    #: the run's method an operating point comes from (None: this is the run's method)
+    origin: SpeedupTargets | None = None
+    #: (input shape, dense MACs) as ``prepare`` saw them, where a target is set
+    measured: tuple[tuple[int, ...], int] | None = None
+    #: what the search found at ``compress`` (``speedup`` set)
+    found: EnergyFound | None = None
+
+    def decomposed(self, model: nn.Module) -> nn.Module:
+        """``model`` (a copy of the dense one) decomposed in place, as this method will decompose it."""
+        raise NotImplementedError
+
+    def targets(self) -> list[float]:
+        return [x for x in (self.config.speedup, *self.config.speedups) if x is not None]
+
+    def check_targets(self, model: nn.Module, input_shape) -> None:
+        """ValueError naming the largest reachable speed-up (every decomposed layer at rank 1) when a
+        target is beyond it; computed on a copy of the dense ``model``."""
+        c = self.config
+        if not self.targets():
+            return
+        dense = analyze_macs(model, input_shape).macs
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # "left dense": prepare warns about those itself
+            work = self.decomposed(copy.deepcopy(model))
+        most = rank_one_speedup(work, input_shape, dense, c.round_to, c.merge_unprofitable)
+        for key, asked in (("method.speedup", [c.speedup]), ("method.speedups", c.speedups)):
+            if any(x is not None and x > most for x in asked):
+                shown = asked[0] if key == "method.speedup" else asked
+                raise ValueError(f"{key}={shown} is out of reach: at most {most:.2f}x (every layer at rank 1)")
+
+    def remember(self, model: nn.Module, input_shape) -> None:
+        """At ``prepare``, on the dense model: the input shape and dense MACs (only where a target is set)."""
+        if self.targets():
+            self.measured = (tuple(input_shape), analyze_macs(model, input_shape).macs)
+
+    def target_energy(self, model: nn.Module) -> float | None:
+        """The smallest energy reaching ``speedup`` on the decomposed ``model`` (None: no target)."""
+        c = self.config
+        if c.speedup is None:
+            return None
+        measured = self.measured or (self.origin.measured if self.origin is not None else None)
+        if measured is None:
+            raise RuntimeError("method.speedup: compress() needs the input shape prepare() records")
+        shape, dense = measured
+        self.found = energy_for_speedup(model, shape, c.speedup, dense, c.round_to, c.merge_unprofitable)
+        return self.found.energy
+
+    def target_details(self) -> dict:
+        """``energy_used``, ``speedup_target``, ``speedup_reached`` (fvcore's) where ``speedup`` drove it."""
+        if self.found is None:
+            return {}
+        return {
+            "energy_used": self.found.energy,
+            "speedup_target": self.config.speedup,
+            "speedup_reached": self.found.speedup,
+        }
+
+    def speedup_points(self, **changes) -> list[tuple[str, Method]]:
+        """One operating point per ``speedups`` target: a copy with that ``speedup``, ``changes`` and no points."""
+        points = []
+        for x in self.config.speedups:
+            point = self.reconfigured(speedup=x, speedups=[], **changes)
+            point.origin = self
+            points.append((speedup_label(x), point))
+        return points
+
+
+class LowRankMethod(SpeedupTargets, Method):
     """Decompose every conv, prune singular values, deploy pairs of small layers: what SVD training
     and post-hoc SVD share. ``init_mode`` is how ``prepare`` sets the factors (random or svd)."""
 
@@ -115,25 +222,39 @@ class LowRankMethod(Method):
     def init_mode(self) -> str:
         return "svd"
 
+    def decomposed(self, model: nn.Module) -> nn.Module:
+        c = self.config
+        return lowrank.decompose(model, c.decomposition, "svd", skip=c.skip, linear=c.decompose_linear)
+
+    def check(self, model: nn.Module, input_shape) -> None:
+        self.check_targets(model, input_shape)
+
     def prepare(self, model: nn.Module, input_shape) -> nn.Module:
         c = self.config
+        self.remember(model, input_shape)
         return lowrank.decompose(model, c.decomposition, self.init_mode, skip=c.skip, linear=c.decompose_linear)
 
     def compress(self, model: nn.Module) -> None:
         c = self.config
+        energy = self.target_energy(model)
         self.ranks_before, self.ranks_unrounded, self.ranks_after = lowrank.prune_recorded(
-            model, energy=c.energy, threshold=c.threshold, round_to=c.round_to
+            model, energy=c.energy if energy is None else energy, threshold=c.threshold, round_to=c.round_to
         )
 
     def export(self, model: nn.Module) -> nn.Module:
         return lowrank.export(model, merge_unprofitable=self.config.merge_unprofitable)
 
+    def operating_points(self) -> list[tuple[str, Method]]:
+        return self.speedup_points(energy=None, threshold=None)
+
     def details(self) -> dict:
-        """Every decomposed layer's rank as decomposed, kept by the pruning rule alone and kept after rounding."""
+        """Every decomposed layer's rank as decomposed, kept by the pruning rule alone and kept after
+        rounding; with ``speedup`` the energy found and the speed-up it reached."""
         return {
             "ranks_before": self.ranks_before,
             "ranks_unrounded": self.ranks_unrounded,
             "ranks_after": self.ranks_after,
+            **self.target_details(),
         }
 
 
@@ -172,5 +293,10 @@ class SVDTraining(LowRankMethod):
         return reg
 
     def operating_points(self) -> list[tuple[str, Method]]:
-        points = self.config.energies
-        return [(f"energy_{e:g}", self.reconfigured(energy=e, threshold=None, energies=[])) for e in points]
+        """One point per ``energies`` entry, then one per ``speedups`` target."""
+        c = self.config
+        by_energy = [
+            (f"energy_{e:g}", self.reconfigured(energy=e, threshold=None, speedup=None, energies=[], speedups=[]))
+            for e in c.energies
+        ]
+        return by_energy + self.speedup_points(energy=None, threshold=None, energies=[])

@@ -6,7 +6,8 @@ The pipeline first trains the dense network (stage ``pretrain``, unless ``init_f
 al. 2016: ``Cout x Cin*k*k``, deployed as k x k conv to r channels then 1x1) or spatial-wise
 (Jaderberg et al. 2014: ``Cin*kh x Cout*kw``, deployed as kh x 1 then 1 x kw); there is no
 ``train`` stage; ``compress`` drops each layer's singular-value tail holding at most ``energy`` of
-``sum(s^2)`` (or ``|s| < threshold``); stage ``finetune`` trains the factors; ``export`` deploys the
+``sum(s^2)`` (or ``|s| < threshold``, or at the smallest energy reaching ``speedup``; ``speedups``: one
+operating point per target); stage ``finetune`` trains the factors; ``export`` deploys the
 pairs of small layers (a layer whose pair would cost more than the dense layer stays dense when
 ``merge_unprofitable``).
 """

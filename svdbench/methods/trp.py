@@ -12,7 +12,9 @@ Stage ``train``: the weights stay dense. Every ``period`` iterations (the iterat
 
 ``compress``: every eligible conv becomes a :class:`svdbench.lowrank.LowRankConv2d` (SVD of the
 trained weight, so exact at full rank) pruned at the final ``threshold`` on ``|s|`` (reference code:
-0.05) or ``energy``. Stage ``finetune`` trains the factors; ``export`` deploys pairs of small convs.
+0.05), ``energy``, or the smallest energy reaching ``speedup`` (:class:`~.svd.SpeedupTargets`; ``speedups``:
+one operating point per target from the same training). Stage ``finetune`` trains the factors; ``export``
+deploys pairs of small convs.
 
 Eligible: ``nn.Conv2d`` with ``groups == 1`` and numeric zero padding, full rank >= 2, not matched
 by a ``skip`` pattern, not the first conv (``skip_first``) and not 1x1 (``skip_1x1``), as in the
@@ -33,7 +35,7 @@ from .. import lowrank
 from ..checks import check, check_choice
 from ..lowrank import LowRankConv2d, LowRankLayer
 from .base import Method, MethodConfig, register_method
-from .svd import DECOMPOSITIONS, check_pruning_target
+from .svd import DECOMPOSITIONS, SpeedupTargets, check_pruning_target, check_speedups
 
 
 class KernelReshape:
@@ -94,6 +96,8 @@ class TRPConfig(MethodConfig):
     nuclear_weight: float = 3e-4  # lambda of the nuclear-norm sub-gradient U_r V_r^T
     threshold: float | None = None  # final decomposition: drop |s| < threshold (null with energy null: 0.05)
     energy: float | None = None  # alternative: drop the tail holding at most this share of sum(s^2)
+    speedup: float | None = None  # alternative: the smallest energy whose deployed model reaches this speed-up
+    speedups: List[float] = field(default_factory=list)  # more results from the same training: one per target
     finetune_epochs: int = 3
     skip: List[str] = field(default_factory=list)  # fnmatch patterns of convs left dense
     skip_first: bool = True  # reference code: the first conv stays dense
@@ -101,9 +105,10 @@ class TRPConfig(MethodConfig):
     merge_unprofitable: bool = True  # deploy a layer dense where its factor pair costs more
     round_to: int = 1  # round each final rank up to a multiple of this (at most full rank); 1: off
 
-    headline = ("method.decomposition", "method.period", "method.energy_kept", "method.threshold")
+    headline = ("method.decomposition", "method.period", "method.energy_kept", "method.threshold", "method.speedup")
     renamed = {"energy_train": "energy_kept"}
-    added = {"round_to": 1}
+    added = {"round_to": 1, "speedups": []}
+    point_keys = ("speedups",)
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -112,14 +117,15 @@ class TRPConfig(MethodConfig):
         check(0 < self.energy_kept <= 1, "method.energy_kept", f"must be in (0, 1], got {self.energy_kept}")
         check(self.nuclear_weight >= 0, "method.nuclear_weight", f"must be >= 0, got {self.nuclear_weight}")
         check(self.round_to >= 1, "method.round_to", f"must be >= 1, got {self.round_to}")
-        if self.threshold is None and self.energy is None:
+        if self.threshold is None and self.energy is None and self.speedup is None:
             self.threshold = 0.05
-        check_pruning_target(self.energy, self.threshold)
+        check_pruning_target(self.energy, self.threshold, self.speedup)
+        check_speedups(self.speedups)
 
 
 @register_method("trp")
-class TRP(Method):
-    """Give the final ``threshold`` or ``energy``; with neither, ``threshold`` is 0.05."""
+class TRP(SpeedupTargets, Method):
+    """Give the final ``threshold``, ``energy`` or ``speedup``; with none, ``threshold`` is 0.05."""
 
     Config = TRPConfig
     compresses = True
@@ -133,9 +139,27 @@ class TRP(Method):
         self.ranks_unrounded: dict[str, int] = {}
         self.ranks_after: dict[str, int] = {}
 
-    def prepare(self, model: nn.Module, input_shape) -> nn.Module:
+    def eligible(self, model: nn.Module) -> list[str]:
         c = self.config
-        self.layers = eligible_convs(model, c.decomposition, c.skip, c.skip_first, c.skip_1x1)
+        return eligible_convs(model, c.decomposition, c.skip, c.skip_first, c.skip_1x1)
+
+    def decomposed(self, model: nn.Module) -> nn.Module:
+        return self.decompose(model, self.eligible(model))
+
+    def decompose(self, model: nn.Module, layers: list[str]) -> nn.Module:
+        """``layers`` of the dense ``model`` as :class:`LowRankConv2d` (SVD of their weights), in place."""
+        keep = set(layers)
+        left = [
+            glob.escape(n) for n, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear)) and n not in keep
+        ]
+        return lowrank.decompose(model, self.config.decomposition, "svd", skip=left)
+
+    def check(self, model: nn.Module, input_shape) -> None:
+        self.check_targets(model, input_shape)
+
+    def prepare(self, model: nn.Module, input_shape) -> nn.Module:
+        self.layers = self.eligible(model)
+        self.remember(model, input_shape)
         return model
 
     def _due(self, step: int, stage: str) -> bool:
@@ -167,19 +191,23 @@ class TRP(Method):
             self.ranks_train[name] = int(s.numel())
         self.truncations += 1
 
-    def compress(self, model: nn.Module) -> dict:
-        keep = set(self.layers)
-        left = [
-            glob.escape(n) for n, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear)) and n not in keep
-        ]
-        lowrank.decompose(model, self.config.decomposition, "svd", skip=left)
+    def compress(self, model: nn.Module) -> None:
+        if self.origin is not None:  # an operating point: its run's eligible convs and training record
+            self.layers = list(self.origin.layers)
+            self.truncations, self.ranks_train = self.origin.truncations, dict(self.origin.ranks_train)
+        self.decompose(model, self.layers)
         c = self.config
+        energy = self.target_energy(model)
         self.ranks_before, self.ranks_unrounded, self.ranks_after = lowrank.prune_recorded(
-            model, energy=c.energy, threshold=c.threshold, round_to=c.round_to
+            model, energy=c.energy if energy is None else energy, threshold=c.threshold, round_to=c.round_to
         )
 
     def export(self, model: nn.Module) -> nn.Module:
         return lowrank.export(model, merge_unprofitable=self.config.merge_unprofitable)
+
+    def operating_points(self) -> list[tuple[str, Method]]:
+        """One point per ``speedups`` target, from the same trained dense weights."""
+        return self.speedup_points(energy=None, threshold=None)
 
     def state_dict(self) -> dict:
         return {"truncations": self.truncations, "ranks_train": dict(self.ranks_train)}
@@ -190,7 +218,8 @@ class TRP(Method):
 
     def details(self) -> dict:
         """The eligible convs, the truncations done, the ranks the last truncation kept
-        (``ranks_train``) and the final ranks as decomposed, by the rule alone and after rounding."""
+        (``ranks_train``) and the final ranks as decomposed, by the rule alone and after rounding; with
+        ``speedup`` the energy found and the speed-up it reached."""
         return {
             "layers": list(self.layers),
             "truncations": self.truncations,
@@ -198,4 +227,5 @@ class TRP(Method):
             "ranks_before": dict(self.ranks_before),
             "ranks_unrounded": dict(self.ranks_unrounded),
             "ranks_after": dict(self.ranks_after),
+            **self.target_details(),
         }

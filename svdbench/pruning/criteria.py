@@ -1,5 +1,5 @@
 """Filter-pruning criteria: a registry of scoring functions, one per name (``l1``, ``l2``,
-``fpgm``, and any a plug-in adds with :func:`register_criterion`).
+``fpgm``, ``random``, and any a plug-in adds with :func:`register_criterion`).
 
 The contract. A criterion is ``fn(filters: Tensor[C, F]) -> Tensor[C]``: the per-filter scores
 of ONE group, **higher kept** (the lowest-scored channels are pruned first; of equal scores, the
@@ -19,11 +19,11 @@ and its resumption draw the same numbers.
 
 A plug-in adds one where it is defined::
 
-    @register_criterion("random")
-    def random_scores(filters: torch.Tensor) -> torch.Tensor:
-        return torch.rand(filters.shape[0])
+    @register_criterion("weight_variance")
+    def weight_variance(filters: torch.Tensor) -> torch.Tensor:
+        return filters.var(dim=1)
 
-and names it in a :class:`~svdbench.methods.FilterPruning` subclass (``criterion = "random"``).
+and names it in a :class:`~svdbench.methods.FilterPruning` subclass (``criterion = "weight_variance"``).
 """
 
 from __future__ import annotations
@@ -79,3 +79,11 @@ def geometric_median_distance(filters: torch.Tensor) -> torch.Tensor:
     """Sum of the Euclidean distances to the group's other filters (FPGM, He et al., CVPR 2019): the
     filters nearest the geometric median (smallest sum) are the most replaceable and are pruned."""
     return torch.cdist(filters.unsqueeze(0), filters.unsqueeze(0)).squeeze(0).sum(1)
+
+
+@register_criterion("random")
+def random_scores(filters: torch.Tensor) -> torch.Tensor:
+    """One uniform draw per filter from torch's default CPU generator (seeded per run and checkpointed by
+    svdbench, and the same on every device): a random choice of the filters, the control that tells
+    whether a criterion matters."""
+    return torch.rand(filters.shape[0], dtype=torch.float64)
