@@ -113,6 +113,9 @@ def test_jobs_sharing_one_directory_are_refused_before_the_sweep(tmp_path, run_p
         (["-m", "hydra/launcher=slurm", "seed=0,1"],
          "config error: hydra/launcher: SlurmLauncher needs a SLURM cluster (srun and sbatch on the PATH); on this "
          "machine run the sweep without it (the default launcher) or with hydra/launcher=local_parallel"),
+        (["+debug=tiny", "method.energies=[0.1,0.1000001]"],
+         "config error: method.energies label two points alike (energy_0.1): give distinct energies, got [0.1, "
+         "0.1000001]"),
         (["-m", "trainer.lr=interval(0.001,0.01)"],
          "config error: trainer.lr=interval(0.001,0.01): the basic sweeper cannot sweep a range; list the values "
          "(key=a,b,c) or use a sampling sweeper (+sweep=optuna_pareto)"),

@@ -126,6 +126,13 @@ class SVDConfig(LowRankConfig):
         check(self.orthogonal_epochs >= 0, "method.orthogonal_epochs", f"must be >= 0, got {self.orthogonal_epochs}")
         check(self.orthogonality >= 0, "method.orthogonality", f"must be >= 0, got {self.orthogonality}")
         check(all(0 <= e < 1 for e in self.energies), "method.energies", f"must each be in [0, 1), got {self.energies}")
+        labels = [f"energy_{e:g}" for e in self.energies]
+        twice = sorted({label for label in labels if labels.count(label) > 1})
+        check(
+            not twice,
+            "method.energies",
+            f"label two points alike ({', '.join(twice)}): give distinct energies, got {self.energies}",
+        )
 
 
 class SpeedupTargets:
