@@ -61,7 +61,8 @@ STAGES = ("pretrain", "orthogonal", "train", "finetune")
 BEFORE_COMPRESS = STAGES[:3]
 #: top-level config keys that say how a run is executed and measured, not what it is
 RESUME_IGNORED = ("resume", "keep_checkpoints", "checkpoint", "measure", "logger", "trainer.progress",
-                  "trainer.num_workers", "trainer.eval_batch_size", "dataset.root", "dataset.download")  # fmt: skip
+                  "trainer.num_workers", "trainer.eval_batch_size", "trainer.epoch_eval", "dataset.root",
+                  "dataset.download")  # fmt: skip
 
 
 def save_checkpoint(state: dict[str, Any], path: str | Path) -> Path:

@@ -120,6 +120,9 @@ class TrainerConfig:
     deterministic: bool = True
     progress: bool = True  # progress bars (drawn on a terminal only; logs get one line per epoch)
     bn_recalibration_batches: int = 50  # after compression: re-estimate BatchNorm statistics (0: off)
+    # the splits evaluated after every epoch (the history's test/val top-1): test, val; every stage still ends with a
+    # test evaluation and the deployed model with both. [val] spares a large test set's pass every epoch
+    epoch_eval: List[str] = field(default_factory=lambda: ["test", "val"])
     # CUDA speed options (svdbench.optim.resolve_accel; docs/distributed.md); auto = on only where safe, all off on CPU
     amp: str = "auto"  # auto | off | bf16 | fp16 (auto: bf16 where the GPU supports it, else fp16 + GradScaler)
     channels_last: str = "auto"  # auto | true | false (auto: on for CUDA)
@@ -151,6 +154,11 @@ class TrainerConfig:
         check(self.eval_batch_size > 0, "trainer.eval_batch_size", f"must be > 0, got {self.eval_batch_size}")
         check_choice(self.device, ("auto", "cpu", "cuda"), "trainer.device")
         check(self.bn_recalibration_batches >= 0, "trainer.bn_recalibration_batches", "must be >= 0")
+        check(
+            set(self.epoch_eval) <= {"test", "val"},
+            "trainer.epoch_eval",
+            f"lists splits to evaluate every epoch, test and/or val, got {list(self.epoch_eval)}",
+        )
         check(self.num_workers >= 0, "trainer.num_workers", f"must be >= 0, got {self.num_workers}")
         check_choice(self.amp, ("auto", "off", "bf16", "fp16"), "trainer.amp")
         for key in ("channels_last", "cudnn_benchmark"):

@@ -108,10 +108,15 @@ class StageRunner:
 
         def record(epoch: dict) -> None:
             rec.history.append(epoch)
+            evaluated = "".join(
+                f", {split} top1 {epoch[f'{split}_top1']:.2f}"
+                for split in ("test", "val")
+                if epoch.get(f"{split}_top1") is not None
+            )
             log.info(
-                "%s epoch %d: loss %.4f (reg %.4f), train top1 %.2f, test top1 %.2f%s",
-                *(epoch[k] for k in ("stage", "epoch", "train_loss", "reg_loss", "train_top1", "test_top1")),
-                f", val top1 {epoch['val_top1']:.2f}" if epoch.get("val_top1") is not None else "",
+                "%s epoch %d: loss %.4f (reg %.4f), train top1 %.2f%s",
+                *(epoch[k] for k in ("stage", "epoch", "train_loss", "reg_loss", "train_top1")),
+                evaluated,
             )
             if self.on_epoch:
                 self.on_epoch(epoch)
@@ -134,6 +139,7 @@ class StageRunner:
             progress=progress,
             accel=bench.accel,
             ddp=distributed.world_size() > 1,
+            epoch_eval=tuple(self.plan.cfg.trainer.epoch_eval),
         )
         hooks = StageHooks(on_epoch=record, save=save, stop=self.guard, resume=resume)
         train_stage(net, method, bench.data.train, bench.data.test, options=options, hooks=hooks, val=bench.data.val)

@@ -38,7 +38,8 @@ __all__ = ["StageHooks", "StageOptions", "train_stage"]
 class StageOptions:
     """What :func:`train_stage` trains: ``epochs`` epochs of ``optim`` under the name ``stage`` on
     ``device``, with a progress bar (drawn only on a terminal), the speed options ``accel`` and, with
-    ``ddp``, DistributedDataParallel (every rank calls :func:`train_stage` together)."""
+    ``ddp``, DistributedDataParallel (every rank calls :func:`train_stage` together); ``epoch_eval``:
+    the splits evaluated after every epoch (``test``, ``val``)."""
 
     epochs: int
     optim: OptimConfig
@@ -47,6 +48,7 @@ class StageOptions:
     progress: bool = True
     accel: Accel = field(default_factory=Accel)
     ddp: bool = False
+    epoch_eval: tuple[str, ...] = ("test", "val")
 
 
 @dataclass
@@ -296,8 +298,9 @@ def train_stage(
             distributed.broadcast_buffers(model)  # BatchNorm statistics: rank 0's, as DDP's next forward would
             metrics = _Metrics(metrics.global_sums(True))
         method.on_epoch_end(model, epoch, stage)
-        rec = metrics.record(stage, epoch + 1, evaluate(model, test, options.device), step.lr)
-        if val is not None:
+        tested = evaluate(model, test, options.device) if "test" in options.epoch_eval else {"top1": None, "loss": None}
+        rec = metrics.record(stage, epoch + 1, tested, step.lr)
+        if val is not None and "val" in options.epoch_eval:
             ev = evaluate(model, val, options.device)
             rec.update(val_top1=ev["top1"], val_loss=ev["loss"])
         history.append(rec)

@@ -90,3 +90,14 @@ def test_nan_loss_names_stage_and_epoch():
     net, method, data = setup(NanFromSecondEpoch.create(regularizer=SparsityRegularizer()))
     with pytest.raises(DivergedError, match=r"loss became nan in stage 'finetune', epoch 2$"):
         train_stage(net, method, data.train, data.test, options(stage="finetune"))
+
+
+def test_epoch_eval_chooses_the_splits_evaluated_every_epoch():
+    """trainer.epoch_eval=[val] spares the test pass of every epoch (a large test set's cost); nothing else
+    of the training changes."""
+    net, method, data = setup()
+    full = train_stage(net, method, data.train, data.test, options(epochs=1), val=data.test)
+    net, method, data = setup()
+    some = train_stage(net, method, data.train, data.test, options(epochs=1, epoch_eval=("val",)), val=data.test)
+    assert full[0]["test_top1"] is not None and some[0]["test_top1"] is None
+    assert some[0]["val_top1"] == full[0]["val_top1"] and some[0]["train_loss"] == full[0]["train_loss"]

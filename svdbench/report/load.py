@@ -30,6 +30,7 @@ from ..results import RunRecord, comparable_config, comparable_key, find_results
 IGNORED_KEYS = (
     "seed", "hydra", "logger", "resume", "checkpoint", "keep_checkpoints", "save_model", "init_from",
     "dataset.root", "dataset.download", "trainer.progress", "trainer.num_workers", "trainer.eval_batch_size",
+    "trainer.epoch_eval",
 )  # fmt: skip
 
 
