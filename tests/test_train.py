@@ -95,8 +95,10 @@ def test_nan_loss_names_stage_and_epoch():
 def test_epoch_eval_chooses_the_splits_evaluated_every_epoch():
     """trainer.epoch_eval=[val] spares the test pass of every epoch (a large test set's cost); nothing else
     of the training changes."""
+    torch.manual_seed(0)
     net, method, data = setup()
     full = train_stage(net, method, data.train, data.test, options(epochs=1), val=data.test)
+    torch.manual_seed(0)
     net, method, data = setup()
     some = train_stage(net, method, data.train, data.test, options(epochs=1, epoch_eval=("val",)), val=data.test)
     assert full[0]["test_top1"] is not None and some[0]["test_top1"] is None
