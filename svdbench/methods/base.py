@@ -73,6 +73,9 @@ class MethodConfig:
     #: training's ``energies``): they do not change the main result, so the report leaves them out of
     #: a configuration
     point_keys: ClassVar[tuple[str, ...]] = ()
+    #: keys that name another run's directory (scratch's ``architecture_from``): a path that differs from seed
+    #: to seed, so the report compares them only as set or not
+    path_keys: ClassVar[tuple[str, ...]] = ()
 
     def __post_init__(self) -> None:
         check(self.finetune_epochs >= 0, "method.finetune_epochs", f"must be >= 0, got {self.finetune_epochs}")

@@ -78,8 +78,12 @@ class ScratchConfig(MethodConfig):
     # the train stage's epochs: null, from the source by budget_rule (recorded as worked out); with
     # architecture_from null: trainer.epochs
     epochs: int | None = None
+    # the source's method (and decomposition), worked out when planned: what the report groups scratch runs by,
+    # since architecture_from is a path that differs from seed to seed
+    source: str | None = None
 
-    headline = ("method.architecture_from", "method.budget_rule", "method.epochs")
+    headline = ("method.source", "method.budget_rule", "method.epochs")
+    path_keys = ("architecture_from",)
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -120,6 +124,13 @@ class Source:
             epochs = math.floor(epochs * self.results["macs_dense"] / self.results["macs"] + 0.5)
         return max(1, epochs)
 
+    def label(self) -> str:
+        """The source's method as the report names it by default, with its decomposition where it has one
+        (``svd/spatial``)."""
+        method = (self.results.get("config") or {}).get("method") or {}
+        decomposition = method.get("decomposition")
+        return f"{self.results.get('method')}/{decomposition}" if decomposition else str(self.results.get("method"))
+
     def speedup_target(self) -> float | None:
         """The MAC speed-up the source aimed at: ``config.method.speedup`` or ``method_details.speedup_target``."""
         target = ((self.results.get("config") or {}).get("method") or {}).get("speedup")
@@ -148,9 +159,10 @@ class Scratch(Method):
             return self
         if trained:
             raise ValueError(f"method=scratch trains from random weights: init_from would be discarded ({KEY} is set)")
+        changes = {"source": self.source.label()}
         if self.config.epochs is None:
-            return self.reconfigured(epochs=self.source.epochs(self.config.budget_rule))
-        return self
+            changes["epochs"] = self.source.epochs(self.config.budget_rule)
+        return self.reconfigured(**changes)
 
     def check(self, model: nn.Module, input_shape) -> None:
         """The source was made of this model, data and input (same dense MACs and parameters), and its

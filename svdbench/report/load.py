@@ -93,11 +93,14 @@ def flatten(d: Any, prefix: str = "") -> dict:
 def configuration(config: dict, method: str) -> dict:
     """The config keys that define a configuration: the comparable config
     (:func:`svdbench.results.comparable_config`) without :data:`IGNORED_KEYS` and the method's
-    ``point_keys`` (where the method is registered in this process)."""
+    ``point_keys``, its ``path_keys`` as set or not (where the method is registered in this process)."""
     cls = METHODS.find(method)
     ignored = (*IGNORED_KEYS, *(f"method.{k}" for k in (cls.Config.point_keys if cls is not None else ())))
     flat = flatten(comparable_config(config, method))
     out = {k: v for k, v in flat.items() if not any(k == i or k.startswith(i + ".") for i in ignored)}
+    for key in cls.Config.path_keys if cls is not None else ():  # a path that differs per seed: set or not
+        if f"method.{key}" in out:
+            out[f"method.{key}"] = bool(out[f"method.{key}"])
     out["init_from"] = bool(config.get("init_from"))
     return out
 
