@@ -120,6 +120,16 @@ def sweep_points(overrides: list[str]) -> list[list[str]]:
     return points
 
 
+def preset_axes(line: CommandLine, first: list[str]) -> list[str]:
+    """The sweep axes a preset declares (``hydra.sweeper.params`` of ``+sweep=...``), as overrides, but
+    for keys the command line sets itself: preflight checks their values as the command line's. ``first``:
+    the command line's first job (its axes at their first values)."""
+    cfg = compose_config(first, line.config_dir, line.config_name, hydra=True, config_path=line.config_path)
+    params = OmegaConf.to_container(cfg.hydra.sweeper, resolve=False).get("params") or {}
+    given = {o.split("=", 1)[0].lstrip("+~") for o in line.overrides}
+    return [f"{k}={v}" for k, v in params.items() if k not in given]
+
+
 def sampled_axes(overrides: list[str]) -> list[str]:
     """The overrides that a sampling sweeper (Optuna) draws from, not a list: ``interval(a, b)``."""
     parsed = OverridesParser.create().parse_overrides(overrides)
@@ -150,24 +160,29 @@ def compose_config(
 def preflight(argv: list[str]) -> None:
     """Compose and validate the config before Hydra starts: exit code 2 with one line on stderr for
     any mistake, nothing written. A single run also has its run directory checked (writable, not
-    holding another experiment); a multirun has every value of its command-line axes checked.
-    ``--cfg job`` prints the config the run would record (what runs: resolved, the method configured
-    for its starting point and budget) and exits; ``--help``, ``--cfg hydra`` and the like are left to
+    holding another experiment); a multirun has every value of its axes checked (the command line's
+    and its preset's ``hydra.sweeper.params``). ``--cfg job`` prints the config the run (or the
+    sweep's first job) would record (what runs: resolved, the method configured for its starting point
+    and budget) and exits; ``--help``, ``--cfg hydra`` and the like are left to
     Hydra."""
     try:
         line = parse_command_line(argv[1:])
     except ValueError:
         return
     try:
-        points = sweep_points(line.overrides) if line.multirun else [line.overrides]
-        sampled = sampled_axes(line.overrides)
+        overrides = line.overrides + (preset_axes(line, sweep_points(line.overrides)[0]) if line.multirun else [])
+        points = sweep_points(overrides) if line.multirun else [overrides]
+        sampled = sampled_axes(overrides)
+    except InputError as err:
+        fail(str(err))
     except Exception as err:  # an override Hydra cannot parse
         fail(schema.explain(err))
     if sampled and not line.multirun:
         fail(f"{sampled[0]} is a range to sample: run a sweep (-m) with a sampling sweeper (+sweep=optuna_pareto)")
-    for overrides in points:
+    plans = []
+    for point in points:
         try:
-            cfg = compose_config(overrides, line.config_dir, line.config_name, hydra=True, config_path=line.config_path)
+            cfg = compose_config(point, line.config_dir, line.config_name, hydra=True, config_path=line.config_path)
             if sampled and "optuna" not in str(OmegaConf.select(cfg, "hydra.sweeper._target_", default="")).lower():
                 fail(f"{sampled[0]}: the basic sweeper cannot sweep a range; list the values (key=a,b,c) or use a "
                      "sampling sweeper (+sweep=optuna_pareto)")  # fmt: skip
@@ -176,17 +191,19 @@ def preflight(argv: list[str]) -> None:
             launcher = str(OmegaConf.select(cfg, "hydra.launcher._target_", default="") or "")
             with open_dict(cfg):
                 del cfg["hydra"]
-            planned = plan(cfg)
+            plans.append(plan(cfg))
         except InputError as err:
             fail(str(err))
         except Exception as err:
             fail(schema.explain(err))
-    if line.print_job and not line.multirun:
-        print("# the config this run records in results.json: resolved, the method configured for its start and budget")
-        print(OmegaConf.to_yaml(planned.config), end="")
-        raise SystemExit(0)
+    planned = plans[-1]
     if line.print_job:
-        return
+        what = (
+            f"the first of the sweep's jobs ({' '.join(points[0]) or 'no override'})" if line.multirun else "this run"
+        )
+        print(f"# the config {what} records in results.json: resolved, the method configured for its start and budget")
+        print(OmegaConf.to_yaml(plans[0].config), end="")
+        raise SystemExit(0)
     if line.multirun:
         check_launcher(launcher)
         check_sweep(cfg_hydra, len(points))

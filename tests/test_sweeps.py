@@ -16,8 +16,8 @@ from svdbench.methods import METHODS
 
 ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "conf"
-#: study_budget is the study presets' shared part, included by them, not a sweep of its own
-SWEEPS = sorted(p.stem for p in (CONF / "sweep").glob("*.yaml") if p.stem != "study_budget")
+#: study_budget and study_data are the study presets' shared parts, included by them, not sweeps of their own
+SWEEPS = sorted(p.stem for p in (CONF / "sweep").glob("*.yaml") if p.stem not in ("study_budget", "study_data"))
 
 
 def axis(key: str, values: str) -> list[str]:
@@ -42,7 +42,11 @@ def test_every_preset_is_tested():
             "prune_speedup", "trp_grid", "optuna_pareto"} <= set(SWEEPS)  # fmt: skip
 
 
-@pytest.mark.parametrize("name", [s for s in SWEEPS if s != "optuna_pareto"])
+#: presets that compose only once the runs they read exist (study_scratch: study_svd's architectures)
+LATER = ("optuna_pareto", "study_scratch")
+
+
+@pytest.mark.parametrize("name", [s for s in SWEEPS if s not in LATER])
 def test_grid_preset_composes_at_every_corner(name, compose_cfg, build):
     cfg = compose_cfg([f"+sweep={name}"], hydra=True)
     assert cfg.hydra.mode == RunMode.MULTIRUN
@@ -171,20 +175,24 @@ def test_single_run_input_error_still_writes_nothing(tmp_path, run_py, tiny):
     assert not (out / "results.json").exists()
 
 
-@pytest.mark.parametrize("name", ["study_svd", "study_posthoc", "study_filter", "study_trp"])
+@pytest.mark.parametrize("name", ["study_svd", "study_round_to", "study_posthoc", "study_filter", "study_trp"])
 def test_study_presets_share_one_budget_and_their_seeds_dense_start(name, compose_cfg, build):
-    """docs/results.md: every method starts from its seed's dense run of +sweep=study_dense and
-    spends 4 epochs after it (3 training + 1 fine-tuning, or 4 fine-tuning for a method that does not
-    train), two jobs at a time."""
+    """docs/results.md: every method starts from its seed's dense run of +sweep=study_dense, trains on the
+    same 15000 images and spends 4 epochs after it (3 training + 1 fine-tuning, or 4 fine-tuning for a
+    method that does not train), driven to 1.5x, 2x and 3x, three seeds, two jobs at a time."""
     dense = compose_cfg(["+sweep=study_dense", "seed=1"], hydra=True)
     dense_dir = f"{dense.hydra.sweep.dir}/{dense.hydra.sweep.subdir}"
     cfg = compose_cfg([f"+sweep={name}", "seed=1"], hydra=True)
     assert cfg.init_from == dense_dir == "outputs/study/dense/seed1"
+    assert cfg.dataset.train_subset == dense.dataset.train_subset == 15000
     assert (cfg.trainer.epochs, cfg.trainer.budget, cfg.measure.latency) == (3, 4, False)
     assert cfg.hydra.launcher.n_jobs == 2 and cfg.hydra.mode == RunMode.MULTIRUN
     assert str(cfg.hydra.sweep.dir).startswith("outputs/study/")
+    assert "seed: 0,1,2" in OmegaConf.to_yaml(cfg.hydra.sweeper.params)
     subdir = OmegaConf.to_container(cfg.hydra.sweep, resolve=False)["subdir"]
     assert "seed${seed}" in subdir  # one named directory per job and seed: a rerun keeps completed runs
+    targets = sorted({*(cfg.method.get("speedups") or []), cfg.method.speedup} - {None})
+    assert targets == [1.5, 2.0, 3.0] or str(cfg.hydra.sweeper.params["method.speedup"]) == "1.5,2.0,3.0"
     with open_dict(cfg):
         del cfg["hydra"]
     typed, method = build(cfg)
