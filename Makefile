@@ -48,7 +48,7 @@ lint: install
 clean:
 	rm -rf outputs multirun .pytest_cache
 
-# The Fashion-MNIST study of docs/results.md: ResNet-8 on 15000 training images, seeds 0, 1 and 2, a converged
+# The Fashion-MNIST study of docs/results.md: ResNet-8 on 10000 training images, seeds 0, 1 and 2, a converged
 # dense model per seed, then every method from its seed's dense checkpoint with one budget, each driven to the
 # MAC speed-ups 1.5x, 2x and 3x (conf/sweep/study_*.yaml), the 2x architecture of spatial SVD training trained
 # from scratch, two jobs at a time; completed runs are kept when rerun. Then latency and the reports.

@@ -178,13 +178,13 @@ def test_single_run_input_error_still_writes_nothing(tmp_path, run_py, tiny):
 @pytest.mark.parametrize("name", ["study_svd", "study_round_to", "study_posthoc", "study_filter", "study_trp"])
 def test_study_presets_share_one_budget_and_their_seeds_dense_start(name, compose_cfg, build):
     """docs/results.md: every method starts from its seed's dense run of +sweep=study_dense, trains on the
-    same 15000 images and spends 4 epochs after it (3 training + 1 fine-tuning, or 4 fine-tuning for a
+    same 10000 images and spends 4 epochs after it (3 training + 1 fine-tuning, or 4 fine-tuning for a
     method that does not train), driven to 1.5x, 2x and 3x, three seeds, two jobs at a time."""
     dense = compose_cfg(["+sweep=study_dense", "seed=1"], hydra=True)
     dense_dir = f"{dense.hydra.sweep.dir}/{dense.hydra.sweep.subdir}"
     cfg = compose_cfg([f"+sweep={name}", "seed=1"], hydra=True)
     assert cfg.init_from == dense_dir == "outputs/study/dense/seed1"
-    assert cfg.dataset.train_subset == dense.dataset.train_subset == 15000
+    assert cfg.dataset.train_subset == dense.dataset.train_subset == 10000
     assert (cfg.trainer.epochs, cfg.trainer.budget, cfg.measure.latency) == (3, 4, False)
     assert cfg.hydra.launcher.n_jobs == 2 and cfg.hydra.mode == RunMode.MULTIRUN
     assert str(cfg.hydra.sweep.dir).startswith("outputs/study/")
