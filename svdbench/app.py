@@ -30,10 +30,11 @@ from . import distributed, tracking
 from .errors import CheckpointError, DivergedError, InputError, Preempted, one_line
 from .methods import Method
 from .methods.base import METHOD_GROUPS
-from .pipeline import Run, summary
+from .pipeline import Run
 from .plan import RunPlan, make_plan
 from .results import RESULTS_FILE, RunRecord, read_results, write_results
 from .rundir import RunLock, check_run_dir, check_sweep_dir
+from .summary import summary
 
 log = logging.getLogger("svdbench")
 CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")

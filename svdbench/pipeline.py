@@ -36,14 +36,14 @@ from .methods.base import Method
 from .models import model_label, model_options
 from .plan import RunPlan, make_plan
 from .points import OperatingPoints, Trained
-from .results import RESULTS_FILE, RunRecord, versions
+from .results import RunRecord, versions
 from .rundir import RunLock, check_run_dir, clear_run
 from .stages import Leg, StageRunner, recorded
 from .workbench import Workbench
 
 log = logging.getLogger("svdbench")
 
-__all__ = ["Run", "run_experiment", "summary"]
+__all__ = ["Run", "run_experiment"]
 
 
 def run_experiment(
@@ -216,15 +216,3 @@ def _samples(bench: Workbench) -> dict[str, int]:
     data = bench.data
     out = {"train": data.num_train, "val": data.num_val, "test": data.num_test}
     return {**out, "dropped_per_epoch": data.dropped_per_epoch} if data.dropped_per_epoch else out
-
-
-def summary(results: dict, run_dir: str | Path) -> str:
-    """The short console summary that ends a run."""
-    st = results.get("stage_top1", {})
-    stages = ", ".join(f"{k} {v:.2f}" for k, v in st.items())
-    return (
-        f"{results['method']} on {results['model']}/{results['dataset']}: top1 {results['top1']:.2f}% "
-        f"({stages}) | MACs {results['macs'] / 1e6:.2f}M (dense {results['macs_dense'] / 1e6:.2f}M, "
-        f"speed-up {results['speedup']:.2f}x) | params {results['params'] / 1e3:.1f}k | "
-        f"{results['wall_time']['total']:.0f}s\nresults: {Path(run_dir) / RESULTS_FILE}"
-    )
