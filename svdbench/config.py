@@ -311,8 +311,11 @@ def _full_key(err: BaseException) -> str | None:
 
 
 def explain(err: BaseException) -> str:
-    """One line for an error Hydra or OmegaConf raised while composing, renamed keys named."""
-    return _explain(err, "")
+    """One line for an error Hydra or OmegaConf raised while composing, renamed keys named, and the
+    choices of a config group where a choice was not found (``method=svdd``)."""
+    options = getattr(err, "options", None)  # hydra.errors.MissingConfigException of a group option
+    choices = f": choose from {', '.join(map(str, options))}" if options else ""
+    return _explain(err, "") + choices
 
 
 def validate(cfg: DictConfig | dict) -> Config:

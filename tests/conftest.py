@@ -32,7 +32,8 @@ CONF = ROOT / "conf"
 os.environ.setdefault("WANDB_MODE", "disabled")
 # run.py subprocesses: one thread each, so a test never oversubscribes the 2 cores of CI
 os.environ["OMP_NUM_THREADS"] = "1"
-torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+# in-process work: the cores, or one per worker when pytest-xdist runs the suite in several processes
+torch.set_num_threads(1 if os.environ.get("PYTEST_XDIST_WORKER") else max(1, min(2, os.cpu_count() or 1)))
 register_configs()
 
 #: the tiny configuration of every end-to-end run (conf/debug/tiny.yaml: synthetic 16x16 data, ResNet-8, one

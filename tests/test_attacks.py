@@ -130,7 +130,7 @@ CONFIG = [
     ("model.family=keras", "model.family must be cifar_resnet, torchvision or timm"),
     ("model=resnet9", "Could not find 'model/resnet9'"),
     ("method=magic", "Could not find 'method/magic'"),
-    ("regularizer=l3", "Could not find 'regularizer/l3'"),
+    ("regularizer=l3", "Could not find 'regularizer/l3': choose from hoyer, hoyer_square, l1, none"),
     # types
     ("trainer.lr=fast", "could not be converted to Float (key: trainer.lr)"),
     ("trainer.epochs=1.5", "could not be converted to Integer (key: trainer.epochs)"),

@@ -72,7 +72,7 @@ BAD = [
     ("trainer.optimizer=rmsprop", "trainer.optimizer must be sgd or adam"),
     ("trainer.milestones=[81,122]", "trainer.milestones are fractions of a stage"),
     ("model=resnet9", "Could not find 'model/resnet9'"),
-    ("method=magic", "Could not find 'method/magic'"),
+    ("method=magic", "Could not find 'method/magic': choose from dense, fpgm, l1_filter, random_filter"),
     ("dataset.name=mnist", "dataset.name must be one of"),
     ("method=trp method.energy_train=0.95", "method.energy_train was renamed: use method.energy_kept"),
     ("method=trp +method.energy_train=0.95", "method.energy_train was renamed: use method.energy_kept"),
