@@ -2,14 +2,19 @@
 leaves nothing of the previous report behind; names become file names and table cells safely."""
 
 import errno
+import hashlib
 import json
+import os
 import shutil
+import stat
 
 import pytest
 
+from svdbench import cli
 from svdbench.report import build as build_module
 from svdbench.report import build_report
-from svdbench.report.tables import file_stems
+from svdbench.report.render import code_span, latex_escape, plot_text
+from svdbench.report.tables import STEM_MAX, file_stems
 
 
 def record(path, method, seed, top1, macs, **extra):
@@ -100,3 +105,75 @@ def test_names_with_table_syntax_stay_in_their_cell(tmp_path):
     table = (out / "comparison.md").read_text().splitlines()
     assert len(table) == 4 and any("| a\\|b cd |" in row for row in table[2:])  # one line per row
     assert "a\\_(b)" in (out / "comparison.tex").read_text()
+
+
+def test_a_report_of_nothing_leaves_the_previous_report(runs, tmp_path, capsys):
+    out = tmp_path / "report"
+    build_report([runs], out)
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert cli.main(["report", str(empty), "--out", str(out)]) == 1
+    assert "no usable results.json" in capsys.readouterr().err
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+
+
+def test_a_users_file_of_a_report_name_is_kept_by_the_next_report(runs, tmp_path):
+    out = tmp_path / "report"
+    build_report([runs], out)
+    listed = json.loads((out / "summary.json").read_text())["files"]
+    assert "report.md" in listed and "summary.json" in listed and "comparison_alpha.md" in listed
+    (out / "comparison_mine.md").write_text("my notes")  # a report-like name the report did not write
+    build_report([runs], out)
+    assert (out / "comparison_mine.md").read_text() == "my notes"
+
+
+def test_staging_left_by_a_killed_report_is_removed(runs, tmp_path):
+    out = tmp_path / "report"
+    build_report([runs], out)
+    (tmp_path / ".report.abc.tmp").mkdir()  # what a report killed while writing leaves
+    (tmp_path / ".report.abc.tmp" / "report.md").write_text("half")
+    (tmp_path / ".report.def.old").mkdir()
+    build_report([runs], out)
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith((".tmp", ".old"))]
+
+
+def test_report_directory_mode_follows_the_umask(runs, tmp_path):
+    old = os.umask(0o022)
+    try:
+        build_report([runs], tmp_path / "report")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "report").stat().st_mode) == 0o755  # not mkdtemp's 0o700
+
+
+def test_crafted_and_long_names_never_share_a_file():
+    a, b = "svd (a)", "svd_(a)"
+    crafted = f"svd__a_-{hashlib.sha1(a.encode()).hexdigest()[:8]}"  # another's stem and digest
+    long1, long2 = "x" * 300, "x" * 299 + "y"
+    stems = file_stems([a, b, crafted, long1, long2, "ä", "ö"])
+    assert len(set(stems.values())) == 7
+    assert all(len(s) <= STEM_MAX + 9 and s.isascii() for s in stems.values())
+
+
+def test_names_are_shown_as_they_are_in_the_plot_and_the_latex_table(tmp_path):
+    src = tmp_path / "runs"
+    record(src / "x", "$x$ cost", 0, 88.0, 500)
+    record(src / "y", "_hidden", 0, 87.0, 400)
+    record(src / "z", "[opt] svd", 0, 86.0, 300)
+    out = tmp_path / "report"
+    build_report([src], out)
+    assert plot_text("$x$ cost") == r"\$x\$ cost" and plot_text("_hidden") == " _hidden"
+    tex = (out / "comparison.tex").read_text()
+    assert r"{}[opt] svd" in tex and r"\$x\$ cost" in tex
+    assert latex_escape("[a]") == "{}[a]" and latex_escape("a[b]") == "a[b]"
+
+
+def test_paths_with_backticks_and_line_breaks_stay_one_code_span():
+    assert code_span("a`b") == "``a`b``" and code_span("`a") == "`` `a ``"
+    assert code_span("a\nb") == "`a\\nb`"
+
+
+def test_a_split_key_no_run_has_is_a_warning(runs, tmp_path, capsys):
+    build_report([runs], tmp_path / "report", split=["method.decompositon"])
+    assert "warning: --split method.decompositon: no run's config has this key" in capsys.readouterr().err

@@ -56,6 +56,10 @@ class Report:
     targets: Targets = field(default_factory=Targets)  # the matched table and the paired verdicts
 
 
+class NoResults(ValueError):
+    """Nothing under the paths to report: no completed or failed run (on the report's axis)."""
+
+
 def build_report(
     paths: Sequence[str | Path],
     out: str | Path | None = None,
@@ -90,6 +94,8 @@ def build_report(
     runtime = runtime or (axis.runtime if axis.is_latency else None) or "onnxruntime/cpu"
     batch = batch or (axis.batch if axis.is_latency else None) or 64
     targets = matched_targets(rows, reference, runtime, batch)
+    if not rows and not failed:  # before anything is written: the previous report stays
+        raise NoResults(f"no usable results.json under {', '.join(map(str, paths))}")
     check_out(out)
     quality = front_quality(rows, sel.key)
     budget = budget_warnings(rows)
@@ -138,7 +144,7 @@ def markdown_report(rep: Report, paths: Sequence, members: Sequence[Member]) -> 
     lines = [
         "# svdbench report",
         "",
-        f"Sources: {', '.join(f'`{p}`' for p in paths)}. {n_runs} completed runs in {len(rep.rows)} "
+        f"Sources: {', '.join(render.code_span(str(p)) for p in paths)}. {n_runs} completed runs in {len(rep.rows)} "
         f"configurations; {len(rep.failed)} failed; {len(rep.skipped) - len(rep.failed)} other files skipped.",
         "",
         "top-1: mean ± sample std over seeds (final epoch of the deployed model). MACs: per sample, "
@@ -167,7 +173,11 @@ def markdown_report(rep: Report, paths: Sequence, members: Sequence[Member]) -> 
     if any(f.name == "pareto.png" for f in rep.files):
         lines += [f"![top-1 against {axis.what}](pareto.png)", ""]
     for m in sorted({r.method for r in rep.rows}, key=method_order):
-        lines += [f"## {m}", "", tables.comparison_markdown([r for r in rep.rows if r.method == m])]
+        lines += [
+            f"## {' '.join(m.splitlines())}",
+            "",
+            tables.comparison_markdown([r for r in rep.rows if r.method == m]),
+        ]
     lines += ["## Pareto fronts", ""]
     lines.append(render.markdown(tables.front_columns(rep.rows), members)[:-1] if members else "None.")
     lines += ["", "## Front quality", "", quality_section(rep)]
@@ -176,7 +186,9 @@ def markdown_report(rep: Report, paths: Sequence, members: Sequence[Member]) -> 
     lines.append(render.markdown(tables.FAILED, rep.failed)[:-1] if rep.failed else "None.")
     other = [(p, why) for p, why in rep.skipped if not why.startswith("failed run")]
     if other:
-        lines += ["", "## Skipped files", ""] + [f"- `{p}`: {why}" for p, why in other]
+        lines += ["", "## Skipped files", ""] + [
+            f"- {render.code_span(str(p))}: {' '.join(why.splitlines())}" for p, why in other
+        ]
     return "\n".join(lines) + "\n"
 
 
@@ -303,6 +315,7 @@ def summary_dict(rep: Report, members: Sequence[Member]) -> dict:
         "paired": [paired_dict(p) for p in rep.targets.paired],
         "failed": [{**f.__dict__, "path": str(f.path)} for f in rep.failed],
         "skipped": [{"path": str(p), "reason": why} for p, why in rep.skipped],
+        "files": sorted({f.name for f in rep.files} | {"summary.json"}),  # what a later report replaces
     }
 
 

@@ -12,7 +12,7 @@ import sys
 
 from .. import tracking
 from ..axes import MACS, latency_axis
-from .build import build_report, report_tables
+from .build import NoResults, build_report, report_tables
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -77,12 +77,12 @@ def run(args: argparse.Namespace) -> int:
             runtime=timed.runtime,
             batch=timed.batch,
         )
+    except NoResults as err:  # the previous report, if any, is left as it was
+        print(f"error: {err}", file=sys.stderr)
+        return 1
     except (ValueError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    if not rep.rows and not rep.failed:
-        print(f"error: no usable results.json under {', '.join(map(str, args.paths))}", file=sys.stderr)
-        return 1
     print(f"{sum(len(r.runs) for r in rep.rows)} runs in {len(rep.rows)} configurations, {len(rep.failed)} failed")
     print(f"report: {rep.out / 'report.md'}")
     if args.wandb:

@@ -5,19 +5,25 @@ does it take the place of ``--out``, and the previous report's files go with the
 table of a method that is gone does not stay behind). What the previous directory held that is not a
 report file (the W&B run ``log_report`` writes there, a note of yours) is moved into the new one.
 ``--out`` must be new, empty, or a report directory (it holds ``summary.json``): svdbench replaces
-only what it wrote. A failure while writing (a full disk, a signal) leaves the previous report as it
-was and names the file it was writing.
+only what it wrote (the files the previous ``summary.json`` lists; for a report of an older version,
+the names of :data:`REPORT_FILES`). A failure while writing (a full disk, a signal) leaves the previous
+report as it was and names the file it was writing. One report at a time writes a given ``--out`` (a
+lock beside it, ``.<out>.lock``); the staging directories a killed report left are removed under it.
 """
 
 from __future__ import annotations
 
 import contextlib
 import fnmatch
+import glob
+import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+
+from ..rundir import RunLock
 
 __all__ = ["REPORT_FILES", "check_out", "staged"]
 
@@ -26,8 +32,17 @@ REPORT_FILES = ("report.md", "summary.json", "failed.csv", "pareto.*", "hypervol
                 "paired.*", "comparison*.md", "comparison*.csv", "comparison*.tex")  # fmt: skip
 
 
-def _report_file(name: str) -> bool:
-    return any(fnmatch.fnmatchcase(name, p) for p in REPORT_FILES)
+def _previous_files(out: Path) -> Callable[[str], bool]:
+    """Whether a name in ``out`` is a file the previous report wrote: those its summary.json lists,
+    else (an older report) those of :data:`REPORT_FILES`' patterns."""
+    try:
+        listed = json.loads((out / "summary.json").read_text()).get("files")
+    except (OSError, ValueError, AttributeError):
+        listed = None
+    if isinstance(listed, list) and all(isinstance(n, str) for n in listed):
+        names = set(listed)
+        return names.__contains__
+    return lambda name: any(fnmatch.fnmatchcase(name, p) for p in REPORT_FILES)
 
 
 def check_out(out: Path) -> None:
@@ -43,24 +58,36 @@ def check_out(out: Path) -> None:
 
 @contextlib.contextmanager
 def staged(out: Path) -> Iterator[Path]:
-    """``with staged(out) as tmp:`` write the report into ``tmp``; on leaving without an error ``tmp``
-    becomes ``out``; on an error ``tmp`` is removed, ``out`` untouched, and the error re-raised (an
-    OSError naming its file)."""
+    """``with staged(out) as tmp:`` write the report into ``tmp`` (mode as a plain ``mkdir`` makes it);
+    on leaving without an error ``tmp`` becomes ``out``; on an error ``tmp`` is removed, ``out``
+    untouched, and the error re-raised (an OSError naming its file). Holds ``out``'s lock throughout
+    (a second report waits)."""
     check_out(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
-    try:
-        yield tmp
-        if out.is_dir():
-            for entry in out.iterdir():  # keep what is not the report's (a W&B run, a note)
-                if not _report_file(entry.name):
-                    os.replace(entry, tmp / entry.name)
-            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".old", dir=out.parent))
-            os.replace(out, old / out.name)
-            os.replace(tmp, out)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    with RunLock(out.parent, name=f".{out.name}.lock", wait=True):
+        stale = [*out.parent.glob(f".{glob.escape(out.name)}.*.tmp")]  # a killed report's: none is running
+        if out.is_dir():  # a killed report's previous report, moved aside after the new one took its place
+            stale += out.parent.glob(f".{glob.escape(out.name)}.*.old")
+        for left in stale:
+            if left.is_dir() and not left.is_symlink():
+                shutil.rmtree(left, ignore_errors=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o777 & ~umask)
+        try:
+            yield tmp
+            if out.is_dir():
+                previous = _previous_files(out)
+                for entry in out.iterdir():  # keep what is not the report's (a W&B run, a note)
+                    if not previous(entry.name):
+                        os.replace(entry, tmp / entry.name)
+                old = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".old", dir=out.parent))
+                os.replace(out, old / out.name)
+                os.replace(tmp, out)
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                os.replace(tmp, out)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from .. import pareto
+from .render import plot_text
 from .rows import Row, dense_references, method_order
 
 
@@ -40,7 +41,9 @@ def plot(rows: Sequence[Row], out: Path, key: str = "top1") -> list[Path]:
             x = [r.mean("x") for r in mr]
             y = [r.mean("top1") for r in mr]
             yerr = [r.stats["top1_std"] for r in mr]
-            ax.errorbar(x, y, yerr=yerr if any(yerr) else None, fmt="o", ms=5, alpha=0.75, color=colors[m], label=m)
+            ax.errorbar(
+                x, y, yerr=yerr if any(yerr) else None, fmt="o", ms=5, alpha=0.75, color=colors[m], label=plot_text(m)
+            )
             fx, fy = front_xy(mr, key)
             if len(fx) > 1:
                 ax.plot(fx, fy, "-", color=colors[m], lw=1.5)
@@ -64,7 +67,7 @@ def plot(rows: Sequence[Row], out: Path, key: str = "top1") -> list[Path]:
         ax.set_xscale("log")
         ax.set_xlabel(rs[0].axis.plot_label)
         ax.set_ylabel("test top-1 (%)")
-        ax.set_title(f"{task[0]} / {task[1]} (dense {task[2] / 1e6:.2f} M MACs)")
+        ax.set_title(plot_text(f"{task[0]} / {task[1]} (dense {task[2] / 1e6:.2f} M MACs)"))
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=8, loc="lower right")
     fig.tight_layout()

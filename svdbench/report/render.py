@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import csv
+import re
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -16,8 +17,26 @@ LATEX_SPECIALS = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$",
 
 
 def latex_escape(s: str) -> str:
-    """``s`` as LaTeX text: its special characters escaped, line breaks as spaces."""
-    return "".join(LATEX_SPECIALS.get(c, c) for c in " ".join(s.splitlines()))
+    """``s`` as LaTeX text: its special characters escaped, line breaks as spaces, and a leading ``[``
+    behind ``{}`` (after ``\\\\`` or ``\\midrule`` it would be read as their optional argument)."""
+    text = "".join(LATEX_SPECIALS.get(c, c) for c in " ".join(s.splitlines()))
+    return "{}" + text if text.startswith("[") else text
+
+
+def plot_text(s: str) -> str:
+    """``s`` shown as it is in a matplotlib label or title: ``$`` escaped (no mathtext) and a leading
+    ``_`` behind a space (matplotlib leaves labels that start with ``_`` out of the legend)."""
+    text = s.replace("$", r"\$")
+    return " " + text if text.startswith("_") else text
+
+
+def code_span(s: str) -> str:
+    """``s`` as a Markdown code span on one line: line breaks shown as ``\\n``, fenced with more
+    backticks than it holds in a row (CommonMark)."""
+    text = s.replace("\r", "\\r").replace("\n", "\\n")
+    fence = "`" * (max((len(run) for run in re.findall("`+", text)), default=0) + 1)
+    pad = " " if text.startswith("`") or text.endswith("`") else ""
+    return f"{fence}{pad}{text}{pad}{fence}"
 
 
 def _cell(s: str) -> str:

@@ -252,7 +252,10 @@ def split_methods(runs: Sequence[LoadedRun], keys: Sequence[str]) -> None:
     """Name each run's method after the values of ``keys`` too (dotted config keys, e.g.
     ``method.decomposition``: ``svd`` becomes ``svd (channel)`` and ``svd (spatial)``; a number is shown
     with its key, ``svd (channel, round_to=8)``), so they are separate methods in tables, fronts and
-    plot. Runs without the key keep their name."""
+    plot. Runs without the key keep their name; a key no run has is a warning (a typo splits nothing)."""
+    for k in keys:
+        if runs and not any(k in r.flat for r in runs):
+            warn(f"--split {k}: no run's config has this key; nothing is split by it")
     for r in runs:  # a word as it is (channel), a number with its key's last part (round_to=8)
         found = [(k, r.flat[k]) for k in keys if k in r.flat]
         values = [v if isinstance(v, str) else f"{k.rsplit('.', 1)[-1]}={v}" for k, v in found]

@@ -277,16 +277,36 @@ VERDICTS: tuple[Column[Verdict], ...] = data(
 # ---------------------------------------------------------------- files
 
 
+#: the longest stem of a file name (bytes: ASCII only), far below the file systems' 255
+STEM_MAX = 80
+
+
 def safe_name(s: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_." else "_" for c in s)
+    """``s`` with every character but ASCII letters, digits and ``-_.`` as ``_``."""
+    return "".join(c if (c.isascii() and c.isalnum()) or c in "-_." else "_" for c in s)
 
 
 def file_stems(methods: Sequence[str]) -> dict[str, str]:
-    """Method name -> a file-name stem of its own: :func:`safe_name`, with a short digest of the name
-    where two names would map to one stem (``svd (a)`` and ``svd_(a)``), so no table overwrites another."""
-    stems = {m: safe_name(m) for m in methods}
-    counts = Counter(stems.values())
-    return {m: s if counts[s] == 1 else f"{s}-{hashlib.sha1(m.encode()).hexdigest()[:8]}" for m, s in stems.items()}
+    """Method name -> a file-name stem of its own: :func:`safe_name`, cut to :data:`STEM_MAX` (then with
+    a digest of the name), and with a digest of the name wherever two names map to one stem (``svd (a)``
+    and ``svd_(a)``), again until no two stems are alike (a name crafted as another's stem and digest):
+    no table overwrites another."""
+
+    def digest(m: str) -> str:
+        return hashlib.sha1(m.encode()).hexdigest()[:8]
+
+    stems = {}
+    for m in methods:
+        s = safe_name(m)
+        stems[m] = s if len(s) <= STEM_MAX else f"{s[:STEM_MAX]}-{digest(m)}"
+    for _ in range(len(stems)):
+        counts = Counter(stems.values())
+        clash = [m for m, s in stems.items() if counts[s] > 1]
+        if not clash:
+            break
+        for m in clash:
+            stems[m] = f"{stems[m][:STEM_MAX]}-{digest(m)}"
+    return stems
 
 
 def comparison_markdown(rows: Sequence[Row]) -> str:
