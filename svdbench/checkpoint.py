@@ -29,8 +29,8 @@ from torch import nn
 
 from . import distributed
 from .deployed import ARCHITECTURE_FILE, LEGACY_FILE, WEIGHTS_FILE
-from .errors import CheckpointError, InputError, Preempted, one_line
-from .results import RESULTS_FILE, RunRecord, atomic_torch_save, comparable_config, read_results
+from .errors import CheckpointError, InputError, Preempted, load_failure, one_line
+from .results import RESULTS_FILE, RunRecord, atomic_torch_save, check_snapshot, comparable_config, read_results
 from .seeding import rng_state, set_rng_state
 
 __all__ = [
@@ -75,10 +75,24 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except (RuntimeError, EOFError, OSError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError) as err:
-        raise CheckpointError(f"checkpoint {path} is corrupt or truncated ({one_line(err)})") from None
+        raise CheckpointError(f"checkpoint {path} is corrupt or truncated ({load_failure(err, path)})") from None
     if not isinstance(state, dict) or "version" not in state:
         raise CheckpointError(f"checkpoint {path} is not a svdbench checkpoint")
     return state
+
+
+def _check_progress(state: dict, path: Path) -> None:
+    """A checkpoint's record snapshot and training position are of the right types, checked when it is
+    read (before any work): CheckpointError in one line naming the file."""
+    try:
+        check_snapshot(state.get("results"))
+    except ValueError as err:
+        raise CheckpointError(f"checkpoint {path} does not fit this run ({one_line(err)})") from None
+    train = state.get("train")
+    if isinstance(train, dict) and not all(_count(train.get(k)) for k in ("epoch", "step_in_epoch")):
+        raise CheckpointError(
+            f"checkpoint {path} is at epoch {train.get('epoch')!r}, step {train.get('step_in_epoch')!r}: not a position"
+        )
 
 
 def dense_checkpoint_path(path: str | Path) -> Path:
@@ -126,7 +140,7 @@ def _read_dense_state(p: Path) -> dict[str, Any]:
     try:
         state = torch.load(p, map_location="cpu", weights_only=True)
     except Exception as err:
-        raise InputError(f"init_from: cannot read {p}: {one_line(err)}") from None
+        raise InputError(f"init_from: cannot read {p}: {load_failure(err, p)}") from None
     if not isinstance(state, dict):
         raise InputError(f"init_from: {p} is not a state_dict")
     return state
@@ -321,6 +335,7 @@ class RunCheckpoints:
         self.latest = _require(load_checkpoint(path), LATEST_KEYS, path)
         _require(self.latest["train"], TRAIN_KEYS, path)
         self._check_config(self.latest, path)
+        _check_progress(self.latest, path)
         saved_world = self.latest.get("world_size", 1)
         if saved_world != distributed.world_size():  # steps per epoch and the schedule depend on it
             raise InputError(
@@ -330,6 +345,7 @@ class RunCheckpoints:
         for p in self._stage_files():
             st = _require(load_checkpoint(p), STAGE_KEYS, p)
             self._check_config(st, p)
+            _check_progress(st, p)
             self.stages[st["stage"]] = st
 
     def restore_stage(self, name: str, net: nn.Module, method, record: RunRecord, gen) -> bool:

@@ -30,7 +30,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .errors import one_line
+from .errors import load_failure, one_line
 from .models import build_from_config
 
 __all__ = [
@@ -222,7 +222,10 @@ def load_deployed(run_dir: str | Path, trust: bool = False) -> nn.Module:
     run_dir = Path(run_dir)
     if (run_dir / ARCHITECTURE_FILE).is_file():
         doc = read_document(run_dir)
-        state = torch.load(run_dir / WEIGHTS_FILE, map_location="cpu", weights_only=True)
+        try:
+            state = torch.load(run_dir / WEIGHTS_FILE, map_location="cpu", weights_only=True)
+        except Exception as err:
+            raise ValueError(f"{run_dir / WEIGHTS_FILE}: {load_failure(err, run_dir / WEIGHTS_FILE)}") from None
         return rebuild(doc, state, trust)
     if (run_dir / LEGACY_FILE).is_file():
         if not trust:

@@ -12,10 +12,13 @@ Kinds of failure and how a run reports them:
 
 from __future__ import annotations
 
+import os
 import signal
+import zipfile
 
 __all__ = [
     "InputError",
+    "load_failure",
     "DatasetError",
     "CheckpointError",
     "Preempted",
@@ -83,3 +86,15 @@ def one_line(err: BaseException, with_type: bool = False) -> str:
             first = f"{first} (key: {key})"
         return f"{type(e).__name__}: {first}" if with_type else first
     return type(err).__name__
+
+
+def load_failure(err: BaseException, path: str | os.PathLike | None = None) -> str:
+    """Why ``torch.load(weights_only=True)`` refused a file (``path``, where known), in one line and
+    without torch's advice to load it with ``weights_only=False`` (which would run the code a pickle
+    carries: svdbench never does)."""
+    if path is not None and os.path.isfile(path) and not zipfile.is_zipfile(path):
+        return "not a torch file (torch.save writes a zip archive)"
+    text = one_line(err)
+    if "Weights only load failed" in str(err) or "weights_only" in text:
+        return "it holds Python objects besides tensors (svdbench reads tensors only and never unpickles code)"
+    return text

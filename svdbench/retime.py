@@ -22,7 +22,9 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import math
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from torch import nn
@@ -42,15 +44,30 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("paths", nargs="+", metavar="PATH", help="run or multirun directories (searched recursively)")
     p.add_argument("--onnx", action="store_true", help="also export to ONNX and time in onnxruntime (CPU)")
     p.add_argument("--compile", action="store_true", help="also time both models after torch.compile")
-    p.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 64], metavar="B", help="default: 1 64")
-    p.add_argument("--threads", type=int, default=1, help="CPU threads while timing (default 1)")
-    p.add_argument("--max-seconds", type=float, default=DEFAULT_MAX_SECONDS, help="timed part per model and batch")
+    p.add_argument("--batch-sizes", type=_positive(int), nargs="+", default=[1, 64], metavar="B", help="default: 1 64")
+    p.add_argument("--threads", type=_positive(int), default=1, help="CPU threads while timing (default 1)")
+    p.add_argument(
+        "--max-seconds", type=_positive(float), default=DEFAULT_MAX_SECONDS, help="timed part per model and batch"
+    )
     p.add_argument("--force", action="store_true", help="time runs that already hold latency figures again")
     p.add_argument(
         "--trust",
         action="store_true",
         help="also load what can run code: an older run's pickled model.pt, a model._target_ (only files you made)",
     )
+
+
+def _positive(kind: type) -> Callable[[str], int | float]:
+    """An argparse type: a finite number > 0 of ``kind`` (argparse names the option in its error)."""
+
+    def parse(text: str) -> int | float:
+        value = kind(text)
+        if not math.isfinite(value) or value <= 0:
+            raise ValueError(text)
+        return value
+
+    parse.__name__ = f"positive {kind.__name__}"
+    return parse
 
 
 def dense_twin(run_dir: Path, results: dict, deployed: nn.Module, trust: bool = False) -> nn.Module:

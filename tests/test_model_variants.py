@@ -31,7 +31,7 @@ import torch
 from torch import nn
 
 import svdbench
-from svdbench import app
+from svdbench import preflight
 from svdbench.config import ModelConfig
 from svdbench.errors import InputError
 from svdbench.methods.filter_pruning import FPGMPruning, L1FilterPruning, SoftFilterPruning, kept_channels, weight_macs
@@ -245,7 +245,7 @@ BAD = [
 @pytest.mark.parametrize("args, fragment", BAD, ids=[b[0] for b in BAD])
 def test_bad_value_is_one_line(args, fragment, tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_:
-        app.preflight(["run.py", *args.split(), f"hydra.run.dir={tmp_path / 'run'}"])
+        preflight.preflight(["run.py", *args.split(), f"hydra.run.dir={tmp_path / 'run'}"])
     err = capsys.readouterr().err
     lines = [ln for ln in err.splitlines() if ln.strip()]
     assert exit_.value.code == 2 and len(lines) == 1, err
@@ -254,7 +254,7 @@ def test_bad_value_is_one_line(args, fragment, tmp_path, capsys):
 
 
 def test_good_variants_pass_preflight(tmp_path, capsys):
-    app.preflight(["run.py", "model=resnet56", "model.shortcut=B", "model.block=bottleneck",
+    preflight.preflight(["run.py", "model=resnet56", "model.shortcut=B", "model.block=bottleneck",
                    f"hydra.run.dir={tmp_path / 'run'}"])  # fmt: skip
     assert capsys.readouterr().err == ""
 

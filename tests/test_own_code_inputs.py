@@ -8,7 +8,7 @@ import textwrap
 import pytest
 import yaml
 
-from svdbench import app
+from svdbench import preflight
 from svdbench.errors import InputError
 
 USER_CODE = textwrap.dedent("""
@@ -74,10 +74,10 @@ def test_a_failing_dataset_function_is_one_line_naming_no_result(tmp_path, run_p
 def test_a_dataset_with_its_own_validation_split_refuses_val_size(tmp_path, compose_cfg, user):
     from svdbench.pipeline import run_experiment
 
-    plan = app.plan(compose_cfg([*MINE, *FAST, "dataset.val_size=30"]))
+    plan = preflight.plan(compose_cfg([*MINE, *FAST, "dataset.val_size=30"]))
     with pytest.raises(InputError, match="dataset.val_size=30, but dataset 'usermod.own_val' brings its own"):
         run_experiment(plan.cfg, plan.method, tmp_path / "a")
-    plan = app.plan(compose_cfg([*MINE, *FAST]))
+    plan = preflight.plan(compose_cfg([*MINE, *FAST]))
     res = run_experiment(plan.cfg, plan.method, tmp_path / "b")
     assert res["config"]["dataset"]["val_size"] == 0 and res["samples"]["val"] == 40  # none held out: its own
 
@@ -85,12 +85,12 @@ def test_a_dataset_with_its_own_validation_split_refuses_val_size(tmp_path, comp
 def test_val_size_zero_is_recorded_as_zero_and_matches_older_records(compose_cfg):
     from svdbench.checkpoint import resume_key
 
-    config = app.plan(compose_cfg(["dataset.val_size=0"])).config
+    config = preflight.plan(compose_cfg(["dataset.val_size=0"])).config
     assert config["dataset"]["val_size"] == 0
     older = json.loads(json.dumps(config))
     older["dataset"]["val_size"] = None  # as recorded before: null for none
     assert resume_key(older, "svd") == resume_key(config, "svd")
-    assert resume_key(app.plan(compose_cfg([])).config, "svd") != resume_key(config, "svd")  # 5000 is not 0
+    assert resume_key(preflight.plan(compose_cfg([])).config, "svd") != resume_key(config, "svd")  # 5000 is not 0
 
 
 def test_cfg_job_prints_what_runs_and_only_what_the_model_and_dataset_read(run_py, user):

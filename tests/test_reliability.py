@@ -123,7 +123,9 @@ def test_corrupt_checkpoint_is_named(tmp_path, tiny):
 
 def test_checkpoint_of_another_config_is_refused(tmp_path, tiny):
     run_experiment(tiny(keep_checkpoints=True), SVDTraining.create(regularizer=SparsityRegularizer()), tmp_path)
-    (tmp_path / "results.json").unlink()
+    for f in tmp_path.iterdir():  # as a run killed before it deployed leaves it
+        if f.is_file() and f.name != "checkpoint.pt":
+            f.unlink()
     assert (tmp_path / "checkpoint.pt").exists()
     with pytest.raises(InputError, match="another config"):
         run_experiment(tiny(seed=1), SVDTraining.create(regularizer=SparsityRegularizer()), tmp_path)
@@ -164,3 +166,28 @@ def test_preemption_hands_the_signal_to_the_launchers_handler(tmp_path, tiny):
     assert load_checkpoint(tmp_path / "checkpoint.pt")["stage"] == "train"
     res = run_experiment(tiny(), SVDTraining.create(regularizer=SparsityRegularizer()), tmp_path)
     assert res["status"] == "completed" and [h["epoch"] for h in res["history"] if h["stage"] == "train"] == [1, 2]
+
+
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (lambda s: s["results"].update(history="x"), "history is not a list of epochs"),
+        (lambda s: s["results"]["stage_top1"].update(train="high"), r"stage_top1\['train'\] is 'high', not a number"),
+        (lambda s: s["results"].pop("ranks"), "does not hold exactly"),
+        (lambda s: s["train"].update(epoch=-3), "at epoch -3"),
+        (lambda s: s["train"].update(step_in_epoch="7"), "step '7': not a position"),
+    ],
+)
+def test_an_edited_checkpoint_is_one_line_before_any_work(tmp_path, tiny, edit, message):
+    run_experiment(tiny(keep_checkpoints=True), SVDTraining.create(regularizer=SparsityRegularizer()), tmp_path)
+    for f in tmp_path.iterdir():  # as a run killed before it deployed leaves it
+        if f.is_file() and f.name != "checkpoint.pt":
+            f.unlink()
+    state = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
+    edit(state)
+    torch.save(state, tmp_path / "checkpoint.pt")
+    before = (tmp_path / "checkpoint.pt").read_bytes()
+    with pytest.raises(CheckpointError, match=message) as err:
+        run_experiment(tiny(keep_checkpoints=True), SVDTraining.create(regularizer=SparsityRegularizer()), tmp_path)
+    assert "\n" not in str(err.value) and "checkpoint.pt" in str(err.value)
+    assert (tmp_path / "checkpoint.pt").read_bytes() == before  # nothing resumed, nothing replaced

@@ -18,7 +18,7 @@ from typing import Any
 
 from torch import nn
 
-from ..errors import InputError
+from ..errors import InputError, one_line
 from ..registry import Registry, import_object
 from .cifar_resnet import BLOCKS, SHORTCUTS, Bottleneck, CifarResNet, cifar_resnet
 
@@ -42,6 +42,7 @@ __all__ = [
     "build_from_config",
     "model_options",
     "check_options",
+    "check_model_name",
     "cifar_resnet",
     "family_options",
     "model_label",
@@ -106,12 +107,30 @@ def build_torchvision(name: str, num_classes: int, in_channels: int) -> nn.Modul
 
 @MODELS.register("timm")
 def build_timm(name: str, num_classes: int, in_channels: int) -> nn.Module:
-    """Any ``timm.list_models()`` name, ``pretrained=False``."""
+    """Any ``timm.list_models()`` name (exactly: not a pattern), ``pretrained=False``."""
     import timm
 
-    if not timm.list_models(name):
-        raise InputError(f"unknown timm model {name!r} (see timm.list_models())")
-    return timm.create_model(name, pretrained=False, num_classes=num_classes, in_chans=in_channels)
+    check_model_name("timm", name)
+    try:
+        return timm.create_model(name, pretrained=False, num_classes=num_classes, in_chans=in_channels)
+    except (RuntimeError, ValueError, TypeError) as err:
+        raise InputError(f"timm model {name!r} cannot be built here: {one_line(err)}") from None
+
+
+#: the names a built-in family knows, checked before any work
+NAMES = {"cifar_resnet": tuple(CIFAR_DEPTHS), "torchvision": TORCHVISION}
+
+
+def check_model_name(family: str, name: str) -> None:
+    """InputError in one line when ``name`` is not a model of the built-in ``family`` (a family of your
+    own checks its names when it builds)."""
+    if family == "timm":
+        import timm
+
+        if not timm.is_model(name):
+            raise InputError(f"model.name={name} is not a timm model: give a name of timm.list_models(), not a pattern")
+    elif family in NAMES and name not in NAMES[family]:
+        raise InputError(f"model.name={name} is not a {family} model; choose from {', '.join(NAMES[family])}")
 
 
 def family_options(family: str) -> list[str]:
