@@ -15,8 +15,9 @@ from __future__ import annotations
 import contextlib
 import copy
 import logging
+import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ from torch import nn
 
 from . import distributed, lowrank
 from .checkpoint import (
+    DENSE_CHECKPOINT,
     PreemptionGuard,
     RunCheckpoints,
     architecture,
@@ -37,7 +39,7 @@ from .models import model_label, model_options
 from .plan import RunPlan, make_plan
 from .points import OperatingPoints, Trained
 from .results import RunRecord, versions
-from .rundir import RunLock, check_run_dir, clear_run
+from .rundir import HYDRA_WRITES, RunLock, check_run_dir, clear_run
 from .stages import Leg, StageRunner, recorded
 from .workbench import Workbench
 
@@ -73,7 +75,7 @@ class Run:
     def execute(self) -> dict[str, Any]:
         t_start = time.perf_counter()
         if distributed.is_main():
-            check_run_dir(self.dir)
+            self.check_dir()
         with RunLock(self.dir) if distributed.is_main() else contextlib.nullcontext():
             done = self.completed_result()
             if done is not None:
@@ -83,6 +85,21 @@ class Run:
                 results = self._run(bench, StageRunner(self.plan, bench, guard, self.on_epoch), t_start)
         bench.close()
         return results
+
+    def check_dir(self, hydra: Sequence[str] = HYDRA_WRITES) -> None:
+        """Before any work: the run directory (:func:`svdbench.rundir.check_run_dir`, with its operating
+        points' directories and Hydra's ``hydra`` names), and no starting point inside it (``init_from``, a
+        method's ``path_keys``: a run would replace what it starts from). InputError in one line."""
+        check_run_dir(self.dir, hydra, points=[label for label, _ in self.points.points])
+        here = Path(os.path.abspath(self.dir))
+        cfg = self.plan.method.config
+        starts = {"init_from": self.plan.init_from, **{f"method.{k}": getattr(cfg, k) for k in cfg.path_keys}}
+        for key, value in starts.items():
+            if value and (here == Path(os.path.abspath(value)) or here in Path(os.path.abspath(value)).parents):
+                raise InputError(
+                    f"{key}={value} lies in this run's own directory {here}: a run never starts from "
+                    "what it writes; use another run directory"
+                )
 
     def completed_result(self) -> dict | None:
         """Before any work: refuse a directory that holds another experiment (InputError), and return
@@ -148,6 +165,7 @@ class Run:
                 if plan.pretrain is not None:
                     runner.stage(leg, plan.pretrain, model, Method())
                     if distributed.is_main():
+                        leg.wrote(DENSE_CHECKPOINT)
                         rec.dense_start = save_dense_checkpoint(model, self.dir)
                 if plan.cfg.init_from or method.pretrain_dense:
                     rec.stage_top1["dense"] = bench.test_top1(model)
@@ -156,7 +174,7 @@ class Run:
                 rec.ranks = {"full": full} if full else {}
                 for stage in plan.before_compress:
                     runner.stage(leg, stage, model)
-                self.save_dense(bench, model)
+                self.save_dense(bench, leg, model)
                 if self.points:
                     trained = Trained.of(bench, model, rec)
                 runner.finish(leg, model)
@@ -165,7 +183,7 @@ class Run:
                 rec.wall_time["total"] = time.perf_counter() - t_start
         return trained
 
-    def save_dense(self, bench: Workbench, model: nn.Module) -> None:
+    def save_dense(self, bench: Workbench, leg: Leg, model: nn.Module) -> None:
         """A method that does not compress leaves the trained model as ``dense.pt``, the starting point
         ``init_from`` reads, where it still has the dense architecture (a method whose ``prepare``
         changed it, e.g. factorised training, leaves none: it would not load into the dense model)."""
@@ -174,6 +192,7 @@ class Run:
         if architecture(model) != bench.dense_architecture:
             log.info("no dense.pt: method %s changed the architecture in prepare", self.plan.method.name)
         elif distributed.is_main():
+            leg.wrote(DENSE_CHECKPOINT)
             save_dense_checkpoint(model, self.dir)
 
     def restore_trained(self, bench: Workbench, leg: Leg) -> Trained:

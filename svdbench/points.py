@@ -27,7 +27,7 @@ __all__ = ["OperatingPoints", "Trained"]
 
 #: what an operating point does not inherit from the main result's record: its own measurements
 MEASURED = ("top1", "val_top1", "macs", "macs_total", "params", "speedup", "compression", "mac_counter",
-            "method_details", "latency", "model_path")  # fmt: skip
+            "method_details", "latency", "model_path", "files")  # fmt: skip
 
 
 @dataclasses.dataclass

@@ -96,6 +96,7 @@ class RunRecord:
     method_details: dict | None = None
     latency: dict | None = None
     model_path: str | None = None
+    files: list | None = None  # the files the run wrote in its directory besides results.json (names)
     # the operating points made from this run's trained model: label, status, top1, macs, path and the
     # point's headline settings (``settings``: dotted key -> value)
     operating_points: list | None = None
@@ -122,6 +123,9 @@ class RunRecord:
         )
 
     def restore(self, snap: dict[str, Any]) -> None:
+        """Back to a :meth:`snapshot`; ValueError (one line) for one whose keys or types are not a
+        snapshot's (a checkpoint edited or of another version), before anything is changed."""
+        check_snapshot(snap)
         for k, v in copy.deepcopy(snap).items():
             setattr(self, k, v)
 
@@ -152,6 +156,10 @@ class RunRecord:
                 raise ValueError(f"{key} is not a mapping")
         if not isinstance(values.get("history", []), list):
             raise ValueError("history is not a list")
+        for key in ("headline", "files"):
+            v = values.get(key)
+            if v is not None and (not isinstance(v, list) or not all(isinstance(x, str) for x in v)):
+                raise ValueError(f"{key} is {_short(v)}, not a list of names")
         rec = cls(**values, extra={k: v for k, v in data.items() if k not in names and k != "schema"})
         if rec.status == "completed":
             for key, low in MEASURED.items():
@@ -159,6 +167,23 @@ class RunRecord:
                 if not _finite(v) or not low <= v < _BIG or (key == "top1" and v > 100):
                     raise ValueError(f"{key} is {_short(v)}, not a number in range")
         return rec
+
+
+def check_snapshot(snap: Any) -> None:
+    """ValueError (one line) unless ``snap`` is what :meth:`RunRecord.snapshot` makes: ``history`` a list
+    of mappings, ``stage_top1`` and ``wall_time`` mappings of names to finite numbers, ``ranks`` a mapping."""
+    keys = ("history", "stage_top1", "wall_time", "ranks")
+    if not isinstance(snap, dict) or sorted(snap) != sorted(keys):
+        raise ValueError(f"the record's snapshot does not hold exactly {', '.join(keys)}")
+    if not isinstance(snap["history"], list) or not all(isinstance(h, dict) for h in snap["history"]):
+        raise ValueError("history is not a list of epochs")
+    for key in ("stage_top1", "wall_time", "ranks"):
+        if not isinstance(snap[key], dict) or not all(isinstance(k, str) for k in snap[key]):
+            raise ValueError(f"{key} is not a mapping of names")
+    for key in ("stage_top1", "wall_time"):
+        bad = [k for k, v in snap[key].items() if v is not None and not _finite(v)]
+        if bad:
+            raise ValueError(f"{key}[{bad[0]!r}] is {_short(snap[key][bad[0]])}, not a number")
 
 
 def dotted(config: dict, key: str, default: Any = None) -> Any:
@@ -322,14 +347,21 @@ def read_results(path: str | os.PathLike) -> dict:
 
 def find_results(paths: Iterable[str | os.PathLike]) -> list[Path]:
     """Every results.json at or below ``paths`` (a file is taken as it is), sorted, each once; a
-    path that does not exist is a warning on stderr."""
+    path that does not exist, and a results.json that is not a regular file (a FIFO would hang the
+    reader), is a warning on stderr."""
     found: list[Path] = []
     for p in map(Path, paths):
         if p.is_file():
             found.append(p)
         elif p.is_dir():
             found.extend(sorted(p.rglob(RESULTS_FILE)))
+        elif p.exists():
+            print(f"warning: {p}: not a regular file, skipped", file=sys.stderr)
         else:
             print(f"warning: {p}: no such file or directory", file=sys.stderr)
+    irregular = [f for f in found if not f.is_file()]  # a FIFO or device would block the reader: never opened
+    for f in irregular:
+        print(f"warning: {f}: not a regular file, skipped", file=sys.stderr)
+    found = [f for f in found if f.is_file()]
     seen: set[Path] = set()
     return [f for f in found if not (f.resolve() in seen or seen.add(f.resolve()))]

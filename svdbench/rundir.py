@@ -1,61 +1,79 @@
-"""A run directory as svdbench's own: it can be written, holds no file svdbench did not write under
-a name svdbench writes, and no link where svdbench or Hydra write (:func:`check_run_dir`); and one
-process at a time writes into it (:class:`RunLock`)."""
+"""A run directory as svdbench's own: it can be written; it is no link, and holds no link, nor a file of
+the wrong kind, where svdbench or Hydra write; it holds no file svdbench did not write under a name
+svdbench writes (:func:`check_run_dir`); one process at a time writes into it (:class:`RunLock`); and a
+run that replaces it removes exactly what the previous run wrote (:func:`clear_run`)."""
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import shutil
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 
 from .checkpoint import CHECKPOINT, DENSE_CHECKPOINT, DEPLOYED_FILES, STAGES, load_checkpoint
 from .errors import CheckpointError, InputError, one_line
 from .results import RESULTS_FILE, read_results
 
-__all__ = ["OWN_FILES", "RunLock", "check_run_dir", "check_sweep_dir", "clear_run"]
+__all__ = ["CHECKPOINTS", "OWN_FILES", "RunLock", "check_run_dir", "check_sweep_dir", "clear_run", "written_by"]
 
 LOCK = ".svdbench.lock"
+#: the checkpoints of a run (loadable svdbench checkpoints, whoever's directory they are in)
+CHECKPOINTS = (CHECKPOINT, *(f"stage_{s}.pt" for s in STAGES))
 #: the files a run of svdbench leaves in its directory besides results.json
-OWN_FILES = (CHECKPOINT, *(f"stage_{s}.pt" for s in STAGES), DENSE_CHECKPOINT, *DEPLOYED_FILES)
-#: the names svdbench and Hydra write in a run or sweep directory: none may be a link
-WRITTEN = (LOCK, RESULTS_FILE, *OWN_FILES, "run.log", ".hydra", ".hydra/config.yaml", ".hydra/hydra.yaml",
-           ".hydra/overrides.yaml", "multirun.yaml")  # fmt: skip
+OWN_FILES = (*CHECKPOINTS, DENSE_CHECKPOINT, *DEPLOYED_FILES)
+#: what Hydra writes into a run's directory by default: its log and its output folder
+HYDRA_WRITES = ("run.log", ".hydra")
 
 
-def check_run_dir(run_dir: str | os.PathLike) -> None:
-    """The run directory can be written: created if missing (and removed again: this is a check), a
-    file written and deleted in it. Refuses ``/`` and the home directory themselves (a
-    run writes and later deletes files by name in its directory), a link where svdbench or Hydra
-    write (:data:`WRITTEN`), and files of svdbench's names (:data:`OWN_FILES`) that no run of
-    svdbench left: without a results.json and not svdbench checkpoints. InputError in one line."""
-    check_sweep_dir(run_dir, "run directory")
+def check_run_dir(run_dir: str | os.PathLike, hydra: Sequence[str] = HYDRA_WRITES, points: Sequence[str] = ()) -> None:
+    """The run directory can be written (:func:`check_sweep_dir`, with Hydra's log and output folder
+    ``hydra``), and holds no file of svdbench's names (:data:`OWN_FILES`) that no run of svdbench left:
+    without a results.json, every such file must be a svdbench checkpoint (what a killed run of an older
+    version leaves). The directories of the run's operating points (``points``, labels) are held to the
+    same rules: no link, no file in their place, no foreign file. InputError in one line."""
+    check_sweep_dir(run_dir, "run directory", hydra)
     path = Path(os.path.abspath(run_dir))
-    if (path / RESULTS_FILE).exists():
+    _check_owned(path)
+    for label in points:
+        point = path / label
+        if point.is_symlink() or (point.exists() and not point.is_dir()):
+            kind = "a link" if point.is_symlink() else "not a directory"
+            raise InputError(f"run directory {_short(path)}: {label}, the directory of an operating point, is {kind}")
+        if point.is_dir():
+            _check_kinds(point, (LOCK, RESULTS_FILE, *OWN_FILES), (), "operating point")
+            _check_owned(point)
+
+
+def _check_owned(path: Path) -> None:
+    if (path / RESULTS_FILE).is_file():
         return
-    present = [n for n in OWN_FILES if (path / n).is_file()]
-    if present and not any(_our_checkpoint(path / n) for n in present):  # a killed run of ours leaves checkpoints
+    foreign = [n for n in OWN_FILES if (path / n).exists() and not _our_checkpoint(path / n)]
+    if foreign:
         raise InputError(
-            f"run directory {_short(path)} holds {', '.join(present)} but no results.json: files "
-            "svdbench did not write are never replaced; use another run directory"
+            f"{_short(path)} holds {', '.join(foreign)} but no results.json: files svdbench did not write are never "
+            "replaced; use another run directory"
         )
 
 
 def _our_checkpoint(path: Path) -> bool:
-    """Whether ``path`` is a checkpoint a run of svdbench wrote (``checkpoint.pt``, ``stage_<name>.pt``)."""
-    if path.name not in (CHECKPOINT, *(f"stage_{s}.pt" for s in STAGES)):
+    """Whether ``path`` is a checkpoint a run of svdbench wrote (``checkpoint.pt``, ``stage_<name>.pt``). A file of
+    a checkpoint's name that does not load is named in the CheckpointError (corrupt, truncated, not a torch
+    file), so that it is neither replaced nor silently taken as foreign."""
+    if path.name not in CHECKPOINTS or not path.is_file():
         return False
-    try:
-        load_checkpoint(path)
-    except CheckpointError:
-        return False
+    load_checkpoint(path)
     return True
 
 
-def check_sweep_dir(run_dir: str | os.PathLike, what: str = "sweep directory") -> None:
-    """A run's or a sweep's directory can be made and written, and holds no link where svdbench or
-    Hydra write: InputError in one line naming it (an empty name is refused, not taken as ``.``)."""
+def check_sweep_dir(
+    run_dir: str | os.PathLike, what: str = "sweep directory", hydra: Sequence[str] = (".hydra", "multirun.yaml")
+) -> None:
+    """A run's or a sweep's directory can be made and written, is no link, and holds no link nor a file of the
+    wrong kind where svdbench or Hydra (``hydra``: its log file and output folder) write: InputError in one
+    line naming it (an empty name is refused, not taken as ``.``)."""
     if not str(run_dir).strip():
         raise InputError(f"the {what} is empty: give hydra.{'run' if what.startswith('run') else 'sweep'}.dir=<dir>")
     path = Path(os.path.abspath(run_dir))
@@ -63,6 +81,8 @@ def check_sweep_dir(run_dir: str | os.PathLike, what: str = "sweep directory") -
         raise InputError(f"{what} {path} is not a directory of its own: give a new directory")
     created: list[Path] = []
     try:
+        if path.is_symlink():
+            raise InputError(f"{what} {_short(path)} is a link ({os.readlink(path)}): svdbench never writes through it")
         if path.exists() and not path.is_dir():
             raise InputError(f"{what} {path} is a file, not a directory")
         created = [p for p in [path, *path.parents] if not p.exists()]
@@ -74,12 +94,24 @@ def check_sweep_dir(run_dir: str | os.PathLike, what: str = "sweep directory") -
     finally:  # a check: what it made to try is removed again (deepest first)
         for p in created:
             shutil.rmtree(p, ignore_errors=True)
-    links = [n for n in WRITTEN if (path / n).is_symlink()]
-    if links:
-        raise InputError(
-            f"{what} {_short(path)}: {links[0]} is a link ({os.readlink(path / links[0])}); svdbench "
-            "never writes through a link: remove it or use another directory"
-        )
+    folders = [n for n in hydra if "." not in n.strip(".")]  # .hydra, meta: folders; run.log, multirun.yaml: files
+    files = [n for n in hydra if n not in folders]
+    folder_files = [f"{d}/{f}" for d in folders for f in ("config.yaml", "hydra.yaml", "overrides.yaml")]
+    _check_kinds(path, (LOCK, RESULTS_FILE, *OWN_FILES, *files, *folder_files), folders, what)
+
+
+def _check_kinds(path: Path, files: Sequence[str], folders: Sequence[str], what: str) -> None:
+    """No link at any of these names, ``files`` regular files where they exist, ``folders`` directories."""
+    for name in (*folders, *files):
+        p = path / name
+        if p.is_symlink():
+            raise InputError(
+                f"{what} {_short(path)}: {name} is a link ({os.readlink(p)}); svdbench never writes through a link: "
+                "remove it or use another directory"
+            )
+        if p.exists() and (not p.is_dir() if name in folders else not p.is_file()):
+            kind = "a directory" if name in folders else "a regular file"
+            raise InputError(f"{what} {_short(path)}: {name} is not {kind}: remove it or use another directory")
 
 
 def _short(path: Path) -> str:
@@ -89,24 +121,38 @@ def _short(path: Path) -> str:
 
 class RunLock:
     """``with RunLock(run_dir):`` this process alone writes into ``run_dir``: an advisory lock
-    (``fcntl.flock`` on ``<run_dir>/.svdbench.lock``, released by the kernel when the process dies,
-    so a killed run never leaves a stale lock). A second process finds it taken and gets an
-    InputError naming the holder's pid."""
+    (``fcntl.flock`` on ``<run_dir>/.svdbench.lock``, or on ``name``, released by the kernel when the
+    process dies, so a killed run never leaves a stale lock). A second process finds it taken and gets
+    an InputError naming the holder's pid."""
 
-    NAME = LOCK
-
-    def __init__(self, run_dir: Path) -> None:
-        self.path = Path(run_dir) / self.NAME
+    def __init__(self, run_dir: Path, name: str = LOCK, wait: bool = False) -> None:
+        self.path = Path(run_dir) / name
+        self.wait = wait  # block until the holder lets go, instead of an InputError
         self.fd: int | None = None
 
     def __enter__(self) -> RunLock:
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        while True:  # the holder unlinks the file before it lets go: a lock taken on an unlinked file is retried
+            fd = self._open_locked()
+            try:
+                same = os.fstat(fd).st_ino == os.stat(self.path, follow_symlinks=False).st_ino
+            except FileNotFoundError:
+                same = False
+            if same:
+                break
+            os.close(fd)
+        os.ftruncate(fd, 0)
+        os.write(fd, str(os.getpid()).encode())
+        self.fd = fd
+        return self
+
+    def _open_locked(self) -> int:
         try:
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o666)
         except OSError as err:  # ELOOP: a link planted where the lock goes
             raise InputError(f"{self.path} cannot be opened as svdbench's lock ({err.strerror}): remove it") from None
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fd, fcntl.LOCK_EX | (0 if self.wait else fcntl.LOCK_NB))
         except BlockingIOError:
             holder = os.read(fd, 32).decode(errors="replace").strip() or "?"
             os.close(fd)
@@ -114,10 +160,29 @@ class RunLock:
                 f"{self.path.parent} is in use by another svdbench run (pid {holder}): wait for it to "
                 "finish or use another run directory"
             ) from None
-        os.ftruncate(fd, 0)
-        os.write(fd, str(os.getpid()).encode())
-        self.fd = fd
-        return self
+        return fd
+
+    @staticmethod
+    def check_free(run_dir: str | os.PathLike, name: str = LOCK) -> None:
+        """InputError (as entering would) when a running process holds ``run_dir``'s lock; nothing is
+        created: a directory without a lock file is free."""
+        path = Path(run_dir) / name
+        if not path.is_file() or path.is_symlink():
+            return
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+        except OSError:
+            return  # gone meanwhile, or not ours to open: entering reports it
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 32).decode(errors="replace").strip() or "?"
+            raise InputError(
+                f"{path.parent} is in use by another svdbench run (pid {holder}): wait for it to "
+                "finish or use another run directory"
+            ) from None
+        finally:
+            os.close(fd)
 
     def __exit__(self, *exc) -> None:
         if self.fd is not None:
@@ -127,51 +192,72 @@ class RunLock:
             self.fd = None
 
 
+def written_by(record: dict) -> list[str]:
+    """The files (names in its directory) the run of ``record`` wrote besides results.json: its ``files``;
+    for a record of an older version, the deployed model it names and the ``dense.pt`` of a dense or
+    pretrained run."""
+    if isinstance(record.get("files"), list):
+        return [n for n in record["files"] if isinstance(n, str) and "/" not in n and n not in ("", ".", "..")]
+    names = []
+    model = record.get("model_path")
+    if isinstance(model, str):
+        name = Path(model).name
+        names += [*DEPLOYED_FILES[:2]] if name == DEPLOYED_FILES[0] else [name]
+    if record.get("method") == "dense" or "pretrain" in (record.get("wall_time") or {}):
+        names.append(DENSE_CHECKPOINT)
+    return [n for n in names if n in OWN_FILES]
+
+
 def clear_run(run_dir: str | os.PathLike) -> list[Path]:
-    """Remove what a previous run left in ``run_dir`` (its results.json, checkpoints, dense.pt, deployed model,
-    and the same in the directories of its operating points), before a run replaces it
-    (``resume=false``): a report or ``svdbench latency`` must never count what the new run did not
-    make. Only svdbench's names are removed; a results.json that is not svdbench's is refused
-    (InputError), and nothing else in the directory is touched. Returns the files removed."""
+    """Remove what the previous run in ``run_dir`` wrote (its results.json, the files it records writing
+    (:func:`written_by`), its checkpoints, and the same in the directories of the operating points it
+    records, each under that point's lock), before a run replaces it (``resume=false``): a report or
+    ``svdbench latency`` must never count what the new run did not make. A results.json that is not
+    svdbench's is refused (InputError), and nothing else is touched. Returns the files removed."""
     path = Path(run_dir)
-    results = path / RESULTS_FILE
-    if not results.is_file():
+    record = previous_record(path)
+    if record is None:
         return []
-    try:
-        record = read_results(results)
-    except (ValueError, OSError) as err:
-        raise InputError(
-            f"{results} is not a svdbench result ({one_line(err)}): svdbench replaces only its own "
-            "runs; use another run directory"
-        ) from None
-    points = [
-        Path(e["path"]).parent
-        for e in record.get("operating_points") or record.get("energy_sweep") or []
-        if isinstance(e, dict) and isinstance(e.get("path"), str)
-    ]
-    points += [p.parent for p in path.glob(f"*/{RESULTS_FILE}") if _point_of(p) == path.resolve()]
     removed = []
-    for d in dict.fromkeys(q.resolve() for q in points):
-        if d.parent == path.resolve() and d.is_dir():  # only points inside this run directory
-            removed += _remove(d, (RESULTS_FILE, *OWN_FILES))
-            if d.is_dir() and not any(d.iterdir()):
-                d.rmdir()
-    return removed + _remove(path, (RESULTS_FILE, *OWN_FILES))
+    for entry in record.get("operating_points") or record.get("energy_sweep") or []:
+        label = entry.get("label") if isinstance(entry, dict) else None
+        point = path / label if isinstance(label, str) and label and "/" not in label and label != ".." else None
+        if point is not None and point.is_dir() and not point.is_symlink():
+            with RunLock(point):  # a point svdbench latency is timing is not cleared under it
+                sub = previous_record(point)
+                if sub is not None:
+                    removed += _remove(point, (RESULTS_FILE, *written_by(sub), *CHECKPOINTS))
+            with contextlib.suppress(OSError):  # a point directory left empty goes too
+                point.rmdir()
+    return removed + _remove(path, (RESULTS_FILE, *written_by(record), *CHECKPOINTS))
 
 
-def _point_of(results: Path) -> Path | None:
-    try:
-        record = read_results(results)
-    except (ValueError, OSError):
+def previous_record(path: Path) -> dict | None:
+    """The results.json of the run in ``path`` (None: none); InputError for one that is not svdbench's."""
+    results = path / RESULTS_FILE
+    if not results.exists() and not results.is_symlink():
         return None
-    parent = record.get("point_of") or record.get("energy_sweep_parent")
-    return Path(parent).resolve() if isinstance(parent, str) else None
+    if not results.is_file():
+        raise InputError(f"{results} is not a regular file: svdbench replaces only its own runs")
+    try:
+        return read_results(results)
+    except (ValueError, OSError) as err:
+        reason = one_line(err).removeprefix(f"{results}: ")
+        raise InputError(
+            f"{results} is not a svdbench result ({reason}): svdbench replaces only its own runs; use "
+            "another run directory"
+        ) from None
 
 
-def _remove(directory: Path, names: tuple[str, ...]) -> list[Path]:
+def _remove(directory: Path, names: Sequence[str]) -> list[Path]:
     gone = []
-    for name in names:
+    for name in dict.fromkeys(names):
         f = directory / name
+        if name in CHECKPOINTS and f.is_file():
+            try:
+                _our_checkpoint(f)
+            except CheckpointError:  # not loadable: whose it is cannot be told, so it stays
+                continue
         if f.is_file() or f.is_symlink():
             f.unlink()
             gone.append(f)

@@ -54,6 +54,12 @@ class Leg:
         if distributed.is_main():
             write_results(self.dir, self.record)
 
+    def wrote(self, *names: str) -> None:
+        """Record that the leg writes these files (names in its directory) besides results.json: what a run
+        replacing it removes (svdbench.rundir.clear_run), and nothing else."""
+        files = self.record.files or []
+        self.record.files = [*files, *(n for n in names if n not in files)]
+
 
 @contextlib.contextmanager
 def recorded(leg: Leg, guard: PreemptionGuard, contain: bool = False) -> Iterator[None]:
@@ -74,7 +80,10 @@ def recorded(leg: Leg, guard: PreemptionGuard, contain: bool = False) -> Iterato
         rec.status, rec.error = "preempted", "interrupted (SIGINT); rerun the same command to resume"
         leg.write()
         raise
-    except (InputError, CheckpointError):  # bad input: a checkpoint of another experiment, or one that does not fit
+    except (InputError, CheckpointError) as err:  # bad input: a checkpoint of another experiment, or one that does
+        if rec.status == "running":  # not fit, found once this leg had begun: its record says so, not "running"
+            rec.status, rec.error = "failed", f"{type(err).__name__}: {err}"
+            leg.write()
         raise
     except BaseException as err:
         rec.status, rec.error = "failed", f"{type(err).__name__}: {err}"
@@ -206,5 +215,6 @@ class StageRunner:
         except ValueError as err:
             log.warning("deployed model not saved: %s", one_line(err))
             return
+        leg.wrote(WEIGHTS_FILE, ARCHITECTURE_FILE)  # recorded first: a replacing run removes what it names
         atomic_torch_save(deployed.state_dict(), leg.dir / WEIGHTS_FILE)
         leg.record.model_path = str(write_json_atomic(leg.dir / ARCHITECTURE_FILE, doc))

@@ -21,7 +21,7 @@ from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 
 from benchmarks.tiny_guard import TINY_PRESET, preset_overrides, read_preset
-from svdbench import app
+from svdbench import preflight
 from svdbench.checkpoint import load_checkpoint
 from svdbench.config import Config, DatasetConfig, ModelConfig, TrainerConfig, register_configs
 from svdbench.data.files import FASHION_FILES
@@ -155,7 +155,7 @@ def build():
     (:func:`svdbench.app.plan`) from the composed ``cfg``."""
 
     def make(cfg):
-        plan = app.plan(cfg)
+        plan = preflight.plan(cfg)
         return plan.cfg, plan.method
 
     return make

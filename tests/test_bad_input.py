@@ -5,7 +5,7 @@ CONFIG cases of tests/test_attacks.py."""
 import pytest
 import torch
 
-from svdbench import app
+from svdbench import preflight
 from svdbench.errors import InputError
 from svdbench.models import cifar_resnet
 from svdbench.pipeline import run_experiment
@@ -26,9 +26,9 @@ CASES = [
     (["dataset=cifar10", "dataset.root=/nonexistent", "dataset.download=false"], "cifar10 not found"),
     (["dataset=fashion_mnist", "dataset.root=/nonexistent", "dataset.download=false"], "Fashion-MNIST files not found"),
     (["dataset=imagenet", "dataset.root=/nonexistent"], "imagenet needs dataset.root"),
-    (["model=timm", "model.name=not_a_model"], "unknown timm model"),
+    (["model=timm", "model.name=not_a_model"], "model.name=not_a_model is not a timm model"),
     (["model=timm", "model.name=vit_tiny_patch16_224"], "cannot take input (3, 16, 16)"),
-    (["model.name=resnet9"], "unknown CIFAR ResNet 'resnet9'"),
+    (["model.name=resnet9"], "model.name=resnet9 is not a cifar_resnet model; choose from resnet8"),
     (["model._target_=nowhere.net"], "model._target_: cannot import 'nowhere.net'"),
     (["dataset.name=mine", "dataset._target_=nowhere.data"], "dataset._target_: cannot import 'nowhere.data'"),
     (["init_from=/nonexistent/run"], "init_from: no dense checkpoint"),
@@ -56,7 +56,7 @@ def ids(case):
 def test_bad_input_is_one_line_and_writes_no_result(tmp_path, compose_cfg, resnet20_checkpoint, overrides, fragment):
     overrides = [o.replace("R20", str(resnet20_checkpoint)) for o in overrides]
     with pytest.raises(InputError) as err:  # when the config is checked (an import) or when the run starts
-        plan = app.plan(compose_cfg([*TINY, *overrides, "measure.latency=false"]))
+        plan = preflight.plan(compose_cfg([*TINY, *overrides, "measure.latency=false"]))
         run_experiment(plan.cfg, plan.method, tmp_path / "run")
     assert fragment in str(err.value) and "\n" not in str(err.value)
     assert not list(tmp_path.rglob("results.json")) and not list(tmp_path.rglob("*.pt"))

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
-from svdbench import app
+from svdbench import preflight
 from svdbench.errors import InputError
 from svdbench.published import BASELINES
 
@@ -130,7 +130,9 @@ def test_a_network_without_published_values_is_refused_in_one_line(preset, compo
     first = next(iter(BASELINES[preset]))  # what run.py says of a multirun over both, before Hydra starts
     key, value = choose.split("=")
     with pytest.raises(SystemExit) as stop:
-        app.preflight(["run.py", "-m", f"+experiment={preset}", f"{key}={first},{value}", DENSE, "dataset.root=/x"])
+        preflight.preflight(
+            ["run.py", "-m", f"+experiment={preset}", f"{key}={first},{value}", DENSE, "dataset.root=/x"]
+        )
     assert stop.value.code == 2 and capsys.readouterr().err == f"config error: {err.value}\n"
 
 

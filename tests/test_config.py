@@ -2,7 +2,7 @@
 
 import pytest
 
-from svdbench import app
+from svdbench import preflight
 from svdbench.config import Config, validate
 from svdbench.errors import InputError
 from svdbench.methods import METHODS
@@ -110,7 +110,7 @@ def test_bad_config_is_one_line_exit_2_nothing_written(tmp_path, run_py, overrid
 @pytest.mark.parametrize("overrides, message", BAD, ids=[b[0] for b in BAD])
 def test_bad_config_is_refused_before_hydra(tmp_path, capsys, overrides, message):
     with pytest.raises(SystemExit) as exit_:
-        app.preflight(["run.py", *overrides.split(), f"hydra.run.dir={tmp_path / 'run'}"])
+        preflight.preflight(["run.py", *overrides.split(), f"hydra.run.dir={tmp_path / 'run'}"])
     err = capsys.readouterr().err.strip()
     assert exit_.value.code == 2 and err.count("\n") == 0 and err == f"config error: {err[14:]}" and message in err
     assert not (tmp_path / "run").exists()

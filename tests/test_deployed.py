@@ -28,7 +28,7 @@ from svdbench.methods.filter_pruning import FPGMPruning, SoftFilterPruning
 from svdbench.models import build_model
 from svdbench.pipeline import run_experiment
 from svdbench.regularizers import SparsityRegularizer
-from svdbench.rundir import RunLock
+from svdbench.rundir import LOCK, RunLock
 from svdbench.stages import StageRunner
 
 SHAPE = (1, 3, 16, 16)
@@ -200,7 +200,7 @@ def test_latency_rebuilds_from_data_and_an_old_model_pt_with_trust(tmp_path, cap
     assert "runs" in json.loads((new / "results.json").read_text())["latency"]
     assert cli.main(["latency", str(old), *LATENCY, "--trust"]) == 0
     assert_same_model(load_deployed(old, trust=True), deployed)
-    assert not (new / RunLock.NAME).exists() and not (old / RunLock.NAME).exists()
+    assert not (new / LOCK).exists() and not (old / LOCK).exists()
 
 
 def test_latency_skips_a_run_whose_lock_is_held(tmp_path, capsys):

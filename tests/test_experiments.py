@@ -210,10 +210,11 @@ def test_preset_runs_one_tiny_step(name, tmp_path, compose_cfg, build):
         cfg.method.orthogonal_epochs = min(cfg.method.orthogonal_epochs, 1)
     if name == "trp_imagenet":  # trains from a dense model: one of this architecture, untrained
         dense = build_model("torchvision", cfg.model.name, classes, 3)
-        torch.save(dense.state_dict(), tmp_path / "dense.pt")
-        cfg.init_from = str(tmp_path / "dense.pt")
+        (tmp_path / "init").mkdir()
+        torch.save(dense.state_dict(), tmp_path / "init" / "dense.pt")
+        cfg.init_from = str(tmp_path / "init" / "dense.pt")
     typed, method = build(cfg)
-    res = run_experiment(typed, method, tmp_path)
+    res = run_experiment(typed, method, tmp_path / "run")
     assert res["status"] == "completed", res.get("error")
     assert res["history"] and res["macs"] > 0 and res["macs_dense"] > 0
     if name.startswith(("l1_filter", "sfp", "fpgm")):

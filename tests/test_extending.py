@@ -117,7 +117,8 @@ def test_the_users_method_resumes_from_its_checkpoint_and_refuses_typos(project)
                            capture_output=True, text=True, timeout=300)  # fmt: skip
     assert first.returncode == 0, first.stderr[-3000:]
     done = results(proj / "runs" / "ck")
-    (proj / "runs" / "ck" / "results.json").unlink()  # as if the run had died after its last checkpoint
+    record = proj / "runs" / "ck" / "results.json"  # as if the run had died after its last checkpoint
+    record.write_text(json.dumps({**done, "status": "running"}))
     again = subprocess.run([*args, "keep_checkpoints=true", "hydra.run.dir=runs/ck"], cwd=proj, env=run_env,
                            capture_output=True, text=True, timeout=300)  # fmt: skip
     assert again.returncode == 0 and "stage train restored from its checkpoint" in again.stdout + again.stderr

@@ -95,7 +95,7 @@ def test_input_errors_write_nothing(tmp_path, tiny_cfg):
         run_experiment(cfg, Dense(), tmp_path / "b")
     cfg = tiny_cfg()
     cfg.model = ModelConfig(family="timm", name="no_such_model_xyz")
-    with pytest.raises(InputError, match="unknown timm model"):
+    with pytest.raises(InputError, match="is not a timm model"):
         run_experiment(cfg, Dense(), tmp_path / "c")
     assert not list(tmp_path.rglob("results.json"))
 

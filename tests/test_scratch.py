@@ -6,7 +6,7 @@ import json
 import pytest
 import torch
 
-from svdbench import app
+from svdbench import preflight
 from svdbench.deployed import WEIGHTS_FILE, document, load_deployed
 from svdbench.errors import InputError
 from svdbench.macs import analyze_macs, count_params
@@ -64,7 +64,7 @@ def test_the_epochs_follow_scratch_e_and_scratch_b_and_are_recorded(source, comp
     assert b.config.epochs == int(9 * speedup + 0.5) > 9 and b.train_epochs == b.config.epochs
     given = Scratch.create(architecture_from=str(src), epochs=5).starting_from(False)
     assert given.train_epochs == 5 and given.details()["epochs_rule"] == "method.epochs"
-    plan = app.plan(compose_cfg(["+debug=tiny", "method=scratch", f"method.architecture_from={src}"]))
+    plan = preflight.plan(compose_cfg(["+debug=tiny", "method=scratch", f"method.architecture_from={src}"]))
     assert plan.config["method"]["epochs"] == 9 and [(s.name, s.epochs) for s in plan.before_compress] == [
         ("train", 9)
     ]  # what --cfg job prints and results.json records
@@ -96,7 +96,7 @@ def test_a_bad_source_is_one_line_before_any_work(setup, message, tmp_path, comp
     with pytest.raises(ValueError, match=f"^method.architecture_from: .*{message}"):
         ScratchConfig(architecture_from=str(tmp_path / "src"))
     with pytest.raises(InputError, match=message) as err:
-        app.plan(compose_cfg(["+debug=tiny", "method=scratch", f"method.architecture_from={tmp_path / 'src'}"]))
+        preflight.plan(compose_cfg(["+debug=tiny", "method=scratch", f"method.architecture_from={tmp_path / 'src'}"]))
     assert "\n" not in str(err.value)
     with pytest.raises(ValueError, match="method.budget_rule must be scratch_e or scratch_b"):
         ScratchConfig(budget_rule="scratch_x")

@@ -9,7 +9,7 @@ import json
 import pytest
 from speedup_scan import assert_smallest, brute_force
 
-from svdbench import app
+from svdbench import preflight
 from svdbench.methods.svd import SpeedupTargets
 from svdbench.pipeline import run_experiment
 
@@ -31,7 +31,7 @@ def test_the_run_reaches_the_target_at_the_smallest_energy(method, tmp_path, com
         return search(self, model)
 
     monkeypatch.setattr(SpeedupTargets, "target_energy", capture)
-    plan = app.plan(compose_cfg([*tiny(), f"method={method}", "method.speedup=2"]))
+    plan = preflight.plan(compose_cfg([*tiny(), f"method={method}", "method.speedup=2"]))
     res = run_experiment(plan.cfg, plan.method, tmp_path / "run")
     details = res["method_details"]
     assert res["status"] == "completed" and res["speedup"] >= 2 and len(seen) == 1

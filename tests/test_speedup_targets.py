@@ -13,7 +13,7 @@ from baseline_nets import SHAPE, resnet8
 from speedup_scan import assert_smallest, brute_force, dense_macs
 from torch import nn
 
-from svdbench import app
+from svdbench import preflight
 from svdbench.errors import InputError
 from svdbench.lowrank import (
     decompose,
@@ -122,7 +122,7 @@ def test_exactly_one_of_energy_threshold_and_speedup():
 
 def test_duplicate_speedups_are_a_config_error(compose_cfg, tiny):
     with pytest.raises(InputError, match=r"method.speedups must not repeat a target \(speedup_2 twice\)"):
-        app.plan(compose_cfg([*tiny(), "method=svd", "method.speedups=[2,2.0]"]))
+        preflight.plan(compose_cfg([*tiny(), "method=svd", "method.speedups=[2,2.0]"]))
 
 
 @pytest.mark.parametrize("method", [SVDTraining, PosthocSVD, TRP])

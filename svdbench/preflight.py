@@ -1,0 +1,385 @@
+"""Everything ``run.py`` checks before Hydra starts, so that a mistake stops with one line, exit code 2
+and nothing written (:func:`preflight`).
+
+- The command line is parsed for what matters here (:func:`parse_command_line`); ``--help``, ``--cfg
+  hydra`` and the like are left to Hydra.
+- Each job is composed and planned (:func:`plan`): a single run, or a multirun's jobs, in Hydra's
+  order (:func:`sweep_axes`, the preset's ``hydra.sweeper.params`` first, the command line's axes
+  after, as Hydra's basic sweeper orders them). A grid of up to :data:`FULL_GRID` jobs is checked job
+  by job; a larger one (and a sampling sweeper's ranges) at the first job and at every other value of
+  each axis with the others at their first (:func:`sampled_jobs`).
+- Each checked job's directory (the run directory, or the sweep directory and the job's resolved
+  ``hydra.sweep.subdir``) must be its own (no two jobs share one), writable, free of links and foreign
+  files where svdbench or Hydra (its log file, its output folder) write, not held by a running svdbench
+  process, and not holding a completed run of another config.
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import math
+import os
+import shutil
+import sys
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from . import config as schema
+from .checkpoint import dense_checkpoint_path
+from .errors import InputError, one_line
+from .models import check_model_name
+from .pipeline import Run
+from .plan import RunPlan, make_plan
+from .rundir import RunLock, check_sweep_dir, previous_record
+from .summary import summary
+from .workbench import resolve_device
+
+__all__ = ["CommandLine", "compose_config", "fail", "parse_command_line", "plan", "preflight", "sweep_axes"]
+
+CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")
+#: a multirun grid of at most this many jobs is composed and checked job by job before it starts
+FULL_GRID = 64
+#: launchers that need a program on the PATH: the part of ``hydra.launcher._target_`` -> (program, what)
+LAUNCHER_NEEDS = {"SlurmLauncher": ("srun", "a SLURM cluster (srun and sbatch on the PATH)")}
+
+
+def plan(cfg: DictConfig, base: str | None = None) -> RunPlan:
+    """The plan of the composed config ``cfg``: validated, the model name and device checked, the method
+    built from its config and configured for the run (its starting point, the budget), a relative
+    ``init_from`` taken from ``base`` (the launch directory; default: the current one); InputError in
+    one line."""
+    typed = schema.validate(cfg)
+    if typed.model._target_ is None:
+        check_model_name(typed.model.family, typed.model.name)
+    resolve_device(typed.trainer.device)
+    cls = schema.method_class(typed.method)
+    try:
+        method = cls(typed.method)
+    except (ValueError, TypeError) as err:
+        raise InputError(one_line(err)) from None
+    return make_plan(typed, method, base)
+
+
+@dataclass
+class CommandLine:
+    """What preflight needs of ``run.py``'s arguments."""
+
+    overrides: list[str]
+    config_dir: str | None = None
+    config_path: str | None = None  # --config-path: the primary config directory instead of svdbench's conf/
+    config_name: str = "config"
+    multirun: bool = False
+    print_job: bool = False  # --cfg job (with or without --resolve): print the run's config, run nothing
+    script: str = "run"  # the job name Hydra gives a run (its log: <script>.log)
+
+
+def parse_command_line(args: list[str], script: str = "run") -> CommandLine:
+    """The overrides and the options preflight understands; ValueError for another option
+    (``--help``, ``--cfg``, ...: nothing is run, it is left to Hydra)."""
+    line = CommandLine([], script=script)
+    it = iter(args)
+    for a in it:
+        flag, eq, value = a.partition("=")
+        if flag in ("--cfg", "-c"):
+            if (value if eq else next(it, "")) != "job":
+                raise ValueError(a)  # --cfg hydra / all: Hydra's
+            line.print_job = True
+        elif a == "--resolve" and line.print_job:
+            pass
+        elif flag in ("--config-dir", "-cd", "--config-name", "-cn", "--config-path", "-cp"):
+            value = value if eq else next(it, "")
+            if flag in ("--config-dir", "-cd"):
+                line.config_dir = value
+            elif flag in ("--config-path", "-cp"):
+                line.config_path = value
+            else:
+                line.config_name = value
+        elif a in ("-m", "--multirun"):
+            line.multirun = True
+        elif a.startswith("-"):
+            raise ValueError(a)
+        else:
+            line.overrides.append(a)
+    return line
+
+
+def compose_config(
+    overrides: list[str],
+    config_dir: str | None = None,
+    config_name: str = "config",
+    hydra: bool = False,
+    config_path: str | None = None,
+) -> DictConfig:
+    """The config Hydra composes for ``overrides`` (``config_dir``: a user config directory searched
+    beside svdbench's, as ``--config-dir`` does; ``config_path``: the primary config directory instead
+    of svdbench's, absolute or relative to run.py's, as ``--config-path`` does; ``hydra``: with its
+    ``hydra`` node)."""
+    if config_dir:
+        overrides = [*overrides, f"hydra.searchpath=[file://{os.path.abspath(config_dir)}]"]
+    primary = os.path.join(os.path.dirname(CONF_DIR), config_path) if config_path else CONF_DIR
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=primary, version_base="1.3"):
+        return compose(config_name=config_name, overrides=overrides, return_hydra_config=hydra)
+
+
+def _compose(line: CommandLine, overrides: list[str]) -> DictConfig:
+    return compose_config(overrides, line.config_dir, line.config_name, hydra=True, config_path=line.config_path)
+
+
+# ---------------------------------------------------------------------- the jobs of a sweep
+
+
+@dataclass
+class Axis:
+    """One key of a sweep: its values as overrides (``key=value``); ``sampled``: a range a sampling
+    sweeper draws from, represented by its lower end."""
+
+    values: list[str]
+    sampled: bool = False
+    text: str = ""  # the override as given
+
+
+def sweep_axes(line: CommandLine) -> list[Axis]:
+    """The axes of ``line``'s multirun in Hydra's order (the basic sweeper's): the preset's
+    ``hydra.sweeper.params`` first, then the command line's; a key the command line gives again keeps
+    the preset's place with the command line's values. InputError for an override Hydra cannot parse."""
+    parser = OverridesParser.create()
+    cfg = _compose(line, [o for o in line.overrides if not _is_sweep(parser, o)])
+    params = OmegaConf.to_container(cfg.hydra.sweeper, resolve=False).get("params") or {}
+    axes: OrderedDict[str, Axis] = OrderedDict()
+    for text in [f"{k}={v}" for k, v in params.items()] + line.overrides:
+        o = parser.parse_overrides([text])[0]
+        key = o.get_key_element()
+        if o.is_sweep_override() and not o.is_discrete_sweep():
+            axes[key] = Axis([f"{key}={o.value().start}"], sampled=True, text=text)
+        elif o.is_sweep_override():
+            axes[key] = Axis([f"{key}={v}" for v in o.sweep_string_iterator()])
+        else:
+            axes[key] = Axis([f"{key}={o.get_value_element_as_str()}"])
+    return list(axes.values())
+
+
+def _is_range(text: str) -> bool:
+    try:
+        o = OverridesParser.create().parse_overrides([text])[0]
+    except Exception:  # reported when the jobs are composed
+        return False
+    return o.is_sweep_override() and not o.is_discrete_sweep()
+
+
+def _is_sweep(parser: OverridesParser, text: str) -> bool:
+    try:
+        return parser.parse_overrides([text])[0].is_sweep_override()
+    except Exception:  # reported when the jobs are composed
+        return False
+
+
+def sampled_jobs(axes: list[Axis]) -> list[tuple[int, list[str]]]:
+    """Jobs worth checking of a grid too large to check whole: (Hydra's job number, overrides) of the
+    first job (every axis at its first value), then of every other value of each axis with the others at
+    their first. The number follows the basic sweeper's order (the last axis varies fastest)."""
+    sizes = [len(a.values) for a in axes]
+    strides = [math.prod(sizes[i + 1 :]) for i in range(len(axes))]
+    first = [a.values[0] for a in axes]
+    jobs = [(0, first)]
+    for i, axis in enumerate(axes):
+        jobs += [(j * strides[i], [*first[:i], v, *first[i + 1 :]]) for j, v in enumerate(axis.values) if j]
+    return jobs
+
+
+def all_jobs(axes: list[Axis]) -> list[tuple[int, list[str]]]:
+    """Every job of the grid, numbered as Hydra's basic sweeper numbers them."""
+    return list(enumerate(list(p) for p in itertools.product(*(a.values for a in axes))))
+
+
+# ---------------------------------------------------------------------- one job
+
+
+@dataclass
+class Job:
+    """One job of a run or sweep, composed and planned: its overrides, its directory and what Hydra
+    writes there (``hydra``: its log file, its output folder)."""
+
+    num: int
+    overrides: list[str]
+    plan: RunPlan
+    dir: Path
+    hydra: tuple[str, ...] = field(default=())
+    subdir: str = ""  # a multirun's hydra.sweep.subdir, as given
+    label: str = ""  # the job's values of the sweep's axes (its overrides that vary from job to job)
+
+
+def job_of(line: CommandLine, num: int, overrides: list[str], sweep_dir: str | None) -> Job:
+    """Compose and plan one job; its directory is ``hydra.run.dir`` (a single run) or ``sweep_dir`` and
+    the job's ``hydra.sweep.subdir`` resolved with ``hydra.job.num=num``."""
+    cfg = _compose(line, overrides)
+    job_cfg = copy.deepcopy(cfg)
+    with open_dict(job_cfg):
+        del job_cfg["hydra"]
+    planned = plan(job_cfg)  # the config's own mistakes first
+    with open_dict(cfg):
+        cfg.hydra.job.num = num
+        if not any(o.lstrip("+").startswith("hydra.job.name=") for o in overrides):
+            cfg.hydra.job.name = line.script
+        raw = OmegaConf.to_container(cfg.hydra, resolve=False)
+        for key, node in (("hydra.run.dir", raw["run"]["dir"]), ("hydra.sweep.subdir", raw["sweep"]["subdir"])):
+            if isinstance(node, str) and "${hydra:" in node:  # the resolver reads the running Hydra's config
+                OmegaConf.update(cfg, key, node.replace("${hydra:", "${hydra."))
+    if sweep_dir is None:
+        where = str(OmegaConf.select(cfg, "hydra.run.dir") or "")
+        if not where.strip():  # Path("") would be the current directory
+            raise InputError("the run directory is empty: give hydra.run.dir=<dir>")
+        where = Path(where)
+    else:
+        where = Path(sweep_dir) / str(OmegaConf.select(cfg, "hydra.sweep.subdir"))
+    return Job(num, overrides, planned, where, hydra_names(raw, str(cfg.hydra.job.name)), str(raw["sweep"]["subdir"]))
+
+
+def hydra_names(raw: dict, job_name: str) -> tuple[str, ...]:
+    """What Hydra writes into a job's directory, from its ``hydra`` node ``raw`` (unresolved): its log file
+    (``hydra.job_logging``'s file handler; default ``<job name>.log``) and its output folder
+    (``hydra.output_subdir``; default ``.hydra``)."""
+    names = []
+    handler = ((raw.get("job_logging") or {}).get("handlers") or {}).get("file") or {}
+    log = str(handler.get("filename") or "")
+    for name in ("${hydra.job.name}", "${hydra:job.name}"):
+        log = log.replace(name, job_name)
+    if log and "${" not in log.rsplit("/", 1)[-1]:
+        names.append(log.rsplit("/", 1)[-1])
+    if raw.get("output_subdir"):
+        names.append(str(raw["output_subdir"]))
+    return tuple(names)
+
+
+def check_job_dir(job: Job, refuse_completed_other: bool = True, made_by: Sequence[Path] = ()) -> dict | None:
+    """The job's starting point (``init_from``) exists (unless it lies in one of ``made_by``, the directories
+    of the sweep's jobs: an earlier job makes it), and its directory is its own:
+    :meth:`svdbench.pipeline.Run.check_dir`, not held by a running svdbench process, and (``resume=false``)
+    holding no foreign results.json; with ``resume=true`` its completed result when it holds this very
+    run (None: work to do), InputError when it holds another config's."""
+    run = Run(job.plan, job.dir)
+    run.check_dir(job.hydra)
+    start = job.plan.init_from
+    made = start is not None and any(Path(os.path.abspath(start)).is_relative_to(d) for d in made_by)
+    if start is not None and not made and not dense_checkpoint_path(start).is_file():
+        raise InputError(f"init_from: no dense checkpoint at {dense_checkpoint_path(start)}")
+    RunLock.check_free(job.dir)
+    if not job.plan.cfg.resume:
+        previous_record(job.dir)
+        return None
+    return run.completed_result()
+
+
+# ---------------------------------------------------------------------- the check
+
+
+def preflight(argv: list[str]) -> None:
+    """Compose and validate the config before Hydra starts: exit code 2 with one line on stderr for
+    any mistake, nothing written. Every checked job (a single run, or a multirun's jobs: see the
+    module) has its directory checked too. ``--cfg job`` prints the config the run (or the sweep's
+    first job) would record (what runs: resolved, the method configured for its starting point and
+    budget) and exits; ``--help``, ``--cfg hydra`` and the like are left to Hydra."""
+    try:
+        line = parse_command_line(argv[1:], Path(argv[0]).stem or "run")
+    except ValueError:
+        return
+    if line.config_dir is not None and not Path(line.config_dir).is_dir():
+        fail(f"--config-dir {line.config_dir}: no such directory")
+    try:
+        axes = sweep_axes(line) if line.multirun else [Axis([o]) for o in line.overrides]
+    except InputError as err:
+        fail(str(err))
+    except Exception as err:  # an override Hydra cannot parse, a preset that does not compose
+        fail(schema.explain(err))
+    sampled = [a.text for a in axes if a.sampled]
+    if not line.multirun:
+        sampled = [o for o in line.overrides if _is_range(o)]
+    if sampled and not line.multirun:
+        fail(f"{sampled[0]} is a range to sample: run a sweep (-m) with a sampling sweeper (+sweep=optuna_pareto)")
+    grid = math.prod(len(a.values) for a in axes)
+    whole = line.multirun and not sampled and grid <= FULL_GRID
+    numbered = all_jobs(axes) if whole or not line.multirun else sampled_jobs(axes)
+    try:
+        first = _compose(line, numbered[0][1])
+        if sampled and "optuna" not in str(OmegaConf.select(first, "hydra.sweeper._target_", default="")).lower():
+            fail(f"{sampled[0]}: the basic sweeper cannot sweep a range; list the values (key=a,b,c) or use a "
+                 "sampling sweeper (+sweep=optuna_pareto)")  # fmt: skip
+        sweep_dir = str(OmegaConf.select(first, "hydra.sweep.dir")) if line.multirun else None
+        launcher = str(OmegaConf.select(first, "hydra.launcher._target_", default="") or "")
+        jobs = [job_of(line, num, overrides, sweep_dir) for num, overrides in numbered]
+        for job in jobs:
+            job.label = " ".join(o for o, a in zip(job.overrides, axes, strict=True) if len(a.values) > 1)
+    except InputError as err:
+        fail(str(err))
+    except Exception as err:
+        fail(schema.explain(err))
+    if line.print_job:
+        what = "this run"
+        if line.multirun:
+            what = f"the first of the sweep's jobs ({' '.join(jobs[0].overrides) or 'no override'})"
+        print(f"# the config {what} records in results.json: resolved, the method configured for its start and budget")
+        print(OmegaConf.to_yaml(jobs[0].plan.config), end="")
+        raise SystemExit(0)
+    if line.multirun:
+        check_launcher(launcher)
+        check_sweep(sweep_dir, jobs, checked_whole=whole, sampled=bool(sampled))
+        return
+    try:
+        done = check_job_dir(jobs[0])
+    except InputError as err:
+        fail(str(err))
+    if done is not None:  # nothing to do: say so, leave the directory as it is
+        print(f"run directory {jobs[0].dir} already holds a completed run of this config\n{summary(done, jobs[0].dir)}")
+        raise SystemExit(0)
+
+
+def check_launcher(target: str) -> None:
+    """A launcher that cannot start here is refused in one line before the sweep (submitit's SLURM
+    launcher off a cluster), instead of its traceback."""
+    for part, (program, what) in LAUNCHER_NEEDS.items():
+        if part in target and shutil.which(program) is None:
+            fail(
+                f"hydra/launcher: {target.rsplit('.', 1)[-1]} needs {what}; on this machine run the sweep without it "
+                "(the default launcher) or with hydra/launcher=local_parallel"
+            )
+
+
+def check_sweep(sweep_dir: str | None, jobs: list[Job], checked_whole: bool, sampled: bool = False) -> None:
+    """A multirun's sweep directory can be made and written (no link where Hydra writes); no two jobs
+    share a directory (a ``hydra.sweep.subdir`` that does not tell them apart, e.g. ``seed${seed}`` in a
+    sweep over the learning rate; for a sampling sweeper, whose draws are not known yet: a subdir without
+    any interpolation); and, where every job was composed (``checked_whole``), each job's directory is its
+    own (:func:`check_job_dir`)."""
+    try:
+        check_sweep_dir(sweep_dir or "")
+    except InputError as err:
+        fail(str(err))
+    seen: dict[Path, Job] = {}
+    for job in jobs:
+        other = seen.setdefault(Path(os.path.abspath(job.dir)), job)
+        if other is not job and (not sampled or "${" not in job.subdir):
+            fail(
+                f"hydra.sweep.subdir={job.subdir} puts job {other.num} ({other.label}) and job {job.num} "
+                f"({job.label}) in one directory {job.dir}: name each job's own (the default ${{hydra.job.num}}, "
+                "or a key the sweep varies)"
+            )
+    if not checked_whole:
+        return
+    for job in jobs:
+        try:
+            check_job_dir(job, made_by=[d for d in seen if d != Path(os.path.abspath(job.dir))])
+        except InputError as err:
+            fail(f"job {job.num} ({job.label}): {err}")
+
+
+def fail(message: str) -> None:
+    print(f"config error: {message}", file=sys.stderr)
+    raise SystemExit(2) from None

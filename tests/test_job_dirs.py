@@ -1,0 +1,252 @@
+"""Reliability, third round (a hostile pass): every job's directory is checked before Hydra writes, for
+a single run and for every job of a sweep (links, files of the wrong kind, foreign files, a running
+holder, a starting point inside it, two jobs in one directory); a run that replaces another removes
+exactly what that run recorded writing. Each case here wrote, deleted or hung before its fix."""
+
+import os
+import shutil
+
+import pytest
+import torch
+
+from svdbench import cli, preflight
+from svdbench.errors import InputError
+from svdbench.methods import Dense, SVDTraining
+from svdbench.pipeline import run_experiment
+from svdbench.results import find_results, read_results
+from svdbench.rundir import RunLock, clear_run
+
+
+def refused(capsys, *argv: str) -> str:
+    """The one line ``run.py ARGV`` is refused with before Hydra starts (exit code 2)."""
+    with pytest.raises(SystemExit) as stop:
+        preflight.preflight(["run.py", *argv])
+    err = capsys.readouterr().err.strip()
+    assert stop.value.code == 2 and "\n" not in err, err
+    return err
+
+
+@pytest.fixture(scope="module")
+def points_run(tmp_path_factory, tiny_cfg):
+    """A finished SVD-training run with one operating point (energy 0.1) and its deployed models."""
+    run = tmp_path_factory.mktemp("points") / "run"
+    run_experiment(tiny_cfg(save_model=True), SVDTraining.create(energy=0.05, energies=[0.1]), run)
+    return run
+
+
+@pytest.fixture(scope="module")
+def dense_run(tmp_path_factory, tiny_cfg):
+    run = tmp_path_factory.mktemp("dense") / "run"
+    run_experiment(tiny_cfg(save_model=True), Dense(), run)
+    return run
+
+
+def files(d) -> dict:
+    return {p.relative_to(d).as_posix(): p.read_bytes() for p in sorted(d.rglob("*")) if p.is_file()}
+
+
+# ------------------------------------------------------------------ sweeps: every job its own directory
+
+
+def test_a_presets_axes_in_one_subdir_are_refused_before_the_sweep(tmp_path, capsys, tiny):
+    err = refused(capsys, "-m", "+sweep=svd_energies", *tiny(), "method.energies=[0.1]",
+                  f"hydra.sweep.dir={tmp_path}/sw", "hydra.sweep.subdir=x")  # fmt: skip
+    assert "hydra.sweep.subdir=x puts job 0 (" in err and "and job 1 (" in err and "in one directory" in err
+    assert not (tmp_path / "sw").exists()
+
+
+def test_a_subdir_naming_a_key_the_sweep_does_not_vary_is_refused(tmp_path, capsys, tiny):
+    base = ["-m", *tiny(), "method=dense", f"hydra.sweep.dir={tmp_path}/sw"]
+    err = refused(capsys, *base, "trainer.lr=0.002,0.004", "hydra.sweep.subdir=seed${seed}")
+    assert "puts job 0 (trainer.lr=0.002) and job 1 (trainer.lr=0.004) in one directory" in err
+    preflight.preflight(["run.py", *base, "seed=0,1", "hydra.sweep.subdir=seed${seed}"])  # distinct: accepted
+
+
+def test_every_job_of_a_small_grid_is_checked_before_the_sweep(tmp_path, capsys, tiny):
+    err = refused(capsys, "-m", *tiny(), "method=dense", "trainer.epochs=1,3", "trainer.budget=3,2",
+                  f"hydra.sweep.dir={tmp_path}/sw")  # fmt: skip
+    assert "trainer.budget=2 is less than the 3 training epochs" in err  # job 3 of 4: never a cross-axis job
+
+
+def test_a_sweep_job_directory_that_is_a_link_is_refused(tmp_path, capsys, tiny):
+    (tmp_path / "sw").mkdir()
+    (tmp_path / "victim").mkdir()
+    (tmp_path / "sw" / "1").symlink_to(tmp_path / "victim")
+    err = refused(capsys, "-m", *tiny(), "method=dense", "seed=0,1", f"hydra.sweep.dir={tmp_path}/sw")
+    assert err.startswith("config error: job 1 (seed=1") and "is a link" in err
+    assert list((tmp_path / "victim").iterdir()) == []
+
+
+# ------------------------------------------------------------------ a run's directory
+
+
+@pytest.mark.parametrize("where", ["run", "energy_0.1"])
+def test_a_run_or_point_directory_that_is_a_link_is_refused(tmp_path, capsys, tiny, where):
+    (tmp_path / "victim").mkdir()
+    run = tmp_path / "run"
+    if where == "run":
+        run.symlink_to(tmp_path / "victim")
+    else:
+        run.mkdir()
+        (run / where).symlink_to(tmp_path / "victim")
+    err = refused(capsys, *tiny(), "method=svd", "method.energies=[0.1]", f"hydra.run.dir={run}")
+    assert "is a link" in err and list((tmp_path / "victim").iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    "overrides, name",
+    [(["hydra.job.name=foo"], "foo.log"), (["hydra.output_subdir=meta"], "meta"), ([], "run.log"), ([], ".hydra")],
+)
+def test_hydras_own_log_and_folder_are_checked_under_their_configured_names(tmp_path, capsys, tiny, overrides, name):
+    victim = tmp_path / "precious.txt"
+    victim.write_text("precious")
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / name).symlink_to(victim)
+    err = refused(capsys, *tiny(), "method=dense", *overrides, f"hydra.run.dir={tmp_path / 'run'}")
+    assert f"{name} is a link" in err and victim.read_text() == "precious"
+
+
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda d: (d / ".hydra").write_text("x"), ".hydra is not a directory"),
+        (lambda d: (d / "run.log").mkdir(), "run.log is not a regular file"),
+        (lambda d: (d / "results.json").mkdir(), "results.json is not a regular file"),
+        (lambda d: (d / "energy_0.1").write_text("notes"), "energy_0.1, the directory of an operating point, is not"),
+        (lambda d: os.mkfifo(d / "checkpoint.pt"), "checkpoint.pt is not a regular file"),
+    ],
+)  # fmt: skip
+def test_a_name_svdbench_or_hydra_writes_holding_the_wrong_kind_is_refused(tmp_path, capsys, tiny, make, message):
+    run = tmp_path / "run"
+    run.mkdir()
+    make(run)
+    err = refused(capsys, *tiny(), "method=svd", "method.energies=[0.1]", f"hydra.run.dir={run}")
+    assert message in err
+
+
+def test_foreign_files_in_a_point_directory_are_refused(tmp_path, capsys, tiny):
+    point = tmp_path / "run" / "energy_0.1"
+    point.mkdir(parents=True)
+    (point / "deployed.json").write_text('{"mine": 1}')
+    err = refused(capsys, *tiny(), "method=svd", "method.energies=[0.1]", f"hydra.run.dir={tmp_path / 'run'}")
+    assert "energy_0.1 holds deployed.json but no results.json" in err
+
+
+def test_a_foreign_file_beside_a_valid_checkpoint_is_refused(tmp_path, capsys, tiny, tiny_cfg):
+    run = tmp_path / "run"
+    run_experiment(tiny_cfg(keep_checkpoints=True, save_model=False), SVDTraining.create(energy=0.05), run)
+    (run / "results.json").unlink()  # as a killed run leaves it: its checkpoints, no result
+    (run / "deployed.pt").write_text("my deployed model")
+    err = refused(capsys, *tiny(), "method=svd", f"hydra.run.dir={run}")
+    assert "holds deployed.pt but no results.json" in err
+    assert (run / "deployed.pt").read_text() == "my deployed model"
+
+
+def test_a_held_run_directory_is_refused_before_hydra_writes(tmp_path, capsys, tiny):
+    run = tmp_path / "run"
+    run.mkdir()
+    with RunLock(run):
+        err = refused(capsys, *tiny(), "method=dense", "resume=false", f"hydra.run.dir={run}")
+    assert f"is in use by another svdbench run (pid {os.getpid()})" in err
+    assert list(run.iterdir()) == []  # no .hydra/, no log
+
+
+def test_a_starting_point_inside_the_run_directory_is_refused_and_kept(tmp_path, capsys, tiny, dense_run):
+    run = tmp_path / "run"
+    shutil.copytree(dense_run, run)
+    before = files(run)
+    err = refused(capsys, *tiny(), "method=dense", f"init_from={run}", "resume=false", f"hydra.run.dir={run}")
+    assert f"init_from={run} lies in this run's own directory" in err and files(run) == before
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (["init_from=NOWHERE"], "init_from: no dense checkpoint at"),
+        (["model=timm", "model.name='resnet1*'"], "model.name=resnet1* is not a timm model"),
+        (["model.name=resnet9"], "model.name=resnet9 is not a cifar_resnet model"),
+        *([] if torch.cuda.is_available() else [(["trainer.device=cuda"], "trainer.device=cuda but no CUDA")]),
+    ],
+)  # fmt: skip
+def test_inputs_found_later_before_are_refused_before_hydra_writes(tmp_path, capsys, tiny, overrides, message):
+    overrides = [o.replace("NOWHERE", str(tmp_path / "nowhere")) for o in overrides]
+    err = refused(capsys, *tiny(), "method=dense", *overrides, f"hydra.run.dir={tmp_path / 'run'}")
+    assert message in err and not (tmp_path / "run").exists()
+
+
+def test_a_foreign_results_json_is_refused_with_resume_false_before_work(tmp_path, capsys, tiny):
+    (tmp_path / "results.json").write_text('{"accuracy": 0.9}')
+    err = refused(capsys, *tiny(), "method=dense", "resume=false", f"hydra.run.dir={tmp_path}")
+    assert "is not a svdbench result" in err and sorted(p.name for p in tmp_path.iterdir()) == ["results.json"]
+
+
+def test_a_missing_config_dir_is_one_line(tmp_path, capsys, tiny):
+    err = refused(capsys, "--config-dir", str(tmp_path / "nope"), *tiny(), f"hydra.run.dir={tmp_path / 'run'}")
+    assert err == f"config error: --config-dir {tmp_path / 'nope'}: no such directory"
+
+
+# ------------------------------------------------------------------ replacing a run: exactly what it wrote
+
+
+def test_resume_false_in_a_copied_directory_removes_the_copied_points(tmp_path, tiny_cfg, points_run):
+    run = tmp_path / "moved"
+    shutil.copytree(points_run, run)  # its records name the old location
+    run_experiment(tiny_cfg(resume=False), SVDTraining.create(energy=0.05, energies=[0.2]), run)
+    assert [p.parent.name for p in find_results([run])] == ["energy_0.2", "moved"]
+
+
+def test_resume_false_keeps_what_the_previous_run_did_not_write(tmp_path, points_run):
+    run = tmp_path / "run"
+    shutil.copytree(points_run, run)
+    (run / "model.pt").write_text("mine")  # the previous run saved deployed.pt/json, never a model.pt
+    (run / "dense.pt").write_text("mine")  # nor a dense.pt (factorised training)
+    shutil.copytree(run / "energy_0.1", run / "energy_0.1_keep")  # the user's copy of a point
+    removed = {p.relative_to(run).as_posix() for p in clear_run(run)}
+    assert removed == {"results.json", "deployed.pt", "deployed.json", *(f"energy_0.1/{n}" for n in
+                       ("results.json", "deployed.pt", "deployed.json"))}  # fmt: skip
+    assert (run / "model.pt").read_text() == "mine" and (run / "dense.pt").read_text() == "mine"
+    assert (run / "energy_0.1_keep" / "results.json").is_file() and not (run / "energy_0.1").exists()
+
+
+def test_a_point_held_by_latency_is_not_cleared_under_it(tmp_path, points_run):
+    run = tmp_path / "run"
+    shutil.copytree(points_run, run)
+    before = files(run)
+    with RunLock(run / "energy_0.1"), pytest.raises(InputError, match="energy_0.1 is in use"):
+        clear_run(run)
+    assert {k: v for k, v in files(run).items() if "lock" not in k} == {
+        k: v for k, v in before.items() if "lock" not in k
+    }
+
+
+def test_the_record_names_what_the_run_wrote(points_run, dense_run):
+    assert read_results(points_run / "results.json")["files"] == ["deployed.pt", "deployed.json"]
+    assert read_results(points_run / "energy_0.1" / "results.json")["files"] == ["deployed.pt", "deployed.json"]
+    assert read_results(dense_run / "results.json")["files"] == ["dense.pt", "deployed.pt", "deployed.json"]
+
+
+# ------------------------------------------------------------------ reading what is there
+
+
+def test_a_fifo_named_results_json_is_skipped_not_opened(tmp_path, capsys, points_run):
+    shutil.copytree(points_run, tmp_path / "a")
+    (tmp_path / "b").mkdir()
+    os.mkfifo(tmp_path / "b" / "results.json")
+    assert tmp_path / "b" / "results.json" not in find_results([tmp_path])
+    assert "b/results.json: not a regular file, skipped" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("option", [["--threads", "0"], ["--max-seconds", "nan"], ["--batch-sizes", "0"]])
+def test_latency_options_are_checked_before_any_run_is_loaded(tmp_path, capsys, option):
+    with pytest.raises(SystemExit) as stop:
+        cli.main(["latency", str(tmp_path), *option])
+    assert stop.value.code == 2 and f"argument {option[0]}: invalid positive" in capsys.readouterr().err
+
+
+def test_a_file_torch_refuses_is_named_without_torchs_unsafe_advice(tmp_path, tiny_cfg, points_run):
+    torch.save({"w": torch.nn.Linear(2, 2)}, tmp_path / "evil.pt")  # a pickled module, not tensors only
+    for start, why in [(tmp_path / "evil.pt", "it holds Python objects besides tensors"),
+                       (points_run / "results.json", "not a torch file")]:  # fmt: skip
+        with pytest.raises(InputError) as err:
+            run_experiment(tiny_cfg(init_from=str(start)), Dense(), tmp_path / "r")
+        assert f"cannot read {start}: {why}" in str(err.value) and "weights_only=False" not in str(err.value)
