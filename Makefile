@@ -36,11 +36,11 @@ demo: data
 
 test: data
 	$(PY) -m ruff check . && $(PY) -m ruff format --check .
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n 2 --dist loadfile
 
 # the fast tier: everything but the end-to-end runs (tests marked slow)
 test-fast: install
-	$(PY) -m pytest -q -m "not slow"
+	$(PY) -m pytest -q -n 2 --dist loadfile -m "not slow"
 
 lint: install
 	$(PY) -m ruff check . && $(PY) -m ruff format --check .
