@@ -66,6 +66,17 @@ def _first(text: str) -> str:
     return lines[0] if lines else ""
 
 
+def _yaml_line(err: BaseException) -> str | None:
+    """A YAML syntax error (PyYAML's MarkedYAMLError: ``problem``, ``problem_mark``, ``context``) as
+    ``<file>, line L, column C: <problem> (<context>)``; None for any other error."""
+    mark, problem = getattr(err, "problem_mark", None), getattr(err, "problem", None)
+    if mark is None or not problem:
+        return None
+    context = getattr(err, "context", None)
+    where = f"{mark.name}, line {mark.line + 1}, column {mark.column + 1}"
+    return f"{where}: {problem}" + (f" ({context})" if context else "")
+
+
 def one_line(err: BaseException, with_type: bool = False) -> str:
     """The most specific single line describing ``err``.
 
@@ -79,7 +90,7 @@ def one_line(err: BaseException, with_type: bool = False) -> str:
         chain.append(chain[-1].__cause__)
     for e in reversed(chain):
         key = getattr(e, "full_key", None)
-        first = _first(str(getattr(e, "msg", None) or e))
+        first = _yaml_line(e) or _first(str(getattr(e, "msg", None) or e))
         if not first:
             continue
         if key and key not in first:

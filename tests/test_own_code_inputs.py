@@ -103,3 +103,15 @@ def test_cfg_job_prints_what_runs_and_only_what_the_model_and_dataset_read(run_p
     assert "regularizer" not in cfg and cfg["method"]["regularizer"] == {"kind": "hoyer", "weight": 0.05}
     default = yaml.safe_load(run_py("--cfg", "job", timeout=120).stdout)
     assert "shape" not in default["dataset"] and default["model"]["family"] == "cifar_resnet"
+
+
+def test_a_yaml_syntax_error_in_an_own_config_names_file_line_and_column(tmp_path, run_py):
+    conf = tmp_path / "conf" / "method"
+    conf.mkdir(parents=True)
+    (conf / "mine.yaml").write_text("decomposition: [spatial\n")
+    proc = run_py("--config-dir", str(tmp_path / "conf"), "method=mine", f"hydra.run.dir={tmp_path / 'run'}")
+    assert proc.returncode == 2 and not (tmp_path / "run").exists()
+    assert proc.stderr.strip() == (
+        f"config error: {conf / 'mine.yaml'}, line 2, column 1: expected ',' or ']', but got '<stream end>' "
+        "(while parsing a flow sequence)"
+    )
