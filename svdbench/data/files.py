@@ -73,6 +73,13 @@ def fashion_mnist_root(root: str | None) -> Path | None:
     return None
 
 
+def _last_line(err: BaseException) -> str:
+    """The innermost cause of a download error: torchvision's message names every mirror it tried and
+    ends with what went wrong ("[Errno 13] Permission denied: ...", "<urlopen error ...>")."""
+    lines = [ln.strip() for ln in str(err).splitlines() if ln.strip()]
+    return lines[-1].rstrip(":") if lines else one_line(err, with_type=True)
+
+
 @contextlib.contextmanager
 def _removed_on_failure(folder: Path):
     """A download into ``folder``: if it fails, the folders it created are removed again (a
@@ -100,7 +107,11 @@ def load_fashion_mnist(root: str | None, download: bool) -> tuple[torch.Tensor, 
                 torchvision.datasets.FashionMNIST(target, train=True, download=True)
                 torchvision.datasets.FashionMNIST(target, train=False, download=True)
         except Exception as err:  # network errors come in many types
-            raise DatasetError(f"Fashion-MNIST not found and download failed: {one_line(err).rstrip(':')}") from None
+            looked = root or f"$SVDBENCH_DATA, {FASHION_SYSTEM_DIR} and data/"
+            raise DatasetError(
+                f"Fashion-MNIST is not in {looked} and the download to {target} failed ({_last_line(err)}): give "
+                "dataset.root=<a folder with its four idx files>, or install Debian's dataset-fashion-mnist"
+            ) from None
         found = fashion_mnist_root(target)
     if found is None:
         where = root or f"$SVDBENCH_DATA, {FASHION_SYSTEM_DIR} or ./data"
