@@ -254,6 +254,18 @@ def test_budget_warning_for_mixed_epochs_after_the_start(tmp_path, capsys):
     assert json.loads((tmp_path / "rep" / "summary.json").read_text())["budget_warnings"] == rep.budget
 
 
+def test_a_run_with_its_own_epochs_rule_is_not_a_budget_warning(tmp_path, capsys):
+    _result(tmp_path, "d", "dense", 0, 90.0, 1000, epochs_after_start=4)
+    _result(tmp_path, "a", "alpha", 0, 88.0, 500, epochs_after_start=4)
+    _result(tmp_path, "s", "scratch", 0, 89.0, 500, epochs_after_start=28, method_details={"epochs_rule": "scratch_e"})
+    assert report.build_report([tmp_path], tmp_path / "rep").budget == []
+    assert not _budget_lines(capsys.readouterr().err)
+    _result(tmp_path, "b", "beta", 0, 87.0, 400, epochs_after_start=1)  # a method's own budget still counts
+    assert report.build_report([tmp_path], tmp_path / "rep").budget == [
+        "resnet8/synthetic compares runs with different budgets: epochs after the start 1, 4"
+    ]
+
+
 def test_budget_warning_for_mixed_dense_starts(tmp_path, capsys):
     h1, h2, h3 = ("sha256:" + c * 64 for c in "abe")
     _result(tmp_path, "d", "dense", 0, 90.0, 1000, epochs_after_start=4)

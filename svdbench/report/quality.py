@@ -37,11 +37,14 @@ def budget_warnings(rows: Sequence[Row]) -> list[str]:
     spent different ``epochs_after_start``, or whose runs of one seed started from different
     ``dense_start`` checkpoints (each seed has its own dense start; a study compares them per seed).
     Runs that did not record a field are not compared on it, nor are digests of different kinds (a
-    file's ``sha256:`` by older versions, the tensors' ``tensors-sha256:`` now)."""
+    file's ``sha256:`` by older versions, the tensors' ``tensors-sha256:`` now). Runs whose epochs follow
+    a declared rule of their own (``method_details.epochs_rule``: scratch, as many epochs as its
+    source took in all) are not compared on the budget either: theirs differs by design."""
     out = []
     for task, rs in by_task(rows).items():
         runs = [x for r in rs if r.method != DENSE for x in r.runs]
-        epochs = sorted({e for x in runs if (e := epochs_after_start(x)) is not None})
+        budgeted = [x for x in runs if not (x.rec.method_details or {}).get("epochs_rule")]
+        epochs = sorted({e for x in budgeted if (e := epochs_after_start(x)) is not None})
         starts: dict[Any, set[str]] = {}
         for x in runs:
             if (h := dense_start(x)) is not None:
