@@ -307,10 +307,18 @@ def write_json_atomic(path: str | os.PathLike, data: Any) -> Path:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
         Path(tmp).unlink(missing_ok=True)
+        _name(err, path, tmp)
         raise
     return path
+
+
+def _name(err: BaseException, path: Path, tmp: str) -> None:
+    """An OSError while writing ``path`` (through its temporary file ``tmp``) that names no file, or only
+    the temporary one (a full disk: "[Errno 28] No space left on device"), raised again naming ``path``."""
+    if isinstance(err, OSError) and err.errno is not None and err.filename in (None, tmp):
+        raise OSError(err.errno, err.strerror or os.strerror(err.errno), str(path)) from err
 
 
 def atomic_torch_save(obj: Any, path: str | os.PathLike) -> Path:
@@ -323,8 +331,9 @@ def atomic_torch_save(obj: Any, path: str | os.PathLike) -> Path:
     try:
         torch.save(obj, tmp)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
         Path(tmp).unlink(missing_ok=True)
+        _name(err, path, tmp)
         raise
     return path
 

@@ -191,3 +191,25 @@ def test_an_edited_checkpoint_is_one_line_before_any_work(tmp_path, tiny, edit, 
         run_experiment(tiny(keep_checkpoints=True), SVDTraining.create(regularizer=SparsityRegularizer()), tmp_path)
     assert "\n" not in str(err.value) and "checkpoint.pt" in str(err.value)
     assert (tmp_path / "checkpoint.pt").read_bytes() == before  # nothing resumed, nothing replaced
+
+
+def test_a_full_disk_names_the_file_it_was_writing(tmp_path, monkeypatch):
+    import errno
+    import json as _json
+
+    from svdbench.results import atomic_torch_save
+
+    path = tmp_path / "results.json"
+    write_json_atomic(path, {"status": "running", "top1": 1.0})
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(_json, "dump", full)
+    with pytest.raises(OSError, match=rf"No space left on device: '{path}'"):
+        write_json_atomic(path, {"status": "completed"})
+    monkeypatch.setattr(torch, "save", full)
+    with pytest.raises(OSError, match=rf"No space left on device: '{tmp_path / 'model.pt'}'"):
+        atomic_torch_save({}, tmp_path / "model.pt")
+    assert read_results(path) == {"status": "running", "top1": 1.0}  # the old file, whole
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["results.json"]  # no temporary file left
