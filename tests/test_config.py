@@ -55,6 +55,18 @@ def test_help_lists_real_choices_only(run_py):
     assert {"model", "dataset", "method", "regularizer", "trainer", "logger", "measure", "experiment"} <= groups.keys()
 
 
+def test_help_says_what_svdbench_is_and_its_examples_compose(run_py, compose_cfg, build):
+    proc = run_py("--help")
+    assert proc.returncode == 0 and proc.stdout.startswith("svdbench: a benchmark harness")
+    assert "family: cifar_resnet" not in proc.stdout  # no dump of the default config with fields that do not apply
+    lines = [ln.strip() for ln in proc.stdout.splitlines()]
+    examples = [ln.split("#")[0].split()[2:] for ln in lines if ln.startswith("python run.py")]
+    assert len(examples) >= 6
+    for words in examples:
+        overrides = [w for w in words if "=" in w and not w.startswith(("hydra.", "init_from="))]
+        build(compose_cfg(overrides))  # every example's choices and keys exist and validate
+
+
 BAD = [
     ("trainer.lrr=0.1", "Key 'lrr' not in 'TrainerConfig' (key: trainer.lrr)"),
     ("+trainer.lrr=0.1", "Key 'lrr' not in 'TrainerConfig' (key: trainer.lrr)"),
