@@ -96,6 +96,24 @@ def recorded(leg: Leg, guard: PreemptionGuard, contain: bool = False) -> Iterato
         raise
 
 
+def duration(seconds: float) -> str:
+    """``seconds`` for a log line: ``42 s``, ``3 min 05 s``, ``2 h 07 min``."""
+    s = round(seconds)
+    if s < 60:
+        return f"{s} s"
+    if s < 3600:
+        return f"{s // 60} min {s % 60:02d} s"
+    return f"{s // 3600} h {s % 3600 // 60:02d} min"
+
+
+def pace(elapsed: float, done: int, total: int) -> str:
+    """How long an epoch of a stage takes and when the stage ends: ``elapsed`` seconds for its first
+    ``done`` of ``total`` epochs (a resumed stage counts the time recorded before)."""
+    per = elapsed / max(done, 1)
+    left = total - done
+    return f"{duration(per)}/epoch" + (f", stage done in {duration(per * left)}" if left > 0 else ", stage done")
+
+
 class StageRunner:
     """The steps every leg goes through on one workbench, logged and checkpointed. ``on_epoch``
     receives every epoch's record (the tracker); ``guard`` is polled for preemption."""
@@ -123,9 +141,13 @@ class StageRunner:
                 if epoch.get(f"{split}_top1") is not None
             )
             log.info(
-                "%s epoch %d: loss %.4f (reg %.4f), train top1 %.2f%s",
-                *(epoch[k] for k in ("stage", "epoch", "train_loss", "reg_loss", "train_top1")),
+                "%s epoch %d/%d: loss %.4f (reg %.4f), train top1 %.2f%s (%s)",
+                epoch["stage"],
+                epoch["epoch"],
+                stage.epochs,
+                *(epoch[k] for k in ("train_loss", "reg_loss", "train_top1")),
                 evaluated,
+                pace(time.perf_counter() - t, epoch["epoch"], stage.epochs),
             )
             if self.on_epoch:
                 self.on_epoch(epoch)

@@ -1,0 +1,24 @@
+"""The epoch lines a run logs: k/N, the time an epoch takes and when the stage ends."""
+
+import logging
+
+from svdbench.methods import Dense
+from svdbench.pipeline import run_experiment
+from svdbench.stages import duration, pace
+
+
+def test_durations_read_as_a_person_would_say_them():
+    assert [duration(x) for x in (0.4, 42, 185, 7620)] == ["0 s", "42 s", "3 min 05 s", "2 h 07 min"]
+
+
+def test_pace_from_the_epochs_done():
+    assert pace(90.0, 3, 12) == "30 s/epoch, stage done in 4 min 30 s"  # 9 epochs of 30 s left
+    assert pace(90.0, 12, 12) == "8 s/epoch, stage done"
+
+
+def test_a_run_logs_each_epoch_as_k_of_n(tmp_path, tiny_cfg, caplog):
+    with caplog.at_level(logging.INFO, logger="svdbench"):
+        run_experiment(tiny_cfg(trainer={"epochs": 2}), Dense(), tmp_path / "run")
+    lines = [r.getMessage() for r in caplog.records if " epoch " in r.getMessage()]
+    assert lines[0].startswith("train epoch 1/2: loss ") and "s/epoch, stage done in " in lines[0]
+    assert lines[1].startswith("train epoch 2/2: ") and lines[1].endswith("s/epoch, stage done)")
