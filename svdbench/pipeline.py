@@ -81,6 +81,8 @@ class Run:
             if done is not None:
                 return done
             bench = Workbench(self.plan)
+            if distributed.is_main():
+                log.info("%s", plan_line(self.plan, bench, self.dir, [label for label, _ in self.points.points]))
             with PreemptionGuard() as guard:
                 results = self._run(bench, StageRunner(self.plan, bench, guard, self.on_epoch), t_start)
         bench.close()
@@ -235,3 +237,35 @@ def _samples(bench: Workbench) -> dict[str, int]:
     data = bench.data
     out = {"train": data.num_train, "val": data.num_val, "test": data.num_test}
     return {**out, "dropped_per_epoch": data.dropped_per_epoch} if data.dropped_per_epoch else out
+
+
+def plan_line(plan: RunPlan, bench: Workbench, run_dir: Path, points: Sequence[str] = ()) -> str:
+    """What a run is about to do, in one line before its first step: method, model and data set, its
+    directory, the images of each split, the dense model's MACs and parameters, the stages with their
+    epochs, and the operating points that follow."""
+    cfg, data = plan.cfg, bench.data
+    stages = [s for s in (plan.pretrain, *plan.before_compress) if s is not None and s.epochs]
+    steps = [_epochs(s.name, s.epochs) for s in stages]
+    if plan.method.compresses:
+        settings = [f"{k.split('.', 1)[-1]}={v}" for k in plan.method.Config.headline if (v := _value(plan, k))]
+        steps.append("compress" + (f" ({', '.join(settings)})" if settings else ""))
+    if plan.method.finetune_epochs:
+        steps.append(_epochs(plan.finetune.name, plan.method.finetune_epochs))
+    val = f" / {data.num_val} val" if data.num_val else ""
+    line = (
+        f"{plan.method.name} on {cfg.model.name}/{cfg.dataset.name} in {run_dir}: {data.num_train} train{val} / "
+        f"{data.num_test} test images on {bench.device}; dense {bench.dense_count.macs / 1e6:.2f} M MACs, "
+        f"{count_params(bench.model) / 1e3:.1f} k params; {', then '.join(steps) or 'no training'}"
+    )
+    n = len(points)
+    return line + (f"; then {n} operating point{'s' * (n != 1)} ({', '.join(points)})" if points else "")
+
+
+def _epochs(stage: str, n: int) -> str:
+    return f"{stage} {n} epoch{'s' * (n != 1)}"
+
+
+def _value(plan: RunPlan, dotted: str) -> Any:
+    """The method's value of a headline key (``method.speedup``), None where unset or not the method's."""
+    head, _, key = dotted.partition(".")
+    return getattr(plan.method.config, key, None) if head == "method" else None

@@ -22,3 +22,16 @@ def test_a_run_logs_each_epoch_as_k_of_n(tmp_path, tiny_cfg, caplog):
     lines = [r.getMessage() for r in caplog.records if " epoch " in r.getMessage()]
     assert lines[0].startswith("train epoch 1/2: loss ") and "s/epoch, stage done in " in lines[0]
     assert lines[1].startswith("train epoch 2/2: ") and lines[1].endswith("s/epoch, stage done)")
+
+
+def test_a_run_says_what_it_will_do_before_its_first_step(tmp_path, tiny_cfg, caplog):
+    from svdbench.methods import SVDTraining
+
+    with caplog.at_level(logging.INFO, logger="svdbench"):
+        run_experiment(tiny_cfg(), SVDTraining.create(speedup=2.0, speedups=[1.5], finetune_epochs=1), tmp_path / "run")
+    first = caplog.records[0].getMessage()
+    assert first == (
+        f"svd on resnet8/synthetic in {tmp_path / 'run'}: 128 train / 64 test images on cpu; dense 3.06 M MACs, "
+        "75.3 k params; train 1 epoch, then compress (decomposition=channel, speedup=2.0), then finetune 1 epoch; "
+        "then 1 operating point (speedup_1.5)"
+    )
