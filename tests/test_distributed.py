@@ -31,8 +31,8 @@ ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 for var in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"):
     ENV.pop(var, None)
 LOG_LINE = re.compile(
-    r"\] - (\w+) epoch (\d+): loss ([\d.]+) \(reg ([\d.]+)\), train top1 ([\d.]+), test top1 ([\d.]+)"
-    r"(?:, val top1 [\d.]+)?$",
+    r"\] - (\w+) epoch (\d+)/\d+: loss ([\d.]+) \(reg ([\d.]+)\), train top1 ([\d.]+), test top1 ([\d.]+)"
+    r"(?:, val top1 [\d.]+)? \([^)]*\)$",
     re.M,
 )
 
