@@ -51,13 +51,18 @@ def logged(rec: dict) -> tuple:
 
 @pytest.mark.slow
 def test_torchrun_two_processes_write_one_result(tmp_path, root, tiny):
-    out = tmp_path / "run"
-    # the deployed model is saved: the test re-evaluates it in one process
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={free_port()}",
-           "run.py", *tiny("save_model"), f"hydra.run.dir={out}"]  # fmt: skip
-    proc = subprocess.run(cmd, cwd=root, env=ENV, capture_output=True, text=True, timeout=240)
+    for attempt in range(2):
+        out = tmp_path / f"try{attempt}" / "run"
+        # the deployed model is saved: the test re-evaluates it in one process
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={free_port()}",
+               "run.py", *tiny("save_model"), f"hydra.run.dir={out}"]  # fmt: skip
+        proc = subprocess.run(cmd, cwd=root, env=ENV, capture_output=True, text=True, timeout=240)
+        # gloo's worker threads can abort a rank at interpreter exit on a loaded machine, after its results
+        # are written ("terminate called without an active exception"): that, and only that, is tried again
+        if proc.returncode == 0 or "terminate called without an active exception" not in proc.stderr:
+            break
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
-    assert [p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("results.json")] == ["run/results.json"]
+    assert [p.relative_to(out.parent).as_posix() for p in out.parent.rglob("results.json")] == ["run/results.json"]
     res = json.loads((out / "results.json").read_text())
     assert res["status"] == "completed" and res["world_size"] == 2 and res["device"] == "cpu"
     assert res["accel"] == {"amp": "off", "channels_last": False, "compile": False, "cudnn_benchmark": False}
