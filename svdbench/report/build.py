@@ -234,11 +234,14 @@ def row_dict(r: Row) -> dict:
     )
 
 
+def task_dict(task: tuple) -> dict:
+    """A task (model, dataset, dense MACs) as the first keys of a summary.json entry."""
+    return {"model": task[0], "dataset": task[1], "macs_dense": task[2]}
+
+
 def quality_dict(q: Quality) -> dict:
     return {
-        "model": q.task[0],
-        "dataset": q.task[1],
-        "macs_dense": q.task[2],
+        **task_dict(q.task),
         "method": q.method,
         "seeds": q.seeds,
         "hv_mean": q.mean,
@@ -251,9 +254,7 @@ def quality_dict(q: Quality) -> dict:
 
 def verdict_dict(v: Verdict) -> dict:
     return {
-        "model": v.a.task[0],
-        "dataset": v.a.task[1],
-        "macs_dense": v.a.task[2],
+        **task_dict(v.a.task),
         "a": v.a.method,
         "b": v.b.method,
         "gap": v.gap,
@@ -278,15 +279,13 @@ def matched_dict(m: Matched, tg: Targets) -> dict:
         }
         for t, c in m.cells.items()
     ]
-    return {"model": m.task[0], "dataset": m.task[1], "macs_dense": m.task[2], "method": m.method, "cells": cells}
+    return {**task_dict(m.task), "method": m.method, "cells": cells}
 
 
 def paired_dict(p: Paired) -> dict:
     """A paired verdict: the per-seed differences (A - B), their mean, std, t quantile and interval."""
     return {
-        "model": p.task[0],
-        "dataset": p.task[1],
-        "macs_dense": p.task[2],
+        **task_dict(p.task),
         "target": p.target,
         "a": p.a,
         "b": p.b,
