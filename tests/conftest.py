@@ -313,3 +313,22 @@ def tensors_digest(path: Path) -> str:
         t = state[name].contiguous()
         h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode() + t.numpy().tobytes())
     return "tensors-sha256:" + h.hexdigest()
+
+
+@pytest.fixture()
+def saved_wandb_report(monkeypatch):
+    """``saved_wandb_report(rep)``: the W&B Report svdbench saves for a built report ``rep`` (project
+    svdbench, entity team), its ``save()`` intercepted: no network."""
+    import wandb_workspaces.reports.v2 as wr
+
+    from svdbench import report, tracking
+
+    saved = []
+    monkeypatch.setattr(wr.Report, "save", lambda self, draft=False, clone=False: saved.append(self) or self)
+
+    def make(rep):
+        tracking._save_report(report.report_tables(rep), project="svdbench", entity="team", run_name="report-x")
+        (doc,) = saved
+        return doc
+
+    return make

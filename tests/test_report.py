@@ -431,18 +431,12 @@ def test_wandb_offline_logs_the_hypervolume_matched_and_paired_tables(tmp_path):
 
 
 @pytest.mark.filterwarnings("ignore:Pydantic V1 style:DeprecationWarning")  # inside wandb_workspaces
-def test_wandb_report_shows_front_quality(tmp_path, monkeypatch):
+def test_wandb_report_shows_front_quality(tmp_path, saved_wandb_report):
     """The saved W&B Report (save() intercepted, no network) ends with the hypervolume table and the verdicts."""
     import wandb_workspaces.reports.v2 as wr
 
-    from svdbench import tracking
-
     _three_methods(tmp_path / "runs")
-    rep = report.build_report([tmp_path / "runs"], tmp_path / "rep")
-    saved = []
-    monkeypatch.setattr(wr.Report, "save", lambda self, draft=False, clone=False: saved.append(self) or self)
-    tracking._save_report(report.report_tables(rep), project="svdbench", entity="team", run_name="report-x")
-    (doc,) = saved
+    doc = saved_wandb_report(report.build_report([tmp_path / "runs"], tmp_path / "rep"))
     grids = [b for b in doc.blocks if isinstance(b, wr.PanelGrid)]
     assert [p.table_name for p in grids[2].panels] == ["hypervolume"]
     assert any(isinstance(b, wr.MarkdownBlock) and "**alpha > beta**" in b.text for b in doc.blocks)

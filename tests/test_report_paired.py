@@ -203,18 +203,12 @@ def test_the_wandb_tables_are_the_files_columns(tmp_path):
 
 
 @pytest.mark.filterwarnings("ignore:Pydantic V1 style:DeprecationWarning")  # inside wandb_workspaces
-def test_the_wandb_report_shows_matched_targets(tmp_path, monkeypatch):
+def test_the_wandb_report_shows_matched_targets(tmp_path, saved_wandb_report):
     """The saved W&B Report (save() intercepted, no network) has the matched and paired tables and their text."""
     import wandb_workspaces.reports.v2 as wr
 
-    from svdbench import tracking
-
     _moving_together(tmp_path / "runs")
-    rep = report.build_report([tmp_path / "runs"], tmp_path / "rep")
-    saved = []
-    monkeypatch.setattr(wr.Report, "save", lambda self, draft=False, clone=False: saved.append(self) or self)
-    tracking._save_report(report.report_tables(rep), project="svdbench", entity="team", run_name="report-x")
-    (doc,) = saved
+    doc = saved_wandb_report(report.build_report([tmp_path / "runs"], tmp_path / "rep"))
     grids = [b for b in doc.blocks if isinstance(b, wr.PanelGrid)]
     assert [p.table_name for p in grids[-1].panels] == ["matched", "paired"]
     assert any(isinstance(b, wr.MarkdownBlock) and "alpha above beta at 2x" in b.text for b in doc.blocks)

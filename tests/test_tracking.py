@@ -187,18 +187,14 @@ def test_report_wandb_disabled_writes_nothing(offline_sweep, tmp_path, capsys, m
 
 @pytest.mark.filterwarnings("ignore:Pydantic V1 style:DeprecationWarning")  # inside wandb_workspaces
 @pytest.mark.slow
-def test_wandb_report_is_built_from_the_local_report(offline_sweep, tmp_path, monkeypatch):
+def test_wandb_report_is_built_from_the_local_report(offline_sweep, tmp_path, saved_wandb_report):
     """The online step, without the network: the W&B Report is assembled and its save() intercepted."""
     import wandb_workspaces.reports.v2 as wr
 
     from svdbench import report
 
     _, sweep = offline_sweep
-    rep = report.build_report([sweep], tmp_path / "rep")
-    saved = []
-    monkeypatch.setattr(wr.Report, "save", lambda self, draft=False, clone=False: saved.append(self) or self)
-    tracking._save_report(report.report_tables(rep), project="svdbench", entity="team", run_name="report-x")
-    (doc,) = saved
+    doc = saved_wandb_report(report.build_report([sweep], tmp_path / "rep"))
     assert doc.project == "svdbench" and doc.entity == "team"
     grids = [b for b in doc.blocks if isinstance(b, wr.PanelGrid)]
     scatter = grids[0].panels[0]
