@@ -259,7 +259,7 @@ def hydra_names(raw: dict, job_name: str) -> tuple[str, ...]:
     return tuple(names)
 
 
-def check_job_dir(job: Job, refuse_completed_other: bool = True, made_by: Sequence[Path] = ()) -> dict | None:
+def check_job_dir(job: Job, made_by: Sequence[Path] = ()) -> dict | None:
     """The job's starting point (``init_from``) exists (unless it lies in one of ``made_by``, the directories
     of the sweep's jobs: an earlier job makes it), and its directory is its own:
     :meth:`svdbench.pipeline.Run.check_dir`, not held by a running svdbench process, and (``resume=false``)

@@ -154,12 +154,9 @@ class RunLock:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | (0 if self.wait else fcntl.LOCK_NB))
         except BlockingIOError:
-            holder = os.read(fd, 32).decode(errors="replace").strip() or "?"
+            err = _in_use(self.path, fd)
             os.close(fd)
-            raise InputError(
-                f"{self.path.parent} is in use by another svdbench run (pid {holder}): wait for it to "
-                "finish or use another run directory"
-            ) from None
+            raise err from None
         return fd
 
     @staticmethod
@@ -176,11 +173,7 @@ class RunLock:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            holder = os.read(fd, 32).decode(errors="replace").strip() or "?"
-            raise InputError(
-                f"{path.parent} is in use by another svdbench run (pid {holder}): wait for it to "
-                "finish or use another run directory"
-            ) from None
+            raise _in_use(path, fd) from None
         finally:
             os.close(fd)
 
@@ -190,6 +183,15 @@ class RunLock:
             fcntl.flock(self.fd, fcntl.LOCK_UN)
             os.close(self.fd)
             self.fd = None
+
+
+def _in_use(lock: Path, fd: int) -> InputError:
+    """The error for a lock another process holds, naming its pid (written into the lock by its holder)."""
+    holder = os.read(fd, 32).decode(errors="replace").strip() or "?"
+    return InputError(
+        f"{lock.parent} is in use by another svdbench run (pid {holder}): wait for it to finish or use another "
+        "run directory"
+    )
 
 
 def written_by(record: dict) -> list[str]:
