@@ -33,6 +33,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from . import config as schema
+from . import distributed
 from .checkpoint import dense_checkpoint_path
 from .errors import InputError, one_line
 from .models import check_model_name
@@ -262,7 +263,8 @@ def hydra_names(raw: dict, job_name: str) -> tuple[str, ...]:
 def check_job_dir(job: Job, made_by: Sequence[Path] = ()) -> dict | None:
     """The job's starting point (``init_from``) exists (unless it lies in one of ``made_by``, the directories
     of the sweep's jobs: an earlier job makes it), and its directory is its own:
-    :meth:`svdbench.pipeline.Run.check_dir`, not held by a running svdbench process, and (``resume=false``)
+    :meth:`svdbench.pipeline.Run.check_dir`, not held by a running svdbench process (checked by rank 0 only
+    under torchrun: rank 0 holds it while the others start), and (``resume=false``)
     holding no foreign results.json; with ``resume=true`` its completed result when it holds this very
     run (None: work to do), InputError when it holds another config's."""
     run = Run(job.plan, job.dir)
@@ -271,7 +273,8 @@ def check_job_dir(job: Job, made_by: Sequence[Path] = ()) -> dict | None:
     made = start is not None and any(Path(os.path.abspath(start)).is_relative_to(d) for d in made_by)
     if start is not None and not made and not dense_checkpoint_path(start).is_file():
         raise InputError(f"init_from: no dense checkpoint at {dense_checkpoint_path(start)}")
-    RunLock.check_free(job.dir)
+    if distributed.is_main():  # under torchrun rank 0 takes the lock while the other ranks are still starting
+        RunLock.check_free(job.dir)
     if not job.plan.cfg.resume:
         previous_record(job.dir)
         return None

@@ -250,3 +250,19 @@ def test_a_file_torch_refuses_is_named_without_torchs_unsafe_advice(tmp_path, ti
         with pytest.raises(InputError) as err:
             run_experiment(tiny_cfg(init_from=str(start)), Dense(), tmp_path / "r")
         assert f"cannot read {start}: {why}" in str(err.value) and "weights_only=False" not in str(err.value)
+
+
+def test_under_torchrun_only_rank_0_checks_the_lock(tmp_path, capsys, tiny, monkeypatch):
+    """Rank 0 takes the run lock while the other ranks are still in their preflight: a rank other than 0
+    must not take rank 0's lock for another run's (seen in a loaded CI run)."""
+    run = tmp_path / "run"
+    run.mkdir()
+    argv = ["run.py", *tiny(), "method=dense", "resume=false", f"hydra.run.dir={run}"]
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with RunLock(run):
+        monkeypatch.setenv("RANK", "1")
+        preflight.preflight(argv)  # no SystemExit: rank 1 goes on to join rank 0
+        monkeypatch.setenv("RANK", "0")
+        with pytest.raises(SystemExit):
+            preflight.preflight(argv)
+    assert "is in use by another svdbench run" in capsys.readouterr().err
