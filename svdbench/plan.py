@@ -121,11 +121,15 @@ def record_config(cfg, method: Method) -> dict:
 
 
 def make_plan(cfg, method: Method, base: str | os.PathLike | None = None) -> RunPlan:
-    """The plan of running ``method`` under the typed config ``cfg``, a relative ``init_from`` taken
-    from ``base`` (default: the current directory); InputError in one line."""
+    """The plan of running ``method`` under the typed config ``cfg``, a relative ``init_from`` and
+    ``dataset.root`` taken from ``base`` (default: the current directory; ``cfg.dataset.root`` is made
+    absolute in place); InputError in one line."""
     method = configure(cfg, method)
     pretrain = Stage("pretrain", cfg.trainer.epochs, optim_config(cfg.trainer))
-    init_from = Path(os.path.abspath(Path(base or os.getcwd()) / cfg.init_from)) if cfg.init_from else None
+    launch = Path(base or os.getcwd())
+    init_from = Path(os.path.abspath(launch / cfg.init_from)) if cfg.init_from else None
+    if cfg.dataset.root:  # where the data lives, as the launch directory sees it (hydra.job.chdir moves the job)
+        cfg.dataset.root = os.path.abspath(launch / os.path.expanduser(cfg.dataset.root))
     return RunPlan(
         cfg=cfg,
         method=method,

@@ -35,6 +35,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from . import config as schema
 from . import distributed
 from .checkpoint import dense_checkpoint_path
+from .data import check_files
 from .errors import InputError, one_line
 from .models import check_model_name
 from .pipeline import Run
@@ -55,8 +56,8 @@ LAUNCHER_NEEDS = {"SlurmLauncher": ("srun", "a SLURM cluster (srun and sbatch on
 def plan(cfg: DictConfig, base: str | None = None) -> RunPlan:
     """The plan of the composed config ``cfg``: validated, the model name and device checked, the method
     built from its config and configured for the run (its starting point, the budget), a relative
-    ``init_from`` taken from ``base`` (the launch directory; default: the current one); InputError in
-    one line."""
+    ``init_from`` and ``dataset.root`` taken from ``base`` (the launch directory; default: the current
+    one), a built-in dataset's files present (:func:`svdbench.data.check_files`); InputError in one line."""
     typed = schema.validate(cfg)
     if typed.model._target_ is None:
         check_model_name(typed.model.family, typed.model.name)
@@ -66,7 +67,10 @@ def plan(cfg: DictConfig, base: str | None = None) -> RunPlan:
         method = cls(typed.method)
     except (ValueError, TypeError) as err:
         raise InputError(one_line(err)) from None
-    return make_plan(typed, method, base)
+    planned = make_plan(typed, method, base)
+    if typed.dataset._target_ is None:
+        check_files(typed.dataset)
+    return planned
 
 
 @dataclass

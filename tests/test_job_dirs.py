@@ -8,6 +8,7 @@ import shutil
 
 import pytest
 import torch
+from conftest import fashion_mnist_files
 
 from svdbench import cli, preflight
 from svdbench.errors import InputError
@@ -166,12 +167,26 @@ def test_a_starting_point_inside_the_run_directory_is_refused_and_kept(tmp_path,
         (["model=timm", "model.name='resnet1*'"], "model.name=resnet1* is not a timm model"),
         (["model.name=resnet9"], "model.name=resnet9 is not a cifar_resnet model"),
         *([] if torch.cuda.is_available() else [(["trainer.device=cuda"], "trainer.device=cuda but no CUDA")]),
+        (["dataset=fashion_mnist", "dataset.root=NOWHERE", "dataset.download=false"],
+         "Fashion-MNIST files not found in NOWHERE"),
+        (["dataset=cifar10", "dataset.root=NOWHERE", "dataset.download=false"],
+         "cifar10 not found: expected NOWHERE/cifar-10-batches-py"),
+        (["dataset=imagenet", "dataset.root=NOWHERE"], "imagenet needs dataset.root with train/ and val/"),
     ],
 )  # fmt: skip
 def test_inputs_found_later_before_are_refused_before_hydra_writes(tmp_path, capsys, tiny, overrides, message):
     overrides = [o.replace("NOWHERE", str(tmp_path / "nowhere")) for o in overrides]
     err = refused(capsys, *tiny(), "method=dense", *overrides, f"hydra.run.dir={tmp_path / 'run'}")
-    assert message in err and not (tmp_path / "run").exists()
+    assert message.replace("NOWHERE", str(tmp_path / "nowhere")) in err and not (tmp_path / "run").exists()
+
+
+def test_a_relative_data_root_is_the_launch_directorys_also_when_the_job_changes_directory(tmp_path, run_py, tiny):
+    fashion_mnist_files(tmp_path / "fm", n_train=40, n_test=20)
+    data = ["dataset=fashion_mnist", "dataset.root=fm", "dataset.download=false", "dataset.val_size=0"]
+    proc = run_py(*tiny("dataset"), *data, "method=dense", "hydra.job.chdir=true", "hydra.run.dir=run", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    record = read_results(tmp_path / "run" / "results.json")
+    assert record["config"]["dataset"]["root"] == str(tmp_path / "fm") and record["samples"]["train"] == 40
 
 
 def test_a_foreign_results_json_is_refused_with_resume_false_before_work(tmp_path, capsys, tiny):

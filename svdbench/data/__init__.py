@@ -21,7 +21,7 @@ from torch.utils.data import DataLoader, DistributedSampler, Subset
 from ..errors import DatasetError, InputError, one_line
 from ..registry import import_object
 from .batches import Batches, DataBundle, EvalShard, LoaderBatches, TensorBatches
-from .files import STATS, fashion_mnist_root, load_cifar, load_fashion_mnist
+from .files import STATS, check_files, fashion_mnist_root, load_cifar, load_fashion_mnist
 from .splits import DATASET_KEYS, DATASETS, DatasetSplits, TensorSplits, check_splits, register_dataset
 from .synthetic import make_synthetic
 
@@ -39,6 +39,7 @@ __all__ = [
     "LoaderBatches",
     "TensorBatches",
     "TensorSplits",
+    "check_files",
     "fashion_mnist_root",
     "load_cifar",
     "load_dataset",

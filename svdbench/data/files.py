@@ -73,6 +73,15 @@ def fashion_mnist_root(root: str | None) -> Path | None:
     return None
 
 
+def _fashion_not_found(root: str | None) -> DatasetError:
+    where = root or f"$SVDBENCH_DATA, {FASHION_SYSTEM_DIR} or ./data"
+    return DatasetError(f"Fashion-MNIST files not found in {where} (set dataset.root, or dataset.download=true)")
+
+
+def _cifar_not_found(name: str, folder: Path) -> DatasetError:
+    return DatasetError(f"{name} not found: expected {folder} (set dataset.root, or dataset.download=true)")
+
+
 def _last_line(err: BaseException) -> str:
     """The innermost cause of a download error: torchvision's message names every mirror it tried and
     ends with what went wrong ("[Errno 13] Permission denied: ...", "<urlopen error ...>")."""
@@ -114,8 +123,7 @@ def load_fashion_mnist(root: str | None, download: bool) -> tuple[torch.Tensor, 
             ) from None
         found = fashion_mnist_root(target)
     if found is None:
-        where = root or f"$SVDBENCH_DATA, {FASHION_SYSTEM_DIR} or ./data"
-        raise DatasetError(f"Fashion-MNIST files not found in {where} (set dataset.root, or dataset.download=true)")
+        raise _fashion_not_found(root)
     t = {k: _read_idx(_find_idx(found, s)) for k, s in FASHION_FILES.items()}
     return (
         t["train_images"].unsqueeze(1),
@@ -204,7 +212,7 @@ def load_cifar(name: str, root: str | None, download: bool) -> tuple[torch.Tenso
         except Exception as err:
             raise DatasetError(f"{name} not found in {base} and download failed: {one_line(err).rstrip(':')}") from None
     if not (base / folder).is_dir():
-        raise DatasetError(f"{name} not found: expected {base / folder} (set dataset.root, or dataset.download=true)")
+        raise _cifar_not_found(name, base / folder)
 
     def read(files):
         batches = [read_cifar_batch(base / folder / f, label_key) for f in files]
@@ -212,6 +220,26 @@ def load_cifar(name: str, root: str | None, download: bool) -> tuple[torch.Tenso
         return torch.from_numpy(np.concatenate(xs)), torch.from_numpy(np.concatenate(ys))
 
     return (*read(train_files), *read(test_files))
+
+
+def check_files(cfg) -> None:
+    """Before any work (preflight): the files a built-in dataset of ``cfg`` reads are where loading will
+    look, unless ``cfg.download`` may fetch them; DatasetError in the line loading would give. Only
+    their presence is checked here (their contents when they load)."""
+    if cfg.name == "fashion_mnist" and not cfg.download and fashion_mnist_root(cfg.root) is None:
+        raise _fashion_not_found(cfg.root)
+    if cfg.name in CIFAR_LAYOUT and not cfg.download:
+        folder = Path(cfg.root or "data") / CIFAR_LAYOUT[cfg.name][0]
+        if not folder.is_dir():
+            raise _cifar_not_found(cfg.name, folder)
+    if cfg.name == "imagenet":
+        _imagenet_root(cfg.root)
+
+
+def _imagenet_root(root: str | None) -> Path:
+    if not root or not (Path(root) / "train").is_dir() or not (Path(root) / "val").is_dir():
+        raise DatasetError(f"imagenet needs dataset.root with train/ and val/ ImageFolder trees, got {root!r}")
+    return Path(root)
 
 
 @DATASETS.register("fashion_mnist")
@@ -250,13 +278,11 @@ def imagenet_splits(cfg, seed: int) -> DatasetSplits:
     from torchvision import datasets
     from torchvision import transforms as T
 
-    root, size = cfg.root, cfg.image_size
-    if not root or not (Path(root) / "train").is_dir() or not (Path(root) / "val").is_dir():
-        raise DatasetError(f"imagenet needs dataset.root with train/ and val/ ImageFolder trees, got {root!r}")
+    root, size = _imagenet_root(cfg.root), cfg.image_size
     mean, std = STATS["imagenet"]
     norm = [T.ToTensor(), T.Normalize(mean, std)]
     plain = [T.Resize(int(size * 8 / 7)), T.CenterCrop(size)]
     train_tf = T.Compose(([T.RandomResizedCrop(size), T.RandomHorizontalFlip()] if cfg.augment else plain) + norm)
-    train = datasets.ImageFolder(str(Path(root) / "train"), train_tf)
-    test = datasets.ImageFolder(str(Path(root) / "val"), T.Compose(plain + norm))
+    train = datasets.ImageFolder(str(root / "train"), train_tf)
+    test = datasets.ImageFolder(str(root / "val"), T.Compose(plain + norm))
     return DatasetSplits(train=train, test=test, num_classes=len(train.classes), input_shape=(3, size, size))
