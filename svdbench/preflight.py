@@ -36,6 +36,7 @@ from . import config as schema
 from . import distributed
 from .checkpoint import dense_checkpoint_path
 from .data import check_files
+from .dry_run import show_plan
 from .errors import InputError, one_line
 from .models import check_model_name
 from .pipeline import Run
@@ -83,6 +84,7 @@ class CommandLine:
     config_name: str = "config"
     multirun: bool = False
     print_job: bool = False  # --cfg job (with or without --resolve): print the run's config, run nothing
+    show_plan: bool = False  # --plan: print what each job will do, its estimated time and config; run nothing
     script: str = "run"  # the job name Hydra gives a run (its log: <script>.log)
 
 
@@ -99,6 +101,8 @@ def parse_command_line(args: list[str], script: str = "run") -> CommandLine:
             line.print_job = True
         elif a == "--resolve" and line.print_job:
             pass
+        elif a == "--plan":
+            line.show_plan = True
         elif flag in ("--config-dir", "-cd", "--config-name", "-cn", "--config-path", "-cp"):
             value = value if eq else next(it, "")
             if flag in ("--config-dir", "-cd"):
@@ -338,6 +342,9 @@ def preflight(argv: list[str]) -> None:
     if line.multirun:
         check_launcher(launcher)
         check_sweep(sweep_dir, jobs, checked_whole=whole, sampled=bool(sampled))
+        if line.show_plan:
+            what = sweep_dir if whole else f"{sweep_dir} (a sample of the sweeper's jobs)"
+            _show_plan([(f"{job.num}{' (' + job.label + ')' if job.label else ''}", job) for job in jobs], what)
         return
     try:
         done = check_job_dir(jobs[0])
@@ -346,6 +353,18 @@ def preflight(argv: list[str]) -> None:
     if done is not None:  # nothing to do: say so, leave the directory as it is
         print(f"run directory {jobs[0].dir} already holds a completed run of this config\n{summary(done, jobs[0].dir)}")
         raise SystemExit(0)
+    if line.show_plan:
+        _show_plan([("", jobs[0])])
+
+
+def _show_plan(jobs: Sequence[tuple[str, Job]], sweep_dir: str | None = None) -> None:
+    """``--plan``: print the jobs' plans and exit 0 (:func:`svdbench.dry_run.show_plan`), nothing written."""
+    try:
+        show_plan([(label, job.plan, job.dir) for label, job in jobs], sweep_dir)
+    except InputError as err:
+        fail(str(err))
+    print("# a plan only: nothing was run or written (drop --plan to run it)")
+    raise SystemExit(0)
 
 
 def check_launcher(target: str) -> None:

@@ -1,0 +1,141 @@
+"""``run.py ... --plan``: what a run (or each job of a sweep) will do and about how long it takes, and the
+config it records, printed before anything is written.
+
+The time is an estimate from the run's own data, model and device: the median of a few timed training
+steps of the dense model (forward, backward, an optimiser step) and evaluation batches, multiplied by the
+steps and evaluations its stages run (every epoch evaluates the test and validation splits)::
+
+    seconds ~ epochs x (train_batches x t_step + (val_batches + test_batches) x t_eval)
+
+over the training stages and every operating point's fine-tuning. A decomposed model's step
+(SVD training, TRP) can cost more than the dense one's and latency timing is not counted: the
+figure is a lower bound of the right order, labelled as an estimate.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import itertools
+import statistics
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from omegaconf import OmegaConf
+
+from .data import DataBundle
+from .errors import DatasetError
+from .pipeline import plan_line
+from .plan import RunPlan
+from .points import OperatingPoints
+from .stages import duration
+from .workbench import Workbench
+
+__all__ = ["StepTimes", "estimate_seconds", "show_plan", "step_times"]
+
+
+@dataclasses.dataclass(frozen=True)
+class StepTimes:
+    """Median seconds per training step and per evaluation batch, and how many of each were timed."""
+
+    train: float
+    eval: float
+    steps: int
+
+
+def step_times(bench: Workbench, budget_s: float = 2.0, max_steps: int = 30, warmup: int = 2) -> StepTimes:
+    """Time training steps (forward, backward, an optimiser step on a copy of the bench's dense model,
+    the run's batches) and evaluation batches, each after ``warmup`` untimed ones, until ``budget_s``
+    seconds or ``max_steps`` (at least 3); medians, so that a moment of load elsewhere counts little.
+    The bench's model is left as it was."""
+    model = copy.deepcopy(bench.model).to(bench.device).train()
+    opt = torch.optim.SGD(model.parameters(), lr=0.0)
+    batches = itertools.cycle(bench.data.train)
+    x_eval = next(iter(bench.data.test))[0].to(bench.device)
+
+    def train_step() -> None:
+        x, y = next(batches)
+        opt.zero_grad(set_to_none=True)
+        F.cross_entropy(model(x.to(bench.device)), y.to(bench.device)).backward()
+        opt.step()
+
+    @torch.no_grad()
+    def eval_step() -> None:
+        model(x_eval)
+
+    t_train = _median_time(train_step, budget_s, max_steps, warmup, bench.device)
+    model.eval()
+    t_eval = _median_time(eval_step, budget_s / 2, max_steps, warmup, bench.device)
+    return StepTimes(train=t_train[0], eval=t_eval[0], steps=t_train[1])
+
+
+def _median_time(fn, budget_s: float, max_steps: int, warmup: int, device: torch.device) -> tuple[float, int]:
+    def sync() -> None:
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+
+    for _ in range(warmup):
+        fn()
+    sync()
+    times: list[float] = []
+    while len(times) < 3 or (len(times) < max_steps and sum(times) < budget_s):
+        start = time.perf_counter()
+        fn()
+        sync()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times), len(times)
+
+
+def stage_epochs(plan: RunPlan, points: int = 0) -> int:
+    """Every epoch the run trains: its stages before compression (and the dense pre-training without
+    ``init_from``), its fine-tuning, and that of each of its ``points`` operating points."""
+    before = sum(s.epochs for s in (plan.pretrain, *plan.before_compress) if s is not None)
+    return before + (1 + points) * plan.method.finetune_epochs
+
+
+def estimate_seconds(epochs: int, data: DataBundle, times: StepTimes) -> float:
+    """``epochs x (train_batches x t_step + (val_batches + test_batches) x t_eval)``."""
+    evals = len(data.test) + (len(data.val) if data.val is not None else 0)
+    return epochs * (len(data.train) * times.train + evals * times.eval)
+
+
+def show_plan(jobs: Sequence[tuple[str, RunPlan, Path]], sweep_dir: str | None = None) -> None:
+    """Print each job's plan (``(label, plan, run directory)``; one job for a single run) with its
+    estimated time, the sweep's total, and the config the first job records; nothing is written. A
+    data set that is not here yet (the run would download it) is said in one line instead of the counts."""
+    total, measured = 0.0, {}
+    if sweep_dir is not None:
+        print(f"sweep of {len(jobs)} job{'s' * (len(jobs) != 1)} into {sweep_dir}, one after another:")
+    for label, plan, run_dir in jobs:
+        prefix = f"  job {label}: " if sweep_dir is not None else ""
+        points = [p for p, _ in OperatingPoints(plan, run_dir).points]
+        # the start's weights do not change the time, and a plan downloads nothing
+        probe = dataclasses.replace(plan, init_from=None, cfg=copy.deepcopy(plan.cfg))
+        probe.cfg.dataset.download = False
+        key = OmegaConf.to_yaml(OmegaConf.create({"m": dataclasses.asdict(probe.cfg.model),
+                                                  "d": dataclasses.asdict(probe.cfg.dataset),
+                                                  "t": dataclasses.asdict(probe.cfg.trainer)}))  # fmt: skip
+        try:
+            if key not in measured:
+                bench = Workbench(probe)
+                measured[key] = (bench, step_times(bench))
+        except DatasetError as err:
+            print(f"{prefix}{plan.method.name}: {err} (the run downloads it first; no counts or time before)")
+            continue
+        bench, times = measured[key]
+        seconds = estimate_seconds(stage_epochs(plan, len(points)), bench.data, times)
+        total += seconds
+        print(f"{prefix}{plan_line(plan, bench, run_dir, points)}")
+        print(
+            f"{' ' * len(prefix)}time: about {duration(seconds)} on {bench.device} (estimated from {times.steps} "
+            f"dense training steps at {times.train * 1e3:.0f} ms and evaluation batches at {times.eval * 1e3:.0f} ms; "
+            "decomposed training can be slower, latency timing not counted)"
+        )
+    if sweep_dir is not None and len(jobs) > 1:
+        print(f"in all: about {duration(total)}")
+    first = jobs[0][1]
+    print("# the config the first job records in results.json" if sweep_dir else "# the config this run records")
+    print(OmegaConf.to_yaml(first.config), end="")

@@ -1,0 +1,58 @@
+"""``run.py ... --plan``: the plan, an estimated time and the recorded config, nothing written."""
+
+from __future__ import annotations
+
+import json
+import re
+from types import SimpleNamespace
+
+import yaml
+
+from svdbench.dry_run import StepTimes, estimate_seconds, stage_epochs
+from svdbench.preflight import compose_config, plan
+
+
+def test_the_estimate_is_the_formula():
+    data = SimpleNamespace(train=range(10), test=range(3), val=range(2))
+    times = StepTimes(train=0.5, eval=0.25, steps=3)
+    assert estimate_seconds(4, data, times) == 4 * (10 * 0.5 + (3 + 2) * 0.25)
+    assert estimate_seconds(4, SimpleNamespace(train=range(10), test=range(3), val=None), times) == 4 * (5 + 0.75)
+
+
+def test_every_epoch_is_counted_with_each_operating_points_finetuning(tiny):
+    run = plan(compose_config([*tiny("trainer.epochs", "method"), "trainer.epochs=5", "method=svd",
+                               "method.finetune_epochs=2", "method.energies=[0.1,0.2]"]))  # fmt: skip
+    assert stage_epochs(run, points=2) == 5 + 3 * 2
+    warm = plan(compose_config([*tiny(), "method=l1_filter", "init_from=somewhere"]))
+    assert stage_epochs(warm) == warm.method.finetune_epochs  # no pre-training from a start
+
+
+def test_plan_prints_what_the_run_records_and_writes_nothing(tmp_path, run_py, tiny):
+    run = tmp_path / "run"
+    args = [*tiny(), "method=svd", "method.speedup=1.2", f"hydra.run.dir={run}"]
+    shown = run_py(*args, "--plan")
+    assert shown.returncode == 0, shown.stderr
+    assert not run.exists()  # nothing written, not even Hydra's folder
+    lines = shown.stdout.splitlines()
+    assert lines[0].startswith(f"svd on resnet8/synthetic in {run}: 128 train / 64 test images on cpu")
+    assert "train 1 epoch, then compress (decomposition=channel, speedup=1.2), then finetune 1 epoch" in lines[0]
+    assert re.match(r"time: about \d+ s on cpu \(estimated from \d+ dense training steps", lines[1])
+    assert lines[-1] == "# a plan only: nothing was run or written (drop --plan to run it)"
+    printed = yaml.safe_load("\n".join(lines[3:-1]))
+    done = run_py(*args)
+    assert done.returncode == 0, done.stderr
+    assert printed == json.loads((run / "results.json").read_text())["config"]
+
+
+def test_plan_of_a_sweep_lists_every_job_and_the_total(tmp_path, run_py, tiny):
+    shown = run_py("-m", *tiny(), "method=dense", "seed=0,1", f"hydra.sweep.dir={tmp_path / 'sweep'}", "--plan")
+    assert shown.returncode == 0, shown.stderr
+    out = shown.stdout
+    assert out.startswith(f"sweep of 2 jobs into {tmp_path / 'sweep'}, one after another:\n  job 0 (seed=0): dense")
+    assert "\n  job 1 (seed=1): dense" in out and "\nin all: about " in out
+    assert not (tmp_path / "sweep").exists()
+
+
+def test_plan_refuses_what_the_run_would_refuse(tmp_path, run_py, tiny):
+    shown = run_py(*tiny(), "method=svd", "method.speedup=0.5", f"hydra.run.dir={tmp_path / 'run'}", "--plan")
+    assert shown.returncode == 2 and "speedup" in shown.stderr and shown.stderr.count("\n") == 1
