@@ -7,7 +7,7 @@ PIP := $(VENV)/bin/pip
 TORCH := torch==2.14.1 torchvision==0.29.1
 FASHION_DIR := /usr/share/datasets/fashion-mnist
 
-.PHONY: demo test test-fast lint data install clean study
+.PHONY: demo test test-fast lint data browser install clean study
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -37,7 +37,18 @@ DEMO := method.decomposition=spatial method.round_to=8 method.speedup=2
 demo: data
 	$(PY) run.py $(DEMO)
 
-test: data
+# the browser report.html is tested in: Debian's chromium and its chromedriver (nothing downloaded at run time)
+browser:
+	@if command -v chromium >/dev/null && command -v chromedriver >/dev/null; then \
+	  echo "chromium and chromedriver present"; \
+	elif command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+	  (apt-get update -qq && apt-get install -y -qq chromium chromium-driver) >/dev/null 2>&1 \
+	  && echo "chromium and chromedriver installed" || echo "chromium could not be installed: the browser test is skipped"; \
+	else \
+	  echo "no chromium (apt-get install chromium chromium-driver as root): the browser test is skipped"; \
+	fi
+
+test: data browser
 	$(PY) -m ruff check . && $(PY) -m ruff format --check .
 	$(PY) -m pytest -q -n 2 --dist loadfile
 

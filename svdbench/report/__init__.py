@@ -3,8 +3,9 @@
 ``svdbench report PATH... [--out DIR] [--select val|test] [--x macs|latency] [--reference METHOD] [--wandb]``
 reads every ``results.json`` below the given run or multirun directories, recursively (energy-sweep
 points in ``energy_<e>/`` included), and writes to ``--out`` (default ``<first PATH>/report``) the
-comparison tables, the Pareto fronts and their plot, the front quality and verdicts, the matched table
-and paired verdicts at target speed-ups, the failed runs, report.md and summary.json (:mod:`.build`).
+comparison tables, the Pareto fronts and their plot (static, and interactive in report.html), the front
+quality and verdicts, the matched table and paired verdicts at target speed-ups, the failed runs,
+report.md and summary.json (:mod:`.build`).
 One concern per module:
 
 - :mod:`.load`: results.json files to :class:`LoadedRun` and :class:`Failed`; what a configuration is.
@@ -13,7 +14,8 @@ One concern per module:
 - :mod:`.matched`: runs at target speed-ups (:class:`Matched`) and paired verdicts over seeds (:class:`Paired`).
 - :mod:`.columns`: the column model; :mod:`.render`: Markdown, LaTeX, CSV and typed (W&B) tables
   from it; :mod:`.tables`, :mod:`.matched_tables`: the report's tables as column lists.
-- :mod:`.plot`: pareto.png and pareto.svg; :mod:`.build`: the report; :mod:`.cli`: the command.
+- :mod:`.plot`: pareto.png and pareto.svg; :mod:`.html`: report.html (interactive, self-contained);
+  :mod:`.colours`: one colour per method in both; :mod:`.build`: the report; :mod:`.cli`: the command.
 """
 
 from .build import Report, build_report, report_tables

@@ -15,10 +15,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..axes import MACS, Axis
+from ..axes import MACS, Axis, latency_axis
 from ..results import write_json_atomic
 from ..tracking import ReportTables
 from . import matched_tables, render, tables
+from .html import write_html
 from .load import Failed, load_runs, warn
 from .matched import Matched, Paired, Targets, matched_targets
 from .outdir import check_out, staged
@@ -131,10 +132,31 @@ def write_files(rep: Report, paths: Sequence) -> None:
     rep.files += matched_tables.write_targets(out, rep.targets)
     rep.files.append(render.write_csv(out / "failed.csv", tables.FAILED, rep.failed))
     rep.files += plot(rows, out, rep.selection.key)
+    latency = latency_axis(rep.targets.runtime, rep.targets.batch)
+    rep.files.append(write_html(out / "report.html", rows, rep.selection.key, latency, html_tables(rep, members)))
     p = out / "report.md"
     p.write_text(markdown_report(rep, paths, members))
     rep.files.append(p)
     rep.files.append(write_json_atomic(out / "summary.json", summary_dict(rep, members)))
+
+
+def html_tables(rep: Report, members: Sequence[Member]) -> list[tuple[str, str]]:
+    """report.html's tables (heading, table): the comparison, the fronts, front quality, the matched
+    table and paired verdicts (where runs had targets), the failed runs (where any failed)."""
+    tg = rep.targets
+    out = [("Comparison: mean ± std over seeds", render.html_table(tables.comparison_columns(rep.rows), rep.rows,
+                                                                  "comparison")),
+           ("Pareto fronts", render.html_table(tables.front_columns(rep.rows), members, "fronts"))]  # fmt: skip
+    if rep.quality:
+        out.append(("Front quality (hypervolume)", render.html_table(tables.QUALITY, rep.quality, "quality")))
+    if tg.matched:
+        cols = matched_tables.matched_columns(tg)
+        out.append((f"Matched target speed-ups (realized: {tg.runtime}, batch {tg.batch})",
+                    render.html_table(cols, tg.matched, "matched")))  # fmt: skip
+        out.append(("Paired verdicts", render.html_table(matched_tables.PAIRED, tg.paired, "paired")))
+    if rep.failed:
+        out.append(("Failed runs", render.html_table(tables.FAILED, rep.failed, "failed")))
+    return out
 
 
 def markdown_report(rep: Report, paths: Sequence, members: Sequence[Member]) -> str:

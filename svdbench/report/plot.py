@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from .. import pareto
+from .colours import method_colors
 from .render import plot_text
 from .rows import Row, dense_references, method_order
 
@@ -29,7 +30,7 @@ def plot(rows: Sequence[Row], out: Path, key: str = "top1") -> list[Path]:
     if not tasks:
         return []
     methods = sorted({r.method for r in rows}, key=method_order)
-    colors = {m: plt.get_cmap("tab10")(i % 10) for i, m in enumerate(methods)}
+    colors = method_colors(methods)
     refs = dense_references(rows)
     fig, axes = plt.subplots(1, len(tasks), figsize=(6.4 * len(tasks), 4.6), squeeze=False)
     for ax, task in zip(axes[0], tasks, strict=True):

@@ -1,9 +1,11 @@
 """The renderers: a table (a sequence of :class:`~.columns.Column` and its items) as Markdown, LaTeX
-(booktabs), CSV, or the typed table W&B logs. Every report table is written by these four."""
+(booktabs), CSV, HTML (the Markdown columns) or the typed table W&B logs. Every report table is written
+by these."""
 
 from __future__ import annotations
 
 import csv
+import html
 import re
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -51,6 +53,21 @@ def markdown(columns: Sequence[Column], items: Iterable) -> str:
     lines.append("|" + "|".join("--:" if c.align == "r" else "---" for c in cols) + "|")
     lines += ["| " + " | ".join(_cell(c.text(x)) for c in cols) + " |" for x in items]
     return "\n".join(lines) + "\n"
+
+
+def html_table(columns: Sequence[Column], items: Iterable, table_id: str) -> str:
+    """An HTML ``<table class="sortable">`` of the columns Markdown shows, every cell escaped; numeric
+    columns (``align r``) carry ``class="num"`` for the page's sorting."""
+    cols = [c for c in columns if c.shown(MD)]
+
+    def attr(c: Column) -> str:
+        return ' class="num"' if c.align == "r" else ""
+
+    head = "".join(f"<th{attr(c)}>{html.escape(c.header)}</th>" for c in cols)
+    body = "".join("<tr>" + "".join(f"<td{attr(c)}>{html.escape(c.text(x))}</td>" for c in cols) + "</tr>\n"
+                   for x in items)  # fmt: skip
+    return (f'<table class="sortable" id="{html.escape(table_id)}">\n<thead><tr>{head}</tr></thead>\n'
+            f"<tbody>\n{body}</tbody>\n</table>\n")  # fmt: skip
 
 
 def latex(columns: Sequence[Column], items: Iterable, caption: str = "") -> str:
