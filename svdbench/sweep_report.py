@@ -1,11 +1,14 @@
 """A Hydra callback that ends a multirun with its report: ``svdbench report`` over the sweep
-directory, as the head-to-head presets (``+experiment=compare_*``) configure it::
+directory into ``<sweep dir>/report``. conf/config.yaml sets it for every sweep; the head-to-head
+presets (``+experiment=compare_*``) add the keys their methods are told apart by::
 
     hydra:
       callbacks:
         report:
           _target_: svdbench.sweep_report.ReportAtEnd
           split: [method.decomposition]
+
+``hydra.callbacks.report.enabled=false`` turns it off for one sweep.
 
 A report that cannot be made is a warning naming the command to run by hand: the runs are kept.
 """
@@ -28,16 +31,18 @@ __all__ = ["ReportAtEnd"]
 
 class ReportAtEnd(Callback):
     """``on_multirun_end``: the report of ``hydra.sweep.dir`` into ``out`` (default ``<sweep dir>/report``),
-    rows split by the config keys ``split``."""
+    rows split by the config keys ``split``; nothing with ``enabled`` false."""
 
-    def __init__(self, out: str | None = None, split: Sequence[str] = ()) -> None:
-        self.out, self.split = out, list(split)
+    def __init__(self, out: str | None = None, split: Sequence[str] = (), enabled: bool = True) -> None:
+        self.out, self.split, self.enabled = out, list(split), enabled
 
     def command(self, sweep_dir: str | Path) -> list[str]:
         out = self.out or str(Path(sweep_dir) / "report")
         return ["report", str(sweep_dir), "--out", out, *(["--split", *self.split] if self.split else [])]
 
     def on_multirun_end(self, config: Any, **kwargs: Any) -> None:
+        if not self.enabled:
+            return
         args = self.command(config.hydra.sweep.dir)
         try:
             code = cli.main(args)

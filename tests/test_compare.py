@@ -16,14 +16,16 @@ METHOD = {"svd_channel": "svd", "svd_spatial": "svd", "svd_posthoc": "svd_postho
 
 
 @pytest.mark.parametrize("preset", PRESETS)
-def test_every_arm_starts_from_the_dense_model_of_its_seed_with_one_budget(preset, compose_cfg, build):
+def test_every_arm_starts_from_the_dense_model_of_its_seed_with_one_budget(preset, compose_cfg, build, tmp_path):
     dense_arm = "dense_imagenet" if "imagenet" in preset else "dense_cifar10"
-    composed = compose_cfg([f"+experiment={preset}", "dataset.root=/data/x"], hydra=True)
+    for split in ("train", "val"):  # where ImageNet's trees are looked for before any work
+        (tmp_path / split).mkdir()
+    composed = compose_cfg([f"+experiment={preset}", f"dataset.root={tmp_path}"], hydra=True)
     assert composed.hydra.sweeper.params.compare.split(",") == [dense_arm, *ARMS]  # the dense model first
     assert composed.hydra.callbacks.report._target_ == "svdbench.sweep_report.ReportAtEnd"
     budgets = set()
     for arm in (dense_arm, *ARMS):
-        cfg = compose_cfg([f"+experiment={preset}", f"compare={arm}", "seed=3", "dataset.root=/data/x"], hydra=True)
+        cfg = compose_cfg([f"+experiment={preset}", f"compare={arm}", "seed=3", f"dataset.root={tmp_path}"], hydra=True)
         assert cfg.hydra.sweep.dir == f"outputs/{preset}"
         subdir = cfg.hydra.sweep.subdir
         with open_dict(cfg):
@@ -48,6 +50,15 @@ def test_the_report_callback_names_its_command_and_never_fails_the_sweep(tmp_pat
     with caplog.at_level(logging.WARNING, logger="svdbench"):
         cb.on_multirun_end(config)  # nothing to report on: a warning, not an exception
     assert "the report could not be made (exit 1); make it with: svdbench report" in caplog.text
+
+
+def test_every_sweep_ends_with_its_report_unless_turned_off(tmp_path, compose_cfg, caplog):
+    report = compose_cfg(["seed=0"], hydra=True).hydra.callbacks.report
+    assert report._target_ == "svdbench.sweep_report.ReportAtEnd" and report.enabled is True
+    config = type("C", (), {"hydra": type("H", (), {"sweep": type("S", (), {"dir": str(tmp_path)})})})
+    with caplog.at_level(logging.WARNING, logger="svdbench"):
+        ReportAtEnd(enabled=False).on_multirun_end(config)
+    assert caplog.text == "" and list(tmp_path.iterdir()) == []
 
 
 @pytest.mark.slow

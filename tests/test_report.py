@@ -31,6 +31,7 @@ def sweep(tmp_path_factory, run_py, tiny):
     proc = run_py("-m", "method=dense,svd", "trainer.epochs=1,2", *tiny("trainer.epochs"), f"hydra.sweep.dir={d}")
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert len(list(d.rglob("results.json"))) == 4
+    assert (d / "report" / "report.md").is_file() and (d / "report" / "report.html").is_file()  # a sweep's end
     return d
 
 
