@@ -177,3 +177,53 @@ def test_paths_with_backticks_and_line_breaks_stay_one_code_span():
 def test_a_split_key_no_run_has_is_a_warning(runs, tmp_path, capsys):
     build_report([runs], tmp_path / "report", split=["method.decompositon"])
     assert "warning: --split method.decompositon: no run's config has this key" in capsys.readouterr().err
+
+
+def test_a_summary_json_of_yours_does_not_make_a_report_directory(runs, tmp_path):
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    files = {"summary.json": '{"mine": true}', "report.md": "my notes", "todo.txt": "keep"}
+    for name, text in files.items():
+        (mine / name).write_text(text)
+    with pytest.raises(ValueError, match="holds files and a summary.json that is not a svdbench report's"):
+        build_report([runs], mine)
+    assert {p.name: p.read_text() for p in mine.iterdir()} == files
+
+
+def test_out_dot_is_the_current_directory_and_keeps_what_is_yours(runs, tmp_path, monkeypatch):
+    out = tmp_path / "report"
+    build_report([runs], out)
+    (out / "notes.txt").write_text("precious")
+    (out / "mydir").mkdir()
+    (out / "mydir" / "y").write_text("x")
+    monkeypatch.chdir(out)
+    assert cli.main(["report", str(runs), "--out", "."]) == 0
+    assert (out / "notes.txt").read_text() == "precious" and (out / "mydir" / "y").read_text() == "x"
+    assert (out / "report.md").is_file() and not [p for p in tmp_path.iterdir() if p.name.startswith(".report.")]
+
+
+def test_a_swap_that_fails_puts_everything_back_and_leaves_nothing_beside(runs, tmp_path, monkeypatch):
+    out = tmp_path / "report"
+    build_report([runs], out)
+    (out / "notes.txt").write_text("precious")
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    real = os.replace
+
+    def busy(src, dst):
+        if str(src).endswith(".tmp") and str(dst) == str(out):  # the new report taking out's place
+            raise OSError(errno.EBUSY, "Device or resource busy", str(dst))
+        return real(src, dst)
+
+    monkeypatch.setattr(os, "replace", busy)
+    with pytest.raises(OSError, match="Device or resource busy"):
+        build_report([runs], out)
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".report.") and p.suffix in (".tmp", ".old")]
+
+
+def test_a_mount_point_is_refused_in_one_line(runs, tmp_path, monkeypatch):
+    out = tmp_path / "mnt"
+    out.mkdir()
+    monkeypatch.setattr(os.path, "ismount", lambda p: str(p) == str(out))
+    with pytest.raises(ValueError, match="is a mount point, which a report cannot replace"):
+        build_report([runs], out)
