@@ -41,7 +41,7 @@ from .errors import InputError, one_line
 from .models import check_model_name
 from .pipeline import Run
 from .plan import RunPlan, make_plan
-from .rundir import RunLock, check_sweep_dir, previous_record
+from .rundir import RunLock, check_sweep_dir, point_dirs, previous_record
 from .summary import summary
 from .workbench import resolve_device
 
@@ -272,9 +272,9 @@ def check_job_dir(job: Job, made_by: Sequence[Path] = ()) -> dict | None:
     """The job's starting point (``init_from``) exists (unless it lies in one of ``made_by``, the directories
     of the sweep's jobs: an earlier job makes it), and its directory is its own:
     :meth:`svdbench.pipeline.Run.check_dir`, not held by a running svdbench process (checked by rank 0 only
-    under torchrun: rank 0 holds it while the others start), and (``resume=false``)
-    holding no foreign results.json; with ``resume=true`` its completed result when it holds this very
-    run (None: work to do), InputError when it holds another config's."""
+    under torchrun: rank 0 holds it while the others start), and (``resume=false``) holding no foreign
+    results.json nor an operating point another process holds; with ``resume=true`` its completed result
+    when it holds this very run (None: work to do), InputError when it holds another config's."""
     run = Run(job.plan, job.dir)
     run.check_dir(job.hydra)
     start = job.plan.init_from
@@ -284,7 +284,9 @@ def check_job_dir(job: Job, made_by: Sequence[Path] = ()) -> dict | None:
     if distributed.is_main():  # under torchrun rank 0 takes the lock while the other ranks are still starting
         RunLock.check_free(job.dir)
     if not job.plan.cfg.resume:
-        previous_record(job.dir)
+        previous = previous_record(job.dir)
+        for point in point_dirs(job.dir, previous) if previous is not None and distributed.is_main() else ():
+            RunLock.check_free(point)  # the replaced run's points are removed: none may be in use
         return None
     return run.completed_result()
 

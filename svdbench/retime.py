@@ -30,11 +30,11 @@ from pathlib import Path
 from torch import nn
 
 from .deployed import ARCHITECTURE_FILE, TrustRequired, dense_model, load_deployed, read_document
-from .errors import InputError, one_line
+from .errors import one_line
 from .latency import latency_report
 from .models import build_from_config
 from .results import find_results, read_results, write_json_atomic
-from .rundir import RunLock
+from .rundir import LockBusy, RunLock
 from .timing import DEFAULT_MAX_SECONDS
 
 __all__ = ["add_arguments", "run", "retime"]
@@ -88,7 +88,7 @@ def retime(path: Path, args: argparse.Namespace) -> str:
     with contextlib.ExitStack() as held:
         try:
             held.enter_context(RunLock(path.parent))
-        except InputError as err:  # another svdbench process (a run, another latency) writes this directory
+        except LockBusy as err:  # another svdbench process (a run, another latency) writes this directory
             print(f"warning: {one_line(err)}", file=sys.stderr)
             return "skipped (in use by another svdbench process: time it when that one has finished)"
         return _retime(path, args)

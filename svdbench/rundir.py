@@ -6,6 +6,7 @@ run that replaces it removes exactly what the previous run wrote (:func:`clear_r
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import os
 import shutil
@@ -17,7 +18,17 @@ from .checkpoint import CHECKPOINT, DENSE_CHECKPOINT, DEPLOYED_FILES, STAGES, lo
 from .errors import CheckpointError, InputError, one_line
 from .results import RESULTS_FILE, read_results
 
-__all__ = ["CHECKPOINTS", "OWN_FILES", "RunLock", "check_run_dir", "check_sweep_dir", "clear_run", "written_by"]
+__all__ = [
+    "CHECKPOINTS",
+    "OWN_FILES",
+    "LockBusy",
+    "RunLock",
+    "check_run_dir",
+    "check_sweep_dir",
+    "clear_run",
+    "point_dirs",
+    "written_by",
+]
 
 LOCK = ".svdbench.lock"
 #: the checkpoints of a run (loadable svdbench checkpoints, whoever's directory they are in)
@@ -45,6 +56,12 @@ def check_run_dir(run_dir: str | os.PathLike, hydra: Sequence[str] = HYDRA_WRITE
         if point.is_dir():
             _check_kinds(point, (LOCK, RESULTS_FILE, *OWN_FILES), (), "operating point")
             _check_owned(point)
+            record = previous_record(point)
+            if record is not None and record.get("point_of") is None:
+                raise InputError(
+                    f"run directory {_short(path)}: {label}, the directory of an operating point, holds a run of its "
+                    "own: svdbench replaces only its own points; use another run directory"
+                )
 
 
 def _check_owned(path: Path) -> None:
@@ -149,8 +166,11 @@ class RunLock:
     def _open_locked(self) -> int:
         try:
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o666)
-        except OSError as err:  # ELOOP: a link planted where the lock goes
-            raise InputError(f"{self.path} cannot be opened as svdbench's lock ({err.strerror}): remove it") from None
+        except OSError as err:
+            if err.errno == errno.ELOOP:  # a link planted where the lock goes
+                raise InputError(f"{self.path} is a link, not svdbench's lock: remove it") from None
+            raise InputError(f"{self.path.parent} cannot be written ({err.strerror}): svdbench locks a directory "
+                             "it writes into") from None  # fmt: skip
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | (0 if self.wait else fcntl.LOCK_NB))
         except BlockingIOError:
@@ -185,10 +205,14 @@ class RunLock:
             self.fd = None
 
 
-def _in_use(lock: Path, fd: int) -> InputError:
+class LockBusy(InputError):
+    """A directory's lock is held by another process (a run, ``svdbench latency``, a report)."""
+
+
+def _in_use(lock: Path, fd: int) -> LockBusy:
     """The error for a lock another process holds, naming its pid (written into the lock by its holder)."""
     holder = os.read(fd, 32).decode(errors="replace").strip() or "?"
-    return InputError(
+    return LockBusy(
         f"{lock.parent} is in use by another svdbench run (pid {holder}): wait for it to finish or use another "
         "run directory"
     )
@@ -198,8 +222,8 @@ def written_by(record: dict) -> list[str]:
     """The files (names in its directory) the run of ``record`` wrote besides results.json: its ``files``;
     for a record of an older version, the deployed model it names and the ``dense.pt`` of a dense or
     pretrained run."""
-    if isinstance(record.get("files"), list):
-        return [n for n in record["files"] if isinstance(n, str) and "/" not in n and n not in ("", ".", "..")]
+    if isinstance(record.get("files"), list):  # of svdbench's names only: an edited record deletes nothing else
+        return [n for n in record["files"] if isinstance(n, str) and n in OWN_FILES]
     names = []
     model = record.get("model_path")
     if isinstance(model, str):
@@ -212,26 +236,55 @@ def written_by(record: dict) -> list[str]:
 
 def clear_run(run_dir: str | os.PathLike) -> list[Path]:
     """Remove what the previous run in ``run_dir`` wrote (its results.json, the files it records writing
-    (:func:`written_by`), its checkpoints, and the same in the directories of the operating points it
-    records, each under that point's lock), before a run replaces it (``resume=false``): a report or
-    ``svdbench latency`` must never count what the new run did not make. A results.json that is not
+    (:func:`written_by`), its checkpoints, and the same in the directories of its operating points,
+    :func:`point_dirs`), before a run replaces it (``resume=false``): a report or ``svdbench latency``
+    must never count what the new run did not make. Every point's lock is taken before anything is
+    removed (one that another process holds: LockBusy, nothing removed). A results.json that is not
     svdbench's is refused (InputError), and nothing else is touched. Returns the files removed."""
     path = Path(run_dir)
     record = previous_record(path)
     if record is None:
         return []
     removed = []
+    with contextlib.ExitStack() as held:
+        points = point_dirs(path, record)
+        for point in points:  # a point svdbench latency is timing is not cleared under it
+            held.enter_context(RunLock(point))
+        for point in points:
+            sub = previous_record(point)
+            if sub is not None:
+                removed += _remove(point, (RESULTS_FILE, *written_by(sub), *CHECKPOINTS))
+    for point in points:
+        with contextlib.suppress(OSError):  # a point directory left empty goes too
+            point.rmdir()
+    return removed + _remove(path, (RESULTS_FILE, *written_by(record), *CHECKPOINTS))
+
+
+def point_dirs(path: Path, record: dict) -> list[Path]:
+    """The operating points of the run ``record`` in ``path``: the directories its results.json lists, and
+    every subdirectory holding an operating point made from ``path`` (its results.json's ``point_of``: a
+    run killed during its points has not listed them yet); no link."""
+    labels = []
     for entry in record.get("operating_points") or record.get("energy_sweep") or []:
         label = entry.get("label") if isinstance(entry, dict) else None
-        point = path / label if isinstance(label, str) and label and "/" not in label and label != ".." else None
-        if point is not None and point.is_dir() and not point.is_symlink():
-            with RunLock(point):  # a point svdbench latency is timing is not cleared under it
-                sub = previous_record(point)
-                if sub is not None:
-                    removed += _remove(point, (RESULTS_FILE, *written_by(sub), *CHECKPOINTS))
-            with contextlib.suppress(OSError):  # a point directory left empty goes too
-                point.rmdir()
-    return removed + _remove(path, (RESULTS_FILE, *written_by(record), *CHECKPOINTS))
+        if isinstance(label, str) and label and "/" not in label and label not in (".", ".."):
+            labels.append(label)
+    with contextlib.suppress(OSError):
+        for sub in sorted(path.iterdir()):
+            if sub.name not in labels and _point_of(sub) == os.path.abspath(path):
+                labels.append(sub.name)
+    return [path / label for label in labels if (path / label).is_dir() and not (path / label).is_symlink()]
+
+
+def _point_of(sub: Path) -> str | None:
+    """The run directory (absolute) whose operating point ``sub`` holds, None when it holds none."""
+    if sub.is_symlink() or not sub.is_dir() or not (sub / RESULTS_FILE).is_file():
+        return None
+    try:
+        parent = read_results(sub / RESULTS_FILE).get("point_of")
+    except (ValueError, OSError):
+        return None
+    return os.path.abspath(parent) if isinstance(parent, str) and parent else None
 
 
 def previous_record(path: Path) -> dict | None:

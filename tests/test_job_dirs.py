@@ -3,6 +3,7 @@ a single run and for every job of a sweep (links, files of the wrong kind, forei
 holder, a starting point inside it, two jobs in one directory); a run that replaces another removes
 exactly what that run recorded writing. Each case here wrote, deleted or hung before its fix."""
 
+import json
 import os
 import shutil
 
@@ -281,3 +282,62 @@ def test_under_torchrun_only_rank_0_checks_the_lock(tmp_path, capsys, tiny, monk
         with pytest.raises(SystemExit):
             preflight.preflight(argv)
     assert "is in use by another svdbench run" in capsys.readouterr().err
+
+
+def test_resume_false_removes_the_points_of_a_run_killed_before_it_listed_them(tmp_path, tiny_cfg, points_run):
+    run = tmp_path / "run"
+    shutil.copytree(points_run, run)
+    record = read_results(run / "results.json")
+    record["operating_points"] = None  # as a run killed while making its points leaves it
+    (run / "results.json").write_text(json.dumps(record))
+    point = read_results(run / "energy_0.1" / "results.json")
+    point["point_of"] = str(run)  # made from this directory
+    (run / "energy_0.1" / "results.json").write_text(json.dumps(point))
+    run_experiment(tiny_cfg(resume=False), Dense(), run)
+    assert [p.parent.name for p in find_results([run])] == ["run"] and not (run / "energy_0.1").exists()
+
+
+def test_a_point_directory_holding_a_run_of_its_own_is_refused(tmp_path, capsys, tiny, dense_run):
+    run = tmp_path / "run"
+    shutil.copytree(dense_run, run / "energy_0.3")  # the user's dense run, where the point would go
+    before = files(run)
+    err = refused(capsys, *tiny(), "method=svd", "method.energies=[0.3]", f"hydra.run.dir={run}")
+    assert "energy_0.3, the directory of an operating point, holds a run of its own" in err and files(run) == before
+
+
+def test_resume_false_is_refused_before_hydra_writes_while_a_point_is_in_use(tmp_path, capsys, tiny, points_run):
+    run = tmp_path / "run"
+    shutil.copytree(points_run, run)
+    before = files(run)
+    with RunLock(run / "energy_0.1"):
+        err = refused(capsys, *tiny(), "method=dense", "resume=false", f"hydra.run.dir={run}")
+    assert "energy_0.1 is in use by another svdbench run" in err
+    assert {k: v for k, v in files(run).items() if "lock" not in k} == before
+
+
+def test_an_edited_record_deletes_no_file_outside_svdbenchs_names(tmp_path, points_run):
+    run = tmp_path / "run"
+    shutil.copytree(points_run, run)
+    (run / "notes.txt").write_text("mine")
+    record = read_results(run / "results.json")
+    record["files"] = ["notes.txt", "deployed.pt"]
+    (run / "results.json").write_text(json.dumps(record))
+    removed = {p.name for p in clear_run(run)}
+    assert "notes.txt" not in removed and (run / "notes.txt").read_text() == "mine" and "deployed.pt" in removed
+
+
+def test_a_directory_that_cannot_be_locked_says_so_and_latency_fails(tmp_path, points_run, monkeypatch, capsys):
+    run = tmp_path / "run"
+    shutil.copytree(points_run, run)
+    real = os.open
+
+    def denied(path, flags, *args):
+        if str(path).endswith(".svdbench.lock"):
+            raise PermissionError(13, "Permission denied", str(path))
+        return real(path, flags, *args)
+
+    monkeypatch.setattr(os, "open", denied)
+    with pytest.raises(InputError, match=rf"^{run} cannot be written \(Permission denied\)"):
+        RunLock(run).__enter__()
+    assert cli.main(["latency", str(run), "--max-seconds", "0.05", "--batch-sizes", "1"]) == 1
+    assert "in use by another" not in capsys.readouterr().out

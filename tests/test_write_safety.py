@@ -39,7 +39,7 @@ def test_the_lock_never_opens_through_a_link(tmp_path):
     victim.write_text("precious")
     (tmp_path / "run").mkdir()
     (tmp_path / "run" / ".svdbench.lock").symlink_to(victim)
-    with pytest.raises(InputError, match="cannot be opened as svdbench's lock"):
+    with pytest.raises(InputError, match="is a link, not svdbench's lock: remove it"):
         with RunLock(tmp_path / "run"):
             pass
     assert victim.read_text() == "precious"
