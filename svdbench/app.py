@@ -44,6 +44,12 @@ def torchrun_argv(argv: list[str]) -> list[str]:
     """
     if distributed.world_size() <= 1:
         return argv
+    missing = distributed.missing_launcher_vars()
+    if missing:
+        raise ValueError(
+            f"WORLD_SIZE={distributed.world_size()} but {', '.join(missing)} not set: launch with torchrun "
+            "(see docs/distributed.md), or unset WORLD_SIZE for one process"
+        )
     args = argv[1:]
     if any(a in ("-m", "--multirun") for a in args):
         raise ValueError("multirun under torchrun is not supported: launch one torchrun per job")

@@ -39,7 +39,18 @@ def world_size() -> int:
 
 
 def rank() -> int:
-    return dist.get_rank() if initialized() else _env_int("RANK", 0)
+    """This process's rank: the process group's once joined, else ``$RANK`` under torchrun; 0 for a single
+    process (a stray ``$RANK`` in the environment must not make it a rank that writes nothing)."""
+    if initialized():
+        return dist.get_rank()
+    return _env_int("RANK", 0) if world_size() > 1 else 0
+
+
+def missing_launcher_vars() -> list[str]:
+    """The variables torchrun sets that a multi-process job (``WORLD_SIZE > 1``) lacks (empty: none, or one process)."""
+    if world_size() <= 1:
+        return []
+    return [v for v in (*ENV_VARS, "MASTER_ADDR", "MASTER_PORT") if v not in os.environ]
 
 
 def local_rank() -> int:
@@ -64,7 +75,7 @@ def init(device: torch.device) -> bool:
     already exists."""
     if world_size() <= 1 or initialized():
         return False
-    missing = [v for v in (*ENV_VARS, "MASTER_ADDR", "MASTER_PORT") if v not in os.environ]
+    missing = missing_launcher_vars()
     if missing:
         raise RuntimeError(f"WORLD_SIZE > 1 but {', '.join(missing)} not set: launch with torchrun")
     if device.type == "cuda":

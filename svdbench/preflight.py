@@ -139,6 +139,16 @@ def compose_config(
         return compose(config_name=config_name, overrides=overrides, return_hydra_config=hydra)
 
 
+def _sweeps_by_config(line: CommandLine) -> bool:
+    """Whether the config makes the command a sweep without ``-m`` (``hydra.mode: MULTIRUN``, as the sweep
+    presets set it): then it is checked as one. A config that does not compose is left to the checks after."""
+    try:
+        mode = OmegaConf.select(_compose(line, line.overrides), "hydra.mode")
+    except Exception:
+        return False
+    return str(mode).endswith("MULTIRUN")
+
+
 def _compose(line: CommandLine, overrides: list[str]) -> DictConfig:
     return compose_config(overrides, line.config_dir, line.config_name, hydra=True, config_path=line.config_path)
 
@@ -306,6 +316,7 @@ def preflight(argv: list[str]) -> None:
         return
     if line.config_dir is not None and not Path(line.config_dir).is_dir():
         fail(f"--config-dir {line.config_dir}: no such directory")
+    line.multirun = line.multirun or _sweeps_by_config(line)
     try:
         axes = sweep_axes(line) if line.multirun else [Axis([o]) for o in line.overrides]
     except InputError as err:
@@ -334,6 +345,7 @@ def preflight(argv: list[str]) -> None:
         fail(str(err))
     except Exception as err:
         fail(schema.explain(err))
+    check_report_callback(OmegaConf.select(first, "hydra.callbacks.report"))
     if line.print_job:
         what = "this run"
         if line.multirun:
@@ -367,6 +379,19 @@ def _show_plan(jobs: Sequence[tuple[str, Job]], sweep_dir: str | None = None) ->
         fail(str(err))
     print("# a plan only: nothing was run or written (drop --plan to run it)")
     raise SystemExit(0)
+
+
+def check_report_callback(node) -> None:
+    """The sweep's report at its end (``hydra.callbacks.report``): ``enabled`` true or false, ``split`` a
+    key or a list of keys; one line (exit code 2) otherwise."""
+    if node is None:
+        return
+    enabled = node.get("enabled", True)
+    if not isinstance(enabled, bool):
+        fail(f"hydra.callbacks.report.enabled must be true or false, got {enabled!r}")
+    split = node.get("split", [])
+    if not (isinstance(split, str) or (OmegaConf.is_list(split) and all(isinstance(k, str) for k in split))):
+        fail(f"hydra.callbacks.report.split must be a config key or a list of them, got {split!r}")
 
 
 def check_launcher(target: str) -> None:

@@ -34,7 +34,8 @@ class ReportAtEnd(Callback):
     rows split by the config keys ``split``; nothing with ``enabled`` false."""
 
     def __init__(self, out: str | None = None, split: Sequence[str] = (), enabled: bool = True) -> None:
-        self.out, self.split, self.enabled = out, list(split), enabled
+        self.out, self.enabled = out, enabled
+        self.split = [split] if isinstance(split, str) else list(split)  # one key given as a string
 
     def command(self, sweep_dir: str | Path) -> list[str]:
         out = self.out or str(Path(sweep_dir) / "report")

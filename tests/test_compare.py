@@ -8,6 +8,7 @@ import pytest
 from conftest import tensors_digest
 from omegaconf import open_dict
 
+from svdbench import preflight
 from svdbench.sweep_report import ReportAtEnd
 
 PRESETS = ("compare_cifar10_resnet20", "compare_cifar10_resnet56", "compare_imagenet_resnet50")
@@ -78,3 +79,14 @@ def test_one_command_runs_every_arm_from_one_dense_start_and_ends_with_a_report(
     report = (out / "report" / "report.md").read_text()
     assert "budget" not in proc.stderr and "dense start" not in proc.stderr  # no mixed-budget warning
     assert "svd (channel)" in report and "fpgm" in report
+
+
+def test_the_report_callbacks_options_are_checked_and_one_key_is_a_key(tmp_path, tiny, capsys):
+    assert ReportAtEnd(split="method.decomposition").split == ["method.decomposition"]
+    with pytest.raises(SystemExit):
+        preflight.preflight(["run.py", "-m", *tiny(), "seed=0,1", f"hydra.sweep.dir={tmp_path}",
+                             "hydra.callbacks.report.enabled=off"])  # fmt: skip
+    assert (
+        capsys.readouterr().err.strip()
+        == "config error: hydra.callbacks.report.enabled must be true or false, got 'off'"
+    )

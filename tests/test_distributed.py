@@ -215,8 +215,14 @@ def test_run_py_config_errors(root, tmp_path, tiny):
 def test_torchrun_argv(monkeypatch):
     argv = ["run.py", "model=resnet8", "hydra.run.dir=/x"]
     assert app.torchrun_argv(argv) == argv  # one process: unchanged
+    monkeypatch.setenv("RANK", "1")  # a stray RANK without WORLD_SIZE: still the one process, which writes
+    assert distributed.rank() == 0 and distributed.is_main() and distributed.shard() is None
     monkeypatch.setenv("WORLD_SIZE", "2")
     monkeypatch.setenv("RANK", "0")
+    with pytest.raises(ValueError, match="WORLD_SIZE=2 but LOCAL_RANK, MASTER_ADDR, MASTER_PORT not set: launch with"):
+        app.torchrun_argv(argv)
+    for var, value in (("LOCAL_RANK", "0"), ("MASTER_ADDR", "127.0.0.1"), ("MASTER_PORT", "29500")):
+        monkeypatch.setenv(var, value)
     assert app.torchrun_argv(argv) == argv
     with pytest.raises(ValueError, match="hydra.run.dir"):
         app.torchrun_argv(["run.py", "model=resnet8"])

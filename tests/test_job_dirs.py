@@ -341,3 +341,9 @@ def test_a_directory_that_cannot_be_locked_says_so_and_latency_fails(tmp_path, p
         RunLock(run).__enter__()
     assert cli.main(["latency", str(run), "--max-seconds", "0.05", "--batch-sizes", "1"]) == 1
     assert "in use by another" not in capsys.readouterr().out
+
+
+def test_a_sweep_preset_without_dash_m_is_checked_as_the_sweep_it_is(tmp_path, capsys, tiny):
+    """The sweep presets set hydra.mode=MULTIRUN: the command is a sweep and is checked whole before it starts."""
+    err = refused(capsys, "+sweep=dense", *tiny(), f"hydra.sweep.dir={tmp_path}/sw", "hydra.sweep.subdir=same")
+    assert "hydra.sweep.subdir=same puts job 0 (seed=0) and job 1 (seed=1) in one directory" in err
