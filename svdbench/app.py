@@ -206,7 +206,7 @@ def job(cfg: DictConfig) -> float | tuple[float, float]:
             record_failure(cfg, hc, run_dir, f"{type(err).__name__}: {err}", stage="run")
             return failed_job(hc, one_line(err))
         recorded = run_dir / RESULTS_FILE
-        log.error("run failed: %s%s", one_line(err), f" ({recorded})" if recorded.is_file() else "")
+        log.error("run failed: %s%s", one_line(err), f" (recorded in {recorded})" if recorded.is_file() else "")
         raise SystemExit(1) from None
     except Exception as err:
         if not multirun:

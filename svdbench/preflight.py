@@ -389,8 +389,9 @@ def check_report_callback(node) -> None:
     enabled = node.get("enabled", True)
     if not isinstance(enabled, bool):
         fail(f"hydra.callbacks.report.enabled must be true or false, got {enabled!r}")
-    split = node.get("split", [])
-    if not (isinstance(split, str) or (OmegaConf.is_list(split) and all(isinstance(k, str) for k in split))):
+    split = node.get("split", ())
+    is_list = isinstance(split, (list, tuple)) or OmegaConf.is_list(split)
+    if not (isinstance(split, str) or (is_list and all(isinstance(k, str) for k in split))):
         fail(f"hydra.callbacks.report.split must be a config key or a list of them, got {split!r}")
 
 

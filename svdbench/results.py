@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import io
 import json
 import math
 import os
@@ -317,19 +318,30 @@ def write_json_atomic(path: str | os.PathLike, data: Any) -> Path:
 def _name(err: BaseException, path: Path, tmp: str) -> None:
     """An OSError while writing ``path`` (through its temporary file ``tmp``) that names no file, or only
     the temporary one (a full disk: "[Errno 28] No space left on device"), raised again naming ``path``."""
-    if isinstance(err, OSError) and err.errno is not None and err.filename in (None, tmp):
-        raise OSError(err.errno, err.strerror or os.strerror(err.errno), str(path)) from err
+    if isinstance(err, OSError) and err.errno is not None and err.filename in (None, "", tmp):
+        raise OSError(err.errno, err.strerror or os.strerror(err.errno), str(path)) from None  # the file, in one line
 
 
 def atomic_torch_save(obj: Any, path: str | os.PathLike) -> Path:
-    """``torch.save`` to a temporary file, then rename: never a half-written file."""
+    """``torch.save`` to a temporary file, then rename: never a half-written file. The object is
+    serialised in memory first and written with plain file I/O, so that a full disk is the OSError
+    naming ``path`` (torch's own writer turns it into a RuntimeError and keeps the file open, its space
+    taken, until that exception is collected)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    _umask_mode(fd)
-    os.close(fd)
+    buffer = io.BytesIO()
     try:
-        torch.save(obj, tmp)
+        torch.save(obj, buffer)
+    except OSError as err:
+        _name(err, path, "")
+        raise
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        _umask_mode(fd)
+        with os.fdopen(fd, "wb") as f:
+            f.write(buffer.getbuffer())
+            f.flush()
+            os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException as err:
         Path(tmp).unlink(missing_ok=True)

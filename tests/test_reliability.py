@@ -213,3 +213,31 @@ def test_a_full_disk_names_the_file_it_was_writing(tmp_path, monkeypatch):
         atomic_torch_save({}, tmp_path / "model.pt")
     assert read_results(path) == {"status": "running", "top1": 1.0}  # the old file, whole
     assert sorted(p.name for p in tmp_path.iterdir()) == ["results.json"]  # no temporary file left
+
+
+def test_a_full_disk_while_saving_a_checkpoint_names_the_checkpoint_and_frees_its_space(tmp_path, monkeypatch):
+    import errno as errno_module
+
+    from svdbench import results as results_module
+    from svdbench.errors import one_line
+
+    real = results_module.os.fdopen
+
+    class Full:
+        def __init__(self, fd, mode):
+            self.f = real(fd, mode)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.f.close()
+
+        def write(self, data):
+            raise OSError(errno_module.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(results_module.os, "fdopen", Full)
+    with pytest.raises(OSError) as err:
+        results_module.atomic_torch_save({"w": torch.zeros(10)}, tmp_path / "checkpoint.pt")
+    assert one_line(err.value) == f"[Errno 28] No space left on device: '{tmp_path / 'checkpoint.pt'}'"
+    assert list(tmp_path.iterdir()) == []  # the temporary file is gone (closed: its space is free)
