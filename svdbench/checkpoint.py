@@ -18,6 +18,7 @@ and measured (:data:`RESUME_IGNORED`).
 from __future__ import annotations
 
 import hashlib
+import math
 import pickle
 import signal
 import zipfile
@@ -93,6 +94,37 @@ def _check_progress(state: dict, path: Path) -> None:
         raise CheckpointError(
             f"checkpoint {path} is at epoch {train.get('epoch')!r}, step {train.get('step_in_epoch')!r}: not a position"
         )
+    if isinstance(train, dict):
+        why = _train_state_problem(train)
+        if why:
+            raise CheckpointError(f"checkpoint {path} does not fit this run ({why})")
+
+
+def _train_state_problem(train: dict) -> str | None:
+    """What is wrong with a saved training state's optimiser, schedule and generator states (their form,
+    not their fit to a model: that is checked when they are loaded), None when nothing is."""
+    opt = train.get("optimizer")
+    groups = opt.get("param_groups") if isinstance(opt, dict) else None
+    if not (isinstance(groups, list) and groups and isinstance(opt.get("state"), dict)):
+        return "its optimizer state has no parameter groups"
+    if not all(isinstance(g, dict) and isinstance(g.get("params"), list) and _real(g.get("lr")) for g in groups):
+        return "its optimizer's parameter groups are not lists of parameters with a learning rate"
+    if not isinstance(train.get("scheduler"), dict):
+        return "its scheduler state is not a mapping"
+    sizes = {"torch": torch.get_rng_state().numel(), "data": torch.Generator().get_state().numel()}
+    for key in ("rng", "rng_epoch_start"):
+        rng = train.get(key)
+        if not isinstance(rng, dict) or "torch" not in rng:
+            return f"its {key} is not a generator state"
+        for name, size in sizes.items():
+            t = rng.get(name)
+            if name in rng and not (torch.is_tensor(t) and t.dtype == torch.uint8 and t.numel() == size):
+                return f"its {key}[{name!r}] is not a generator state of {size} bytes"
+    return None
+
+
+def _real(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
 def dense_checkpoint_path(path: str | Path) -> Path:
@@ -202,10 +234,28 @@ def _fits(state: Any, net: nn.Module, path: Path) -> None:
 
 
 def _require(state: dict, keys: tuple[str, ...], path: Path) -> dict:
+    """``state`` holds ``keys``, and (a checkpoint's top level) its version is 1, its stage one of
+    :data:`STAGES`, its config a mapping and its process count a positive integer; CheckpointError naming
+    ``path`` otherwise."""
     missing = [k for k in keys if k not in state]
     if missing:
         raise CheckpointError(f"checkpoint {path} lacks {', '.join(missing)}: not written by this svdbench")
+    problems = {
+        "version": lambda v: v == 1,
+        "stage": lambda v: v in STAGES,
+        "config": lambda v: isinstance(v, dict),
+        "world_size": lambda v: _count(v) and v >= 1,
+    }
+    for key, ok in problems.items():
+        if key in state and not ok(state[key]):
+            what = f"{key} {_short_repr(state[key])}"
+            raise CheckpointError(f"checkpoint {path} has {what}: not written by this svdbench")
     return state
+
+
+def _short_repr(v: Any) -> str:
+    text = repr(v)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 class PreemptionGuard:

@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from . import distributed, lowrank
-from .checkpoint import PreemptionGuard, RunCheckpoints
+from .checkpoint import CHECKPOINT, PreemptionGuard, RunCheckpoints
 from .deployed import ARCHITECTURE_FILE, WEIGHTS_FILE, document
 from .errors import CheckpointError, DivergedError, InputError, Preempted, one_line
 from .evaluation import recalibrate_batchnorm
@@ -173,7 +173,11 @@ class StageRunner:
             epoch_eval=tuple(self.plan.cfg.trainer.epoch_eval),
         )
         hooks = StageHooks(on_epoch=record, save=save, stop=self.guard, resume=resume)
-        train_stage(net, method, bench.data.train, bench.data.test, options=options, hooks=hooks, val=bench.data.val)
+        try:
+            train_stage(net, method, bench.data.train, bench.data.test, options=options, hooks=hooks,
+                        val=bench.data.val)  # fmt: skip
+        except CheckpointError as err:  # its training state did not fit (train_stage checks it first)
+            raise CheckpointError(f"checkpoint {ck.dir / CHECKPOINT} {err}") from None
         rec.wall_time[name] = time.perf_counter() - t
         if stage.epochs > 0:
             rec.stage_top1[name] = bench.test_top1(net)

@@ -26,7 +26,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from . import distributed
-from .errors import DivergedError, Preempted
+from .errors import CheckpointError, DivergedError, Preempted, one_line
 from .evaluation import evaluate
 from .optim import Accel, OptimConfig, make_optimizer, make_scheduler
 from .seeding import rng_state, set_rng_state
@@ -250,12 +250,20 @@ def train_stage(
     step = _Step(model, method, options, epochs * len(train))
     history, first_epoch, skip, sums = [], 0, 0, _NO_SUMS
     if resume is not None:
-        model.load_state_dict(resume["model"])
-        step.load_state_dict(resume)
-        history, first_epoch, skip = list(resume["history"]), resume["epoch"], resume["step_in_epoch"]
-        if not options.ddp or distributed.is_main():  # the saved sums are over all ranks: count them once
-            sums = tuple(resume["sums"])
-        set_rng_state(resume["rng_epoch_start"] if skip else resume["rng"], gen)
+        try:  # an edited or foreign state: one line (the caller names the file), never a traceback
+            model.load_state_dict(resume["model"])
+            step.load_state_dict(resume)
+            for p, st in step.opt.state.items():  # Adam's moments of another shape would fail at the first step
+                if any(torch.is_tensor(v) and v.dim() > 0 and v.shape != p.shape for v in st.values()):
+                    raise ValueError(f"optimizer state of shape other than its parameter's {tuple(p.shape)}")
+            history, first_epoch, skip = list(resume["history"]), resume["epoch"], resume["step_in_epoch"]
+            if not options.ddp or distributed.is_main():  # the saved sums are over all ranks: count them once
+                sums = tuple(resume["sums"])
+            if skip:
+                set_rng_state(resume["rng"], gen)  # checked now, applied again at the cut's step
+            set_rng_state(resume["rng_epoch_start"] if skip else resume["rng"], gen)
+        except (KeyError, IndexError, ValueError, TypeError, RuntimeError, AttributeError) as err:
+            raise CheckpointError(f"does not fit this run ({one_line(err, with_type=True)})") from None
     step.wrap(options)
     stops = _StopAgreement(hooks.stop, options.ddp)
 

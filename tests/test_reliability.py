@@ -176,6 +176,15 @@ def test_preemption_hands_the_signal_to_the_launchers_handler(tmp_path, tiny):
         (lambda s: s["results"].pop("ranks"), "does not hold exactly"),
         (lambda s: s["train"].update(epoch=-3), "at epoch -3"),
         (lambda s: s["train"].update(step_in_epoch="7"), "step '7': not a position"),
+        (lambda s: s["train"].update(optimizer={}), "its optimizer state has no parameter groups"),
+        (lambda s: s["train"]["optimizer"]["param_groups"][0].update(lr="fast"), "with a learning rate"),
+        (lambda s: s["train"].update(rng={}), "its rng is not a generator state"),
+        (lambda s: s["train"]["rng"].update(torch=torch.zeros(7, dtype=torch.uint8)), r"rng\['torch'\] is not a"),
+        (lambda s: s["train"].update(scheduler="x"), "its scheduler state is not a mapping"),
+        (lambda s: s.update(config="x"), "has config 'x': not written by this svdbench"),
+        (lambda s: s.update(stage="bogus"), "has stage 'bogus': not written by this svdbench"),
+        (lambda s: s.update(version=2), "has version 2: not written by this svdbench"),
+        (lambda s: s.update(world_size="1"), "has world_size '1': not written by this svdbench"),
     ],
 )
 def test_an_edited_checkpoint_is_one_line_before_any_work(tmp_path, tiny, edit, message):
