@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import math
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -33,7 +34,7 @@ from .deployed import ARCHITECTURE_FILE, TrustRequired, dense_model, load_deploy
 from .errors import one_line
 from .latency import latency_report
 from .models import build_from_config
-from .results import find_results, read_results, write_json_atomic
+from .results import RESULTS_FILE, find_results, read_results, write_json_atomic
 from .rundir import LockBusy, RunLock
 from .timing import DEFAULT_MAX_SECONDS
 
@@ -85,6 +86,10 @@ def dense_twin(run_dir: Path, results: dict, deployed: nn.Module, trust: bool = 
 def retime(path: Path, args: argparse.Namespace) -> str:
     """Time the run of ``path`` (a results.json) and record it, holding its directory's lock; returns
     what happened, in a few words (raises for a run that could not be timed)."""
+    if path.name != RESULTS_FILE:
+        raise ValueError(f"{path} is not a results.json: give a run directory or its results.json")
+    if path.is_symlink():  # its record is another run's, and svdbench never writes through a link
+        raise ValueError(f"{path.name} is a link ({os.readlink(path)}): svdbench never writes through a link")
     with contextlib.ExitStack() as held:
         try:
             held.enter_context(RunLock(path.parent))

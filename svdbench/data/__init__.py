@@ -87,7 +87,7 @@ def load_dataset(
         splits = fn(cfg, seed)
     except DatasetError:
         raise
-    except Exception as err:  # a dataset function of one's own that fails: bad input, not a crash of the run
+    except (Exception, SystemExit) as err:  # a dataset function of one's own that fails (argparse exits): bad input
         raise DatasetError(f"dataset {what!r} failed: {one_line(err, with_type=True)}") from None
     if isinstance(splits, (TensorSplits, DatasetSplits)):
         try:
