@@ -9,10 +9,14 @@ or the realized speed-up, both measured in the same run on the same machine.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
 __all__ = ["Axis", "MACS", "LATENCY_RUNTIMES", "latency_axis"]
+
+#: the shortest median latency taken as a measurement (ms): anything below is no time a model can take
+MIN_MS = 1e-6
 
 #: the runtimes whose figures the pipeline and ``svdbench latency`` record (``<runtime>/<device>``)
 LATENCY_RUNTIMES = (
@@ -37,12 +41,12 @@ class Axis:
         return self.name == "latency"
 
     def _figure(self, rec: Any, which: str) -> float | None:
-        run = ((getattr(rec, "latency", None) or {}).get("runs") or {}).get(self.runtime)
         try:
-            v = run[which][str(self.batch)]["median_ms"]
-        except (KeyError, TypeError):
+            v = rec.latency["runs"][self.runtime][which][str(self.batch)]["median_ms"]
+        except (KeyError, TypeError, AttributeError):
             return None
-        return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0 else None
+        ok = isinstance(v, (int, float)) and not isinstance(v, bool) and MIN_MS <= v < math.inf
+        return float(v) if ok else None  # not a time: Infinity, 0, 1e-320 (a ratio of it would be inf)
 
     def value(self, rec: Any) -> float | None:
         """The deployed model's cost: MACs per sample, or median ms per batch (None: not recorded)."""

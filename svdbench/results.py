@@ -151,10 +151,18 @@ class RunRecord:
         values.setdefault("seed", None)
         if not isinstance(values.get("config", {}), dict):
             raise ValueError("config is not a mapping")
+        if _depth(values.get("config", {})) > MAX_DEPTH:
+            raise ValueError(f"config is nested more than {MAX_DEPTH} levels deep")
         values.setdefault("config", {})
         for key in ("stage_top1", "wall_time", "ranks"):
             if not isinstance(values.get(key, {}), dict):
                 raise ValueError(f"{key} is not a mapping")
+        for key in ("method_details", "latency", "samples"):  # optional, read as mappings
+            if values.get(key) is not None and not isinstance(values[key], dict):
+                raise ValueError(f"{key} is {_short(values[key])}, not a mapping")
+        runs = (values.get("latency") or {}).get("runs")
+        if runs is not None and not (isinstance(runs, dict) and all(isinstance(r, dict) for r in runs.values())):
+            raise ValueError("latency.runs is not a mapping of runtimes")
         if not isinstance(values.get("history", []), list):
             raise ValueError("history is not a list")
         for key in ("headline", "files"):
@@ -168,6 +176,22 @@ class RunRecord:
                 if not _finite(v) or not low <= v < _BIG or (key == "top1" and v > 100):
                     raise ValueError(f"{key} is {_short(v)}, not a number in range")
         return rec
+
+
+#: the deepest config a results.json may hold (svdbench writes a few levels; deeper is not a run's)
+MAX_DEPTH = 32
+
+
+def _depth(node: Any) -> int:
+    """How deeply ``node`` nests mappings and lists (iteratively: no recursion to overflow); stops counting
+    past :data:`MAX_DEPTH`."""
+    deepest, todo = 0, [(node, 0)]
+    while todo:
+        n, d = todo.pop()
+        deepest = max(deepest, d)
+        if d <= MAX_DEPTH:
+            todo += [(c, d + 1) for c in (n.values() if isinstance(n, dict) else n if isinstance(n, list) else ())]
+    return deepest
 
 
 def check_snapshot(snap: Any) -> None:
@@ -358,7 +382,10 @@ def write_results(run_dir: str | os.PathLike, record: RunRecord | dict) -> Path:
 def read_results(path: str | os.PathLike) -> dict:
     """The dict of a results.json, checked as a :class:`RunRecord` (ValueError otherwise)."""
     with open(path) as f:
-        data = json.load(f)
+        try:
+            data = json.load(f)
+        except RecursionError:
+            raise ValueError(f"{path}: not valid JSON (nested too deeply)") from None
     try:
         RunRecord.from_dict(data)
     except ValueError as err:

@@ -3,13 +3,14 @@ svdbench latency, report and the data loader make of odd inputs. Each failed bef
 
 from __future__ import annotations
 
+import json
 import shutil
 
 import pytest
 
 from svdbench import cli
 from svdbench.data import load_dataset
-from svdbench.errors import DatasetError
+from svdbench.errors import DatasetError, InputError
 from svdbench.methods import Dense
 from svdbench.pipeline import run_experiment
 
@@ -49,3 +50,62 @@ def test_a_dataset_function_that_exits_is_one_line_not_the_end_of_the_run(tiny_c
     cfg = tiny_cfg(dataset={"_target_": f"{__name__}.exits", "name": "mine"}).dataset
     with pytest.raises(DatasetError, match=r"\.exits' failed: SystemExit: 0"):
         load_dataset(cfg, batch_size=8, eval_batch_size=8)
+
+
+def _record(root, name, method, top1, macs, **extra):
+    data = {"status": "completed", "method": method, "model": "resnet8", "dataset": "synthetic", "seed": 0,
+            "config": {"seed": 0, "method": {"knob": macs}}, "top1": top1, "macs": macs, "macs_dense": 1000,
+            "params": 10, "params_dense": 100, **extra}  # fmt: skip
+    (root / name).mkdir(parents=True)
+    (root / name / "results.json").write_text(json.dumps(data))
+    return root / name / "results.json"
+
+
+def _latency(ms):
+    return {"runs": {"pytorch-eager/cpu": {"deployed": {"1": {"median_ms": ms}}, "dense": {"1": {"median_ms": 2.0}}}}}
+
+
+@pytest.mark.parametrize(
+    "extra, why",
+    [
+        ({"method_details": [1]}, "method_details is [1], not a mapping"),
+        ({"latency": "fast"}, "latency is 'fast', not a mapping"),
+        ({"latency": {"runs": "x"}}, "latency.runs is not a mapping of runtimes"),
+    ],
+)
+def test_a_wrongly_typed_optional_field_skips_the_file_with_a_warning(tmp_path, capsys, extra, why):
+    _record(tmp_path / "runs", "d", "dense", 90.0, 1000)
+    bad = _record(tmp_path / "runs", "a", "alpha", 88.0, 500, **extra)
+    assert cli.main(["report", str(tmp_path / "runs"), "--out", str(tmp_path / "rep")]) == 0
+    err = capsys.readouterr().err
+    assert f"skipping {bad}" in err and why in err
+
+
+def test_a_latency_that_is_no_time_is_no_figure(tmp_path, capsys):
+    _record(tmp_path / "runs", "d", "dense", 90.0, 1000, latency=_latency(2.0))
+    _record(tmp_path / "runs", "a", "alpha", 88.0, 500, latency=_latency(1.0))
+    _record(tmp_path / "runs", "b", "beta", 87.0, 400, latency=_latency(float("inf")))
+    _record(tmp_path / "runs", "c", "gamma", 86.0, 300, latency=_latency(1e-320))
+    args = ["--x", "latency", "--runtime", "pytorch-eager/cpu", "--batch", "1"]
+    assert cli.main(["report", str(tmp_path / "runs"), "--out", str(tmp_path / "rep"), *args]) == 0
+    assert "2 of 4 runs have no latency figure" in capsys.readouterr().err
+    summary = json.loads((tmp_path / "rep" / "summary.json").read_text())
+    assert sorted(r["method"] for r in summary["rows"]) == ["alpha", "dense"]
+
+
+def test_json_nested_too_deeply_is_one_line_in_a_run_and_a_warning_in_a_report(tmp_path, capsys, tiny_cfg):
+    deep = _record(tmp_path / "runs", "a", "alpha", 88.0, 500)
+    data = json.loads(deep.read_text())
+    node = data["config"]["method"]
+    for _ in range(900):
+        node["a"] = {}
+        node = node["a"]
+    deep.write_text(json.dumps(data))
+    _record(tmp_path / "runs", "d", "dense", 90.0, 1000)
+    assert cli.main(["report", str(tmp_path / "runs"), "--out", str(tmp_path / "rep")]) == 0
+    assert "config is nested more than 32 levels deep" in capsys.readouterr().err
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "results.json").write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(InputError, match="nested too deeply"):
+        run_experiment(tiny_cfg(), Dense(), run)
