@@ -189,6 +189,10 @@ def load_dense_checkpoint(model: nn.Module, path: str | Path) -> None:
     tensors missing, unexpected or of another shape named)."""
     p = dense_checkpoint_path(path)
     state = _read_dense_state(p)
+    odd = [k for k, v in state.items() if torch.is_tensor(v) and (v.is_meta or v.layout != torch.strided)]
+    if odd:
+        what = "a meta" if state[odd[0]].is_meta else f"a {str(state[odd[0]].layout).removeprefix('torch.')}"
+        raise InputError(f"init_from: {p} holds {what} tensor ({odd[0]}), not weights: not a usable starting point")
     bad = [k for k, v in state.items() if torch.is_tensor(v) and v.is_floating_point() and not torch.isfinite(v).all()]
     if bad:
         raise InputError(f"init_from: {p} holds non-finite weights ({bad[0]}): not a usable starting point")

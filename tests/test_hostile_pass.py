@@ -7,6 +7,7 @@ import json
 import shutil
 
 import pytest
+import torch
 
 from svdbench import cli
 from svdbench.data import load_dataset
@@ -109,3 +110,13 @@ def test_json_nested_too_deeply_is_one_line_in_a_run_and_a_warning_in_a_report(t
     (run / "results.json").write_text("[" * 100_000 + "]" * 100_000)
     with pytest.raises(InputError, match="nested too deeply"):
         run_experiment(tiny_cfg(), Dense(), run)
+
+
+@pytest.mark.parametrize("odd, what", [(lambda t: t.to_sparse(), "a sparse_coo tensor"),
+                                       (lambda t: torch.empty(t.shape, device="meta"), "a meta tensor")])  # fmt: skip
+def test_a_starting_point_of_sparse_or_meta_tensors_is_one_line(tmp_path, saved_run, tiny_cfg, odd, what):
+    state = torch.load(saved_run / "dense.pt", weights_only=True)
+    state["conv1.weight"] = odd(state["conv1.weight"])
+    torch.save(state, tmp_path / "dense.pt")
+    with pytest.raises(InputError, match=rf"holds {what} \(conv1.weight\), not weights"):
+        run_experiment(tiny_cfg(init_from=str(tmp_path / "dense.pt")), Dense(), tmp_path / "run")
