@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from typing import Any
 
-__all__ = ["check", "check_choice", "check_exactly_one"]
+__all__ = ["check", "check_choice", "check_exactly_one", "rounded_down"]
 
 
 def check(cond: bool, key: str, msg: str) -> None:
@@ -27,3 +28,10 @@ def check_exactly_one(values: dict[str, Any]) -> None:
     keys = list(values)
     set_ = [k for k, v in values.items() if v is not None]
     check(len(set_) == 1, keys[0], f"and {' and '.join(keys[1:])}: set exactly one (the other null)")
+
+
+def rounded_down(x: float, digits: int = 2) -> str:
+    """``x`` with ``digits`` decimals, rounded down: a limit printed this way never reads as a target it
+    falls short of (21.679 is "21.67", not "21.68")."""
+    scale = 10**digits
+    return f"{math.floor(x * scale) / scale:.{digits}f}"

@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import math
+import os
 from dataclasses import dataclass, field
 from typing import Any, Dict, List
 
@@ -192,6 +193,10 @@ class LoggerConfig:
         check_choice(self.mode, ("offline", "online", "disabled"), "logger.mode")
 
 
+#: the most CPU threads a timing may ask for: 4 per CPU (a count far beyond it crashes OpenMP)
+MAX_THREADS = 4 * (os.cpu_count() or 1)
+
+
 @dataclass
 class MeasureConfig:
     """What the measure step records beside MACs: realized latency (svdbench.latency, docs/performance.md)."""
@@ -210,7 +215,9 @@ class MeasureConfig:
             f"must be a non-empty list of positive sizes, got {list(self.batch_sizes)}",
         )
         check(self.max_seconds > 0, "measure.max_seconds", f"must be > 0, got {self.max_seconds}")
-        check(self.threads is None or self.threads >= 1, "measure.threads", f"must be >= 1, got {self.threads}")
+        most = MAX_THREADS
+        check(self.threads is None or 1 <= self.threads <= most, "measure.threads",
+              f"must be in [1, {most}] (4 per CPU of this machine), got {self.threads}")  # fmt: skip
 
 
 @dataclass

@@ -30,6 +30,7 @@ from pathlib import Path
 
 from torch import nn
 
+from .config import MAX_THREADS
 from .deployed import ARCHITECTURE_FILE, TrustRequired, dense_model, load_deployed, read_document
 from .errors import one_line
 from .latency import latency_report
@@ -46,7 +47,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--onnx", action="store_true", help="also export to ONNX and time in onnxruntime (CPU)")
     p.add_argument("--compile", action="store_true", help="also time both models after torch.compile")
     p.add_argument("--batch-sizes", type=_positive(int), nargs="+", default=[1, 64], metavar="B", help="default: 1 64")
-    p.add_argument("--threads", type=_positive(int), default=1, help="CPU threads while timing (default 1)")
+    p.add_argument(
+        "--threads", type=_threads, default=1, help=f"CPU threads while timing (default 1, at most {MAX_THREADS})"
+    )
     p.add_argument(
         "--max-seconds", type=_positive(float), default=DEFAULT_MAX_SECONDS, help="timed part per model and batch"
     )
@@ -56,6 +59,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="also load what can run code: an older run's pickled model.pt, a model._target_ (only files you made)",
     )
+
+
+def _threads(text: str) -> int:
+    """An argparse type: a thread count in [1, :data:`~svdbench.config.MAX_THREADS`]."""
+    value = int(text)
+    if not 1 <= value <= MAX_THREADS:
+        raise ValueError(text)
+    return value
+
+
+_threads.__name__ = f"thread count in [1, {MAX_THREADS}]"
 
 
 def _positive(kind: type) -> Callable[[str], int | float]:

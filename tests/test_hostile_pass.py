@@ -120,3 +120,15 @@ def test_a_starting_point_of_sparse_or_meta_tensors_is_one_line(tmp_path, saved_
     torch.save(state, tmp_path / "dense.pt")
     with pytest.raises(InputError, match=rf"holds {what} \(conv1.weight\), not weights"):
         run_experiment(tiny_cfg(init_from=str(tmp_path / "dense.pt")), Dense(), tmp_path / "run")
+
+
+def test_a_limit_is_printed_rounded_down_and_thread_counts_are_bounded(capsys):
+    from svdbench.checks import rounded_down
+    from svdbench.config import MAX_THREADS, MeasureConfig
+
+    assert rounded_down(21.679) == "21.67" and rounded_down(2.0) == "2.00"
+    with pytest.raises(ValueError, match=rf"measure.threads must be in \[1, {MAX_THREADS}\]"):
+        MeasureConfig(threads=100_000)
+    with pytest.raises(SystemExit):
+        cli.main(["latency", ".", "--threads", "100000"])
+    assert f"invalid thread count in [1, {MAX_THREADS}] value: '100000'" in capsys.readouterr().err

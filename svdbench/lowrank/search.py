@@ -25,6 +25,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..checks import rounded_down
 from ..macs import analyze_macs
 from .ops import export, lowrank_layers, prune
 
@@ -131,6 +132,7 @@ def energy_for_speedup(
             lo = mid + 1
     if speedup_at(lo) < speedup:
         most = reached[lo]
-        raise ValueError(f"method.speedup={speedup} is out of reach: at most {most:.2f}x (every layer at rank 1)")
+        limit = rounded_down(most)
+        raise ValueError(f"method.speedup={speedup} is out of reach: at most {limit}x (every layer at rank 1)")
     ranks = {n: int(r) for n, r in zip(breakpoints, table[lo], strict=True)}
     return EnergyFound(float(energies[lo]), reached[lo], ranks, len(reached))

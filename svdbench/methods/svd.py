@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from .. import lowrank
-from ..checks import check, check_choice, check_exactly_one
+from ..checks import check, check_choice, check_exactly_one, rounded_down
 from ..lowrank.search import EnergyFound, energy_for_speedup, rank_one_speedup
 from ..macs import analyze_macs
 from ..regularizers import SparsityRegularizer, orthogonality_loss
@@ -173,7 +173,8 @@ class SpeedupTargets:
         for key, asked in (("method.speedup", [c.speedup]), ("method.speedups", c.speedups)):
             if any(x is not None and x > most for x in asked):
                 shown = asked[0] if key == "method.speedup" else asked
-                raise ValueError(f"{key}={shown} is out of reach: at most {most:.2f}x (every layer at rank 1)")
+                limit = rounded_down(most)
+                raise ValueError(f"{key}={shown} is out of reach: at most {limit}x (every layer at rank 1)")
 
     def remember(self, model: nn.Module, input_shape) -> None:
         """At ``prepare``, on the dense model: the input shape and dense MACs (only where a target is set)."""

@@ -14,6 +14,7 @@ from collections.abc import Iterable, Sequence
 
 from torch import nn
 
+from ..checks import rounded_down
 from ..macs import MacModel
 from .groups import FilterPruner
 
@@ -48,5 +49,5 @@ def ratio_for_speedup(
             return ratio, reached
     raise ValueError(
         f"method.speedup={speedup} is out of reach: pruning {(steps - 1) / steps:.0%} of every prunable group "
-        f"gives {reached:.2f}x (left whole: {', '.join(pruner.ignored) or 'nothing'})"
+        f"gives {rounded_down(reached)}x (left whole: {', '.join(pruner.ignored) or 'nothing'})"
     )
