@@ -178,12 +178,27 @@ def sweep_axes(line: CommandLine) -> list[Axis]:
         o = parser.parse_overrides([text])[0]
         key = o.get_key_element()
         if o.is_sweep_override() and not o.is_discrete_sweep():
-            axes[key] = Axis([f"{key}={o.value().start}"], sampled=True, text=text)
+            axes[key] = Axis([f"{key}={v}" for v in _interval_ends(o.value(), text)], sampled=True, text=text)
         elif o.is_sweep_override():
-            axes[key] = Axis([f"{key}={v}" for v in o.sweep_string_iterator()])
+            values = [f"{key}={v}" for v in o.sweep_string_iterator()]
+            if not values:
+                raise InputError(f"{text} sweeps no value")
+            axes[key] = Axis(values)
         else:
             axes[key] = Axis([f"{key}={o.get_value_element_as_str()}"])
     return list(axes.values())
+
+
+def _interval_ends(interval, text: str) -> list:
+    """The values a sampling sweeper can draw from ``interval`` at its two ends (a float's high end just
+    below it: the end itself may be out of a half-open range such as an energy's [0, 1)); InputError for
+    an interval whose low end is not below its high end."""
+    low, high = interval.start, interval.end
+    if not low < high:
+        raise InputError(f"{text}: its low end must be below its high end")
+    if isinstance(low, float) or isinstance(high, float):
+        return [float(low), math.nextafter(float(high), float(low))]
+    return [low, high]
 
 
 def _is_range(text: str) -> bool:
@@ -355,6 +370,7 @@ def preflight(argv: list[str]) -> None:
         raise SystemExit(0)
     if line.multirun:
         check_launcher(launcher)
+        check_sweeper(OmegaConf.select(first, "hydra.sweeper"), OmegaConf.select(first, "hydra.launcher"))
         check_sweep(sweep_dir, jobs, checked_whole=whole, sampled=bool(sampled))
         if line.show_plan:
             what = sweep_dir if whole else f"{sweep_dir} (a sample of the sweeper's jobs)"
@@ -393,6 +409,34 @@ def check_report_callback(node) -> None:
     is_list = isinstance(split, (list, tuple)) or OmegaConf.is_list(split)
     if not (isinstance(split, str) or (is_list and all(isinstance(k, str) for k in split))):
         fail(f"hydra.callbacks.report.split must be a config key or a list of them, got {split!r}")
+
+
+def check_sweeper(sweeper, launcher) -> None:
+    """The sweeper's and launcher's counts and directions, checked before the sweep (each was a traceback
+    from the plugin, some after multirun.yaml was written): Optuna's ``n_trials`` and ``n_jobs`` >= 1 and
+    ``direction`` minimize/maximize (or a list of them), the basic sweeper's ``max_batch_size`` >= 1 (or
+    null), a launcher's ``n_jobs`` not 0 (joblib: -1 is every core)."""
+
+    def positive(node, key: str, allow_none: bool = False, allow_negative: bool = False) -> None:
+        if node is None or key not in node:
+            return
+        v = node.get(key)
+        count = isinstance(v, int) and not isinstance(v, bool)
+        if not ((v is None and allow_none) or (count and (v >= 1 or (allow_negative and v < 0)))):
+            where = "hydra.sweeper" if node is sweeper else "hydra.launcher"
+            wanted = "a count >= 1" + (" or -1 (every core)" if allow_negative else "")
+            fail(f"{where}.{key} must be {wanted}, got {v!r}")
+
+    if sweeper is not None and "optuna" in str(sweeper.get("_target_", "")).lower():
+        positive(sweeper, "n_trials")
+        positive(sweeper, "n_jobs")
+        direction = sweeper.get("direction")
+        directions = list(direction) if OmegaConf.is_list(direction) else [direction]
+        if not directions or any(str(d).lower() not in ("minimize", "maximize") for d in directions):
+            fail(f"hydra.sweeper.direction must be minimize or maximize (or a list of them), got {direction!r}")
+    elif sweeper is not None:
+        positive(sweeper, "max_batch_size", allow_none=True)
+    positive(launcher, "n_jobs", allow_none=True, allow_negative=True)
 
 
 def check_launcher(target: str) -> None:

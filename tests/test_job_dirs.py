@@ -347,3 +347,28 @@ def test_a_sweep_preset_without_dash_m_is_checked_as_the_sweep_it_is(tmp_path, c
     """The sweep presets set hydra.mode=MULTIRUN: the command is a sweep and is checked whole before it starts."""
     err = refused(capsys, "+sweep=dense", *tiny(), f"hydra.sweep.dir={tmp_path}/sw", "hydra.sweep.subdir=same")
     assert "hydra.sweep.subdir=same puts job 0 (seed=0) and job 1 (seed=1) in one directory" in err
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["+sweep=optuna_pareto", "method.energy=interval(0.5,5)"], "method.energy must be in [0, 1), got 4.99"),
+        (["+sweep=optuna_pareto", "method.energy=interval(0.1,0.01)"], "its low end must be below its high end"),
+        (["seed=range(0,0)"], "seed=range(0,0) sweeps no value"),
+        (["+sweep=optuna_pareto", "hydra.sweeper.n_trials=0"], "hydra.sweeper.n_trials must be a count >= 1, got 0"),
+        (["+sweep=optuna_pareto", "hydra.sweeper.n_jobs=0"], "hydra.sweeper.n_jobs must be a count >= 1, got 0"),
+        (["+sweep=optuna_pareto", "hydra.sweeper.direction=sideways"], "direction must be minimize or maximize"),
+        (["seed=0,1", "hydra.sweeper.max_batch_size=0"], "hydra.sweeper.max_batch_size must be a count >= 1, got 0"),
+        (["seed=0,1", "hydra/launcher=local_parallel", "hydra.launcher.n_jobs=0"], "or -1 (every core), got 0"),
+    ],
+)
+def test_a_sweeps_settings_and_both_ends_of_a_range_are_checked_before_it_starts(tmp_path, capsys, tiny, args, message):
+    err = refused(capsys, "-m", *tiny(), *args, f"hydra.sweep.dir={tmp_path / 'sw'}")
+    assert message in err and not (tmp_path / "sw").exists()
+
+
+def test_a_float_interval_up_to_the_end_of_a_half_open_range_is_valid(tmp_path, capsys, tiny):
+    with pytest.raises(SystemExit) as stop:  # --plan: every check, then exit 0
+        preflight.preflight(["run.py", "-m", *tiny(), "+sweep=optuna_pareto", "method.energy=interval(0.0,1.0)",
+                             f"hydra.sweep.dir={tmp_path / 'sw'}", "--plan"])  # fmt: skip
+    assert stop.value.code == 0, capsys.readouterr().err
