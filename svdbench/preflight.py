@@ -120,6 +120,21 @@ def parse_command_line(args: list[str], script: str = "run") -> CommandLine:
     return line
 
 
+def check_hydra_flags(args: list[str]) -> None:
+    """Hydra's options that do nothing, or end in its traceback, without their partner: ``--resolve`` and
+    ``--package`` belong to ``--cfg`` (``--resolve`` also to ``--help``), ``--shell-completion`` needs
+    ``install=``/``uninstall=``/``query=``; one line (exit code 2) instead."""
+    flags = {a.partition("=")[0] for a in args if a.startswith("-")}
+    shows = bool(flags & {"--cfg", "-c", "--help", "-h", "--hydra-help", "--info", "-i"})
+    if "--resolve" in flags and not shows:
+        fail("--resolve only goes with --cfg or --help (it prints the config resolved)")
+    if flags & {"--package", "-p"} and not flags & {"--cfg", "-c"}:
+        fail("--package only goes with --cfg (it prints one package of the config)")
+    if flags & {"--shell-completion", "-sc"} and not any(a.split("=")[0] in ("install", "uninstall", "query")
+                                                         for a in args if not a.startswith("-")):  # fmt: skip
+        fail("--shell-completion needs install=bash, uninstall=bash or query=bash (Hydra's tab completion)")
+
+
 def compose_config(
     overrides: list[str],
     config_dir: str | None = None,
@@ -263,6 +278,11 @@ def job_of(line: CommandLine, num: int, overrides: list[str], sweep_dir: str | N
         cfg.hydra.job.num = num
         if not any(o.lstrip("+").startswith("hydra.job.name=") for o in overrides):
             cfg.hydra.job.name = line.script
+        name = str(cfg.hydra.job.name)
+        if (
+            "/" in name or "\\" in name or name in ("", ".", "..")
+        ):  # the log file <name>.log goes into the job's directory
+            raise InputError(f"hydra.job.name={name!r} must be a plain name: its log file goes into the run directory")
         raw = OmegaConf.to_container(cfg.hydra, resolve=False)
         for key, node in (("hydra.run.dir", raw["run"]["dir"]), ("hydra.sweep.subdir", raw["sweep"]["subdir"])):
             if isinstance(node, str) and "${hydra:" in node:  # the resolver reads the running Hydra's config
@@ -325,6 +345,7 @@ def preflight(argv: list[str]) -> None:
     module) has its directory checked too. ``--cfg job`` prints the config the run (or the sweep's
     first job) would record (what runs: resolved, the method configured for its starting point and
     budget) and exits; ``--help``, ``--cfg hydra`` and the like are left to Hydra."""
+    check_hydra_flags(argv[1:])
     try:
         line = parse_command_line(argv[1:], Path(argv[0]).stem or "run")
     except ValueError:

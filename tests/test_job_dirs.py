@@ -372,3 +372,21 @@ def test_a_float_interval_up_to_the_end_of_a_half_open_range_is_valid(tmp_path, 
         preflight.preflight(["run.py", "-m", *tiny(), "+sweep=optuna_pareto", "method.energy=interval(0.0,1.0)",
                              f"hydra.sweep.dir={tmp_path / 'sw'}", "--plan"])  # fmt: skip
     assert stop.value.code == 0, capsys.readouterr().err
+
+
+def test_a_job_name_with_a_path_is_refused(tmp_path, capsys, tiny):
+    (tmp_path / "notes.log").write_text("user notes")
+    err = refused(capsys, *tiny(), "hydra.job.name=../notes", f"hydra.run.dir={tmp_path / 'run'}")
+    assert "hydra.job.name='../notes' must be a plain name" in err and (tmp_path / "notes.log").read_text() == "user notes"
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--resolve"], "--resolve only goes with --cfg or --help"),
+        (["--package", "method"], "--package only goes with --cfg"),
+        (["--shell-completion"], "--shell-completion needs install=bash"),
+    ],
+)
+def test_hydras_own_flags_without_their_partner_are_one_line(tiny, capsys, args, message):
+    assert message in refused(capsys, *args, *tiny())
