@@ -14,6 +14,8 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
+import yaml
+
 from .checkpoint import CHECKPOINT, DENSE_CHECKPOINT, DEPLOYED_FILES, STAGES, load_checkpoint
 from .errors import CheckpointError, InputError, one_line
 from .results import RESULTS_FILE, read_results
@@ -115,6 +117,29 @@ def check_sweep_dir(
     files = [n for n in hydra if n not in folders]
     folder_files = [f"{d}/{f}" for d in folders for f in ("config.yaml", "hydra.yaml", "overrides.yaml")]
     _check_kinds(path, (LOCK, RESULTS_FILE, *OWN_FILES, *files, *folder_files), folders, what)
+    foreign = [n for n in (*files, *folder_files) if n.endswith(".yaml") and not _hydra_file_of_ours(path / n)]
+    if foreign:
+        raise InputError(
+            f"{what} {_short(path)} holds {foreign[0]}, which no run of svdbench wrote: files svdbench did not write "
+            "are never replaced; use another directory"
+        )
+
+
+def _hydra_file_of_ours(path: Path) -> bool:
+    """Whether a YAML file where Hydra writes (``multirun.yaml``, ``.hydra/config.yaml``, ``hydra.yaml``,
+    ``overrides.yaml``) is what Hydra wrote for a run of svdbench (or absent): the config with svdbench's
+    groups, Hydra's own node, a list of overrides."""
+    if not path.is_file():
+        return True
+    try:
+        data = yaml.safe_load(path.read_text())
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return False
+    if path.name == "overrides.yaml":
+        return isinstance(data, list) and all(isinstance(o, str) for o in data)
+    if path.name == "hydra.yaml":
+        return isinstance(data, dict) and "hydra" in data
+    return isinstance(data, dict) and {"model", "dataset", "method"} <= data.keys()
 
 
 def _check_kinds(path: Path, files: Sequence[str], folders: Sequence[str], what: str) -> None:

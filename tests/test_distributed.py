@@ -204,7 +204,7 @@ def test_run_py_config_errors(root, tmp_path, tiny):
                           env=ENV, capture_output=True, text=True, timeout=120)  # fmt: skip
     assert proc.returncode == 2
     assert proc.stderr.strip() == "config error: trainer.amp must be auto, off, bf16 or fp16, got 'fp8'"
-    env = {**ENV, "WORLD_SIZE": "2", "RANK": "0", "LOCAL_RANK": "0"}
+    env = {**ENV, "WORLD_SIZE": "2", "RANK": "0", "LOCAL_RANK": "0", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "29500"}
     proc = subprocess.run([sys.executable, "run.py", *tiny()], cwd=root, env=env, capture_output=True, text=True,
                           timeout=120)  # fmt: skip
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1

@@ -256,7 +256,8 @@ def test_a_fifo_named_results_json_is_skipped_not_opened(tmp_path, capsys, point
 def test_latency_options_are_checked_before_any_run_is_loaded(tmp_path, capsys, option):
     with pytest.raises(SystemExit) as stop:
         cli.main(["latency", str(tmp_path), *option])
-    assert stop.value.code == 2 and f"argument {option[0]}: invalid positive" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and f"argument {option[0]}: invalid" in err and f"value: '{option[1]}'" in err
 
 
 def test_a_file_torch_refuses_is_named_without_torchs_unsafe_advice(tmp_path, tiny_cfg, points_run):
@@ -390,3 +391,14 @@ def test_a_job_name_with_a_path_is_refused(tmp_path, capsys, tiny):
 )
 def test_hydras_own_flags_without_their_partner_are_one_line(tiny, capsys, args, message):
     assert message in refused(capsys, *args, *tiny())
+
+
+@pytest.mark.parametrize("name, sweep", [("multirun.yaml", True), (".hydra/config.yaml", False),
+                                         (".hydra/overrides.yaml", False)])  # fmt: skip
+def test_a_hydra_file_no_run_of_svdbench_wrote_is_refused_and_kept(tmp_path, capsys, tiny, name, sweep):
+    where = tmp_path / "d"
+    (where / name).parent.mkdir(parents=True)
+    (where / name).write_text("my own: notes\n")
+    args = ["-m", "seed=0", f"hydra.sweep.dir={where}"] if sweep else [f"hydra.run.dir={where}"]
+    err = refused(capsys, *tiny(), *args)
+    assert f"holds {name}, which no run of svdbench wrote" in err and (where / name).read_text() == "my own: notes\n"
