@@ -378,7 +378,8 @@ def test_a_float_interval_up_to_the_end_of_a_half_open_range_is_valid(tmp_path, 
 def test_a_job_name_with_a_path_is_refused(tmp_path, capsys, tiny):
     (tmp_path / "notes.log").write_text("user notes")
     err = refused(capsys, *tiny(), "hydra.job.name=../notes", f"hydra.run.dir={tmp_path / 'run'}")
-    assert "hydra.job.name='../notes' must be a plain name" in err and (tmp_path / "notes.log").read_text() == "user notes"
+    assert "hydra.job.name='../notes' must be a plain name" in err
+    assert (tmp_path / "notes.log").read_text() == "user notes"
 
 
 @pytest.mark.parametrize(
