@@ -264,6 +264,7 @@ class Job:
     hydra: tuple[str, ...] = field(default=())
     subdir: str = ""  # a multirun's hydra.sweep.subdir, as given
     label: str = ""  # the job's values of the sweep's axes (its overrides that vary from job to job)
+    named_dir: bool = False  # a run directory of no time stamp (${now:...}): Hydra makes the very same one
 
 
 def job_of(line: CommandLine, num: int, overrides: list[str], sweep_dir: str | None) -> Job:
@@ -294,7 +295,9 @@ def job_of(line: CommandLine, num: int, overrides: list[str], sweep_dir: str | N
         where = Path(where)
     else:
         where = Path(sweep_dir) / str(OmegaConf.select(cfg, "hydra.sweep.subdir"))
-    return Job(num, overrides, planned, where, hydra_names(raw, str(cfg.hydra.job.name)), str(raw["sweep"]["subdir"]))
+    named = sweep_dir is None and "${now:" not in str(raw["run"]["dir"])
+    names = hydra_names(raw, str(cfg.hydra.job.name))
+    return Job(num, overrides, planned, where, names, str(raw["sweep"]["subdir"]), named_dir=named)
 
 
 def hydra_names(raw: dict, job_name: str) -> tuple[str, ...]:
@@ -406,6 +409,11 @@ def preflight(argv: list[str]) -> None:
         raise SystemExit(0)
     if line.show_plan:
         _show_plan([("", jobs[0])])
+    if distributed.is_main() and jobs[0].named_dir:  # the run's lock, before Hydra writes into the directory
+        try:
+            RunLock.hold(jobs[0].dir)
+        except InputError as err:
+            fail(str(err))
 
 
 def _show_plan(jobs: Sequence[tuple[str, Job]], sweep_dir: str | None = None) -> None:

@@ -167,12 +167,27 @@ class RunLock:
     process dies, so a killed run never leaves a stale lock). A second process finds it taken and gets
     an InputError naming the holder's pid."""
 
+    #: locks this process took ahead of their ``with`` (:meth:`hold`), by absolute lock path: fd
+    _held: dict[str, int] = {}
+
     def __init__(self, run_dir: Path, name: str = LOCK, wait: bool = False) -> None:
         self.path = Path(run_dir) / name
         self.wait = wait  # block until the holder lets go, instead of an InputError
         self.fd: int | None = None
 
+    @classmethod
+    def hold(cls, run_dir: Path) -> None:
+        """Take ``run_dir``'s lock now, for the ``with RunLock(run_dir)`` of this process that comes later
+        (which adopts it and lets it go as usual): preflight takes it before Hydra writes ``.hydra/`` and
+        the log, so that a second command on the directory is refused before it writes anything."""
+        lock = cls(run_dir).__enter__()
+        cls._held[os.path.abspath(lock.path)] = lock.fd
+
     def __enter__(self) -> RunLock:
+        held = RunLock._held.pop(os.path.abspath(self.path), None)
+        if held is not None:  # taken ahead by this process (hold): adopted
+            self.fd = held
+            return self
         self.path.parent.mkdir(parents=True, exist_ok=True)
         while True:  # the holder unlinks the file before it lets go: a lock taken on an unlinked file is retried
             fd = self._open_locked()

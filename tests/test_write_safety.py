@@ -231,3 +231,20 @@ def test_the_foreign_file_check_keeps_a_killed_runs_checkpoints(tmp_path):
     """A run killed before it wrote results.json (older versions) leaves checkpoints of its own: not foreign."""
     save_checkpoint({"version": 1, "config": {}, "stage": "train"}, tmp_path / "checkpoint.pt")
     check_run_dir(tmp_path)  # no error
+
+
+@pytest.mark.slow
+def test_of_two_runs_started_together_the_refused_one_writes_nothing(tmp_path, start_run_py, tiny):
+    """The run's lock is taken in preflight, before Hydra writes .hydra/ and the log: the command that
+    does not get it leaves the winner's recorded config as it was."""
+    run = tmp_path / "run"
+    procs = {m: start_run_py(*tiny(), f"method={m}", f"hydra.run.dir={run}") for m in ("svd", "trp")}
+    outs = {m: p.communicate(timeout=300) for m, p in procs.items()}
+    codes = {m: p.returncode for m, p in procs.items()}
+    assert sorted(codes.values()) == [0, 2], outs
+    winner = next(m for m, c in codes.items() if c == 0)
+    loser = next(m for m, c in codes.items() if c == 2)
+    assert "is in use by another svdbench run" in outs[loser][1]
+    assert json.loads((run / "results.json").read_text())["method"] == winner
+    assert f"method={winner}" in (run / ".hydra" / "overrides.yaml").read_text()
+    assert f"method={loser}" not in (run / "run.log").read_text()
