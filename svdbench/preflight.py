@@ -41,6 +41,7 @@ from .errors import InputError, one_line
 from .models import check_model_name
 from .pipeline import Run
 from .plan import RunPlan, make_plan
+from .results import RESULTS_FILE
 from .rundir import RunLock, check_sweep_dir, point_dirs, previous_record
 from .summary import summary
 from .workbench import resolve_device
@@ -505,6 +506,15 @@ def check_sweep(sweep_dir: str | None, jobs: list[Job], checked_whole: bool, sam
             check_job_dir(job, made_by=[d for d in seen if d != Path(os.path.abspath(job.dir))])
         except InputError as err:
             fail(f"job {job.num} ({job.label}): {err}")
+    if not jobs[0].plan.cfg.resume:  # the sweep replaces the one before: none of that one's runs may stay
+        base = Path(os.path.abspath(sweep_dir or ""))
+        left = sorted(p.parent for p in base.glob(f"*/{RESULTS_FILE}") if p.parent not in seen and p.is_file())
+        if left:
+            fail(
+                f"resume=false: {base} holds {len(left)} run(s) this sweep does not replace ({left[0].name}"
+                f"{', ...' if len(left) > 1 else ''}), which a report of it would count: remove them or use "
+                "another hydra.sweep.dir"
+            )
 
 
 def fail(message: str) -> None:

@@ -403,3 +403,11 @@ def test_a_hydra_file_no_run_of_svdbench_wrote_is_refused_and_kept(tmp_path, cap
     args = ["-m", "seed=0", f"hydra.sweep.dir={where}"] if sweep else [f"hydra.run.dir={where}"]
     err = refused(capsys, *tiny(), *args)
     assert f"holds {name}, which no run of svdbench wrote" in err and (where / name).read_text() == "my own: notes\n"
+
+
+def test_a_sweep_replacing_a_larger_one_is_refused_while_its_extra_runs_would_stay(tmp_path, capsys, tiny, dense_run):
+    for job in ("0", "1", "2"):
+        shutil.copytree(dense_run, tmp_path / "sw" / job)
+    err = refused(capsys, "-m", *tiny(), "seed=0,1", "resume=false", f"hydra.sweep.dir={tmp_path / 'sw'}")
+    assert "holds 1 run(s) this sweep does not replace (2), which a report of it would count" in err
+    assert (tmp_path / "sw" / "2" / "results.json").is_file()
