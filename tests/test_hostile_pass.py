@@ -132,3 +132,21 @@ def test_a_limit_is_printed_rounded_down_and_thread_counts_are_bounded(capsys):
     with pytest.raises(SystemExit):
         cli.main(["latency", ".", "--threads", "100000"])
     assert f"invalid thread count in [1, {MAX_THREADS}] value: '100000'" in capsys.readouterr().err
+
+
+def test_a_latency_report_of_untimed_runs_says_so(tmp_path, capsys):
+    _record(tmp_path / "runs", "d", "dense", 90.0, 1000)
+    assert cli.main(["report", str(tmp_path / "runs"), "--out", str(tmp_path / "rep"), "--x", "latency"]) == 1
+    err = capsys.readouterr().err
+    assert "none of the 1 completed runs has a figure on the axis: latency (onnxruntime/cpu, batch 64)" in err
+
+
+@pytest.mark.slow
+def test_a_wandb_project_wandb_refuses_is_one_line_after_the_report(tmp_path, capsys):
+    _record(tmp_path / "runs", "d", "dense", 90.0, 1000)
+    out = tmp_path / "rep"
+    code = cli.main(["report", str(tmp_path / "runs"), "--out", str(out), "--wandb", "--mode", "offline",
+                     "--project", "a/b"])  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 1 and "the report is written, but W&B did not take it (" in err and "Traceback" not in err
+    assert (out / "report.md").is_file()

@@ -87,6 +87,7 @@ def build_report(
     if Path(paths[0]).is_file() and out == Path(paths[0]) / "report":
         out = Path(paths[0]).parent / "report"
     runs, failed, skipped = load_runs(paths)
+    loaded = len(runs)
     runs = on_axis(runs, axis, skipped)
     split_methods(runs, split)
     rows = group_rows(runs, axis)
@@ -96,6 +97,9 @@ def build_report(
     batch = batch or (axis.batch if axis.is_latency else None) or 64
     targets = matched_targets(rows, reference, runtime, batch)
     if not rows and not failed:  # before anything is written: the previous report stays
+        if loaded:
+            raise NoResults(f"none of the {loaded} completed runs has a figure on the axis: {axis.what} "
+                            "(time them: svdbench latency DIR)")  # fmt: skip
         raise NoResults(f"no usable results.json under {', '.join(map(str, paths))}")
     check_out(out)
     quality = front_quality(rows, sel.key)

@@ -12,6 +12,7 @@ import sys
 
 from .. import tracking
 from ..axes import MACS, latency_axis
+from ..errors import one_line
 from .build import NoResults, build_report, report_tables
 
 
@@ -63,7 +64,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """``svdbench report``: 0 when written, 1 when nothing was found, 2 for a bad argument or path."""
+    """``svdbench report``: 0 when written, 1 when nothing was found (or W&B refused what ``--wandb`` logs),
+    2 for a bad argument or path."""
     try:
         timed = latency_axis(args.runtime, args.batch)
         axis = timed if args.x == "latency" else MACS
@@ -86,5 +88,9 @@ def run(args: argparse.Namespace) -> int:
     print(f"{sum(len(r.runs) for r in rep.rows)} runs in {len(rep.rows)} configurations, {len(rep.failed)} failed")
     print(f"report: {rep.out / 'report.md'}")
     if args.wandb:
-        tracking.log_report(report_tables(rep), project=args.project, entity=args.entity, mode=args.mode)
+        try:
+            tracking.log_report(report_tables(rep), project=args.project, entity=args.entity, mode=args.mode)
+        except Exception as err:  # a project name W&B refuses, no login, no network: the report is written
+            print(f"error: the report is written, but W&B did not take it ({one_line(err)})", file=sys.stderr)
+            return 1
     return 0
