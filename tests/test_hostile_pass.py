@@ -4,13 +4,14 @@ svdbench latency, report and the data loader make of odd inputs. Each failed bef
 from __future__ import annotations
 
 import json
+import re
 import shutil
 
 import pytest
 import torch
 
 from svdbench import cli
-from svdbench.data import load_dataset
+from svdbench.data import DatasetSplits, TensorSplits, load_dataset
 from svdbench.errors import DatasetError, InputError
 from svdbench.methods import Dense
 from svdbench.pipeline import run_experiment
@@ -150,3 +151,81 @@ def test_a_wandb_project_wandb_refuses_is_one_line_after_the_report(tmp_path, ca
     err = capsys.readouterr().err
     assert code == 1 and "the report is written, but W&B did not take it (" in err and "Traceback" not in err
     assert (out / "report.md").is_file()
+
+
+def _tensors():
+    return (torch.rand(64, 3, 8, 8) * 255).to(torch.uint8), torch.randint(0, 10, (64,))
+
+
+def _splits(**change):
+    x, y = _tensors()
+    fields = {"train": (x, y), "test": (x, y), "num_classes": 10, "mean": (0.5,) * 3, "std": (0.5,) * 3, **change}
+    return TensorSplits(**fields)
+
+
+def numpy_arrays(cfg, seed):
+    x, y = _tensors()
+    return _splits(train=(x.numpy(), y.numpy()))
+
+
+def two_means(cfg, seed):
+    return _splits(mean=(0.5, 0.5), std=(0.5, 0.5))
+
+
+def negative_pad(cfg, seed):
+    return _splits(pad=-3)
+
+
+def text_classes(cfg, seed):
+    return _splits(num_classes="10")
+
+
+def float_classes(cfg, seed):
+    return _splits(num_classes=10.0)
+
+
+class Triples(torch.utils.data.Dataset):
+    def __len__(self):
+        return 8
+
+    def __getitem__(self, i):
+        return torch.rand(3, 8, 8), 0, "extra"
+
+
+class LaterLabels(torch.utils.data.Dataset):
+    def __len__(self):
+        return 32
+
+    def __getitem__(self, i):
+        return torch.rand(3, 8, 8), 0 if i == 0 else 57
+
+
+def triples(cfg, seed):
+    return DatasetSplits(train=Triples(), test=Triples(), num_classes=10, input_shape=(3, 8, 8))
+
+
+def later_labels(cfg, seed):
+    return DatasetSplits(train=LaterLabels(), test=LaterLabels(), num_classes=10, input_shape=(3, 8, 8))
+
+
+@pytest.mark.parametrize(
+    "fn, message",
+    [
+        (numpy_arrays, "train: must be (images, labels) as torch tensors"),
+        (two_means, "mean=(0.5, 0.5), one number per image channel (3)"),
+        (negative_pad, "pad=-3 must be an integer >= 0"),
+        (text_classes, "has num_classes='10': an integer, at least 2"),
+        (float_classes, "has num_classes=10.0: an integer, at least 2"),
+        (triples, "train: a sample must be (image tensor, label), got a tuple of 3"),
+    ],
+)
+def test_a_dataset_of_ones_own_with_fields_of_the_wrong_kind_is_one_line(tiny_cfg, fn, message):
+    cfg = tiny_cfg(dataset={"_target_": f"{__name__}.{fn.__name__}", "name": "mine"}).dataset
+    with pytest.raises(DatasetError, match=re.escape(message)):
+        load_dataset(cfg, batch_size=8, eval_batch_size=8)
+
+
+def test_a_label_out_of_range_after_the_first_sample_is_one_line_in_training(tmp_path, tiny_cfg):
+    cfg = tiny_cfg(dataset={"_target_": f"{__name__}.later_labels", "name": "mine", "val_size": 0})
+    with pytest.raises(DatasetError, match=r"a training label is 57, outside \[0, 10\)"):
+        run_experiment(cfg, Dense(), tmp_path / "run")

@@ -63,12 +63,36 @@ class DatasetSplits:
     input_shape: tuple[int, int, int]  # C, H, W
 
 
+def _check_tensor_fields(splits: TensorSplits, what: str) -> None:
+    """A TensorSplits' splits are pairs of tensors, and its normalisation and augmentation fit the images:
+    one mean and one std (> 0) per channel, ``pad`` >= 0."""
+    for name in ("train", "val", "test"):
+        split = getattr(splits, name)
+        if split is None:
+            continue
+        if not (isinstance(split, (tuple, list)) and len(split) == 2 and all(torch.is_tensor(t) for t in split)):
+            raise ValueError(f"dataset {what!r}, {name}: must be (images, labels) as torch tensors")
+    channels = splits.train[0].shape[1] if splits.train[0].dim() == 4 else None
+    for key in ("mean", "std"):
+        values = getattr(splits, key)
+        if not (isinstance(values, (tuple, list)) and len(values) == channels
+                and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)):  # fmt: skip
+            raise ValueError(f"dataset {what!r}: {key}={values!r}, one number per image channel ({channels})")
+    if any(v <= 0 for v in splits.std):
+        raise ValueError(f"dataset {what!r}: std={tuple(splits.std)!r} must be > 0")
+    if not isinstance(splits.pad, int) or isinstance(splits.pad, bool) or splits.pad < 0:
+        raise ValueError(f"dataset {what!r}: pad={splits.pad!r} must be an integer >= 0")
+
+
 def check_splits(splits: TensorSplits | DatasetSplits, what: str) -> None:
     """The splits as a whole, before any training: images N x C x H x W with one label each, labels
     integer classes in ``[0, num_classes)``, one image shape for every split (a ``DatasetSplits`` is
     checked on its first sample of each split). ValueError in one line naming the dataset and split."""
-    if splits.num_classes < 2:
-        raise ValueError(f"dataset {what!r} has num_classes={splits.num_classes}: at least 2")
+    n = splits.num_classes
+    if not isinstance(n, int) or isinstance(n, bool) or n < 2:
+        raise ValueError(f"dataset {what!r} has num_classes={n!r}: an integer, at least 2")
+    if isinstance(splits, TensorSplits):
+        _check_tensor_fields(splits, what)
     shapes = {}
     for name in ("train", "val", "test"):
         split = getattr(splits, name)
@@ -85,7 +109,12 @@ def check_splits(splits: TensorSplits | DatasetSplits, what: str) -> None:
         else:
             if len(split) == 0:
                 raise ValueError(f"dataset {what!r}, {name}: no samples")
-            x, label = split[0]
+            item = split[0]
+            if not (isinstance(item, (tuple, list)) and len(item) == 2 and torch.is_tensor(item[0])):
+                size = f" of {len(item)}" if isinstance(item, (tuple, list)) else ""
+                raise ValueError(f"dataset {what!r}, {name}: a sample must be (image tensor, label), got a "
+                                 f"{type(item).__name__}{size}")  # fmt: skip
+            x, label = item
             shape, labels = tuple(x.shape), torch.as_tensor([label])
         if labels.dtype.is_floating_point or labels.dtype.is_complex or labels.dtype == torch.bool:
             raise ValueError(f"dataset {what!r}, {name}: labels of type {labels.dtype}, not integer classes")
