@@ -237,6 +237,17 @@ def _fits(state: Any, net: nn.Module, path: Path) -> None:
         )
 
 
+def _check_start(state: dict, path: Path, start: str | None) -> None:
+    """A checkpoint of a run that started from other ``init_from`` weights (its ``start`` digest differs
+    from ``start``, this run's) is refused: resuming would mix two starting points and record the wrong one."""
+    saved = state.get("start")
+    if start is not None and saved is not None and saved != start:
+        raise CheckpointError(
+            f"checkpoint {path} continues from other init_from weights than those there now (the dense run was "
+            "replaced since this run started): resume=false to start again from the new ones"
+        )
+
+
 def _require(state: dict, keys: tuple[str, ...], path: Path) -> dict:
     """``state`` holds ``keys``, and (a checkpoint's top level) its version is 1, its stage one of
     :data:`STAGES`, its config a mapping and its process count a positive integer; CheckpointError naming
@@ -381,14 +392,16 @@ class RunCheckpoints:
         same = res.get("method") == self.method and resume_key(res.get("config", {}), self.method) == self.key
         return res if res.get("status") == "completed" and same else None
 
-    def load(self) -> None:
-        """Read ``checkpoint.pt`` and the stage files, refusing those of another experiment."""
+    def load(self, start: str | None = None) -> None:
+        """Read ``checkpoint.pt`` and the stage files, refusing those of another experiment, and (``start``:
+        the digest of this run's ``init_from`` weights) those of a run that started from other weights."""
         path = self.dir / CHECKPOINT
         if not path.is_file():
             return
         self.latest = _require(load_checkpoint(path), LATEST_KEYS, path)
         _require(self.latest["train"], TRAIN_KEYS, path)
         self._check_config(self.latest, path)
+        _check_start(self.latest, path, start)
         _check_progress(self.latest, path)
         saved_world = self.latest.get("world_size", 1)
         if saved_world != distributed.world_size():  # steps per epoch and the schedule depend on it
@@ -399,6 +412,7 @@ class RunCheckpoints:
         for p in self._stage_files():
             st = _require(load_checkpoint(p), STAGE_KEYS, p)
             self._check_config(st, p)
+            _check_start(st, p, start)
             _check_progress(st, p)
             self.stages[st["stage"]] = st
 
@@ -451,6 +465,8 @@ class RunCheckpoints:
             }
             if distributed.world_size() > 1:
                 ck["world_size"] = distributed.world_size()
+            if record.dense_start is not None:  # the weights it started from: a resume must start from them too
+                ck["start"] = record.dense_start
             save_checkpoint(ck, self.dir / CHECKPOINT)
         if self.enabled:
             distributed.barrier()  # a preempted rank must not exit before rank 0 has saved
@@ -466,6 +482,7 @@ class RunCheckpoints:
                     "method": method.state_dict(),
                     "rng": rng_state(gen),
                     "results": record.snapshot(),
+                    **({"start": record.dense_start} if record.dense_start is not None else {}),
                 },
                 self.dir / f"stage_{name}.pt",
             )

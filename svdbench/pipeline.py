@@ -133,9 +133,10 @@ class Run:
                 for f in clear_run(self.dir):
                     log.info("resume=false: removed %s of the previous run", f)
         done = self.checkpoints.completed() if cfg.resume else None
+        record = self.new_record(bench)
         if cfg.resume:
-            self.checkpoints.load()
-        main = Leg(self.plan.method, self.new_record(bench), self.dir, self.checkpoints)
+            self.checkpoints.load(start=record.dense_start)
+        main = Leg(self.plan.method, record, self.dir, self.checkpoints)
         if done is None:
             main.write()  # status running: the directory is this run's from its first step
             trained = self.train_and_finish(bench, runner, main, t_start)

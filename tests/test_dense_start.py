@@ -2,6 +2,7 @@
 a checkpoint of another architecture is refused naming the tensors that do not fit."""
 
 import json
+import os
 
 import pytest
 import torch
@@ -33,6 +34,9 @@ def test_two_dense_runs_of_the_same_weights_are_one_start(tmp_path, tiny_cfg):
     runs started from either record one dense start, and the report does not warn."""
     for d in ("dense_a", "dense_b"):
         run_experiment(tiny_cfg(), Dense(), tmp_path / d)
+    # the same weights in a file of other bytes (torch.save names the archive's members after the file)
+    torch.save(torch.load(tmp_path / "dense_b/dense.pt", weights_only=True), tmp_path / "another_name.pt")
+    os.replace(tmp_path / "another_name.pt", tmp_path / "dense_b/dense.pt")
     assert (tmp_path / "dense_a/dense.pt").read_bytes() != (tmp_path / "dense_b/dense.pt").read_bytes()
     for d, e in (("dense_a", 0.2), ("dense_b", 0.3)):
         cfg = tiny_cfg(init_from=str(tmp_path / d), trainer={"budget": 2})

@@ -229,3 +229,22 @@ def test_a_label_out_of_range_after_the_first_sample_is_one_line_in_training(tmp
     cfg = tiny_cfg(dataset={"_target_": f"{__name__}.later_labels", "name": "mine", "val_size": 0})
     with pytest.raises(DatasetError, match=r"a training label is 57, outside \[0, 10\)"):
         run_experiment(cfg, Dense(), tmp_path / "run")
+
+
+def test_a_cut_run_whose_starting_point_was_replaced_is_refused(tmp_path, saved_run, tiny_cfg):
+    from svdbench.errors import CheckpointError
+    from svdbench.methods import SVDTraining
+
+    dense = tmp_path / "dense"
+    shutil.copytree(saved_run, dense)
+    run = tmp_path / "run"
+    cfg = tiny_cfg(init_from=str(dense), keep_checkpoints=True)
+    run_experiment(cfg, SVDTraining.create(energy=0.05), run)
+    for f in run.iterdir():  # as a run killed before it deployed leaves it: its checkpoints
+        if f.name not in ("checkpoint.pt", "stage_train.pt", "stage_finetune.pt"):
+            f.unlink()
+    state = torch.load(dense / "dense.pt", weights_only=True)
+    state["conv1.weight"] = state["conv1.weight"] * 2  # the dense run replaced by another
+    torch.save(state, dense / "dense.pt")
+    with pytest.raises(CheckpointError, match="continues from other init_from weights than those there now"):
+        run_experiment(cfg, SVDTraining.create(energy=0.05), run)
