@@ -155,6 +155,17 @@ def compose_config(
         return compose(config_name=config_name, overrides=overrides, return_hydra_config=hydra)
 
 
+def warn_shadowed(config_dir: Path) -> None:
+    """A warning for each option of the user's ``config_dir`` (``<group>/<option>.yaml``) that svdbench's
+    own conf/ also has: svdbench's is the one composed (its config directory is searched first), so the
+    user's would be silently ignored. Give it another name."""
+    for path in sorted(config_dir.glob("*/*.yaml")):
+        group, option = path.parent.name, path.stem
+        if (Path(CONF_DIR) / group / f"{option}.yaml").is_file():
+            print(f"warning: {path} is not used: svdbench's own {group}/{option} has that name; name yours "
+                  f"otherwise ({group}=my_{option})", file=sys.stderr)  # fmt: skip
+
+
 def _sweeps_by_config(line: CommandLine) -> bool:
     """Whether the config makes the command a sweep without ``-m`` (``hydra.mode: MULTIRUN``, as the sweep
     presets set it): then it is checked as one. A config that does not compose is left to the checks after."""
@@ -356,6 +367,8 @@ def preflight(argv: list[str]) -> None:
         return
     if line.config_dir is not None and not Path(line.config_dir).is_dir():
         fail(f"--config-dir {line.config_dir}: no such directory")
+    if line.config_dir is not None:
+        warn_shadowed(Path(line.config_dir))
     line.multirun = line.multirun or _sweeps_by_config(line)
     try:
         axes = sweep_axes(line) if line.multirun else [Axis([o]) for o in line.overrides]

@@ -248,3 +248,27 @@ def test_a_cut_run_whose_starting_point_was_replaced_is_refused(tmp_path, saved_
     torch.save(state, dense / "dense.pt")
     with pytest.raises(CheckpointError, match="continues from other init_from weights than those there now"):
         run_experiment(cfg, SVDTraining.create(energy=0.05), run)
+
+
+def test_an_idx_file_longer_than_its_header_says_so(tmp_path):
+    import gzip
+
+    from svdbench.data.files import _read_idx
+
+    path = tmp_path / "labels.gz"
+    with gzip.open(path, "wb") as f:
+        f.write(bytes([0, 0, 8, 1]) + (3).to_bytes(4, "big") + bytes([1, 2, 3, 4]))
+    with pytest.raises(DatasetError, match=r"longer than its header says \(it holds 4 values, its header says 3\)"):
+        _read_idx(path)
+
+
+def test_a_config_dir_option_svdbench_also_has_is_named_as_unused(tmp_path, capsys, tiny):
+    from svdbench import preflight
+
+    (tmp_path / "cfg" / "dataset").mkdir(parents=True)
+    (tmp_path / "cfg" / "dataset" / "synthetic.yaml").write_text("name: synthetic\nnum_train: 64\n")
+    with pytest.raises(SystemExit):
+        preflight.preflight(["run.py", "--config-dir", str(tmp_path / "cfg"), *tiny(), "--cfg", "job"])
+    err = capsys.readouterr().err
+    mine = tmp_path / "cfg" / "dataset" / "synthetic.yaml"
+    assert f"warning: {mine} is not used: svdbench's own dataset/synthetic" in err

@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import gzip
 import logging
+import math
 import os
 import pickle
 import shutil
@@ -50,8 +51,10 @@ def _read_idx(path: Path) -> torch.Tensor:
         raise DatasetError(f"{path}: truncated IDX file (in its header)")
     dims = [int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)]
     arr = np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim)
-    if arr.size != int(np.prod(dims)):
-        raise DatasetError(f"{path}: truncated IDX file ({arr.size} of {int(np.prod(dims))} values)")
+    expected = math.prod(dims)  # Python integers: a forged header cannot overflow the count
+    if arr.size != expected:
+        what = "truncated" if arr.size < expected else "longer than its header says"
+        raise DatasetError(f"{path}: {what} (it holds {arr.size} values, its header says {expected})")
     return torch.from_numpy(arr.reshape(dims).copy())
 
 
