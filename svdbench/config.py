@@ -241,6 +241,8 @@ class Config:
 
     def __post_init__(self) -> None:
         check(0 <= self.seed < 2**32, "seed", f"must be in [0, 2**32), got {self.seed}")
+        empty = self.init_from is not None and not str(self.init_from).strip()
+        check(not empty, "init_from", "is empty: give a dense run's directory, or null to train the dense model first")
 
 
 def register_configs() -> None:

@@ -272,3 +272,11 @@ def test_a_config_dir_option_svdbench_also_has_is_named_as_unused(tmp_path, caps
     err = capsys.readouterr().err
     mine = tmp_path / "cfg" / "dataset" / "synthetic.yaml"
     assert f"warning: {mine} is not used: svdbench's own dataset/synthetic" in err
+
+
+def test_an_empty_init_from_is_refused_not_taken_as_none(tiny, capsys):
+    from svdbench import preflight
+
+    with pytest.raises(SystemExit):
+        preflight.preflight(["run.py", *tiny(), "init_from="])
+    assert "init_from is empty: give a dense run's directory, or null" in capsys.readouterr().err
