@@ -78,8 +78,13 @@ class Axis:
     @property
     def plot_label(self) -> str:
         if not self.is_latency:
-            return "MACs per sample (log scale)"
+            return "MACs per sample (M, log scale)"
         return f"median latency per batch of {self.batch}, {self.runtime} (ms, log scale)"
+
+    @property
+    def plot_scale(self) -> float:
+        """What a plot divides the axis's values by: MACs in millions, latency in ms as recorded."""
+        return 1e6 if not self.is_latency else 1.0
 
 
 MACS = Axis()

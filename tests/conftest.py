@@ -162,6 +162,16 @@ def build():
 
 
 @pytest.fixture(scope="session")
+def imagenet_root(tmp_path_factory) -> Path:
+    """A dataset.root with empty train/ and val/ folders: where preflight looks for ImageNet's trees, for
+    the presets composed and planned (not run) by the tests."""
+    root = tmp_path_factory.mktemp("imagenet")
+    for split in ("train", "val"):
+        (root / split).mkdir()
+    return root
+
+
+@pytest.fixture(scope="session")
 def tiny_cfg():
     """``tiny_cfg(dataset=None, trainer=None, **top_level)``: the typed tiny configuration for
     ``run_experiment`` in this process: the model, data set and trainer of conf/debug/tiny.yaml (its

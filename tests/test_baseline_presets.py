@@ -116,7 +116,7 @@ def test_without_a_network_the_preset_runs_its_default(preset, compose_cfg):
 
 
 @pytest.mark.parametrize("preset", sorted(BASELINES))
-def test_a_network_without_published_values_is_refused_in_one_line(preset, compose_cfg, build, capsys):
+def test_a_network_without_published_values_is_refused_in_one_line(preset, compose_cfg, build, capsys, imagenet_root):
     other = "resnet8" if "cifar10" in preset else "resnet34"  # a network of the same family
     choose = f"model={other}" if other == "resnet8" else f"model.name={other}"
     known = ", ".join(BASELINES[preset])
@@ -131,7 +131,7 @@ def test_a_network_without_published_values_is_refused_in_one_line(preset, compo
     key, value = choose.split("=")
     with pytest.raises(SystemExit) as stop:
         preflight.preflight(
-            ["run.py", "-m", f"+experiment={preset}", f"{key}={first},{value}", DENSE, "dataset.root=/x"]
+            ["run.py", "-m", f"+experiment={preset}", f"{key}={first},{value}", DENSE, f"dataset.root={imagenet_root}"]
         )
     assert stop.value.code == 2 and capsys.readouterr().err == f"config error: {err.value}\n"
 

@@ -116,9 +116,9 @@ def _epochs(fractions, epochs):
 
 
 @pytest.mark.parametrize("name, extra", SETTINGS, ids=[" ".join([n, *e]) for n, e in SETTINGS])
-def test_preset_values_follow_the_method_docs(name, extra, compose_cfg, build):
+def test_preset_values_follow_the_method_docs(name, extra, compose_cfg, build, imagenet_root):
     extra = [*extra, "init_from=/data/dense"] if name == "trp_imagenet" else extra
-    typed, method = build(compose_cfg([f"+experiment={name}", "dataset.root=/data/x", *extra]))
+    typed, method = build(compose_cfg([f"+experiment={name}", f"dataset.root={imagenet_root}", *extra]))
     tr = typed.trainer
     model = next((e.split("=")[1] for e in extra if e.startswith("model=")), None) or name.split("_")[-1]
     assert typed.model.name == model
