@@ -138,6 +138,9 @@ class Run:
             self.checkpoints.load(start=record.dense_start)
         main = Leg(self.plan.method, record, self.dir, self.checkpoints)
         if done is None:
+            # the points it will make, listed from the start: a replacing run clears them even when this one is cut
+            pending = [{"label": label, "status": "pending"} for label, _ in self.points.points]
+            main.record.operating_points = pending or None
             main.write()  # status running: the directory is this run's from its first step
             trained = self.train_and_finish(bench, runner, main, t_start)
             main.write()

@@ -521,10 +521,13 @@ def check_sweep(sweep_dir: str | None, jobs: list[Job], checked_whole: bool, sam
             fail(f"job {job.num} ({job.label}): {err}")
     if not jobs[0].plan.cfg.resume:  # the sweep replaces the one before: none of that one's runs may stay
         base = Path(os.path.abspath(sweep_dir or ""))
-        left = sorted(p.parent for p in base.glob(f"*/{RESULTS_FILE}") if p.parent not in seen and p.is_file())
+        made = list(seen)  # a job's directory and its operating points below it are the sweep's
+        left = sorted(p.parent for p in base.rglob(RESULTS_FILE)
+                      if p.is_file() and not any(p.parent == d or d in p.parents for d in made))  # fmt: skip
         if left:
             fail(
-                f"resume=false: {base} holds {len(left)} run(s) this sweep does not replace ({left[0].name}"
+                f"resume=false: {base} holds {len(left)} run(s) this sweep does not replace "
+                f"({os.path.relpath(left[0], base)}"
                 f"{', ...' if len(left) > 1 else ''}), which a report of it would count: remove them or use "
                 "another hydra.sweep.dir"
             )

@@ -311,20 +311,20 @@ def point_dirs(path: Path, record: dict) -> list[Path]:
             labels.append(label)
     with contextlib.suppress(OSError):
         for sub in sorted(path.iterdir()):
-            if sub.name not in labels and _point_of(sub) == os.path.abspath(path):
+            if sub.name not in labels and _point_of(sub) in (os.path.abspath(path), os.path.realpath(path)):
                 labels.append(sub.name)
     return [path / label for label in labels if (path / label).is_dir() and not (path / label).is_symlink()]
 
 
 def _point_of(sub: Path) -> str | None:
-    """The run directory (absolute) whose operating point ``sub`` holds, None when it holds none."""
+    """The run directory (absolute, links resolved) whose operating point ``sub`` holds, None when it holds none."""
     if sub.is_symlink() or not sub.is_dir() or not (sub / RESULTS_FILE).is_file():
         return None
     try:
         parent = read_results(sub / RESULTS_FILE).get("point_of")
     except (ValueError, OSError):
         return None
-    return os.path.abspath(parent) if isinstance(parent, str) and parent else None
+    return os.path.realpath(parent) if isinstance(parent, str) and parent else None
 
 
 def previous_record(path: Path) -> dict | None:

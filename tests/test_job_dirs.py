@@ -411,3 +411,30 @@ def test_a_sweep_replacing_a_larger_one_is_refused_while_its_extra_runs_would_st
     err = refused(capsys, "-m", *tiny(), "seed=0,1", "resume=false", f"hydra.sweep.dir={tmp_path / 'sw'}")
     assert "holds 1 run(s) this sweep does not replace (2), which a report of it would count" in err
     assert (tmp_path / "sw" / "2" / "results.json").is_file()
+
+
+def test_a_run_lists_its_points_before_it_makes_them(tmp_path, tiny_cfg, monkeypatch):
+    """A run cut while making its points has listed them: a replacing run clears them whatever path it
+    reaches the directory by (a point's point_of is the path it was made under)."""
+    from svdbench.points import OperatingPoints
+
+    seen = []
+
+    def cut(self, bench, runner, main, trained):
+        seen.append(read_results(self.dir / "results.json")["operating_points"])
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(OperatingPoints, "make", cut)
+    with pytest.raises(KeyboardInterrupt):
+        run_experiment(tiny_cfg(), SVDTraining.create(energy=0.05, energies=[0.1, 0.2]), tmp_path / "run")
+    assert seen == [[{"label": "energy_0.1", "status": "pending"}, {"label": "energy_0.2", "status": "pending"}]]
+
+
+def test_a_resume_false_sweep_finds_runs_it_does_not_replace_at_any_depth(tmp_path, capsys, tiny, dense_run):
+    shutil.copytree(dense_run, tmp_path / "sw" / "g" / "0")  # an earlier sweep's subdir=g/${hydra.job.num}
+    err = refused(capsys, "-m", *tiny(), "seed=0,1", "resume=false", f"hydra.sweep.dir={tmp_path / 'sw'}")
+    assert "holds 1 run(s) this sweep does not replace (g/0)" in err
+    shutil.rmtree(tmp_path / "sw")
+    shutil.copytree(dense_run, tmp_path / "sw")  # a single run's directory, now a sweep's
+    err = refused(capsys, "-m", *tiny(), "seed=0,1", "resume=false", f"hydra.sweep.dir={tmp_path / 'sw'}")
+    assert "holds 1 run(s) this sweep does not replace (.)" in err
