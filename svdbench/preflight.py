@@ -413,6 +413,13 @@ def preflight(argv: list[str]) -> None:
         if line.show_plan:
             what = sweep_dir if whole else f"{sweep_dir} (a sample of the sweeper's jobs)"
             _show_plan([(f"{job.num}{' (' + job.label + ')' if job.label else ''}", job) for job in jobs], what)
+        raw_dir = str(OmegaConf.to_container(first.hydra.sweep, resolve=False).get("dir"))
+        if whole and launcher.endswith("BasicLauncher") and "${now:" not in raw_dir:
+            for job in jobs:  # every job runs in this process: its lock, before Hydra writes into its directory
+                try:
+                    RunLock.hold(job.dir)
+                except InputError as err:
+                    fail(f"job {job.num} ({job.label}): {err}")
         return
     try:
         done = check_job_dir(jobs[0])

@@ -4,6 +4,7 @@ one line; tracking never costs a run. Each case failed before its fix (docs: REA
 
 import json
 import signal
+import time
 
 import pytest
 import torch
@@ -248,3 +249,21 @@ def test_of_two_runs_started_together_the_refused_one_writes_nothing(tmp_path, s
     assert json.loads((run / "results.json").read_text())["method"] == winner
     assert f"method={winner}" in (run / ".hydra" / "overrides.yaml").read_text()
     assert f"method={loser}" not in (run / "run.log").read_text()
+
+
+@pytest.mark.slow
+def test_a_sweeps_later_job_directory_is_its_own_from_the_start(tmp_path, start_run_py, run_py, tiny):
+    """A sweep of the basic launcher holds every job's lock from its preflight: a single run into a job
+    directory the sweep has not reached yet is refused before it writes, and the job runs there later."""
+    sweep = tmp_path / "sw"
+    proc = start_run_py("-m", *tiny("trainer.epochs"), "trainer.epochs=8", "method=dense", "seed=0,1",
+                        f"hydra.sweep.dir={sweep}")  # fmt: skip
+    deadline = time.time() + 120
+    while not (sweep / "0" / "results.json").is_file() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    single = run_py(*tiny(), "method=trp", f"hydra.run.dir={sweep / '1'}", timeout=120)
+    out, err = proc.communicate(timeout=300)
+    assert single.returncode == 2 and "is in use by another svdbench run" in single.stderr
+    assert proc.returncode == 0, err[-2000:]
+    assert json.loads((sweep / "1" / "results.json").read_text())["method"] == "dense"
+    assert "method=trp" not in (sweep / "1" / ".hydra" / "overrides.yaml").read_text()
