@@ -7,6 +7,7 @@ svdbench latency PATH... [--onnx] [--threads N]  # time finished runs' deployed 
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Sequence
 
 from . import __version__, retime
@@ -32,7 +33,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except KeyboardInterrupt:  # a report is written whole or not at all, a latency record whole
+        what = f"svdbench {args.command}: interrupted (SIGINT); what it had not finished was not written"
+        print(what, file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -280,3 +280,18 @@ def test_an_empty_init_from_is_refused_not_taken_as_none(tiny, capsys):
     with pytest.raises(SystemExit):
         preflight.preflight(["run.py", *tiny(), "init_from="])
     assert "init_from is empty: give a dense run's directory, or null" in capsys.readouterr().err
+
+
+def test_ctrl_c_in_a_report_is_one_line_and_writes_nothing(tmp_path, capsys, monkeypatch):
+    from svdbench.report import build as build_module
+
+    _record(tmp_path / "runs", "d", "dense", 90.0, 1000)
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(build_module, "plot", interrupted)
+    assert cli.main(["report", str(tmp_path / "runs"), "--out", str(tmp_path / "rep")]) == 130
+    assert capsys.readouterr().err.strip().endswith("svdbench report: interrupted (SIGINT); what it had not "
+                                                    "finished was not written")  # fmt: skip
+    assert not (tmp_path / "rep").exists() and not [p for p in tmp_path.iterdir() if p.name.startswith(".rep.")]
