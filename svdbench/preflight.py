@@ -321,11 +321,26 @@ def hydra_names(raw: dict, job_name: str) -> tuple[str, ...]:
     log = str(handler.get("filename") or "")
     for name in ("${hydra.job.name}", "${hydra:job.name}"):
         log = log.replace(name, job_name)
-    if log and "${" not in log.rsplit("/", 1)[-1]:
-        names.append(log.rsplit("/", 1)[-1])
-    if raw.get("output_subdir"):
-        names.append(str(raw["output_subdir"]))
+    if log:
+        folder, _, file = log.rpartition("/")
+        if folder not in ("${hydra.runtime.output_dir}", "${hydra:runtime.output_dir}") or not _plain(file):
+            raise InputError(
+                f"hydra.job_logging.handlers.file.filename={log} must be a file in the run directory "
+                "(${hydra.runtime.output_dir}/<name>): svdbench writes nothing outside it"
+            )
+        if "${" not in file:
+            names.append(file)
+    subdir = raw.get("output_subdir")
+    if subdir:
+        if not _plain(str(subdir)):
+            raise InputError(f"hydra.output_subdir={subdir} must be a folder name in the run directory")
+        names.append(str(subdir))
     return tuple(names)
+
+
+def _plain(name: str) -> bool:
+    """A name of one file or folder (no path, not ``.`` or ``..``)."""
+    return bool(name) and "/" not in name and "\\" not in name and name not in (".", "..")
 
 
 def check_job_dir(job: Job, made_by: Sequence[Path] = ()) -> dict | None:
@@ -452,6 +467,11 @@ def check_report_callback(node) -> None:
     key or a list of keys; one line (exit code 2) otherwise."""
     if node is None:
         return
+    unknown = sorted(set(node) - {"_target_", "out", "split", "enabled"})
+    if unknown:
+        fail(f"hydra.callbacks.report.{unknown[0]} is not a key of the sweep's report: out, split or enabled")
+    if node.get("_target_") != "svdbench.sweep_report.ReportAtEnd":
+        fail(f"hydra.callbacks.report._target_ must be svdbench.sweep_report.ReportAtEnd, got {node.get('_target_')!r}")
     enabled = node.get("enabled", True)
     if not isinstance(enabled, bool):
         fail(f"hydra.callbacks.report.enabled must be true or false, got {enabled!r}")

@@ -438,3 +438,17 @@ def test_a_resume_false_sweep_finds_runs_it_does_not_replace_at_any_depth(tmp_pa
     shutil.copytree(dense_run, tmp_path / "sw")  # a single run's directory, now a sweep's
     err = refused(capsys, "-m", *tiny(), "seed=0,1", "resume=false", f"hydra.sweep.dir={tmp_path / 'sw'}")
     assert "holds 1 run(s) this sweep does not replace (.)" in err
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("hydra.job_logging.handlers.file.filename=/tmp/notes.txt", "must be a file in the run directory"),
+        ("hydra.output_subdir=..", "hydra.output_subdir=.. must be a folder name in the run directory"),
+        ("+hydra.callbacks.report.outdir=x", "hydra.callbacks.report.outdir is not a key of the sweep's report"),
+        ("hydra.callbacks.report._target_=os.remove", "_target_ must be svdbench.sweep_report.ReportAtEnd"),
+    ],
+)
+def test_where_hydra_writes_and_the_sweep_report_are_checked(tmp_path, capsys, tiny, override, message):
+    err = refused(capsys, "-m", *tiny(), "seed=0,1", override, f"hydra.sweep.dir={tmp_path / 'sw'}")
+    assert message in err and not (tmp_path / "sw").exists()
