@@ -105,13 +105,19 @@ def estimate_seconds(epochs: int, data: DataBundle, times: StepTimes) -> float:
     return epochs * (len(data.train) * times.train + evals * times.eval)
 
 
-def show_plan(jobs: Sequence[tuple[str, RunPlan, Path]], sweep_dir: str | None = None) -> None:
+def show_plan(
+    jobs: Sequence[tuple[str, RunPlan, Path]], sweep_dir: str | None = None, count: int | None = None
+) -> None:
     """Print each job's plan (``(label, plan, run directory)``; one job for a single run) with its
     estimated time, the sweep's total, and the config the first job records; nothing is written. A
-    data set that is not here yet (the run would download it) is said in one line instead of the counts."""
-    total, measured = 0.0, {}
+    sweep of ``count`` jobs of which ``jobs`` are a sample (a grid too large to check whole, a sampling
+    sweeper's trials) says so, and its total is the shown jobs' mean times ``count``. A data set that is
+    not here yet (the run would download it) is said in one line instead of the counts."""
+    total, timed, measured = 0.0, 0, {}
+    count = len(jobs) if count is None else count
     if sweep_dir is not None:
-        print(f"sweep of {len(jobs)} job{'s' * (len(jobs) != 1)} into {sweep_dir}, one after another:")
+        shown = "" if count == len(jobs) else f"; shown: {len(jobs)} of them, a sample"
+        print(f"sweep of {count} job{'s' * (count != 1)} into {sweep_dir}, one after another{shown}:")
     for label, plan, run_dir in jobs:
         prefix = f"  job {label}: " if sweep_dir is not None else ""
         points = [p for p, _ in OperatingPoints(plan, run_dir).points]
@@ -132,15 +138,17 @@ def show_plan(jobs: Sequence[tuple[str, RunPlan, Path]], sweep_dir: str | None =
             continue
         bench, times = measured[key]
         seconds = estimate_seconds(stage_epochs(plan, len(points)), bench.data, times)
-        total += seconds
+        total, timed = total + seconds, timed + 1
         print(f"{prefix}{plan_line(plan, bench, run_dir, points)}")
+        steps = f"{times.steps} dense training steps at {times.train * 1e3:.0f} ms"
+        evals = f"evaluation batches at {times.eval * 1e3:.0f} ms"
         print(
-            f"{' ' * len(prefix)}time: about {duration(seconds)} on {bench.device} (estimated from {times.steps} "
-            f"dense training steps at {times.train * 1e3:.0f} ms and evaluation batches at {times.eval * 1e3:.0f} ms; "
-            "decomposed training can be slower, latency timing not counted)"
+            f"{'    ' if prefix else ''}time: about {duration(seconds)} on {bench.device} (estimated from {steps} and "
+            f"{evals}; decomposed training can be slower, latency timing not counted)"
         )
-    if sweep_dir is not None and len(jobs) > 1:
-        print(f"in all: about {duration(total)}")
+    if sweep_dir is not None and count > 1 and timed:
+        scaled = "" if count == len(jobs) else f" (the sample's mean times {count})"
+        print(f"in all: about {duration(total / timed * count)}{scaled}")
     first = jobs[0][1]
     print("# the config the first job records in results.json" if sweep_dir else "# the config this run records")
     print(OmegaConf.to_yaml(first.config), end="")

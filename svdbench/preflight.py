@@ -426,8 +426,10 @@ def preflight(argv: list[str]) -> None:
         check_sweeper(OmegaConf.select(first, "hydra.sweeper"), OmegaConf.select(first, "hydra.launcher"))
         check_sweep(sweep_dir, jobs, checked_whole=whole, sampled=bool(sampled))
         if line.show_plan:
-            what = sweep_dir if whole else f"{sweep_dir} (a sample of the sweeper's jobs)"
-            _show_plan([(f"{job.num}{' (' + job.label + ')' if job.label else ''}", job) for job in jobs], what)
+            trials = OmegaConf.select(first, "hydra.sweeper.n_trials") if sampled else None
+            count = len(jobs) if whole else (trials if isinstance(trials, int) else grid)
+            labelled = [(f"{job.num}{' (' + job.label + ')' if job.label else ''}", job) for job in jobs]
+            _show_plan(labelled, sweep_dir, count)
         raw_dir = str(OmegaConf.to_container(first.hydra.sweep, resolve=False).get("dir"))
         if whole and launcher.endswith("BasicLauncher") and "${now:" not in raw_dir:
             for job in jobs:  # every job runs in this process: its lock, before Hydra writes into its directory
@@ -452,10 +454,10 @@ def preflight(argv: list[str]) -> None:
             fail(str(err))
 
 
-def _show_plan(jobs: Sequence[tuple[str, Job]], sweep_dir: str | None = None) -> None:
+def _show_plan(jobs: Sequence[tuple[str, Job]], sweep_dir: str | None = None, count: int | None = None) -> None:
     """``--plan``: print the jobs' plans and exit 0 (:func:`svdbench.dry_run.show_plan`), nothing written."""
     try:
-        show_plan([(label, job.plan, job.dir) for label, job in jobs], sweep_dir)
+        show_plan([(label, job.plan, job.dir) for label, job in jobs], sweep_dir, count)
     except InputError as err:
         fail(str(err))
     print("# a plan only: nothing was run or written (drop --plan to run it)")

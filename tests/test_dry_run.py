@@ -56,3 +56,11 @@ def test_plan_of_a_sweep_lists_every_job_and_the_total(tmp_path, run_py, tiny):
 def test_plan_refuses_what_the_run_would_refuse(tmp_path, run_py, tiny):
     shown = run_py(*tiny(), "method=svd", "method.speedup=0.5", f"hydra.run.dir={tmp_path / 'run'}", "--plan")
     assert shown.returncode == 2 and "speedup" in shown.stderr and shown.stderr.count("\n") == 1
+
+
+def test_plan_of_a_sampling_sweep_gives_its_count_and_scales_the_total(tmp_path, run_py, tiny):
+    shown = run_py("-m", *tiny(), "+sweep=optuna_pareto", "hydra.sweeper.n_trials=100",
+                   f"hydra.sweep.dir={tmp_path / 'sw'}", "--plan")  # fmt: skip
+    assert shown.returncode == 0, shown.stderr
+    assert f"sweep of 100 jobs into {tmp_path / 'sw'}, one after another; shown: 4 of them, a sample:" in shown.stdout
+    assert "(the sample's mean times 100)" in shown.stdout
