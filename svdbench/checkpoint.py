@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import os
 import pickle
 import signal
 import zipfile
@@ -313,8 +314,12 @@ class PreemptionGuard:
 def resume_key(config: dict, method: str) -> dict:
     """The part of a recorded config that must match for a run directory to be resumed or kept:
     :func:`~svdbench.results.comparable_config` without :data:`RESUME_IGNORED` (how and where a run is
-    executed, measured and logged: the data's location, evaluation batch size, workers, progress bars)."""
+    executed, measured and logged: the data's location, evaluation batch size, workers, progress bars),
+    with ``init_from`` as the dense checkpoint file it names (links resolved)."""
     key = comparable_config(config, method)
+    start = key.get("init_from")
+    if isinstance(start, str) and start.strip():  # one starting point however it is written: D, D/, D/dense.pt
+        key["init_from"] = os.path.realpath(dense_checkpoint_path(start))
     for dotted in RESUME_IGNORED:
         *parents, leaf = dotted.split(".")
         node = key

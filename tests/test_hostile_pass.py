@@ -295,3 +295,15 @@ def test_ctrl_c_in_a_report_is_one_line_and_writes_nothing(tmp_path, capsys, mon
     assert capsys.readouterr().err.strip().endswith("svdbench report: interrupted (SIGINT); what it had not "
                                                     "finished was not written")  # fmt: skip
     assert not (tmp_path / "rep").exists() and not [p for p in tmp_path.iterdir() if p.name.startswith(".rep.")]
+
+
+@pytest.mark.parametrize("written", ["{d}/", "{d}/dense.pt", "{d}/./"])
+def test_one_starting_point_written_another_way_is_the_same_run(tmp_path, saved_run, tiny_cfg, written):
+    from svdbench.methods import SVDTraining
+
+    dense = tmp_path / "dense"
+    shutil.copytree(saved_run, dense)
+    run = tmp_path / "run"
+    first = run_experiment(tiny_cfg(init_from=str(dense)), SVDTraining.create(energy=0.05), run)
+    again = run_experiment(tiny_cfg(init_from=written.format(d=dense)), SVDTraining.create(energy=0.05), run)
+    assert again == first  # the completed run, returned: not "another config"
