@@ -147,9 +147,12 @@ def compose_config(
     beside svdbench's, as ``--config-dir`` does; ``config_path``: the primary config directory instead
     of svdbench's, absolute or relative to run.py's, as ``--config-path`` does; ``hydra``: with its
     ``hydra`` node)."""
+    primary = os.path.join(os.path.dirname(CONF_DIR), config_path) if config_path else CONF_DIR
+    name = f"{config_name}.yaml"
+    if config_dir and not Path(primary, name).is_file() and Path(config_dir, name).is_file():
+        primary, config_dir = os.path.abspath(config_dir), primary  # --config-name found in --config-dir, as Hydra does
     if config_dir:
         overrides = [*overrides, f"hydra.searchpath=[file://{os.path.abspath(config_dir)}]"]
-    primary = os.path.join(os.path.dirname(CONF_DIR), config_path) if config_path else CONF_DIR
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=primary, version_base="1.3"):
         return compose(config_name=config_name, overrides=overrides, return_hydra_config=hydra)
@@ -164,6 +167,10 @@ def warn_shadowed(config_dir: Path) -> None:
         if (Path(CONF_DIR) / group / f"{option}.yaml").is_file():
             print(f"warning: {path} is not used: svdbench's own {group}/{option} has that name; name yours "
                   f"otherwise ({group}=my_{option})", file=sys.stderr)  # fmt: skip
+    for path in sorted(config_dir.glob("*.yaml")):
+        if (Path(CONF_DIR) / path.name).is_file():
+            print(f"warning: {path} is not used: svdbench's own {path.name} has that name; name yours otherwise "
+                  f"and choose it with --config-name {path.stem}_mine", file=sys.stderr)  # fmt: skip
 
 
 def _sweeps_by_config(line: CommandLine) -> bool:

@@ -307,3 +307,21 @@ def test_one_starting_point_written_another_way_is_the_same_run(tmp_path, saved_
     first = run_experiment(tiny_cfg(init_from=str(dense)), SVDTraining.create(energy=0.05), run)
     again = run_experiment(tiny_cfg(init_from=written.format(d=dense)), SVDTraining.create(energy=0.05), run)
     assert again == first  # the completed run, returned: not "another config"
+
+
+def test_a_config_of_ones_own_named_with_config_name_in_config_dir_composes(tmp_path, tiny, capsys):
+    from svdbench import preflight
+
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "myexp.yaml").write_text("defaults:\n  - config\n  - _self_\nseed: 3\n")
+    with pytest.raises(SystemExit) as stop:
+        preflight.preflight(["run.py", "--config-dir", str(tmp_path / "mine"), "--config-name", "myexp", *tiny(),
+                             "-c", "job"])  # fmt: skip
+    assert stop.value.code == 0 and "\nseed: 3\n" in capsys.readouterr().out
+    (tmp_path / "top").mkdir()
+    (tmp_path / "top" / "config.yaml").write_text("seed: 4\n")
+    with pytest.raises(SystemExit):
+        preflight.preflight(["run.py", "--config-dir", str(tmp_path / "top"), *tiny(), "-c", "job"])
+    out, err = capsys.readouterr()
+    assert f"warning: {tmp_path / 'top' / 'config.yaml'} is not used: svdbench's own config.yaml" in err
+    assert "\nseed: 0\n" in out
