@@ -34,10 +34,10 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from . import config as schema
 from . import distributed
-from .checkpoint import dense_checkpoint_path
+from .checkpoint import CHECKPOINT, dense_checkpoint_path, load_checkpoint
 from .data import check_files
 from .dry_run import show_plan
-from .errors import InputError, one_line
+from .errors import CheckpointError, InputError, one_line
 from .models import check_model_name
 from .pipeline import Run
 from .plan import RunPlan, make_plan
@@ -453,12 +453,38 @@ def preflight(argv: list[str]) -> None:
         print(f"run directory {jobs[0].dir} already holds a completed run of this config\n{summary(done, jobs[0].dir)}")
         raise SystemExit(0)
     if line.show_plan:
+        state = directory_state(jobs[0])
+        if state:
+            print(state)
         _show_plan([("", jobs[0])])
     if distributed.is_main() and jobs[0].named_dir:  # the run's lock, before Hydra writes into the directory
         try:
             RunLock.hold(jobs[0].dir)
         except InputError as err:
             fail(str(err))
+
+
+def directory_state(job: Job) -> str | None:
+    """What ``--plan`` says of the run directory's content: the run it replaces (``resume=false``) or the
+    cut run it resumes; None for a new directory."""
+    try:
+        record = previous_record(job.dir)
+    except InputError:
+        return None
+    if record is None:
+        return None
+    if not job.plan.cfg.resume:
+        return (f"replaces the {record.get('method')} run ({record.get('status')}) in {job.dir}: its results, "
+                "checkpoints, deployed model and operating points are removed first")  # fmt: skip
+    try:
+        latest = load_checkpoint(job.dir / CHECKPOINT) if (job.dir / CHECKPOINT).is_file() else None
+    except CheckpointError:
+        return None
+    if latest is None:
+        return None
+    train = latest.get("train") or {}
+    return (f"resumes the cut run in {job.dir} at stage {latest.get('stage')}, epoch {train.get('epoch', 0) + 1} "
+            "(the time below is the whole run's)")  # fmt: skip
 
 
 def _show_plan(jobs: Sequence[tuple[str, Job]], sweep_dir: str | None = None, count: int | None = None) -> None:

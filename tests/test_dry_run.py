@@ -64,3 +64,11 @@ def test_plan_of_a_sampling_sweep_gives_its_count_and_scales_the_total(tmp_path,
     assert shown.returncode == 0, shown.stderr
     assert f"sweep of 100 jobs into {tmp_path / 'sw'}, one after another; shown: 4 of them, a sample:" in shown.stdout
     assert "(the sample's mean times 100)" in shown.stdout
+
+
+def test_plan_says_what_it_would_replace(tmp_path, run_py, tiny):
+    run = tmp_path / "run"
+    assert run_py(*tiny(), "method=dense", f"hydra.run.dir={run}").returncode == 0
+    shown = run_py(*tiny(), "method=trp", "resume=false", f"hydra.run.dir={run}", "--plan")
+    assert shown.returncode == 0, shown.stderr
+    assert shown.stdout.startswith(f"replaces the dense run (completed) in {run}: its results, checkpoints")
