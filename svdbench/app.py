@@ -25,7 +25,7 @@ from .methods.base import METHOD_GROUPS
 from .pipeline import Run
 from .preflight import fail, plan, preflight
 from .results import RESULTS_FILE, RunRecord, read_results, write_results
-from .rundir import RunLock
+from .rundir import HydraWrites, RunLock
 from .summary import summary
 
 log = logging.getLogger("svdbench")
@@ -200,6 +200,8 @@ def job(cfg: DictConfig) -> float | tuple[float, float]:
         if multirun:
             record_failure(cfg, hc, run_dir, f"{type(err).__name__}: {err}", stage="input")
             return failed_job(hc, str(err))
+        logging.shutdown()  # the log file closed before what Hydra wrote is put back
+        HydraWrites.restore()  # refused before the run began: the directory as it was
         raise SystemExit(2) from None
     except (DivergedError, OSError) as err:  # not a bug: one line (the pipeline recorded it where it could)
         if multirun:

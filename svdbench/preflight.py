@@ -42,7 +42,7 @@ from .models import check_model_name
 from .pipeline import Run
 from .plan import RunPlan, make_plan
 from .results import RESULTS_FILE
-from .rundir import RunLock, check_sweep_dir, point_dirs, previous_record
+from .rundir import HydraWrites, RunLock, check_sweep_dir, point_dirs, previous_record
 from .summary import summary
 from .workbench import resolve_device
 
@@ -96,6 +96,13 @@ def parse_command_line(args: list[str], script: str = "run") -> CommandLine:
     it = iter(args)
     for a in it:
         flag, eq, value = a.partition("=")
+        flag = _long_option(flag) if a.startswith("--") else flag
+        a = flag + eq + value
+        if flag == "--experimental-rerun":
+            fail("--experimental-rerun is not supported: it unpickles a file (code could run); rerun a run with its "
+                 "command line (its .hydra/overrides.yaml)")  # fmt: skip
+        if flag in HYDRA_PRINTS:
+            raise ValueError(a)  # --help, --info, ...: Hydra prints and exits, nothing runs
         if flag in ("--cfg", "-c"):
             if (value if eq else next(it, "")) != "job":
                 raise ValueError(a)  # --cfg hydra / all: Hydra's
@@ -114,11 +121,33 @@ def parse_command_line(args: list[str], script: str = "run") -> CommandLine:
                 line.config_name = value
         elif a in ("-m", "--multirun"):
             line.multirun = True
+        elif a in ("-r", "--run"):
+            pass  # a single run, the default
         elif a.startswith("-"):
-            raise ValueError(a)
+            fail(f"unknown option {a}: python run.py --help lists them (overrides are key=value)")
         else:
             line.overrides.append(a)
     return line
+
+
+#: run.py's long options: Hydra's and svdbench's --plan
+LONG_OPTIONS = ("--help", "--hydra-help", "--version", "--cfg", "--resolve", "--package", "--run", "--multirun",
+                "--shell-completion", "--config-path", "--config-name", "--config-dir", "--experimental-rerun",
+                "--info", "--plan")  # fmt: skip
+#: Hydra's options that print and exit: nothing runs, they are left to Hydra
+HYDRA_PRINTS = ("--help", "-h", "--hydra-help", "--version", "--info", "-i", "--package", "-p", "--shell-completion",
+                "-sc")  # fmt: skip
+
+
+def _long_option(flag: str) -> str:
+    """``flag`` as the long option it abbreviates, as Hydra's argparse reads it (``--multi``: ``--multirun``);
+    an ambiguous abbreviation is one line."""
+    if flag in LONG_OPTIONS:
+        return flag
+    matches = [o for o in LONG_OPTIONS if o.startswith(flag)]
+    if len(matches) > 1:
+        fail(f"{flag} is ambiguous: {', '.join(matches)}")
+    return matches[0] if matches else flag
 
 
 def check_hydra_flags(args: list[str]) -> None:
@@ -148,6 +177,7 @@ def compose_config(
     of svdbench's, absolute or relative to run.py's, as ``--config-path`` does; ``hydra``: with its
     ``hydra`` node)."""
     primary = os.path.join(os.path.dirname(CONF_DIR), config_path) if config_path else CONF_DIR
+    config_name = config_name.removesuffix(".yaml")  # Hydra takes --config-name with its suffix too
     name = f"{config_name}.yaml"
     if config_dir and not Path(primary, name).is_file() and Path(config_dir, name).is_file():
         primary, config_dir = os.path.abspath(config_dir), primary  # --config-name found in --config-dir, as Hydra does
@@ -214,6 +244,8 @@ def sweep_axes(line: CommandLine) -> list[Axis]:
         if o.is_sweep_override() and not o.is_discrete_sweep():
             axes[key] = Axis([f"{key}={v}" for v in _interval_ends(o.value(), text)], sampled=True, text=text)
         elif o.is_sweep_override():
+            if key.startswith("hydra."):
+                raise InputError(f"{text}: Hydra's own keys cannot be swept (one sweep directory, one job name)")
             values = [f"{key}={v}" for v in o.sweep_string_iterator()]
             if not values:
                 raise InputError(f"{text} sweeps no value")
@@ -458,6 +490,7 @@ def preflight(argv: list[str]) -> None:
             print(state)
         _show_plan([("", jobs[0])])
     if distributed.is_main() and jobs[0].named_dir:  # the run's lock, before Hydra writes into the directory
+        HydraWrites.take(jobs[0].dir, jobs[0].hydra)
         try:
             RunLock.hold(jobs[0].dir)
         except InputError as err:

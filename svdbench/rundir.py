@@ -23,6 +23,7 @@ from .results import RESULTS_FILE, read_results
 __all__ = [
     "CHECKPOINTS",
     "OWN_FILES",
+    "HydraWrites",
     "LockBusy",
     "RunLock",
     "check_run_dir",
@@ -357,3 +358,55 @@ def _remove(directory: Path, names: Sequence[str]) -> list[Path]:
             f.unlink()
             gone.append(f)
     return gone
+
+
+class HydraWrites:
+    """What a single run's directory held where Hydra writes (``.hydra/*.yaml``, the log) and its results.json,
+    taken by preflight before Hydra starts: a job refused before the pipeline wrote anything puts them back
+    (:meth:`restore`), so that a refused command leaves another run's recorded config as it was and a new
+    directory as it was not."""
+
+    taken: HydraWrites | None = None
+
+    def __init__(self, run_dir: Path, names: Sequence[str]) -> None:
+        self.dir, self.existed = Path(os.path.abspath(run_dir)), Path(run_dir).is_dir()
+        folders = [n for n in names if "." not in n.strip(".")]
+        files = [n for n in names if n not in folders]
+        self.paths = [*files, *(f"{d}/{f}" for d in folders for f in ("config.yaml", "hydra.yaml", "overrides.yaml"))]
+        self.folders = folders
+        self.before = {n: self._read(n) for n in (*self.paths, RESULTS_FILE)}
+
+    def _read(self, name: str) -> bytes | None:
+        p = self.dir / name
+        return p.read_bytes() if p.is_file() and not p.is_symlink() else None
+
+    @classmethod
+    def take(cls, run_dir: Path, names: Sequence[str]) -> None:
+        cls.taken = cls(run_dir, names)
+
+    @classmethod
+    def restore(cls) -> None:
+        """Put back what Hydra replaced, unless the run had begun (its results.json changed); a directory that
+        did not exist before is removed again when nothing else is in it."""
+        self, cls.taken = cls.taken, None
+        if self is None or self._read(RESULTS_FILE) != self.before[RESULTS_FILE]:
+            return
+        lock = os.path.abspath(self.dir / LOCK)
+        fd = RunLock._held.pop(lock, None)  # taken ahead and never adopted: let go (its file first, while held)
+        if fd is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(lock)
+            os.close(fd)
+        for name in self.paths:
+            p, old = self.dir / name, self.before[name]
+            with contextlib.suppress(OSError):
+                if old is not None:
+                    p.write_bytes(old)
+                elif p.is_file() and not p.is_symlink():
+                    p.unlink()
+        for folder in self.folders:
+            with contextlib.suppress(OSError):
+                (self.dir / folder).rmdir()  # empty: Hydra made it
+        if not self.existed:
+            with contextlib.suppress(OSError):
+                self.dir.rmdir()

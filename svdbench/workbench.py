@@ -70,6 +70,7 @@ class Workbench:
             raise InputError(
                 f"model {cfg.model.name} cannot take input {tuple(self.data.input_shape)}: {one_line(err)}"
             ) from None
+        self._check_output(cfg.model.name)
         try:
             plan.method.check(self.model, self.input_shape)
         except ValueError as err:
@@ -78,6 +79,23 @@ class Workbench:
             load_dense_checkpoint(self.model, plan.init_from)
         #: the data-order generator a checkpoint carries (None for DataLoader splits)
         self.generator: torch.Generator | None = getattr(self.data.train, "generator", None)
+
+    def _check_output(self, name: str) -> None:
+        """The model maps a batch of inputs to one logit per class, (N, num_classes): InputError otherwise (a
+        model of one's own with another head would fail in the first training step, or blame the labels)."""
+        was = self.model.training
+        self.model.eval()
+        try:
+            with torch.no_grad():
+                out = self.model(torch.zeros(2, *self.data.input_shape))
+        finally:
+            self.model.train(was)
+        want = (2, self.data.num_classes)
+        if not torch.is_tensor(out) or tuple(out.shape) != want:
+            got = tuple(out.shape) if torch.is_tensor(out) else type(out).__name__
+            raise InputError(
+                f"model {name} gives outputs of shape {got} for 2 images: expected {want} (one logit per class)"
+            )
 
     def build_model(self) -> nn.Module:
         """A fresh model of the run's architecture (randomly initialised)."""

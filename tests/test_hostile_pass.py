@@ -325,3 +325,36 @@ def test_a_config_of_ones_own_named_with_config_name_in_config_dir_composes(tmp_
     out, err = capsys.readouterr()
     assert f"warning: {tmp_path / 'top' / 'config.yaml'} is not used: svdbench's own config.yaml" in err
     assert "\nseed: 0\n" in out
+
+
+def features_only(num_classes, in_channels):
+    return torch.nn.Conv2d(in_channels, 4, 3)  # no head: (N, 4, H, W), not (N, classes)
+
+
+def test_a_model_without_one_logit_per_class_is_one_line(tmp_path, tiny_cfg):
+    from svdbench.config import ModelConfig
+
+    cfg = tiny_cfg()
+    cfg.model = ModelConfig(_target_=f"{__name__}.features_only", name="mine")
+    with pytest.raises(InputError, match=r"model mine gives outputs of shape \(2, 4, 14, 14\) for 2 images: expected"):
+        run_experiment(cfg, Dense(), tmp_path / "run")
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--experimental-rerun", "x.pickle"], "--experimental-rerun is not supported: it unpickles a file"),
+        (["--bogus"], "unknown option --bogus"),
+        (["--conf", "x"], "--conf is ambiguous: --config-path, --config-name, --config-dir"),
+        (["-m", "hydra.job.name=p,q"], "hydra.job.name=p,q: Hydra's own keys cannot be swept"),
+        (["--multi", "seed=0,1", "hydra.sweep.subdir=same"], "hydra.sweep.subdir=same puts job 0"),
+    ],
+)
+def test_options_svdbench_does_not_run_are_refused_and_abbreviations_read_as_hydra_reads_them(
+    tmp_path, tiny, capsys, args, message
+):
+    from svdbench import preflight
+
+    with pytest.raises(SystemExit) as stop:
+        preflight.preflight(["run.py", *tiny(), *args, f"hydra.sweep.dir={tmp_path / 'sw'}"])
+    assert stop.value.code == 2 and message in capsys.readouterr().err

@@ -267,3 +267,20 @@ def test_a_sweeps_later_job_directory_is_its_own_from_the_start(tmp_path, start_
     assert proc.returncode == 0, err[-2000:]
     assert json.loads((sweep / "1" / "results.json").read_text())["method"] == "dense"
     assert "method=trp" not in (sweep / "1" / ".hydra" / "overrides.yaml").read_text()
+
+
+@pytest.mark.slow
+def test_a_run_refused_in_its_job_leaves_the_directory_as_it_was(tmp_path, run_py, tiny):
+    """An input found wrong only once the job runs (a starting point of another architecture): what Hydra
+    wrote is put back, so another run's recorded config stays its own and a new directory is not left."""
+    dense = tmp_path / "dense"
+    assert run_py(*tiny(), "method=dense", f"hydra.run.dir={dense}").returncode == 0
+    svd = tmp_path / "svd"
+    assert run_py(*tiny(), "method=svd", f"hydra.run.dir={svd}").returncode == 0
+    before = {p.name: p.read_bytes() for p in (svd / ".hydra").iterdir()}
+    bad = ["model=resnet20", f"init_from={dense}", "method=svd"]
+    proc = run_py(*tiny(), *bad, "resume=false", f"hydra.run.dir={svd}")
+    assert proc.returncode == 2 and "holds another architecture" in proc.stdout + proc.stderr
+    assert {p.name: p.read_bytes() for p in (svd / ".hydra").iterdir()} == before
+    proc = run_py(*tiny(), *bad, f"hydra.run.dir={tmp_path / 'new'}")
+    assert proc.returncode == 2 and not (tmp_path / "new").exists()
