@@ -130,7 +130,7 @@ def _hydra_file_of_ours(path: Path) -> bool:
     """Whether a YAML file where Hydra writes (``multirun.yaml``, ``.hydra/config.yaml``, ``hydra.yaml``,
     ``overrides.yaml``) is what Hydra wrote for a run of svdbench (or absent): the config with svdbench's
     groups, Hydra's own node, a list of overrides."""
-    if not path.is_file():
+    if not path.is_file() or path.stat().st_size == 0:  # absent, or left empty by a process killed as Hydra wrote it
         return True
     try:
         data = yaml.safe_load(path.read_text())
@@ -155,6 +155,12 @@ def _check_kinds(path: Path, files: Sequence[str], folders: Sequence[str], what:
         if p.exists() and (not p.is_dir() if name in folders else not p.is_file()):
             kind = "a directory" if name in folders else "a regular file"
             raise InputError(f"{what} {_short(path)}: {name} is not {kind}: remove it or use another directory")
+        in_place = name not in (*folders, RESULTS_FILE, *OWN_FILES)  # the lock, Hydra's log and .yaml: not renamed
+        if in_place and p.is_file() and p.stat().st_nlink > 1:  # writing it would write the other name's file too
+            raise InputError(
+                f"{what} {_short(path)}: {name} is a hard link (to a file elsewhere); svdbench never writes through a "
+                "link: remove it or use another directory"
+            )
 
 
 def _short(path: Path) -> str:
@@ -212,6 +218,9 @@ class RunLock:
                 raise InputError(f"{self.path} is a link, not svdbench's lock: remove it") from None
             raise InputError(f"{self.path.parent} cannot be written ({err.strerror}): svdbench locks a directory "
                              "it writes into") from None  # fmt: skip
+        if os.fstat(fd).st_nlink > 1:  # a hard link planted where the lock goes: writing the pid would write it
+            os.close(fd)
+            raise InputError(f"{self.path} is a hard link, not svdbench's lock: remove it")
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | (0 if self.wait else fcntl.LOCK_NB))
         except BlockingIOError:

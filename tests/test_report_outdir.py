@@ -131,11 +131,28 @@ def test_a_users_file_of_a_report_name_is_kept_by_the_next_report(runs, tmp_path
 def test_staging_left_by_a_killed_report_is_removed(runs, tmp_path):
     out = tmp_path / "report"
     build_report([runs], out)
-    (tmp_path / ".report.abc.tmp").mkdir()  # what a report killed while writing leaves
-    (tmp_path / ".report.abc.tmp" / "report.md").write_text("half")
-    (tmp_path / ".report.def.old").mkdir()
+    (tmp_path / ".report.svdbench-abc.tmp").mkdir()  # what a report killed while writing leaves
+    (tmp_path / ".report.svdbench-abc.tmp" / "report.md").write_text("half")
+    (tmp_path / ".report.svdbench-def.old").mkdir()
+    (tmp_path / ".report.2024-05.old").mkdir()  # yours, of a similar name: kept
     build_report([runs], out)
-    assert not [p for p in tmp_path.iterdir() if p.name.endswith((".tmp", ".old"))]
+    assert [p.name for p in tmp_path.iterdir() if p.name.endswith((".tmp", ".old"))] == [".report.2024-05.old"]
+
+
+def test_a_file_of_yours_named_as_one_this_report_writes_is_refused_and_kept(runs, tmp_path):
+    out = tmp_path / "report"
+    build_report([runs], out)
+    (out / "comparison_gamma.md").write_text("my notes")  # a method the next report has
+    record(runs / "g0", "gamma", 0, 86.0, 300)
+    with pytest.raises(ValueError, match="holds comparison_gamma.md, which this report writes"):
+        build_report([runs], out)
+    assert (out / "comparison_gamma.md").read_text() == "my notes" and not (out / "comparison_gamma.csv").exists()
+
+
+def test_a_long_out_name_is_written(runs, tmp_path):
+    out = tmp_path / ("r" * 248)
+    build_report([runs], out)
+    assert (out / "report.md").is_file()
 
 
 def test_report_directory_mode_follows_the_umask(runs, tmp_path):

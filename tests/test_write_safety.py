@@ -3,6 +3,7 @@ replaced run leaves nothing behind; one writer per run directory; every input is
 one line; tracking never costs a run. Each case failed before its fix (docs: README, "Reliability")."""
 
 import json
+import os
 import signal
 import time
 
@@ -284,3 +285,25 @@ def test_a_run_refused_in_its_job_leaves_the_directory_as_it_was(tmp_path, run_p
     assert {p.name: p.read_bytes() for p in (svd / ".hydra").iterdir()} == before
     proc = run_py(*tiny(), *bad, f"hydra.run.dir={tmp_path / 'new'}")
     assert proc.returncode == 2 and not (tmp_path / "new").exists()
+
+
+@pytest.mark.parametrize("name", [".svdbench.lock", "run.log"])
+def test_a_hard_link_where_svdbench_writes_in_place_is_refused_and_the_file_kept(tmp_path, capsys, tiny, name):
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious\n" * 100)
+    run = tmp_path / "run"
+    run.mkdir()
+    os.link(victim, run / name)
+    with pytest.raises(SystemExit):
+        preflight.preflight(["run.py", *tiny(), f"hydra.run.dir={run}"])
+    assert f"{name} is a hard link" in capsys.readouterr().err
+    assert victim.read_text() == "precious\n" * 100
+
+
+def test_an_empty_hydra_file_a_killed_start_left_is_taken_as_hydras(tmp_path, capsys, tiny):
+    run = tmp_path / "run"
+    (run / ".hydra").mkdir(parents=True)
+    (run / ".hydra" / "config.yaml").write_text("")
+    with pytest.raises(SystemExit) as stop:
+        preflight.preflight(["run.py", *tiny(), f"hydra.run.dir={run}", "--plan"])
+    assert stop.value.code == 0, capsys.readouterr().err

@@ -82,13 +82,14 @@ def staged(out: Path) -> Iterator[Path]:
     check_out(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     with RunLock(out.parent, name=f".{out.name}.lock", wait=True):
-        stale = [*out.parent.glob(f".{glob.escape(out.name)}.*.tmp")]  # a killed report's: none is running
+        stem = _staging_stem(out)
+        stale = [*out.parent.glob(f"{glob.escape(stem)}*.tmp")]  # a killed report's: none is running
         if out.is_dir():  # a killed report's previous report, moved aside after the new one took its place
-            stale += out.parent.glob(f".{glob.escape(out.name)}.*.old")
+            stale += out.parent.glob(f"{glob.escape(stem)}*.old")
         for left in stale:
             if left.is_dir() and not left.is_symlink():
                 shutil.rmtree(left, ignore_errors=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+        tmp = Path(tempfile.mkdtemp(prefix=stem, suffix=".tmp", dir=out.parent))
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(tmp, 0o777 & ~umask)
@@ -97,6 +98,10 @@ def staged(out: Path) -> Iterator[Path]:
             yield tmp
             if out.is_dir():
                 previous = _previous_files(out)
+                clash = sorted(e.name for e in out.iterdir() if not previous(e.name) and (tmp / e.name).exists())
+                if clash:  # a file of yours of a name this report writes: neither is replaced by the other
+                    raise ValueError(f"--out {out} holds {clash[0]}, which this report writes: move yours or give "
+                                     "another --out")  # fmt: skip
                 for entry in out.iterdir():  # keep what is not the report's (a W&B run, a note)
                     if not previous(entry.name):
                         os.replace(entry, tmp / entry.name)
@@ -112,10 +117,16 @@ def staged(out: Path) -> Iterator[Path]:
             raise
 
 
+def _staging_stem(out: Path) -> str:
+    """The start of the hidden directories a report stages in beside ``out``: ``.<out>.svdbench-`` (the name
+    cut to 64 characters: a long --out still leaves room), which no directory of yours is taken for."""
+    return f".{out.name[:64]}.svdbench-"
+
+
 def _swap(out: Path, tmp: Path) -> None:
     """``tmp`` takes the place of the directory ``out``; the old one is moved aside, then removed (also when
     the swap fails: nothing is left beside ``out``)."""
-    old = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".old", dir=out.parent))
+    old = Path(tempfile.mkdtemp(prefix=_staging_stem(out), suffix=".old", dir=out.parent))
     try:
         os.replace(out, old / out.name)
         try:
