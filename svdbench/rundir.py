@@ -14,9 +14,11 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
+import torch
 import yaml
 
 from .checkpoint import CHECKPOINT, DENSE_CHECKPOINT, DEPLOYED_FILES, STAGES, load_checkpoint
+from .deployed import ARCHITECTURE_FILE, WEIGHTS_FILE, read_document
 from .errors import CheckpointError, InputError, one_line
 from .results import RESULTS_FILE, read_results
 
@@ -70,12 +72,28 @@ def check_run_dir(run_dir: str | os.PathLike, hydra: Sequence[str] = HYDRA_WRITE
 def _check_owned(path: Path) -> None:
     if (path / RESULTS_FILE).is_file():
         return
-    foreign = [n for n in OWN_FILES if (path / n).exists() and not _our_checkpoint(path / n)]
+    ours = _our_deployed(path)
+    foreign = [n for n in OWN_FILES if (path / n).exists() and not _our_checkpoint(path / n) and n not in ours]
     if foreign:
         raise InputError(
             f"{_short(path)} holds {', '.join(foreign)} but no results.json: files svdbench did not write are never "
             "replaced; use another run directory"
         )
+
+
+def _our_deployed(path: Path) -> tuple[str, ...]:
+    """The deployed model's two files in ``path`` when both are what svdbench writes (a run killed between
+    them and its results.json leaves them): ``deployed.json`` of svdbench's format, ``deployed.pt`` a state
+    dict of tensors loaded with ``weights_only=True``; else nothing."""
+    if not (path / ARCHITECTURE_FILE).is_file() or not (path / WEIGHTS_FILE).is_file():
+        return ()
+    try:
+        read_document(path)
+        state = torch.load(path / WEIGHTS_FILE, map_location="cpu", weights_only=True)
+    except Exception:  # not ours to replace, whatever it is
+        return ()
+    ok = isinstance(state, dict) and all(isinstance(k, str) and torch.is_tensor(v) for k, v in state.items())
+    return (ARCHITECTURE_FILE, WEIGHTS_FILE) if ok else ()
 
 
 def _our_checkpoint(path: Path) -> bool:

@@ -452,3 +452,14 @@ def test_a_resume_false_sweep_finds_runs_it_does_not_replace_at_any_depth(tmp_pa
 def test_where_hydra_writes_and_the_sweep_report_are_checked(tmp_path, capsys, tiny, override, message):
     err = refused(capsys, "-m", *tiny(), "seed=0,1", override, f"hydra.sweep.dir={tmp_path / 'sw'}")
     assert message in err and not (tmp_path / "sw").exists()
+
+
+def test_a_deployed_model_of_svdbenchs_left_without_results_is_its_own(tmp_path, tiny_cfg, dense_run):
+    """A run killed between writing its deployed model and its results.json: the directory is not refused
+    for good; a rerun replaces the model with its own."""
+    run = tmp_path / "run"
+    shutil.copytree(dense_run, run)
+    for name in ("results.json", "dense.pt"):
+        (run / name).unlink()
+    res = run_experiment(tiny_cfg(save_model=True), Dense(), run)
+    assert res["status"] == "completed" and (run / "deployed.json").is_file()
