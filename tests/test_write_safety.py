@@ -307,3 +307,17 @@ def test_an_empty_hydra_file_a_killed_start_left_is_taken_as_hydras(tmp_path, ca
     with pytest.raises(SystemExit) as stop:
         preflight.preflight(["run.py", *tiny(), f"hydra.run.dir={run}", "--plan"])
     assert stop.value.code == 0, capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_two_runs_started_together_without_a_directory_get_one_each(tmp_path, root, tiny):
+    import subprocess
+    import sys
+
+    from conftest import ENV
+
+    cmds = [[sys.executable, str(root / "run.py"), *tiny(), f"method={m}"] for m in ("svd", "trp")]
+    procs = [subprocess.Popen(c, cwd=tmp_path, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE) for c in cmds]
+    assert [p.wait(timeout=300) for p in procs] == [0, 0]
+    made = sorted(p.parent for p in (tmp_path / "outputs").rglob("results.json"))
+    assert len(made) == 2 and {json.loads((d / "results.json").read_text())["method"] for d in made} == {"svd", "trp"}
