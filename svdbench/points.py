@@ -115,6 +115,8 @@ class OperatingPoints:
     def make_one(self, bench: Workbench, runner: StageRunner, leg: Leg, trained: Trained) -> None:
         """Compress, fine-tune and measure the point's copy of the trained model into ``leg``."""
         rec = leg.record
+        if distributed.is_main():
+            leg.checkpoints.remove_orphans()  # a killed point's temporary files (a model-sized .deployed.pt.*.tmp)
         if self.plan.cfg.resume:
             leg.checkpoints.load()
         set_rng_state(trained.rng, bench.generator)

@@ -322,6 +322,8 @@ def clear_run(run_dir: str | os.PathLike) -> list[Path]:
             sub = previous_record(point)
             if sub is not None:
                 removed += _remove(point, (RESULTS_FILE, *written_by(sub), *CHECKPOINTS))
+            for name in (RESULTS_FILE, *OWN_FILES):  # temporary files a process killed while writing left
+                removed += [_unlinked(p) for p in point.glob(f".{name}.*.tmp") if p.is_file() and not p.is_symlink()]
     for point in points:
         with contextlib.suppress(OSError):  # a point directory left empty goes too
             point.rmdir()
@@ -353,6 +355,11 @@ def _point_of(sub: Path) -> str | None:
     except (ValueError, OSError):
         return None
     return os.path.realpath(parent) if isinstance(parent, str) and parent else None
+
+
+def _unlinked(path: Path) -> Path:
+    path.unlink(missing_ok=True)
+    return path
 
 
 def previous_record(path: Path) -> dict | None:

@@ -463,3 +463,11 @@ def test_a_deployed_model_of_svdbenchs_left_without_results_is_its_own(tmp_path,
         (run / name).unlink()
     res = run_experiment(tiny_cfg(save_model=True), Dense(), run)
     assert res["status"] == "completed" and (run / "deployed.json").is_file()
+
+
+def test_a_killed_points_temporary_files_go_with_the_run_they_belong_to(tmp_path, points_run):
+    run = tmp_path / "run"
+    shutil.copytree(points_run, run)
+    (run / "energy_0.1" / ".deployed.pt.k1l2.tmp").write_bytes(b"half a model")
+    clear_run(run)
+    assert not (run / "energy_0.1").exists()
