@@ -463,10 +463,11 @@ def preflight(argv: list[str]) -> None:
     if line.multirun:
         check_launcher(launcher)
         check_sweeper(OmegaConf.select(first, "hydra.sweeper"), OmegaConf.select(first, "hydra.launcher"))
-        check_sweep(sweep_dir, jobs, checked_whole=whole, sampled=bool(sampled))
+        trials = OmegaConf.select(first, "hydra.sweeper.n_trials") if sampled else None
+        trials = trials if isinstance(trials, int) else None
+        check_sweep(sweep_dir, jobs, checked_whole=whole, sampled=bool(sampled), trials=trials)
         if line.show_plan:
-            trials = OmegaConf.select(first, "hydra.sweeper.n_trials") if sampled else None
-            count = len(jobs) if whole else (trials if isinstance(trials, int) else grid)
+            count = len(jobs) if whole else (trials if trials is not None else grid)
             labelled = [(f"{job.num}{' (' + job.label + ')' if job.label else ''}", job) for job in jobs]
             _show_plan(labelled, sweep_dir, count)
         raw_dir = str(OmegaConf.to_container(first.hydra.sweep, resolve=False).get("dir"))
@@ -588,7 +589,9 @@ def check_launcher(target: str) -> None:
             )
 
 
-def check_sweep(sweep_dir: str | None, jobs: list[Job], checked_whole: bool, sampled: bool = False) -> None:
+def check_sweep(
+    sweep_dir: str | None, jobs: list[Job], checked_whole: bool, sampled: bool = False, trials: int | None = None
+) -> None:
     """A multirun's sweep directory can be made and written (no link where Hydra writes); no two jobs
     share a directory (a ``hydra.sweep.subdir`` that does not tell them apart, e.g. ``seed${seed}`` in a
     sweep over the learning rate; for a sampling sweeper, whose draws are not known yet: a subdir without
@@ -607,7 +610,10 @@ def check_sweep(sweep_dir: str | None, jobs: list[Job], checked_whole: bool, sam
                 f"({job.label}) in one directory {job.dir}: name each job's own (the default ${{hydra.job.num}}, "
                 "or a key the sweep varies)"
             )
+    base = Path(os.path.abspath(sweep_dir or ""))
     if not checked_whole:
+        if trials is not None and not jobs[0].plan.cfg.resume and jobs[0].subdir == "${hydra.job.num}":
+            _check_leftovers(base, [base / str(i) for i in range(trials)])  # a sampler's trials: 0 .. n-1
         return
     for job in jobs:
         try:
@@ -615,17 +621,20 @@ def check_sweep(sweep_dir: str | None, jobs: list[Job], checked_whole: bool, sam
         except InputError as err:
             fail(f"job {job.num} ({job.label}): {err}")
     if not jobs[0].plan.cfg.resume:  # the sweep replaces the one before: none of that one's runs may stay
-        base = Path(os.path.abspath(sweep_dir or ""))
-        made = list(seen)  # a job's directory and its operating points below it are the sweep's
-        left = sorted(p.parent for p in base.rglob(RESULTS_FILE)
-                      if p.is_file() and not any(p.parent == d or d in p.parents for d in made))  # fmt: skip
-        if left:
-            fail(
-                f"resume=false: {base} holds {len(left)} run(s) this sweep does not replace "
-                f"({os.path.relpath(left[0], base)}"
-                f"{', ...' if len(left) > 1 else ''}), which a report of it would count: remove them or use "
-                "another hydra.sweep.dir"
-            )
+        _check_leftovers(base, list(seen))
+
+
+def _check_leftovers(base: Path, made: Sequence[Path]) -> None:
+    """A ``resume=false`` sweep into ``base`` that makes the directories ``made`` (and operating points below
+    them) finds no other run there, at any depth: a report of the sweep would count it."""
+    left = sorted(p.parent for p in base.rglob(RESULTS_FILE)
+                  if p.is_file() and not any(p.parent == d or d in p.parents for d in made))  # fmt: skip
+    if left:
+        first = os.path.relpath(left[0], base) + (", ..." if len(left) > 1 else "")
+        fail(
+            f"resume=false: {base} holds {len(left)} run(s) this sweep does not replace ({first}), which a report "
+            "of it would count: remove them or use another hydra.sweep.dir"
+        )
 
 
 def fail(message: str) -> None:

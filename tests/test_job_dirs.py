@@ -471,3 +471,11 @@ def test_a_killed_points_temporary_files_go_with_the_run_they_belong_to(tmp_path
     (run / "energy_0.1" / ".deployed.pt.k1l2.tmp").write_bytes(b"half a model")
     clear_run(run)
     assert not (run / "energy_0.1").exists()
+
+
+def test_a_resume_false_sampling_sweep_with_fewer_trials_is_refused(tmp_path, capsys, tiny, dense_run):
+    for job in ("0", "1", "2"):
+        shutil.copytree(dense_run, tmp_path / "sw" / job)
+    err = refused(capsys, "-m", *tiny(), "+sweep=optuna_pareto", "hydra.sweeper.n_trials=1", "resume=false",
+                  f"hydra.sweep.dir={tmp_path / 'sw'}")  # fmt: skip
+    assert "holds 2 run(s) this sweep does not replace (1, ...)" in err
