@@ -94,7 +94,16 @@ def parse_command_line(args: list[str], script: str = "run") -> CommandLine:
     (``--help``, ``--cfg``, ...: nothing is run, it is left to Hydra)."""
     line = CommandLine([], script=script)
     it = iter(args)
+    chunks, last_was_override = 0, False  # Hydra's argparse takes the overrides as one run of arguments
     for a in it:
+        if not a.startswith("-"):
+            chunks += not last_was_override
+            last_was_override = True
+            if chunks > 1:
+                fail(f"{a}: the overrides must come together, before or after the options (Hydra reads no "
+                     "override after an option that follows overrides)")  # fmt: skip
+        else:
+            last_was_override = False
         flag, eq, value = a.partition("=")
         flag = _long_option(flag) if a.startswith("--") else flag
         a = flag + eq + value

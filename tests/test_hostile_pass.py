@@ -358,3 +358,12 @@ def test_options_svdbench_does_not_run_are_refused_and_abbreviations_read_as_hyd
     with pytest.raises(SystemExit) as stop:
         preflight.preflight(["run.py", *tiny(), *args, f"hydra.sweep.dir={tmp_path / 'sw'}"])
     assert stop.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_overrides_on_both_sides_of_an_option_are_one_line_and_nothing_is_made(tmp_path, tiny, capsys):
+    from svdbench import preflight
+
+    with pytest.raises(SystemExit) as stop:
+        preflight.preflight(["run.py", *tiny(), "seed=0,1", "-m", f"hydra.sweep.dir={tmp_path / 'sw'}"])
+    assert stop.value.code == 2 and "the overrides must come together" in capsys.readouterr().err
+    assert not (tmp_path / "sw").exists()
