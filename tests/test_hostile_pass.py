@@ -355,8 +355,10 @@ def test_options_svdbench_does_not_run_are_refused_and_abbreviations_read_as_hyd
 ):
     from svdbench import preflight
 
+    options = [a for a in args if a.startswith("-")]  # Hydra reads the options before the overrides
+    overrides = [a for a in args if not a.startswith("-")]
     with pytest.raises(SystemExit) as stop:
-        preflight.preflight(["run.py", *tiny(), *args, f"hydra.sweep.dir={tmp_path / 'sw'}"])
+        preflight.preflight(["run.py", *options, *tiny(), *overrides, f"hydra.sweep.dir={tmp_path / 'sw'}"])
     assert stop.value.code == 2 and message in capsys.readouterr().err
 
 

@@ -400,8 +400,8 @@ def test_a_hydra_file_no_run_of_svdbench_wrote_is_refused_and_kept(tmp_path, cap
     where = tmp_path / "d"
     (where / name).parent.mkdir(parents=True)
     (where / name).write_text("my own: notes\n")
-    args = ["-m", "seed=0", f"hydra.sweep.dir={where}"] if sweep else [f"hydra.run.dir={where}"]
-    err = refused(capsys, *tiny(), *args)
+    args = ["-m", *tiny(), "seed=0", f"hydra.sweep.dir={where}"] if sweep else [*tiny(), f"hydra.run.dir={where}"]
+    err = refused(capsys, *args)
     assert f"holds {name}, which no run of svdbench wrote" in err and (where / name).read_text() == "my own: notes\n"
 
 
