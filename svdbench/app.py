@@ -19,11 +19,12 @@ from omegaconf import DictConfig, OmegaConf
 
 from . import config as schema
 from . import distributed, tracking
+from .command_line import fail
 from .errors import CheckpointError, DivergedError, InputError, Preempted, one_line
 from .methods import Method
 from .methods.base import METHOD_GROUPS
 from .pipeline import Run
-from .preflight import fail, plan, preflight
+from .preflight import plan, preflight
 from .results import RESULTS_FILE, RunRecord, read_results, write_results
 from .rundir import HydraWrites, RunLock
 from .summary import summary

@@ -1,7 +1,7 @@
 """Everything ``run.py`` checks before Hydra starts, so that a mistake stops with one line, exit code 2
 and nothing written (:func:`preflight`).
 
-- The command line is parsed for what matters here (:func:`parse_command_line`); ``--help``, ``--cfg
+- The command line is read as Hydra reads it (:mod:`svdbench.command_line`); ``--help``, ``--cfg
   hydra`` and the like are left to Hydra.
 - Each job is composed and planned (:func:`plan`): a single run, or a multirun's jobs, in Hydra's
   order (:func:`sweep_axes`, the preset's ``hydra.sweeper.params`` first, the command line's axes
@@ -20,7 +20,6 @@ import copy
 import itertools
 import math
 import os
-import shutil
 import sys
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -35,6 +34,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from . import config as schema
 from . import distributed
 from .checkpoint import CHECKPOINT, dense_checkpoint_path, load_checkpoint
+from .command_line import CommandLine, check_hydra_flags, fail, parse_command_line
 from .data import check_files
 from .dry_run import show_plan
 from .errors import CheckpointError, InputError, one_line
@@ -44,15 +44,14 @@ from .plan import RunPlan, make_plan
 from .results import RESULTS_FILE
 from .rundir import HydraWrites, RunLock, check_sweep_dir, point_dirs, previous_record
 from .summary import summary
+from .sweep_settings import check_launcher, check_report_callback, check_sweeper
 from .workbench import resolve_device
 
-__all__ = ["CommandLine", "compose_config", "fail", "parse_command_line", "plan", "preflight", "sweep_axes"]
+__all__ = ["compose_config", "plan", "preflight", "sweep_axes"]
 
 CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")
 #: a multirun grid of at most this many jobs is composed and checked job by job before it starts
 FULL_GRID = 64
-#: launchers that need a program on the PATH: the part of ``hydra.launcher._target_`` -> (program, what)
-LAUNCHER_NEEDS = {"SlurmLauncher": ("srun", "a SLURM cluster (srun and sbatch on the PATH)")}
 
 
 def plan(cfg: DictConfig, base: str | None = None) -> RunPlan:
@@ -73,105 +72,6 @@ def plan(cfg: DictConfig, base: str | None = None) -> RunPlan:
     if typed.dataset._target_ is None:
         check_files(typed.dataset)
     return planned
-
-
-@dataclass
-class CommandLine:
-    """What preflight needs of ``run.py``'s arguments."""
-
-    overrides: list[str]
-    config_dir: str | None = None
-    config_path: str | None = None  # --config-path: the primary config directory instead of svdbench's conf/
-    config_name: str = "config"
-    multirun: bool = False
-    print_job: bool = False  # --cfg job (with or without --resolve): print the run's config, run nothing
-    show_plan: bool = False  # --plan: print what each job will do, its estimated time and config; run nothing
-    script: str = "run"  # the job name Hydra gives a run (its log: <script>.log)
-
-
-def parse_command_line(args: list[str], script: str = "run") -> CommandLine:
-    """The overrides and the options preflight understands; ValueError for another option
-    (``--help``, ``--cfg``, ...: nothing is run, it is left to Hydra)."""
-    line = CommandLine([], script=script)
-    it = iter(args)
-    chunks, last_was_override = 0, False  # Hydra's argparse takes the overrides as one run of arguments
-    for a in it:
-        if not a.startswith("-"):
-            chunks += not last_was_override
-            last_was_override = True
-            if chunks > 1:
-                fail(f"{a}: the overrides must come together, before or after the options (Hydra reads no "
-                     "override after an option that follows overrides)")  # fmt: skip
-        else:
-            last_was_override = False
-        flag, eq, value = a.partition("=")
-        flag = _long_option(flag) if a.startswith("--") else flag
-        a = flag + eq + value
-        if flag == "--experimental-rerun":
-            fail("--experimental-rerun is not supported: it unpickles a file (code could run); rerun a run with its "
-                 "command line (its .hydra/overrides.yaml)")  # fmt: skip
-        if flag in HYDRA_PRINTS:
-            raise ValueError(a)  # --help, --info, ...: Hydra prints and exits, nothing runs
-        if flag in ("--cfg", "-c"):
-            if (value if eq else next(it, "")) != "job":
-                raise ValueError(a)  # --cfg hydra / all: Hydra's
-            line.print_job = True
-        elif a == "--resolve" and line.print_job:
-            pass
-        elif a == "--plan":
-            line.show_plan = True
-        elif flag in ("--config-dir", "-cd", "--config-name", "-cn", "--config-path", "-cp"):
-            value = value if eq else next(it, "")
-            if flag in ("--config-dir", "-cd"):
-                line.config_dir = value
-            elif flag in ("--config-path", "-cp"):
-                line.config_path = value
-            else:
-                line.config_name = value
-        elif a in ("-m", "--multirun"):
-            line.multirun = True
-        elif a in ("-r", "--run"):
-            pass  # a single run, the default
-        elif a.startswith("-"):
-            fail(f"unknown option {a}: python run.py --help lists them (overrides are key=value)")
-        else:
-            line.overrides.append(a)
-    return line
-
-
-#: run.py's long options: Hydra's and svdbench's --plan
-LONG_OPTIONS = ("--help", "--hydra-help", "--version", "--cfg", "--resolve", "--package", "--run", "--multirun",
-                "--shell-completion", "--config-path", "--config-name", "--config-dir", "--experimental-rerun",
-                "--info", "--plan")  # fmt: skip
-#: Hydra's options that print and exit: nothing runs, they are left to Hydra
-HYDRA_PRINTS = ("--help", "-h", "--hydra-help", "--version", "--info", "-i", "--package", "-p", "--shell-completion",
-                "-sc")  # fmt: skip
-
-
-def _long_option(flag: str) -> str:
-    """``flag`` as the long option it abbreviates, as Hydra's argparse reads it (``--multi``: ``--multirun``);
-    an ambiguous abbreviation is one line."""
-    if flag in LONG_OPTIONS:
-        return flag
-    matches = [o for o in LONG_OPTIONS if o.startswith(flag)]
-    if len(matches) > 1:
-        fail(f"{flag} is ambiguous: {', '.join(matches)}")
-    return matches[0] if matches else flag
-
-
-def check_hydra_flags(args: list[str]) -> None:
-    """Hydra's options that do nothing, or end in its traceback, without their partner: ``--resolve`` and
-    ``--package`` belong to ``--cfg`` (``--resolve`` also to ``--help``), ``--shell-completion`` needs
-    ``install=``/``uninstall=``/``query=``; one line (exit code 2) instead."""
-    flags = {a.partition("=")[0] for a in args if a.startswith("-")}
-    shows = bool(flags & {"--cfg", "-c", "--help", "-h", "--hydra-help", "--info", "-i"})
-    if "--resolve" in flags and not shows:
-        fail("--resolve only goes with --cfg or --help (it prints the config resolved)")
-    if flags & {"--package", "-p"} and not flags & {"--cfg", "-c"}:
-        fail("--package only goes with --cfg (it prints one package of the config)")
-    if flags & {"--shell-completion", "-sc"} and not any(a.split("=")[0] in ("install", "uninstall", "query")
-                                                         for a in args if not a.startswith("-")):  # fmt: skip
-        fail("--shell-completion needs install=bash, uninstall=bash or query=bash (Hydra's tab completion)")
 
 
 def compose_config(
@@ -540,64 +440,6 @@ def _show_plan(jobs: Sequence[tuple[str, Job]], sweep_dir: str | None = None, co
     raise SystemExit(0)
 
 
-def check_report_callback(node) -> None:
-    """The sweep's report at its end (``hydra.callbacks.report``): ``enabled`` true or false, ``split`` a
-    key or a list of keys; one line (exit code 2) otherwise."""
-    if node is None:
-        return
-    unknown = sorted(set(node) - {"_target_", "out", "split", "enabled"})
-    if unknown:
-        fail(f"hydra.callbacks.report.{unknown[0]} is not a key of the sweep's report: out, split or enabled")
-    if node.get("_target_") != "svdbench.sweep_report.ReportAtEnd":
-        fail(f"hydra.callbacks.report._target_ must be svdbench.sweep_report.ReportAtEnd, got {node.get('_target_')!r}")
-    enabled = node.get("enabled", True)
-    if not isinstance(enabled, bool):
-        fail(f"hydra.callbacks.report.enabled must be true or false, got {enabled!r}")
-    split = node.get("split", ())
-    is_list = isinstance(split, (list, tuple)) or OmegaConf.is_list(split)
-    if not (isinstance(split, str) or (is_list and all(isinstance(k, str) for k in split))):
-        fail(f"hydra.callbacks.report.split must be a config key or a list of them, got {split!r}")
-
-
-def check_sweeper(sweeper, launcher) -> None:
-    """The sweeper's and launcher's counts and directions, checked before the sweep (each was a traceback
-    from the plugin, some after multirun.yaml was written): Optuna's ``n_trials`` and ``n_jobs`` >= 1 and
-    ``direction`` minimize/maximize (or a list of them), the basic sweeper's ``max_batch_size`` >= 1 (or
-    null), a launcher's ``n_jobs`` not 0 (joblib: -1 is every core)."""
-
-    def positive(node, key: str, allow_none: bool = False, allow_negative: bool = False) -> None:
-        if node is None or key not in node:
-            return
-        v = node.get(key)
-        count = isinstance(v, int) and not isinstance(v, bool)
-        if not ((v is None and allow_none) or (count and (v >= 1 or (allow_negative and v < 0)))):
-            where = "hydra.sweeper" if node is sweeper else "hydra.launcher"
-            wanted = "a count >= 1" + (" or -1 (every core)" if allow_negative else "")
-            fail(f"{where}.{key} must be {wanted}, got {v!r}")
-
-    if sweeper is not None and "optuna" in str(sweeper.get("_target_", "")).lower():
-        positive(sweeper, "n_trials")
-        positive(sweeper, "n_jobs")
-        direction = sweeper.get("direction")
-        directions = list(direction) if OmegaConf.is_list(direction) else [direction]
-        if not directions or any(str(d).lower() not in ("minimize", "maximize") for d in directions):
-            fail(f"hydra.sweeper.direction must be minimize or maximize (or a list of them), got {direction!r}")
-    elif sweeper is not None:
-        positive(sweeper, "max_batch_size", allow_none=True)
-    positive(launcher, "n_jobs", allow_none=True, allow_negative=True)
-
-
-def check_launcher(target: str) -> None:
-    """A launcher that cannot start here is refused in one line before the sweep (submitit's SLURM
-    launcher off a cluster), instead of its traceback."""
-    for part, (program, what) in LAUNCHER_NEEDS.items():
-        if part in target and shutil.which(program) is None:
-            fail(
-                f"hydra/launcher: {target.rsplit('.', 1)[-1]} needs {what}; on this machine run the sweep without it "
-                "(the default launcher) or with hydra/launcher=local_parallel"
-            )
-
-
 def check_sweep(
     sweep_dir: str | None, jobs: list[Job], checked_whole: bool, sampled: bool = False, trials: int | None = None
 ) -> None:
@@ -644,8 +486,3 @@ def _check_leftovers(base: Path, made: Sequence[Path]) -> None:
             f"resume=false: {base} holds {len(left)} run(s) this sweep does not replace ({first}), which a report "
             "of it would count: remove them or use another hydra.sweep.dir"
         )
-
-
-def fail(message: str) -> None:
-    print(f"config error: {message}", file=sys.stderr)
-    raise SystemExit(2) from None

@@ -1,0 +1,73 @@
+"""A sweep's own settings, checked before it starts: the report that ends it (``hydra.callbacks.report``), the
+sweeper's and launcher's counts and directions, and a launcher that cannot start on this machine."""
+
+from __future__ import annotations
+
+import shutil
+
+from omegaconf import OmegaConf
+
+from .command_line import fail
+
+__all__ = ["check_launcher", "check_report_callback", "check_sweeper"]
+
+#: launchers that need a program on the PATH: the part of ``hydra.launcher._target_`` -> (program, what)
+LAUNCHER_NEEDS = {"SlurmLauncher": ("srun", "a SLURM cluster (srun and sbatch on the PATH)")}
+
+
+def check_report_callback(node) -> None:
+    """The sweep's report at its end (``hydra.callbacks.report``): ``enabled`` true or false, ``split`` a
+    key or a list of keys; one line (exit code 2) otherwise."""
+    if node is None:
+        return
+    unknown = sorted(set(node) - {"_target_", "out", "split", "enabled"})
+    if unknown:
+        fail(f"hydra.callbacks.report.{unknown[0]} is not a key of the sweep's report: out, split or enabled")
+    if node.get("_target_") != "svdbench.sweep_report.ReportAtEnd":
+        fail(f"hydra.callbacks.report._target_ must be svdbench.sweep_report.ReportAtEnd, got {node.get('_target_')!r}")
+    enabled = node.get("enabled", True)
+    if not isinstance(enabled, bool):
+        fail(f"hydra.callbacks.report.enabled must be true or false, got {enabled!r}")
+    split = node.get("split", ())
+    is_list = isinstance(split, (list, tuple)) or OmegaConf.is_list(split)
+    if not (isinstance(split, str) or (is_list and all(isinstance(k, str) for k in split))):
+        fail(f"hydra.callbacks.report.split must be a config key or a list of them, got {split!r}")
+
+
+def check_sweeper(sweeper, launcher) -> None:
+    """The sweeper's and launcher's counts and directions, checked before the sweep (each was a traceback
+    from the plugin, some after multirun.yaml was written): Optuna's ``n_trials`` and ``n_jobs`` >= 1 and
+    ``direction`` minimize/maximize (or a list of them), the basic sweeper's ``max_batch_size`` >= 1 (or
+    null), a launcher's ``n_jobs`` not 0 (joblib: -1 is every core)."""
+
+    def positive(node, key: str, allow_none: bool = False, allow_negative: bool = False) -> None:
+        if node is None or key not in node:
+            return
+        v = node.get(key)
+        count = isinstance(v, int) and not isinstance(v, bool)
+        if not ((v is None and allow_none) or (count and (v >= 1 or (allow_negative and v < 0)))):
+            where = "hydra.sweeper" if node is sweeper else "hydra.launcher"
+            wanted = "a count >= 1" + (" or -1 (every core)" if allow_negative else "")
+            fail(f"{where}.{key} must be {wanted}, got {v!r}")
+
+    if sweeper is not None and "optuna" in str(sweeper.get("_target_", "")).lower():
+        positive(sweeper, "n_trials")
+        positive(sweeper, "n_jobs")
+        direction = sweeper.get("direction")
+        directions = list(direction) if OmegaConf.is_list(direction) else [direction]
+        if not directions or any(str(d).lower() not in ("minimize", "maximize") for d in directions):
+            fail(f"hydra.sweeper.direction must be minimize or maximize (or a list of them), got {direction!r}")
+    elif sweeper is not None:
+        positive(sweeper, "max_batch_size", allow_none=True)
+    positive(launcher, "n_jobs", allow_none=True, allow_negative=True)
+
+
+def check_launcher(target: str) -> None:
+    """A launcher that cannot start here is refused in one line before the sweep (submitit's SLURM
+    launcher off a cluster), instead of its traceback."""
+    for part, (program, what) in LAUNCHER_NEEDS.items():
+        if part in target and shutil.which(program) is None:
+            fail(
+                f"hydra/launcher: {target.rsplit('.', 1)[-1]} needs {what}; on this machine run the sweep without it "
+                "(the default launcher) or with hydra/launcher=local_parallel"
+            )
