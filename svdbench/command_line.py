@@ -6,7 +6,7 @@ unambiguous abbreviation, and one line (exit code 2) for an option svdbench does
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 __all__ = ["CommandLine", "check_hydra_flags", "fail", "parse_command_line"]
 
@@ -23,6 +23,8 @@ class CommandLine:
     print_job: bool = False  # --cfg job (with or without --resolve): print the run's config, run nothing
     show_plan: bool = False  # --plan: print what each job will do, its estimated time and config; run nothing
     script: str = "run"  # the job name Hydra gives a run (its log: <script>.log)
+    #: configs composed for this command line, by overrides (:func:`svdbench.preflight._compose`)
+    composed: dict = field(default_factory=dict, repr=False, compare=False)
 
 
 def parse_command_line(args: list[str], script: str = "run") -> CommandLine:

@@ -123,7 +123,14 @@ def _sweeps_by_config(line: CommandLine) -> bool:
 
 
 def _compose(line: CommandLine, overrides: list[str]) -> DictConfig:
-    return compose_config(overrides, line.config_dir, line.config_name, hydra=True, config_path=line.config_path)
+    """The config of ``overrides`` under ``line``'s config directories, with its ``hydra`` node: composed once
+    per command line (the mode check, the first job and its job all ask for it), a copy each time."""
+    key = tuple(overrides)
+    if key not in line.composed:
+        line.composed[key] = compose_config(
+            overrides, line.config_dir, line.config_name, hydra=True, config_path=line.config_path
+        )
+    return copy.deepcopy(line.composed[key])
 
 
 # ---------------------------------------------------------------------- the jobs of a sweep
@@ -240,9 +247,7 @@ def job_of(line: CommandLine, num: int, overrides: list[str], sweep_dir: str | N
         if not any(o.lstrip("+").startswith("hydra.job.name=") for o in overrides):
             cfg.hydra.job.name = line.script
         name = str(cfg.hydra.job.name)
-        if (
-            "/" in name or "\\" in name or name in ("", ".", "..")
-        ):  # the log file <name>.log goes into the job's directory
+        if not _plain(name):  # its log, <name>.log, goes into the job's directory
             raise InputError(f"hydra.job.name={name!r} must be a plain name: its log file goes into the run directory")
         raw = OmegaConf.to_container(cfg.hydra, resolve=False)
         for key, node in (("hydra.run.dir", raw["run"]["dir"]), ("hydra.sweep.subdir", raw["sweep"]["subdir"])):
