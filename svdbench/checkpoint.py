@@ -238,6 +238,17 @@ def _fits(state: Any, net: nn.Module, path: Path) -> None:
         )
 
 
+def remove_orphans(directory: Path) -> list[Path]:
+    """Remove the temporary files of atomic writes a killed process left in ``directory``
+    (``.checkpoint.pt.*.tmp``, ``.deployed.pt.*.tmp``, ...): only of the names svdbench writes, only files
+    (a link goes, not what it points to). Returns them."""
+    names = (CHECKPOINT, *(f"stage_{s}.pt" for s in STAGES), RESULTS_FILE, DENSE_CHECKPOINT, *DEPLOYED_FILES)
+    left = [p for name in names for p in Path(directory).glob(f".{name}.*.tmp") if p.is_file() or p.is_symlink()]
+    for p in left:
+        p.unlink(missing_ok=True)
+    return left
+
+
 def _check_start(state: dict, path: Path, start: str | None) -> None:
     """A checkpoint of a run that started from other ``init_from`` weights (its ``start`` digest differs
     from ``start``, this run's) is refused: resuming would mix two starting points and record the wrong one."""
@@ -493,11 +504,9 @@ class RunCheckpoints:
             )
 
     def remove_orphans(self) -> None:
-        """Temporary files of atomic writes a killed process left behind (``.checkpoint.pt.*.tmp``):
-        only the names svdbench writes, and only while this run holds the directory's lock."""
-        for name in (CHECKPOINT, *(f"stage_{s}.pt" for s in STAGES), RESULTS_FILE, DENSE_CHECKPOINT, *DEPLOYED_FILES):
-            for p in self.dir.glob(f".{name}.*.tmp"):
-                p.unlink(missing_ok=True)
+        """Temporary files a killed process left in this run's directory (:func:`remove_orphans`), only while
+        this run holds the directory's lock."""
+        remove_orphans(self.dir)
 
     def _stage_files(self) -> list[Path]:
         return [p for p in (self.dir / f"stage_{name}.pt" for name in STAGES) if p.is_file()]

@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 import yaml
 
-from .checkpoint import CHECKPOINT, DENSE_CHECKPOINT, DEPLOYED_FILES, STAGES, load_checkpoint
+from .checkpoint import CHECKPOINT, DENSE_CHECKPOINT, DEPLOYED_FILES, STAGES, load_checkpoint, remove_orphans
 from .deployed import ARCHITECTURE_FILE, WEIGHTS_FILE, read_document
 from .errors import CheckpointError, InputError, one_line
 from .results import RESULTS_FILE, read_results
@@ -132,16 +132,22 @@ def check_sweep_dir(
     finally:  # a check: what it made to try is removed again (deepest first)
         for p in created:
             shutil.rmtree(p, ignore_errors=True)
-    folders = [n for n in hydra if "." not in n.strip(".")]  # .hydra, meta: folders; run.log, multirun.yaml: files
-    files = [n for n in hydra if n not in folders]
-    folder_files = [f"{d}/{f}" for d in folders for f in ("config.yaml", "hydra.yaml", "overrides.yaml")]
-    _check_kinds(path, (LOCK, RESULTS_FILE, *OWN_FILES, *files, *folder_files), folders, what)
-    foreign = [n for n in (*files, *folder_files) if n.endswith(".yaml") and not _hydra_file_of_ours(path / n)]
+    folders, files = _hydra_paths(hydra)
+    _check_kinds(path, (LOCK, RESULTS_FILE, *OWN_FILES, *files), folders, what)
+    foreign = [n for n in files if n.endswith(".yaml") and not _hydra_file_of_ours(path / n)]
     if foreign:
         raise InputError(
             f"{what} {_short(path)} holds {foreign[0]}, which no run of svdbench wrote: files svdbench did not write "
             "are never replaced; use another directory"
         )
+
+
+def _hydra_paths(hydra: Sequence[str]) -> tuple[list[str], list[str]]:
+    """Hydra's names in a job's directory (``run.log``, ``.hydra``, ``multirun.yaml``) as its folders and the
+    files it writes there: ``([".hydra"], ["run.log", ".hydra/config.yaml", ".hydra/hydra.yaml", ...])``."""
+    folders = [n for n in hydra if "." not in n.strip(".")]  # .hydra, meta: folders; run.log, multirun.yaml: files
+    in_folders = [f"{d}/{f}" for d in folders for f in ("config.yaml", "hydra.yaml", "overrides.yaml")]
+    return folders, [*(n for n in hydra if n not in folders), *in_folders]
 
 
 def _hydra_file_of_ours(path: Path) -> bool:
@@ -322,8 +328,7 @@ def clear_run(run_dir: str | os.PathLike) -> list[Path]:
             sub = previous_record(point)
             if sub is not None:
                 removed += _remove(point, (RESULTS_FILE, *written_by(sub), *CHECKPOINTS))
-            for name in (RESULTS_FILE, *OWN_FILES):  # temporary files a process killed while writing left
-                removed += [_unlinked(p) for p in point.glob(f".{name}.*.tmp") if p.is_file() and not p.is_symlink()]
+            removed += remove_orphans(point)  # temporary files a process killed while writing left
     for point in points:
         with contextlib.suppress(OSError):  # a point directory left empty goes too
             point.rmdir()
@@ -355,11 +360,6 @@ def _point_of(sub: Path) -> str | None:
     except (ValueError, OSError):
         return None
     return os.path.realpath(parent) if isinstance(parent, str) and parent else None
-
-
-def _unlinked(path: Path) -> Path:
-    path.unlink(missing_ok=True)
-    return path
 
 
 def previous_record(path: Path) -> dict | None:
@@ -404,10 +404,7 @@ class HydraWrites:
 
     def __init__(self, run_dir: Path, names: Sequence[str]) -> None:
         self.dir, self.existed = Path(os.path.abspath(run_dir)), Path(run_dir).is_dir()
-        folders = [n for n in names if "." not in n.strip(".")]
-        files = [n for n in names if n not in folders]
-        self.paths = [*files, *(f"{d}/{f}" for d in folders for f in ("config.yaml", "hydra.yaml", "overrides.yaml"))]
-        self.folders = folders
+        self.folders, self.paths = _hydra_paths(names)
         self.before = {n: self._read(n) for n in (*self.paths, RESULTS_FILE)}
 
     def _read(self, name: str) -> bytes | None:
@@ -425,12 +422,9 @@ class HydraWrites:
         self, cls.taken = cls.taken, None
         if self is None or self._read(RESULTS_FILE) != self.before[RESULTS_FILE]:
             return
-        lock = os.path.abspath(self.dir / LOCK)
-        fd = RunLock._held.pop(lock, None)  # taken ahead and never adopted: let go (its file first, while held)
-        if fd is not None:
-            with contextlib.suppress(OSError):
-                os.unlink(lock)
-            os.close(fd)
+        if os.path.abspath(self.dir / LOCK) in RunLock._held:  # taken ahead and never adopted: adopted, let go
+            with RunLock(self.dir):
+                pass
         for name in self.paths:
             p, old = self.dir / name, self.before[name]
             with contextlib.suppress(OSError):
