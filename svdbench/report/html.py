@@ -17,9 +17,9 @@ import statistics
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from .. import pareto
 from ..axes import Axis
 from .colours import method_colors
+from .plot import front_xy
 from .rows import Row, dense_references, method_order, task_name
 
 #: sorts a table by the clicked column, numbers by value (the first number in the cell), text by text
@@ -106,11 +106,11 @@ def task_figure(rows: Sequence[Row], cost: Callable[[Row], float | None], x_titl
                 hovertemplate="%{hovertext}<extra></extra>",
             )
         )
-        fx, fy = _front(mr, cost, key)
+        fx, fy = front_xy(mr, key, cost)
         if len(fx) > 1:
             fig.add_trace(go.Scatter(x=fx, y=fy, mode="lines", line=dict(color=colours[m], width=1.5), legendgroup=m,
                                      showlegend=False, hoverinfo="skip"))  # fmt: skip
-    fx, fy = _front(placed, cost, key)
+    fx, fy = front_xy(placed, key, cost)
     if len(fx) > 1:
         on = " on validation" if key == "val_top1" else ""
         fig.add_trace(go.Scatter(x=fx, y=fy, mode="lines", line=dict(color="black", width=1, dash="dash"),
@@ -140,11 +140,6 @@ def task_figure(rows: Sequence[Row], cost: Callable[[Row], float | None], x_titl
         template="plotly_white",
     )
     return fig
-
-
-def _front(rows: Sequence[Row], cost: Callable[[Row], float | None], key: str) -> tuple[list[float], list[float]]:
-    """The front of ``rows`` on (mean ``key``, cost), drawn at (cost, mean test top-1)."""
-    return pareto.front_line([(r.mean(key), cost(r)) for r in rows], shown=[(r.mean("top1"), cost(r)) for r in rows])
 
 
 def write_html(path: Path, rows: Sequence[Row], key: str, latency: Axis, tables: Sequence[tuple[str, str]],

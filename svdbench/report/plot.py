@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from .. import pareto
@@ -11,9 +11,12 @@ from .render import plot_text
 from .rows import Row, dense_references, method_order
 
 
-def front_xy(rows: Sequence[Row], key: str = "top1") -> tuple[list[float], list[float]]:
-    """(cost, test top-1) of the rows on the front computed on mean ``key``, by cost, duplicates once."""
-    return pareto.front_line([r.point_on(key) for r in rows], shown=[r.point_on("top1") for r in rows])
+def front_xy(
+    rows: Sequence[Row], key: str = "top1", cost: Callable[[Row], float] = lambda r: r.mean("x")
+) -> tuple[list[float], list[float]]:
+    """(cost, test top-1) of the rows on the front computed on (mean ``key``, ``cost``), by cost, duplicates
+    once; the cost is the rows' axis unless given (report.html's MAC and latency figures)."""
+    return pareto.front_line([(r.mean(key), cost(r)) for r in rows], shown=[(r.mean("top1"), cost(r)) for r in rows])
 
 
 def plot(rows: Sequence[Row], out: Path, key: str = "top1") -> list[Path]:
