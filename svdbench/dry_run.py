@@ -95,8 +95,8 @@ def _median_time(fn, budget_s: float, max_steps: int, warmup: int, device: torch
 def stage_epochs(plan: RunPlan, points: int = 0) -> int:
     """Every epoch the run trains: its stages before compression (and the dense pre-training without
     ``init_from``), its fine-tuning, and that of each of its ``points`` operating points."""
-    before = sum(s.epochs for s in (plan.pretrain, *plan.before_compress) if s is not None)
-    return before + (1 + points) * plan.method.finetune_epochs
+    pretrain = plan.pretrain.epochs if plan.pretrain is not None else 0
+    return pretrain + plan.epochs_after_start + points * plan.method.finetune_epochs
 
 
 def estimate_seconds(epochs: int, data: DataBundle, times: StepTimes) -> float:
