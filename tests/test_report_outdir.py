@@ -5,6 +5,7 @@ import errno
 import hashlib
 import json
 import os
+import re
 import shutil
 import stat
 
@@ -194,6 +195,13 @@ def test_paths_with_backticks_and_line_breaks_stay_one_code_span():
 def test_a_split_key_no_run_has_is_a_warning(runs, tmp_path, capsys):
     build_report([runs], tmp_path / "report", split=["method.decompositon"])
     assert "warning: --split method.decompositon: no run's config has this key" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("key", ["seed", "dataset.root", "trainer.eval_batch_size", "logger.mode"])
+def test_a_split_by_a_bookkeeping_key_is_refused_naming_why(runs, tmp_path, key):
+    with pytest.raises(ValueError, match=f"--split {re.escape(key)}: .* cannot split methods"):
+        build_report([runs], tmp_path / "report", split=[key])
+    assert not (tmp_path / "report").exists()
 
 
 def test_a_summary_json_of_yours_does_not_make_a_report_directory(runs, tmp_path):

@@ -24,7 +24,7 @@ from typing import Any, NamedTuple
 from .. import pareto
 from ..axes import MACS, Axis
 from ..methods.base import METHOD_GROUPS
-from .load import LoadedRun, is_number, run_value, warn
+from .load import IGNORED_KEYS, LoadedRun, is_number, run_value, warn
 
 DENSE = "dense"
 #: how a config key's prefix is shortened in a row's settings
@@ -252,8 +252,15 @@ def split_methods(runs: Sequence[LoadedRun], keys: Sequence[str]) -> None:
     """Name each run's method after the values of ``keys`` too (dotted config keys, e.g.
     ``method.decomposition``: ``svd`` becomes ``svd (channel)`` and ``svd (spatial)``; a number is shown
     with its key, ``svd (channel, round_to=8)``), so they are separate methods in tables, fronts and
-    plot. Runs without the key keep their name; a key no run has is a warning (a typo splits nothing)."""
+    plot. Runs without the key keep their name; a key no run has is a warning (a typo splits nothing); a
+    bookkeeping key (:data:`~.load.IGNORED_KEYS`: the seed, paths, logging) is a ValueError."""
     for k in keys:
+        ignored = next((i for i in IGNORED_KEYS if k == i or k.startswith(i + ".")), None)
+        if ignored is not None:
+            raise ValueError(
+                f"--split {k}: {ignored} is not part of a configuration (runs that differ only in it are one "
+                "configuration; seeds are averaged), so it cannot split methods"
+            )
         if runs and not any(k in r.flat for r in runs):
             warn(f"--split {k}: no run's config has this key; nothing is split by it")
     for r in runs:  # a word as it is (channel), a number with its key's last part (round_to=8)
