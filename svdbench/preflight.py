@@ -49,6 +49,9 @@ from .workbench import resolve_device
 
 __all__ = ["compose_config", "plan", "preflight", "sweep_axes"]
 
+#: launchers whose jobs' locks preflight takes (the basic launcher's jobs run in this process, joblib's in
+#: worker processes it starts); others (a cluster's) run jobs elsewhere, each taking its own lock
+HOLDING_LAUNCHERS = ("BasicLauncher", "JoblibLauncher")
 CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")
 #: a multirun grid of at most this many jobs is composed and checked job by job before it starts
 FULL_GRID = 64
@@ -385,12 +388,14 @@ def preflight(argv: list[str]) -> None:
             labelled = [(f"{job.num}{' (' + job.label + ')' if job.label else ''}", job) for job in jobs]
             _show_plan(labelled, sweep_dir, count)
         raw_dir = str(OmegaConf.to_container(first.hydra.sweep, resolve=False).get("dir"))
-        if whole and launcher.endswith("BasicLauncher") and "${now:" not in raw_dir:
-            for job in jobs:  # every job runs in this process: its lock, before Hydra writes into its directory
-                try:
+        if whole and launcher.endswith(HOLDING_LAUNCHERS) and "${now:" not in raw_dir:
+            for job in jobs:  # every job's lock, before Hydra writes into its directory: the basic launcher runs
+                try:  # the jobs in this process, joblib's in workers whose parent this process is
                     RunLock.hold(job.dir)
                 except InputError as err:
                     fail(f"job {job.num} ({job.label}): {err}")
+            if not launcher.endswith("BasicLauncher"):
+                RunLock.lend_to_workers()
         return
     try:
         done = check_job_dir(jobs[0])

@@ -5,6 +5,7 @@ run that replaces it removes exactly what the previous run wrote (:func:`clear_r
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import errno
 import fcntl
@@ -192,6 +193,11 @@ def _short(path: Path) -> str:
     return s if len(s) <= 120 else s[:80] + "..." + s[-30:]
 
 
+#: the environment variable through which a sweep's launching process tells its workers that it holds
+#: their jobs' locks (:meth:`RunLock.lend_to_workers`): its pid
+HOLDER_ENV = "SVDBENCH_LOCKS_HELD_BY"
+
+
 class RunLock:
     """``with RunLock(run_dir):`` this process alone writes into ``run_dir``: an advisory lock
     (``fcntl.flock`` on ``<run_dir>/.svdbench.lock``, or on ``name``, released by the kernel when the
@@ -212,13 +218,54 @@ class RunLock:
         (which adopts it and lets it go as usual): preflight takes it before Hydra writes ``.hydra/`` and
         the log, so that a second command on the directory is refused before it writes anything."""
         lock = cls(run_dir).__enter__()
+        if not cls._held:
+            atexit.register(cls.release_held)
         cls._held[os.path.abspath(lock.path)] = lock.fd
+
+    @classmethod
+    def lend_to_workers(cls) -> None:
+        """Let the worker processes this process starts write under the locks it took ahead (:meth:`hold`) for a
+        sweep's jobs (``hydra/launcher=local_parallel``): a worker whose parent holds its job's lock (the pid in
+        the lock file and in ``$SVDBENCH_LOCKS_HELD_BY``) writes under it; any other process is refused until
+        the sweep ends."""
+        os.environ[HOLDER_ENV] = str(os.getpid())
+
+    @classmethod
+    def release_held(cls) -> None:
+        """Let go of every lock taken ahead and never adopted (a job the sweep did not reach, or one a
+        worker ran), removing its file as :meth:`__exit__` does."""
+        for path in list(cls._held):
+            lock = cls(Path(path).parent, name=Path(path).name)
+            lock.fd = cls._held.pop(path)
+            lock.__exit__()
 
     def __enter__(self) -> RunLock:
         held = RunLock._held.pop(os.path.abspath(self.path), None)
         if held is not None:  # taken ahead by this process (hold): adopted
             self.fd = held
             return self
+        try:
+            return self._take()
+        except LockBusy:
+            if self._held_by_parent():  # a worker of the sweep whose launching process holds the lock
+                return self
+            raise
+
+    def _held_by_parent(self) -> bool:
+        """Whether the holder is this process's parent, holding the lock for it (:meth:`lend_to_workers`)."""
+        holder = os.environ.get(HOLDER_ENV)
+        if holder != str(os.getppid()):
+            return False
+        try:
+            fd = os.open(self.path, os.O_RDONLY | os.O_NOFOLLOW)
+        except OSError:
+            return False
+        try:
+            return os.read(fd, 32).decode(errors="replace").strip() == holder
+        finally:
+            os.close(fd)
+
+    def _take(self) -> RunLock:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         while True:  # the holder unlinks the file before it lets go: a lock taken on an unlinked file is retried
             fd = self._open_locked()

@@ -5,10 +5,13 @@ one line; tracking never costs a run. Each case failed before its fix (docs: REA
 import json
 import os
 import signal
+import subprocess
+import sys
 import time
 
 import pytest
 import torch
+from conftest import ENV, ROOT
 
 from svdbench import preflight
 from svdbench.checkpoint import load_checkpoint, save_checkpoint
@@ -18,7 +21,7 @@ from svdbench.errors import CheckpointError, InputError
 from svdbench.methods import Dense, SVDTraining
 from svdbench.pipeline import run_experiment
 from svdbench.results import read_results
-from svdbench.rundir import RunLock, check_run_dir
+from svdbench.rundir import HOLDER_ENV, LOCK, RunLock, check_run_dir
 from svdbench.tracking import Tracker, start
 
 # ------------------------------------------------------------------ rule 1: its own files, never through a link
@@ -92,6 +95,50 @@ def test_a_sweep_whose_job_directory_is_held_writes_nothing(tmp_path, run_py, ti
         proc.returncode == 2 and "job 0 (seed=0" in proc.stderr and "is in use by another svdbench run" in proc.stderr
     )
     assert sorted(p.name for p in sweep.rglob("*")) == ["0"]  # no .hydra, log or result written anywhere
+
+
+@pytest.mark.slow
+def test_a_joblib_sweeps_jobs_are_held_from_preflight_until_the_sweep_ends(tmp_path, run_py, start_run_py, tiny):
+    """hydra/launcher=local_parallel: the launching process holds every job's lock for its workers, so a run
+    started on a job's directory meanwhile is refused before it writes, and the job then records its own config."""
+    sweep = tmp_path / "sweep"
+    proc = start_run_py("-m", *tiny(), "seed=0,1,2", "hydra/launcher=local_parallel", "hydra.launcher.n_jobs=1",
+                        f"hydra.sweep.dir={sweep}")  # fmt: skip
+    deadline = time.monotonic() + 240
+    while not (sweep / "0" / "results.json").is_file() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert proc.poll() is None, "the sweep ended before the test could try its directories"
+    single = run_py(*tiny(), "method=dense", f"hydra.run.dir={sweep / '2'}", timeout=120)
+    assert single.returncode == 2 and "is in use by another svdbench run" in single.stderr, single.stderr[-2000:]
+    assert proc.wait(timeout=300) == 0
+    for job in ("0", "1", "2"):
+        assert json.loads((sweep / job / "results.json").read_text())["status"] == "completed"
+        assert f"seed={job}" in (sweep / job / ".hydra" / "overrides.yaml").read_text()
+        assert not (sweep / job / LOCK).exists()  # let go at the end
+    assert "in use" not in (sweep / "2" / "run.log").read_text()
+
+
+def test_a_lock_lent_to_workers_lets_only_the_holders_children_in(tmp_path):
+    """A child of the holder that was lent its locks (the environment variable) writes under them; a child
+    without it, and the holder's lock once let go, behave as usual."""
+    RunLock.hold(tmp_path)
+    enter = f"from svdbench.rundir import RunLock\nwith RunLock({str(tmp_path)!r}): print('in')"
+    try:
+        refused = subprocess.run([sys.executable, "-c", enter], capture_output=True, text=True, cwd=ROOT, env=ENV)
+        assert refused.returncode != 0 and "is in use by another svdbench run" in refused.stderr
+        RunLock.lend_to_workers()
+        lent = subprocess.run([sys.executable, "-c", enter], capture_output=True, text=True, cwd=ROOT,
+                              env={**ENV, HOLDER_ENV: os.environ[HOLDER_ENV]})  # fmt: skip
+        assert lent.returncode == 0 and lent.stdout.strip() == "in", lent.stderr
+        other = {**ENV, HOLDER_ENV: str(os.getpid() + 1)}  # another process's pid: not this child's parent
+        refused = subprocess.run([sys.executable, "-c", enter], capture_output=True, text=True, cwd=ROOT, env=other)
+        assert refused.returncode != 0 and "is in use" in refused.stderr
+    finally:
+        os.environ.pop(HOLDER_ENV, None)
+        RunLock.release_held()
+    assert not (tmp_path / LOCK).exists()
+    with RunLock(tmp_path):  # free again
+        pass
 
 
 def test_jobs_sharing_one_directory_are_refused_before_the_sweep(tmp_path, run_py, tiny):
