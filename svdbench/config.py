@@ -65,7 +65,8 @@ class DatasetConfig:
     root: str | None = None  # None: search the usual places (see svdbench.data)
     download: bool = True  # torchvision download where files are missing and the network allows
     # training images held out for validation (model selection, Pareto fronts), with a fixed seed;
-    # null: the dataset's default (5000 for Fashion-MNIST and CIFAR, 0 for the others); 0: none
+    # null: the dataset's default (5000 for Fashion-MNIST and CIFAR, in proportion with train_subset;
+    # 0 for the others); 0: none
     val_size: int | None = None
     train_subset: int | None = None  # first N training samples (of those left after the validation split)
     test_subset: int | None = None

@@ -10,7 +10,7 @@ from conftest import tensors_digest
 
 from svdbench import app
 from svdbench.config import DatasetConfig
-from svdbench.data import VAL_SEED, hold_out_validation, load_dataset
+from svdbench.data import VAL_SEED, hold_out_validation, load_dataset, val_size
 from svdbench.data.splits import TensorSplits
 from svdbench.errors import DatasetError, InputError
 from svdbench.methods import Dense, L1FilterPruning, SVDTraining
@@ -56,6 +56,27 @@ def test_fashion_mnist_holds_out_5000_by_default():
     off = load_dataset(DatasetConfig(name="fashion_mnist", download=False, val_size=0), batch_size=256,
                        eval_batch_size=1000)  # fmt: skip
     assert (off.num_train, off.val) == (60_000, None)
+
+
+@pytest.mark.parametrize(
+    "name, subset, held_out",
+    [("fashion_mnist", 2000, 182), ("fashion_mnist", 10000, 910), ("fashion_mnist", 55000, 5000),
+     ("fashion_mnist", 59000, 5000), ("cifar10", 2000, 223), ("cifar100", 45000, 5000), ("synthetic", 100, 0)],
+)  # fmt: skip
+def test_the_default_validation_split_scales_with_train_subset(name, subset, held_out):
+    """ceil(N x 5000 / (T - 5000)): the proportion of the full split (1 in 11 of Fashion-MNIST's 60000, 1 in 9 of
+    CIFAR's 50000), at most the default; an explicit val_size is kept as it is."""
+    assert val_size(DatasetConfig(name=name, train_subset=subset)) == held_out
+    assert val_size(DatasetConfig(name=name, train_subset=subset, val_size=5000)) == 5000
+
+
+def test_a_train_subset_of_fashion_mnist_evaluates_a_validation_split_in_proportion():
+    b = load_dataset(DatasetConfig(name="fashion_mnist", download=False, train_subset=2000), batch_size=256,
+                     eval_batch_size=1000)  # fmt: skip
+    assert (b.num_train, b.num_val, b.num_test) == (2000, 182, 10_000)
+    full = load_dataset(DatasetConfig(name="fashion_mnist", download=False), batch_size=256, eval_batch_size=1000)
+    held = {img.numpy().tobytes() for img in full.val.images}  # a part of the full run's validation images
+    assert {img.numpy().tobytes() for img in b.val.images} <= held
 
 
 @pytest.mark.slow
