@@ -7,8 +7,11 @@ pass the same way for every model and runtime:
 
 - eval mode, ``torch.inference_mode``, a fixed random input (its own generator: the global RNG
   is not touched), ``torch.cuda.synchronize`` around every timed call on CUDA;
-- warm-up calls first, then repeated timed calls, each timed on its own, reporting the median
-  and the 10th / 90th percentiles in milliseconds per batch and images per second;
+- warm-up calls first, then repeated timed calls, each timed on its own, reporting the median,
+  the quartiles and the 10th / 90th percentiles in milliseconds per batch and images per second;
+- the deployed and the dense model timed in turn, three rounds each with a third of the budget: the
+  speed-up comes from every round's calls, each round's ratio is recorded, and a speed-up whose
+  rounds disagree by more than 20 % (a change of load meanwhile) is flagged ``noisy``;
 - the number of timed calls adapts to the model: as many as fit in ``max_seconds`` per batch
   size, at least ``min_repeats`` and at most ``max_repeats``, so the default stays cheap.
 
@@ -22,7 +25,9 @@ from __future__ import annotations
 
 import copy
 import logging
+import tempfile
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -30,7 +35,7 @@ from torch import nn
 
 from . import onnx_export
 from .errors import one_line
-from .timing import DEFAULT_MAX_SECONDS, Timing, pinned_threads, random_input
+from .timing import DEFAULT_MAX_SECONDS, Timing, in_turn, noisy, pinned_threads, random_input
 from .torch_utils import eval_mode, model_device
 
 log = logging.getLogger("svdbench")
@@ -161,9 +166,12 @@ def _latency_report(deployed, dense, input_shape, devices, batch_sizes, max_seco
             continue
         seen.append(dev)
         key = f"{RUNTIME}/{dev.type}"
-        dep = measure_latency(deployed, input_shape, sizes, dev, Timing(max_seconds))
-        den = measure_latency(dense, input_shape, sizes, dev, Timing(max_seconds))
-        report["runs"][key] = _pair(dep, den, mac_speedup)
+        report["runs"][key] = _pair(
+            *in_turn(
+                _eager(deployed, input_shape, sizes, dev), _eager(dense, input_shape, sizes, dev), Timing(max_seconds)
+            ),
+            mac_speedup,
+        )
     if onnx:
         key = f"{onnx_export.RUNTIME}/cpu"
         reason = onnx_export.unavailable()
@@ -172,18 +180,34 @@ def _latency_report(deployed, dense, input_shape, devices, batch_sizes, max_seco
             log.warning("ONNX latency skipped: %s", reason)
         else:
             try:
-                dep = onnx_export.export_and_measure(deployed, input_shape, sizes, timing=Timing(max_seconds))
-                den = onnx_export.export_and_measure(dense, input_shape, sizes, timing=Timing(max_seconds))
+                report["runs"][key] = _onnx_pair(deployed, dense, input_shape, sizes, max_seconds, mac_speedup)
             except Exception as err:  # an exporter gap must not lose the run's other figures
                 msg = one_line(err, with_type=True)
                 report["skipped"][key] = f"export or check failed: {msg}"
                 log.warning("ONNX latency skipped: %s", msg)
-            else:
-                pair = _pair(dep, den, mac_speedup)
-                pair["max_abs_diff"] = {"deployed": dep["max_abs_diff"], "dense": den["max_abs_diff"]}
-                pair["exporter"] = dep["exporter"]
-                report["runs"][key] = pair
     return report
+
+
+def _eager(net: nn.Module, input_shape, sizes, dev) -> Callable[[Timing], dict]:
+    """``timing -> measure_latency(net, ...)``: one model's measurement, for :func:`~svdbench.timing.in_turn`."""
+    return lambda timing: measure_latency(net, input_shape, sizes, dev, timing)
+
+
+def _onnx_pair(deployed, dense, input_shape, sizes, max_seconds, mac_speedup) -> dict[str, Any]:
+    """Both models exported to ONNX (each checked against PyTorch), then timed in turn in onnxruntime."""
+    with tempfile.TemporaryDirectory(prefix="svdbench-onnx-") as tmp:
+        exports = [onnx_export.export_onnx(m, input_shape, Path(tmp) / f"{n}.onnx") for n, m in
+                   (("deployed", deployed), ("dense", dense))]  # fmt: skip
+        sessions = [onnx_export.session(e.path) for e in exports]
+        dep, den, ratios = in_turn(
+            lambda t: onnx_export.measure_onnx_latency(sessions[0], input_shape, sizes, timing=t),
+            lambda t: onnx_export.measure_onnx_latency(sessions[1], input_shape, sizes, timing=t),
+            Timing(max_seconds),
+        )
+    pair = _pair(dep, den, ratios, mac_speedup)
+    pair["max_abs_diff"] = {"deployed": exports[0].max_abs_diff, "dense": exports[1].max_abs_diff}
+    pair["exporter"] = exports[0].exporter
+    return pair
 
 
 def _compiled_runs(report: dict, deployed, dense, input_shape, devices, max_seconds, mac_speedup) -> None:
@@ -191,24 +215,29 @@ def _compiled_runs(report: dict, deployed, dense, input_shape, devices, max_seco
     for dev in dict.fromkeys(torch.device(d).type for d in devices):
         key = f"{COMPILED}/{dev}"
         try:
-            pair = []
-            for net in (deployed, dense):
-                compiled = torch.compile(copy.deepcopy(net).to(dev).eval())
-                timed = measure_latency(compiled, input_shape, report["batch_sizes"], dev, Timing(max_seconds))
-                pair.append({**timed, "runtime": COMPILED})
+            dep, den = (torch.compile(copy.deepcopy(net).to(dev).eval()) for net in (deployed, dense))
+            sizes = report["batch_sizes"]
+            timed = in_turn(
+                _eager(dep, input_shape, sizes, dev), _eager(den, input_shape, sizes, dev), Timing(max_seconds)
+            )
         except Exception as err:  # a backend that cannot compile this model must not lose the other figures
             report["skipped"][key] = f"torch.compile failed: {one_line(err, with_type=True)}"
             log.warning("compiled latency skipped: %s", report["skipped"][key])
         else:
-            report["runs"][key] = _pair(pair[0], pair[1], mac_speedup)
+            report["runs"][key] = {**_pair(*timed, mac_speedup), "runtime": COMPILED}
 
 
-def _pair(deployed: dict, dense: dict, mac_speedup: float | None) -> dict[str, Any]:
+def _pair(deployed: dict, dense: dict, ratios: dict[str, list[float]], mac_speedup: float | None) -> dict[str, Any]:
+    """One runtime's record: both models' figures, the speed-up per batch size (dense median / deployed median,
+    every round's calls pooled), each round's ratio (``speedup_rounds``) and the batch sizes whose rounds
+    disagree by more than :data:`~svdbench.timing.NOISY` (``noisy``: too noisy to trust)."""
     keep = ("runtime", "device", "threads")
     pair = {k: deployed[k] for k in keep if k in deployed}
     pair["deployed"] = deployed["by_batch"]
     pair["dense"] = dense["by_batch"]
     pair["speedup"] = speedups(dense, deployed)
+    pair["speedup_rounds"] = ratios
+    pair["noisy"] = [b for b, r in ratios.items() if noisy(r)]
     if mac_speedup:
         pair["realized_over_mac"] = {b: s / mac_speedup for b, s in pair["speedup"].items()}
     return pair

@@ -37,6 +37,7 @@ from .latency import latency_report
 from .models import build_from_config
 from .results import RESULTS_FILE, find_results, read_results, write_json_atomic
 from .rundir import LockBusy, RunLock
+from .summary import speedups_text
 from .timing import DEFAULT_MAX_SECONDS
 
 __all__ = ["add_arguments", "run", "retime"]
@@ -137,7 +138,7 @@ def _retime(path: Path, args: argparse.Namespace) -> str:
     )
     write_json_atomic(path, results)
     runs = results["latency"]["runs"]
-    return "; ".join(f"{k} x{v['speedup'][str(max(args.batch_sizes))]:.2f}" for k, v in runs.items())
+    return "; ".join(f"{k}: {speedups_text(v)}" for k, v in runs.items())
 
 
 def run(args: argparse.Namespace) -> int:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from .results import RESULTS_FILE
 
-__all__ = ["summary"]
+__all__ = ["summary", "speedups_text"]
 
 #: how the console names the top-1 after each stage (results.json's ``stage_top1`` keys)
 STAGE_WORDS = {
@@ -20,6 +20,19 @@ STAGE_WORDS = {
 }
 
 
+def speedups_text(pair: dict) -> str:
+    """One runtime's realized speed-ups, each with its batch size, a noisy one flagged with its rounds' range:
+    ``1.13x at batch 1, 0.97x at batch 64 (noisy: rounds 0.77-1.87x, not to be trusted)``."""
+    rounds, flagged = pair.get("speedup_rounds") or {}, set(pair.get("noisy") or ())
+    parts = []
+    for b, v in (pair.get("speedup") or {}).items():
+        text = f"{v:.2f}x at batch {b}"
+        if b in flagged and rounds.get(b):
+            text += f" (noisy: rounds {min(rounds[b]):.2f}-{max(rounds[b]):.2f}x, not to be trusted)"
+        parts.append(text)
+    return ", ".join(parts)
+
+
 def _latency(results: dict) -> str | None:
     """The realized speed-ups the run measured, per batch size, in one runtime (onnxruntime where
     timed, else eager PyTorch): ``1.13x at batch 1, 0.97x at batch 64 (pytorch-eager/cpu, 1 thread)``."""
@@ -28,10 +41,9 @@ def _latency(results: dict) -> str | None:
     name = next((k for k in ("onnxruntime/cpu", "pytorch-eager/cuda", "pytorch-eager/cpu") if k in runs), None)
     if name is None:
         return f"not measured ({record['error']})" if record.get("error") else None
-    speedups = runs[name].get("speedup") or {}
     threads = record.get("threads")
-    per_batch = ", ".join(f"{v:.2f}x at batch {b}" for b, v in speedups.items())
-    return f"{per_batch} ({name}{f', {threads} thread' + ('s' if threads != 1 else '') if threads else ''})"
+    count = f", {threads} thread" + ("s" if threads != 1 else "") if threads else ""
+    return f"{speedups_text(runs[name])} ({name}{count})"
 
 
 def summary(results: dict, run_dir: str | Path) -> str:

@@ -18,6 +18,10 @@ DEFAULT_MAX_SECONDS = 2.0
 DEFAULT_WARMUP = 3
 DEFAULT_MIN_REPEATS = 5
 DEFAULT_MAX_REPEATS = 50
+#: a deployed model and its dense twin are timed in turn this many times (:func:`in_turn`)
+ROUNDS = 3
+#: a speed-up whose rounds' ratios differ by more than this factor (max / min) is flagged as noisy
+NOISY = 1.2
 
 __all__ = [
     "Timing",
@@ -26,6 +30,11 @@ __all__ = [
     "DEFAULT_MIN_REPEATS",
     "DEFAULT_MAX_REPEATS",
     "time_callable",
+    "call_stats",
+    "in_turn",
+    "noisy",
+    "ROUNDS",
+    "NOISY",
     "random_input",
     "pinned_threads",
 ]
@@ -74,8 +83,7 @@ def time_callable(
     ``max_seconds`` has passed (a loaded machine can slow the later calls) unless fewer than
     ``min_repeats`` were timed. ``sync`` (e.g.
     ``torch.cuda.synchronize``) runs before the clock is read on both sides of each call.
-    Returns ``median_ms``, ``p10_ms``, ``p90_ms``, ``mean_ms``, ``images_per_s`` (from the
-    median), ``repeats`` and ``warmup``.
+    Returns :func:`call_stats` of the timed calls and their times, ``times_ms``.
     """
     if batch_size <= 0:
         raise ValueError(f"batch_size must be > 0, got {batch_size}")
@@ -112,17 +120,62 @@ def time_callable(
             raise ValueError(f"repeats must be > 0, got {repeats}")
         for _ in range(repeats):
             one()
-    ms = sorted(t * 1e3 for t in times)
+    return {**call_stats([t * 1e3 for t in times], batch_size, done), "times_ms": [t * 1e3 for t in times]}
+
+
+def call_stats(times_ms: Sequence[float], batch_size: int, warmup: int) -> dict[str, float]:
+    """``median_ms``, ``p10_ms``, ``p25_ms``, ``p75_ms``, ``p90_ms``, ``mean_ms``, ``images_per_s`` (from the
+    median), ``repeats`` and ``warmup`` of timed calls (ms per batch of ``batch_size``)."""
+    ms = sorted(times_ms)
     median = statistics.median(ms)
     return {
         "median_ms": median,
-        "p10_ms": _percentile(ms, 10),
-        "p90_ms": _percentile(ms, 90),
+        **{f"p{q}_ms": _percentile(ms, q) for q in (10, 25, 75, 90)},
         "mean_ms": statistics.fmean(ms),
         "images_per_s": batch_size / (median / 1e3) if median > 0 else float("inf"),
         "repeats": len(ms),
-        "warmup": done,
+        "warmup": warmup,
     }
+
+
+def in_turn(
+    measure_deployed: Callable[[Timing], dict], measure_dense: Callable[[Timing], dict], timing: Timing
+) -> tuple[dict, dict, dict[str, list[float]]]:
+    """Time two models in turn, :data:`ROUNDS` times (deployed, dense, deployed, dense, ...), each round with its
+    share of ``timing``'s budget, so that a change of load during the measurement shows as rounds that disagree.
+    ``measure_*(timing)`` returns a :func:`svdbench.latency.measure_latency`-shaped dict. Returns both
+    measurements with every round's calls pooled (:func:`call_stats`, raw times dropped) and, per batch size,
+    each round's ratio dense median / deployed median."""
+    share = dataclasses.replace(
+        timing,
+        max_seconds=timing.max_seconds / ROUNDS,
+        repeats=None if timing.repeats is None else max(1, -(-timing.repeats // ROUNDS)),
+        min_repeats=max(1, -(-timing.min_repeats // ROUNDS)),
+        max_repeats=max(1, -(-timing.max_repeats // ROUNDS)),
+    )
+    rounds = [(measure_deployed(share), measure_dense(share)) for _ in range(ROUNDS)]
+    ratios = {
+        b: [den["by_batch"][b]["median_ms"] / max(dep["by_batch"][b]["median_ms"], 1e-12) for dep, den in rounds]
+        for b in rounds[0][0]["by_batch"]
+    }
+    return _pooled([r[0] for r in rounds]), _pooled([r[1] for r in rounds]), ratios
+
+
+def _pooled(measured: Sequence[dict]) -> dict:
+    """One measurement of several rounds' (same model, runtime and batch sizes): every timed call pooled."""
+    out = {**measured[0], "by_batch": {}}
+    for b in measured[0]["by_batch"]:
+        calls = [m["by_batch"][b] for m in measured]
+        times = [t for c in calls for t in c["times_ms"]]
+        out["by_batch"][b] = call_stats(times, int(b), sum(c["warmup"] for c in calls))
+    out["rounds"] = len(measured)
+    return out
+
+
+def noisy(ratios: Sequence[float]) -> bool:
+    """Whether the rounds' ratios of one speed-up disagree by more than :data:`NOISY` (max / min): a change of
+    load during the measurement, a figure too noisy to trust."""
+    return max(ratios) / max(min(ratios), 1e-12) > NOISY
 
 
 @dataclass(frozen=True)

@@ -18,12 +18,14 @@ CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
 METHODS = ("dense", "alpha", "<b>beta</b> & co")
 
 
-def _result(root: Path, name: str, method: str, seed: int, top1: float, macs: int, latency_ms: float, knob: float):
+def _result(root: Path, name: str, method: str, seed: int, top1: float, macs: int, latency_ms: float, knob: float,
+            noisy: bool = False):  # fmt: skip
     data = {"status": "completed", "method": method, "model": "resnet8", "dataset": "synthetic", "seed": seed,
             "config": {"seed": seed, "method": {"knob": knob}}, "top1": top1, "val_top1": top1 - 0.5, "macs": macs,
             "macs_dense": 1_000_000, "params": 10, "params_dense": 100,
             "latency": {"runs": {"onnxruntime/cpu": {"deployed": {"64": {"median_ms": latency_ms}},
-                                                     "dense": {"64": {"median_ms": 10.0}}}}}}  # fmt: skip
+                                                     "dense": {"64": {"median_ms": 10.0}},
+                                                     "noisy": ["64"] if noisy else []}}}}  # fmt: skip
     (root / name).mkdir(parents=True)
     (root / name / "results.json").write_text(json.dumps(data))
 
@@ -35,7 +37,7 @@ def report(tmp_path_factory) -> Path:
     for seed in (0, 1):
         _result(root / "runs", f"d{seed}", "dense", seed, 90.0 + 0.1 * seed, 1_000_000, 10.0, 0.0)
         for k, (top1, macs, ms) in enumerate([(89.0, 500_000, 6.0), (87.0, 330_000, 4.5)]):
-            _result(root / "runs", f"a{seed}{k}", "alpha", seed, top1 + 0.2 * seed, macs, ms, float(k))
+            _result(root / "runs", f"a{seed}{k}", "alpha", seed, top1 + 0.2 * seed, macs, ms, float(k), seed + k == 2)
             _result(root / "runs", f"b{seed}{k}", METHODS[2], seed, top1 - 1, int(macs * 0.9), ms * 1.2, float(k))
     build_report([root / "runs"], root / "report")
     return root / "report" / "report.html"
@@ -46,6 +48,8 @@ def test_the_page_is_self_contained_and_listed_with_the_report(report):
     assert not re.search(r"<(script|link|img|iframe)[^>]+(src|href)=", page)  # nothing fetched
     assert "report.html" in json.loads((report.parent / "summary.json").read_text())["files"]
     assert "&lt;b&gt;beta&lt;/b&gt; &amp; co" in page and "<b>beta</b> & co" not in page  # names are data
+    # alpha's second setting, flagged by its seed 1: in its hover on both fronts (MACs, latency)
+    assert page.count("batch 64, noisy: timing rounds disagreed") == 2
 
 
 def test_each_method_keeps_its_colour_and_34_methods_have_distinct_ones():

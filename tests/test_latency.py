@@ -9,18 +9,19 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
 import svdbench
-from svdbench import latency, onnx_export, timing
+from svdbench import latency, onnx_export, summary, timing
 from svdbench.config import MeasureConfig
 from svdbench.methods import Dense, SVDTraining
 from svdbench.models import build_model
 from svdbench.pipeline import run_experiment
 
 ROOT = Path(__file__).resolve().parents[1]
-STATS = {"median_ms", "p10_ms", "p90_ms", "mean_ms", "images_per_s", "repeats", "warmup"}
+STATS = {"median_ms", "p10_ms", "p25_ms", "p75_ms", "p90_ms", "mean_ms", "images_per_s", "repeats", "warmup"}
 
 
 def deployed_resnet8(in_channels=1, energy=0.3):
@@ -48,6 +49,47 @@ def test_time_callable_adapts_and_orders_percentiles():
     assert fixed["repeats"] == 3 and fixed["warmup"] == 0
     with pytest.raises(ValueError):
         timing.time_callable(lambda: None, 0)
+
+
+def test_call_stats_quartiles_match_numpy():
+    ms = [5.0, 1.0, 3.0, 9.0, 7.0, 2.0, 8.0]
+    st = timing.call_stats(ms, 4, 2)
+    for q in (10, 25, 75, 90):
+        assert st[f"p{q}_ms"] == pytest.approx(float(np.percentile(ms, q)))
+    assert (st["median_ms"], st["repeats"], st["warmup"]) == (5.0, 7, 2)
+
+
+def fake_measure(per_round_ms):
+    """A measure function (timing -> measure_latency-shaped dict) whose k-th call takes per_round_ms[k] ms."""
+    calls = iter(per_round_ms)
+
+    def measure(t):
+        ms = next(calls)
+        st = timing.call_stats([ms, ms], 8, 1)
+        return {"runtime": "fake", "device": "cpu", "threads": 1, "by_batch": {"8": {**st, "times_ms": [ms, ms]}}}
+
+    return measure
+
+
+def test_models_timed_in_turn_pool_the_rounds_and_record_each_rounds_ratio():
+    dep, den, ratios = timing.in_turn(fake_measure([1.0, 1.0, 1.0]), fake_measure([2.0, 2.0, 2.2]), timing.Timing())
+    assert ratios == {"8": pytest.approx([2.0, 2.0, 2.2])} and not timing.noisy(ratios["8"])
+    assert den["by_batch"]["8"]["median_ms"] == 2.0 and den["by_batch"]["8"]["repeats"] == 6  # pooled
+    assert "times_ms" not in den["by_batch"]["8"] and dep["rounds"] == 3
+    # the load changed while the dense model was timed: rounds 1.0x, 2.0x, 2.0x
+    pair = latency._pair(*timing.in_turn(fake_measure([1, 1, 1]), fake_measure([1, 2, 2]), timing.Timing()), None)
+    assert pair["noisy"] == ["8"] and pair["speedup"] == {"8": pytest.approx(2.0)}
+    assert summary.speedups_text(pair) == "2.00x at batch 8 (noisy: rounds 1.00-2.00x, not to be trusted)"
+    steady = latency._pair(*timing.in_turn(fake_measure([1, 1, 1]), fake_measure([2, 2, 2]), timing.Timing()), None)
+    assert summary.speedups_text(steady) == "2.00x at batch 8"
+
+
+def test_a_round_has_its_share_of_the_budget():
+    seen = []
+    measure = fake_measure([1.0] * 6)
+    timing.in_turn(lambda t: seen.append(t) or measure(t), lambda t: seen.append(t) or measure(t),
+                   timing.Timing(max_seconds=3.0, min_repeats=5, max_repeats=50))  # fmt: skip
+    assert len(seen) == 6 and {(t.max_seconds, t.min_repeats, t.max_repeats) for t in seen} == {(1.0, 2, 17)}
 
 
 def test_onnx_export_does_not_import_latency():

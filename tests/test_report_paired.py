@@ -19,9 +19,10 @@ T_975_2 = 4.302653
 
 
 def _result(root: Path, name: str, method: str, seed: int, top1: float, macs: int = 500, *, target=None,
-            detail_target=None, knob: float = 0.0, realized: float | None = None, **extra):  # fmt: skip
+            detail_target=None, knob: float = 0.0, realized: float | None = None, noisy: bool = False,
+            **extra):  # fmt: skip
     """A completed results.json (dense MACs 1000): ``target`` as config.method.speedup, ``detail_target`` as
-    method_details.speedup_target, ``realized`` as latency.runs[onnxruntime/cpu].speedup[64]."""
+    method_details.speedup_target, ``realized`` as latency.runs[onnxruntime/cpu].speedup[64] (flagged ``noisy``)."""
     cfg = {"knob": knob, **({"speedup": target} if target is not None else {})}
     data = {"status": "completed", "method": method, "model": "resnet8", "dataset": "synthetic", "seed": seed,
             "config": {"seed": seed, "method": cfg}, "top1": top1, "macs": macs, "macs_dense": 1000,
@@ -29,7 +30,7 @@ def _result(root: Path, name: str, method: str, seed: int, top1: float, macs: in
     if detail_target is not None:
         data["method_details"] = {"speedup_target": detail_target}
     if realized is not None:
-        data["latency"] = {"runs": {"onnxruntime/cpu": {"speedup": {"64": realized}}}}
+        data["latency"] = {"runs": {"onnxruntime/cpu": {"speedup": {"64": realized}, "noisy": ["64"] * noisy}}}
     (root / name).mkdir(parents=True)
     (root / name / "results.json").write_text(json.dumps(data))
 
@@ -212,3 +213,13 @@ def test_the_wandb_report_shows_matched_targets(tmp_path, saved_wandb_report):
     grids = [b for b in doc.blocks if isinstance(b, wr.PanelGrid)]
     assert [p.table_name for p in grids[-1].panels] == ["matched", "paired"]
     assert any(isinstance(b, wr.MarkdownBlock) and "alpha above beta at 2x" in b.text for b in doc.blocks)
+
+
+def test_a_realized_speed_up_a_seed_flagged_as_noisy_is_marked_in_the_matched_table(tmp_path):
+    for seed in range(2):
+        _result(tmp_path / "runs", f"a{seed}", "alpha", seed, 90.0, target=2.0, realized=1.5, noisy=seed == 1)
+        _result(tmp_path / "runs", f"b{seed}", "beta", seed, 90.0, target=2.0, realized=1.2)
+    report.build_report([tmp_path / "runs"], tmp_path / "rep")
+    md = (tmp_path / "rep" / "report.md").read_text()
+    assert "| alpha | 90.00 ± 0.00 (1.50x noisy) |" in md and "| beta | 90.00 ± 0.00 (1.20x) |" in md
+    assert "`noisy` where a seed's timing rounds disagreed by more than 20 %" in md

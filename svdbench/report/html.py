@@ -19,6 +19,7 @@ from pathlib import Path
 
 from ..axes import Axis
 from .colours import method_colors
+from .matched import noisy_of
 from .plot import front_xy
 from .rows import Row, dense_references, method_order, task_name
 
@@ -77,7 +78,9 @@ def hover_text(r: Row, latency: Axis) -> str:
     lines.append(f"MACs {r.mean('macs') / 1e6:.3g} M ({r.mean('speedup'):.2f}x fewer)")
     ms = latency_ms(latency)(r)
     where = f"{e(latency.runtime or '')}, batch {latency.batch}"
-    lines.append(f"latency {ms:.3g} ms ({where})" if ms is not None else f"latency: not measured ({where})")
+    flagged = any(noisy_of(run.rec, latency.runtime or "", latency.batch or 0) for run in r.runs)
+    noise = ", noisy: timing rounds disagreed" if flagged else ""
+    lines.append(f"latency {ms:.3g} ms ({where}{noise})" if ms is not None else f"latency: not measured ({where})")
     lines += [f"run: {e(str(run.path.parent))}" for run in r.runs]
     return "<br>".join(lines)
 

@@ -50,6 +50,14 @@ def realized_of(rec: RunRecord, runtime: str, batch: int) -> float | None:
     return float(v) if is_number(v) and v > 0 else None
 
 
+def noisy_of(rec: RunRecord, runtime: str, batch: int) -> bool:
+    """Whether the run flagged that speed-up as noisy (``latency.runs[runtime].noisy``: its rounds disagreed)."""
+    try:
+        return str(batch) in rec.latency["runs"][runtime]["noisy"]  # type: ignore[index]
+    except (KeyError, TypeError):
+        return False
+
+
 def mac_speedup(rec: RunRecord) -> float:
     """The reached MAC speed-up: the recorded ``speedup``, else dense MACs / MACs."""
     return float(rec.speedup) if is_number(rec.speedup) else rec.macs_dense / max(rec.macs, 1)
@@ -104,6 +112,10 @@ class Cell:
         """The mean realized speed-up over the seeds that measured it (None: none did)."""
         vals = [v for x in self.runs.values() if (v := realized_of(x.rec, runtime, batch)) is not None]
         return statistics.fmean(vals) if vals else None
+
+    def noisy(self, runtime: str, batch: int) -> bool:
+        """Whether a seed's realized speed-up is flagged as noisy (:func:`noisy_of`)."""
+        return any(noisy_of(x.rec, runtime, batch) for x in self.runs.values())
 
 
 @dataclass

@@ -42,13 +42,14 @@ def _num(v: float | None, spec: str = ".4f") -> str:
 
 def cell_text(m: Matched, t: float, runtime: str, batch: int) -> str:
     """``89.12 ± 0.21 (n=2; 1.43x; MACs 2.08x)``: top-1, then the seeds where the cell has fewer than its
-    task, the realized speed-up where measured, the reached MAC speed-up where off the target; ``-``: no runs."""
+    task, the realized speed-up where measured (``1.43x noisy`` where a seed flagged it), the reached MAC
+    speed-up where off the target; ``-``: no runs."""
     c = m.cells.get(t)
     if c is None:
         return "-"
     notes = [f"n={c.n}"] if c.n < len(m.task_seeds) else []
     realized = c.realized(runtime, batch)
-    notes += [f"{realized:.2f}x"] if realized is not None else []
+    notes += [f"{realized:.2f}x{' noisy' if c.noisy(runtime, batch) else ''}"] if realized is not None else []
     notes += [f"MACs {c.reached:.2f}x"] if c.off_target else []
     return pm(c.mean, c.std, c.n, 2) + (f" ({'; '.join(notes)})" if notes else "")
 
@@ -182,7 +183,8 @@ def matched_section(tg: Targets) -> str:
         "mean ± sample std over seeds (the targets are fixed in advance: validation selects nothing). In "
         "parentheses: `n=k` where a cell has fewer seeds than its task; the realized speed-up "
         f"(`latency.runs[{tg.runtime}].speedup[{tg.batch}]`, the dense model's median latency / the deployed "
-        "model's, mean over the seeds that measured it) where measured; `MACs 2.08x`, the mean reached MAC "
+        "model's, mean over the seeds that measured it) where measured, `noisy` where a seed's timing rounds "
+        "disagreed by more than 20 % (a change of load: not to be trusted); `MACs 2.08x`, the mean reached MAC "
         f"speed-up, where it is more than {TARGET_TOLERANCE:.0%} from the target. Runs without a target are not "
         "in this table.\n\n" + render.markdown(matched_columns(tg), tg.matched)
     )
