@@ -79,8 +79,7 @@ def start(argv: list[str]) -> list[str]:
     except ValueError as err:
         fail(str(err))
     schema.register_configs()
-    preflight(argv)
-    return argv
+    return preflight(argv)
 
 
 # ---------------------------------------------------------------------- the job

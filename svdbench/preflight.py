@@ -20,6 +20,7 @@ import copy
 import itertools
 import math
 import os
+import re
 import sys
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -325,17 +326,18 @@ def check_job_dir(job: Job, made_by: Sequence[Path] = ()) -> dict | None:
 # ---------------------------------------------------------------------- the check
 
 
-def preflight(argv: list[str]) -> None:
+def preflight(argv: list[str]) -> list[str]:
     """Compose and validate the config before Hydra starts: exit code 2 with one line on stderr for
     any mistake, nothing written. Every checked job (a single run, or a multirun's jobs: see the
     module) has its directory checked too. ``--cfg job`` prints the config the run (or the sweep's
     first job) would record (what runs: resolved, the method configured for its starting point and
-    budget) and exits; ``--help``, ``--cfg hydra`` and the like are left to Hydra."""
+    budget) and exits; ``--help``, ``--cfg hydra`` and the like are left to Hydra. Returns ``argv`` with a
+    time-stamped run or sweep directory (``${now:...}``) pinned to the one checked (:func:`pinned`)."""
     check_hydra_flags(argv[1:])
     try:
         line = parse_command_line(argv[1:], Path(argv[0]).stem or "run")
     except ValueError:
-        return
+        return argv
     if line.config_dir is not None and not Path(line.config_dir).is_dir():
         fail(f"--config-dir {line.config_dir}: no such directory")
     if line.config_dir is not None:
@@ -388,7 +390,9 @@ def preflight(argv: list[str]) -> None:
             labelled = [(f"{job.num}{' (' + job.label + ')' if job.label else ''}", job) for job in jobs]
             _show_plan(labelled, sweep_dir, count)
         raw_dir = str(OmegaConf.to_container(first.hydra.sweep, resolve=False).get("dir"))
-        if whole and launcher.endswith(HOLDING_LAUNCHERS) and "${now:" not in raw_dir:
+        if "${now:" in raw_dir:
+            argv = pinned(argv, line, "hydra.sweep.dir", Path(sweep_dir))
+        if whole and launcher.endswith(HOLDING_LAUNCHERS):
             for job in jobs:  # every job's lock, before Hydra writes into its directory: the basic launcher runs
                 try:  # the jobs in this process, joblib's in workers whose parent this process is
                     RunLock.hold(job.dir)
@@ -396,7 +400,10 @@ def preflight(argv: list[str]) -> None:
                     fail(f"job {job.num} ({job.label}): {err}")
             if not launcher.endswith("BasicLauncher"):
                 RunLock.lend_to_workers()
-        return
+        return argv
+    if not jobs[0].named_dir and distributed.is_main():
+        argv = pinned(argv, line, "hydra.run.dir", jobs[0].dir)
+        jobs[0].named_dir = True
     try:
         done = check_job_dir(jobs[0])
     except InputError as err:
@@ -415,6 +422,30 @@ def preflight(argv: list[str]) -> None:
             RunLock.hold(jobs[0].dir)
         except InputError as err:
             fail(str(err))
+    return argv
+
+
+def pinned(argv: list[str], line: CommandLine, key: str, where: Path) -> list[str]:
+    """``argv`` with the time-stamped directory ``key`` (``${now:...}``) fixed to ``where``, the one preflight
+    computed and checked, as the last override: Hydra would read the clock again (a second later, another
+    directory: an empty one left behind) and two commands started in the same second (or minute, by the
+    pattern) would share it. A directory of that name that exists already is refused: a time-stamped
+    directory is a new one."""
+    if where.exists():
+        fail(f"{key}: the time-stamped directory {where} exists already (another command started at the same "
+             "time?): run again, or name the directory")  # fmt: skip
+    at = len(argv)
+    if line.overrides:  # right after the overrides (Hydra reads them as one run of arguments)
+        at = max(i for i, a in enumerate(argv) if a == line.overrides[-1]) + 1
+    return [*argv[:at], f"{key}={override_value(str(where))}", *argv[at:]]
+
+
+def override_value(text: str) -> str:
+    """``text`` as a Hydra override's value: as it is where Hydra's grammar reads it so, else quoted."""
+    if re.fullmatch(r"[\w./-]+", text, re.ASCII):
+        return text
+    quoted = re.sub(r"(\\*)('|$)", lambda m: m.group(1) * 2 + ("\\'" if m.group(2) else ""), text)
+    return "'" + quoted.replace("${", "\\${") + "'"
 
 
 def directory_state(job: Job) -> str | None:

@@ -153,6 +153,41 @@ def test_a_held_run_directory_is_refused_before_hydra_writes(tmp_path, capsys, t
     assert list(run.iterdir()) == []  # no .hydra/, no log
 
 
+def test_a_time_stamped_directory_is_pinned_to_the_one_checked_and_held(tmp_path, capsys, tiny):
+    """${now:...} in hydra.run.dir / hydra.sweep.dir: Hydra would read the clock again; preflight pins the
+    directory it checked (as the override after the others) and holds it, so a second command started in the
+    same minute is refused instead of sharing it."""
+    stamp = "${now:%Y-%m-%d}"
+    try:
+        argv = preflight.preflight(["run.py", *tiny(), f"hydra.run.dir={tmp_path}/r/{stamp} x", "--config-name",
+                                    "config"])  # fmt: skip
+        (where,) = [p for p in (tmp_path / "r").iterdir()]
+        assert argv[-3:] == [f"hydra.run.dir='{where}'", "--config-name", "config"]
+        with pytest.raises(InputError, match="is in use by another svdbench run"):
+            RunLock.check_free(where)  # held from preflight on
+        argv = preflight.preflight(["run.py", "-m", *tiny(), "seed=0,1", f"hydra.sweep.dir={tmp_path}/s/{stamp}"])
+        (sweep,) = [p for p in (tmp_path / "s").iterdir()]
+        assert argv[-1] == f"hydra.sweep.dir={sweep}" and sorted(p.name for p in sweep.iterdir()) == ["0", "1"]
+    finally:
+        RunLock.release_held()
+    err = refused(capsys, *tiny(), f"hydra.run.dir={tmp_path}/r/{stamp} x")  # the same minute: exists already
+    assert err == (f"config error: hydra.run.dir: the time-stamped directory {where} exists already (another "
+                   "command started at the same time?): run again, or name the directory")  # fmt: skip
+
+
+@pytest.mark.slow
+def test_two_commands_in_one_minute_of_a_minute_stamp_do_not_share_a_directory(tmp_path, start_run_py, tiny):
+    procs = [start_run_py(*tiny(), f"method={m}", f"hydra.run.dir={tmp_path}/" + "${now:%Y-%m-%d_%H-%M}")
+             for m in ("svd", "trp")]  # fmt: skip
+    codes = sorted(p.wait(timeout=300) for p in procs)
+    if len(list(tmp_path.iterdir())) == 2:  # the minute turned between the two starts: two directories
+        return
+    (run,) = list(tmp_path.iterdir())
+    done = json.loads((run / "results.json").read_text())["method"]
+    assert codes == [0, 2] and f"method={done}" in (run / ".hydra" / "overrides.yaml").read_text()
+    assert "in use" not in (run / "run.log").read_text() and "exists already" not in (run / "run.log").read_text()
+
+
 def test_a_starting_point_inside_the_run_directory_is_refused_and_kept(tmp_path, capsys, tiny, dense_run):
     run = tmp_path / "run"
     shutil.copytree(dense_run, run)
