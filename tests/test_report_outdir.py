@@ -7,15 +7,21 @@ import json
 import os
 import re
 import shutil
+import signal
 import stat
+import subprocess
+import sys
+import threading
 
 import pytest
+from conftest import ENV, ROOT
 
 from svdbench import cli
 from svdbench.report import build as build_module
-from svdbench.report import build_report
+from svdbench.report import build_report, outdir
 from svdbench.report.render import code_span, latex_escape, plot_text
 from svdbench.report.tables import STEM_MAX, file_stems
+from svdbench.rundir import LOCK, RunLock
 
 
 def record(path, method, seed, top1, macs, **extra):
@@ -132,12 +138,74 @@ def test_a_users_file_of_a_report_name_is_kept_by_the_next_report(runs, tmp_path
 def test_staging_left_by_a_killed_report_is_removed(runs, tmp_path):
     out = tmp_path / "report"
     build_report([runs], out)
-    (tmp_path / ".report.svdbench-abc.tmp").mkdir()  # what a report killed while writing leaves
-    (tmp_path / ".report.svdbench-abc.tmp" / "report.md").write_text("half")
-    (tmp_path / ".report.svdbench-def.old").mkdir()
+    stem = outdir._names(out)[1]
+    (tmp_path / f"{stem}abc.tmp").mkdir()  # what a report killed while writing leaves
+    (tmp_path / f"{stem}abc.tmp" / "report.md").write_text("half")
+    (tmp_path / f"{stem}def.old").mkdir()
     (tmp_path / ".report.2024-05.old").mkdir()  # yours, of a similar name: kept
+    (tmp_path / ".report.svdbench-x.tmp").mkdir()  # yours too (an older version's staging name)
     build_report([runs], out)
-    assert [p.name for p in tmp_path.iterdir() if p.name.endswith((".tmp", ".old"))] == [".report.2024-05.old"]
+    left = sorted(p.name for p in tmp_path.iterdir() if p.name.endswith((".tmp", ".old")))
+    assert left == [".report.2024-05.old", ".report.svdbench-x.tmp"]
+
+
+KILL_IN_SWAP = """
+import os, sys
+from pathlib import Path
+from svdbench.report import build, outdir
+def killed(out, tmp):  # the previous report moved aside, then SIGKILL before the new one takes its place
+    old = Path(outdir.tempfile.mkdtemp(prefix=outdir._names(out)[1], suffix=".old", dir=out.parent))
+    os.replace(out, old / out.name)
+    os._exit(137)
+outdir._swap = killed
+build.build_report([sys.argv[1]], sys.argv[2])
+"""
+
+
+def test_a_report_killed_in_its_swap_loses_nothing_of_yours(runs, tmp_path):
+    """A kill between moving your files into the staging and the new report taking --out's place: the next
+    report puts the previous one back, then your files, and writes; nothing of yours is deleted."""
+    out = tmp_path / "report"
+    build_report([runs], out)
+    (out / "notes.txt").write_text("mine")
+    proc = subprocess.run([sys.executable, "-c", KILL_IN_SWAP, str(runs), str(out)], cwd=ROOT, env=ENV,
+                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert proc.returncode == 137 and not out.exists()  # the state a kill there leaves
+    build_report([runs], out)
+    assert (out / "notes.txt").read_text() == "mine" and (out / "report.md").is_file()
+    assert not (out / outdir.KEPT).exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["report", "runs"]
+
+
+def test_a_killed_reports_staging_holding_an_entry_of_yours_that_cannot_go_back_is_kept(runs, tmp_path, capsys):
+    out = tmp_path / "report"
+    build_report([runs], out)
+    staging = tmp_path / f"{outdir._names(out)[1]}abc.tmp"
+    staging.mkdir()
+    (staging / "notes.txt").write_text("moved")
+    (staging / outdir.KEPT).write_text('["notes.txt"]')
+    (out / "notes.txt").write_text("a new one of yours")
+    build_report([runs], out)
+    assert (staging / "notes.txt").read_text() == "moved" and (out / "notes.txt").read_text() == "a new one of yours"
+    assert f"warning: {staging} holds what a killed report had moved out of --out" in capsys.readouterr().err
+
+
+def test_reports_into_long_names_alike_have_their_own_lock_and_staging(runs, tmp_path):
+    a, b = tmp_path / ("x" * 64 + "_a"), tmp_path / ("x" * 64 + "_b")
+    assert len({*outdir._names(a), *outdir._names(b)}) == 4
+    run = tmp_path / "run"
+    assert outdir._names(run / "svdbench")[0] != LOCK  # a report into RUN/svdbench never waits for RUN's run
+    for name in ("r" * 255, "\U0001f600" * 63):  # the longest legal names: 255 bytes (4-byte characters)
+        build_report([runs], tmp_path / name)
+        assert (tmp_path / name / "report.md").is_file()
+
+
+def test_a_report_waiting_for_another_into_the_same_out_says_so(runs, tmp_path, capsys):
+    out = tmp_path / "report"
+    held = RunLock(tmp_path, name=outdir._names(out)[0]).__enter__()
+    threading.Timer(1.0, held.__exit__).start()
+    build_report([runs], out)
+    assert f"waiting: another report is writing --out {out} (pid {os.getpid()})" in capsys.readouterr().err
 
 
 def test_a_file_of_yours_named_as_one_this_report_writes_is_refused_and_kept(runs, tmp_path):
@@ -252,3 +320,21 @@ def test_a_mount_point_is_refused_in_one_line(runs, tmp_path, monkeypatch):
     monkeypatch.setattr(os.path, "ismount", lambda p: str(p) == str(out))
     with pytest.raises(ValueError, match="is a mount point, which a report cannot replace"):
         build_report([runs], out)
+
+
+def test_sigterm_in_a_reports_swap_puts_your_files_back_and_exits_143(tmp_path, capsys, monkeypatch):
+    record(tmp_path / "runs" / "d", "dense", 0, 90.0, 1000)
+    out = tmp_path / "rep"
+    assert cli.main(["report", str(tmp_path / "runs"), "--out", str(out)]) == 0
+    (out / "notes.txt").write_text("mine")
+    before = (out / "report.md").read_bytes()
+
+    def terminated(*args):  # your notes are in the staging now: a SIGTERM (a timeout, a shutdown) arrives
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    monkeypatch.setattr(outdir, "_swap", terminated)
+    assert cli.main(["report", str(tmp_path / "runs"), "--out", str(out)]) == 143
+    assert "svdbench report: interrupted (SIGTERM)" in capsys.readouterr().err
+    assert (out / "notes.txt").read_text() == "mine" and (out / "report.md").read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["rep", "runs"]
+    assert signal.getsignal(signal.SIGTERM) is not cli._terminate  # the handler is the command's only

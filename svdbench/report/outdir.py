@@ -8,8 +8,9 @@ report file (the W&B run ``log_report`` writes there, a note of yours) is moved 
 replaces only what it wrote (the files the previous ``summary.json`` lists, of the names a report
 writes; for a report of an older version, the names of :data:`REPORT_FILES`). A failure while
 writing (a full disk, a signal) leaves the previous report as it was and names the file it was
-writing. One report at a time writes a given ``--out`` (a lock beside it, ``.<out>.lock``); the
-staging directories a killed report left are removed under it.
+writing. One report at a time writes a given ``--out`` (a lock beside it, ``.svdbench-report-<digest of the
+name>.lock``); what a killed report left is put right under it: the previous report back where a kill
+in the swap left no ``--out``, your entries it had moved into its staging back into ``--out``.
 """
 
 from __future__ import annotations
@@ -17,14 +18,17 @@ from __future__ import annotations
 import contextlib
 import fnmatch
 import glob
+import hashlib
 import json
 import os
 import shutil
+import sys
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from ..rundir import RunLock
+from ..errors import one_line
+from ..rundir import LockBusy, RunLock
 
 __all__ = ["REPORT_FILES", "check_out", "staged"]
 
@@ -77,18 +81,15 @@ def staged(out: Path) -> Iterator[Path]:
     """``with staged(out) as tmp:`` write the report into ``tmp`` (mode as a plain ``mkdir`` makes it);
     on leaving without an error ``tmp`` becomes ``out`` (``out`` made absolute first: ``--out .`` too);
     on an error ``tmp`` is removed, ``out`` as it was (what had been moved out of it is moved back) and
-    the error re-raised (an OSError naming its file). Holds ``out``'s lock throughout (a second report waits)."""
+    the error re-raised (an OSError naming its file). Holds ``out``'s lock throughout (a second report waits,
+    saying so). What a killed report left beside ``out`` is put right first (:func:`_recover`)."""
     out = Path(os.path.abspath(out))
     check_out(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    with RunLock(out.parent, name=f".{out.name}.lock", wait=True):
-        stem = _staging_stem(out)
-        stale = [*out.parent.glob(f"{glob.escape(stem)}*.tmp")]  # a killed report's: none is running
-        if out.is_dir():  # a killed report's previous report, moved aside after the new one took its place
-            stale += out.parent.glob(f"{glob.escape(stem)}*.old")
-        for left in stale:
-            if left.is_dir() and not left.is_symlink():
-                shutil.rmtree(left, ignore_errors=True)
+    lock, stem = _names(out)
+    with _report_lock(out, lock):
+        _recover(out, stem)
+        check_out(out)
         tmp = Path(tempfile.mkdtemp(prefix=stem, suffix=".tmp", dir=out.parent))
         umask = os.umask(0)
         os.umask(umask)
@@ -102,11 +103,13 @@ def staged(out: Path) -> Iterator[Path]:
                 if clash:  # a file of yours of a name this report writes: neither is replaced by the other
                     raise ValueError(f"--out {out} holds {clash[0]}, which this report writes: move yours or give "
                                      "another --out")  # fmt: skip
-                for entry in out.iterdir():  # keep what is not the report's (a W&B run, a note)
-                    if not previous(entry.name):
-                        os.replace(entry, tmp / entry.name)
-                        kept.append(entry.name)
+                yours = [e.name for e in out.iterdir() if not previous(e.name) and e.name != KEPT]
+                _write_kept(tmp, yours)  # before any is moved: a killed report's are found and put back
+                for name in yours:  # keep what is not the report's (a W&B run, a note)
+                    os.replace(out / name, tmp / name)
+                    kept.append(name)
                 _swap(out, tmp)
+                (out / KEPT).unlink(missing_ok=True)
             else:
                 os.replace(tmp, out)
         except BaseException:
@@ -117,16 +120,76 @@ def staged(out: Path) -> Iterator[Path]:
             raise
 
 
-def _staging_stem(out: Path) -> str:
-    """The start of the hidden directories a report stages in beside ``out``: ``.<out>.svdbench-`` (the name
-    cut to 64 characters: a long --out still leaves room), which no directory of yours is taken for."""
-    return f".{out.name[:64]}.svdbench-"
+#: the list, in a report's staging directory, of the entries of yours moved into it from ``--out``
+KEPT = ".svdbench-kept.json"
+
+
+def _names(out: Path) -> tuple[str, str]:
+    """The report lock's name beside ``out`` and the start of its staging directories' names: of a digest of
+    ``out``'s whole name (``.svdbench-report-<16 hex>``), so that they fit beside any legal name, tell every
+    ``--out`` apart however long the names, and never meet a run's lock or a directory of yours."""
+    digest = hashlib.sha256(os.fsencode(out.name)).hexdigest()[:16]
+    return f".svdbench-report-{digest}.lock", f".svdbench-report-{digest}-"
+
+
+@contextlib.contextmanager
+def _report_lock(out: Path, name: str) -> Iterator[None]:
+    """``out``'s report lock; when another report holds it, a line saying so, then wait for it."""
+    try:
+        lock = RunLock(out.parent, name=name).__enter__()
+    except LockBusy as err:
+        print(f"waiting: another report is writing --out {out} ({one_line(err).split('(', 1)[-1].split(')')[0]})",
+              file=sys.stderr, flush=True)  # fmt: skip
+        lock = RunLock(out.parent, name=name, wait=True).__enter__()
+    try:
+        yield
+    finally:
+        lock.__exit__()
+
+
+def _write_kept(tmp: Path, names: list[str]) -> None:
+    part = tmp / f"{KEPT}.part"
+    part.write_text(json.dumps(names), encoding="utf-8")
+    os.replace(part, tmp / KEPT)
+
+
+def _recover(out: Path, stem: str) -> None:
+    """Put right what a report killed while it swapped left beside ``out`` (under ``out``'s lock, so no report is
+    running): the previous report back where ``out`` is missing, the entries of yours it had moved into its
+    staging back into ``out``; then the leftovers removed. A staging whose entries cannot all go back (an entry
+    of that name in ``out`` meanwhile, an unreadable list) is left where it is, with a warning naming it."""
+    for old in out.parent.glob(f"{glob.escape(stem)}*.old"):
+        if old.is_dir() and not old.is_symlink():
+            if not os.path.lexists(out) and (old / out.name).is_dir():
+                os.replace(old / out.name, out)
+            shutil.rmtree(old, ignore_errors=True)
+    for tmp in out.parent.glob(f"{glob.escape(stem)}*.tmp"):
+        if not tmp.is_dir() or tmp.is_symlink():
+            continue
+        try:
+            names = json.loads((tmp / KEPT).read_text(encoding="utf-8")) if (tmp / KEPT).exists() else []
+        except (OSError, ValueError):
+            names = None
+        left = names is None
+        for name in names or []:
+            if not isinstance(name, str) or "/" in name or not os.path.lexists(tmp / name):
+                continue
+            out.mkdir(exist_ok=True)
+            if os.path.lexists(out / name):
+                left = True
+            else:
+                os.replace(tmp / name, out / name)
+        if left:
+            print(f"warning: {tmp} holds what a killed report had moved out of --out {out}: look through it",
+                  file=sys.stderr)  # fmt: skip
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _swap(out: Path, tmp: Path) -> None:
     """``tmp`` takes the place of the directory ``out``; the old one is moved aside, then removed (also when
     the swap fails: nothing is left beside ``out``)."""
-    old = Path(tempfile.mkdtemp(prefix=_staging_stem(out), suffix=".old", dir=out.parent))
+    old = Path(tempfile.mkdtemp(prefix=_names(out)[1], suffix=".old", dir=out.parent))
     try:
         os.replace(out, old / out.name)
         try:
