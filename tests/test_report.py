@@ -381,10 +381,14 @@ def test_single_seed_verdicts_say_there_is_no_spread(tmp_path):
     # no dense reference: y_ref = lowest top-1 (94) - 1 = 93
     assert all(q.y_ref == pytest.approx(93.0) and "no dense reference" in q.reference for q in rep.quality)
     texts = {(v.a.method, v.b.method): (v.text, v.note) for v in rep.verdicts}
-    assert texts[("alpha", "beta")] == ("alpha > beta (single seed)", "single seed: no spread")
-    assert texts[("beta", "gamma")] == ("level", "single seed: no spread")
+    assert texts[("alpha", "beta")] == ("single seed, no verdict", "single seed: no spread")  # no ranking
+    assert texts[("beta", "gamma")] == ("single seed, no verdict", "single seed: no spread")
     md = (tmp_path / "rep" / "report.md").read_text()
-    assert "**alpha > beta (single seed)**" in md and "single seed: no spread" in md
+    assert "**single seed, no verdict**: alpha" in md and "single seed: no spread" in md and " > beta" not in md
+    _result(tmp_path, "a1", "alpha", 1, 95.0, 250)
+    _result(tmp_path, "b1", "beta", 1, 93.0, 250)  # two seeds of alpha and beta, one of gamma
+    texts = {(v.a.method, v.b.method): v.text for v in report.build_report([tmp_path], tmp_path / "rep").verdicts}
+    assert texts[("alpha", "beta")] == "alpha > beta" and texts[("alpha", "gamma")] == "single seed, no verdict"
 
 
 def test_verdicts_on_validation_use_validation_top1(tmp_path):

@@ -16,7 +16,7 @@ from svdbench.report.load import load_runs
 from svdbench.report.matched import matched_targets
 from svdbench.report.matched_tables import PAIRED, matched_columns
 from svdbench.report.quality import front_quality, verdicts
-from svdbench.report.rows import front_members, group_rows, mark_fronts
+from svdbench.report.rows import fmt_value, front_members, group_rows, mark_fronts, schema_defaults
 
 LATENCY = latency_axis("onnxruntime/cpu", 64)
 
@@ -255,3 +255,15 @@ def test_the_matched_files_and_wandb_tables_have_the_same_columns(targeted, tmp_
     assert len(paired_rows) == len(t.paired.rows) == 1
     assert _tex((out / "paired.tex").read_text())[0] == [
         c.latex or render.latex_escape(c.header) for c in PAIRED if c.shown(TEX)]  # fmt: skip
+
+
+def test_settings_show_a_varying_key_only_where_it_differs_from_the_default(tmp_path):
+    """Two SVD-training configurations that differ in dataset.test_subset (unset in one) and trainer.lr (at its
+    default in one): each row names only what it sets to other than the default."""
+    default_lr = schema_defaults("svd")["trainer.lr"]
+    for name, ds, lr in (("a", {"test_subset": None}, default_lr), ("b", {"test_subset": 100}, default_lr * 2)):
+        config = {"seed": 0, "method": {"energy": 0.01}, "dataset": ds, "trainer": {"lr": lr}}
+        _result(tmp_path / "runs", name, "svd", 0, 80.0, 500, config=config)
+    rep = build_report([tmp_path / "runs"], tmp_path / "rep")
+    settings = sorted(r.settings for r in rep.rows)
+    assert settings == ["energy=0.01", f"energy=0.01, ds.test_subset=100, tr.lr={fmt_value(default_lr * 2)}"]

@@ -63,7 +63,7 @@ def test_the_paired_interval_is_the_hand_computation():
     wide = Paired(p.task, 2.0, "alpha", "beta", [0, 1], [0, 1], {0: 1.0, 1: -0.5})
     assert wide.low < 0 < wide.high and wide.verdict == "level"
     one = Paired(p.task, 2.0, "alpha", "beta", [0], [0], {0: 3.0})
-    assert (one.verdict, one.half, one.low) == ("level (one seed)", None, None)
+    assert (one.verdict, one.half, one.low) == ("single seed, no verdict", None, None)
 
 
 def _moving_together(root: Path) -> None:

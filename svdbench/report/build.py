@@ -24,7 +24,16 @@ from .load import Failed, load_runs, warn
 from .matched import Matched, Paired, Targets, matched_targets
 from .outdir import check_out, staged
 from .plot import plot
-from .quality import DENSE_MARGIN, LOWEST_MARGIN, Quality, Verdict, budget_warnings, front_quality, verdicts
+from .quality import (
+    DENSE_MARGIN,
+    LOWEST_MARGIN,
+    NO_VERDICT,
+    Quality,
+    Verdict,
+    budget_warnings,
+    front_quality,
+    verdicts,
+)
 from .rows import (
     Member,
     Row,
@@ -139,7 +148,7 @@ def write_files(rep: Report, paths: Sequence) -> None:
     latency = latency_axis(rep.targets.runtime, rep.targets.batch)
     rep.files.append(write_html(out / "report.html", rows, rep.selection.key, latency, html_tables(rep, members)))
     p = out / "report.md"
-    p.write_text(markdown_report(rep, paths, members))
+    p.write_text(markdown_report(rep, paths, members), encoding="utf-8")
     rep.files.append(p)
     rep.files.append(write_json_atomic(out / "summary.json", summary_dict(rep, members)))
 
@@ -230,8 +239,8 @@ def quality_section(rep: Report) -> str:
         "runs only; hypervolume: mean ± sample std over seeds. Dense runs sit at x = 0 (area 0): not ranked.",
         "",
         render.markdown(tables.QUALITY, rep.quality) if rep.quality else "None (no compressed runs).\n",
-        "Verdicts: A > B when mean_A - mean_B > std_A + std_B, else level. A single seed has no spread "
-        "(std 0): between two single-seed methods any difference is a verdict, marked (single seed).",
+        "Verdicts: A > B when mean_A - mean_B > std_A + std_B, else level. A method of a single seed has no "
+        "spread to back a ranking: single seed, no verdict (run more seeds).",
         "",
     ]
     lines += [verdict_line(v) for v in rep.verdicts] or ["None (fewer than two compressed methods per task)."]
@@ -240,7 +249,7 @@ def quality_section(rep: Report) -> str:
 
 def verdict_line(v: Verdict) -> str:
     """One Markdown list item, the better front first (``a`` first when level)."""
-    a, b = (v.b, v.a) if v.gap < -v.spread else (v.a, v.b)
+    a, b = (v.b, v.a) if v.gap < -v.spread and v.text != NO_VERDICT else (v.a, v.b)
     cmp = ">" if abs(v.gap) > v.spread else "≤"
     return (
         f"- {task_name(a.task)}: **{v.text}**: {a.method} {tables.hv_text(a)} vs {b.method} {tables.hv_text(b)}; "

@@ -138,7 +138,7 @@ def load_runs(paths: Iterable[str | Path]) -> tuple[list[LoadedRun], list[Failed
 
     for path in find_results(paths):
         try:
-            data = json.loads(path.read_text())
+            data = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as err:
             skip(path, f"not valid JSON ({one_line(err, with_type=True)})")
             continue

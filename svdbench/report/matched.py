@@ -10,7 +10,7 @@ Every seed has its own dense start, shared by all methods of that seed: two meth
 compared over the seeds both have (:class:`Paired`), on the per-seed differences of test top-1
 d_s = top1_A,s - top1_B,s. Their mean, sample std and n give the 95 % Student-t interval
 mean ± t_{0.975, n-1} · std / sqrt(n) (:func:`interval`): ``A above B`` when it lies above zero,
-``B above A`` when below, else ``level``; one shared seed has no interval (``level (one seed)``).
+``B above A`` when below, else ``level``; one shared seed has no interval (``single seed, no verdict``).
 """
 
 from __future__ import annotations
@@ -241,7 +241,7 @@ class Paired:
         if not self.diffs:
             return "not compared (no shared seeds)"
         if self.half is None:
-            return "level (one seed)"
+            return "single seed, no verdict"
         if self.low > 0:  # type: ignore[operator]
             return f"{self.a} above {self.b} at {at}"
         if self.high < 0:  # type: ignore[operator]

@@ -166,11 +166,11 @@ def write_targets(out: Path, tg: Targets) -> list[Path]:
         f"the realized speed-up ({tg.runtime}, batch {tg.batch})"
     )
     paths = [out / "matched.md", render.write_csv(out / "matched.csv", cols, tg.matched), out / "matched.tex"]
-    paths[0].write_text(render.markdown(cols, tg.matched))
-    paths[2].write_text(render.latex(cols, tg.matched, caption))
+    paths[0].write_text(render.markdown(cols, tg.matched), encoding="utf-8")
+    paths[2].write_text(render.latex(cols, tg.matched, caption), encoding="utf-8")
     caption = "Paired verdicts: per-seed difference of test top-1 (A - B, points) over shared seeds, 95% t interval"
     paths += [render.write_csv(out / "paired.csv", PAIRED, tg.paired), out / "paired.tex"]
-    paths[-1].write_text(render.latex(PAIRED, tg.paired, caption))
+    paths[-1].write_text(render.latex(PAIRED, tg.paired, caption), encoding="utf-8")
     return paths
 
 
@@ -200,7 +200,7 @@ def paired_section(tg: Targets) -> str:
         "shared by the methods of that seed, so they are compared seed by seed): d_s = top-1_A,s - top-1_B,s "
         "(test, final epoch), mean ± sample std, and the 95% interval mean ± t_{0.975, n-1} · std / √n "
         "(Student t). **A above B** only when the interval's lower bound is above 0, **B above A** when its "
-        "upper bound is below 0, else level; one shared seed has no interval: level (one seed).\n\n"
+        "upper bound is below 0, else level; one shared seed has no interval: single seed, no verdict.\n\n"
     )
     if not tg.paired:
         why = (

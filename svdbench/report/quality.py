@@ -138,7 +138,7 @@ def front_quality(rows: Sequence[Row], key: str) -> list[Quality]:
 class Verdict:
     a: Quality
     b: Quality
-    text: str  # "A > B", "B > A" or "level", with " (single seed)" when neither has a spread
+    text: str  # "A > B", "B > A", "level", or "single seed, no verdict" when one has a single seed
     note: str  # "single seed: no spread", "<method>: single seed", or ""
 
     @property
@@ -151,19 +151,21 @@ class Verdict:
 
 
 def verdict(a: Quality, b: Quality) -> Verdict:
-    """``A > B`` when mean_A - mean_B > std_A + std_B (and the reverse), else ``level``. With one
-    seed each there is no spread: any difference is a verdict, marked ``(single seed)``."""
+    """``A > B`` when mean_A - mean_B > std_A + std_B (and the reverse), else ``level``. A method of one seed
+    has no spread to back a ranking: ``single seed, no verdict``."""
     v = Verdict(a, b, "level", "")
-    if v.gap > v.spread:
+    if a.n == 1 or b.n == 1:
+        v.text = NO_VERDICT
+        v.note = "single seed: no spread" if a.n == b.n == 1 else f"{(a if a.n == 1 else b).method}: single seed"
+    elif v.gap > v.spread:
         v.text = f"{a.method} > {b.method}"
     elif -v.gap > v.spread:
         v.text = f"{b.method} > {a.method}"
-    if a.n == 1 and b.n == 1:
-        v.note = "single seed: no spread"
-        v.text += " (single seed)" if v.text != "level" else ""
-    elif a.n == 1 or b.n == 1:
-        v.note = f"{(a if a.n == 1 else b).method}: single seed"
     return v
+
+
+#: the verdict between two methods where one has a single seed: no spread, so no ranking
+NO_VERDICT = "single seed, no verdict"
 
 
 def verdicts(quality: Sequence[Quality]) -> list[Verdict]:

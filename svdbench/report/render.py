@@ -102,7 +102,7 @@ def cells(columns: Sequence[Column], item: Any, fmt: str = CSV) -> list:
 
 
 def write_csv(path: Path, columns: Sequence[Column], items: Iterable) -> Path:
-    with open(path, "w", newline="") as f:
+    with open(path, "w", newline="", encoding="utf-8") as f:
         w = csv.writer(f)
         w.writerow(header(columns))
         w.writerows(cells(columns, x) for x in items)

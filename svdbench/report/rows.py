@@ -15,6 +15,7 @@ maximize top-1 and minimize the cost on the report's axis (MACs or measured late
 from __future__ import annotations
 
 import dataclasses
+import functools
 import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -23,8 +24,10 @@ from typing import Any, NamedTuple
 
 from .. import pareto
 from ..axes import MACS, Axis
+from ..config import Config
+from ..methods import METHODS
 from ..methods.base import METHOD_GROUPS
-from .load import IGNORED_KEYS, LoadedRun, is_number, run_value, warn
+from .load import IGNORED_KEYS, LoadedRun, flatten, is_number, run_value, warn
 
 DENSE = "dense"
 #: how a config key's prefix is shortened in a row's settings
@@ -170,7 +173,7 @@ def short_key(k: str) -> str:
 
 def _settings(rows: Sequence[Row]) -> None:
     """A row's settings: the method's headline keys, then every key that varies among the
-    configurations of the same method."""
+    configurations of the same method, where the row has it set to other than the schema's default."""
     by_method: dict[str, list[Row]] = {}
     for r in rows:
         by_method.setdefault(r.method, []).append(r)
@@ -178,10 +181,28 @@ def _settings(rows: Sequence[Row]) -> None:
         keys = sorted({k for r in rs for k in r.flat})
         varying = [k for k in keys if len({repr(r.flat.get(k)) for r in rs}) > 1 and not k.endswith("_target_")]
         head = [k for k in rs[0].runs[0].headline if k not in varying]
-        for r in rs:
+        defaults = schema_defaults(rs[0].runs[0].rec.method)
+        for r in rs:  # a varying key where the row has it unset or at its default: not shown
             parts = [f"{short_key(k)}={fmt_value(r.flat[k])}" for k in head if r.flat.get(k) is not None]
-            parts += [f"{short_key(k)}={fmt_value(r.flat.get(k))}" for k in varying]
+            shown = [k for k in varying if r.flat.get(k) is not None and r.flat.get(k) != defaults.get(k, MISSING)]
+            parts += [f"{short_key(k)}={fmt_value(r.flat[k])}" for k in shown]
             r.settings = ", ".join(parts)
+
+
+MISSING = object()
+
+
+@functools.cache
+def schema_defaults(method: str) -> dict:
+    """The defaults of the config schema for a run of ``method`` (registered in this process), flattened as a
+    run's configuration is (``dataset.test_subset``, ``method.energy``, ...); empty where unknown."""
+    cls = METHODS.find(method)
+    try:
+        top = dataclasses.asdict(Config())
+        top["method"] = dataclasses.asdict(cls.Config()) if cls is not None else {}
+    except Exception:  # a method of one's own whose config needs arguments: no defaults to leave out
+        return {}
+    return flatten(top)
 
 
 def dense_references(rows: Sequence[Row]) -> dict[tuple, Row]:
