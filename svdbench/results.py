@@ -394,7 +394,8 @@ def read_results(path: str | os.PathLike) -> dict:
 
 
 def find_results(paths: Iterable[str | os.PathLike]) -> list[Path]:
-    """Every results.json at or below ``paths`` (a file is taken as it is), sorted, each once; a
+    """Every results.json at or below ``paths`` (a file is taken as it is; linked directories below a path are
+    followed, each real directory once), sorted, each once; a
     path that does not exist, and a results.json that is not a regular file (a FIFO would hang the
     reader), is a warning on stderr."""
     found: list[Path] = []
@@ -402,7 +403,7 @@ def find_results(paths: Iterable[str | os.PathLike]) -> list[Path]:
         if p.is_file():
             found.append(p)
         elif p.is_dir():
-            found.extend(sorted(p.rglob(RESULTS_FILE)))
+            found.extend(sorted(_walk(p)))
         elif p.exists():
             print(f"warning: {p}: not a regular file, skipped", file=sys.stderr)
         else:
@@ -413,3 +414,21 @@ def find_results(paths: Iterable[str | os.PathLike]) -> list[Path]:
     found = [f for f in found if f.is_file()]
     seen: set[Path] = set()
     return [f for f in found if not (f.resolve() in seen or seen.add(f.resolve()))]
+
+
+def _walk(top: Path) -> list[Path]:
+    """Every entry named results.json at or below the directory ``top``, going into linked directories too (a
+    study gathered as links to its runs), each real directory once: a link to a directory already seen, or to
+    one above it (a loop), is not entered again; a directory itself comes before a link to it beside it."""
+    found: list[Path] = []
+    seen = {os.path.realpath(top)}
+    for root, dirs, files in os.walk(top, followlinks=True):
+        found.extend(Path(root, n) for n in (*files, *dirs) if n == RESULTS_FILE)
+        kept = []
+        for d in sorted(dirs, key=lambda d: os.path.islink(os.path.join(root, d))):  # real ones first
+            real = os.path.realpath(os.path.join(root, d))
+            if real not in seen:
+                seen.add(real)
+                kept.append(d)
+        dirs[:] = kept
+    return found

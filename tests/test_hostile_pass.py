@@ -369,3 +369,39 @@ def test_overrides_on_both_sides_of_an_option_are_one_line_and_nothing_is_made(t
         preflight.preflight(["run.py", *tiny(), "seed=0,1", "-m", f"hydra.sweep.dir={tmp_path / 'sw'}"])
     assert stop.value.code == 2 and "the overrides must come together" in capsys.readouterr().err
     assert not (tmp_path / "sw").exists()
+
+
+# Hostile pass round 4 (r4b): links, races on a made parent, an ASCII locale, orphans, odd lock files.
+
+
+def test_runs_reached_through_linked_directories_are_found_once(tmp_path, capsys):
+    from svdbench.results import find_results
+
+    _record(tmp_path / "runs", "d", "dense", 90.0, 1000)
+    _record(tmp_path / "runs", "a", "alpha", 88.0, 500)
+    links = tmp_path / "links"
+    links.mkdir()
+    (links / "d").symlink_to(tmp_path / "runs" / "d")
+    (links / "a").symlink_to(tmp_path / "runs" / "a")
+    (links / "a_again").symlink_to(tmp_path / "runs" / "a")  # the same run twice: once
+    (links / "loop").symlink_to(links)  # a loop: not entered again
+    (links / "up").symlink_to(tmp_path)  # above: runs/ once more, its runs already found
+    found = find_results([links])
+    assert sorted(p.resolve() for p in found) == sorted((tmp_path / "runs" / n / "results.json") for n in "ad")
+    study = tmp_path / "study"  # a real run beside a link to another
+    _record(study, "real", "alpha", 88.0, 500)
+    (study / "dense_link").symlink_to(tmp_path / "runs" / "d")
+    assert cli.main(["report", str(study), "--out", str(tmp_path / "rep")]) == 0
+    summary = json.loads((tmp_path / "rep" / "summary.json").read_text())
+    assert sorted(r["method"] for r in summary["rows"]) == ["alpha", "dense"]
+    assert cli.main(["report", str(links), "--out", str(tmp_path / "rep2")]) == 0
+
+
+def test_latency_times_a_run_reached_through_a_linked_directory(tmp_path, saved_run, capsys):
+    real = tmp_path / "real"
+    shutil.copytree(saved_run, real)
+    (tmp_path / "links").mkdir()
+    (tmp_path / "links" / "run").symlink_to(real)
+    assert cli.main(["latency", str(tmp_path / "links"), "--max-seconds", "0.05", "--batch-sizes", "1"]) == 0
+    assert "[1/1]" in capsys.readouterr().out
+    assert json.loads((real / "results.json").read_text())["latency"]["runs"]
