@@ -10,7 +10,6 @@ import contextlib
 import errno
 import fcntl
 import os
-import shutil
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -130,9 +129,12 @@ def check_sweep_dir(
             pass
     except OSError as err:  # not permitted, read-only, a name too long, no such parent ...
         raise InputError(f"{what} {_short(path)} cannot be written ({err.strerror or one_line(err)})") from None
-    finally:  # a check: what it made to try is removed again (deepest first)
-        for p in created:
-            shutil.rmtree(p, ignore_errors=True)
+    finally:  # a check: what it made to try is removed again, deepest first, and only while empty (another
+        for p in created:  # command may have made its own directory in a parent this one made meanwhile)
+            try:
+                os.rmdir(p)
+            except OSError:
+                pass
     folders, files = _hydra_paths(hydra)
     _check_kinds(path, (LOCK, RESULTS_FILE, *OWN_FILES, *files), folders, what)
     foreign = [n for n in files if n.endswith(".yaml") and not _hydra_file_of_ours(path / n)]

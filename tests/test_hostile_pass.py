@@ -405,3 +405,24 @@ def test_latency_times_a_run_reached_through_a_linked_directory(tmp_path, saved_
     assert cli.main(["latency", str(tmp_path / "links"), "--max-seconds", "0.05", "--batch-sizes", "1"]) == 0
     assert "[1/1]" in capsys.readouterr().out
     assert json.loads((real / "results.json").read_text())["latency"]["runs"]
+
+
+def test_the_write_check_keeps_what_another_command_made_in_a_parent_it_made(tmp_path, monkeypatch):
+    import tempfile
+
+    from svdbench import rundir
+
+    real = tempfile.TemporaryFile
+
+    def meanwhile(*args, **kwargs):  # another run into a sibling under the new parent, between mkdir and removal
+        (tmp_path / "exp" / "B").mkdir()
+        (tmp_path / "exp" / "B" / "results.json").write_text("{}")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(rundir.tempfile, "TemporaryFile", meanwhile)
+    rundir.check_sweep_dir(tmp_path / "exp" / "A", what="run directory")
+    assert (tmp_path / "exp" / "B" / "results.json").read_text() == "{}"
+    assert not (tmp_path / "exp" / "A").exists()
+    monkeypatch.undo()
+    rundir.check_sweep_dir(tmp_path / "new" / "deep" / "A", what="run directory")  # alone: all it made removed
+    assert not (tmp_path / "new").exists()
