@@ -188,7 +188,7 @@ def read_document(run_dir: str | Path) -> dict[str, Any]:
     """The ``deployed.json`` of a run directory, checked for its format; ValueError in one line."""
     path = Path(run_dir) / ARCHITECTURE_FILE
     try:
-        doc = json.loads(path.read_text())
+        doc = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as err:
         raise ValueError(f"{path} cannot be read: {one_line(err)}") from None
     if not isinstance(doc, dict) or doc.get("format") != FORMAT or doc.get("version") != VERSION:

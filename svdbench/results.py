@@ -327,7 +327,7 @@ def write_json_atomic(path: str | os.PathLike, data: Any) -> Path:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         _umask_mode(fd)
-        with os.fdopen(fd, "w") as f:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
             json.dump(data, f, indent=2, sort_keys=False, default=str)
             f.flush()
             os.fsync(f.fileno())
@@ -381,7 +381,7 @@ def write_results(run_dir: str | os.PathLike, record: RunRecord | dict) -> Path:
 
 def read_results(path: str | os.PathLike) -> dict:
     """The dict of a results.json, checked as a :class:`RunRecord` (ValueError otherwise)."""
-    with open(path) as f:
+    with open(path, encoding="utf-8") as f:
         try:
             data = json.load(f)
         except RecursionError:

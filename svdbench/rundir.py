@@ -160,7 +160,7 @@ def _hydra_file_of_ours(path: Path) -> bool:
     if not path.is_file() or path.stat().st_size == 0:  # absent, or left empty by a process killed as Hydra wrote it
         return True
     try:
-        data = yaml.safe_load(path.read_text())
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, yaml.YAMLError):
         return False
     if path.name == "overrides.yaml":

@@ -426,3 +426,26 @@ def test_the_write_check_keeps_what_another_command_made_in_a_parent_it_made(tmp
     monkeypatch.undo()
     rundir.check_sweep_dir(tmp_path / "new" / "deep" / "A", what="run directory")  # alone: all it made removed
     assert not (tmp_path / "new").exists()
+
+
+def test_a_report_in_an_ascii_locale_writes_utf8_files(tmp_path, env, root):
+    import subprocess
+    import sys
+
+    _record(tmp_path / "runs", "d", "dense", 90.0, 1000)
+    _record(tmp_path / "runs", "a", "alphé", 88.0, 500)
+    ascii_env = {
+        **env,
+        "LC_ALL": "C",
+        "LANG": "C",
+        "PYTHONUTF8": "0",
+        "PYTHONCOERCECLOCALE": "0",
+        "PYTHONIOENCODING": "",
+    }
+    out = tmp_path / "rep"
+    proc = subprocess.run([sys.executable, "-m", "svdbench.cli", "report", str(tmp_path / "runs"), "--out", str(out)],
+                          env=ascii_env, cwd=root, capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    texts = [p for p in out.rglob("*") if p.suffix in (".md", ".csv", ".tex", ".json", ".html")]
+    assert texts and all(p.read_bytes().decode("utf-8") for p in texts)
+    assert "alphé" in (out / "report.md").read_text(encoding="utf-8")

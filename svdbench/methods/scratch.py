@@ -43,7 +43,7 @@ KEY = "method.architecture_from"
 def _read_results(run_dir: Path) -> dict[str, Any]:
     path = run_dir / "results.json"
     try:
-        data = json.loads(path.read_text())
+        data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as err:
         raise ValueError(f"{KEY}: {path} cannot be read ({one_line(err)})") from None
     if not isinstance(data, dict):
