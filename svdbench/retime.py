@@ -12,9 +12,10 @@ writes; every other key is kept, the file is replaced atomically). The report's 
     svdbench report outputs/study --x latency --runtime onnxruntime/cpu --batch 64
 
 Each run directory is taken with the pipeline's lock (:class:`svdbench.rundir.RunLock`): a run another
-process holds is skipped with a warning. An older run's ``model.pt`` is a pickled module, and a model
-named by ``model._target_`` is code the file names: both are loaded only with ``--trust`` (for files you
-made), else the run is skipped saying so. Runs that already hold latency are skipped unless ``--force``;
+process holds is skipped with a warning; under it, the temporary files a killed earlier write left there
+are removed. An older run's ``model.pt`` is a pickled module, and a model named by ``model._target_`` is
+code the file names: both are loaded only with ``--trust`` (for files you made), else the run is skipped
+saying so. Runs that already hold latency are skipped unless ``--force``;
 a run without a model is named and skipped. Exit code 1 when some run could not be timed.
 """
 
@@ -30,6 +31,7 @@ from pathlib import Path
 
 from torch import nn
 
+from .checkpoint import remove_orphans
 from .config import MAX_THREADS
 from .deployed import ARCHITECTURE_FILE, TrustRequired, dense_model, load_deployed, read_document
 from .errors import one_line
@@ -111,6 +113,7 @@ def retime(path: Path, args: argparse.Namespace) -> str:
         except LockBusy as err:  # another svdbench process (a run, another latency) writes this directory
             print(f"warning: {one_line(err)}", file=sys.stderr)
             return "skipped (in use by another svdbench process: time it when that one has finished)"
+        remove_orphans(path.parent)  # a killed earlier write's .results.json.*.tmp: no one else writes here now
         return _retime(path, args)
 
 

@@ -449,3 +449,12 @@ def test_a_report_in_an_ascii_locale_writes_utf8_files(tmp_path, env, root):
     texts = [p for p in out.rglob("*") if p.suffix in (".md", ".csv", ".tex", ".json", ".html")]
     assert texts and all(p.read_bytes().decode("utf-8") for p in texts)
     assert "alphé" in (out / "report.md").read_text(encoding="utf-8")
+
+
+def test_latency_removes_the_temporary_file_a_killed_latency_left(tmp_path, capsys):
+    results = _record(tmp_path / "runs", "a", "alpha", 88.0, 500, latency=_latency(1.0))
+    orphan = results.parent / ".results.json.9jnrxl_9.tmp"
+    orphan.write_text('{"status": ')
+    assert cli.main(["latency", str(tmp_path / "runs")]) == 0
+    assert "skipped (has latency" in capsys.readouterr().out
+    assert not orphan.exists() and results.is_file()
