@@ -10,6 +10,7 @@ import contextlib
 import errno
 import fcntl
 import os
+import stat
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -283,14 +284,31 @@ class RunLock:
         self.fd = fd
         return self
 
+    def _not_a_lock(self) -> InputError:
+        return InputError(f"{self.path} is not a regular file, not svdbench's lock: remove it")
+
     def _open_locked(self) -> int:
-        try:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o666)
+        try:  # a directory, FIFO, socket or device at the lock's name is named as such, never opened as a lock
+            mode = os.lstat(self.path).st_mode
+        except OSError:  # none yet (or not ours to look at: opening says why)
+            mode = None
+        if mode is not None and stat.S_ISLNK(mode):
+            raise InputError(f"{self.path} is a link, not svdbench's lock: remove it")
+        if mode is not None and not stat.S_ISREG(mode):
+            raise self._not_a_lock()
+        try:  # O_NONBLOCK: a FIFO put there meanwhile never blocks the open
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK, 0o666)
         except OSError as err:
             if err.errno == errno.ELOOP:  # a link planted where the lock goes
                 raise InputError(f"{self.path} is a link, not svdbench's lock: remove it") from None
+            if err.errno in (errno.EISDIR, errno.ENXIO):  # a directory or a socket put there meanwhile
+                raise self._not_a_lock() from None
             raise InputError(f"{self.path.parent} cannot be written ({err.strerror}): svdbench locks a directory "
                              "it writes into") from None  # fmt: skip
+        if not stat.S_ISREG(os.fstat(fd).st_mode):  # put there between the look and the open
+            os.close(fd)
+            raise self._not_a_lock()
+        os.set_blocking(fd, True)
         if os.fstat(fd).st_nlink > 1:  # a hard link planted where the lock goes: writing the pid would write it
             os.close(fd)
             raise InputError(f"{self.path} is a hard link, not svdbench's lock: remove it")

@@ -458,3 +458,36 @@ def test_latency_removes_the_temporary_file_a_killed_latency_left(tmp_path, caps
     assert cli.main(["latency", str(tmp_path / "runs")]) == 0
     assert "skipped (has latency" in capsys.readouterr().out
     assert not orphan.exists() and results.is_file()
+
+
+@pytest.mark.parametrize("kind", ["fifo", "directory"])
+def test_a_fifo_or_directory_at_a_lock_name_is_named_as_not_svdbenchs_lock(tmp_path, capsys, monkeypatch, kind):
+    import os
+
+    from svdbench import rundir
+    from svdbench.report import outdir
+
+    def plant(path):
+        os.mkfifo(path) if kind == "fifo" else path.mkdir()
+
+    lock = tmp_path / "run" / ".svdbench.lock"
+    lock.parent.mkdir()
+    plant(lock)
+    with pytest.raises(InputError, match=rf"^{lock} is not a regular file, not svdbench's lock: remove it$"):
+        rundir.RunLock(lock.parent).__enter__()
+    results = _record(tmp_path / "runs", "a", "alpha", 88.0, 500)
+    plant(results.parent / ".svdbench.lock")
+    assert cli.main(["latency", str(tmp_path / "runs"), "--force"]) == 1
+    assert f"not timed: {results.parent / '.svdbench.lock'} is not a regular file, not svdbench's lock" in (
+        capsys.readouterr().out
+    )
+
+    class Planted(rundir.RunLock):  # the report's lock, whatever its name, found taken by a FIFO or directory
+        def __init__(self, run_dir, name=rundir.LOCK, wait=False):
+            super().__init__(run_dir, name, wait)
+            if not os.path.lexists(self.path):
+                plant(self.path)
+
+    monkeypatch.setattr(outdir, "RunLock", Planted)
+    assert cli.main(["report", str(tmp_path / "runs"), "--out", str(tmp_path / "rep")]) != 0
+    assert "is not a regular file, not svdbench's lock: remove it" in capsys.readouterr().err
