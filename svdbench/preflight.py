@@ -244,6 +244,8 @@ def job_of(line: CommandLine, num: int, overrides: list[str], sweep_dir: str | N
     cfg = _compose(line, overrides)
     job_cfg = copy.deepcopy(cfg)
     with open_dict(job_cfg):
+        for key, value in _hydra_reads(cfg).items():  # resolved now: the job's copy has no hydra node
+            OmegaConf.update(job_cfg, key, value, merge=False)
         del job_cfg["hydra"]
     planned = plan(job_cfg)  # the config's own mistakes first
     with open_dict(cfg):
@@ -267,6 +269,25 @@ def job_of(line: CommandLine, num: int, overrides: list[str], sweep_dir: str | N
     named = sweep_dir is None and "${now:" not in str(raw["run"]["dir"])
     names = hydra_names(raw, str(cfg.hydra.job.name))
     return Job(num, overrides, planned, where, names, str(raw["sweep"]["subdir"]), named_dir=named)
+
+
+def _hydra_reads(cfg: DictConfig) -> dict[str, object]:
+    """The job's keys that read the running Hydra's config (``${hydra:sweep.dir}``: a compare preset's
+    ``init_from``), by dotted key, resolved against the ``hydra`` node composed here, as the job will see them."""
+    out: dict[str, object] = {}
+
+    def walk(node: object, prefix: str) -> None:
+        if isinstance(node, dict):
+            for k, v in node.items():
+                if not (prefix == "" and k == "hydra"):
+                    walk(v, f"{prefix}{k}.")
+        elif isinstance(node, str) and "${hydra:" in node:
+            key = prefix[:-1]
+            OmegaConf.update(cfg, key, node.replace("${hydra:", "${hydra."), merge=False)
+            out[key] = OmegaConf.select(cfg, key)
+
+    walk(OmegaConf.to_container(cfg, resolve=False), "")
+    return out
 
 
 def hydra_names(raw: dict, job_name: str) -> tuple[str, ...]:

@@ -68,9 +68,9 @@ def test_one_command_runs_every_arm_from_one_dense_start_and_ends_with_a_report(
                   "dataset.num_train=160", "dataset.num_test=64", "dataset.val_size=32", "model=resnet20",
                   "model.block=basic", "trainer.epochs=1", "trainer.budget=1", "trainer.batch_size=32",
                   "trainer.bn_recalibration_batches=1", "measure.latency=false", "save_model=false",
-                  cwd=tmp_path)  # fmt: skip
+                  "hydra.sweep.dir=mine", cwd=tmp_path)  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
-    out = tmp_path / "outputs" / "compare_cifar10_resnet56"
+    out = tmp_path / "mine"  # the arms start from this sweep's dense job, wherever hydra.sweep.dir puts it
     digest = tensors_digest(out / "dense_seed0" / "dense.pt")
     for arm in ARMS:
         res = json.loads((out / f"{arm}_seed0" / "results.json").read_text())

@@ -44,7 +44,7 @@ SUMMARY_KEYS = ("rows", "fronts", "selection")
 def _summary(out: Path) -> dict | None:
     """``out``'s summary.json when it is a svdbench report's (a JSON object with :data:`SUMMARY_KEYS`), else None."""
     try:
-        data = json.loads((out / "summary.json").read_text())
+        data = json.loads((out / "summary.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
     return data if isinstance(data, dict) and all(k in data for k in SUMMARY_KEYS) else None
