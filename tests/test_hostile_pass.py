@@ -294,7 +294,7 @@ def test_ctrl_c_in_a_report_is_one_line_and_writes_nothing(tmp_path, capsys, mon
     assert cli.main(["report", str(tmp_path / "runs"), "--out", str(tmp_path / "rep")]) == 130
     assert capsys.readouterr().err.strip().endswith("svdbench report: interrupted (SIGINT); what it had not "
                                                     "finished was not written")  # fmt: skip
-    assert not (tmp_path / "rep").exists() and not [p for p in tmp_path.iterdir() if p.name.startswith(".rep.")]
+    assert not (tmp_path / "rep").exists() and not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
 
 
 @pytest.mark.parametrize("written", ["{d}/", "{d}/dense.pt", "{d}/./"])
