@@ -184,6 +184,29 @@ def _listed(names: list[str], limit: int = 3) -> str:
     return ", ".join(names[:limit]) + more
 
 
+def check_architecture(state: dict[str, Any], want: dict[str, tuple[int, ...]], p: Path) -> None:
+    """The tensors of the dense checkpoint ``state`` (read from ``p``) are those of the architecture ``want``
+    (names and shapes, :func:`architecture`): InputError naming the missing, unexpected and reshaped ones."""
+    have = {k: tuple(v.shape) for k, v in state.items() if torch.is_tensor(v)}
+    missing = [k for k in want if k not in have]
+    unexpected = [k for k in have if k not in want]
+    shapes = [f"{k} {have[k]} for {want[k]}" for k in want if k in have and have[k] != want[k]]
+    if missing or unexpected or shapes:
+        parts = [
+            f"{what}: {_listed(names)}"
+            for what, names in (("missing", missing), ("unexpected", unexpected), ("other shapes", shapes))
+            if names
+        ]
+        raise InputError(f"init_from: {p} holds another architecture ({'; '.join(parts)})")
+
+
+def check_dense_fits(path: str | Path, want: dict[str, tuple[int, ...]]) -> None:
+    """The dense checkpoint at ``path`` (a ``dense.pt`` or its run directory) is readable and holds the
+    architecture ``want``, checked before any work (nothing is loaded into a model): InputError in one line."""
+    p = dense_checkpoint_path(path)
+    check_architecture(_read_dense_state(p), want, p)
+
+
 def load_dense_checkpoint(model: nn.Module, path: str | Path) -> None:
     """Load dense weights from ``path`` (a ``dense.pt`` file or the run directory holding one) into
     ``model``; InputError in one line for a missing, unreadable, non-finite or mismatched file (the
@@ -197,18 +220,7 @@ def load_dense_checkpoint(model: nn.Module, path: str | Path) -> None:
     bad = [k for k, v in state.items() if torch.is_tensor(v) and v.is_floating_point() and not torch.isfinite(v).all()]
     if bad:
         raise InputError(f"init_from: {p} holds non-finite weights ({bad[0]}): not a usable starting point")
-    want = architecture(model)
-    have = {k: tuple(v.shape) for k, v in state.items() if torch.is_tensor(v)}
-    missing = [k for k in want if k not in have]
-    unexpected = [k for k in have if k not in want]
-    shapes = [f"{k} {have[k]} for {want[k]}" for k in want if k in have and have[k] != want[k]]
-    if missing or unexpected or shapes:
-        parts = [
-            f"{what}: {_listed(names)}"
-            for what, names in (("missing", missing), ("unexpected", unexpected), ("other shapes", shapes))
-            if names
-        ]
-        raise InputError(f"init_from: {p} holds another architecture ({'; '.join(parts)})")
+    check_architecture(state, architecture(model), p)
     try:
         model.load_state_dict(state)
     except (RuntimeError, TypeError, AttributeError) as err:

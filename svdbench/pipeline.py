@@ -115,12 +115,25 @@ class Run:
         done = self.checkpoints.completed()
         if done is None or self.points.pending():
             return None
+        self._check_start(done)
         log.info("run directory %s already holds a completed run of this config", self.dir)
         if self.plan.cfg.measure.latency and not done.get("latency"):
             log.warning(
                 "that run was measured without latency (measure.latency=false); to time it, rerun with resume=false"
             )
         return done
+
+    def _check_start(self, done: dict) -> None:
+        """A completed run is this run only if it started from the weights ``init_from`` holds now (the same text
+        can name other weights: a relative path from another directory, a dense run replaced since): InputError."""
+        start, recorded = self.plan.init_from, done.get("dense_start")
+        if start is None or not str(recorded).startswith("tensors-sha256:"):
+            return
+        if dense_digest(start) != recorded:
+            raise InputError(
+                f"{self.dir} holds a completed run of this config that started from other weights than init_from "
+                f"{start} holds now: resume=false to redo it from these, or give the dense run it started from"
+            )
 
     # ------------------------------------------------------------------ the work
 

@@ -27,6 +27,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import torch
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -34,12 +35,12 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from . import config as schema
 from . import distributed
-from .checkpoint import CHECKPOINT, dense_checkpoint_path, load_checkpoint
+from .checkpoint import CHECKPOINT, architecture, check_dense_fits, dense_checkpoint_path, load_checkpoint
 from .command_line import CommandLine, check_hydra_flags, fail, parse_command_line
-from .data import check_files
+from .data import channels_and_classes, check_files
 from .dry_run import show_plan
 from .errors import CheckpointError, InputError, one_line
-from .models import check_model_name
+from .models import build_from_config, check_model_name
 from .pipeline import Run
 from .plan import RunPlan, make_plan
 from .results import RESULTS_FILE
@@ -271,6 +272,20 @@ def job_of(line: CommandLine, num: int, overrides: list[str], sweep_dir: str | N
     return Job(num, overrides, planned, where, names, str(raw["sweep"]["subdir"]), named_dir=named)
 
 
+def dense_architecture(cfg) -> dict[str, tuple[int, ...]] | None:
+    """The names and shapes of the dense model a run of ``cfg`` builds, from its config alone (built on the meta
+    device: no memory, no data loaded); None where the config does not say them (a dataset or model of one's
+    own that cannot be built so)."""
+    shape = channels_and_classes(cfg.dataset)
+    if shape is None:
+        return None
+    try:
+        with torch.device("meta"):
+            return architecture(build_from_config(cfg.model, shape[1], shape[0]))
+    except Exception:  # a model of one's own that needs real tensors: the job checks it when it loads
+        return None
+
+
 def _hydra_reads(cfg: DictConfig) -> dict[str, object]:
     """The job's keys that read the running Hydra's config (``${hydra:sweep.dir}``: a compare preset's
     ``init_from``), by dotted key, resolved against the ``hydra`` node composed here, as the job will see them."""
@@ -334,6 +349,10 @@ def check_job_dir(job: Job, made_by: Sequence[Path] = ()) -> dict | None:
     made = start is not None and any(Path(os.path.abspath(start)).is_relative_to(d) for d in made_by)
     if start is not None and not made and not dense_checkpoint_path(start).is_file():
         raise InputError(f"init_from: no dense checkpoint at {dense_checkpoint_path(start)}")
+    if start is not None and not made:
+        want = dense_architecture(job.plan.cfg)
+        if want is not None:  # another model's weights (or no weights) would fail in every job: before the first
+            check_dense_fits(start, want)
     if distributed.is_main():  # under torchrun rank 0 takes the lock while the other ranks are still starting
         RunLock.check_free(job.dir)
     if not job.plan.cfg.resume:

@@ -514,3 +514,39 @@ def test_a_resume_false_sampling_sweep_with_fewer_trials_is_refused(tmp_path, ca
     err = refused(capsys, "-m", *tiny(), "+sweep=optuna_pareto", "hydra.sweeper.n_trials=1", "resume=false",
                   f"hydra.sweep.dir={tmp_path / 'sw'}")  # fmt: skip
     assert "holds 2 run(s) this sweep does not replace (1, ...)" in err
+
+
+def test_a_start_of_another_architecture_or_no_weights_is_refused_before_a_plan_or_a_sweep(tmp_path, capsys, tiny,
+                                                                                          dense_run):  # fmt: skip
+    """init_from is checked against the model each job builds (names and shapes, from the config alone), before
+    --plan prints and before a sweep's first job: nothing is written."""
+    err = refused(capsys, "--plan", *tiny(), "method=svd", f"init_from={dense_run}", "model=resnet20",
+                  f"hydra.run.dir={tmp_path}/p")  # fmt: skip
+    assert f"init_from: {dense_run}/dense.pt holds another architecture (missing: layer1.1.conv1.weight" in err
+    err = refused(capsys, "-m", *tiny(), "method=svd", f"init_from={dense_run}", "model=resnet20", "seed=0,1",
+                  f"hydra.sweep.dir={tmp_path}/s")  # fmt: skip
+    assert err.startswith("config error: job 0 (seed=0): init_from: ") and "holds another architecture" in err
+    err = refused(capsys, "-m", *tiny(), "method=svd", f"init_from={dense_run}/results.json", "seed=0,1",
+                  f"hydra.sweep.dir={tmp_path}/s")  # fmt: skip
+    assert "results.json: not a torch file" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+@pytest.mark.slow
+def test_a_completed_run_is_not_returned_for_other_start_weights(tmp_path, capsys, tiny, run_py, dense_run):
+    """The same init_from text naming other weights now (the dense run replaced since, a relative path from
+    another directory): the completed run is not this run; refused in one line, the run kept."""
+    start = tmp_path / "dense"
+    shutil.copytree(dense_run, start)
+    run = tmp_path / "svd"
+    argv = [*tiny(), "method=svd", f"init_from={start}", f"hydra.run.dir={run}"]
+    assert run_py(*argv, timeout=300).returncode == 0
+    with pytest.raises(SystemExit) as same:  # the same weights: the completed run, nothing to do
+        preflight.preflight(["run.py", *argv])
+    assert same.value.code == 0, capsys.readouterr().err
+    state = torch.load(start / "dense.pt", weights_only=True)
+    torch.save({k: v + 1 if v.is_floating_point() else v for k, v in state.items()}, start / "dense.pt")
+    before = files(run)
+    err = refused(capsys, *argv)
+    assert "holds a completed run of this config that started from other weights than init_from" in err
+    assert files(run) == before

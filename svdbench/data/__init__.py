@@ -118,6 +118,20 @@ TRAIN_SIZE = {"fashion_mnist": 60000, "cifar10": 50000, "cifar100": 50000}
 VAL_SEED = 20200421
 
 
+#: (image channels, classes) of the built-in datasets whose files say no more than their name
+BUILT_IN_SHAPES = {"fashion_mnist": (1, 10), "cifar10": (3, 10), "cifar100": (3, 100), "imagenet": (3, 1000)}
+
+
+def channels_and_classes(cfg) -> tuple[int, int] | None:
+    """The image channels and classes a dataset config gives without loading it (a built-in dataset, the
+    synthetic one's ``shape`` and ``num_classes``); None for a dataset of one's own."""
+    if getattr(cfg, "_target_", None):
+        return None
+    if cfg.name == "synthetic":
+        return int(cfg.shape[0]), int(cfg.num_classes)
+    return BUILT_IN_SHAPES.get(cfg.name)
+
+
 def val_size(cfg) -> int:
     """``dataset.val_size``, or the dataset's default: :data:`VAL_SIZE` images (0 for the others), scaled with
     ``train_subset`` N to the same proportion, ``min(V, ceil(N V / (T - V)))`` of a training split of T (a
