@@ -16,6 +16,7 @@ A report that cannot be made is a warning naming the command to run by hand: the
 from __future__ import annotations
 
 import logging
+import shlex
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -38,8 +39,8 @@ class ReportAtEnd(Callback):
         self.split = [split] if isinstance(split, str) else list(split)  # one key given as a string
 
     def command(self, sweep_dir: str | Path) -> list[str]:
-        out = self.out or str(Path(sweep_dir) / "report")
-        return ["report", str(sweep_dir), "--out", out, *(["--split", *self.split] if self.split else [])]
+        out = self.out or str(Path(sweep_dir) / "report")  # --out=... and -- before the path: a name may start with -
+        return ["report", f"--out={out}", *(["--split", *self.split] if self.split else []), "--", str(sweep_dir)]
 
     def on_multirun_end(self, config: Any, **kwargs: Any) -> None:
         if not self.enabled:
@@ -47,9 +48,9 @@ class ReportAtEnd(Callback):
         args = self.command(config.hydra.sweep.dir)
         try:
             code = cli.main(args)
-        except Exception as err:  # the runs are on disk whatever happens here
+        except (Exception, SystemExit) as err:  # the runs are on disk whatever happens here (argparse exits too)
             code, reason = 1, f"{type(err).__name__}: {err}"
         else:
             reason = f"exit {code}"
         if code:
-            log.warning("the report could not be made (%s); make it with: svdbench %s", reason, " ".join(args))
+            log.warning("the report could not be made (%s); make it with: svdbench %s", reason, shlex.join(args))

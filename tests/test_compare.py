@@ -46,7 +46,7 @@ def test_every_arm_starts_from_the_dense_model_of_its_seed_with_one_budget(prese
 
 def test_the_report_callback_names_its_command_and_never_fails_the_sweep(tmp_path, caplog):
     cb = ReportAtEnd(split=["method.decomposition"])
-    assert cb.command("out/x") == ["report", "out/x", "--out", "out/x/report", "--split", "method.decomposition"]
+    assert cb.command("out/x") == ["report", "--out=out/x/report", "--split", "method.decomposition", "--", "out/x"]
     config = type("C", (), {"hydra": type("H", (), {"sweep": type("S", (), {"dir": str(tmp_path)})})})
     with caplog.at_level(logging.WARNING, logger="svdbench"):
         cb.on_multirun_end(config)  # nothing to report on: a warning, not an exception
@@ -90,3 +90,11 @@ def test_the_report_callbacks_options_are_checked_and_one_key_is_a_key(tmp_path,
         capsys.readouterr().err.strip()
         == "config error: hydra.callbacks.report.enabled must be true or false, got 'off'"
     )
+
+
+@pytest.mark.slow
+def test_a_sweep_into_a_directory_named_like_an_option_ends_with_its_report(tmp_path, run_py, tiny):
+    proc = run_py("-m", *tiny(), "method=dense", "seed=0", "hydra.sweep.dir=-sw", "+hydra.callbacks.report.out=-rep",
+                  cwd=tmp_path)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert (tmp_path / "-rep" / "report.md").is_file() and "could not be made" not in proc.stderr
