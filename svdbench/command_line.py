@@ -112,6 +112,40 @@ def check_hydra_flags(args: list[str]) -> None:
         fail("--shell-completion needs install=bash, uninstall=bash or query=bash (Hydra's tab completion)")
 
 
+#: options that take the next argument as their value (or after "="); --info's value is optional
+VALUED = ("--cfg", "-c", "--package", "-p", "--config-dir", "-cd", "--config-name", "-cn", "--config-path", "-cp",
+          "--shell-completion", "-sc", "--experimental-rerun")  # fmt: skip
+INFO_TOPICS = ("all", "config", "defaults", "defaults-tree", "plugins", "searchpath")
+
+
+def printing_line(args: list[str], script: str = "run") -> CommandLine | None:
+    """The command line of a Hydra option that prints and runs nothing (``--help``, ``--info``, ``--cfg hydra``):
+    its overrides and config options, to be composed before Hydra prints (an override Hydra cannot take would
+    end in its traceback); None where nothing is to be composed (``--version``, ``--shell-completion``, a sweep)."""
+    flags = {a.partition("=")[0] for a in args if a.startswith("-")}
+    if flags & {"--version", "--shell-completion", "-sc", "-m", "--multirun"}:
+        return None
+    line = CommandLine([], script=script)
+    it = iter(args)
+    for a in it:
+        flag, eq, value = a.partition("=")
+        if flag in VALUED and not eq:
+            value = next(it, "")
+        if flag in ("--config-dir", "-cd"):
+            line.config_dir = value
+        elif flag in ("--config-path", "-cp"):
+            line.config_path = value
+        elif flag in ("--config-name", "-cn"):
+            line.config_name = value
+        elif flag in ("--info", "-i") and not eq:
+            following = next(it, None)
+            if following is not None and following not in INFO_TOPICS:
+                line.overrides.append(following)
+        elif not a.startswith("-"):
+            line.overrides.append(a)
+    return line
+
+
 def fail(message: str) -> None:
     print(f"config error: {message}", file=sys.stderr)
     raise SystemExit(2) from None

@@ -36,7 +36,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from . import config as schema
 from . import distributed
 from .checkpoint import CHECKPOINT, architecture, check_dense_fits, dense_checkpoint_path, load_checkpoint
-from .command_line import CommandLine, check_hydra_flags, fail, parse_command_line
+from .command_line import CommandLine, check_hydra_flags, fail, parse_command_line, printing_line
 from .data import channels_and_classes, check_files
 from .dry_run import show_plan
 from .errors import CheckpointError, InputError, one_line
@@ -377,6 +377,7 @@ def preflight(argv: list[str]) -> list[str]:
     try:
         line = parse_command_line(argv[1:], Path(argv[0]).stem or "run")
     except ValueError:
+        check_printing(argv)
         return argv
     if line.config_dir is not None and not Path(line.config_dir).is_dir():
         fail(f"--config-dir {line.config_dir}: no such directory")
@@ -463,6 +464,20 @@ def preflight(argv: list[str]) -> list[str]:
         except InputError as err:
             fail(str(err))
     return argv
+
+
+def check_printing(argv: list[str]) -> None:
+    """Before Hydra prints its help, info or config: the command line's overrides compose (one line, exit code 2,
+    instead of Hydra's traceback); ``--hydra-help`` (Hydra's own help, of no config) takes none."""
+    line = printing_line(argv[1:], Path(argv[0]).stem or "run")
+    if line is None or not line.overrides:
+        return
+    if "--hydra-help" in argv[1:]:
+        fail("--hydra-help prints Hydra's own help, of no config: give it no overrides (--help shows svdbench's)")
+    try:
+        _compose(line, line.overrides)
+    except Exception as err:
+        fail(schema.explain(err))
 
 
 def pinned(argv: list[str], line: CommandLine, key: str, where: Path) -> list[str]:

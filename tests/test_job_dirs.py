@@ -550,3 +550,22 @@ def test_a_completed_run_is_not_returned_for_other_start_weights(tmp_path, capsy
     err = refused(capsys, *argv)
     assert "holds a completed run of this config that started from other weights than init_from" in err
     assert files(run) == before
+
+
+@pytest.mark.parametrize(
+    "argv, line",
+    [
+        (["--help", "method=bogus"], "Could not find 'method/bogus': choose from dense,"),
+        (["--help", "trainer.epochs=abc"], "could not be converted to Integer (key: trainer.epochs)"),
+        (["--info", "config", "method=bogus"], "Could not find 'method/bogus'"),
+        (["--cfg", "hydra", "method=bogus"], "Could not find 'method/bogus'"),
+        (["--hydra-help", "method=dense"], "--hydra-help prints Hydra's own help, of no config: give it no overrides"),
+    ],
+)
+def test_an_override_hydra_cannot_take_is_one_line_before_it_prints(capsys, argv, line):
+    assert line in refused(capsys, *argv)
+
+
+def test_help_info_and_config_with_good_overrides_are_left_to_hydra(capsys):
+    for argv in (["--help", "method=trp"], ["--info", "config"], ["--cfg", "hydra", "method=dense"], ["--version"]):
+        assert preflight.preflight(["run.py", *argv]) == ["run.py", *argv]
