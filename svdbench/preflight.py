@@ -31,6 +31,7 @@ import torch
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.override_parser.types import Glob
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from . import config as schema
@@ -167,13 +168,28 @@ def sweep_axes(line: CommandLine) -> list[Axis]:
         elif o.is_sweep_override():
             if key.startswith("hydra."):
                 raise InputError(f"{text}: Hydra's own keys cannot be swept (one sweep directory, one job name)")
-            values = [f"{key}={v}" for v in o.sweep_string_iterator()]
+            if isinstance(o.value(), Glob):  # glob() over a config group's options, as Hydra expands it
+                values = [f"{key}={v}" for v in o.value().filter(group_options(line, key.lstrip("+~")))]
+            else:
+                values = [f"{key}={v}" for v in o.sweep_string_iterator()]
             if not values:
                 raise InputError(f"{text} sweeps no value")
             axes[key] = Axis(values)
         else:
             axes[key] = Axis([f"{key}={o.get_value_element_as_str()}"])
     return list(axes.values())
+
+
+def group_options(line: CommandLine, group: str) -> list[str]:
+    """The options of config group ``group`` as Hydra's ``glob()`` chooses from them: svdbench's conf/ (or
+    ``--config-path``) and the registered schemas (``method/<name>``), and ``--config-dir``'s, sorted."""
+    primary = os.path.join(os.path.dirname(CONF_DIR), line.config_path) if line.config_path else CONF_DIR
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=primary, version_base="1.3"):
+        options = set(GlobalHydra.instance().config_loader().get_group_options(group))
+    if line.config_dir:
+        options |= {p.stem for p in Path(line.config_dir, *group.split("/")).glob("*.yaml")}
+    return sorted(options)
 
 
 def _interval_ends(interval, text: str) -> list:

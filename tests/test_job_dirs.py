@@ -12,6 +12,7 @@ import torch
 from conftest import fashion_mnist_files
 
 from svdbench import cli, preflight
+from svdbench.command_line import CommandLine
 from svdbench.errors import InputError
 from svdbench.methods import Dense, SVDTraining
 from svdbench.pipeline import run_experiment
@@ -569,3 +570,8 @@ def test_an_override_hydra_cannot_take_is_one_line_before_it_prints(capsys, argv
 def test_help_info_and_config_with_good_overrides_are_left_to_hydra(capsys):
     for argv in (["--help", "method=trp"], ["--info", "config"], ["--cfg", "hydra", "method=dense"], ["--version"]):
         assert preflight.preflight(["run.py", *argv]) == ["run.py", *argv]
+
+
+def test_a_glob_sweep_over_a_group_is_expanded_as_hydra_does(tmp_path, tiny):
+    axes = preflight.sweep_axes(CommandLine([*tiny(), "method=glob(*,exclude=[scratch,svd*,random*,l1*,sfp,fpgm])"]))
+    assert [a.values for a in axes if len(a.values) > 1] == [["method=dense", "method=trp"]]
