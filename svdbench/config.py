@@ -325,7 +325,10 @@ def explain(err: BaseException) -> str:
     choices of a config group where a choice was not found (``method=svdd``)."""
     options = getattr(err, "options", None)  # hydra.errors.MissingConfigException of a group option
     choices = f": choose from {', '.join(map(str, options))}" if options else ""
-    return _explain(err, "") + choices
+    text = _explain(err, "") + choices
+    if "LexerNoViableAltException" in text or "token recognition error" in text:  # a character the grammar reserves
+        text += " (quote a value holding such characters: key='value', within the shell's own quotes)"
+    return text
 
 
 def validate(cfg: DictConfig | dict) -> Config:

@@ -127,7 +127,7 @@ def make_plan(cfg, method: Method, base: str | os.PathLike | None = None) -> Run
     method = configure(cfg, method)
     pretrain = Stage("pretrain", cfg.trainer.epochs, optim_config(cfg.trainer))
     launch = Path(base or os.getcwd())
-    init_from = Path(os.path.abspath(launch / cfg.init_from)) if cfg.init_from else None
+    init_from = Path(os.path.abspath(launch / os.path.expanduser(cfg.init_from))) if cfg.init_from else None
     if cfg.dataset.root:  # where the data lives, as the launch directory sees it (hydra.job.chdir moves the job)
         cfg.dataset.root = os.path.abspath(launch / os.path.expanduser(cfg.dataset.root))
     return RunPlan(

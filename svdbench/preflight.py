@@ -55,6 +55,8 @@ __all__ = ["compose_config", "plan", "preflight", "sweep_axes"]
 #: launchers whose jobs' locks preflight takes (the basic launcher's jobs run in this process, joblib's in
 #: worker processes it starts); others (a cluster's) run jobs elsewhere, each taking its own lock
 HOLDING_LAUNCHERS = ("BasicLauncher", "JoblibLauncher")
+#: the longest file name (bytes) of the file systems svdbench writes to
+NAME_MAX = 255
 CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")
 #: a multirun grid of at most this many jobs is composed and checked job by job before it starts
 FULL_GRID = 64
@@ -272,6 +274,9 @@ def job_of(line: CommandLine, num: int, overrides: list[str], sweep_dir: str | N
         name = str(cfg.hydra.job.name)
         if not _plain(name):  # its log, <name>.log, goes into the job's directory
             raise InputError(f"hydra.job.name={name!r} must be a plain name: its log file goes into the run directory")
+        if len(os.fsencode(f"{name}.log")) > NAME_MAX:
+            raise InputError(f"hydra.job.name is {len(os.fsencode(name))} bytes long: its log file, <name>.log, "
+                             f"must fit a file name ({NAME_MAX} bytes)")  # fmt: skip
         raw = OmegaConf.to_container(cfg.hydra, resolve=False)
         for key, node in (("hydra.run.dir", raw["run"]["dir"]), ("hydra.sweep.subdir", raw["sweep"]["subdir"])):
             if isinstance(node, str) and "${hydra:" in node:  # the resolver reads the running Hydra's config
@@ -280,8 +285,10 @@ def job_of(line: CommandLine, num: int, overrides: list[str], sweep_dir: str | N
         where = str(OmegaConf.select(cfg, "hydra.run.dir") or "")
         if not where.strip():  # Path("") would be the current directory
             raise InputError("the run directory is empty: give hydra.run.dir=<dir>")
+        _no_tilde("hydra.run.dir", where)
         where = Path(where)
     else:
+        _no_tilde("hydra.sweep.dir", sweep_dir)
         where = Path(sweep_dir) / str(OmegaConf.select(cfg, "hydra.sweep.subdir"))
     named = sweep_dir is None and "${now:" not in str(raw["run"]["dir"])
     names = hydra_names(raw, str(cfg.hydra.job.name))
@@ -319,6 +326,13 @@ def _hydra_reads(cfg: DictConfig) -> dict[str, object]:
 
     walk(OmegaConf.to_container(cfg, resolve=False), "")
     return out
+
+
+def _no_tilde(key: str, where: str) -> None:
+    """Hydra makes a directory named ``~`` where ``key`` starts with one (no home directory): InputError."""
+    if where.startswith("~"):
+        raise InputError(f"{key}={where}: Hydra does not expand ~ (it would make a directory named ~ here): give "
+                         f"the full path, {os.path.expanduser(where)}")  # fmt: skip
 
 
 def hydra_names(raw: dict, job_name: str) -> tuple[str, ...]:

@@ -575,3 +575,24 @@ def test_help_info_and_config_with_good_overrides_are_left_to_hydra(capsys):
 def test_a_glob_sweep_over_a_group_is_expanded_as_hydra_does(tmp_path, tiny):
     axes = preflight.sweep_axes(CommandLine([*tiny(), "method=glob(*,exclude=[scratch,svd*,random*,l1*,sfp,fpgm])"]))
     assert [a.values for a in axes if len(a.values) > 1] == [["method=dense", "method=trp"]]
+
+
+@pytest.mark.parametrize(
+    "override, line",
+    [
+        ("hydra.run.dir=~/x", "LexerNoViableAltException: hydra.run.dir=~/x (quote a value holding such characters"),
+        ("hydra.run.dir='~/x'", "hydra.run.dir=~/x: Hydra does not expand ~ (it would make a directory named ~ here)"),
+        ("hydra.job.name=" + "j" * 252, "hydra.job.name is 252 bytes long: its log file, <name>.log, must fit"),
+    ],
+)
+def test_a_tilde_or_an_overlong_job_name_is_one_line_and_nothing_is_made(tmp_path, capsys, tiny, monkeypatch,
+                                                                         override, line):  # fmt: skip
+    monkeypatch.chdir(tmp_path)
+    assert line in refused(capsys, *tiny(), override, *(["hydra.run.dir=r"] if "job.name" in override else []))
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_init_from_with_a_tilde_is_the_home_directorys(tmp_path, tiny, monkeypatch, compose_cfg):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    planned = preflight.plan(compose_cfg([*tiny(), "method=svd", "init_from='~/dense'"]), base="/elsewhere")
+    assert planned.init_from == tmp_path / "dense"
