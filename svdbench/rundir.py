@@ -162,7 +162,9 @@ def _hydra_file_of_ours(path: Path) -> bool:
         return True
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+    # RecursionError: nested deeper than the parser's recursion (``[[[...]]]``, r4a F7); ValueError: a scalar
+    # the safe loader cannot construct (a date such as 2020-13-45): neither is a file Hydra wrote
+    except (OSError, UnicodeDecodeError, yaml.YAMLError, RecursionError, ValueError):
         return False
     if path.name == "overrides.yaml":
         return isinstance(data, list) and all(isinstance(o, str) for o in data)
