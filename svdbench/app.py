@@ -20,7 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 from . import config as schema
 from . import distributed, tracking
 from .command_line import fail
-from .errors import CheckpointError, DivergedError, InputError, Preempted, one_line
+from .errors import CheckpointError, DivergedError, InputError, Preempted, one_line, printable
 from .methods import Method
 from .methods.base import METHOD_GROUPS
 from .pipeline import Run
@@ -168,12 +168,39 @@ def _warn_unused_groups(method: Method, hc) -> None:
             log.warning("method %s takes no %s: %s ignored", method.name, group, " ".join(given))
 
 
+class PrintableRecords(logging.Filter):
+    """A handler's filter that makes every record's text :func:`~svdbench.errors.printable`: a run directory
+    whose name is not UTF-8 (``caf\\xe9``) is logged as ``caf\\xe9``, where the UTF-8 log file (Hydra's
+    ``<job>.log``) or a strict console would refuse it with a "--- Logging error ---" traceback."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            text = record.getMessage()
+        except Exception:  # a record whose arguments do not fit: logging reports that as it always does
+            return True
+        shown = printable(text)
+        if shown != text:
+            record.msg, record.args = shown, ()
+        if record.exc_info and not record.exc_text:  # the traceback, formatted here so that it can be shown
+            record.exc_text = printable(logging.Formatter().formatException(record.exc_info))
+        return True
+
+
+def printable_log() -> None:
+    """:class:`PrintableRecords` on every handler of the root logger (where Hydra's job logging puts its
+    console and file handlers, anew for every job of a multirun) and of svdbench's logger."""
+    for handler in (*logging.getLogger().handlers, *log.handlers):
+        if not any(isinstance(f, PrintableRecords) for f in handler.filters):
+            handler.addFilter(PrintableRecords())
+
+
 def job(cfg: DictConfig) -> float | tuple[float, float]:
     """The Hydra task: one run (or one job of a multirun) of the composed ``cfg``."""
     hc = HydraConfig.get()
     run_dir = Path(hc.runtime.output_dir)
     multirun = hc.mode == RunMode.MULTIRUN
     logging.getLogger("svdbench").setLevel(cfg.logger.level)
+    printable_log()
     tracker, ok = tracking.Tracker(), False
     try:
         planned = plan(cfg, base=hc.runtime.cwd)  # the launch directory, also after hydra.job.chdir

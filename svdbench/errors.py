@@ -25,6 +25,7 @@ __all__ = [
     "DivergedError",
     "OnnxCheckError",
     "one_line",
+    "printable",
 ]
 
 
@@ -55,6 +56,22 @@ class DivergedError(RuntimeError):
 
 class OnnxCheckError(AssertionError):
     """onnxruntime's output differs from PyTorch's by more than the tolerance."""
+
+
+def printable(text: str) -> str:
+    """``text`` as UTF-8 can hold it. A file name that is not valid UTF-8 (a Latin-1 ``caf\\xe9`` from an old
+    archive: a legal Linux name) reaches Python with its bytes as lone surrogates (``os.fsdecode``'s
+    surrogateescape, ``'caf\\udce9'``), which a UTF-8 file or stream refuses ("surrogates not allowed"): such a
+    byte is shown as ``\\xe9``, any other lone surrogate as ``\\udXXX``; valid text is returned as it is."""
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        pass
+    try:
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    except UnicodeEncodeError:  # a surrogate that no byte escape made (from JSON's "\\ud800", say)
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def _first(text: str) -> str:

@@ -148,9 +148,9 @@ def write_files(rep: Report, paths: Sequence) -> None:
     latency = latency_axis(rep.targets.runtime, rep.targets.batch)
     rep.files.append(write_html(out / "report.html", rows, rep.selection.key, latency, html_tables(rep, members)))
     p = out / "report.md"
-    p.write_text(markdown_report(rep, paths, members), encoding="utf-8")
+    render.write_text(p, markdown_report(rep, paths, members))
     rep.files.append(p)
-    rep.files.append(write_json_atomic(out / "summary.json", summary_dict(rep, members)))
+    rep.files.append(write_json_atomic(out / "summary.json", render.printable_data(summary_dict(rep, members))))
 
 
 def html_tables(rep: Report, members: Sequence[Member]) -> list[tuple[str, str]]:

@@ -12,7 +12,7 @@ import sys
 
 from .. import tracking
 from ..axes import MACS, latency_axis
-from ..errors import one_line
+from ..errors import one_line, printable
 from .build import NoResults, build_report, report_tables
 
 
@@ -80,13 +80,13 @@ def run(args: argparse.Namespace) -> int:
             batch=timed.batch,
         )
     except NoResults as err:  # the previous report, if any, is left as it was
-        print(f"error: {err}", file=sys.stderr)
+        print(f"error: {printable(str(err))}", file=sys.stderr)
         return 1
     except (ValueError, OSError) as err:
-        print(f"error: {err}", file=sys.stderr)
+        print(f"error: {printable(str(err))}", file=sys.stderr)
         return 2
     print(f"{sum(len(r.runs) for r in rep.rows)} runs in {len(rep.rows)} configurations, {len(rep.failed)} failed")
-    print(f"report: {rep.out / 'report.md'}")
+    print(f"report: {printable(str(rep.out / 'report.md'))}")
     if args.wandb:
         try:
             tracking.log_report(report_tables(rep), project=args.project, entity=args.entity, mode=args.mode)

@@ -18,6 +18,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from ..axes import Axis
+from ..errors import printable
+from . import render
 from .colours import method_colors
 from .matched import noisy_of
 from .plot import front_xy
@@ -82,7 +84,7 @@ def hover_text(r: Row, latency: Axis) -> str:
     noise = ", noisy: timing rounds disagreed" if flagged else ""
     lines.append(f"latency {ms:.3g} ms ({where}{noise})" if ms is not None else f"latency: not measured ({where})")
     lines += [f"run: {e(str(run.path.parent))}" for run in r.runs]
-    return "<br>".join(lines)
+    return printable("<br>".join(lines))  # a run directory's name that is not UTF-8 shown as \xe9
 
 
 def task_figure(rows: Sequence[Row], cost: Callable[[Row], float | None], x_title: str, key: str,
@@ -167,5 +169,5 @@ def write_html(path: Path, rows: Sequence[Row], key: str, latency: Axis, tables:
     head = f'<meta charset="utf-8">\n<title>{html.escape(title)}</title>\n<style>{STYLE}</style>'
     body = "\n".join(parts) + f"\n<script>{SORT_SCRIPT}</script>"
     page = f'<!DOCTYPE html>\n<html lang="en">\n<head>\n{head}\n</head>\n<body>\n{body}\n</body>\n</html>\n'
-    path.write_text(page, encoding="utf-8")
+    render.write_text(path, page)
     return path

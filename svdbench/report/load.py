@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import one_line
+from ..errors import one_line, printable
 from ..methods import METHODS
 from ..results import RunRecord, comparable_config, comparable_key, find_results
 
@@ -35,7 +35,7 @@ IGNORED_KEYS = (
 
 
 def warn(msg: str) -> None:
-    print(f"warning: {msg}", file=sys.stderr)
+    print(f"warning: {printable(msg)}", file=sys.stderr)
 
 
 @dataclass

@@ -166,11 +166,11 @@ def write_targets(out: Path, tg: Targets) -> list[Path]:
         f"the realized speed-up ({tg.runtime}, batch {tg.batch})"
     )
     paths = [out / "matched.md", render.write_csv(out / "matched.csv", cols, tg.matched), out / "matched.tex"]
-    paths[0].write_text(render.markdown(cols, tg.matched), encoding="utf-8")
-    paths[2].write_text(render.latex(cols, tg.matched, caption), encoding="utf-8")
+    render.write_text(paths[0], render.markdown(cols, tg.matched))
+    render.write_text(paths[2], render.latex(cols, tg.matched, caption))
     caption = "Paired verdicts: per-seed difference of test top-1 (A - B, points) over shared seeds, 95% t interval"
     paths += [render.write_csv(out / "paired.csv", PAIRED, tg.paired), out / "paired.tex"]
-    paths[-1].write_text(render.latex(PAIRED, tg.paired, caption), encoding="utf-8")
+    render.write_text(paths[-1], render.latex(PAIRED, tg.paired, caption))
     return paths
 
 

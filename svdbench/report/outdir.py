@@ -27,7 +27,7 @@ import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from ..errors import one_line
+from ..errors import one_line, printable
 from ..rundir import LockBusy, RunLock
 
 __all__ = ["REPORT_FILES", "check_out", "staged"]
@@ -138,8 +138,8 @@ def _report_lock(out: Path, name: str) -> Iterator[None]:
     try:
         lock = RunLock(out.parent, name=name).__enter__()
     except LockBusy as err:
-        print(f"waiting: another report is writing --out {out} ({one_line(err).split('(', 1)[-1].split(')')[0]})",
-              file=sys.stderr, flush=True)  # fmt: skip
+        holder = one_line(err).split("(", 1)[-1].split(")")[0]
+        print(printable(f"waiting: another report is writing --out {out} ({holder})"), file=sys.stderr, flush=True)
         lock = RunLock(out.parent, name=name, wait=True).__enter__()
     try:
         yield
@@ -180,7 +180,7 @@ def _recover(out: Path, stem: str) -> None:
             else:
                 os.replace(tmp / name, out / name)
         if left:
-            print(f"warning: {tmp} holds what a killed report had moved out of --out {out}: look through it",
+            print(printable(f"warning: {tmp} holds what a killed report had moved out of --out {out}: look through it"),
                   file=sys.stderr)  # fmt: skip
         else:
             shutil.rmtree(tmp, ignore_errors=True)

@@ -11,6 +11,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from ..errors import printable
 from ..tracking import TypedTable
 from .columns import CSV, MD, TEX, TYPED, Column
 
@@ -28,7 +29,7 @@ def latex_escape(s: str) -> str:
 def plot_text(s: str) -> str:
     """``s`` shown as it is in a matplotlib label or title: ``$`` escaped (no mathtext) and a leading
     ``_`` behind a space (matplotlib leaves labels that start with ``_`` out of the legend)."""
-    text = s.replace("$", r"\$")
+    text = printable(s).replace("$", r"\$")
     return " " + text if text.startswith("_") else text
 
 
@@ -101,11 +102,30 @@ def cells(columns: Sequence[Column], item: Any, fmt: str = CSV) -> list:
     return [f.cell(item) for c in columns for f in c.fields(fmt)]
 
 
+def write_text(path: Path, text: str) -> Path:
+    """``text`` into ``path`` as UTF-8, a name that is not UTF-8 in it (a run directory's) shown escaped
+    (:func:`~svdbench.errors.printable`): a report file is never refused for the names it holds."""
+    path.write_text(printable(text), encoding="utf-8")
+    return path
+
+
+def printable_data(data: Any) -> Any:
+    """JSON-ready ``data`` with every string (keys too) :func:`~svdbench.errors.printable`: summary.json is
+    strict UTF-8 JSON (json.dump would write a lone surrogate as ``"\\udce9"``, which strict readers refuse)."""
+    if isinstance(data, str):
+        return printable(data)
+    if isinstance(data, dict):
+        return {printable_data(k): printable_data(v) for k, v in data.items()}
+    if isinstance(data, list | tuple):
+        return [printable_data(v) for v in data]
+    return data
+
+
 def write_csv(path: Path, columns: Sequence[Column], items: Iterable) -> Path:
     with open(path, "w", newline="", encoding="utf-8") as f:
         w = csv.writer(f)
-        w.writerow(header(columns))
-        w.writerows(cells(columns, x) for x in items)
+        w.writerow([printable(h) for h in header(columns)])
+        w.writerows([printable(c) if isinstance(c, str) else c for c in cells(columns, x)] for x in items)
     return path
 
 

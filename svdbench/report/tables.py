@@ -317,9 +317,9 @@ def write_comparison(out: Path, stem: str, rows: Sequence[Row], caption: str) ->
     """``<stem>.md``, ``<stem>.csv`` and ``<stem>.tex``: the comparison table of ``rows``."""
     cols = comparison_columns(rows)
     paths = [out / f"{stem}.md", out / f"{stem}.csv", out / f"{stem}.tex"]
-    paths[0].write_text(render.markdown(cols, rows), encoding="utf-8")
+    render.write_text(paths[0], render.markdown(cols, rows))
     render.write_csv(paths[1], cols, rows)
-    paths[2].write_text(render.latex(cols, rows, caption), encoding="utf-8")
+    render.write_text(paths[2], render.latex(cols, rows, caption))
     return paths
 
 
@@ -330,5 +330,5 @@ def write_quality(out: Path, quality: Sequence[Quality], verdicts: Sequence[Verd
         "mean and standard deviation over seeds"
     )
     paths = [render.write_csv(out / "hypervolume.csv", QUALITY, quality), out / "hypervolume.tex"]
-    paths[1].write_text(render.latex(QUALITY, quality, caption), encoding="utf-8")
+    render.write_text(paths[1], render.latex(QUALITY, quality, caption))
     return [*paths, render.write_csv(out / "verdicts.csv", VERDICTS, verdicts)]
