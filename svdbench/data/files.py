@@ -66,12 +66,49 @@ def _find_idx(root: Path, stem: str) -> Path | None:
     return None
 
 
+#: the environment variable naming the folder of the Fashion-MNIST files (when dataset.root is not given)
+DATA_ENV = "SVDBENCH_DATA"
+
+
+def _missing_fashion(folder: Path) -> list[str]:
+    """The Fashion-MNIST files ``folder`` lacks (each looked for as ``<name>.gz`` or ``<name>``, in
+    ``folder`` or in torchvision's ``folder/FashionMNIST/raw``)."""
+    return [s for s in FASHION_FILES.values() if _find_idx(folder, s) is None]
+
+
+def _env_root() -> Path | None:
+    """``$SVDBENCH_DATA`` where it is set (and not empty): a folder that must hold the four Fashion-MNIST
+    files. A set variable that names no such folder is a DatasetError, never a silent fall-back to the
+    system's copy (r4a F11)."""
+    value = os.environ.get(DATA_ENV)
+    if not value:
+        return None
+    folder = Path(value)
+    if not folder.is_dir():
+        why = "is not a directory" if folder.exists() else "does not exist"
+        raise DatasetError(
+            f"${DATA_ENV}={value} {why}: point it at the folder of the four Fashion-MNIST idx files, or unset it"
+        )
+    missing = _missing_fashion(folder)
+    if missing:
+        raise DatasetError(
+            f"${DATA_ENV}={value} does not hold the Fashion-MNIST files (missing: {', '.join(missing)}, as .gz or "
+            "plain): point it at the folder of the four idx files, or unset it"
+        )
+    return folder
+
+
 def fashion_mnist_root(root: str | None) -> Path | None:
-    """The first folder holding the four Fashion-MNIST files: ``root``, ``$SVDBENCH_DATA``,
-    Debian's ``/usr/share/datasets/fashion-mnist``, ``./data``."""
-    candidates = [root] if root else [os.environ.get("SVDBENCH_DATA"), FASHION_SYSTEM_DIR, "data"]
-    for c in candidates:
-        if c and all(_find_idx(Path(c), s) for s in FASHION_FILES.values()):
+    """The folder holding the four Fashion-MNIST files: ``root`` where given; else ``$SVDBENCH_DATA`` where
+    set (a DatasetError if it lacks them: the variable says where the data are); else the first of Debian's
+    ``/usr/share/datasets/fashion-mnist`` and ``./data`` that holds them. None when none does."""
+    if root:
+        return Path(root) if not _missing_fashion(Path(root)) else None
+    env = _env_root()
+    if env is not None:
+        return env
+    for c in (FASHION_SYSTEM_DIR, "data"):
+        if not _missing_fashion(Path(c)):
             return Path(c)
     return None
 
@@ -127,6 +164,8 @@ def load_fashion_mnist(root: str | None, download: bool) -> tuple[torch.Tensor, 
         found = fashion_mnist_root(target)
     if found is None:
         raise _fashion_not_found(root)
+    source = " (dataset.root)" if root else f" (${DATA_ENV})" if os.environ.get(DATA_ENV) else ""
+    log.info("Fashion-MNIST from %s%s", os.path.abspath(found), source)
     t = {k: _read_idx(_find_idx(found, s)) for k, s in FASHION_FILES.items()}
     return (
         t["train_images"].unsqueeze(1),
@@ -229,8 +268,9 @@ def check_files(cfg) -> None:
     """Before any work (preflight): the files a built-in dataset of ``cfg`` reads are where loading will
     look, unless ``cfg.download`` may fetch them; DatasetError in the line loading would give. Only
     their presence is checked here (their contents when they load)."""
-    if cfg.name == "fashion_mnist" and not cfg.download and fashion_mnist_root(cfg.root) is None:
-        raise _fashion_not_found(cfg.root)
+    if cfg.name == "fashion_mnist":  # a $SVDBENCH_DATA without the files is refused, also where download may fetch
+        if fashion_mnist_root(cfg.root) is None and not cfg.download:
+            raise _fashion_not_found(cfg.root)
     if cfg.name in CIFAR_LAYOUT and not cfg.download:
         folder = Path(cfg.root or "data") / CIFAR_LAYOUT[cfg.name][0]
         if not folder.is_dir():
