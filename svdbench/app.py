@@ -85,6 +85,14 @@ def start(argv: list[str]) -> list[str]:
 # ---------------------------------------------------------------------- the job
 
 
+def resume_hint(run_dir: Path, multirun: bool) -> str:
+    """How to go on after an interruption: a sweep's job by the sweep's own command (it keeps completed jobs and
+    resumes this one), a single run by its directory."""
+    if multirun:
+        return "rerun the sweep's command to resume (its completed jobs are kept)"
+    return f"rerun with hydra.run.dir={run_dir} to resume"
+
+
 def sweep_objectives(hc) -> int:
     """How many values the sweeper expects back: 0 (not Optuna: top1 is returned for the record),
     1 (Optuna, one direction) or the length of Optuna's ``direction`` list."""
@@ -216,10 +224,10 @@ def job(cfg: DictConfig) -> float | tuple[float, float]:
         if err.completed:
             log.warning("%s after the last training step: the results in %s are complete", err, run_dir)
         else:
-            log.warning("%s: checkpoint saved in %s; rerun with hydra.run.dir=%s to resume", err, run_dir, run_dir)
+            log.warning("%s: checkpoint saved in %s; %s", err, run_dir, resume_hint(run_dir, multirun))
         raise SystemExit(128 + err.signum) from None
     except KeyboardInterrupt:
-        log.warning("interrupted (SIGINT): rerun with hydra.run.dir=%s to resume from the last epoch", run_dir)
+        log.warning("interrupted (SIGINT): %s from the last epoch", resume_hint(run_dir, multirun))
         raise SystemExit(130) from None
     except (CheckpointError, InputError) as err:
         what = "input error: " if isinstance(err, InputError) else ""

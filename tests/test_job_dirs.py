@@ -596,3 +596,13 @@ def test_init_from_with_a_tilde_is_the_home_directorys(tmp_path, tiny, monkeypat
     monkeypatch.setenv("HOME", str(tmp_path))
     planned = preflight.plan(compose_cfg([*tiny(), "method=svd", "init_from='~/dense'"]), base="/elsewhere")
     assert planned.init_from == tmp_path / "dense"
+
+
+def test_the_resume_hint_of_an_interrupted_sweep_job_is_the_sweeps_command(tmp_path):
+    from svdbench.app import resume_hint
+
+    assert (
+        resume_hint(tmp_path / "0", multirun=True)
+        == "rerun the sweep's command to resume (its completed jobs are kept)"
+    )
+    assert resume_hint(tmp_path, multirun=False) == f"rerun with hydra.run.dir={tmp_path} to resume"
