@@ -12,6 +12,7 @@ import torch
 from conftest import fashion_mnist_files
 
 from svdbench import cli, preflight
+from svdbench.app import resume_hint
 from svdbench.command_line import CommandLine
 from svdbench.errors import InputError
 from svdbench.methods import Dense, SVDTraining
@@ -599,10 +600,6 @@ def test_init_from_with_a_tilde_is_the_home_directorys(tmp_path, tiny, monkeypat
 
 
 def test_the_resume_hint_of_an_interrupted_sweep_job_is_the_sweeps_command(tmp_path):
-    from svdbench.app import resume_hint
-
-    assert (
-        resume_hint(tmp_path / "0", multirun=True)
-        == "rerun the sweep's command to resume (its completed jobs are kept)"
-    )
+    hint = "rerun the sweep's command to resume (its completed jobs are kept)"
+    assert resume_hint(tmp_path / "0", multirun=True) == hint
     assert resume_hint(tmp_path, multirun=False) == f"rerun with hydra.run.dir={tmp_path} to resume"
