@@ -106,12 +106,14 @@ def duration(seconds: float) -> str:
     return f"{s // 3600} h {s % 3600 // 60:02d} min"
 
 
-def pace(elapsed: float, done: int, total: int) -> str:
-    """How long an epoch of a stage takes and when the stage ends: ``elapsed`` seconds for its first
-    ``done`` of ``total`` epochs (a resumed stage counts the time recorded before)."""
+def pace(elapsed: float, done: int, total: int, later: int = 0) -> str:
+    """How long an epoch of a stage takes, when the stage ends and (``later``: the epochs of the stages after it)
+    when the run's training ends at that pace: ``elapsed`` seconds for its first ``done`` of ``total`` epochs (a
+    resumed stage counts the time recorded before)."""
     per = elapsed / max(done, 1)
     left = total - done
-    return f"{duration(per)}/epoch" + (f", stage done in {duration(per * left)}" if left > 0 else ", stage done")
+    text = f"{duration(per)}/epoch" + (f", stage done in {duration(per * left)}" if left > 0 else ", stage done")
+    return text + (f", training done in about {duration(per * (left + later))}" if later > 0 else "")
 
 
 class StageRunner:
@@ -122,6 +124,13 @@ class StageRunner:
         self, plan: RunPlan, bench: Workbench, guard: PreemptionGuard, on_epoch: Callable[[dict], None] | None = None
     ) -> None:
         self.plan, self.bench, self.guard, self.on_epoch = plan, bench, guard, on_epoch
+
+    def epochs_after(self, name: str) -> int:
+        """The epochs of the run's main stages after stage ``name`` (pretrain, the method's, train, finetune;
+        operating points not counted); 0 for a stage not among them."""
+        stages = [*([self.plan.pretrain] if self.plan.pretrain else []), *self.plan.before_compress, self.plan.finetune]
+        names = [s.name for s in stages]
+        return sum(s.epochs for s in stages[names.index(name) + 1 :]) if name in names else 0
 
     def stage(self, leg: Leg, stage: Stage, net: nn.Module, method: Method | None = None, last: bool = False) -> None:
         """Train ``stage`` of ``leg`` (or restore it from its checkpoint), recording history, wall time
@@ -147,11 +156,12 @@ class StageRunner:
                 stage.epochs,
                 *(epoch[k] for k in ("train_loss", "reg_loss", "train_top1")),
                 evaluated,
-                pace(time.perf_counter() - t, epoch["epoch"], stage.epochs),
+                pace(time.perf_counter() - t, epoch["epoch"], stage.epochs, later),
             )
             if self.on_epoch:
                 self.on_epoch(epoch)
 
+        later = self.epochs_after(name)
         resume = ck.resume_state(name, method, rec, net, stage.epochs, len(bench.data.train))
         if resume is not None:
             log.info("resuming stage %s at epoch %d, step %d", name, resume["epoch"] + 1, resume["step_in_epoch"])

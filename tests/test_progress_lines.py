@@ -2,7 +2,7 @@
 
 import logging
 
-from svdbench.methods import Dense
+from svdbench.methods import Dense, SVDTraining
 from svdbench.pipeline import run_experiment
 from svdbench.stages import duration, pace
 
@@ -14,6 +14,7 @@ def test_durations_read_as_a_person_would_say_them():
 def test_pace_from_the_epochs_done():
     assert pace(90.0, 3, 12) == "30 s/epoch, stage done in 4 min 30 s"  # 9 epochs of 30 s left
     assert pace(90.0, 12, 12) == "8 s/epoch, stage done"
+    assert pace(90.0, 3, 12, later=3) == "30 s/epoch, stage done in 4 min 30 s, training done in about 6 min 00 s"
 
 
 def test_a_run_logs_each_epoch_as_k_of_n(tmp_path, tiny_cfg, caplog):
@@ -24,9 +25,16 @@ def test_a_run_logs_each_epoch_as_k_of_n(tmp_path, tiny_cfg, caplog):
     assert lines[1].startswith("train epoch 2/2: ") and lines[1].endswith("s/epoch, stage done)")
 
 
-def test_a_run_says_what_it_will_do_before_its_first_step(tmp_path, tiny_cfg, caplog):
-    from svdbench.methods import SVDTraining
+def test_epoch_lines_say_when_the_runs_training_ends(tmp_path, tiny_cfg, caplog):
+    with caplog.at_level(logging.INFO, logger="svdbench"):
+        run_experiment(tiny_cfg(trainer={"epochs": 2}), SVDTraining.create(finetune_epochs=2), tmp_path / "run")
+    lines = [r.getMessage() for r in caplog.records if " epoch " in r.getMessage()]
+    assert "stage done in " in lines[0] and "training done in about " in lines[0]  # 1 + 2 epochs after it
+    assert lines[1].endswith("stage done, training done in about " + lines[1].split("about ")[-1])
+    assert lines[3].endswith("s/epoch, stage done)")  # the last epoch of the last stage
 
+
+def test_a_run_says_what_it_will_do_before_its_first_step(tmp_path, tiny_cfg, caplog):
     with caplog.at_level(logging.INFO, logger="svdbench"):
         run_experiment(tiny_cfg(), SVDTraining.create(speedup=2.0, speedups=[1.5], finetune_epochs=1), tmp_path / "run")
     first = caplog.records[0].getMessage()
