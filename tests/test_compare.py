@@ -6,7 +6,7 @@ import logging
 
 import pytest
 from conftest import tensors_digest
-from omegaconf import open_dict
+from omegaconf import OmegaConf, open_dict
 
 from svdbench import preflight
 from svdbench.sweep_report import ReportAtEnd
@@ -29,7 +29,10 @@ def test_every_arm_starts_from_the_dense_model_of_its_seed_with_one_budget(prese
         cfg = compose_cfg([f"+experiment={preset}", f"compare={arm}", "seed=3", f"dataset.root={tmp_path}"], hydra=True)
         assert cfg.hydra.sweep.dir == f"outputs/{preset}"
         subdir = cfg.hydra.sweep.subdir
+        reads = preflight._hydra_reads(cfg)  # ${hydra:sweep.dir}, as preflight and the job resolve it
         with open_dict(cfg):
+            for key, value in reads.items():
+                OmegaConf.update(cfg, key, value, merge=False)
             del cfg["hydra"]
         typed, method = build(cfg)
         if arm == dense_arm:
