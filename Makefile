@@ -7,7 +7,7 @@ PIP := $(VENV)/bin/pip
 TORCH := torch==2.14.1 torchvision==0.29.1
 FASHION_DIR := /usr/share/datasets/fashion-mnist
 
-.PHONY: demo test test-fast lint data browser install clean study
+.PHONY: demo quick test test-fast lint data browser install clean study
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -36,6 +36,13 @@ data: install
 DEMO := method.decomposition=spatial method.round_to=8 method.speedup=2
 demo: data
 	$(PY) run.py $(DEMO)
+
+# a first look in about two minutes: the demo's method on 3000 training and 2000 test images, 4 + 2 epochs,
+# pruned to 2x fewer MACs (it shows the pipeline and the compression; its accuracy is not a result)
+QUICK := $(DEMO) dataset.train_subset=3000 dataset.test_subset=2000 trainer.epochs=4 method.finetune_epochs=2 \
+	hydra.run.dir=outputs/quick
+quick: data
+	$(PY) run.py $(QUICK)
 
 # the browser report.html is tested in: Debian's chromium and its chromedriver (nothing downloaded at run time)
 browser:
