@@ -225,7 +225,7 @@ def test_a_set_svdbench_data_without_every_file_names_what_is_missing(tmp_path, 
         fashion_mnist_root(None)
 
 
-def test_a_set_svdbench_data_is_read_and_named_in_the_log(tmp_path, monkeypatch, write_fashion_mnist, caplog):
+def test_a_set_svdbench_data_is_read_and_named_in_the_debug_log(tmp_path, monkeypatch, write_fashion_mnist, caplog):
     folder = write_fashion_mnist(tmp_path / "fm")
     monkeypatch.setenv("SVDBENCH_DATA", str(folder))
     assert fashion_mnist_root(None) == folder
@@ -233,7 +233,7 @@ def test_a_set_svdbench_data_is_read_and_named_in_the_log(tmp_path, monkeypatch,
     monkeypatch.setenv("SVDBENCH_DATA", "")  # set but empty: as unset
     assert fashion_mnist_root(str(folder)) == folder
     monkeypatch.setenv("SVDBENCH_DATA", str(folder))
-    with caplog.at_level(logging.INFO, logger="svdbench"):
+    with caplog.at_level(logging.DEBUG, logger="svdbench"):
         b = load_dataset(fashion_cfg(), batch_size=8, eval_batch_size=8, seed=0)
     assert b.num_train == 20
     assert f"Fashion-MNIST from {folder} ($SVDBENCH_DATA)" in caplog.text

@@ -165,7 +165,7 @@ def load_fashion_mnist(root: str | None, download: bool) -> tuple[torch.Tensor, 
     if found is None:
         raise _fashion_not_found(root)
     source = " (dataset.root)" if root else f" (${DATA_ENV})" if os.environ.get(DATA_ENV) else ""
-    log.info("Fashion-MNIST from %s%s", os.path.abspath(found), source)
+    log.debug("Fashion-MNIST from %s%s", os.path.abspath(found), source)
     t = {k: _read_idx(_find_idx(found, s)) for k, s in FASHION_FILES.items()}
     return (
         t["train_images"].unsqueeze(1),
