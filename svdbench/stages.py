@@ -182,7 +182,17 @@ class StageRunner:
             ddp=distributed.world_size() > 1,
             epoch_eval=tuple(self.plan.cfg.trainer.epoch_eval),
         )
-        hooks = StageHooks(on_epoch=record, save=save, stop=self.guard, resume=resume)
+
+        def early(steps: int, seconds: float) -> None:  # the first estimate, long before an epoch ends
+            per = seconds / steps * len(bench.data.train)
+            left = stage.epochs - (resume["epoch"] if resume is not None else 0)
+            log.info(
+                "%s: its first %d steps took %s: about %s an epoch of training (evaluation not counted), stage done "
+                "in about %s%s", name, steps, duration(seconds), duration(per), duration(per * left),
+                f", training done in about {duration(per * (left + later))}" if later else "",
+            )  # fmt: skip
+
+        hooks = StageHooks(on_epoch=record, save=save, stop=self.guard, resume=resume, early=early)
         try:
             train_stage(net, method, bench.data.train, bench.data.test, options=options, hooks=hooks,
                         val=bench.data.val)  # fmt: skip

@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import signal
 import sys
+import time
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -62,6 +63,12 @@ class StageHooks:
     save: Callable[[dict], None] | None = None
     stop: Callable[[], bool] | None = None
     resume: dict | None = None
+    #: ``early(steps, seconds)`` once, after the first :data:`EARLY_STEPS` training steps of the stage run here
+    early: Callable[[int, float], None] | None = None
+
+
+#: the training steps after which a stage first says how long it will take (:attr:`StageHooks.early`)
+EARLY_STEPS = 20
 
 
 class _Step:
@@ -287,6 +294,7 @@ def train_stage(
             "sums": list(running),
         }
 
+    early_at, t_early = (EARLY_STEPS + skip, time.perf_counter()) if hooks.early is not None else (None, 0.0)
     for epoch in range(first_epoch, epochs):
         step.net.train()
         start_rng = rng_state(gen)
@@ -303,6 +311,9 @@ def train_stage(
             step.update(loss)
             metrics.add(out, y, task, reg)
             bar.set_postfix(**metrics.postfix())
+            if early_at is not None and epoch == first_epoch and k + 1 == early_at and k + 1 < len(train):
+                hooks.early(EARLY_STEPS, time.perf_counter() - t_early)
+                early_at = None
             sig = stops.after_step()
             if sig and k + 1 < len(train):
                 if hooks.save is not None:

@@ -2,9 +2,12 @@
 
 import logging
 
+import pytest
+
 from svdbench.methods import Dense, SVDTraining
 from svdbench.pipeline import run_experiment
 from svdbench.stages import duration, pace
+from svdbench.train import EARLY_STEPS
 
 
 def test_durations_read_as_a_person_would_say_them():
@@ -43,3 +46,22 @@ def test_a_run_says_what_it_will_do_before_its_first_step(tmp_path, tiny_cfg, ca
         "75.3 k params; train 1 epoch, then compress (decomposition=channel, speedup=2.0), then finetune 1 epoch; "
         "then 1 operating point (speedup_1.5)"
     )
+
+
+@pytest.mark.slow
+def test_a_stage_says_how_long_it_will_take_after_its_first_steps(tmp_path, tiny_cfg, caplog):
+    """After EARLY_STEPS training steps (long before a slow epoch ends): the time of an epoch and of the stage at
+    that pace; once per stage, and not for a stage of fewer steps (its epoch line comes as soon)."""
+    with caplog.at_level(logging.INFO, logger="svdbench"):
+        run_experiment(tiny_cfg(trainer={"epochs": 2, "batch_size": 4}), SVDTraining.create(finetune_epochs=1),
+                       tmp_path / "run")  # fmt: skip
+    lines = [r.getMessage() for r in caplog.records]
+    early = [ln for ln in lines if f"first {EARLY_STEPS} steps took" in ln]
+    assert [ln.split(":")[0] for ln in early] == ["train", "finetune"]
+    assert "an epoch of training (evaluation not counted), stage done in about " in early[0]
+    assert "training done in about " in early[0] and "training done" not in early[1]
+    assert lines.index(early[0]) < next(i for i, ln in enumerate(lines) if ln.startswith("train epoch 1/2"))
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="svdbench"):
+        run_experiment(tiny_cfg(), SVDTraining.create(), tmp_path / "few")  # 4 steps an epoch
+    assert not [r for r in caplog.records if "steps took" in r.getMessage()]
