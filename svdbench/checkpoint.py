@@ -23,6 +23,7 @@ import os
 import pickle
 import signal
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -299,15 +300,19 @@ def _short_repr(v: Any) -> str:
 
 class PreemptionGuard:
     """Within ``with PreemptionGuard() as g:``, SIGTERM, SIGUSR1 and SIGUSR2 set ``g.signum`` instead of
-    killing the process. ``chain()`` afterwards calls the handlers that were installed before
-    (e.g. submitit's requeue handler), so a cluster launcher still sees the signal."""
+    killing the process (so does ``orphaned()`` turning true: SIGTERM). ``chain()`` afterwards calls the
+    handlers that were installed before (e.g. submitit's requeue handler), so a cluster launcher still sees
+    the signal."""
 
     #: SIGTERM (kill, scancel), SIGUSR1 (SLURM --signal=USR1@...), SIGUSR2 (submitit's default warning)
     SIGNALS = tuple(getattr(signal, n) for n in ("SIGTERM", "SIGUSR1", "SIGUSR2") if hasattr(signal, n))
 
-    def __init__(self) -> None:
+    def __init__(self, orphaned: Callable[[], bool] | None = None) -> None:
         self.signum: int | None = None
         self._previous: dict[int, Any] = {}
+        #: polled with the signals: true when the process this one works for is gone (a sweep's launching
+        #: process, killed: its workers stop as if they had received SIGTERM themselves)
+        self.orphaned = orphaned
 
     def _handle(self, signum, frame) -> None:
         self.signum = signum
@@ -325,6 +330,8 @@ class PreemptionGuard:
             signal.signal(s, h)
 
     def __call__(self) -> bool:
+        if self.signum is None and self.orphaned is not None and self.orphaned():
+            self.signum = signal.SIGTERM
         return self.signum is not None
 
     def chain(self) -> None:

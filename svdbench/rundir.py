@@ -256,6 +256,13 @@ class RunLock:
                 return self
             raise
 
+    @staticmethod
+    def lender_gone() -> bool:
+        """Whether this process is a worker whose sweep lent it its locks (:meth:`lend_to_workers`) and the lender
+        is gone (killed: the locks are let go, so the worker must stop writing)."""
+        holder = os.environ.get(HOLDER_ENV)
+        return bool(holder) and holder != str(os.getpid()) and str(os.getppid()) != holder
+
     def _held_by_parent(self) -> bool:
         """Whether the holder is this process's parent, holding the lock for it (:meth:`lend_to_workers`)."""
         holder = os.environ.get(HOLDER_ENV)

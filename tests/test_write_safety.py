@@ -14,7 +14,7 @@ import torch
 from conftest import ENV, ROOT
 
 from svdbench import preflight
-from svdbench.checkpoint import load_checkpoint, save_checkpoint
+from svdbench.checkpoint import PreemptionGuard, load_checkpoint, save_checkpoint
 from svdbench.config import LoggerConfig
 from svdbench.data.splits import TensorSplits, check_splits
 from svdbench.errors import CheckpointError, InputError
@@ -368,3 +368,37 @@ def test_two_runs_started_together_without_a_directory_get_one_each(tmp_path, ro
     assert [p.wait(timeout=300) for p in procs] == [0, 0]
     made = sorted(p.parent for p in (tmp_path / "outputs").rglob("results.json"))
     assert len(made) == 2 and {json.loads((d / "results.json").read_text())["method"] for d in made} == {"svd", "trp"}
+
+
+def test_a_worker_whose_lender_is_gone_stops_as_if_terminated(monkeypatch):
+    """A sweep's worker (its locks lent by its parent) whose parent died: the locks are let go, so it stops at its
+    next step as on SIGTERM (checkpoint saved) instead of writing on as an orphan beside a rerun."""
+    monkeypatch.setenv(HOLDER_ENV, str(os.getppid()))  # the lender is this process's parent: alive
+    assert not RunLock.lender_gone()
+    monkeypatch.setenv(HOLDER_ENV, str(os.getpid()))  # the lender itself
+    assert not RunLock.lender_gone()
+    monkeypatch.setenv(HOLDER_ENV, "4194305")  # no such parent: gone
+    assert RunLock.lender_gone()
+    monkeypatch.delenv(HOLDER_ENV)
+    assert not RunLock.lender_gone()  # no lent lock: not a worker
+    guard = PreemptionGuard(orphaned=lambda: True)
+    assert guard() and guard.signum == signal.SIGTERM
+    assert not PreemptionGuard(orphaned=lambda: False)()
+
+
+@pytest.mark.slow
+def test_killing_a_joblib_sweep_stops_its_workers_too(tmp_path, start_run_py, tiny):
+    sweep = tmp_path / "sweep"
+    proc = start_run_py("-m", *tiny(), "seed=0,1", "trainer.epochs=400", "hydra/launcher=local_parallel",
+                        "hydra.launcher.n_jobs=1", f"hydra.sweep.dir={sweep}")  # fmt: skip
+    deadline = time.monotonic() + 240
+    while not (sweep / "0" / "checkpoint.pt").is_file() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGTERM)  # the launching process: its job locks go with it
+    proc.wait(timeout=60)
+    record = sweep / "0" / "results.json"
+    while time.monotonic() < deadline:  # the worker stops at its next step, as on SIGTERM
+        if record.is_file() and json.loads(record.read_text())["status"] != "running":
+            break
+        time.sleep(0.2)
+    assert json.loads(record.read_text())["status"] == "preempted"
