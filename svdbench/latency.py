@@ -230,14 +230,15 @@ def _compiled_runs(report: dict, deployed, dense, input_shape, devices, max_seco
 def _pair(deployed: dict, dense: dict, ratios: dict[str, list[float]], mac_speedup: float | None) -> dict[str, Any]:
     """One runtime's record: both models' figures, the speed-up per batch size (dense median / deployed median,
     every round's calls pooled), each round's ratio (``speedup_rounds``) and the batch sizes whose rounds
-    disagree by more than :data:`~svdbench.timing.NOISY` (``noisy``: too noisy to trust)."""
+    disagree by more than :data:`~svdbench.timing.NOISY`, or whose pooled speed-up lies outside its rounds'
+    ratios (``noisy``: too noisy to trust)."""
     keep = ("runtime", "device", "threads")
     pair = {k: deployed[k] for k in keep if k in deployed}
     pair["deployed"] = deployed["by_batch"]
     pair["dense"] = dense["by_batch"]
     pair["speedup"] = speedups(dense, deployed)
     pair["speedup_rounds"] = ratios
-    pair["noisy"] = [b for b, r in ratios.items() if noisy(r)]
+    pair["noisy"] = [b for b, r in ratios.items() if noisy(r) or not min(r) <= pair["speedup"].get(b, min(r)) <= max(r)]
     if mac_speedup:
         pair["realized_over_mac"] = {b: s / mac_speedup for b, s in pair["speedup"].items()}
     return pair

@@ -80,6 +80,10 @@ def test_models_timed_in_turn_pool_the_rounds_and_record_each_rounds_ratio():
     pair = latency._pair(*timing.in_turn(fake_measure([1, 1, 1]), fake_measure([1, 2, 2]), timing.Timing()), None)
     assert pair["noisy"] == ["8"] and pair["speedup"] == {"8": pytest.approx(2.0)}
     assert summary.speedups_text(pair) == "2.00x at batch 8 (noisy: rounds 1.00-2.00x, not to be trusted)"
+    # rounds that agree (1.0x each) while their pooled medians do not (dense 1 ms against 2 ms in every other call)
+    pooled = latency._pair({"by_batch": {"8": {"median_ms": 2.0}}}, {"by_batch": {"8": {"median_ms": 1.0}}},
+                           {"8": [1.0, 1.0, 1.0]}, None)  # fmt: skip
+    assert pooled["speedup"] == {"8": 0.5} and pooled["noisy"] == ["8"]
     steady = latency._pair(*timing.in_turn(fake_measure([1, 1, 1]), fake_measure([2, 2, 2]), timing.Timing()), None)
     assert summary.speedups_text(steady) == "2.00x at batch 8"
 
