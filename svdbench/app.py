@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 from pathlib import Path
 
 from hydra.core.hydra_config import HydraConfig
@@ -85,11 +86,12 @@ def start(argv: list[str]) -> list[str]:
 # ---------------------------------------------------------------------- the job
 
 
-def resume_hint(run_dir: Path, multirun: bool) -> str:
-    """How to go on after an interruption: a sweep's job by the sweep's own command (it keeps completed jobs and
-    resumes this one), a single run by its directory."""
-    if multirun:
-        return "rerun the sweep's command to resume (its completed jobs are kept)"
+def resume_hint(run_dir: Path, sweep_dir: str | None = None) -> str:
+    """How to go on after an interruption: a sweep's job by the sweep's own command into its directory (it keeps
+    completed jobs and resumes this one; a time-stamped default would be a new one), a single run by its
+    directory."""
+    if sweep_dir is not None:
+        return f"rerun the sweep's command with hydra.sweep.dir={sweep_dir} to resume (its completed jobs are kept)"
     return f"rerun with hydra.run.dir={run_dir} to resume"
 
 
@@ -207,6 +209,7 @@ def job(cfg: DictConfig) -> float | tuple[float, float]:
     hc = HydraConfig.get()
     run_dir = Path(hc.runtime.output_dir)
     multirun = hc.mode == RunMode.MULTIRUN
+    sweep = os.path.abspath(str(hc.sweep.dir)) if multirun else None
     logging.getLogger("svdbench").setLevel(cfg.logger.level)
     printable_log()
     tracker, ok = tracking.Tracker(), False
@@ -224,10 +227,10 @@ def job(cfg: DictConfig) -> float | tuple[float, float]:
         if err.completed:
             log.warning("%s after the last training step: the results in %s are complete", err, run_dir)
         else:
-            log.warning("%s: checkpoint saved in %s; %s", err, run_dir, resume_hint(run_dir, multirun))
+            log.warning("%s: checkpoint saved in %s; %s", err, run_dir, resume_hint(run_dir, sweep))
         raise SystemExit(128 + err.signum) from None
     except KeyboardInterrupt:
-        log.warning("interrupted (SIGINT): %s from the last epoch", resume_hint(run_dir, multirun))
+        log.warning("interrupted (SIGINT): %s from the last epoch", resume_hint(run_dir, sweep))
         raise SystemExit(130) from None
     except (CheckpointError, InputError) as err:
         what = "input error: " if isinstance(err, InputError) else ""

@@ -123,8 +123,12 @@ def printing_line(args: list[str], script: str = "run") -> CommandLine | None:
     its overrides and config options, to be composed before Hydra prints (an override Hydra cannot take would
     end in its traceback); None where nothing is to be composed (``--version``, ``--shell-completion``, a sweep)."""
     flags = {a.partition("=")[0] for a in args if a.startswith("-")}
-    if flags & {"--version", "--shell-completion", "-sc", "-m", "--multirun"}:
+    if flags & {"--version", "--shell-completion", "-sc"}:
         return None
+    if flags & {"-m", "--multirun"}:
+        shown = sorted(flags & {"--help", "-h", "--info", "-i", "--cfg", "-c", "--hydra-help"})
+        fail(f"{shown[0] if shown else 'this option'} prints and runs nothing, of one run: drop -m (and give single "
+             "values; --plan shows a sweep's jobs)")  # fmt: skip
     line = CommandLine([], script=script)
     it = iter(args)
     for a in it:

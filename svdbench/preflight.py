@@ -285,10 +285,14 @@ def job_of(line: CommandLine, num: int, overrides: list[str], sweep_dir: str | N
         where = str(OmegaConf.select(cfg, "hydra.run.dir") or "")
         if not where.strip():  # Path("") would be the current directory
             raise InputError("the run directory is empty: give hydra.run.dir=<dir>")
-        _no_tilde("hydra.run.dir", where)
+        _check_dir_name("hydra.run.dir", where)
         where = Path(where)
     else:
-        _no_tilde("hydra.sweep.dir", sweep_dir)
+        _check_dir_name("hydra.sweep.dir", sweep_dir)
+        if "${now:" in str(raw["sweep"]["subdir"]):
+            raise InputError(f"hydra.sweep.subdir={raw['sweep']['subdir']}: a job's directory cannot depend on the "
+                             "time it starts (checked and locked ahead, it would be another): put ${now:...} in "
+                             "hydra.sweep.dir")  # fmt: skip
         where = Path(sweep_dir) / str(OmegaConf.select(cfg, "hydra.sweep.subdir"))
     named = sweep_dir is None and "${now:" not in str(raw["run"]["dir"])
     names = hydra_names(raw, str(cfg.hydra.job.name))
@@ -328,8 +332,12 @@ def _hydra_reads(cfg: DictConfig) -> dict[str, object]:
     return out
 
 
-def _no_tilde(key: str, where: str) -> None:
-    """Hydra makes a directory named ``~`` where ``key`` starts with one (no home directory): InputError."""
+def _check_dir_name(key: str, where: str) -> None:
+    r"""Hydra makes a directory named ``~`` where ``key`` starts with one (no home directory), and resolves a
+    ``${`` in it again when it sets up its log (an escaped ``\${``): InputError."""
+    if "${" in where:
+        raise InputError(f"{key}={where}: a directory name with ${{ (Hydra would resolve it again for its log): "
+                         "name the directory without it")  # fmt: skip
     if where.startswith("~"):
         raise InputError(f"{key}={where}: Hydra does not expand ~ (it would make a directory named ~ here): give "
                          f"the full path, {os.path.expanduser(where)}")  # fmt: skip
@@ -500,9 +508,12 @@ def check_printing(argv: list[str]) -> None:
     """Before Hydra prints its help, info or config: the command line's overrides compose (one line, exit code 2,
     instead of Hydra's traceback); ``--hydra-help`` (Hydra's own help, of no config) takes none."""
     line = printing_line(argv[1:], Path(argv[0]).stem or "run")
-    if line is None or not line.overrides:
+    chosen = line is not None and (line.config_dir or line.config_path or line.config_name != "config")
+    if line is None or not (line.overrides or chosen):
         return
-    if "--hydra-help" in argv[1:]:
+    if line.config_dir is not None and not Path(line.config_dir).is_dir():
+        fail(f"--config-dir {line.config_dir}: no such directory")
+    if "--hydra-help" in argv[1:] and line.overrides:
         fail("--hydra-help prints Hydra's own help, of no config: give it no overrides (--help shows svdbench's)")
     try:
         _compose(line, line.overrides)
@@ -517,8 +528,9 @@ def pinned(argv: list[str], line: CommandLine, key: str, where: Path) -> list[st
     pattern) would share it. A directory of that name that exists already is refused: a time-stamped
     directory is a new one."""
     if where.exists():
-        fail(f"{key}: the time-stamped directory {where} exists already (another command started at the same "
-             "time?): run again, or name the directory")  # fmt: skip
+        fail(f"{key}: the time-stamped directory {where} exists already (a command started in the same second, or "
+             f"minute or day by its pattern): a time-stamped directory is a new one; to resume or replace what is "
+             f"there, give {key}={where}; else a finer pattern (%f: microseconds)")  # fmt: skip
     at = len(argv)
     if line.overrides:  # right after the overrides (Hydra reads them as one run of arguments)
         at = max(i for i, a in enumerate(argv) if a == line.overrides[-1]) + 1

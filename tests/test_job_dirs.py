@@ -173,8 +173,10 @@ def test_a_time_stamped_directory_is_pinned_to_the_one_checked_and_held(tmp_path
     finally:
         RunLock.release_held()
     err = refused(capsys, *tiny(), f"hydra.run.dir={tmp_path}/r/{stamp} x")  # the same minute: exists already
-    assert err == (f"config error: hydra.run.dir: the time-stamped directory {where} exists already (another "
-                   "command started at the same time?): run again, or name the directory")  # fmt: skip
+    assert err.startswith(f"config error: hydra.run.dir: the time-stamped directory {where} exists already (a "
+                          "command started in the same second, or minute or day by its pattern)")  # fmt: skip
+    assert err.endswith(f"to resume or replace what is there, give hydra.run.dir={where}; else a finer pattern "
+                        "(%f: microseconds)")  # fmt: skip
 
 
 @pytest.mark.slow
@@ -562,6 +564,15 @@ def test_a_completed_run_is_not_returned_for_other_start_weights(tmp_path, capsy
         (["--info", "config", "method=bogus"], "Could not find 'method/bogus'"),
         (["--cfg", "hydra", "method=bogus"], "Could not find 'method/bogus'"),
         (["--hydra-help", "method=dense"], "--hydra-help prints Hydra's own help, of no config: give it no overrides"),
+        (["-m", "seed=1,2", "--help"], "--help prints and runs nothing, of one run: drop -m"),
+        (["-m", "--cfg", "hydra"], "--cfg prints and runs nothing, of one run: drop -m"),
+        (["--help", "--config-name", "nope"], "Cannot find primary config 'nope'"),
+        (["--help", "--config-dir", "nowhere"], "--config-dir nowhere: no such directory"),
+        (["hydra.run.dir=/tmp/x\\${y}"], "a directory name with ${ (Hydra would resolve it again for its log)"),
+        (
+            ["-m", "seed=0,1", "hydra.sweep.dir=/tmp/s", "hydra.sweep.subdir=${now:%H}"],
+            "hydra.sweep.subdir=${now:%H}: a job's directory cannot depend on the time it starts",
+        ),
     ],
 )
 def test_an_override_hydra_cannot_take_is_one_line_before_it_prints(capsys, argv, line):
@@ -600,6 +611,6 @@ def test_init_from_with_a_tilde_is_the_home_directorys(tmp_path, tiny, monkeypat
 
 
 def test_the_resume_hint_of_an_interrupted_sweep_job_is_the_sweeps_command(tmp_path):
-    hint = "rerun the sweep's command to resume (its completed jobs are kept)"
-    assert resume_hint(tmp_path / "0", multirun=True) == hint
-    assert resume_hint(tmp_path, multirun=False) == f"rerun with hydra.run.dir={tmp_path} to resume"
+    hint = f"rerun the sweep's command with hydra.sweep.dir={tmp_path} to resume (its completed jobs are kept)"
+    assert resume_hint(tmp_path / "0", str(tmp_path)) == hint  # the same directory, not a new time-stamped one
+    assert resume_hint(tmp_path) == f"rerun with hydra.run.dir={tmp_path} to resume"
