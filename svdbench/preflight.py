@@ -464,6 +464,8 @@ def preflight(argv: list[str]) -> list[str]:
         trials = OmegaConf.select(first, "hydra.sweeper.n_trials") if sampled else None
         trials = trials if isinstance(trials, int) else None
         check_sweep(sweep_dir, jobs, checked_whole=whole, sampled=bool(sampled), trials=trials)
+        if not launcher.endswith("BasicLauncher"):
+            check_no_job_starts_from_another(jobs)
         if line.show_plan:
             count = len(jobs) if whole else (trials if trials is not None else grid)
             labelled = [(f"{job.num}{' (' + job.label + ')' if job.label else ''}", job) for job in jobs]
@@ -502,6 +504,19 @@ def preflight(argv: list[str]) -> list[str]:
         except InputError as err:
             fail(str(err))
     return argv
+
+
+def check_no_job_starts_from_another(jobs: Sequence[Job]) -> None:
+    """Under a launcher that starts jobs side by side, no job may start from another job's model (a compare
+    preset's arms from its dense job): it would start before that model exists. One line otherwise."""
+    made = {Path(os.path.abspath(j.dir)): j for j in jobs}
+    for job in jobs:
+        start = Path(os.path.abspath(job.plan.init_from)) if job.plan.init_from is not None else None
+        maker = next((j for d, j in made.items() if start is not None and start.is_relative_to(d)), None)
+        if maker is not None:
+            fail(f"job {job.num} ({job.label}) starts from job {maker.num}'s model ({job.plan.init_from}), which a "
+                 "parallel launcher would start at the same time: run this sweep with the default launcher (one job "
+                 "after another)")  # fmt: skip
 
 
 def check_printing(argv: list[str]) -> None:

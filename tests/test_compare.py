@@ -101,3 +101,14 @@ def test_a_sweep_into_a_directory_named_like_an_option_ends_with_its_report(tmp_
                   cwd=tmp_path)  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert (tmp_path / "-rep" / "report.md").is_file() and "could not be made" not in proc.stderr
+
+
+def test_a_compare_preset_under_a_parallel_launcher_is_refused_before_any_job(tmp_path, capsys):
+    with pytest.raises(SystemExit) as stop:
+        preflight.preflight(["run.py", "-m", "+experiment=compare_cifar10_resnet20", "dataset=synthetic",
+                             "dataset.shape=[3,16,16]", "dataset.num_train=160", "dataset.num_test=64",
+                             "dataset.val_size=32", "hydra/launcher=local_parallel",
+                             f"hydra.sweep.dir={tmp_path}/c"])  # fmt: skip
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and "job 1 (compare=svd_channel) starts from job 0's model" in err
+    assert "run this sweep with the default launcher" in err and not (tmp_path / "c").exists()
