@@ -466,13 +466,13 @@ def preflight(argv: list[str]) -> list[str]:
         check_sweep(sweep_dir, jobs, checked_whole=whole, sampled=bool(sampled), trials=trials)
         if not launcher.endswith("BasicLauncher"):
             check_no_job_starts_from_another(jobs)
+        raw_dir = str(OmegaConf.to_container(first.hydra.sweep, resolve=False).get("dir"))
+        if "${now:" in raw_dir:
+            argv = pinned(argv, line, "hydra.sweep.dir", Path(sweep_dir))
         if line.show_plan:
             count = len(jobs) if whole else (trials if trials is not None else grid)
             labelled = [(f"{job.num}{' (' + job.label + ')' if job.label else ''}", job) for job in jobs]
             _show_plan(labelled, sweep_dir, count)
-        raw_dir = str(OmegaConf.to_container(first.hydra.sweep, resolve=False).get("dir"))
-        if "${now:" in raw_dir:
-            argv = pinned(argv, line, "hydra.sweep.dir", Path(sweep_dir))
         if whole and launcher.endswith(HOLDING_LAUNCHERS):
             for job in jobs:  # every job's lock, before Hydra writes into its directory: the basic launcher runs
                 try:  # the jobs in this process, joblib's in workers whose parent this process is
