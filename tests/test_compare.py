@@ -42,6 +42,7 @@ def test_every_arm_starts_from_the_dense_model_of_its_seed_with_one_budget(prese
         assert method.name == METHOD.get(arm, arm) and subdir == f"{arm}_seed3"
         assert typed.init_from == f"outputs/{preset}/dense_seed3"  # the dense run of the same seed
         budgets.add((typed.trainer.budget, typed.trainer.epochs, typed.trainer.lr, typed.trainer.batch_size))
+        assert typed.trainer.finetune_lr is None  # fine-tuning at the stages' lr 0.01, as docs/experiments.md says
         if arm.startswith("svd_"):
             assert typed.method.decomposition == ("spatial" if arm == "svd_spatial" else "channel")
     assert len(budgets) == 1  # one budget and one optimiser for every compressing arm
