@@ -29,6 +29,8 @@ DENSE = "init_from=/data/dense"
 _TRP = ["method=trp", "method.decomposition=channel", "method.period=1", "method.energy_kept=0.9",
         "method.nuclear_weight=3.0e-4", "method.threshold=0.05", "method.finetune_epochs=0"]  # fmt: skip
 _SOFT = ["method.rounding=pruned", "method.finetune_epochs=0"]
+#: SFP's and FPGM's ImageNet scripts (pruning_train.py, pruning_imagenet.py): 100 epochs, lr x0.1 every 30
+_SOFT_IMAGENET = ["trainer.epochs=100", "trainer.milestones=[0.3,0.6,0.9]"]
 #: (baseline, data set) -> what each of its files set: its recipe, its method, the values of its ``_self_``
 COMMON = {
     ("trp", "cifar10"): ["+recipe=cifar_sgd", *_TRP, "model.shortcut=B", "trainer.bn_recalibration_batches=0"],
@@ -39,9 +41,10 @@ COMMON = {
     ("l1_filter", "imagenet"): ["+recipe=imagenet_sgd", "method=l1_filter", "method.finetune_epochs=20",
                                 "trainer.finetune_lr=0.001", "trainer.finetune_schedule=constant"],
     ("sfp", "cifar10"): ["+recipe=sfp_cifar10", "method=sfp", *_SOFT],
-    ("sfp", "imagenet"): ["+recipe=imagenet_sgd", "method=sfp", *_SOFT],
+    ("sfp", "imagenet"): ["+recipe=imagenet_sgd", "method=sfp", *_SOFT, *_SOFT_IMAGENET],
     ("fpgm", "cifar10"): ["+recipe=sfp_cifar10", "method=fpgm", *_SOFT, "method.mask_gradients=true"],
-    ("fpgm", "imagenet"): ["+recipe=imagenet_sgd", "method=fpgm", *_SOFT, "method.mask_gradients=true"],
+    ("fpgm", "imagenet"): ["+recipe=imagenet_sgd", "method=fpgm", *_SOFT, "method.mask_gradients=true",
+                           *_SOFT_IMAGENET],
 }  # fmt: skip
 #: file -> what it set beside COMMON: the values that differ by network
 PER_NETWORK = {
@@ -163,3 +166,12 @@ def test_the_docs_table_is_the_one_the_presets_read():
         given = {k: float(v) for k, v in (pair.split(" ") for pair in values.split(", "))}
         assert given == {k: v for k, v in vars(setting).items() if isinstance(v, float)}
         assert ((published == "yes"), note) == (setting.published, setting.note)
+
+
+@pytest.mark.parametrize("preset", ["sfp_imagenet", "fpgm_imagenet"])
+def test_soft_pruning_on_imagenet_runs_the_authors_schedule(preset, compose_cfg):
+    """The authors' ImageNet scripts: 100 epochs at lr 0.1, x0.1 at epochs 30, 60 and 90."""
+    cfg = compose_cfg([f"+experiment={preset}", "model=resnet50"])
+    t = cfg.trainer
+    assert (t.epochs, t.lr, t.gamma) == (100, 0.1, 0.1)
+    assert [round(m * t.epochs) for m in t.milestones] == [30, 60, 90]
