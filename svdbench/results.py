@@ -88,6 +88,9 @@ class RunRecord:
     ranks: dict = field(default_factory=dict)
     top1: float | None = None  # test top-1 (%) of the deployed model
     val_top1: float | None = None  # the same on the held-out validation split (None: no validation split)
+    # the last stage's epoch of the highest test top-1 ({"stage", "epoch", "top1"}), the number the SVD authors'
+    # ImageNet code reports: for reproduction tables only, never used for selection, fronts or verdicts
+    top1_best_epoch: dict | None = None
     macs: int | None = None
     macs_total: int | None = None
     params: int | None = None
@@ -157,7 +160,7 @@ class RunRecord:
         for key in ("stage_top1", "wall_time", "ranks"):
             if not isinstance(values.get(key, {}), dict):
                 raise ValueError(f"{key} is not a mapping")
-        for key in ("method_details", "latency", "samples"):  # optional, read as mappings
+        for key in ("method_details", "latency", "samples", "top1_best_epoch"):  # optional, read as mappings
             if values.get(key) is not None and not isinstance(values[key], dict):
                 raise ValueError(f"{key} is {_short(values[key])}, not a mapping")
         runs = (values.get("latency") or {}).get("runs")
@@ -432,3 +435,16 @@ def _walk(top: Path) -> list[Path]:
                 kept.append(d)
         dirs[:] = kept
     return found
+
+
+def best_epoch(history: list[dict]) -> dict | None:
+    """The epoch of the last stage in ``history`` with the highest test top-1 (the first of equals), as
+    ``{"stage", "epoch", "top1"}``; None without a test top-1 per epoch."""
+    if not history:
+        return None
+    last = history[-1].get("stage")
+    tested = [h for h in history if h.get("stage") == last and _finite(h.get("test_top1"))]
+    if not tested:
+        return None
+    best = max(tested, key=lambda h: (h["test_top1"], -h["epoch"]))
+    return {"stage": last, "epoch": best["epoch"], "top1": best["test_top1"]}

@@ -29,7 +29,7 @@ from .latency import run_latency
 from .macs import analyze_macs, count_params
 from .methods.base import Method
 from .plan import RunPlan, Stage
-from .results import RunRecord, atomic_torch_save, write_json_atomic, write_results
+from .results import RunRecord, atomic_torch_save, best_epoch, write_json_atomic, write_results
 from .train import StageHooks, StageOptions, train_stage
 from .workbench import Workbench
 
@@ -231,6 +231,7 @@ class StageRunner:
         params = count_params(deployed)
         rec.top1 = bench.test_top1(deployed)
         rec.val_top1 = bench.val_top1(deployed)
+        rec.top1_best_epoch = best_epoch(rec.history)
         rec.macs, rec.macs_total, rec.params = count.macs, count.macs_total, params
         rec.speedup = bench.dense_count.macs / max(count.macs, 1)
         rec.compression = rec.params_dense / max(params, 1)

@@ -16,6 +16,7 @@ from svdbench.errors import DatasetError, InputError
 from svdbench.methods import Dense, L1FilterPruning, SVDTraining
 from svdbench.pipeline import run_experiment
 from svdbench.plan import configure
+from svdbench.results import best_epoch
 
 
 def numbered(n: int) -> TensorSplits:
@@ -124,3 +125,20 @@ def test_validation_is_recorded_and_selects(tmp_path, tiny_cfg):
     hc = SimpleNamespace(sweeper={"_target_": "BasicSweeper"})
     assert app.objective(hc, res) == res["val_top1"]
     assert app.objective(hc, {**res, "val_top1": None}) == res["top1"]
+
+
+def test_the_best_epoch_of_the_last_stage_is_recorded_beside_the_final_one():
+    """As the SVD authors' ImageNet code reports it (the best fine-tuning epoch on the evaluation set): for
+    reproduction tables only; the report and the fronts use the final epoch."""
+    history = [{"stage": "train", "epoch": 1, "test_top1": 95.0}]
+    history += [{"stage": "finetune", "epoch": k + 1, "test_top1": v} for k, v in enumerate((80.0, 82.5, 82.5, 81.0))]
+    assert best_epoch(history) == {"stage": "finetune", "epoch": 2, "top1": 82.5}  # the first of equals
+    assert best_epoch([]) is None and best_epoch([{"stage": "train", "epoch": 1, "test_top1": None}]) is None
+
+
+@pytest.mark.slow
+def test_a_run_records_its_best_epoch_and_reports_its_final_one(tmp_path, tiny_cfg):
+    res = run_experiment(tiny_cfg(trainer={"epochs": 2}, save_model=False), Dense(), tmp_path / "run")
+    best = res["top1_best_epoch"]
+    finals = [h["test_top1"] for h in res["history"] if h["stage"] == best["stage"]]
+    assert best["top1"] == max(finals) and res["top1"] == res["history"][-1]["test_top1"]
