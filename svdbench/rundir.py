@@ -10,8 +10,11 @@ import contextlib
 import errno
 import fcntl
 import os
+import signal
 import stat
 import tempfile
+import threading
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -253,6 +256,7 @@ class RunLock:
             return self._take()
         except LockBusy:
             if self._held_by_parent():  # a worker of the sweep whose launching process holds the lock
+                _watch_lender()
                 return self
             raise
 
@@ -353,6 +357,25 @@ class RunLock:
             fcntl.flock(self.fd, fcntl.LOCK_UN)
             os.close(self.fd)
             self.fd = None
+
+
+_watching: list[threading.Thread] = []
+
+
+def _watch_lender(every: float = 0.5) -> None:
+    """In a worker writing under its parent's lock: a thread that, once the parent is gone (its locks with it),
+    sends this process SIGTERM (a training stage saves its checkpoint and stops; anything else ends at once,
+    every file it writes being atomic), so that no orphan writes beside the next command. Started once."""
+    if _watching:
+        return
+
+    def watch() -> None:
+        while not RunLock.lender_gone():
+            time.sleep(every)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    _watching.append(threading.Thread(target=watch, name="svdbench-lender-watch", daemon=True))
+    _watching[0].start()
 
 
 class LockBusy(InputError):

@@ -402,3 +402,24 @@ def test_killing_a_joblib_sweep_stops_its_workers_too(tmp_path, start_run_py, ti
             break
         time.sleep(0.2)
     assert json.loads(record.read_text())["status"] == "preempted"
+
+
+WATCH = """
+import signal, time
+from svdbench import rundir
+got = []
+signal.signal(signal.SIGTERM, lambda s, f: got.append(s))
+rundir.RunLock.lender_gone = staticmethod(lambda: False)
+rundir._watch_lender(0.01)
+time.sleep(0.3)
+print(got, end=" ")
+rundir.RunLock.lender_gone = staticmethod(lambda: True)  # the sweep's launching process dies
+time.sleep(0.5)
+print(got)
+"""
+
+
+def test_a_worker_is_stopped_by_signal_whatever_it_does_when_its_lender_dies():
+    """Not only between training steps (timing a model, writing results): a thread sends the worker SIGTERM."""
+    proc = subprocess.run([sys.executable, "-c", WATCH], capture_output=True, text=True, cwd=ROOT, env=ENV, timeout=60)
+    assert proc.stdout.strip() == f"[] [{int(signal.SIGTERM)}]", proc.stderr
