@@ -32,6 +32,7 @@ from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import Glob
+from hydra.core.utils import setup_globals
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from . import config as schema
@@ -281,6 +282,7 @@ def job_of(line: CommandLine, num: int, overrides: list[str], sweep_dir: str | N
         for key, node in (("hydra.run.dir", raw["run"]["dir"]), ("hydra.sweep.subdir", raw["sweep"]["subdir"])):
             if isinstance(node, str) and "${hydra:" in node:  # the resolver reads the running Hydra's config
                 OmegaConf.update(cfg, key, node.replace("${hydra:", "${hydra."))
+    stamped = {key: time_stamped(cfg, key) for key in ("hydra.run.dir", "hydra.sweep.dir", "hydra.sweep.subdir")}
     if sweep_dir is None:
         where = str(OmegaConf.select(cfg, "hydra.run.dir") or "")
         if not where.strip():  # Path("") would be the current directory
@@ -289,12 +291,14 @@ def job_of(line: CommandLine, num: int, overrides: list[str], sweep_dir: str | N
         where = Path(where)
     else:
         _check_dir_name("hydra.sweep.dir", sweep_dir)
-        if "${now:" in str(raw["sweep"]["subdir"]):
+        if stamped["hydra.sweep.subdir"]:
             raise InputError(f"hydra.sweep.subdir={raw['sweep']['subdir']}: a job's directory cannot depend on the "
                              "time it starts (checked and locked ahead, it would be another): put ${now:...} in "
                              "hydra.sweep.dir")  # fmt: skip
-        where = Path(sweep_dir) / str(OmegaConf.select(cfg, "hydra.sweep.subdir"))
-    named = sweep_dir is None and "${now:" not in str(raw["run"]["dir"])
+        subdir = str(OmegaConf.select(cfg, "hydra.sweep.subdir"))
+        _check_dir_name("hydra.sweep.subdir", subdir)
+        where = Path(sweep_dir) / subdir
+    named = sweep_dir is None and not stamped["hydra.run.dir"]
     names = hydra_names(raw, str(cfg.hydra.job.name))
     return Job(num, overrides, planned, where, names, str(raw["sweep"]["subdir"]), named_dir=named)
 
@@ -330,6 +334,24 @@ def _hydra_reads(cfg: DictConfig) -> dict[str, object]:
 
     walk(OmegaConf.to_container(cfg, resolve=False), "")
     return out
+
+
+#: what ``${now:...}`` resolves to while :func:`time_stamped` looks for it
+NOW_MARK = "@svdbench-now@"
+
+
+def time_stamped(cfg: DictConfig, key: str) -> bool:
+    """Whether ``key`` of the composed ``cfg`` reads the clock (``${now:...}`` in any spelling, also through other
+    keys): resolved on a copy with a ``now`` resolver that marks its result, Hydra's put back after."""
+    copied = copy.deepcopy(cfg)
+    OmegaConf.clear_cache(copied)
+    OmegaConf.register_new_resolver("now", lambda *args: NOW_MARK, replace=True, use_cache=False)
+    try:
+        return NOW_MARK in str(OmegaConf.select(copied, key, default=""))
+    except Exception:  # a key that does not resolve: reported where it is read
+        return False
+    finally:
+        setup_globals()  # Hydra's own resolvers (now, hydra, python_version) back
 
 
 def _check_dir_name(key: str, where: str) -> None:
@@ -466,8 +488,7 @@ def preflight(argv: list[str]) -> list[str]:
         check_sweep(sweep_dir, jobs, checked_whole=whole, sampled=bool(sampled), trials=trials)
         if not launcher.endswith("BasicLauncher"):
             check_no_job_starts_from_another(jobs)
-        raw_dir = str(OmegaConf.to_container(first.hydra.sweep, resolve=False).get("dir"))
-        if "${now:" in raw_dir:
+        if time_stamped(first, "hydra.sweep.dir"):
             argv = pinned(argv, line, "hydra.sweep.dir", Path(sweep_dir))
         if line.show_plan:
             count = len(jobs) if whole else (trials if trials is not None else grid)

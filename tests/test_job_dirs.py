@@ -573,6 +573,14 @@ def test_a_completed_run_is_not_returned_for_other_start_weights(tmp_path, capsy
             ["-m", "seed=0,1", "hydra.sweep.dir=/tmp/s", "hydra.sweep.subdir=${now:%H}"],
             "hydra.sweep.subdir=${now:%H}: a job's directory cannot depend on the time it starts",
         ),
+        (
+            ["-m", "seed=0,1", "hydra.sweep.dir=/tmp/s", "hydra.sweep.subdir=${now :%H}"],
+            "hydra.sweep.subdir=${now :%H}: a job's directory cannot depend on the time it starts",
+        ),
+        (
+            ["-m", "seed=0,1", "hydra.sweep.dir=/tmp/s", "hydra.sweep.subdir=j\\${x}"],
+            "hydra.sweep.subdir=j${x}: a directory",
+        ),
     ],
 )
 def test_an_override_hydra_cannot_take_is_one_line_before_it_prints(capsys, argv, line):
@@ -614,3 +622,14 @@ def test_the_resume_hint_of_an_interrupted_sweep_job_is_the_sweeps_command(tmp_p
     hint = f"rerun the sweep's command with hydra.sweep.dir={tmp_path} to resume (its completed jobs are kept)"
     assert resume_hint(tmp_path / "0", str(tmp_path)) == hint  # the same directory, not a new time-stamped one
     assert resume_hint(tmp_path) == f"rerun with hydra.run.dir={tmp_path} to resume"
+
+
+@pytest.mark.parametrize("spelling", ["${ now:%Y}", "${now :%Y}", "${hydra.job.env_set.S}"])
+def test_a_time_stamp_in_any_spelling_or_through_another_key_is_pinned(tmp_path, tiny, spelling):
+    extra = ["+hydra.job.env_set.S=${now:%Y}"] if "env_set" in spelling else []
+    try:
+        argv = preflight.preflight(["run.py", *tiny(), *extra, f"hydra.run.dir={tmp_path}/{spelling}"])
+    finally:
+        RunLock.release_held()
+    (where,) = list(tmp_path.iterdir())
+    assert argv[-1] == f"hydra.run.dir={where}" and where.name.isdigit()
