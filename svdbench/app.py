@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import shlex
 from pathlib import Path
 
 from hydra.core.hydra_config import HydraConfig
@@ -25,7 +26,7 @@ from .errors import CheckpointError, DivergedError, InputError, Preempted, one_l
 from .methods import Method
 from .methods.base import METHOD_GROUPS
 from .pipeline import Run
-from .preflight import plan, preflight
+from .preflight import override_value, plan, preflight
 from .results import RESULTS_FILE, RunRecord, read_results, write_results
 from .rundir import HydraWrites, RunLock
 from .summary import summary
@@ -90,9 +91,10 @@ def resume_hint(run_dir: Path, sweep_dir: str | None = None) -> str:
     """How to go on after an interruption: a sweep's job by the sweep's own command into its directory (it keeps
     completed jobs and resumes this one; a time-stamped default would be a new one), a single run by its
     directory."""
-    if sweep_dir is not None:
-        return f"rerun the sweep's command with hydra.sweep.dir={sweep_dir} to resume (its completed jobs are kept)"
-    return f"rerun with hydra.run.dir={run_dir} to resume"
+    if sweep_dir is not None:  # quoted for Hydra's grammar, then for the shell: a line to paste
+        pinned = shlex.quote(f"hydra.sweep.dir={override_value(str(sweep_dir))}")
+        return f"rerun the sweep's command with {pinned} to resume (its completed jobs are kept)"
+    return f"rerun with {shlex.quote(f'hydra.run.dir={override_value(str(run_dir))}')} to resume"
 
 
 def sweep_objectives(hc) -> int:

@@ -486,8 +486,7 @@ def preflight(argv: list[str]) -> list[str]:
         trials = OmegaConf.select(first, "hydra.sweeper.n_trials") if sampled else None
         trials = trials if isinstance(trials, int) else None
         check_sweep(sweep_dir, jobs, checked_whole=whole, sampled=bool(sampled), trials=trials)
-        if not launcher.endswith("BasicLauncher"):
-            check_no_job_starts_from_another(jobs)
+        check_starts(jobs, in_order=launcher.endswith("BasicLauncher"))
         if time_stamped(first, "hydra.sweep.dir"):
             argv = pinned(argv, line, "hydra.sweep.dir", Path(sweep_dir))
         if line.show_plan:
@@ -527,17 +526,22 @@ def preflight(argv: list[str]) -> list[str]:
     return argv
 
 
-def check_no_job_starts_from_another(jobs: Sequence[Job]) -> None:
-    """Under a launcher that starts jobs side by side, no job may start from another job's model (a compare
-    preset's arms from its dense job): it would start before that model exists. One line otherwise."""
+def check_starts(jobs: Sequence[Job], in_order: bool) -> None:
+    """No job starts from the model of a job that has not run before it: one run after another (``in_order``,
+    the basic launcher), only from an earlier job's (a compare preset's arms after its dense job); side by
+    side (a parallel launcher), from none. One line otherwise (every such job would fail for want of it)."""
     made = {Path(os.path.abspath(j.dir)): j for j in jobs}
     for job in jobs:
         start = Path(os.path.abspath(job.plan.init_from)) if job.plan.init_from is not None else None
         maker = next((j for d, j in made.items() if start is not None and start.is_relative_to(d)), None)
-        if maker is not None:
-            fail(f"job {job.num} ({job.label}) starts from job {maker.num}'s model ({job.plan.init_from}), which a "
-                 "parallel launcher would start at the same time: run this sweep with the default launcher (one job "
-                 "after another)")  # fmt: skip
+        if maker is None or (in_order and maker.num < job.num):
+            continue
+        if in_order:
+            fail(f"job {job.num} ({job.label}) starts from the model of job {maker.num} ({maker.label}), which runs "
+                 "after it: list the dense job first")  # fmt: skip
+        fail(f"job {job.num} ({job.label}) starts from job {maker.num}'s model ({job.plan.init_from}), which a "
+             "parallel launcher would start at the same time: run this sweep with the default launcher (one job "
+             "after another)")  # fmt: skip
 
 
 def check_printing(argv: list[str]) -> None:

@@ -113,3 +113,12 @@ def test_a_compare_preset_under_a_parallel_launcher_is_refused_before_any_job(tm
     err = capsys.readouterr().err
     assert stop.value.code == 2 and "job 1 (compare=svd_channel) starts from job 0's model" in err
     assert "run this sweep with the default launcher" in err and not (tmp_path / "c").exists()
+
+
+def test_an_arm_listed_before_its_dense_job_is_refused_before_any_job(tmp_path, tiny, capsys):
+    with pytest.raises(SystemExit) as stop:
+        preflight.preflight(["run.py", "-m", "+experiment=compare_cifar10_resnet20", *tiny(),
+                             f"hydra.sweep.dir={tmp_path}/c", "compare=l1_filter,dense_cifar10"])  # fmt: skip
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and "job 0 (compare=l1_filter) starts from the model of job 1" in err
+    assert "list the dense job first" in err and not (tmp_path / "c").exists()

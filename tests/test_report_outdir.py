@@ -265,7 +265,7 @@ def test_a_split_key_no_run_has_is_a_warning(runs, tmp_path, capsys):
     assert "warning: --split method.decompositon: no run's config has this key" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("key", ["seed", "dataset.root", "trainer.eval_batch_size", "logger.mode"])
+@pytest.mark.parametrize("key", ["seed", "dataset.root", "trainer.eval_batch_size", "logger.mode", "method.energies"])
 def test_a_split_by_a_bookkeeping_key_is_refused_naming_why(runs, tmp_path, key):
     with pytest.raises(ValueError, match=f"--split {re.escape(key)}: .* cannot split methods"):
         build_report([runs], tmp_path / "report", split=[key])

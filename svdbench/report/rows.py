@@ -282,6 +282,12 @@ def split_methods(runs: Sequence[LoadedRun], keys: Sequence[str]) -> None:
                 f"--split {k}: {ignored} is not part of a configuration (runs that differ only in it are one "
                 "configuration; seeds are averaged), so it cannot split methods"
             )
+        points = {f"method.{p}" for _, cls in METHODS.items() for p in cls.Config.point_keys}
+        if k in points:
+            raise ValueError(
+                f"--split {k}: it asks a run for operating points, each a result of its own at its own settings "
+                "(not part of a configuration), so it cannot split methods: the report shows them apart already"
+            )
         if runs and not any(k in r.flat for r in runs):
             warn(f"--split {k}: no run's config has this key; nothing is split by it")
     for r in runs:  # a word as it is (channel), a number with its key's last part (round_to=8)
