@@ -256,16 +256,20 @@ class RunLock:
             return self._take()
         except LockBusy:
             if self._held_by_parent():  # a worker of the sweep whose launching process holds the lock
+                RunLock.lender = os.environ[HOLDER_ENV]
                 _watch_lender()
                 return self
             raise
 
-    @staticmethod
-    def lender_gone() -> bool:
-        """Whether this process is a worker whose sweep lent it its locks (:meth:`lend_to_workers`) and the lender
-        is gone (killed: the locks are let go, so the worker must stop writing)."""
-        holder = os.environ.get(HOLDER_ENV)
-        return bool(holder) and holder != str(os.getpid()) and str(os.getppid()) != holder
+    #: the pid of the parent whose lock this process writes under (:meth:`_held_by_parent`); None: none lent
+    lender: str | None = None
+
+    @classmethod
+    def lender_gone(cls) -> bool:
+        """Whether this process writes under a lock its parent lent it (:meth:`lend_to_workers`) and that parent
+        is gone (killed: the locks are let go, so the worker must stop writing). A process that merely inherited
+        the variable, and took no lent lock, is no such worker."""
+        return cls.lender is not None and str(os.getppid()) != cls.lender
 
     def _held_by_parent(self) -> bool:
         """Whether the holder is this process's parent, holding the lock for it (:meth:`lend_to_workers`)."""

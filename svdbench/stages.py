@@ -231,7 +231,9 @@ class StageRunner:
         params = count_params(deployed)
         rec.top1 = bench.test_top1(deployed)
         rec.val_top1 = bench.val_top1(deployed)
-        rec.top1_best_epoch = best_epoch(rec.history)
+        # the epochs of the deployed model: its fine-tuning, or the training of a run that compressed nothing after
+        compressed_after = "pruned" in rec.stage_top1 and (not rec.history or rec.history[-1]["stage"] != "finetune")
+        rec.top1_best_epoch = None if compressed_after else best_epoch(rec.history)
         rec.macs, rec.macs_total, rec.params = count.macs, count.macs_total, params
         rec.speedup = bench.dense_count.macs / max(count.macs, 1)
         rec.compression = rec.params_dense / max(params, 1)

@@ -142,3 +142,12 @@ def test_a_run_records_its_best_epoch_and_reports_its_final_one(tmp_path, tiny_c
     best = res["top1_best_epoch"]
     finals = [h["test_top1"] for h in res["history"] if h["stage"] == best["stage"]]
     assert best["top1"] == max(finals) and res["top1"] == res["history"][-1]["test_top1"]
+
+
+@pytest.mark.slow
+def test_no_best_epoch_is_recorded_for_a_model_compressed_after_its_last_epoch(tmp_path, tiny_cfg):
+    """Pruned after training and not fine-tuned: no epoch of the deployed model was evaluated (the training's best
+    is the uncompressed model's, not a figure of this run's result)."""
+    res = run_experiment(tiny_cfg(save_model=False), L1FilterPruning.create(speedup=1.5, finetune_epochs=0),
+                         tmp_path / "run")  # fmt: skip
+    assert res["status"] == "completed" and "top1_best_epoch" not in res
