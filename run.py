@@ -22,4 +22,4 @@ def main(cfg):
 
 if __name__ == "__main__":
     sys.argv = app.start(sys.argv)
-    main()
+    app.launch(main)

@@ -13,7 +13,10 @@ import logging
 import math
 import os
 import shlex
+import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
@@ -72,6 +75,18 @@ def torchrun_argv(argv: list[str]) -> list[str]:
             f"hydra.job_logging.handlers.file.filename=${{hydra.runtime.output_dir}}/${{hydra.job.name}}_rank{r}.log"
         )
     return [argv[0], *args, *extra]
+
+
+def launch(main: Callable[[], Any]) -> None:
+    """Run Hydra's ``main`` (after :func:`start`); Ctrl-C reaching the launching process (a parallel launcher's
+    pool, between jobs) is one line, exit code 130, instead of the pool's traceback: every job that was training
+    saved its checkpoint and said how to resume."""
+    try:
+        main()
+    except KeyboardInterrupt:
+        print("interrupted (SIGINT): the jobs that were training saved their checkpoints; rerun the same command "
+              "(with its hydra.sweep.dir) to resume", file=sys.stderr)  # fmt: skip
+        raise SystemExit(130) from None
 
 
 def start(argv: list[str]) -> list[str]:

@@ -326,6 +326,9 @@ def explain(err: BaseException) -> str:
     options = getattr(err, "options", None)  # hydra.errors.MissingConfigException of a group option
     choices = f": choose from {', '.join(map(str, options))}" if options else ""
     text = _explain(err, "") + choices
+    if "missing 1 required positional argument: 'pattern'" in text:  # Hydra's now resolver, given no pattern
+        key = text[text.index(" (key: ") :] if " (key: " in text else ""
+        text = "${now:} needs a strftime pattern, e.g. ${now:%Y-%m-%d_%H-%M-%S}" + key
     if "LexerNoViableAltException" in text or "token recognition error" in text:  # a character the grammar reserves
         text += " (quote a value holding such characters: key='value', within the shell's own quotes)"
     return text

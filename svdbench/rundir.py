@@ -366,10 +366,11 @@ class RunLock:
 _watching: list[threading.Thread] = []
 
 
-def _watch_lender(every: float = 0.5) -> None:
+def _watch_lender(every: float = 0.5, grace: float = 30.0) -> None:
     """In a worker writing under its parent's lock: a thread that, once the parent is gone (its locks with it),
     sends this process SIGTERM (a training stage saves its checkpoint and stops; anything else ends at once,
-    every file it writes being atomic), so that no orphan writes beside the next command. Started once."""
+    every file it writes being atomic) and ends it ``grace`` seconds later (a pool's idle worker outlives a
+    signal), so that no orphan writes or lingers beside the next command. Started once."""
     if _watching:
         return
 
@@ -377,6 +378,8 @@ def _watch_lender(every: float = 0.5) -> None:
         while not RunLock.lender_gone():
             time.sleep(every)
         os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(grace)  # a training stage saves its checkpoint and stops; an idle worker lingers: ended here
+        os._exit(128 + signal.SIGTERM)
 
     _watching.append(threading.Thread(target=watch, name="svdbench-lender-watch", daemon=True))
     _watching[0].start()

@@ -568,6 +568,7 @@ def test_a_completed_run_is_not_returned_for_other_start_weights(tmp_path, capsy
         (["-m", "--cfg", "hydra"], "--cfg prints and runs nothing, of one run: drop -m"),
         (["--help", "--config-name", "nope"], "Cannot find primary config 'nope'"),
         (["--help", "--config-dir", "nowhere"], "--config-dir nowhere: no such directory"),
+        (["hydra.run.dir=/tmp/x_${now:}"], "${now:} needs a strftime pattern, e.g. ${now:%Y-%m-%d_%H-%M-%S}"),
         (["hydra.run.dir=/tmp/x\\${y}"], "a directory name with ${ (Hydra would resolve it again for its log)"),
         (
             ["-m", "seed=0,1", "hydra.sweep.dir=/tmp/s", "hydra.sweep.subdir=${now:%H}"],

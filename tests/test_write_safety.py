@@ -408,12 +408,14 @@ from svdbench import rundir
 got = []
 signal.signal(signal.SIGTERM, lambda s, f: got.append(s))
 rundir.RunLock.lender_gone = staticmethod(lambda: False)
-rundir._watch_lender(0.01)
+rundir._watch_lender(0.01, grace=0.5)
 time.sleep(0.3)
 print(got, end=" ")
 rundir.RunLock.lender_gone = staticmethod(lambda: True)  # the sweep's launching process dies
-time.sleep(0.5)
-print(got)
+time.sleep(0.2)
+print(got, flush=True)
+time.sleep(5)  # an idle worker that outlives the signal: ended after the grace
+print("still alive")
 """
 
 
@@ -421,6 +423,7 @@ def test_a_worker_is_stopped_by_signal_whatever_it_does_when_its_lender_dies():
     """Not only between training steps (timing a model, writing results): a thread sends the worker SIGTERM."""
     proc = subprocess.run([sys.executable, "-c", WATCH], capture_output=True, text=True, cwd=ROOT, env=ENV, timeout=60)
     assert proc.stdout.strip() == f"[] [{int(signal.SIGTERM)}]", proc.stderr
+    assert proc.returncode == 128 + signal.SIGTERM
 
 
 @pytest.mark.slow
@@ -429,3 +432,21 @@ def test_an_inherited_lender_variable_stops_nothing(tmp_path, run_py, tiny):
     proc = run_py(*tiny(), f"hydra.run.dir={tmp_path}/r", env={HOLDER_ENV: "1"}, timeout=300)
     assert proc.returncode == 0 and "SIGTERM" not in proc.stderr
     assert json.loads((tmp_path / "r" / "results.json").read_text())["status"] == "completed"
+
+
+@pytest.mark.slow
+def test_ctrl_c_on_a_joblib_sweep_is_one_line_from_each_process(tmp_path, tiny):
+    """Ctrl-C reaches the whole process group: each job that was training saves its checkpoint and says how to
+    resume; the launching process says so in one line (no traceback through joblib), exit code 130."""
+    sweep = tmp_path / "sweep"
+    argv = [sys.executable, str(ROOT / "run.py"), "-m", *tiny(), "seed=0,1", "trainer.epochs=400",
+            "hydra/launcher=local_parallel", f"hydra.sweep.dir={sweep}"]  # fmt: skip
+    proc = subprocess.Popen(argv, cwd=ROOT, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)  # fmt: skip
+    deadline = time.monotonic() + 240
+    while not all((sweep / j / "checkpoint.pt").is_file() for j in "01") and time.monotonic() < deadline:
+        time.sleep(0.1)
+    os.killpg(proc.pid, signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130 and "Traceback" not in err + out, err[-3000:]
+    assert "interrupted (SIGINT): the jobs that were training saved their checkpoints" in err
