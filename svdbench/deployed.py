@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import copy
 import json
+import warnings
 from collections import OrderedDict
 from pathlib import Path
 from typing import Any
@@ -223,7 +224,9 @@ def load_deployed(run_dir: str | Path, trust: bool = False) -> nn.Module:
     if (run_dir / ARCHITECTURE_FILE).is_file():
         doc = read_document(run_dir)
         try:
-            state = torch.load(run_dir / WEIGHTS_FILE, map_location="cpu", weights_only=True)
+            with warnings.catch_warnings():  # torch's note on a raw pickle: the one line below says what it is
+                warnings.simplefilter("ignore", UserWarning)
+                state = torch.load(run_dir / WEIGHTS_FILE, map_location="cpu", weights_only=True)
         except Exception as err:
             raise ValueError(f"{run_dir / WEIGHTS_FILE}: {load_failure(err, run_dir / WEIGHTS_FILE)}") from None
         return rebuild(doc, state, trust)

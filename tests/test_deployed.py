@@ -4,6 +4,7 @@ with ``--trust`` and leaves a run another process holds alone."""
 
 import copy
 import json
+import pickle
 import re
 
 import pytest
@@ -251,3 +252,15 @@ def test_every_method_saves_a_model_rebuilt_exactly(name, tmp_path, tiny_cfg, mo
     assert_same_model(rebuilt, kept["model"])
     assert analyze_macs(rebuilt, SHAPE).macs == res["macs"] and count_params(rebuilt) == res["params"]
     assert not svdbench.lowrank.lowrank_layers(rebuilt)
+
+
+def test_a_raw_pickle_as_deployed_pt_is_one_line_without_torchs_warning(tmp_path, capsys, recwarn):
+    run = tmp_path / "run"
+    fake_run(run)
+    deployed = filter_pruned().eval()
+    (run / ARCHITECTURE_FILE).write_text(json.dumps(document(deployed, resnet8(), RESNET8, 10, 3)))
+    (run / WEIGHTS_FILE).write_bytes(pickle.dumps({"a": 1}, protocol=4))  # not torch.save's zip archive
+    assert cli.main(["latency", str(run), *LATENCY, "--force"]) == 1
+    out = capsys.readouterr()
+    assert "not timed: " in out.out and "not a torch file" in out.out
+    assert not [w for w in recwarn if "weights_only" in str(w.message) or "pickle" in str(w.message)]

@@ -283,16 +283,27 @@ def test_a_summary_json_of_yours_does_not_make_a_report_directory(runs, tmp_path
     assert {p.name: p.read_text() for p in mine.iterdir()} == files
 
 
-def test_out_dot_is_the_current_directory_and_keeps_what_is_yours(runs, tmp_path, monkeypatch):
+def test_out_dot_or_a_directory_holding_the_current_one_is_refused_and_kept(runs, tmp_path, monkeypatch, capsys):
+    """A report replaces its directory whole: into the current directory (., an empty --out, a parent of it) it
+    would leave the shell in a removed directory. One line, nothing touched."""
     out = tmp_path / "report"
     build_report([runs], out)
     (out / "notes.txt").write_text("precious")
     (out / "mydir").mkdir()
-    (out / "mydir" / "y").write_text("x")
-    monkeypatch.chdir(out)
-    assert cli.main(["report", str(runs), "--out", "."]) == 0
-    assert (out / "notes.txt").read_text() == "precious" and (out / "mydir" / "y").read_text() == "x"
-    assert (out / "report.md").is_file() and not [p for p in tmp_path.iterdir() if p.name.startswith(".report.")]
+    before = sorted(p.name for p in out.rglob("*"))
+    monkeypatch.chdir(out / "mydir")
+    for given in (".", "", ".."):
+        assert cli.main(["report", str(runs), "--out", given]) == 2
+        assert "is the current directory or holds it: a report replaces its directory whole" in capsys.readouterr().err
+    assert sorted(p.name for p in out.rglob("*")) == before and (out / "notes.txt").read_text() == "precious"
+
+
+def test_out_under_a_file_says_which_is_a_file(runs, tmp_path, capsys):
+    (tmp_path / "ff").write_text("mine")
+    for given in ("ff/rep", "ff/sub/rep"):
+        assert cli.main(["report", str(runs), "--out", str(tmp_path / given)]) == 2
+        assert f"{tmp_path / 'ff'} is a file, not a directory" in capsys.readouterr().err
+    assert (tmp_path / "ff").read_text() == "mine"
 
 
 def test_a_swap_that_fails_puts_everything_back_and_leaves_nothing_beside(runs, tmp_path, monkeypatch):

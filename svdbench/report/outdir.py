@@ -63,12 +63,26 @@ def _previous_files(out: Path) -> Callable[[str], bool]:
 
 
 def check_out(out: Path) -> None:
-    """``out`` can take a report: new, an empty directory or a report directory (its summary.json is a
-    report's), not a link nor the directory holding it. ValueError in one line otherwise."""
+    """``out`` can take a report: new (under directories, not a file), an empty directory or a report directory
+    (its summary.json is a report's), not a link, a mount point, nor the current directory or one holding it.
+    ValueError in one line otherwise."""
+    out = Path(os.path.abspath(out))
     if out.is_symlink():
         raise ValueError(f"--out {out} is a link: svdbench never writes through a link")
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {out} is a file, not a directory")
+    above = next((p for p in out.parents if os.path.lexists(p)), None)
+    if above is not None and not above.is_dir():
+        raise ValueError(f"--out {out}: {above} is a file, not a directory")
+    try:
+        here = Path(os.getcwd())
+    except OSError:  # the current directory was removed: nothing to protect
+        here = None
+    if here is not None and (here == out or here.is_relative_to(out)):
+        raise ValueError(
+            f"--out {out} is the current directory or holds it: a report replaces its directory whole, which would "
+            "leave your shell in a removed one; give another --out, or run from elsewhere"
+        )
     if out.is_dir() and any(out.iterdir()) and _summary(out) is None:
         what = "a summary.json that is not a svdbench report's" if (out / "summary.json").exists() else "no report"
         raise ValueError(f"--out {out} holds files and {what}: give a new or empty directory")
