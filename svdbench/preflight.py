@@ -282,7 +282,6 @@ def job_of(line: CommandLine, num: int, overrides: list[str], sweep_dir: str | N
         for key, node in (("hydra.run.dir", raw["run"]["dir"]), ("hydra.sweep.subdir", raw["sweep"]["subdir"])):
             if isinstance(node, str) and "${hydra:" in node:  # the resolver reads the running Hydra's config
                 OmegaConf.update(cfg, key, node.replace("${hydra:", "${hydra."))
-    stamped = {key: time_stamped(cfg, key) for key in ("hydra.run.dir", "hydra.sweep.dir", "hydra.sweep.subdir")}
     if sweep_dir is None:
         where = str(OmegaConf.select(cfg, "hydra.run.dir") or "")
         if not where.strip():  # Path("") would be the current directory
@@ -291,14 +290,14 @@ def job_of(line: CommandLine, num: int, overrides: list[str], sweep_dir: str | N
         where = Path(where)
     else:
         _check_dir_name("hydra.sweep.dir", sweep_dir)
-        if stamped["hydra.sweep.subdir"]:
+        if time_stamped(cfg, "hydra.sweep.subdir"):
             raise InputError(f"hydra.sweep.subdir={raw['sweep']['subdir']}: a job's directory cannot depend on the "
                              "time it starts (checked and locked ahead, it would be another): put ${now:...} in "
                              "hydra.sweep.dir")  # fmt: skip
         subdir = str(OmegaConf.select(cfg, "hydra.sweep.subdir"))
         _check_dir_name("hydra.sweep.subdir", subdir)
         where = Path(sweep_dir) / subdir
-    named = sweep_dir is None and not stamped["hydra.run.dir"]
+    named = sweep_dir is None and not time_stamped(cfg, "hydra.run.dir")
     names = hydra_names(raw, str(cfg.hydra.job.name))
     return Job(num, overrides, planned, where, names, str(raw["sweep"]["subdir"]), named_dir=named)
 

@@ -342,3 +342,12 @@ def saved_wandb_report(monkeypatch):
         return doc
 
     return make
+
+
+def refused(capsys, *argv: str) -> str:
+    """The one line ``run.py ARGV`` is refused with before Hydra starts (exit code 2)."""
+    with pytest.raises(SystemExit) as stop:
+        preflight.preflight(["run.py", *argv])
+    err = capsys.readouterr().err.strip()
+    assert stop.value.code == 2 and "\n" not in err, err
+    return err

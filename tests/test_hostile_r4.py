@@ -9,10 +9,10 @@ import re
 from pathlib import Path
 
 import pytest
-from conftest import ROOT
+from conftest import ROOT, refused
 from packaging.requirements import Requirement
 
-from svdbench import app, cli, preflight
+from svdbench import app, cli
 from svdbench.data import DatasetError, check_files, fashion_mnist_root, load_dataset
 from svdbench.data.files import FASHION_FILES
 from svdbench.errors import InputError, printable
@@ -22,15 +22,6 @@ from svdbench.rundir import check_run_dir, check_sweep_dir
 #: a directory name that is not UTF-8 (Latin-1 "café", from an old archive), as Python hands it over
 LATIN1 = os.fsdecode(b"caf\xe9")
 DEEP = "[" * 20000 + "]" * 20000 + "\n"
-
-
-def refused(capsys, *argv: str) -> str:
-    """The one line ``run.py ARGV`` is refused with before Hydra starts (exit code 2)."""
-    with pytest.raises(SystemExit) as stop:
-        preflight.preflight(["run.py", *argv])
-    err = capsys.readouterr().err.strip()
-    assert stop.value.code == 2 and "\n" not in err, err
-    return err
 
 
 # ---------------------------------------------------------------------- F4: Optuna's SQLite storage

@@ -9,7 +9,7 @@ import shutil
 
 import pytest
 import torch
-from conftest import fashion_mnist_files
+from conftest import fashion_mnist_files, refused
 
 from svdbench import cli, preflight
 from svdbench.app import resume_hint
@@ -19,15 +19,6 @@ from svdbench.methods import Dense, SVDTraining
 from svdbench.pipeline import run_experiment
 from svdbench.results import find_results, read_results
 from svdbench.rundir import RunLock, clear_run
-
-
-def refused(capsys, *argv: str) -> str:
-    """The one line ``run.py ARGV`` is refused with before Hydra starts (exit code 2)."""
-    with pytest.raises(SystemExit) as stop:
-        preflight.preflight(["run.py", *argv])
-    err = capsys.readouterr().err.strip()
-    assert stop.value.code == 2 and "\n" not in err, err
-    return err
 
 
 @pytest.fixture(scope="module")
