@@ -1,7 +1,7 @@
 """The one training loop every method goes through.
 
 ``train_stage`` runs ``epochs`` epochs of SGD/Adam on ``task loss + method.regularization``,
-calling the method's hooks (``after_backward``, ``after_step``, ``on_epoch_end``); on a terminal a
+calling the method's hooks (``before_forward``, ``after_backward``, ``after_step``, ``on_epoch_end``); on a terminal a
 progress bar per epoch shows loss and accuracy. A non-finite loss stops the stage with
 :class:`DivergedError`; a caught signal with :class:`Preempted` after a checkpoint.
 
@@ -119,7 +119,9 @@ class _Step:
             self.scaler.load_state_dict(state["scaler"])
 
     def loss(self, x: torch.Tensor, y: torch.Tensor) -> tuple:
-        """Forward ``x`` (under autocast) and return (output, task loss, regulariser or None, loss)."""
+        """``method.before_forward``, then forward ``x`` (under autocast) and return (output, task loss,
+        regulariser or None, loss)."""
+        self.method.before_forward(self.model, self.count, self.stage)
         if self.channels_last and x.dim() == 4:
             x = x.contiguous(memory_format=torch.channels_last)
         with self._autocast():
@@ -244,9 +246,10 @@ def train_stage(
     train_loss, reg_loss, train_top1, test_top1, test_loss, lr, and with ``val`` batches val_top1
     and val_loss).
 
-    Every step: the loss of a batch (task loss plus ``method.regularization``); a non-finite loss
-    raises :class:`DivergedError`; backward, ``method.after_backward``, optimiser and scheduler
-    steps, ``method.after_step``; the running metrics. When ``hooks.stop()`` turns true mid-epoch,
+    Every step: ``method.before_forward``; the loss of a batch (task loss plus
+    ``method.regularization``); a non-finite loss raises :class:`DivergedError`; backward,
+    ``method.after_backward``, optimiser and scheduler steps, ``method.after_step``; the running
+    metrics. When ``hooks.stop()`` turns true mid-epoch,
     ``hooks.save`` receives a mid-epoch state and :class:`Preempted` is raised.
     Every epoch end: ``method.on_epoch_end``, evaluation on ``test`` (and ``val``), ``hooks.on_epoch(record)``,
     ``hooks.save(state)``, then :class:`Preempted` if ``hooks.stop()`` is true and epochs remain.

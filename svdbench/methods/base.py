@@ -23,7 +23,7 @@ class. The method is built from its validated config object (``Mine(MyConfig(alp
 
 The pipeline calls, in order: ``check`` -> ``prepare`` (e.g. decompose) -> the stages of
 ``stages_before_train()`` (SVD training's ``"orthogonal"``) -> training stage ``"train"``
-(the loop calls ``regularization``, ``after_backward``, ``after_step``, ``on_epoch_end``) ->
+(the loop calls ``before_forward``, ``regularization``, ``after_backward``, ``after_step``, ``on_epoch_end``) ->
 ``compress`` (e.g. prune) -> training stage ``"finetune"`` for ``finetune_epochs`` -> ``export`` (the
 deployed, physically smaller model) -> one extra result per ``operating_points()`` entry. No method
 owns a loop.
@@ -151,6 +151,9 @@ class Method:
 
     def regularization(self, model: nn.Module, stage: str) -> torch.Tensor | None:
         return None
+
+    def before_forward(self, model: nn.Module, step: int, stage: str) -> None:
+        """At the start of a training step, before its forward: weights may be changed here."""
 
     def after_backward(self, model: nn.Module, step: int, stage: str) -> None:
         """Between ``backward()`` and ``optimizer.step()``: gradients may be changed here."""

@@ -1,14 +1,18 @@
 """TRP: Trained Rank Pruning (Xu et al., IJCAI 2020, arXiv 2004.14566; docs/method.md 2.1).
 
 Stage ``train``: the weights stay dense. Every ``period`` iterations (the iterations whose index
-``step`` is a multiple of ``period``, the first one included), for each eligible conv:
+``step`` is a multiple of ``period``, the first one included), for each eligible conv, as the authors'
+``cifar-TRP.py`` does:
 
-- ``after_backward``: the nuclear-norm sub-gradient ``nuclear_weight * U_r V_r^T`` of the kernel
-  reshaped channel-wise (``Cout x Cin*k*k``) or spatial-wise (``Cin*kh x Cout*kw``) is added to the
-  weight gradient, with ``U_r, V_r`` the leading singular vectors that hold ``energy_kept`` of
-  ``sum(s^2)``;
-- ``after_step``: the (updated) weight is replaced by its truncated SVD ``U_r diag(s_r) V_r^T`` at
-  the same energy.
+- ``before_forward``: the SVD ``U diag(s) V^T`` of the kernel reshaped channel-wise
+  (``Cout x Cin*k*k``) or spatial-wise (``Cin*kh x Cout*kw``), as trained since the last truncation;
+  with ``U_r, s_r, V_r`` the leading singular triplets holding ``energy_kept`` of ``sum(s^2)``, the
+  weight is replaced by ``U_r diag(s_r) V_r^T`` and the step's forward runs on it;
+- ``after_backward``: the nuclear-norm sub-gradient ``nuclear_weight * U_r V_r^T`` of that same
+  (untruncated) SVD is added to the weight gradient.
+
+``period`` counts the stage's iterations; the authors' counter restarts every epoch, which is the
+same at period 1 (their default and the presets') and whenever period divides an epoch's batches.
 
 ``compress``: every eligible conv becomes a :class:`svdbench.lowrank.LowRankConv2d` (SVD of the
 trained weight, so exact at full rank) pruned at the final ``threshold`` on ``|s|`` (reference code:
@@ -89,7 +93,7 @@ def eligible_convs(
 @dataclass
 class TRPConfig(MethodConfig):
     decomposition: str = "channel"  # channel | spatial reshape of each conv kernel
-    period: int = 10  # iterations between two truncations (and nuclear-norm sub-gradient steps); docs: 1 to 20
+    period: int = 10  # iterations between two truncations (each with its nuclear-norm sub-gradient); docs: 1 to 20
     # share of sum(s^2) each truncation KEEPS (reference code: 0.9). It sets the MAC reduction: ResNet-8 on
     # Fashion-MNIST, 4 epochs from the dense checkpoint: 0.9 -> 3.31x, 0.95 -> 2.05x, 0.96 -> 1.78x.
     energy_kept: float = 0.9
@@ -138,6 +142,7 @@ class TRP(SpeedupTargets, Method):
         self.ranks_before: dict[str, int] = {}
         self.ranks_unrounded: dict[str, int] = {}
         self.ranks_after: dict[str, int] = {}
+        self._subgradients: dict[str, torch.Tensor] = {}  # U_r V_r^T of this step's truncation, by conv
 
     def eligible(self, model: nn.Module) -> list[str]:
         c = self.config
@@ -171,25 +176,26 @@ class TRP(SpeedupTargets, Method):
             yield name, conv, KernelReshape(conv, self.config.decomposition)
 
     @torch.no_grad()
-    def after_backward(self, model: nn.Module, step: int, stage: str) -> None:
-        if not self._due(step, stage) or self.config.nuclear_weight == 0:
-            return
-        for _, conv, shape in self._convs(model):
-            if conv.weight.grad is None:
-                continue
-            u, _, vh = truncated_svd(shape.weight_to_matrix(conv.weight), self.config.energy_kept)
-            sub = shape.matrix_to_weight(u @ vh).to(conv.weight.grad.dtype)
-            conv.weight.grad.add_(sub, alpha=self.config.nuclear_weight)
-
-    @torch.no_grad()
-    def after_step(self, model: nn.Module, step: int, stage: str) -> None:
+    def before_forward(self, model: nn.Module, step: int, stage: str) -> None:
+        self._subgradients = {}
         if not self._due(step, stage):
             return
         for name, conv, shape in self._convs(model):
             u, s, vh = truncated_svd(shape.weight_to_matrix(conv.weight), self.config.energy_kept)
             conv.weight.copy_(shape.matrix_to_weight((u * s) @ vh))
+            if self.config.nuclear_weight:
+                self._subgradients[name] = shape.matrix_to_weight(u @ vh)
             self.ranks_train[name] = int(s.numel())
         self.truncations += 1
+
+    @torch.no_grad()
+    def after_backward(self, model: nn.Module, step: int, stage: str) -> None:
+        """Adds the sub-gradients :meth:`before_forward` kept for this step (none on steps not due)."""
+        for name, sub in self._subgradients.items():
+            conv = model.get_submodule(name)
+            if conv.weight.grad is not None:
+                conv.weight.grad.add_(sub.to(conv.weight.grad.dtype), alpha=self.config.nuclear_weight)
+        self._subgradients = {}
 
     def compress(self, model: nn.Module) -> None:
         if self.origin is not None:  # an operating point: its run's eligible convs and training record
