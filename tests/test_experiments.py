@@ -138,12 +138,14 @@ def test_preset_values_follow_the_method_docs(name, extra, compose_cfg, build, i
         assert (tr.optimizer, tr.lr, tr.batch_size, tr.weight_decay) == ("adam", 1e-3, 100, 0.0)
         assert _epochs(tr.milestones, 164) == [81, 122] and tr.gamma == 0.1 and tr.finetune_lr is None
         assert (m.orthogonality, m.init, m.decomposition, tr.bn_recalibration_batches) == (1.0, "random", dec, 0)
+        assert m.abs_singular_values  # resnet.py's forward: diag(|Sigma|)
     elif name.startswith("svd_cifar10"):
         reg = name.split("_")[-1]
         dec = next(e.split("=")[1] for e in extra if e.startswith("method.decomposition="))
         assert (tr.optimizer, tr.lr, tr.batch_size, tr.epochs) == ("adam", 1e-3, 100, 164)
         assert _epochs(tr.milestones, 164) == [81, 122] and tr.gamma == 0.1
         assert (typed.method.orthogonality, typed.method.init, typed.method.decomposition) == (1.0, "random", dec)
+        assert not typed.method.abs_singular_values  # svdbench's variant: signed s
         assert typed.method.regularizer.kind == reg
         lo, hi = (1e-3, 0.1) if reg == "hoyer" else (0.1, 0.3)  # docs/method.md 1.2 ranges
         assert lo <= typed.method.regularizer.weight <= hi and 1e-3 <= typed.method.energy <= 0.3
@@ -160,6 +162,7 @@ def test_preset_values_follow_the_method_docs(name, extra, compose_cfg, build, i
         # CNN/imagenet/start_up.txt: an orthogonality-only first training, pruning at e = 1e-3, fine-tuning at lr 0.1
         assert (typed.method.orthogonal_epochs, typed.method.energy, typed.method.finetune_epochs) == (90, 1e-3, 90)
         assert tr.finetune_lr is None and tr.bn_recalibration_batches == 0
+        assert typed.method.abs_singular_values  # the ImageNet resnet.py's forward: diag(|Sigma|)
     elif name.startswith("trp"):
         m = typed.method
         assert (m.energy_kept, m.nuclear_weight, m.threshold) == (0.9, 3e-4, 0.05) and 1 <= m.period <= 20

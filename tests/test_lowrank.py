@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 import svdbench
@@ -218,3 +219,42 @@ def test_forward_modes_choose_cheaper_and_agree():
     a = layer(x)
     layer.forward_mode = "factors"
     torch.testing.assert_close(layer(x), a, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("kind", ["channel", "spatial", "linear"])
+def test_abs_s_layers_compute_with_the_absolute_singular_values(kind):
+    """``abs_s`` (method.abs_singular_values): W2d = U diag(|s|) V^T in both forwards and in the
+    deployed pair, and d/ds = sign(s) * the gradient of the signed layer at |s|."""
+    torch.manual_seed(0)
+    dense = nn.Linear(7, 5) if kind == "linear" else nn.Conv2d(3, 6, 3, padding=1)
+    x = torch.randn(2, 7) if kind == "linear" else torch.randn(2, 3, 6, 6)
+    signed = decompose_layer(dense, "channel" if kind == "linear" else kind)
+    with torch.no_grad():
+        signed.s[::2] *= -1  # some negative values, as training can make them
+    absolute = decompose_layer(dense, "channel" if kind == "linear" else kind)
+    absolute.load_state_dict(signed.state_dict())
+    absolute.abs_s = True
+    expect = (absolute.U * signed.s.detach().abs()) @ absolute.V.T
+    assert torch.allclose(absolute.matrix(), expect, atol=1e-6)
+    assert not torch.allclose(signed.matrix(), expect, atol=1e-3)
+    w = expect if kind == "linear" else absolute.matrix_to_weight(expect)
+    ref = F.linear(x, w, dense.bias) if kind == "linear" else F.conv2d(x, w, dense.bias, padding=1)
+    for mode in ("rebuild", "factors"):
+        absolute.forward_mode = mode
+        assert torch.allclose(absolute(x), ref, atol=1e-5), mode
+    assert torch.allclose(absolute.to_factors()(x), ref, atol=1e-5)
+    assert torch.allclose(absolute.to_dense()(x), ref, atol=1e-5)
+    absolute(x).square().sum().backward()
+    positive = decompose_layer(dense, "channel" if kind == "linear" else kind)
+    positive.load_state_dict({**signed.state_dict(), "s": signed.s.detach().abs()})
+    positive(x).square().sum().backward()
+    assert torch.allclose(absolute.s.grad, torch.sign(signed.s.detach()) * positive.s.grad, atol=1e-4)
+
+
+def test_svd_training_sets_abs_s_on_every_layer_it_decomposes():
+    net = svdbench.models.cifar_resnet(8, num_classes=10, in_channels=3)
+    on = svdbench.methods.SVDTraining.create(abs_singular_values=True).prepare(net, (1, 3, 16, 16))
+    assert {m.abs_s for m in lowrank.lowrank_layers(on).values()} == {True}
+    net = svdbench.models.cifar_resnet(8, num_classes=10, in_channels=3)
+    off = svdbench.methods.SVDTraining.create().prepare(net, (1, 3, 16, 16))
+    assert {m.abs_s for m in lowrank.lowrank_layers(off).values()} == {False}

@@ -22,13 +22,16 @@ class LowRankLayer(nn.Module):
     (the dense layer's, or None), with ``W2d = U diag(s) V^T``. ``rank`` is r now (the length of ``s``),
     ``full_rank`` is min(m, n), the rank at decomposition; :meth:`keep` shrinks r. ``forward_mode``:
     ``auto`` (whichever of the two forwards costs fewer MACs for the input), ``rebuild`` (one
-    conv/linear with the rebuilt weight) or ``factors`` (the two small layers)."""
+    conv/linear with the rebuilt weight) or ``factors`` (the two small layers). With ``abs_s`` the
+    layer computes ``U diag(|s|) V^T`` (the SVD-training authors' forward; s keeps its sign as a
+    parameter, so a value crossing zero reflects instead of turning its direction round)."""
 
     U: nn.Parameter
     s: nn.Parameter
     V: nn.Parameter
     full_rank: int
     forward_mode: str
+    abs_s: bool = False
 
     def _init_factors(self, w2d: torch.Tensor, bias: torch.Tensor | None) -> None:
         u, s, vh = torch.linalg.svd(w2d.detach().double(), full_matrices=False)
@@ -46,9 +49,13 @@ class LowRankLayer(nn.Module):
     def rank(self) -> int:
         return int(self.s.numel())
 
+    def scale(self) -> torch.Tensor:
+        """The singular values the layer computes with: ``s``, or ``|s|`` with ``abs_s`` (r)."""
+        return self.s.abs() if self.abs_s else self.s
+
     def matrix(self) -> torch.Tensor:
         """``W2d = U diag(s) V^T`` (m x n)."""
-        return (self.U * self.s) @ self.V.T
+        return (self.U * self.scale()) @ self.V.T
 
     @torch.no_grad()
     def keep(self, index: torch.Tensor) -> None:
@@ -61,7 +68,8 @@ class LowRankLayer(nn.Module):
         self.V = nn.Parameter(self.V[:, index].contiguous())
 
     def extra_repr(self) -> str:
-        return f"rank={self.rank}/{self.full_rank}, forward_mode={self.forward_mode}"
+        text = f"rank={self.rank}/{self.full_rank}, forward_mode={self.forward_mode}"
+        return text + (", abs_s" if self.abs_s else "")
 
 
 class LowRankConv2d(LowRankLayer):
@@ -120,10 +128,10 @@ class LowRankConv2d(LowRankLayer):
         ci, co = self.in_channels, self.out_channels
         if self.decomposition == "channel":
             first = self.V.T.reshape(r, ci, kh, kw)
-            second = (self.U * self.s).reshape(co, r, 1, 1)
+            second = (self.U * self.scale()).reshape(co, r, 1, 1)
         else:
             first = self.U.T.reshape(r, ci, kh, 1)
-            second = (self.V * self.s).reshape(co, kw, r).permute(0, 2, 1).unsqueeze(2)
+            second = (self.V * self.scale()).reshape(co, kw, r).permute(0, 2, 1).unsqueeze(2)
         return first, second
 
     def factor_conv_args(self) -> tuple[dict, dict]:
@@ -236,7 +244,7 @@ class LowRankLinear(LowRankLayer):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.use_factors(x):
-            return F.linear(F.linear(x, self.V.T), self.U * self.s, self.bias)
+            return F.linear(F.linear(x, self.V.T), self.U * self.scale(), self.bias)
         return F.linear(x, self.matrix(), self.bias)
 
     def to_dense(self) -> nn.Linear:
@@ -252,7 +260,7 @@ class LowRankLinear(LowRankLayer):
         second = nn.Linear(self.rank, self.out_features, bias=self.bias is not None, **self._factory())
         with torch.no_grad():
             first.weight.copy_(self.V.T)
-            second.weight.copy_(self.U * self.s)
+            second.weight.copy_(self.U * self.scale())
             if self.bias is not None:
                 second.bias.copy_(self.bias)
         return nn.Sequential(first, second)

@@ -105,6 +105,9 @@ class SVDConfig(LowRankConfig):
     finetune_epochs: int = 3
     # more results from the same trained model: one per energy, each pruned and fine-tuned on its own
     energies: List[float] = field(default_factory=list)
+    # layers compute U diag(|s|) V^T, as the authors' forward (diag(|Sigma|)); false: signed s. The same
+    # functions either way; only a value crossing zero differs (it reflects instead of changing sign)
+    abs_singular_values: bool = False
 
     # After 12 epochs Hoyer concentrates each layer's energy in a few singular values but leaves a long
     # tail that still matters: e = 3e-4 of sum(s^2) removes it at 2.7x fewer MACs (ResNet-8, Fashion-MNIST).
@@ -117,7 +120,7 @@ class SVDConfig(LowRankConfig):
         "method.threshold",
         "method.speedup",
     )
-    added = {"round_to": 1, "orthogonal_epochs": 0, "speedups": []}
+    added = {"round_to": 1, "orthogonal_epochs": 0, "speedups": [], "abs_singular_values": False}
     point_keys = ("energies", "speedups")
 
     def __post_init__(self) -> None:
@@ -285,6 +288,14 @@ class SVDTraining(LowRankMethod):
         if self.config.init == "auto":
             return self.reconfigured(init="svd" if trained else "random")
         return self
+
+    def prepare(self, model: nn.Module, input_shape) -> nn.Module:
+        """Decomposes (:meth:`LowRankMethod.prepare`); with ``abs_singular_values`` every layer computes
+        with ``|s|``."""
+        model = super().prepare(model, input_shape)
+        for layer in lowrank.lowrank_layers(model).values():
+            layer.abs_s = self.config.abs_singular_values
+        return model
 
     def stages_before_train(self) -> list[tuple[str, int]]:
         epochs = self.config.orthogonal_epochs
