@@ -1,7 +1,9 @@
 """The cost axis of a report: MACs (counted) or latency (measured), per run and for its dense twin.
 
 ``svdbench report --x macs`` (the default) puts every front, table and plot on the deployed model's
-MACs per sample; ``--x latency --runtime onnxruntime/cpu --batch 64`` on its measured median latency
+MACs per sample (fvcore); ``--x macs_paper`` on the MACs in the SVD authors' convention (conv layers
+only, every decomposed conv as its pair: :mod:`svdbench.paper_macs`), for comparison with published
+speed-ups; ``--x latency --runtime onnxruntime/cpu --batch 64`` on its measured median latency
 per batch in that runtime, from the run's recorded ``latency`` figures (``measure.latency=true``, or
 ``svdbench latency`` after the fact). The speed-up on an axis is dense / deployed: the MAC speed-up,
 or the realized speed-up, both measured in the same run on the same machine.
@@ -13,7 +15,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["Axis", "MACS", "LATENCY_RUNTIMES", "latency_axis"]
+__all__ = ["Axis", "MACS", "MACS_PAPER", "LATENCY_RUNTIMES", "latency_axis"]
 
 #: the shortest median latency taken as a measurement (ms): anything below is no time a model can take
 MIN_MS = 1e-6
@@ -30,7 +32,7 @@ LATENCY_RUNTIMES = (
 
 @dataclass(frozen=True)
 class Axis:
-    """``name`` ``macs`` or ``latency`` (then ``runtime`` and ``batch`` say which figure)."""
+    """``name`` ``macs``, ``macs_paper`` or ``latency`` (then ``runtime`` and ``batch`` say which figure)."""
 
     name: str = "macs"
     runtime: str | None = None
@@ -39,6 +41,16 @@ class Axis:
     @property
     def is_latency(self) -> bool:
         return self.name == "latency"
+
+    @property
+    def is_paper(self) -> bool:
+        return self.name == "macs_paper"
+
+    @staticmethod
+    def _paper(rec: Any, which: str) -> float | None:
+        v = (getattr(rec, "macs_paper", None) or {}).get(which)
+        ok = isinstance(v, (int, float)) and not isinstance(v, bool) and 1 <= v < math.inf
+        return float(v) if ok else None
 
     def _figure(self, rec: Any, which: str) -> float | None:
         try:
@@ -50,14 +62,20 @@ class Axis:
 
     def value(self, rec: Any) -> float | None:
         """The deployed model's cost: MACs per sample, or median ms per batch (None: not recorded)."""
+        if self.is_paper:
+            return self._paper(rec, "macs")
         return float(rec.macs) if not self.is_latency else self._figure(rec, "deployed")
 
     def dense(self, rec: Any) -> float | None:
         """The dense model's cost on the same axis, measured in the same run."""
+        if self.is_paper:
+            return self._paper(rec, "dense")
         return float(rec.macs_dense) if not self.is_latency else self._figure(rec, "dense")
 
     def missing(self, rec: Any) -> str | None:
         """Why a run has no point on this axis (None: it has one)."""
+        if self.is_paper and (self.value(rec) is None or self.dense(rec) is None):
+            return "no MAC count in the authors' convention (a run made before svdbench recorded macs_paper)"
         if self.value(rec) is None or self.dense(rec) is None:
             return f"no latency figure for {self.runtime} at batch {self.batch} (time it: svdbench latency DIR)"
         return None
@@ -65,10 +83,14 @@ class Axis:
     # what the report writes
     @property
     def what(self) -> str:
+        if self.is_paper:
+            return "MACs in the authors' convention"
         return "MACs" if not self.is_latency else f"latency ({self.runtime}, batch {self.batch})"
 
     @property
     def speedup_words(self) -> str:
+        if self.is_paper:
+            return "the MAC speed-up in the authors' convention (dense / decomposed conv MACs, every pair counted)"
         return (
             "the MAC speed-up (dense MACs / MACs)"
             if not self.is_latency
@@ -77,6 +99,8 @@ class Axis:
 
     @property
     def plot_label(self) -> str:
+        if self.is_paper:
+            return "conv MACs per sample, authors' convention (M, log scale)"
         if not self.is_latency:
             return "MACs per sample (M, log scale)"
         return f"median latency per batch of {self.batch}, {self.runtime} (ms, log scale)"
@@ -88,6 +112,8 @@ class Axis:
 
 
 MACS = Axis()
+#: the authors' convention (results.json's ``macs_paper``)
+MACS_PAPER = Axis("macs_paper")
 
 
 def latency_axis(runtime: str, batch: int) -> Axis:

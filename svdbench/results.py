@@ -97,6 +97,9 @@ class RunRecord:
     speedup: float | None = None
     compression: float | None = None
     mac_counter: dict | None = None
+    # MACs in the SVD authors' convention (svdbench.paper_macs): {"macs", "dense", "speedup", "convention"};
+    # for reproduction tables (svdbench report --x macs_paper), beside fvcore's count of the deployed model
+    macs_paper: dict | None = None
     method_details: dict | None = None
     latency: dict | None = None
     model_path: str | None = None
@@ -160,7 +163,7 @@ class RunRecord:
         for key in ("stage_top1", "wall_time", "ranks"):
             if not isinstance(values.get(key, {}), dict):
                 raise ValueError(f"{key} is not a mapping")
-        for key in ("method_details", "latency", "samples", "top1_best_epoch"):  # optional, read as mappings
+        for key in ("method_details", "latency", "samples", "top1_best_epoch", "macs_paper"):  # optional mappings
             if values.get(key) is not None and not isinstance(values[key], dict):
                 raise ValueError(f"{key} is {_short(values[key])}, not a mapping")
         runs = (values.get("latency") or {}).get("runs")

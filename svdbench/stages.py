@@ -28,6 +28,7 @@ from .evaluation import recalibrate_batchnorm
 from .latency import run_latency
 from .macs import analyze_macs, count_params
 from .methods.base import Method
+from .paper_macs import paper_record
 from .plan import RunPlan, Stage
 from .results import RunRecord, atomic_torch_save, best_epoch, write_json_atomic, write_results
 from .train import StageHooks, StageOptions, train_stage
@@ -238,6 +239,7 @@ class StageRunner:
         rec.speedup = bench.dense_count.macs / max(count.macs, 1)
         rec.compression = rec.params_dense / max(params, 1)
         rec.mac_counter = {**count.as_dict(), "dense": bench.dense_count.as_dict()}
+        rec.macs_paper = paper_record(model, bench.dense_paper_macs, rec.input_shape)
         rec.method_details = leg.method.details()
         # realized speed beside MACs; under torchrun timed by rank 0 alone while the others wait
         if cfg.measure is not None and cfg.measure.latency and distributed.is_main():

@@ -16,6 +16,7 @@ from .evaluation import evaluate
 from .macs import MacCount, analyze_macs
 from .models import build_from_config
 from .optim import Accel, resolve_accel
+from .paper_macs import paper_macs
 from .plan import RunPlan
 from .seeding import seed_everything
 
@@ -70,6 +71,8 @@ class Workbench:
             raise InputError(
                 f"model {cfg.model.name} cannot take input {tuple(self.data.input_shape)}: {one_line(err)}"
             ) from None
+        #: the dense model's MACs in the SVD authors' convention (conv layers only; svdbench.paper_macs)
+        self.dense_paper_macs: int = paper_macs(self.model, self.input_shape)
         self._check_output(cfg.model.name)
         try:
             plan.method.check(self.model, self.input_shape)

@@ -194,6 +194,13 @@ def markdown_report(rep: Report, paths: Sequence, members: Sequence[Member]) -> 
                 "The MAC columns stay for comparison.",
             ]
             if axis.is_latency
+            else [
+                "",
+                f"Cost axis: {axis.what}: the convolutions only, every decomposed convolution counted as its "
+                "pair of factor convolutions at its rank, as the SVD-training authors' code prints it (authors' "
+                "MACs, authors' speed-up). The MAC columns (fvcore, deployed model) stay for comparison.",
+            ]
+            if axis.is_paper
             else []
         ),
         "",

@@ -305,7 +305,12 @@ def on_axis(runs: Sequence[LoadedRun], axis: Axis, skipped: list[tuple[Path, str
         (left if why else kept).append(r)
         if why:
             skipped.append((r.path, why))
-    if left:
+    if left and axis.is_paper:
+        warn(
+            f"{len(left)} of {len(runs)} runs have no MAC count in the authors' convention (made before svdbench "
+            f"recorded macs_paper) and are left out (first: {left[0].path})"
+        )
+    elif left:
         warn(
             f"{len(left)} of {len(runs)} runs have no latency figure for {axis.runtime} at batch {axis.batch} and "
             f"are left out (first: {left[0].path}); time them with: svdbench latency DIR"

@@ -161,15 +161,40 @@ COMPARISON: tuple[Column[Row], ...] = (
 )
 #: appended to the comparison on the latency axis
 LATENCY: tuple[Column[Row], ...] = (LATENCY_MS, REALIZED)
+#: appended to the comparison on the authors' MAC convention (``--x macs_paper``)
+PAPER: tuple[Column[Row], ...] = (
+    Column(
+        "authors' MACs (M)",
+        lambda r: f"{r.mean('x') / 1e6:.2f}",
+        align="r",
+        csv=fields(macs_paper_mean=_fmt("x_mean", ".0f")),
+        typed=fields(macs_paper=_stat("x_mean")),
+    ),
+    Column(
+        "authors' speed-up",
+        lambda r: f"{r.mean('xspeed'):.2f}x",
+        align="r",
+        csv=fields(speedup_paper=_fmt("xspeed_mean", ".4f")),
+        typed=fields(speedup_paper=_stat("xspeed_mean")),
+    ),
+)
 
 
 def _on_latency(rows: Sequence[Row]) -> bool:
     return bool(rows) and rows[0].axis.is_latency
 
 
+def _axis_columns(rows: Sequence[Row]) -> tuple[Column[Row], ...]:
+    """The columns of the rows' cost axis beside the MAC ones: latency, the authors' MACs, or none."""
+    if _on_latency(rows):
+        return LATENCY
+    return PAPER if rows and rows[0].axis.is_paper else ()
+
+
 def comparison_columns(rows: Sequence[Row]) -> tuple[Column[Row], ...]:
-    """:data:`COMPARISON`, and :data:`LATENCY` when the rows are on the latency axis."""
-    return COMPARISON + (LATENCY if _on_latency(rows) else ())
+    """:data:`COMPARISON`, and :data:`LATENCY` (:data:`PAPER`) when the rows are on the latency (authors' MAC)
+    axis."""
+    return COMPARISON + _axis_columns(rows)
 
 
 # ---------------------------------------------------------------- front members (Member)
@@ -195,8 +220,9 @@ FRONT: tuple[Column[Member], ...] = (SCOPE, *map(_on_row, FRONT_ROW))
 
 
 def front_columns(rows: Sequence[Row]) -> tuple[Column[Member], ...]:
-    """:data:`FRONT`, and the latency columns (Markdown only) when the rows are on the latency axis."""
-    return FRONT + (tuple(_on_row(c.only(MD)) for c in LATENCY) if _on_latency(rows) else ())
+    """:data:`FRONT`, and the axis's columns (Markdown only) when the rows are on the latency or the authors'
+    MAC axis."""
+    return FRONT + tuple(_on_row(c.only(MD)) for c in _axis_columns(rows))
 
 
 def logged_front_columns(rows: Sequence[Row]) -> tuple[Column[Member], ...]:
