@@ -44,21 +44,31 @@ __all__ = [
 class SVDSetting:
     """lambda_s and the pruning rule of one official SVD-training run: ``energy`` (share of sum(s^2)
     dropped per layer) or, where the authors pruned by an absolute value, ``threshold`` on |s|.
-    ``consistent`` is False where the file's training, pruning and fine-tuning commands name
-    different runs (``note`` says which)."""
+
+    The rule applied (the same for every row): the run is the one whose pruned model the file's
+    fine-tuning command loads; ``weight`` is that run's lambda_s (its folder name); the pruning value is
+    that of the command that wrote the pruned model, normally the run's training command, which prunes at
+    its end. Where no command writes it, the value is ``borrowed``: taken from the test command of
+    another run of the same network, decomposition and regulariser, which ``borrowed`` names.
+    ``consistent`` is False where the file's training, test and fine-tuning commands do not all name
+    that one run (``note`` says how they differ); the rule above still gives the values."""
 
     weight: float
     energy: float | None = None
     threshold: float | None = None
     consistent: bool = True
     note: str = ""
+    borrowed: str = ""  # where the pruning value comes from another run's command: which one
 
 
 _S = SVDSetting
 _MIXED = "the test command prunes another run than the one fine-tuned"
 _THREE = "three commands, three lambda_s"
 #: (model, decomposition, regularizer kind) -> setting. Rule: lambda_s of the run the fine-tuning
-#: command loads; the energy of the command that wrote the pruned model it loads (docs/experiments.md).
+#: command loads; the energy of the command that wrote the pruned model it loads, or, where none did, of
+#: the test command ``borrowed`` names (SVDSetting; docs/experiments.md). The file's commands for
+#: ResNet-32 pre-training pass ``--depth 110`` to the channel-wise run (``pretrained_model32``), a typo:
+#: every later ResNet-32 command loads it as a 32-layer model.
 SVD_CIFAR10: dict[tuple[str, str, str], SVDSetting] = {
     ("resnet20", "channel", "hoyer"): _S(0.1, 3e-6, note="the training command shows 0.07"),
     ("resnet20", "channel", "hoyer_square"): _S(0.01, threshold=0.1, consistent=False, note=_MIXED),
@@ -66,9 +76,11 @@ SVD_CIFAR10: dict[tuple[str, str, str], SVDSetting] = {
     ("resnet20", "spatial", "hoyer"): _S(0.01, 0.1, note="the training command shows 0.1"),
     ("resnet20", "spatial", "hoyer_square"): _S(0.01, threshold=0.1),
     ("resnet20", "spatial", "l1"): _S(0.3, 0.1),
-    ("resnet32", "channel", "hoyer"): _S(0.01, 5e-3, consistent=False, note=f"{_THREE} (0.03, 3e-3, 0.01)"),
+    ("resnet32", "channel", "hoyer"): _S(0.01, 5e-3, consistent=False, note=f"{_THREE} (0.03, 3e-3, 0.01)",
+                                         borrowed="the test command of Hoyer_Model32/0003 (lambda_s 3e-3)"),
     ("resnet32", "channel", "hoyer_square"): _S(1e-3, 1e-3, note="the training command shows 7e-3"),
-    ("resnet32", "channel", "l1"): _S(0.03, 0.05, consistent=False, note=f"{_THREE} (0.1, 0.3, 0.03)"),
+    ("resnet32", "channel", "l1"): _S(0.03, 0.05, consistent=False, note=f"{_THREE} (0.1, 0.3, 0.03)",
+                                      borrowed="the test command of L1_Model32/03 (lambda_s 0.3)"),
     ("resnet32", "spatial", "hoyer"): _S(1e-3, 5e-4, note="the training command shows 5e-3"),
     ("resnet32", "spatial", "hoyer_square"): _S(3e-4, 5e-3),
     ("resnet32", "spatial", "l1"): _S(0.1, 0.01),

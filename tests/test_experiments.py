@@ -87,6 +87,9 @@ OFFICIAL_SVD = {
     ("resnet110", "spatial", "hoyer_square"): ("00003", ("e", 1e-3)),
     ("resnet110", "spatial", "l1"): ("003", ("e", 5e-2)),
 }
+#: the settings whose pruning value no command gives for the run fine-tuned (no command writes the pruned model the
+#: fine-tuning loads): the result folder of the test command it is taken from
+BORROWED = {("resnet32", "channel", "hoyer"): "Hoyer_Model32/0003", ("resnet32", "channel", "l1"): "L1_Model32/03"}
 #: the block of the official CIFAR ResNets (origin_resnet.py of the same repository): bottleneck from depth 44
 OFFICIAL_BLOCK = {"resnet20": "basic", "resnet32": "basic", "resnet56": "bottleneck", "resnet110": "bottleneck"}
 
@@ -106,6 +109,20 @@ def test_the_docs_table_of_official_runs_is_the_one_the_preset_reads():
         rule, value = prune.replace("\\|s\\|", "s").split(" ", 1)
         assert float(weight) == s.weight and (agree == "yes") == s.consistent
         assert float(value.split()[-1]) == (s.energy if rule == "e" else s.threshold)
+
+
+def test_borrowed_values_say_where_they_come_from():
+    """published.py and docs/experiments.md name the other run's command wherever a value is borrowed."""
+    assert {k for k, s in SVD_CIFAR10.items() if s.borrowed} == set(BORROWED)
+    text = DOC.read_text()
+    for (model, dec, reg), folder in BORROWED.items():
+        s = SVD_CIFAR10[(model, dec, reg)]
+        assert folder in s.borrowed and float(s.borrowed.rsplit("lambda_s ", 1)[1].rstrip(")")) == folder_lambda(
+            folder.rsplit("/", 1)[1]
+        )
+        row = re.search(rf"^\| {model} \| {dec} \| {reg} \|.*$", text, re.M).group(0)
+        assert f"borrowed from the test command of {folder}" in row
+    assert "--depth 110" in text  # the typo in the ResNet-32 pre-training command is noted
 
 
 def test_folder_names_decode_as_the_authors_wrote_them():
