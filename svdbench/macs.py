@@ -2,13 +2,22 @@
 
 MACs follow the literature (docs/method.md, "Conventions": "FLOPs" = multiply-accumulates): fvcore's
 ``FlopCountAnalysis`` counts one multiply-add as one, run on a batch of one sample.
-``macs`` sums the weight operators (convolutions, linear layers and matrix products);
+``macs`` sums the weight operators (convolutions, linear layers and matrix products, attention's
+included);
 ``macs_total`` is fvcore's full total, which adds batch norm, pooling and the like.
 
+fvcore has no handle for ``aten::scaled_dot_product_attention`` (PyTorch's fused attention, which timm's
+vision transformers call by default): without one its two matrix products would land in
+``unsupported_ops`` and drop out of the count. :func:`analyze_macs` registers
+:func:`_sdpa_macs`, which counts them (Q K^T and A V) under the operator key
+``scaled_dot_product_attention``, so a fused model counts the same as the unfused one (explicit
+``matmul``s).
+
 :func:`weight_macs` and :class:`MacModel` count the same convention with module hooks instead of
-a trace: every ``nn.Conv2d`` and ``nn.Linear``, per sample. On a plain CNN (no functional matrix
-products) they equal :func:`count_macs` at a fraction of its cost, which is what filter pruning's
-speed-up search needs (:mod:`svdbench.pruning.speedup`).
+a trace: every ``nn.Conv2d`` and ``nn.Linear``, per sample, and nothing else. On a plain CNN (no
+functional matrix products) they equal :func:`count_macs` at a fraction of its cost, which is what
+filter pruning's speed-up search needs (:mod:`svdbench.pruning.speedup`). On a transformer they are
+lower: attention's matrix products (and any other functional ``matmul``) are no modules.
 """
 
 from __future__ import annotations
@@ -23,7 +32,7 @@ from torch import nn
 
 from .torch_utils import eval_mode, example_input
 
-WEIGHT_OPS = ("conv", "linear", "addmm", "matmul", "bmm", "einsum")
+WEIGHT_OPS = ("conv", "linear", "addmm", "matmul", "bmm", "einsum", "scaled_dot_product_attention")
 
 
 @dataclass
@@ -56,6 +65,25 @@ def fvcore_version() -> str:
     return _import_fvcore()[0].__version__
 
 
+def _sdpa_macs(inputs, outputs) -> int:
+    """fvcore handle for ``aten::scaled_dot_product_attention(q, k, v, ...)``: the MACs of its two matrix
+    products, Q K^T and A V. With q of shape (..., Lq, E), k (..., Lk, E) and v (..., Lk, Ev), every
+    leading (batch, head) slice costs Lq*Lk*E + Lq*Lk*Ev. The leading dims are the output's (q's
+    after broadcasting; with grouped-query attention q's heads), q's where the trace has no output shape.
+    Scaling, masking, softmax and dropout are no multiply-accumulates and are not counted."""
+    from fvcore.nn.jit_handles import get_shape
+
+    q, k, v = (get_shape(t) for t in inputs[:3])
+    out = get_shape(outputs[0]) if outputs else None
+    lead = (out or q)[:-2]
+    lq, e = q[-2], q[-1]
+    lk, ev = k[-2], v[-1]
+    n = 1
+    for d in lead:
+        n *= d
+    return n * lq * lk * (e + ev)
+
+
 def analyze_macs(model: nn.Module, input_shape: Sequence[int]) -> MacCount:
     """Per-sample MAC count of ``model`` on a zero input of ``input_shape`` (batch forced to 1)."""
     fvcore, FlopCountAnalysis = _import_fvcore()
@@ -63,6 +91,7 @@ def analyze_macs(model: nn.Module, input_shape: Sequence[int]) -> MacCount:
     with eval_mode(model), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         fca = FlopCountAnalysis(model, x)
+        fca.set_op_handle("aten::scaled_dot_product_attention", _sdpa_macs)
         fca.uncalled_modules_warnings(False)
         fca.unsupported_ops_warnings(False)
         fca.tracer_warnings("none")
@@ -98,7 +127,11 @@ def _hooked_forward(model: nn.Module, input_shape: Sequence[int], hook: Callable
 def weight_macs(model: nn.Module, input_shape: Sequence[int]) -> int:
     """Per-sample multiply-accumulates of every ``nn.Conv2d`` and ``nn.Linear`` (module hooks, one
     forward pass at batch 1, eval mode). Equals :func:`count_macs` (fvcore's conv + linear
-    operators) on plain CNNs, at a fraction of its cost."""
+    operators) on plain CNNs, at a fraction of its cost.
+
+    Conv2d and Linear only: matrix products outside those modules are not counted, so on a transformer
+    this is lower than :func:`count_macs` by attention's Q K^T and A V (``scaled_dot_product_attention``
+    or explicit ``matmul``), which are no modules."""
     total = 0
 
     def count(m: nn.Module, inp, out) -> None:
@@ -116,7 +149,10 @@ def weight_macs(model: nn.Module, input_shape: Sequence[int]) -> int:
 class MacModel:
     """:func:`weight_macs` without a forward pass: the output size per channel of every conv and
     linear layer is recorded once; channel pruning changes widths, never spatial sizes, so
-    ``macs()`` reads the (pruned) widths off the modules and stays exact."""
+    ``macs()`` reads the (pruned) widths off the modules and stays exact.
+
+    Like :func:`weight_macs` it counts Conv2d and Linear only: attention's matrix products (no modules)
+    are left out, so on a transformer it is lower than :func:`count_macs`."""
 
     def __init__(self, model: nn.Module, input_shape: Sequence[int]) -> None:
         self.sites: dict[nn.Module, int] = {}
