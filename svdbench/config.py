@@ -28,7 +28,7 @@ from .checks import check, check_choice
 from .data import DATASETS
 from .errors import InputError, one_line
 from .methods import METHODS, Method, method_target
-from .models import BLOCKS, MODELS, OPTIONS, SHORTCUTS, check_options
+from .models import BLOCKS, MODELS, OPTIONS, SHORTCUTS, check_kwargs, check_options
 from .optim import OptimConfig
 from .published import register_resolver
 from .registry import import_object
@@ -41,7 +41,8 @@ class ModelConfig:
     name: str = "resnet8"
     # "module.function": your model, called as function(num_classes=..., in_channels=..., **kwargs)
     _target_: str | None = None
-    kwargs: Dict[str, Any] = field(default_factory=dict)  # extra arguments for _target_
+    # extra arguments for _target_, or for timm.create_model with family timm (img_size, patch_size, embed_dim, ...)
+    kwargs: Dict[str, Any] = field(default_factory=dict)
     # cifar_resnet only. A: zero-padding shortcuts (He et al., no parameters); B: a 1x1 conv (the
     # block's stride) + BatchNorm wherever the shape changes, as the official SVD-training / TRP code
     shortcut: str = OPTIONS["shortcut"]
@@ -55,6 +56,8 @@ class ModelConfig:
         check_choice(self.shortcut, SHORTCUTS, "model.shortcut")
         check_choice(self.block, BLOCKS, "model.block")
         check_options(self.family if self._target_ is None else None, {k: getattr(self, k) for k in OPTIONS})
+        if self._target_ is None:
+            check_kwargs(self.family, self.kwargs)
 
 
 @dataclass

@@ -71,6 +71,9 @@ def plan(cfg: DictConfig, base: str | None = None) -> RunPlan:
     typed = schema.validate(cfg)
     if typed.model._target_ is None:
         check_model_name(typed.model.family, typed.model.name)
+        if typed.model.kwargs:  # a key the model does not take: one line now, not after the data has loaded
+            with torch.device("meta"):
+                build_from_config(typed.model, 2, 1)
     resolve_device(typed.trainer.device)
     cls = schema.method_class(typed.method)
     try:

@@ -180,11 +180,12 @@ def test_trp(spec):
     assert method.layers and all(net.get_submodule(n).kernel_size == (3, 3) for n in method.layers)
     x, y = torch.randn(4, *SMALL[1:]), torch.randint(0, 10, (4,))
     opt = torch.optim.SGD(net.parameters(), lr=0.01)
+    method.before_forward(net, 0, "train")  # truncation at energy_kept 0.5, then one step from it
     loss = nn.functional.cross_entropy(net.train()(x), y)
     loss.backward()
     method.after_backward(net, 0, "train")
     opt.step()
-    method.after_step(net, 0, "train")
+    method.before_forward(net, 1, "train")  # truncated again: compress sees low-rank weights
     method.compress(net)
     deployed_check(net, method.export(net), dense)
 

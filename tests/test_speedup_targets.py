@@ -154,7 +154,7 @@ def test_a_point_compresses_as_a_run_with_that_speedup(method):
     nets = [m.prepare(copy.deepcopy(dense), SHAPE) for m in (main, alone)]
     if method is TRP:  # one truncation each, as the train stage makes
         for m, net in zip((main, alone), nets, strict=True):
-            m.after_step(net, 0, "train")
+            m.before_forward(net, 0, "train")
     (_, point), trained = main.operating_points()[0], nets[0]
     point.compress(copy.deepcopy(trained))
     alone.compress(nets[1])

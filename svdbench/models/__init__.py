@@ -1,13 +1,14 @@
-"""Models by family and name: CIFAR ResNets (``resnet8`` ... ``resnet110``), torchvision ResNets,
-any timm model, or your own ``nn.Module`` (``model._target_``).
+"""Models by family and name: CIFAR ResNets (``resnet8`` ... ``resnet110``), torchvision ResNets, any
+timm model, or your own ``nn.Module`` (``model._target_``).
 
 A family is a function ``build(name, num_classes, in_channels) -> nn.Module`` registered in
-:data:`MODELS` with ``@MODELS.register("<family>")``. A family that offers the architecture
-options ``model.shortcut`` / ``model.block`` (:data:`OPTIONS`) takes them as keyword parameters
-of those names (``cifar_resnet`` does); elsewhere a non-default value is refused. A model may
-declare channel-coupling facts that a dependency graph cannot see with a method
-``fixed_output_channels() -> list[str]`` (names of convs whose output channels filter pruning
-must keep); see :class:`CifarResNet`.
+:data:`MODELS` with ``@MODELS.register("<family>")``. A family whose build function takes
+``**kwargs`` (timm) receives ``model.kwargs``; any other refuses them (:func:`check_kwargs`), never
+ignores them. A family that offers the architecture options ``model.shortcut`` / ``model.block``
+(:data:`OPTIONS`) takes them as keyword parameters of those names (``cifar_resnet`` does); elsewhere
+a non-default value is refused. A model may declare channel-coupling facts that a dependency graph
+cannot see with a method ``fixed_output_channels() -> list[str]`` (names of convs whose output
+channels filter pruning must keep); see :class:`CifarResNet`.
 """
 
 from __future__ import annotations
@@ -42,6 +43,8 @@ __all__ = [
     "build_from_config",
     "model_options",
     "check_options",
+    "check_kwargs",
+    "takes_kwargs",
     "check_model_name",
     "cifar_resnet",
     "family_options",
@@ -106,14 +109,25 @@ def build_torchvision(name: str, num_classes: int, in_channels: int) -> nn.Modul
 
 
 @MODELS.register("timm")
-def build_timm(name: str, num_classes: int, in_channels: int) -> nn.Module:
-    """Any ``timm.list_models()`` name (exactly: not a pattern), ``pretrained=False``."""
+def build_timm(name: str, num_classes: int, in_channels: int, **kwargs: Any) -> nn.Module:
+    """Any ``timm.list_models()`` name (exactly: not a pattern), ``pretrained=False``; ``kwargs``
+    (``model.kwargs``: ``img_size``, ``patch_size``, ``embed_dim``, ``depth``, ``num_heads``,
+    ``mlp_ratio``, ...) go to ``timm.create_model``. A key the model does not take is one line."""
     import timm
 
     check_model_name("timm", name)
+    reserved = sorted(set(kwargs) & {"pretrained", "num_classes", "in_chans"})
+    if reserved:
+        raise InputError(
+            f"model.kwargs.{reserved[0]}: svdbench sets it (pretrained=False; num_classes and in_chans from the data)"
+        )
     try:
-        return timm.create_model(name, pretrained=False, num_classes=num_classes, in_chans=in_channels)
-    except (RuntimeError, ValueError, TypeError) as err:
+        return timm.create_model(name, pretrained=False, num_classes=num_classes, in_chans=in_channels, **kwargs)
+    except TypeError as err:
+        if kwargs and "keyword argument" in str(err):
+            raise InputError(f"model.kwargs: timm model {name!r} does not take it ({one_line(err)})") from None
+        raise InputError(f"timm model {name!r} cannot be built here: {one_line(err)}") from None
+    except (RuntimeError, ValueError, AssertionError) as err:
         raise InputError(f"timm model {name!r} cannot be built here: {one_line(err)}") from None
 
 
@@ -131,6 +145,22 @@ def check_model_name(family: str, name: str) -> None:
             raise InputError(f"model.name={name} is not a timm model: give a name of timm.list_models(), not a pattern")
     elif family in NAMES and name not in NAMES[family]:
         raise InputError(f"model.name={name} is not a {family} model; choose from {', '.join(NAMES[family])}")
+
+
+def takes_kwargs(family: str) -> bool:
+    """Whether the build function of ``family`` takes ``model.kwargs`` (a ``**kwargs`` parameter)."""
+    params = inspect.signature(MODELS.get(family)).parameters.values()
+    return any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params)
+
+
+def check_kwargs(family: str, kwargs: Mapping | None) -> None:
+    """InputError in one line when ``model.kwargs`` is given to a family that takes none."""
+    if kwargs and not takes_kwargs(family):
+        takers = ", ".join(f"model.family={f}" for f in MODELS.names() if takes_kwargs(f))
+        raise InputError(
+            f"model.kwargs ({', '.join(map(str, kwargs))}) is not read by model.family={family}: only "
+            f"{takers} and a model._target_ take it"
+        )
 
 
 def family_options(family: str) -> list[str]:
@@ -160,15 +190,17 @@ def build_model(
     shortcut: str = "A",
     block: str = "basic",
 ) -> nn.Module:
-    """The model ``name`` of ``family``; with ``target`` ("module.function" or "module.Class"), that
-    callable instead, called as ``target(num_classes=..., in_channels=..., **kwargs)``.
+    """The model ``name`` of ``family`` (``kwargs`` to a family that takes them, :func:`takes_kwargs`); with
+    ``target`` ("module.function" or "module.Class"), that callable instead, called as
+    ``target(num_classes=..., in_channels=..., **kwargs)``.
     ``shortcut`` and ``block`` (:data:`OPTIONS`) go to a family that takes them; a non-default
     value elsewhere is an InputError."""
     options = {"shortcut": shortcut, "block": block}
     check_options(family if target is None else None, options)
     if target is None:
+        check_kwargs(family, kwargs)
         chosen = {k: v for k, v in options.items() if k in family_options(family)}
-        return MODELS.get(family)(name, num_classes, in_channels, **chosen)
+        return MODELS.get(family)(name, num_classes, in_channels, **chosen, **(kwargs or {}))
     model = import_object(target, "model._target_")(num_classes=num_classes, in_channels=in_channels, **(kwargs or {}))
     if not isinstance(model, nn.Module):
         raise InputError(f"model._target_ {target!r} returned {type(model).__name__}, not an nn.Module")
