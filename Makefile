@@ -7,7 +7,7 @@ PIP := $(VENV)/bin/pip
 TORCH := torch==2.14.1 torchvision==0.29.1
 FASHION_DIR := /usr/share/datasets/fashion-mnist
 
-.PHONY: demo quick test test-fast lint data browser install clean study
+.PHONY: demo quick test test-fast lint data browser install clean study vit-study
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -91,3 +91,17 @@ study: data
 	$(VENV)/bin/svdbench report outputs/study --out outputs/study/report_latency $(STUDY_SPLIT) --reference "svd (spatial)" \
 		--x latency --runtime onnxruntime/cpu --batch 64
 	$(VENV)/bin/svdbench report outputs/study --out outputs/study/report_random $(STUDY_SPLIT) --reference random_filter
+
+# The ViT study of docs/results.md ("A vision transformer"): the small ViT of conf/model/vit_fmnist.yaml on 10000
+# training images, seeds 0 and 1, a dense model per seed, then SVD training, post-hoc SVD, TRP and L1-norm pruning of
+# the MLP neurons from it with one budget, each to MAC speed-ups 1.5x and 2x; then latency and the reports.
+vit-study: data
+	$(PY) run.py -m +sweep=vit_dense $(STUDY_ARGS)
+	$(PY) run.py -m +sweep=vit_svd $(STUDY_ARGS)
+	$(PY) run.py -m +sweep=vit_posthoc $(STUDY_ARGS)
+	$(PY) run.py -m +sweep=vit_trp $(STUDY_ARGS)
+	$(PY) run.py -m +sweep=vit_filter $(STUDY_ARGS)
+	$(VENV)/bin/svdbench latency outputs/vit_study --onnx --threads 1 --batch-sizes 1 64 --max-seconds 0.5
+	$(VENV)/bin/svdbench report outputs/vit_study --out outputs/vit_study/report
+	$(VENV)/bin/svdbench report outputs/vit_study --out outputs/vit_study/report_latency --x latency \
+		--runtime onnxruntime/cpu --batch 64

@@ -16,6 +16,7 @@ whose deployed model reaches dense MACs / deployed MACs >= speedup (fvcore), :mo
 from __future__ import annotations
 
 import copy
+import logging
 import warnings
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, List
@@ -27,10 +28,12 @@ from .. import lowrank
 from ..checks import check, check_choice, check_exactly_one, rounded_down
 from ..lowrank.search import EnergyFound, energy_for_speedup, rank_one_speedup
 from ..macs import analyze_macs
+from ..models import roles
 from ..regularizers import SparsityRegularizer, orthogonality_loss
 from .base import Method, MethodConfig, register_method
 
 DECOMPOSITIONS = ("channel", "spatial")
+log = logging.getLogger("svdbench")
 
 
 def check_pruning_target(energy: float | None, threshold: float | None, speedup: float | None = None) -> None:
@@ -68,7 +71,10 @@ class LowRankConfig(MethodConfig):
     speedup: float | None = None
     speedups: List[float] = field(default_factory=list)  # more results from the same model: one per target
     skip: List[str] = field(default_factory=list)  # fnmatch patterns of module names left dense
-    decompose_linear: bool = False  # decompose nn.Linear layers too
+    decompose_linear: bool = False  # decompose nn.Linear layers too (a vision transformer's: qkv, proj, fc1, fc2)
+    # a vision transformer's patch embedding and classifier stay dense (svdbench.models.roles); false: decomposed
+    # too. No effect on CNNs, whose stem and classifier are decomposed as the SVD-training authors do
+    embedding_head_dense: bool = True
     merge_unprofitable: bool = True  # deploy a layer dense where its factor pair costs more MACs
     # round each kept rank up to a multiple of this (at most the full rank): inner widths that kernels tile
     # without a remainder (docs/performance.md); 1 leaves the ranks alone
@@ -77,7 +83,7 @@ class LowRankConfig(MethodConfig):
     #: the energy used when neither energy nor threshold is given
     default_energy: ClassVar[float] = 0.05
     headline = ("method.decomposition", "method.energy", "method.threshold", "method.speedup")
-    added = {"round_to": 1, "speedups": []}
+    added = {"round_to": 1, "speedups": [], "embedding_head_dense": True}
     point_keys = ("speedups",)
 
     def __post_init__(self) -> None:
@@ -120,7 +126,13 @@ class SVDConfig(LowRankConfig):
         "method.threshold",
         "method.speedup",
     )
-    added = {"round_to": 1, "orthogonal_epochs": 0, "speedups": [], "abs_singular_values": False}
+    added = {
+        "round_to": 1,
+        "orthogonal_epochs": 0,
+        "speedups": [],
+        "abs_singular_values": False,
+        "embedding_head_dense": True,
+    }
     point_keys = ("energies", "speedups")
 
     def __post_init__(self) -> None:
@@ -135,6 +147,25 @@ class SVDConfig(LowRankConfig):
             not twice,
             "method.energies",
             f"label two points alike ({', '.join(twice)}): give distinct energies, got {self.energies}",
+        )
+
+
+def check_linear_only(model: nn.Module, decompose_linear: bool, decomposition: str) -> None:
+    """A vision transformer: ValueError without ``decompose_linear`` (its layers are Linear, nothing else
+    would be decomposed); a warning when ``decomposition`` is spatial (a Linear layer has one 2-D view,
+    out x in: the channel/spatial choice applies to convolutions only)."""
+    if not roles.is_vision_transformer(model):
+        return
+    if not decompose_linear:
+        raise ValueError(
+            "this vision transformer's layers are Linear: set method.decompose_linear=true (its patch embedding and "
+            "classifier stay dense unless method.embedding_head_dense=false)"
+        )
+    if decomposition != "channel":
+        log.warning(
+            "method.decomposition=%s does not apply to Linear layers (each is decomposed as out x in); it acts on "
+            "convolutions only",
+            decomposition,
         )
 
 
@@ -233,17 +264,24 @@ class LowRankMethod(SpeedupTargets, Method):
     def init_mode(self) -> str:
         return "svd"
 
+    def skipped(self, model: nn.Module) -> list[str]:
+        """``skip``, and a vision transformer's patch embedding and classifier (``embedding_head_dense``)."""
+        c = self.config
+        return [*c.skip, *(roles.embedding_and_head(model) if c.embedding_head_dense else [])]
+
     def decomposed(self, model: nn.Module) -> nn.Module:
         c = self.config
-        return lowrank.decompose(model, c.decomposition, "svd", skip=c.skip, linear=c.decompose_linear)
+        return lowrank.decompose(model, c.decomposition, "svd", skip=self.skipped(model), linear=c.decompose_linear)
 
     def check(self, model: nn.Module, input_shape) -> None:
+        check_linear_only(model, self.config.decompose_linear, self.config.decomposition)
         self.check_targets(model, input_shape)
 
     def prepare(self, model: nn.Module, input_shape) -> nn.Module:
         c = self.config
         self.remember(model, input_shape)
-        return lowrank.decompose(model, c.decomposition, self.init_mode, skip=c.skip, linear=c.decompose_linear)
+        skip = self.skipped(model)
+        return lowrank.decompose(model, c.decomposition, self.init_mode, skip=skip, linear=c.decompose_linear)
 
     def compress(self, model: nn.Module) -> None:
         c = self.config

@@ -22,7 +22,9 @@ deploys pairs of small convs.
 
 Eligible: ``nn.Conv2d`` with ``groups == 1`` and numeric zero padding, full rank >= 2, not matched
 by a ``skip`` pattern, not the first conv (``skip_first``) and not 1x1 (``skip_1x1``), as in the
-reference code.
+reference code; with ``decompose_linear`` also every ``nn.Linear`` of full rank >= 2 (its matrix is its
+weight, ``out x in``), except a vision transformer's patch embedding and classifier
+(``embedding_head_dense``, :mod:`svdbench.models.roles`).
 """
 
 from __future__ import annotations
@@ -38,8 +40,9 @@ from torch import nn
 from .. import lowrank
 from ..checks import check, check_choice
 from ..lowrank import LowRankConv2d, LowRankLayer
+from ..models import roles
 from .base import Method, MethodConfig, register_method
-from .svd import DECOMPOSITIONS, SpeedupTargets, check_pruning_target, check_speedups
+from .svd import DECOMPOSITIONS, SpeedupTargets, check_linear_only, check_pruning_target, check_speedups
 
 
 class KernelReshape:
@@ -59,6 +62,29 @@ class KernelReshape:
         return min(co, ci * kh * kw) if self.decomposition == "channel" else min(ci * kh, co * kw)
 
 
+class LinearReshape:
+    """A Linear layer's weight is its matrix (``out x in``): the reshape :class:`KernelReshape` offers for a conv."""
+
+    def __init__(self, linear: nn.Linear) -> None:
+        self.out_features, self.in_features = linear.out_features, linear.in_features
+
+    @staticmethod
+    def weight_to_matrix(w: torch.Tensor) -> torch.Tensor:
+        return w
+
+    @staticmethod
+    def matrix_to_weight(m: torch.Tensor) -> torch.Tensor:
+        return m
+
+    def full_rank(self) -> int:
+        return min(self.out_features, self.in_features)
+
+
+def reshape_of(layer: nn.Module, decomposition: str) -> KernelReshape | LinearReshape:
+    """The 2-D view TRP truncates: a conv's kernel reshaped by ``decomposition``, a Linear's weight as it is."""
+    return LinearReshape(layer) if isinstance(layer, nn.Linear) else KernelReshape(layer, decomposition)
+
+
 def truncated_svd(matrix: torch.Tensor, energy_kept: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """``U_r, s_r, Vh_r`` of ``matrix`` (computed in float64) where r is the smallest rank whose
     singular values hold at least ``energy_kept`` of ``sum(s^2)`` (at least 1)."""
@@ -68,11 +94,21 @@ def truncated_svd(matrix: torch.Tensor, energy_kept: float) -> tuple[torch.Tenso
 
 
 def eligible_convs(
-    model: nn.Module, decomposition: str, skip: Sequence[str] = (), skip_first: bool = True, skip_1x1: bool = True
+    model: nn.Module,
+    decomposition: str,
+    skip: Sequence[str] = (),
+    skip_first: bool = True,
+    skip_1x1: bool = True,
+    linear: bool = False,
 ) -> list[str]:
-    """Names of the convs TRP acts on (see the module docstring), in module order."""
+    """Names of the convs (and with ``linear`` the Linear layers) TRP acts on (see the module docstring),
+    in module order."""
     names, first = [], True
     for name, m in model.named_modules():
+        if linear and isinstance(m, nn.Linear) and not isinstance(m, LowRankLayer):
+            if not any(fnmatch.fnmatchcase(name, p) for p in skip) and LinearReshape(m).full_rank() >= 2:
+                names.append(name)
+            continue
         if not isinstance(m, nn.Conv2d) or isinstance(m, LowRankLayer):
             continue
         is_first, first = first, False
@@ -106,12 +142,14 @@ class TRPConfig(MethodConfig):
     skip: List[str] = field(default_factory=list)  # fnmatch patterns of convs left dense
     skip_first: bool = True  # reference code: the first conv stays dense
     skip_1x1: bool = True  # reference code: 1x1 convs stay dense
+    decompose_linear: bool = False  # act on nn.Linear layers too (a vision transformer's qkv, proj, fc1, fc2)
+    embedding_head_dense: bool = True  # a vision transformer's patch embedding and classifier stay dense
     merge_unprofitable: bool = True  # deploy a layer dense where its factor pair costs more
     round_to: int = 1  # round each final rank up to a multiple of this (at most full rank); 1: off
 
     headline = ("method.decomposition", "method.period", "method.energy_kept", "method.threshold", "method.speedup")
     renamed = {"energy_train": "energy_kept"}
-    added = {"round_to": 1, "speedups": []}
+    added = {"round_to": 1, "speedups": [], "decompose_linear": False, "embedding_head_dense": True}
     point_keys = ("speedups",)
 
     def __post_init__(self) -> None:
@@ -146,7 +184,8 @@ class TRP(SpeedupTargets, Method):
 
     def eligible(self, model: nn.Module) -> list[str]:
         c = self.config
-        return eligible_convs(model, c.decomposition, c.skip, c.skip_first, c.skip_1x1)
+        skip = [*c.skip, *(roles.embedding_and_head(model) if c.embedding_head_dense else [])]
+        return eligible_convs(model, c.decomposition, skip, c.skip_first, c.skip_1x1, c.decompose_linear)
 
     def decomposed(self, model: nn.Module) -> nn.Module:
         return self.decompose(model, self.eligible(model))
@@ -157,9 +196,12 @@ class TRP(SpeedupTargets, Method):
         left = [
             glob.escape(n) for n, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear)) and n not in keep
         ]
-        return lowrank.decompose(model, self.config.decomposition, "svd", skip=left)
+        return lowrank.decompose(
+            model, self.config.decomposition, "svd", skip=left, linear=self.config.decompose_linear
+        )
 
     def check(self, model: nn.Module, input_shape) -> None:
+        check_linear_only(model, self.config.decompose_linear, self.config.decomposition)
         self.check_targets(model, input_shape)
 
     def prepare(self, model: nn.Module, input_shape) -> nn.Module:
@@ -172,8 +214,8 @@ class TRP(SpeedupTargets, Method):
 
     def _convs(self, model: nn.Module):
         for name in self.layers:
-            conv = model.get_submodule(name)
-            yield name, conv, KernelReshape(conv, self.config.decomposition)
+            layer = model.get_submodule(name)
+            yield name, layer, reshape_of(layer, self.config.decomposition)
 
     @torch.no_grad()
     def before_forward(self, model: nn.Module, step: int, stage: str) -> None:

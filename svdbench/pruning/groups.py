@@ -15,9 +15,15 @@ Counts. Every group of ``C`` channels keeps ``kept_channels(C, ratio) = max(1, f
 ``rounding: pruned`` it prunes ``floor(C * ratio)`` instead, as the SFP and FPGM code does (one
 filter fewer wherever ``C * ratio`` is not whole).
 
-Ignored. The classifier (the last ``nn.Linear``) is never pruned at its output, nor are convs
+Roots. A group's root is an ``nn.Conv2d`` or an ``nn.Linear``: in a vision transformer the
+groups are the MLP hidden neurons (``fc1``'s outputs with ``fc2``'s inputs).
+
+Ignored. The classifier (the last ``nn.Linear``) is never pruned at its output, nor are layers
 matched by a ``skip`` pattern, nor the convs the model itself declares fixed (a group with an
-ignored conv is left whole). A model declares them with a method ``fixed_output_channels()``
+ignored layer is left whole), nor, in a vision transformer (:mod:`svdbench.models.roles`), the
+patch embedding (its outputs are the residual stream, which the class token and position
+embedding share) and the attention ``qkv`` projections (their outputs are split into heads by a
+reshape: heads are not pruned). A model declares them with a method ``fixed_output_channels()``
 returning conv names: couplings its dependency graph cannot see. The CIFAR ResNets with option-A
 shortcuts (zero-padded strided identities, :mod:`svdbench.models.cifar_resnet`) declare the stem
 and every block's last conv: pruning the residual stream breaks their forward pass
@@ -30,12 +36,14 @@ from __future__ import annotations
 
 import fnmatch
 import math
+import warnings
 from collections.abc import Callable, Iterable, Sequence
 
 import torch
 from torch import nn
 
 from ..lowrank import round_rank
+from ..models import roles
 from ..torch_utils import eval_mode, example_input
 
 __all__ = ["ROUNDINGS", "FilterPruner", "kept_channels", "channel_counts", "ignored_names", "fixed_output_convs"]
@@ -68,8 +76,13 @@ def kept_channels(channels: int, ratio: float, rounding: str = "kept", round_to:
 
 
 def channel_counts(model: nn.Module) -> dict[str, int]:
-    """Output channels of every conv, by name."""
-    return {n: m.out_channels for n, m in model.named_modules() if isinstance(m, nn.Conv2d)}
+    """Output channels of every conv and output features of every Linear but the classifier (the last), by name."""
+    linears = [n for n, m in model.named_modules() if isinstance(m, nn.Linear)][:-1]
+    return {
+        n: m.out_channels if isinstance(m, nn.Conv2d) else m.out_features
+        for n, m in model.named_modules()
+        if isinstance(m, nn.Conv2d) or n in linears
+    }
 
 
 def fixed_output_convs(model: nn.Module) -> list[str]:
@@ -80,12 +93,14 @@ def fixed_output_convs(model: nn.Module) -> list[str]:
 
 
 def ignored_names(model: nn.Module, skip: Iterable[str] = ()) -> list[str]:
-    """Layers whose output channels are never pruned: the classifier, ``skip`` matches, the model's fixed convs."""
+    """Layers whose output channels are never pruned: the classifier, ``skip`` matches, the model's fixed
+    convs; in a vision transformer its patch embedding and ``qkv`` projections."""
     skip = list(skip)
     linears = [n for n, m in model.named_modules() if isinstance(m, nn.Linear)]
-    convs = [n for n, m in model.named_modules() if isinstance(m, nn.Conv2d)]
-    names = linears[-1:] + [n for n in convs if any(fnmatch.fnmatchcase(n, p) for p in skip)]
-    return list(dict.fromkeys(names + fixed_output_convs(model)))
+    layers = [n for n, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    names = linears[-1:] + [n for n in layers if any(fnmatch.fnmatchcase(n, p) for p in skip)]
+    vit = ["patch_embed.proj", *roles.attention_inputs(model)] if roles.is_vision_transformer(model) else []
+    return list(dict.fromkeys(names + fixed_output_convs(model) + vit))
 
 
 class FilterPruner:
@@ -102,17 +117,20 @@ class FilterPruner:
         self.model, self.input_shape = model, tuple(input_shape)
         self.rounding, self.round_to = rounding, round_to
         self.ignored = ignored_names(model, skip)
-        with eval_mode(model):
+        with eval_mode(model), warnings.catch_warnings():
+            # a ViT's class token and position embedding: Torch-Pruning warns that it would prune their last
+            # dimension, the residual stream's, which the ignored patch embedding keeps whole
+            warnings.filterwarnings("ignore", message="Unwrapped parameters detected")
             graph = _torch_pruning().DependencyGraph()
             self.graph = graph.build_dependency(model, example_inputs=example_input(model, input_shape))
         self.names = {m: n for n, m in model.named_modules()}
         self.initial = {self.root_name(g): len(g[0].idxs) for g in self.groups()}
         if not self.initial:
-            raise ValueError("no prunable conv: every group holds an ignored layer (see method.skip)")
+            raise ValueError("no prunable layer: every group holds an ignored layer (see method.skip)")
 
     def groups(self) -> list:
         ignored = [self.model.get_submodule(n) for n in self.ignored]
-        return list(self.graph.get_all_groups(ignored_layers=ignored, root_module_types=[nn.Conv2d]))
+        return list(self.graph.get_all_groups(ignored_layers=ignored, root_module_types=[nn.Conv2d, nn.Linear]))
 
     def root_name(self, group) -> str:
         return self.names[group[0].dep.target.module]

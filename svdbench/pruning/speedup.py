@@ -1,9 +1,11 @@
 """The speed-up search: the pruning ratio that reaches a MAC budget.
 
-``method.speedup`` is a budget of dense MACs / pruned MACs (convolutions and linear layers, counted
-like fvcore: :func:`svdbench.macs.weight_macs`). The ratio is raised in steps of 1/100 on a copy
-of the network, pruning it further at each step as Torch-Pruning's iterative steps do, until the
-budget is reached; the first such ratio is used. Since the channel counts depend on the ratio only
+``method.speedup`` is a budget of dense MACs / pruned MACs (fvcore's count,
+:func:`svdbench.macs.count_macs`: the convolutions and linear layers, counted by module hooks,
+:class:`svdbench.macs.MacModel`, plus what those do not see, such as a transformer's attention
+products, which filter pruning leaves unchanged). The ratio is raised in steps of 1/100 on a copy of
+the network, pruning it further at each step as Torch-Pruning's iterative steps do, until the budget
+is reached; the first such ratio is used. Since the channel counts depend on the ratio only
 (:func:`.kept_channels`), the real network pruned at that ratio by any criterion has the same MACs.
 """
 
@@ -15,7 +17,7 @@ from collections.abc import Iterable, Sequence
 from torch import nn
 
 from ..checks import rounded_down
-from ..macs import MacModel
+from ..macs import MacModel, count_macs
 from .groups import FilterPruner
 
 __all__ = ["SPEEDUP_STEPS", "ratio_for_speedup"]
@@ -39,12 +41,13 @@ def ratio_for_speedup(
     work = copy.deepcopy(model)
     pruner = FilterPruner(work, input_shape, skip, rounding, round_to)
     count = MacModel(work, input_shape)
-    dense = count.macs()
+    dense = count_macs(work, input_shape)
+    other = dense - count.macs()  # attention products: no module, no channel of a pruned group
     reached = 1.0
     for k in range(1, steps):
         ratio = k / steps
         pruner.remove(pruner.select(ratio), check=False)
-        reached = dense / max(count.macs(), 1)
+        reached = dense / max(count.macs() + other, 1)
         if reached >= speedup:
             return ratio, reached
     raise ValueError(
