@@ -116,11 +116,9 @@ def build_timm(name: str, num_classes: int, in_channels: int, **kwargs: Any) -> 
     import timm
 
     check_model_name("timm", name)
-    reserved = sorted(set(kwargs) & {"pretrained", "num_classes", "in_chans"})
+    reserved = sorted(set(kwargs) & {"pretrained", "in_chans"})
     if reserved:
-        raise InputError(
-            f"model.kwargs.{reserved[0]}: svdbench sets it (pretrained=False; num_classes and in_chans from the data)"
-        )
+        raise InputError(f"model.kwargs.{reserved[0]}: svdbench sets it (pretrained=False; in_chans from the data)")
     try:
         return timm.create_model(name, pretrained=False, num_classes=num_classes, in_chans=in_channels, **kwargs)
     except TypeError as err:
@@ -199,8 +197,13 @@ def build_model(
     check_options(family if target is None else None, options)
     if target is None:
         check_kwargs(family, kwargs)
+        build = MODELS.get(family)
+        named = [p.name for p in inspect.signature(build).parameters.values() if p.kind is not p.VAR_KEYWORD]
+        clash = sorted(set(kwargs or {}) & set(named))
+        if clash:
+            raise InputError(f"model.kwargs.{clash[0]}: svdbench sets it (give model.{clash[0]} or the data's own)")
         chosen = {k: v for k, v in options.items() if k in family_options(family)}
-        return MODELS.get(family)(name, num_classes, in_channels, **chosen, **(kwargs or {}))
+        return build(name, num_classes, in_channels, **chosen, **(kwargs or {}))
     model = import_object(target, "model._target_")(num_classes=num_classes, in_channels=in_channels, **(kwargs or {}))
     if not isinstance(model, nn.Module):
         raise InputError(f"model._target_ {target!r} returned {type(model).__name__}, not an nn.Module")
