@@ -22,7 +22,6 @@ They are worked out when the run is planned and recorded as ``method.epochs`` (r
 from __future__ import annotations
 
 import copy
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +32,7 @@ from torch import nn
 from ..checks import check, check_choice
 from ..deployed import ARCHITECTURE_FILE, apply_records, read_document
 from ..errors import one_line
+from ..jsonfile import read_json
 from ..macs import analyze_macs, count_params
 from .base import Method, MethodConfig, register_method
 
@@ -43,7 +43,7 @@ KEY = "method.architecture_from"
 def _read_results(run_dir: Path) -> dict[str, Any]:
     path = run_dir / "results.json"
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = read_json(path)  # a regular file of bounded size only
     except (OSError, ValueError) as err:
         raise ValueError(f"{KEY}: {path} cannot be read ({one_line(err)})") from None
     if not isinstance(data, dict):
