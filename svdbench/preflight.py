@@ -512,7 +512,9 @@ def preflight(argv: list[str]) -> list[str]:
     except InputError as err:
         fail(str(err))
     if done is not None:  # nothing to do: say so, leave the directory as it is
-        print(f"run directory {jobs[0].dir} already holds a completed run of this config\n{summary(done, jobs[0].dir)}")
+        point = f" (an operating point of {done['point_of']})" if isinstance(done.get("point_of"), str) else ""
+        print(f"run directory {jobs[0].dir} already holds a completed run of this config{point}\n"
+              f"{summary(done, jobs[0].dir)}")  # fmt: skip
         raise SystemExit(0)
     if line.show_plan:
         state = directory_state(jobs[0])

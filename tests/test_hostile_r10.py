@@ -89,3 +89,42 @@ def test_a_report_skips_a_results_json_past_the_size_bound(tmp_path, capsys):
     d = _unusual(tmp_path, "results.json")["huge"]
     runs, failed, skipped = load_runs([d])
     assert not runs and len(skipped) == 1 and "larger than" in skipped[0][1]
+
+
+# ------------------------------------------------ F3: a completed record short of optional fields
+
+
+POINT = {"status": "completed", "method": "svd", "model": "resnet8", "dataset": "synthetic", "top1": 29.7,
+         "macs": 2916992, "macs_dense": 3060352, "params": 70602, "params_dense": 75290, "speedup": 1.049,
+         "stage_top1": {"train": 10.9, "finetune": 29.7}, "point_of": "/x/a",
+         "wall_time": {"train": 1.1, "compress": 0.04, "finetune": 0.15, "measure": 0.09, "point": 0.3}}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "edit",
+    [
+        {},  # an operating point's wall_time: no total
+        {"wall_time": {}},
+        {"wall_time": None, "speedup": None, "stage_top1": {"train": "x"}, "latency": {"runs": 5}},
+        {"top1": None, "macs": None, "params_dense": "many"},
+    ],
+)
+def test_summary_of_a_record_short_of_optional_fields_is_no_error(edit):
+    from svdbench.summary import summary
+
+    text = summary({**POINT, **edit}, "/x/a/energy_0.1")
+    assert text.startswith("svd on resnet8/synthetic") and text.endswith("results: /x/a/energy_0.1/results.json")
+    if not edit:
+        assert "1.05x fewer" in text and "fine-tuned 29.70" in text
+
+
+@pytest.mark.slow
+def test_rerunning_an_operating_points_config_into_its_directory_says_it_is_done(tmp_path, run_py, tiny):
+    """``run.py method=svd method.energy=0.1 hydra.run.dir=A/energy_0.1`` after a sweep made that point in A: the
+    point is a completed run of that config (it was a KeyError: 'total' traceback)."""
+    a = tmp_path / "a"
+    made = run_py(*tiny(), "method=svd", "method.energies=[0.1,0.2]", "save_model=false", f"hydra.run.dir={a}")
+    assert made.returncode == 0, made.stderr[-2000:]
+    again = run_py(*tiny(), "method=svd", "method.energy=0.1", "save_model=false", f"hydra.run.dir={a}/energy_0.1")
+    assert again.returncode == 0 and "Traceback" not in again.stderr, again.stderr[-2000:]
+    assert f"already holds a completed run of this config (an operating point of {a})" in again.stdout
