@@ -33,6 +33,7 @@ from torch import nn
 from . import distributed
 from .deployed import ARCHITECTURE_FILE, LEGACY_FILE, WEIGHTS_FILE
 from .errors import CheckpointError, InputError, Preempted, load_failure, one_line
+from .methods import METHODS
 from .results import RESULTS_FILE, RunRecord, atomic_torch_save, check_snapshot, comparable_config, read_results
 from .seeding import rng_state, set_rng_state
 
@@ -350,6 +351,10 @@ def resume_key(config: dict, method: str) -> dict:
     start = key.get("init_from")
     if isinstance(start, str) and start.strip():  # one starting point however it is written: D, D/, D/dense.pt
         key["init_from"] = os.path.realpath(dense_checkpoint_path(start))
+    m, cls = key.get("method"), METHODS.find(method)
+    for name in cls.Config.path_keys if isinstance(m, dict) and cls is not None else ():
+        if isinstance(m.get(name), str) and m[name].strip():  # recorded relative by an older svdbench, or absolute
+            m[name] = os.path.realpath(os.path.expanduser(m[name]))
     for dotted in RESUME_IGNORED:
         *parents, leaf = dotted.split(".")
         node = key

@@ -337,10 +337,12 @@ def explain(err: BaseException) -> str:
     return text
 
 
-def validate(cfg: DictConfig | dict) -> Config:
+def validate(cfg: DictConfig | dict, base: str | os.PathLike | None = None) -> Config:
     """The typed :class:`Config` of a composed config: every key checked against its schema (also
-    keys added with ``+``), the method's config built from its class, every range checked. Raises
-    InputError in one line."""
+    keys added with ``+``), the method's config built from its class, every range checked; the method's
+    relative paths (its ``Config.path_keys``: ``method.architecture_from``) made absolute against ``base``
+    (the launch directory, also after ``hydra.job.chdir``; default: the current one), as ``init_from`` and
+    ``dataset.root`` are. Raises InputError in one line."""
     register_resolver()  # also in a launcher's worker process, which may not have run register_configs
     try:
         values = (
@@ -356,6 +358,11 @@ def validate(cfg: DictConfig | dict) -> Config:
         if key in cls.Config.renamed:
             raise InputError(f"method.{key} was renamed: use method.{cls.Config.renamed[key]}")
     typed = _typed(Config, values, "")
+    if isinstance(method, dict):
+        launch = os.fspath(base) if base else os.getcwd()
+        for key in cls.Config.path_keys:
+            if isinstance(method.get(key), str) and method[key].strip():
+                method[key] = os.path.abspath(os.path.join(launch, os.path.expanduser(method[key])))
     typed.method = _typed(cls.Config, method, "method")
     _check_finite(typed, "")
     _check_callable(typed.model._target_, "model", dict(num_classes=2, in_channels=1, **typed.model.kwargs))

@@ -22,7 +22,6 @@ named by ``model._target_`` (that imports code named in the file).
 from __future__ import annotations
 
 import copy
-import json
 import warnings
 from collections import OrderedDict
 from pathlib import Path
@@ -32,6 +31,7 @@ import torch
 from torch import nn
 
 from .errors import load_failure, one_line
+from .jsonfile import read_json
 from .models import build_from_config
 
 __all__ = [
@@ -189,7 +189,7 @@ def read_document(run_dir: str | Path) -> dict[str, Any]:
     """The ``deployed.json`` of a run directory, checked for its format; ValueError in one line."""
     path = Path(run_dir) / ARCHITECTURE_FILE
     try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
+        doc = read_json(path)  # a regular file of bounded size only
     except (OSError, ValueError) as err:
         raise ValueError(f"{path} cannot be read: {one_line(err)}") from None
     if not isinstance(doc, dict) or doc.get("format") != FORMAT or doc.get("version") != VERSION:

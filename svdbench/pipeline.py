@@ -234,7 +234,8 @@ class Run:
             dataset=cfg.dataset.name,
             seed=cfg.seed,
             config=self.plan.config,
-            init_from=str(cfg.init_from) if cfg.init_from else None,
+            # absolute, as this run resolved it (the launch directory): what a later reader of the record opens
+            init_from=str(self.plan.init_from) if self.plan.init_from else None,
             headline=list(method.Config.headline) or None,
             macs_dense=bench.dense_count.macs,
             params_dense=count_params(bench.model),

@@ -66,9 +66,10 @@ FULL_GRID = 64
 def plan(cfg: DictConfig, base: str | None = None) -> RunPlan:
     """The plan of the composed config ``cfg``: validated, the model name and device checked, the method
     built from its config and configured for the run (its starting point, the budget), a relative
-    ``init_from`` and ``dataset.root`` taken from ``base`` (the launch directory; default: the current
-    one), a built-in dataset's files present (:func:`svdbench.data.check_files`); InputError in one line."""
-    typed = schema.validate(cfg)
+    ``init_from``, ``dataset.root`` and method path (``method.architecture_from``) taken from ``base`` (the
+    launch directory; default: the current one), a built-in dataset's files present
+    (:func:`svdbench.data.check_files`); InputError in one line."""
+    typed = schema.validate(cfg, base)
     if typed.model._target_ is None:
         check_model_name(typed.model.family, typed.model.name)
         if typed.model.kwargs:  # a key the model does not take: one line now, not after the data has loaded
@@ -512,7 +513,9 @@ def preflight(argv: list[str]) -> list[str]:
     except InputError as err:
         fail(str(err))
     if done is not None:  # nothing to do: say so, leave the directory as it is
-        print(f"run directory {jobs[0].dir} already holds a completed run of this config\n{summary(done, jobs[0].dir)}")
+        point = f" (an operating point of {done['point_of']})" if isinstance(done.get("point_of"), str) else ""
+        print(f"run directory {jobs[0].dir} already holds a completed run of this config{point}\n"
+              f"{summary(done, jobs[0].dir)}")  # fmt: skip
         raise SystemExit(0)
     if line.show_plan:
         state = directory_state(jobs[0])

@@ -28,6 +28,7 @@ import torch
 
 from . import __version__
 from .data import DATASET_KEYS
+from .jsonfile import UnreadableFile, read_json
 from .macs import fvcore_version
 from .methods import METHODS
 from .methods.base import METHOD_GROUPS
@@ -386,12 +387,12 @@ def write_results(run_dir: str | os.PathLike, record: RunRecord | dict) -> Path:
 
 
 def read_results(path: str | os.PathLike) -> dict:
-    """The dict of a results.json, checked as a :class:`RunRecord` (ValueError otherwise)."""
-    with open(path, encoding="utf-8") as f:
-        try:
-            data = json.load(f)
-        except RecursionError:
-            raise ValueError(f"{path}: not valid JSON (nested too deeply)") from None
+    """The dict of a results.json, checked as a :class:`RunRecord` (ValueError otherwise; only a regular file of
+    bounded size is read, :func:`svdbench.jsonfile.read_json`)."""
+    try:
+        data = read_json(path)
+    except UnreadableFile as err:  # a FIFO or a runaway file (never read), JSON nested too deeply
+        raise ValueError(f"{path}: {err}") from None
     try:
         RunRecord.from_dict(data)
     except ValueError as err:

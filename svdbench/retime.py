@@ -97,7 +97,21 @@ def dense_twin(run_dir: Path, results: dict, deployed: nn.Module, trust: bool = 
     linears = [m for m in deployed.modules() if isinstance(m, nn.Linear)]
     if not linears:
         raise ValueError("the deployed model has no nn.Linear classifier to read the class count from")
-    return build_from_config(results["config"]["model"], linears[-1].out_features, int(results["input_shape"][1]))
+    model = (results.get("config") or {}).get("model") if isinstance(results.get("config"), dict) else None
+    if not isinstance(model, dict):
+        raise ValueError("results.json has no config.model to build the dense model from")
+    return build_from_config(model, linears[-1].out_features, _input_shape(results)[0])
+
+
+def _input_shape(results: dict) -> list[int]:
+    """The input size of one image, ``[C, H, W]``, from the record's ``input_shape`` (``[1, C, H, W]``);
+    ValueError naming the field where it is absent or not a list of sizes."""
+    shape = results.get("input_shape")
+    if shape is None:
+        raise ValueError("results.json has no input_shape")
+    if not isinstance(shape, list) or len(shape) < 2 or not all(type(v) is int for v in shape):
+        raise ValueError(f"results.json: input_shape must be a list of sizes ([1, C, H, W]), got {shape!r:.60}")
+    return shape[1:]
 
 
 def retime(path: Path, args: argparse.Namespace) -> str:
@@ -125,7 +139,7 @@ def _retime(path: Path, args: argparse.Namespace) -> str:
         return "skipped (has latency; --force to time again)"
     trust = args.trust
     deployed = load_deployed(path.parent, trust)
-    shape = [int(v) for v in results["input_shape"]][1:]
+    shape = _input_shape(results)
     dense = dense_twin(path.parent, results, deployed, trust)
     results["latency"] = latency_report(
         deployed,

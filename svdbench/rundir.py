@@ -24,6 +24,7 @@ import yaml
 from .checkpoint import CHECKPOINT, DENSE_CHECKPOINT, DEPLOYED_FILES, STAGES, load_checkpoint, remove_orphans
 from .deployed import ARCHITECTURE_FILE, WEIGHTS_FILE, read_document
 from .errors import CheckpointError, InputError, one_line
+from .jsonfile import read_text
 from .results import RESULTS_FILE, read_results
 
 __all__ = [
@@ -164,7 +165,7 @@ def _hydra_file_of_ours(path: Path) -> bool:
     if not path.is_file() or path.stat().st_size == 0:  # absent, or left empty by a process killed as Hydra wrote it
         return True
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = yaml.safe_load(read_text(path))  # a regular file of bounded size only
     # RecursionError: nested deeper than the parser's recursion (``[[[...]]]``, r4a F7); ValueError: a scalar
     # the safe loader cannot construct (a date such as 2020-13-45): neither is a file Hydra wrote
     except (OSError, UnicodeDecodeError, yaml.YAMLError, RecursionError, ValueError):

@@ -46,22 +46,45 @@ def _latency(results: dict) -> str | None:
     return f"{speedups_text(runs[name])} ({name}{count})"
 
 
+def _number(v: object) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _fixed(v: object, digits: int, scale: float = 1.0) -> str:
+    """``v / scale`` with ``digits`` decimals, ``?`` where ``v`` is no number (a record short of it)."""
+    return f"{v / scale:.{digits}f}" if _number(v) else "?"
+
+
 def summary(results: dict, run_dir: str | Path) -> str:
     """The lines that end a run: method, model and data; test (and validation) top-1 of the deployed
     model; top-1 after each stage; MACs and parameters against the dense model; the realized speed-up
-    where latency was measured; the wall time; where the results and the deployed model are."""
-    lines = [f"{results['method']} on {results['model']}/{results['dataset']}, {results['wall_time']['total']:.0f} s"]
-    val = f" (validation {results['val_top1']:.2f} %)" if results.get("val_top1") is not None else ""
-    lines.append(f"  test top-1  {results['top1']:.2f} %{val}, the deployed model at the final epoch")
-    stages = ", ".join(f"{STAGE_WORDS.get(k, k)} {v:.2f}" for k, v in (results.get("stage_top1") or {}).items())
+    where latency was measured; the wall time; where the results and the deployed model are. A field a
+    record lacks (an operating point records no total wall time; an older or edited record) is left out,
+    or shown as ``?``: never an error."""
+    wall = results.get("wall_time")
+    total = wall.get("total") if isinstance(wall, dict) else None
+    took = f", {total:.0f} s" if _number(total) else ""
+    lines = [f"{results.get('method')} on {results.get('model')}/{results.get('dataset')}{took}"]
+    val = f" (validation {results['val_top1']:.2f} %)" if _number(results.get("val_top1")) else ""
+    lines.append(f"  test top-1  {_fixed(results.get('top1'), 2)} %{val}, the deployed model at the final epoch")
+    stage_top1 = results.get("stage_top1")
+    stage_top1 = stage_top1 if isinstance(stage_top1, dict) else {}
+    stages = ", ".join(f"{STAGE_WORDS.get(k, k)} {v:.2f}" for k, v in stage_top1.items() if _number(v))
     if stages:
         lines.append(f"  stages      {stages}")
+    macs, dense, speedup = results.get("macs"), results.get("macs_dense"), results.get("speedup")
+    if not _number(speedup) and _number(macs) and _number(dense) and macs > 0:
+        speedup = dense / macs
     lines.append(
-        f"  MACs        {results['macs'] / 1e6:.2f} M of the dense {results['macs_dense'] / 1e6:.2f} M: "
-        f"{results['speedup']:.2f}x fewer"
+        f"  MACs        {_fixed(macs, 2, 1e6)} M of the dense {_fixed(dense, 2, 1e6)} M: {_fixed(speedup, 2)}x fewer"
     )
-    lines.append(f"  params      {results['params'] / 1e3:.1f} k of {results['params_dense'] / 1e3:.1f} k")
-    latency = _latency(results)
+    lines.append(
+        f"  params      {_fixed(results.get('params'), 1, 1e3)} k of {_fixed(results.get('params_dense'), 1, 1e3)} k"
+    )
+    try:
+        latency = _latency(results)
+    except (AttributeError, KeyError, TypeError, ValueError):  # a latency record of another shape: not shown
+        latency = None
     if latency:
         lines.append(f"  realized    {latency}")
     if results.get("model_path"):

@@ -22,17 +22,19 @@ They are worked out when the run is planned and recorded as ``method.epochs`` (r
 from __future__ import annotations
 
 import copy
-import json
 import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import yaml
 from torch import nn
 
 from ..checks import check, check_choice
 from ..deployed import ARCHITECTURE_FILE, apply_records, read_document
 from ..errors import one_line
+from ..jsonfile import read_json, read_text
 from ..macs import analyze_macs, count_params
 from .base import Method, MethodConfig, register_method
 
@@ -43,7 +45,7 @@ KEY = "method.architecture_from"
 def _read_results(run_dir: Path) -> dict[str, Any]:
     path = run_dir / "results.json"
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = read_json(path)  # a regular file of bounded size only
     except (OSError, ValueError) as err:
         raise ValueError(f"{KEY}: {path} cannot be read ({one_line(err)})") from None
     if not isinstance(data, dict):
@@ -51,16 +53,87 @@ def _read_results(run_dir: Path) -> dict[str, Any]:
     return data
 
 
+def _whole(v: Any, least: int = 1) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and v >= least
+
+
+def _bad(run_dir: Path, field: str, what: str, value: Any) -> ValueError:
+    """The one line for a field of ``run_dir``'s results.json of the wrong type or value."""
+    return ValueError(f"{KEY}: {run_dir / 'results.json'}: {field} must be {what}, got {_short(value)}")
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _launch_dir(run_dir: Path) -> Path | None:
+    """The directory ``run_dir``'s run was launched from, as Hydra recorded it (``.hydra/hydra.yaml``'s
+    ``hydra.runtime.cwd``; an operating point's: its run's), else None."""
+    res = _read_results(run_dir) if (run_dir / "results.json").is_file() else {}
+    dirs = [run_dir, *([Path(res["point_of"])] if isinstance(res.get("point_of"), str) else [])]
+    for d in dirs:
+        try:
+            data = yaml.safe_load(read_text(d / ".hydra" / "hydra.yaml"))
+        except (OSError, ValueError, yaml.YAMLError, RecursionError):
+            continue
+        cwd = ((data.get("hydra") or {}).get("runtime") or {}).get("cwd") if isinstance(data, dict) else None
+        if isinstance(cwd, str) and os.path.isabs(cwd):
+            return Path(cwd)
+    return None
+
+
+def dense_start(run_dir: Path, res: dict[str, Any]) -> Path:
+    """The run directory of ``res``'s recorded ``init_from`` (the results of ``run_dir``), as that run resolved
+    it: an absolute path as it is, a relative one (recorded by an older svdbench) against the directory the run
+    was launched from (:func:`_launch_dir`), never against this process's; ValueError in one line where that
+    directory is not recorded, or where the weights there are not those the run started from (its
+    ``dense_start`` digest: another run made at that path since)."""
+    recorded = res["init_from"]
+    if not isinstance(recorded, str):
+        raise _bad(run_dir, "init_from", "a path", recorded)
+    dense = Path(os.path.expanduser(recorded))
+    if not dense.is_absolute():
+        launch = _launch_dir(run_dir)
+        if launch is None:
+            raise ValueError(
+                f"{KEY}: {run_dir} records its dense start as the relative path {recorded!r}, and not the directory "
+                "it was launched from (.hydra/hydra.yaml): give method.epochs, or make the source again"
+            )
+        dense = launch / dense
+    if dense.name == "dense.pt" or dense.is_file():  # init_from named the dense checkpoint itself
+        dense = dense.parent
+    digest = res.get("dense_start")
+    if isinstance(digest, str) and digest:
+        from ..checkpoint import dense_digest  # here: svdbench.checkpoint imports the methods
+
+        try:
+            now = dense_digest(dense)
+        except (OSError, ValueError):  # no dense.pt to compare (removed since): the directory is taken as it is
+            now = digest
+        if now != digest:
+            raise ValueError(
+                f"{KEY}: the dense start of {run_dir} ({dense}) holds other weights than it started from "
+                "(another run made there since): give method.epochs"
+            )
+    return dense
+
+
 def total_epochs(run_dir: Path, seen: frozenset[Path] = frozenset()) -> tuple[int, int]:
     """``(dense start, after start)``: the epochs of the run in ``run_dir``'s starting point (its
     ``init_from`` run's, in all, or its own ``pretrain`` stage's) and its ``epochs_after_start``."""
     res = _read_results(run_dir)
     after = res.get("epochs_after_start")
-    if not isinstance(after, int):
+    if after is None:
         raise ValueError(f"{KEY}: {run_dir} records no epochs_after_start (a run of an older svdbench)")
-    start = sum(1 for h in res.get("history") or [] if isinstance(h, dict) and h.get("stage") == "pretrain")
+    if not _whole(after, 0):
+        raise _bad(run_dir, "epochs_after_start", "a whole number >= 0", after)
+    history = res.get("history") or []
+    if not isinstance(history, list):
+        raise _bad(run_dir, "history", "a list of epochs", history)
+    start = sum(1 for h in history if isinstance(h, dict) and h.get("stage") == "pretrain")
     if res.get("init_from"):
-        dense = Path(res["init_from"])
+        dense = dense_start(run_dir, res)
         if dense.resolve() in seen or not (dense / "results.json").is_file():
             raise ValueError(f"{KEY}: the dense start of {run_dir} ({dense}) is no run to read its epochs from")
         start += sum(total_epochs(dense, seen | {run_dir.resolve()}))
@@ -107,6 +180,15 @@ class Source:
         missing = [k for k in ("macs", "macs_dense", "params_dense", "input_shape") if not res.get(k)]
         if missing:
             raise ValueError(f"{KEY}: {run_dir}/results.json has no {', '.join(missing)}")
+        for key in ("macs", "macs_dense", "params_dense"):
+            if not _whole(res[key]):
+                raise _bad(run_dir, key, "a whole number > 0", res[key])
+        shape = res["input_shape"]
+        if not (isinstance(shape, list) and len(shape) >= 2 and all(_whole(v) for v in shape)):
+            raise _bad(run_dir, "input_shape", "a list of sizes > 0 ([1, C, H, W])", shape)
+        for key in ("config", "method_details"):
+            if res.get(key) is not None and not isinstance(res[key], dict):
+                raise _bad(run_dir, key, "a mapping", res[key])
         if not (run_dir / ARCHITECTURE_FILE).is_file():
             raise ValueError(
                 f"{KEY}: {run_dir} saved no {ARCHITECTURE_FILE} (made with save_model=false, or by an older "
@@ -127,14 +209,19 @@ class Source:
     def label(self) -> str:
         """The source's method as the report names it by default, with its decomposition where it has one
         (``svd/spatial``)."""
-        method = (self.results.get("config") or {}).get("method") or {}
+        method = self._method_config()
         decomposition = method.get("decomposition")
         return f"{self.results.get('method')}/{decomposition}" if decomposition else str(self.results.get("method"))
 
     def speedup_target(self) -> float | None:
         """The MAC speed-up the source aimed at: ``config.method.speedup`` or ``method_details.speedup_target``."""
-        target = ((self.results.get("config") or {}).get("method") or {}).get("speedup")
+        target = self._method_config().get("speedup")
         return target if target is not None else (self.results.get("method_details") or {}).get("speedup_target")
+
+    def _method_config(self) -> dict:
+        """The source's recorded ``config.method`` (a mapping, checked when read), or {}."""
+        method = (self.results.get("config") or {}).get("method")
+        return method if isinstance(method, dict) else {}
 
 
 @register_method("scratch")
@@ -181,7 +268,13 @@ class Scratch(Method):
                 f"{res['params_dense']} parameters, this run's {ours[0]} and {ours[1]}"
             )
         rebuilt = self._rebuild(copy.deepcopy(model))
-        macs = analyze_macs(rebuilt, input_shape).macs
+        try:
+            macs = analyze_macs(rebuilt, input_shape).macs
+        except Exception as err:  # records that build but do not fit together (channels, strides): torch's error
+            raise ValueError(
+                f"{KEY}: {where}/{ARCHITECTURE_FILE}: the model its records rebuild does not run on input "
+                f"{list(input_shape)} ({one_line(err)})"
+            ) from None
         if macs != res["macs"]:
             raise ValueError(f"{KEY}: the architecture of {where} rebuilds to {macs} MACs, not its {res['macs']}")
 

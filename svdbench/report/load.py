@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import one_line, printable
+from ..jsonfile import UnreadableFile, read_text
 from ..methods import METHODS
 from ..results import RunRecord, comparable_config, comparable_key, find_results
 
@@ -138,7 +139,10 @@ def load_runs(paths: Iterable[str | Path]) -> tuple[list[LoadedRun], list[Failed
 
     for path in find_results(paths):
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
+            data = json.loads(read_text(path))
+        except UnreadableFile as err:  # a file that grew past any record's size (a FIFO is left out before)
+            skip(path, str(err))
+            continue
         except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as err:
             skip(path, f"not valid JSON ({one_line(err, with_type=True)})")
             continue

@@ -28,6 +28,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from ..errors import one_line, printable
+from ..jsonfile import read_json
 from ..rundir import LockBusy, RunLock
 
 __all__ = ["REPORT_FILES", "check_out", "staged"]
@@ -42,9 +43,10 @@ SUMMARY_KEYS = ("rows", "fronts", "selection")
 
 
 def _summary(out: Path) -> dict | None:
-    """``out``'s summary.json when it is a svdbench report's (a JSON object with :data:`SUMMARY_KEYS`), else None."""
+    """``out``'s summary.json when it is a svdbench report's (a JSON object with :data:`SUMMARY_KEYS`), else None
+    (also where it is no regular file of a sane size: a FIFO or a link to a device is never read)."""
     try:
-        data = json.loads((out / "summary.json").read_text(encoding="utf-8"))
+        data = read_json(out / "summary.json")
     except (OSError, ValueError):
         return None
     return data if isinstance(data, dict) and all(k in data for k in SUMMARY_KEYS) else None
@@ -181,7 +183,7 @@ def _recover(out: Path, stem: str) -> None:
         if not tmp.is_dir() or tmp.is_symlink():
             continue
         try:
-            names = json.loads((tmp / KEPT).read_text(encoding="utf-8")) if (tmp / KEPT).exists() else []
+            names = read_json(tmp / KEPT) if (tmp / KEPT).exists() else []
         except (OSError, ValueError):
             names = None
         left = names is None
