@@ -500,6 +500,7 @@ def preflight(argv: list[str]) -> list[str]:
                 try:  # the jobs in this process, joblib's in workers whose parent this process is
                     RunLock.hold(job.dir)
                 except InputError as err:
+                    RunLock.release_held(remove_made=True)  # the locks taken so far, and the directories they made
                     fail(f"job {job.num} ({job.label}): {err}")
             if not launcher.endswith("BasicLauncher"):
                 RunLock.lend_to_workers()

@@ -219,6 +219,7 @@ class RunLock:
         self.path = Path(run_dir) / name
         self.wait = wait  # block until the holder lets go, instead of an InputError
         self.fd: int | None = None
+        self.made: list[Path] = []  # the directories taking the lock made (a new run directory and its parents)
 
     @classmethod
     def hold(cls, run_dir: Path) -> None:
@@ -229,6 +230,7 @@ class RunLock:
         if not cls._held:
             atexit.register(cls.release_held)
         cls._held[os.path.abspath(lock.path)] = lock.fd
+        cls._made[os.path.abspath(lock.path)] = lock.made
 
     @classmethod
     def lend_to_workers(cls) -> None:
@@ -238,14 +240,21 @@ class RunLock:
         the sweep ends."""
         os.environ[HOLDER_ENV] = str(os.getpid())
 
+    #: the directories :meth:`hold` made for each lock it took ahead (by absolute lock path)
+    _made: dict[str, list[Path]] = {}
+
     @classmethod
-    def release_held(cls) -> None:
+    def release_held(cls, remove_made: bool = False) -> None:
         """Let go of every lock taken ahead and never adopted (a job the sweep did not reach, or one a
-        worker ran), removing its file as :meth:`__exit__` does."""
+        worker ran), removing its file as :meth:`__exit__` does; ``remove_made``: and the directories taking it
+        made, while empty (a command refused after it took some of its jobs' locks leaves nothing behind)."""
         for path in list(cls._held):
             lock = cls(Path(path).parent, name=Path(path).name)
             lock.fd = cls._held.pop(path)
             lock.__exit__()
+            made = cls._made.pop(path, [])
+            if remove_made:
+                remove_empty_dirs(made)
 
     def __enter__(self) -> RunLock:
         held = RunLock._held.pop(os.path.abspath(self.path), None)
@@ -286,19 +295,32 @@ class RunLock:
             os.close(fd)
 
     def _take(self) -> RunLock:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        while True:  # the holder unlinks the file before it lets go: a lock taken on an unlinked file is retried
-            fd = self._open_locked()
+        parent = Path(os.path.abspath(self.path.parent))
+        made = [p for p in [parent, *parent.parents] if not os.path.lexists(p)]  # what a failure removes again
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            while True:  # the holder unlinks the file before it lets go: a lock taken on an unlinked file is retried
+                fd = self._open_locked()
+                try:
+                    same = os.fstat(fd).st_ino == os.stat(self.path, follow_symlinks=False).st_ino
+                except FileNotFoundError:
+                    same = False
+                if same:
+                    break
+                os.close(fd)
             try:
-                same = os.fstat(fd).st_ino == os.stat(self.path, follow_symlinks=False).st_ino
-            except FileNotFoundError:
-                same = False
-            if same:
-                break
-            os.close(fd)
-        os.ftruncate(fd, 0)
-        os.write(fd, str(os.getpid()).encode())
+                os.ftruncate(fd, 0)
+                os.write(fd, str(os.getpid()).encode())
+            except OSError as err:  # a full disk: the lock file (held: no one else took it) goes, as it came
+                self.path.unlink(missing_ok=True)
+                os.close(fd)
+                raise InputError(f"{self.path} cannot be written ({err.strerror or one_line(err)}): svdbench locks "
+                                 "a directory it writes into") from None  # fmt: skip
+        except BaseException:
+            remove_empty_dirs(made)
+            raise
         self.fd = fd
+        self.made = made
         return self
 
     def _not_a_lock(self) -> InputError:
@@ -361,6 +383,16 @@ class RunLock:
             fcntl.flock(self.fd, fcntl.LOCK_UN)
             os.close(self.fd)
             self.fd = None
+
+
+def remove_empty_dirs(made: Sequence[Path]) -> None:
+    """Remove the directories ``made`` (deepest first), each only while empty: another command may have put
+    its own in one meanwhile."""
+    for p in made:
+        try:
+            os.rmdir(p)
+        except OSError:
+            break
 
 
 _watching: list[threading.Thread] = []
