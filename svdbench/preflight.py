@@ -46,7 +46,16 @@ from .models import build_from_config, check_model_name
 from .pipeline import Run
 from .plan import RunPlan, make_plan
 from .results import RESULTS_FILE
-from .rundir import HydraWrites, RunLock, check_sweep_dir, point_dirs, previous_record
+from .rundir import (
+    LOCK,
+    OWN_FILES,
+    HydraWrites,
+    RunLock,
+    check_sweep_dir,
+    failed_job_dirs,
+    point_dirs,
+    previous_record,
+)
 from .summary import summary
 from .sweep_settings import check_launcher, check_report_callback, check_sweeper
 from .workbench import resolve_device
@@ -642,10 +651,11 @@ def check_sweep(
                 f"({job.label}) in one directory {job.dir}: name each job's own (the default ${{hydra.job.num}}, "
                 "or a key the sweep varies)"
             )
+    _check_nesting([j for j in jobs if not sampled or "${" not in j.subdir])
     base = Path(os.path.abspath(sweep_dir or ""))
     if not checked_whole:
         if trials is not None and not jobs[0].plan.cfg.resume and jobs[0].subdir == "${hydra.job.num}":
-            _check_leftovers(base, [base / str(i) for i in range(trials)])  # a sampler's trials: 0 .. n-1
+            _check_leftovers(base, [base / str(i) for i in range(trials)] + failed_job_dirs(base, range(trials)))
         return
     for job in jobs:
         try:
@@ -653,7 +663,26 @@ def check_sweep(
         except InputError as err:
             fail(f"job {job.num} ({job.label}): {err}")
     if not jobs[0].plan.cfg.resume:  # the sweep replaces the one before: none of that one's runs may stay
-        _check_leftovers(base, list(seen))
+        _check_leftovers(base, list(seen) + failed_job_dirs(base, [j.num for j in jobs]))
+
+
+def _check_nesting(jobs: Sequence[Job]) -> None:
+    """No job's directory lies inside another job's (its run directory, or one of its operating points'): the
+    other run would take it for its own point, or a leftover, and Hydra would write its files there. One line
+    naming both jobs, before the first starts."""
+    dirs = [(Path(os.path.abspath(j.dir)), j) for j in jobs]
+    for inner, job in dirs:
+        for outer, other in dirs:
+            if other is job or inner == outer or not inner.is_relative_to(outer):
+                continue
+            first = inner.relative_to(outer).parts[0]
+            points = [label for label, _ in other.plan.method.operating_points()]
+            where = f"operating point {first} of job {other.num}" if first in points else f"directory of job {other.num}"
+            fail(
+                f"job {job.num} ({job.label}) would run in {inner}, inside the {where} ({other.label}, {outer}): "
+                "each job needs a directory of its own beside the others; set hydra.sweep.subdir so that none lies "
+                "inside another"
+            )
 
 
 def _check_leftovers(base: Path, made: Sequence[Path]) -> None:

@@ -28,13 +28,16 @@ from .results import RESULTS_FILE, read_results
 
 __all__ = [
     "CHECKPOINTS",
+    "FAILED_JOBS",
     "OWN_FILES",
     "HydraWrites",
     "LockBusy",
     "RunLock",
     "check_run_dir",
     "check_sweep_dir",
+    "clear_failed_job",
     "clear_run",
+    "failed_job_dirs",
     "point_dirs",
     "written_by",
 ]
@@ -46,6 +49,31 @@ CHECKPOINTS = (CHECKPOINT, *(f"stage_{s}.pt" for s in STAGES))
 OWN_FILES = (*CHECKPOINTS, DENSE_CHECKPOINT, *DEPLOYED_FILES)
 #: what Hydra writes into a run's directory by default: its log and its output folder
 HYDRA_WRITES = ("run.log", ".hydra")
+#: the folder of a sweep's directory that records a job's failure where the job's own directory cannot take it
+#: (it holds another run's completed result, or another process holds it): ``<sweep dir>/.svdbench-failed-jobs/<num>``
+FAILED_JOBS = ".svdbench-failed-jobs"
+
+
+def failed_job_dirs(sweep_dir: str | os.PathLike, nums: Sequence[int]) -> list[Path]:
+    """Where the failures of the jobs ``nums`` of the sweep in ``sweep_dir`` are recorded when their own
+    directories cannot take them (:data:`FAILED_JOBS`)."""
+    return [Path(os.path.abspath(sweep_dir)) / FAILED_JOBS / str(n) for n in nums]
+
+
+def clear_failed_job(sweep_dir: str | os.PathLike, num: int) -> None:
+    """Remove the failure of job ``num`` recorded beside the jobs (:data:`FAILED_JOBS`) by an earlier try of the
+    sweep, as the job starts again (a report must not count a failure that is no longer so); only a svdbench
+    record of a failure, and its folder while empty."""
+    where = failed_job_dirs(sweep_dir, [num])[0]
+    if where.parent.is_symlink() or where.is_symlink():
+        return
+    try:
+        record = previous_record(where)
+    except InputError:
+        return
+    if record is not None and record.get("status") == "failed":
+        (where / RESULTS_FILE).unlink(missing_ok=True)
+    remove_empty_dirs([where, where.parent])
 
 
 def check_run_dir(run_dir: str | os.PathLike, hydra: Sequence[str] = HYDRA_WRITES, points: Sequence[str] = ()) -> None:
