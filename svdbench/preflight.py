@@ -311,6 +311,7 @@ def job_of(line: CommandLine, num: int, overrides: list[str], sweep_dir: str | N
         where = Path(sweep_dir) / subdir
     named = sweep_dir is None and not time_stamped(cfg, "hydra.run.dir")
     names = hydra_names(raw, str(cfg.hydra.job.name))
+    _check_output_subdir(raw.get("output_subdir"), names, [label for label, _ in planned.method.operating_points()])
     return Job(num, overrides, planned, where, names, str(raw["sweep"]["subdir"]), named_dir=named)
 
 
@@ -400,6 +401,20 @@ def hydra_names(raw: dict, job_name: str) -> tuple[str, ...]:
             raise InputError(f"hydra.output_subdir={subdir} must be a folder name in the run directory")
         names.append(str(subdir))
     return tuple(names)
+
+
+def _check_output_subdir(subdir: object, names: Sequence[str], points: Sequence[str]) -> None:
+    """``hydra.output_subdir`` is none of the names svdbench or Hydra write in the run directory (results.json,
+    the lock, the checkpoints, the deployed model, Hydra's log, the operating points' directories): Hydra would
+    make its folder there, in the way of the run's own file (InputError in one line, before anything is written)."""
+    if not subdir:
+        return
+    name = str(subdir)
+    log_files = names[:-1]  # hydra_names: the log file, then the output folder
+    reserved = {RESULTS_FILE, LOCK, *OWN_FILES, *log_files, *points}
+    if name in reserved or re.fullmatch(r"stage_.*\.pt|deployed\..*", name):
+        what = "an operating point's directory" if name in points else "a file svdbench or Hydra writes there"
+        raise InputError(f"hydra.output_subdir={name} is {what}: give Hydra's folder another name (default .hydra)")
 
 
 def _plain(name: str) -> bool:
