@@ -57,7 +57,7 @@ from .rundir import (
     previous_record,
 )
 from .summary import summary
-from .sweep_settings import check_launcher, check_report_callback, check_sweeper
+from .sweep_settings import check_launcher, check_report_callback, check_report_out, check_sweeper
 from .workbench import resolve_device
 
 __all__ = ["compose_config", "plan", "preflight", "sweep_axes"]
@@ -508,6 +508,7 @@ def preflight(argv: list[str]) -> list[str]:
         raise SystemExit(0)
     if line.multirun:
         check_launcher(launcher)
+        check_report_out(OmegaConf.select(first, "hydra.callbacks.report"), sweep_dir)
         check_sweeper(OmegaConf.select(first, "hydra.sweeper"), OmegaConf.select(first, "hydra.launcher"))
         trials = OmegaConf.select(first, "hydra.sweeper.n_trials") if sampled else None
         trials = trials if isinstance(trials, int) else None
