@@ -200,6 +200,20 @@ def _failure_record(cfg: DictConfig, hc, reason: str, stage: str) -> RunRecord:
     )
 
 
+def failure_note(path: Path) -> str:
+    """What the line of a failed run says of its record ``path``: where the failure is recorded, only when
+    results.json says so (status failed); that it could not be recorded (a full disk) otherwise."""
+    try:
+        status = read_results(path).get("status") if path.is_file() else None
+    except (ValueError, OSError):
+        status = "unreadable"
+    if status == "failed":
+        return f" (recorded in {path})"
+    if status is None:  # it failed before the run wrote its record
+        return ""
+    return f" (the failure could not be recorded either: {path} still says {status})"
+
+
 def wandb_names(hc) -> dict:
     """W&B group (shared by the jobs of one multirun, from the sweep directory) and run name."""
     if hc.mode != RunMode.MULTIRUN:
@@ -285,8 +299,7 @@ def job(cfg: DictConfig) -> float | tuple[float, float]:
         if multirun:
             record_failure(cfg, hc, run_dir, f"{type(err).__name__}: {err}", stage="run")
             return failed_job(hc, one_line(err))
-        recorded = run_dir / RESULTS_FILE
-        log.error("run failed: %s%s", one_line(err), f" (recorded in {recorded})" if recorded.is_file() else "")
+        log.error("run failed: %s%s", one_line(err), failure_note(run_dir / RESULTS_FILE))
         raise SystemExit(1) from None
     except Exception as err:
         if not multirun:
