@@ -508,12 +508,12 @@ def preflight(argv: list[str]) -> list[str]:
         raise SystemExit(0)
     if line.multirun:
         check_launcher(launcher)
-        check_report_out(OmegaConf.select(first, "hydra.callbacks.report"), sweep_dir)
         check_sweeper(OmegaConf.select(first, "hydra.sweeper"), OmegaConf.select(first, "hydra.launcher"))
         trials = OmegaConf.select(first, "hydra.sweeper.n_trials") if sampled else None
         trials = trials if isinstance(trials, int) else None
         check_sweep(sweep_dir, jobs, checked_whole=whole, sampled=bool(sampled), trials=trials)
         check_starts(jobs, in_order=launcher.endswith("BasicLauncher"))
+        check_report_out(OmegaConf.select(first, "hydra.callbacks.report"), sweep_dir)
         if time_stamped(first, "hydra.sweep.dir"):
             argv = pinned(argv, line, "hydra.sweep.dir", Path(sweep_dir))
         if line.show_plan:
@@ -693,7 +693,8 @@ def _check_nesting(jobs: Sequence[Job]) -> None:
                 continue
             first = inner.relative_to(outer).parts[0]
             points = [label for label, _ in other.plan.method.operating_points()]
-            where = f"operating point {first} of job {other.num}" if first in points else f"directory of job {other.num}"
+            where = f"operating point {first}" if first in points else "directory"
+            where = f"{where} of job {other.num}"
             fail(
                 f"job {job.num} ({job.label}) would run in {inner}, inside the {where} ({other.label}, {outer}): "
                 "each job needs a directory of its own beside the others; set hydra.sweep.subdir so that none lies "
