@@ -10,9 +10,13 @@ python run.py --config-dir my_conf method=mine  # your own method, model or data
 
 import sys
 
-import hydra
+try:  # Ctrl-C while torch and Hydra import (the first second or two): one line, nothing was written yet
+    import hydra
 
-from svdbench import app
+    from svdbench import app
+except KeyboardInterrupt:
+    print("interrupted (SIGINT) while starting: nothing was run or written", file=sys.stderr)
+    raise SystemExit(130) from None
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")

@@ -31,7 +31,7 @@ from .methods.base import METHOD_GROUPS
 from .pipeline import Run
 from .preflight import override_value, plan, preflight
 from .results import RESULTS_FILE, RunRecord, read_results, write_results
-from .rundir import HydraWrites, RunLock
+from .rundir import HydraWrites, RunLock, clear_failed_job, failed_job_dirs, previous_record
 from .summary import summary
 
 log = logging.getLogger("svdbench")
@@ -141,42 +141,77 @@ def failed_job(hc, reason: str):
 def record_failure(cfg: DictConfig, hc, run_dir: Path, reason: str, stage: str) -> None:
     """results.json with ``status: failed`` and the reason, for a multirun job that stopped before
     the pipeline could write one. A results.json already there is kept when it is completed (never
-    lose a finished result) or when it already records this failure (the pipeline wrote it); a
-    directory another process holds (its run lock) is left to it, with a warning."""
+    lose a finished result) or when it already records this failure (the pipeline wrote it). A failure its
+    directory cannot take (a completed result there, another process holding it) is recorded in the sweep's
+    directory instead (:data:`svdbench.rundir.FAILED_JOBS`), so that the sweep's report counts the job as failed."""
     try:
         with RunLock(run_dir):
-            _record_failure(cfg, hc, run_dir, reason, stage)
+            if _record_failure(cfg, hc, run_dir, reason, stage):
+                return
+        why = f"{run_dir} holds a completed result, which is kept"
     except InputError as err:
-        log.warning("job %s's failure is not recorded in %s: %s", hc.job.num, run_dir, err)
+        why = str(err)
+    where = failed_job_dirs(str(hc.sweep.dir), [hc.job.num])[0]
+    try:
+        if where.parent.is_symlink():
+            raise InputError(f"{where.parent} is a link: svdbench never writes through it")
+        with RunLock(where):
+            old = previous_record(where)
+            if old is not None and old.get("status") != "failed":
+                raise InputError(f"{where / RESULTS_FILE} holds a run that is no job's failure")
+            write_results(where, _failure_record(cfg, hc, f"job {hc.job.num} in {run_dir}: {reason}", stage))
+        log.warning("job %s's failure is recorded in %s (%s)", hc.job.num, where, why)
+    except (InputError, OSError) as err:
+        log.warning("job %s's failure is not recorded (%s; %s)", hc.job.num, why, one_line(err))
 
 
-def _record_failure(cfg: DictConfig, hc, run_dir: Path, reason: str, stage: str) -> None:
+def _record_failure(cfg: DictConfig, hc, run_dir: Path, reason: str, stage: str) -> bool:
+    """Whether the failure is recorded in ``run_dir`` (written now, or already there); False where a completed
+    result there is kept."""
     path = run_dir / RESULTS_FILE
     try:
         old = read_results(path) if path.is_file() else None
     except (ValueError, OSError):
         old = None
-    if old is not None and (old.get("status") == "completed" or old.get("error") == reason):
-        return
+    if old is not None and old.get("error") == reason:
+        return True
+    if old is not None and old.get("status") == "completed":
+        return False
+    write_results(run_dir, _failure_record(cfg, hc, reason, stage))
+    return True
+
+
+def _failure_record(cfg: DictConfig, hc, reason: str, stage: str) -> RunRecord:
     try:
         config = OmegaConf.to_container(cfg, resolve=True)
     except Exception:  # an unresolvable interpolation may be the very error
         config = OmegaConf.to_container(cfg, resolve=False)
     method = hc.runtime.choices.get("method") or OmegaConf.select(cfg, "method._target_", default="?")
-    write_results(
-        run_dir,
-        RunRecord(
-            status="failed",
-            error=reason,
-            stage=stage,
-            method=str(method),
-            model=str(OmegaConf.select(cfg, "model.name", default="?")),
-            dataset=str(OmegaConf.select(cfg, "dataset.name", default="?")),
-            seed=OmegaConf.select(cfg, "seed", default=None),
-            config=config,
-            overrides=list(hc.overrides.task),
-        ),
+    return RunRecord(
+        status="failed",
+        error=reason,
+        stage=stage,
+        method=str(method),
+        model=str(OmegaConf.select(cfg, "model.name", default="?")),
+        dataset=str(OmegaConf.select(cfg, "dataset.name", default="?")),
+        seed=OmegaConf.select(cfg, "seed", default=None),
+        config=config,
+        overrides=list(hc.overrides.task),
     )
+
+
+def failure_note(path: Path) -> str:
+    """What the line of a failed run says of its record ``path``: where the failure is recorded, only when
+    results.json says so (status failed); that it could not be recorded (a full disk) otherwise."""
+    try:
+        status = read_results(path).get("status") if path.is_file() else None
+    except (ValueError, OSError):
+        status = "unreadable"
+    if status == "failed":
+        return f" (recorded in {path})"
+    if status is None:  # it failed before the run wrote its record
+        return ""
+    return f" (the failure could not be recorded either: {path} still says {status})"
 
 
 def wandb_names(hc) -> dict:
@@ -230,6 +265,8 @@ def job(cfg: DictConfig) -> float | tuple[float, float]:
     logging.getLogger("svdbench").setLevel(cfg.logger.level)
     printable_log()
     tracker, ok = tracking.Tracker(), False
+    if multirun:  # a failure an earlier try of the sweep recorded beside the jobs is no longer so
+        clear_failed_job(sweep, hc.job.num)
     try:
         planned = plan(cfg, base=hc.runtime.cwd)  # the launch directory, also after hydra.job.chdir
         typed, method = planned.cfg, planned.method
@@ -262,8 +299,7 @@ def job(cfg: DictConfig) -> float | tuple[float, float]:
         if multirun:
             record_failure(cfg, hc, run_dir, f"{type(err).__name__}: {err}", stage="run")
             return failed_job(hc, one_line(err))
-        recorded = run_dir / RESULTS_FILE
-        log.error("run failed: %s%s", one_line(err), f" (recorded in {recorded})" if recorded.is_file() else "")
+        log.error("run failed: %s%s", one_line(err), failure_note(run_dir / RESULTS_FILE))
         raise SystemExit(1) from None
     except Exception as err:
         if not multirun:

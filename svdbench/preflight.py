@@ -46,9 +46,18 @@ from .models import build_from_config, check_model_name
 from .pipeline import Run
 from .plan import RunPlan, make_plan
 from .results import RESULTS_FILE
-from .rundir import HydraWrites, RunLock, check_sweep_dir, point_dirs, previous_record
+from .rundir import (
+    LOCK,
+    OWN_FILES,
+    HydraWrites,
+    RunLock,
+    check_sweep_dir,
+    failed_job_dirs,
+    point_dirs,
+    previous_record,
+)
 from .summary import summary
-from .sweep_settings import check_launcher, check_report_callback, check_sweeper
+from .sweep_settings import check_launcher, check_report_callback, check_report_out, check_sweeper
 from .workbench import resolve_device
 
 __all__ = ["compose_config", "plan", "preflight", "sweep_axes"]
@@ -303,6 +312,7 @@ def job_of(line: CommandLine, num: int, overrides: list[str], sweep_dir: str | N
         where = Path(sweep_dir) / subdir
     named = sweep_dir is None and not time_stamped(cfg, "hydra.run.dir")
     names = hydra_names(raw, str(cfg.hydra.job.name))
+    _check_output_subdir(raw.get("output_subdir"), names, [label for label, _ in planned.method.operating_points()])
     return Job(num, overrides, planned, where, names, str(raw["sweep"]["subdir"]), named_dir=named)
 
 
@@ -392,6 +402,20 @@ def hydra_names(raw: dict, job_name: str) -> tuple[str, ...]:
             raise InputError(f"hydra.output_subdir={subdir} must be a folder name in the run directory")
         names.append(str(subdir))
     return tuple(names)
+
+
+def _check_output_subdir(subdir: object, names: Sequence[str], points: Sequence[str]) -> None:
+    """``hydra.output_subdir`` is none of the names svdbench or Hydra write in the run directory (results.json,
+    the lock, the checkpoints, the deployed model, Hydra's log, the operating points' directories): Hydra would
+    make its folder there, in the way of the run's own file (InputError in one line, before anything is written)."""
+    if not subdir:
+        return
+    name = str(subdir)
+    log_files = names[:-1]  # hydra_names: the log file, then the output folder
+    reserved = {RESULTS_FILE, LOCK, *OWN_FILES, *log_files, *points}
+    if name in reserved or re.fullmatch(r"stage_.*\.pt|deployed\..*", name):
+        what = "an operating point's directory" if name in points else "a file svdbench or Hydra writes there"
+        raise InputError(f"hydra.output_subdir={name} is {what}: give Hydra's folder another name (default .hydra)")
 
 
 def _plain(name: str) -> bool:
@@ -490,6 +514,7 @@ def preflight(argv: list[str]) -> list[str]:
         trials = trials if isinstance(trials, int) else None
         check_sweep(sweep_dir, jobs, checked_whole=whole, sampled=bool(sampled), trials=trials)
         check_starts(jobs, in_order=launcher.endswith("BasicLauncher"))
+        check_report_out(OmegaConf.select(first, "hydra.callbacks.report"), sweep_dir)
         if time_stamped(first, "hydra.sweep.dir"):
             argv = pinned(argv, line, "hydra.sweep.dir", Path(sweep_dir))
         if line.show_plan:
@@ -501,6 +526,7 @@ def preflight(argv: list[str]) -> list[str]:
                 try:  # the jobs in this process, joblib's in workers whose parent this process is
                     RunLock.hold(job.dir)
                 except InputError as err:
+                    RunLock.release_held(remove_made=True)  # the locks taken so far, and the directories they made
                     fail(f"job {job.num} ({job.label}): {err}")
             if not launcher.endswith("BasicLauncher"):
                 RunLock.lend_to_workers()
@@ -644,10 +670,11 @@ def check_sweep(
                 f"({job.label}) in one directory {job.dir}: name each job's own (the default ${{hydra.job.num}}, "
                 "or a key the sweep varies)"
             )
+    _check_nesting([j for j in jobs if not sampled or "${" not in j.subdir])
     base = Path(os.path.abspath(sweep_dir or ""))
     if not checked_whole:
         if trials is not None and not jobs[0].plan.cfg.resume and jobs[0].subdir == "${hydra.job.num}":
-            _check_leftovers(base, [base / str(i) for i in range(trials)])  # a sampler's trials: 0 .. n-1
+            _check_leftovers(base, [base / str(i) for i in range(trials)] + failed_job_dirs(base, range(trials)))
         return
     for job in jobs:
         try:
@@ -655,7 +682,27 @@ def check_sweep(
         except InputError as err:
             fail(f"job {job.num} ({job.label}): {err}")
     if not jobs[0].plan.cfg.resume:  # the sweep replaces the one before: none of that one's runs may stay
-        _check_leftovers(base, list(seen))
+        _check_leftovers(base, list(seen) + failed_job_dirs(base, [j.num for j in jobs]))
+
+
+def _check_nesting(jobs: Sequence[Job]) -> None:
+    """No job's directory lies inside another job's (its run directory, or one of its operating points'): the
+    other run would take it for its own point, or a leftover, and Hydra would write its files there. One line
+    naming both jobs, before the first starts."""
+    dirs = [(Path(os.path.abspath(j.dir)), j) for j in jobs]
+    for inner, job in dirs:
+        for outer, other in dirs:
+            if other is job or inner == outer or not inner.is_relative_to(outer):
+                continue
+            first = inner.relative_to(outer).parts[0]
+            points = [label for label, _ in other.plan.method.operating_points()]
+            where = f"operating point {first}" if first in points else "directory"
+            where = f"{where} of job {other.num}"
+            fail(
+                f"job {job.num} ({job.label}) would run in {inner}, inside the {where} ({other.label}, {outer}): "
+                "each job needs a directory of its own beside the others; set hydra.sweep.subdir so that none lies "
+                "inside another"
+            )
 
 
 def _check_leftovers(base: Path, made: Sequence[Path]) -> None:

@@ -29,13 +29,16 @@ from .results import RESULTS_FILE, read_results
 
 __all__ = [
     "CHECKPOINTS",
+    "FAILED_JOBS",
     "OWN_FILES",
     "HydraWrites",
     "LockBusy",
     "RunLock",
     "check_run_dir",
     "check_sweep_dir",
+    "clear_failed_job",
     "clear_run",
+    "failed_job_dirs",
     "point_dirs",
     "written_by",
 ]
@@ -47,6 +50,31 @@ CHECKPOINTS = (CHECKPOINT, *(f"stage_{s}.pt" for s in STAGES))
 OWN_FILES = (*CHECKPOINTS, DENSE_CHECKPOINT, *DEPLOYED_FILES)
 #: what Hydra writes into a run's directory by default: its log and its output folder
 HYDRA_WRITES = ("run.log", ".hydra")
+#: the folder of a sweep's directory that records a job's failure where the job's own directory cannot take it
+#: (it holds another run's completed result, or another process holds it): ``<sweep dir>/.svdbench-failed-jobs/<num>``
+FAILED_JOBS = ".svdbench-failed-jobs"
+
+
+def failed_job_dirs(sweep_dir: str | os.PathLike, nums: Sequence[int]) -> list[Path]:
+    """Where the failures of the jobs ``nums`` of the sweep in ``sweep_dir`` are recorded when their own
+    directories cannot take them (:data:`FAILED_JOBS`)."""
+    return [Path(os.path.abspath(sweep_dir)) / FAILED_JOBS / str(n) for n in nums]
+
+
+def clear_failed_job(sweep_dir: str | os.PathLike, num: int) -> None:
+    """Remove the failure of job ``num`` recorded beside the jobs (:data:`FAILED_JOBS`) by an earlier try of the
+    sweep, as the job starts again (a report must not count a failure that is no longer so); only a svdbench
+    record of a failure, and its folder while empty."""
+    where = failed_job_dirs(sweep_dir, [num])[0]
+    if where.parent.is_symlink() or where.is_symlink():
+        return
+    try:
+        record = previous_record(where)
+    except InputError:
+        return
+    if record is not None and record.get("status") == "failed":
+        (where / RESULTS_FILE).unlink(missing_ok=True)
+    remove_empty_dirs([where, where.parent])
 
 
 def check_run_dir(run_dir: str | os.PathLike, hydra: Sequence[str] = HYDRA_WRITES, points: Sequence[str] = ()) -> None:
@@ -220,6 +248,7 @@ class RunLock:
         self.path = Path(run_dir) / name
         self.wait = wait  # block until the holder lets go, instead of an InputError
         self.fd: int | None = None
+        self.made: list[Path] = []  # the directories taking the lock made (a new run directory and its parents)
 
     @classmethod
     def hold(cls, run_dir: Path) -> None:
@@ -230,6 +259,7 @@ class RunLock:
         if not cls._held:
             atexit.register(cls.release_held)
         cls._held[os.path.abspath(lock.path)] = lock.fd
+        cls._made[os.path.abspath(lock.path)] = lock.made
 
     @classmethod
     def lend_to_workers(cls) -> None:
@@ -239,14 +269,21 @@ class RunLock:
         the sweep ends."""
         os.environ[HOLDER_ENV] = str(os.getpid())
 
+    #: the directories :meth:`hold` made for each lock it took ahead (by absolute lock path)
+    _made: dict[str, list[Path]] = {}
+
     @classmethod
-    def release_held(cls) -> None:
+    def release_held(cls, remove_made: bool = False) -> None:
         """Let go of every lock taken ahead and never adopted (a job the sweep did not reach, or one a
-        worker ran), removing its file as :meth:`__exit__` does."""
+        worker ran), removing its file as :meth:`__exit__` does; ``remove_made``: and the directories taking it
+        made, while empty (a command refused after it took some of its jobs' locks leaves nothing behind)."""
         for path in list(cls._held):
             lock = cls(Path(path).parent, name=Path(path).name)
             lock.fd = cls._held.pop(path)
             lock.__exit__()
+            made = cls._made.pop(path, [])
+            if remove_made:
+                remove_empty_dirs(made)
 
     def __enter__(self) -> RunLock:
         held = RunLock._held.pop(os.path.abspath(self.path), None)
@@ -287,19 +324,32 @@ class RunLock:
             os.close(fd)
 
     def _take(self) -> RunLock:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        while True:  # the holder unlinks the file before it lets go: a lock taken on an unlinked file is retried
-            fd = self._open_locked()
+        parent = Path(os.path.abspath(self.path.parent))
+        made = [p for p in [parent, *parent.parents] if not os.path.lexists(p)]  # what a failure removes again
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            while True:  # the holder unlinks the file before it lets go: a lock taken on an unlinked file is retried
+                fd = self._open_locked()
+                try:
+                    same = os.fstat(fd).st_ino == os.stat(self.path, follow_symlinks=False).st_ino
+                except FileNotFoundError:
+                    same = False
+                if same:
+                    break
+                os.close(fd)
             try:
-                same = os.fstat(fd).st_ino == os.stat(self.path, follow_symlinks=False).st_ino
-            except FileNotFoundError:
-                same = False
-            if same:
-                break
-            os.close(fd)
-        os.ftruncate(fd, 0)
-        os.write(fd, str(os.getpid()).encode())
+                os.ftruncate(fd, 0)
+                os.write(fd, str(os.getpid()).encode())
+            except OSError as err:  # a full disk: the lock file (held: no one else took it) goes, as it came
+                self.path.unlink(missing_ok=True)
+                os.close(fd)
+                raise InputError(f"{self.path} cannot be written ({err.strerror or one_line(err)}): svdbench locks "
+                                 "a directory it writes into") from None  # fmt: skip
+        except BaseException:
+            remove_empty_dirs(made)
+            raise
         self.fd = fd
+        self.made = made
         return self
 
     def _not_a_lock(self) -> InputError:
@@ -362,6 +412,16 @@ class RunLock:
             fcntl.flock(self.fd, fcntl.LOCK_UN)
             os.close(self.fd)
             self.fd = None
+
+
+def remove_empty_dirs(made: Sequence[Path]) -> None:
+    """Remove the directories ``made`` (deepest first), each only while empty: another command may have put
+    its own in one meanwhile."""
+    for p in made:
+        try:
+            os.rmdir(p)
+        except OSError:
+            break
 
 
 _watching: list[threading.Thread] = []

@@ -87,7 +87,7 @@ def summary(results: dict, run_dir: str | Path) -> str:
         latency = None
     if latency:
         lines.append(f"  realized    {latency}")
-    if results.get("model_path"):
-        lines.append(f"  model       {results['model_path']}")
+    if results.get("model_path"):  # the run directory's own file: a copied or moved run's, not the original's
+        lines.append(f"  model       {Path(run_dir) / Path(results['model_path']).name}")
     lines.append(f"results: {Path(run_dir) / RESULTS_FILE}")
     return "\n".join(lines)

@@ -4,12 +4,15 @@ sweeper's and launcher's counts and directions, and a launcher that cannot start
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
 
 from omegaconf import OmegaConf
 
 from .command_line import fail
+from .errors import printable
+from .report.outdir import check_out
 
-__all__ = ["check_launcher", "check_report_callback", "check_sweeper"]
+__all__ = ["check_launcher", "check_report_callback", "check_report_out", "check_sweeper"]
 
 #: launchers that need a program on the PATH: the part of ``hydra.launcher._target_`` -> (program, what)
 LAUNCHER_NEEDS = {"SlurmLauncher": ("srun", "a SLURM cluster (srun and sbatch on the PATH)")}
@@ -32,6 +35,20 @@ def check_report_callback(node) -> None:
     is_list = isinstance(split, (list, tuple)) or OmegaConf.is_list(split)
     if not (isinstance(split, str) or (is_list and all(isinstance(k, str) for k in split))):
         fail(f"hydra.callbacks.report.split must be a config key or a list of them, got {split!r}")
+
+
+def check_report_out(node, sweep_dir: str) -> None:
+    """The directory the sweep's report goes to (``hydra.callbacks.report.out``, default ``<sweep dir>/report``)
+    can take it, by the rules of ``svdbench report --out`` (:func:`svdbench.report.outdir.check_out`: no link, no
+    file, no files of yours without a report, no mount point): one line (exit code 2) before the first job, not
+    after the last."""
+    if node is None or node.get("enabled", True) is False:
+        return
+    out = node.get("out") or str(Path(sweep_dir) / "report")
+    try:
+        check_out(Path(str(out)))
+    except ValueError as err:
+        fail(printable(f"the sweep's report (hydra.callbacks.report): {err}"))
 
 
 def check_sweeper(sweeper, launcher) -> None:

@@ -22,7 +22,7 @@ from . import matched_tables, render, tables
 from .html import write_html
 from .load import Failed, load_runs, warn
 from .matched import Matched, Paired, Targets, matched_targets
-from .outdir import check_out, staged
+from .outdir import check_out, is_report_dir, staged
 from .plot import plot
 from .quality import (
     DENSE_MARGIN,
@@ -117,14 +117,15 @@ def build_report(
                  targets=targets)  # fmt: skip
     for line in rep.budget:
         warn(line)
+    had_report = is_report_dir(out)
     try:
         with staged(out) as tmp:
             rep.out = tmp
             write_files(rep, paths)
     except OSError as err:
         where = f" ({err.filename})" if err.filename else ""
-        raise OSError(f"the report was not written to {out}: {err.strerror or err}{where}; the previous one there is "
-                      "unchanged") from None  # fmt: skip
+        kept = "; the previous one there is unchanged" if had_report else ""
+        raise OSError(f"the report was not written to {out}: {err.strerror or err}{where}{kept}") from None
     finally:
         rep.out = out
     rep.files = [out / f.name for f in rep.files]

@@ -22,7 +22,7 @@ from typing import Any
 from ..errors import one_line, printable
 from ..jsonfile import UnreadableFile, read_text
 from ..methods import METHODS
-from ..results import RunRecord, comparable_config, comparable_key, find_results
+from ..results import RESULTS_FILE, RunRecord, comparable_config, comparable_key, find_results
 
 #: config keys (dotted, prefixes included) that do not define a configuration: the seed, where data,
 #: outputs and checkpoints live, logging, and evaluation-only settings. ``init_from`` is replaced
@@ -132,6 +132,7 @@ def load_runs(paths: Iterable[str | Path]) -> tuple[list[LoadedRun], list[Failed
     runs: list[LoadedRun] = []
     failed: list[Failed] = []
     skipped: list[tuple[Path, str]] = []
+    cut: set[Path] = set()  # the directories of completed runs whose operating points are not all made
 
     def skip(path: Path, why: str) -> None:
         skipped.append((path, why))
@@ -159,5 +160,33 @@ def load_runs(paths: Iterable[str | Path]) -> tuple[list[LoadedRun], list[Failed
         if rec.status != "completed":
             skip(path, f"status {rec.status!r}, not completed (partial run)")
             continue
+        missing = pending_points(rec, path.parent)
+        if missing:
+            total = len(rec.operating_points or [])
+            skip(path, f"{len(missing)} of {total} operating points pending ({', '.join(missing)}): the run was cut "
+                       "during its points (or is still making them); rerun it to finish them")  # fmt: skip
+            cut.add(path.parent)
+            continue
         runs.append(LoadedRun(path, rec, configuration(rec.config, rec.method)))
+    for run in [r for r in runs if r.rec.point_of is not None and r.path.parent.parent in cut]:
+        runs.remove(run)  # a point of a run whose other points are missing: the run is counted whole or not at all
+        skip(run.path, f"an operating point of {run.path.parent.parent}, whose other points are pending")
     return runs, failed, skipped
+
+
+def pending_points(rec: RunRecord, run_dir: Path) -> list[str]:
+    """The labels of the operating points ``rec`` (a completed main result in ``run_dir``) lists as not made yet
+    (``pending``: a run cut during its points, or still making them) and whose directory holds no completed result
+    either; a failed point is a failed run."""
+    missing = []
+    for point in rec.operating_points or []:
+        if not isinstance(point, dict) or point.get("status") in ("completed", "failed"):
+            continue
+        label = str(point.get("label"))
+        try:
+            done = json.loads((run_dir / label / RESULTS_FILE).read_text(encoding="utf-8")).get("status")
+        except (OSError, ValueError, AttributeError, RecursionError):
+            done = None
+        if done not in ("completed", "failed"):
+            missing.append(label)
+    return missing

@@ -22,6 +22,7 @@ import hashlib
 import json
 import os
 import shutil
+import stat
 import sys
 import tempfile
 from collections.abc import Callable, Iterator
@@ -29,9 +30,9 @@ from pathlib import Path
 
 from ..errors import one_line, printable
 from ..jsonfile import read_json
-from ..rundir import LockBusy, RunLock
+from ..rundir import LockBusy, RunLock, remove_empty_dirs
 
-__all__ = ["REPORT_FILES", "check_out", "staged"]
+__all__ = ["REPORT_FILES", "check_out", "is_report_dir", "staged"]
 
 #: the names a report writes (fnmatch patterns): a file of these names in --out is the report's
 REPORT_FILES = ("report.md", "report.html", "summary.json", "failed.csv", "pareto.*", "hypervolume.*", "verdicts.csv",
@@ -50,6 +51,12 @@ def _summary(out: Path) -> dict | None:
     except (OSError, ValueError):
         return None
     return data if isinstance(data, dict) and all(k in data for k in SUMMARY_KEYS) else None
+
+
+def is_report_dir(out: Path) -> bool:
+    """Whether ``out`` is a directory holding a svdbench report (its summary.json is a report's)."""
+    out = Path(out)
+    return out.is_dir() and not out.is_symlink() and _summary(out) is not None
 
 
 def _previous_files(out: Path) -> Callable[[str], bool]:
@@ -94,46 +101,59 @@ def check_out(out: Path) -> None:
 
 @contextlib.contextmanager
 def staged(out: Path) -> Iterator[Path]:
-    """``with staged(out) as tmp:`` write the report into ``tmp`` (mode as a plain ``mkdir`` makes it);
+    """``with staged(out) as tmp:`` write the report into ``tmp`` (mode as a plain ``mkdir`` makes it; replacing a
+    directory ``out``, that one's mode and group);
     on leaving without an error ``tmp`` becomes ``out`` (``out`` made absolute first: ``--out .`` too);
     on an error ``tmp`` is removed, ``out`` as it was (what had been moved out of it is moved back) and
     the error re-raised (an OSError naming its file). Holds ``out``'s lock throughout (a second report waits,
-    saying so). What a killed report left beside ``out`` is put right first (:func:`_recover`)."""
+    saying so). What a killed report left beside ``out`` is put right first (:func:`_recover`). No report written:
+    the directories above ``out`` it made are removed again."""
     out = Path(os.path.abspath(out))
     check_out(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    lock, stem = _names(out)
-    with _report_lock(out, lock):
-        _recover(out, stem)
-        check_out(out)
-        tmp = Path(tempfile.mkdtemp(prefix=stem, suffix=".tmp", dir=out.parent))
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o777 & ~umask)
-        kept: list[str] = []  # what was moved from out into tmp: a W&B run, a note
-        try:
-            yield tmp
-            if out.is_dir():
-                previous = _previous_files(out)
-                clash = sorted(e.name for e in out.iterdir() if not previous(e.name) and (tmp / e.name).exists())
-                if clash:  # a file of yours of a name this report writes: neither is replaced by the other
-                    raise ValueError(f"--out {out} holds {clash[0]}, which this report writes: move yours or give "
-                                     "another --out")  # fmt: skip
-                yours = [e.name for e in out.iterdir() if not previous(e.name) and e.name != KEPT]
-                _write_kept(tmp, yours)  # before any is moved: a killed report's are found and put back
-                for name in yours:  # keep what is not the report's (a W&B run, a note)
-                    os.replace(out / name, tmp / name)
-                    kept.append(name)
-                _swap(out, tmp)
-                (out / KEPT).unlink(missing_ok=True)
-            else:
-                os.replace(tmp, out)
-        except BaseException:
-            for name in kept:  # back where it was, before tmp goes
-                with contextlib.suppress(OSError):
-                    os.replace(tmp / name, out / name)
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
+    made = [p for p in out.parents if not os.path.lexists(p)]  # removed again when no report is written
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        lock, stem = _names(out)
+        with _report_lock(out, lock):
+            yield from _staged(out, stem)
+    except BaseException:
+        remove_empty_dirs(made)
+        raise
+
+
+def _staged(out: Path, stem: str) -> Iterator[Path]:
+    """:func:`staged` under ``out``'s lock."""
+    _recover(out, stem)
+    check_out(out)
+    tmp = Path(tempfile.mkdtemp(prefix=stem, suffix=".tmp", dir=out.parent))
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o777 & ~umask)
+    kept: list[str] = []  # what was moved from out into tmp: a W&B run, a note
+    try:
+        yield tmp
+        if out.is_dir():
+            previous = _previous_files(out)
+            clash = sorted(e.name for e in out.iterdir() if not previous(e.name) and (tmp / e.name).exists())
+            if clash:  # a file of yours of a name this report writes: neither is replaced by the other
+                raise ValueError(f"--out {out} holds {clash[0]}, which this report writes: move yours or give "
+                                 "another --out")  # fmt: skip
+            yours = [e.name for e in out.iterdir() if not previous(e.name) and e.name != KEPT]
+            _keep_mode(out, tmp)  # the directory as private (or as shared) as it was
+            _write_kept(tmp, yours)  # before any is moved: a killed report's are found and put back
+            for name in yours:  # keep what is not the report's (a W&B run, a note)
+                os.replace(out / name, tmp / name)
+                kept.append(name)
+            _swap(out, tmp)
+            (out / KEPT).unlink(missing_ok=True)
+        else:
+            os.replace(tmp, out)
+    except BaseException:
+        for name in kept:  # back where it was, before tmp goes
+            with contextlib.suppress(OSError):
+                os.replace(tmp / name, out / name)
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
 
 
 #: the list, in a report's staging directory, of the entries of yours moved into it from ``--out``
@@ -161,6 +181,15 @@ def _report_lock(out: Path, name: str) -> Iterator[None]:
         yield
     finally:
         lock.__exit__()
+
+
+def _keep_mode(out: Path, tmp: Path) -> None:
+    """``tmp``, about to take the place of the directory ``out``, takes its group (where this user may give it)
+    and its permission bits, setgid included: a report rerun never opens a private ``--out`` to everyone."""
+    st = out.stat()
+    with contextlib.suppress(OSError):  # a group this user is not in: the mode still follows
+        os.chown(tmp, -1, st.st_gid)
+    os.chmod(tmp, stat.S_IMODE(st.st_mode))  # after chown, which may clear setgid
 
 
 def _write_kept(tmp: Path, names: list[str]) -> None:
