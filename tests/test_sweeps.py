@@ -16,8 +16,9 @@ from svdbench.methods import METHODS
 
 ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "conf"
-#: study_budget and study_data are the study presets' shared parts, included by them, not sweeps of their own
-SWEEPS = sorted(p.stem for p in (CONF / "sweep").glob("*.yaml") if p.stem not in ("study_budget", "study_data"))
+#: the studies' shared parts (study_budget, study_data, vit_budget, vit_data), included by them, not sweeps of their own
+PARTS = ("study_budget", "study_data", "vit_budget", "vit_data")
+SWEEPS = sorted(p.stem for p in (CONF / "sweep").glob("*.yaml") if p.stem not in PARTS)
 
 
 def axis(key: str, values: str) -> list[str]:
