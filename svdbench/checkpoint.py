@@ -17,7 +17,6 @@ and measured (:data:`RESUME_IGNORED`).
 
 from __future__ import annotations
 
-import hashlib
 import math
 import os
 import pickle
@@ -31,6 +30,7 @@ import torch
 from torch import nn
 
 from . import distributed
+from .dense_start import DENSE_CHECKPOINT, dense_checkpoint_path, dense_digest, read_dense_state, state_digest
 from .deployed import ARCHITECTURE_FILE, LEGACY_FILE, WEIGHTS_FILE
 from .errors import CheckpointError, InputError, Preempted, load_failure, one_line
 from .methods import METHODS
@@ -56,7 +56,6 @@ __all__ = [
 
 CHECKPOINT = "checkpoint.pt"
 #: the trained dense weights of a run (a plain state_dict): the starting point ``init_from`` reads
-DENSE_CHECKPOINT = "dense.pt"
 #: the deployed model as data (svdbench.deployed), and the pickled model of older versions
 DEPLOYED_FILES = (ARCHITECTURE_FILE, WEIGHTS_FILE, LEGACY_FILE)
 #: the training stages of a run; stage files exist for those a later stage follows
@@ -130,32 +129,6 @@ def _real(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
-def dense_checkpoint_path(path: str | Path) -> Path:
-    """``path/dense.pt`` for a run directory, ``path`` itself for a file."""
-    p = Path(path)
-    return p / DENSE_CHECKPOINT if p.is_dir() else p
-
-
-def state_digest(state: dict[str, Any]) -> str:
-    """``tensors-sha256:<hex>`` of a state_dict: every tensor's name, dtype, shape and bytes, in name
-    order. Which weights a run started from, whatever file they were saved in (``torch.save``'s zip
-    archive names its members after the file, so two saves of the same weights differ as files)."""
-    h = hashlib.sha256()
-    for name in sorted(state):
-        t = state[name]
-        if not torch.is_tensor(t):
-            continue
-        t = t.detach().cpu().contiguous()
-        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
-        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
-    return f"tensors-sha256:{h.hexdigest()}"
-
-
-def dense_digest(path: str | Path) -> str:
-    """:func:`state_digest` of the dense checkpoint at ``path`` (a ``dense.pt`` or its run directory)."""
-    return state_digest(_read_dense_state(dense_checkpoint_path(path)))
-
-
 def architecture(model: nn.Module) -> dict[str, tuple[int, ...]]:
     """Name -> shape of every tensor of ``model``'s state_dict: what a dense checkpoint must match."""
     return {k: tuple(v.shape) for k, v in model.state_dict().items()}
@@ -167,18 +140,6 @@ def save_dense_checkpoint(model: nn.Module, run_dir: Path) -> str:
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     atomic_torch_save(state, run_dir / DENSE_CHECKPOINT)
     return state_digest(state)
-
-
-def _read_dense_state(p: Path) -> dict[str, Any]:
-    if not p.is_file():
-        raise InputError(f"init_from: no dense checkpoint at {p}")
-    try:
-        state = torch.load(p, map_location="cpu", weights_only=True)
-    except Exception as err:
-        raise InputError(f"init_from: cannot read {p}: {load_failure(err, p)}") from None
-    if not isinstance(state, dict):
-        raise InputError(f"init_from: {p} is not a state_dict")
-    return state
 
 
 def _listed(names: list[str], limit: int = 3) -> str:
@@ -206,7 +167,7 @@ def check_dense_fits(path: str | Path, want: dict[str, tuple[int, ...]]) -> None
     """The dense checkpoint at ``path`` (a ``dense.pt`` or its run directory) is readable and holds the
     architecture ``want``, checked before any work (nothing is loaded into a model): InputError in one line."""
     p = dense_checkpoint_path(path)
-    check_architecture(_read_dense_state(p), want, p)
+    check_architecture(read_dense_state(p), want, p)
 
 
 def load_dense_checkpoint(model: nn.Module, path: str | Path) -> None:
@@ -214,7 +175,7 @@ def load_dense_checkpoint(model: nn.Module, path: str | Path) -> None:
     ``model``; InputError in one line for a missing, unreadable, non-finite or mismatched file (the
     tensors missing, unexpected or of another shape named)."""
     p = dense_checkpoint_path(path)
-    state = _read_dense_state(p)
+    state = read_dense_state(p)
     odd = [k for k, v in state.items() if torch.is_tensor(v) and (v.is_meta or v.layout != torch.strided)]
     if odd:
         what = "a meta" if state[odd[0]].is_meta else f"a {str(state[odd[0]].layout).removeprefix('torch.')}"

@@ -32,6 +32,7 @@ import yaml
 from torch import nn
 
 from ..checks import check, check_choice
+from ..dense_start import dense_digest
 from ..deployed import ARCHITECTURE_FILE, apply_records, read_document
 from ..errors import one_line
 from ..jsonfile import read_json, read_text
@@ -105,8 +106,6 @@ def dense_start(run_dir: Path, res: dict[str, Any]) -> Path:
         dense = dense.parent
     digest = res.get("dense_start")
     if isinstance(digest, str) and digest:
-        from ..checkpoint import dense_digest  # here: svdbench.checkpoint imports the methods
-
         try:
             now = dense_digest(dense)
         except (OSError, ValueError):  # no dense.pt to compare (removed since): the directory is taken as it is

@@ -1,0 +1,56 @@
+"""The dense start's checkpoint as a file: where it lies (``dense.pt`` in a run directory), reading it as a
+plain state_dict, and the digest of its tensors that identifies which weights a run started from. Apart from
+:mod:`svdbench.checkpoint` (which imports the methods) so that a method may read it too (``method=scratch``)."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .errors import InputError, load_failure
+
+__all__ = ["DENSE_CHECKPOINT", "dense_checkpoint_path", "dense_digest", "read_dense_state", "state_digest"]
+
+#: the dense weights a run saves in its directory, which ``init_from`` names
+DENSE_CHECKPOINT = "dense.pt"
+
+
+def state_digest(state: dict[str, Any]) -> str:
+    """``tensors-sha256:<hex>`` of a state_dict: every tensor's name, dtype, shape and bytes, in name
+    order. Which weights a run started from, whatever file they were saved in (``torch.save``'s zip
+    archive names its members after the file, so two saves of the same weights differ as files)."""
+    h = hashlib.sha256()
+    for name in sorted(state):
+        t = state[name]
+        if not torch.is_tensor(t):
+            continue
+        t = t.detach().cpu().contiguous()
+        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return f"tensors-sha256:{h.hexdigest()}"
+
+
+def dense_digest(path: str | Path) -> str:
+    """:func:`state_digest` of the dense checkpoint at ``path`` (a ``dense.pt`` or its run directory)."""
+    return state_digest(read_dense_state(dense_checkpoint_path(path)))
+
+
+def dense_checkpoint_path(path: str | Path) -> Path:
+    """``path/dense.pt`` for a run directory, ``path`` itself for a file."""
+    p = Path(path)
+    return p / DENSE_CHECKPOINT if p.is_dir() else p
+
+
+def read_dense_state(p: Path) -> dict[str, Any]:
+    if not p.is_file():
+        raise InputError(f"init_from: no dense checkpoint at {p}")
+    try:
+        state = torch.load(p, map_location="cpu", weights_only=True)
+    except Exception as err:
+        raise InputError(f"init_from: cannot read {p}: {load_failure(err, p)}") from None
+    if not isinstance(state, dict):
+        raise InputError(f"init_from: {p} is not a state_dict")
+    return state
