@@ -113,9 +113,12 @@ def count_params(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def _hooked_forward(model: nn.Module, input_shape: Sequence[int], hook: Callable) -> None:
-    """One batch-1 forward pass in eval mode without gradients, ``hook`` on every conv and linear layer."""
-    hooks = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+def hooked_forward(
+    model: nn.Module, input_shape: Sequence[int], hook: Callable, types: tuple[type, ...] = (nn.Conv2d, nn.Linear)
+) -> None:
+    """One batch-1 forward pass in eval mode without gradients, ``hook`` on every module of ``types``
+    (default: every conv and linear layer)."""
+    hooks = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, types)]
     try:
         with eval_mode(model), torch.no_grad():
             model(example_input(model, input_shape))
@@ -142,7 +145,7 @@ def weight_macs(model: nn.Module, input_shape: Sequence[int]) -> int:
         else:
             total += out[0].numel() * m.in_features
 
-    _hooked_forward(model, input_shape, count)
+    hooked_forward(model, input_shape, count)
     return int(total)
 
 
@@ -161,7 +164,7 @@ class MacModel:
             per_channel = out[0].numel() // (m.out_channels if isinstance(m, nn.Conv2d) else m.out_features)
             self.sites[m] = per_channel
 
-        _hooked_forward(model, input_shape, record)
+        hooked_forward(model, input_shape, record)
 
     def macs(self) -> int:
         total = 0

@@ -13,11 +13,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import torch
 from torch import nn
 
 from .lowrank import LowRankConv2d
-from .torch_utils import eval_mode, example_input
+from .macs import hooked_forward
 
 #: how results.json's ``macs_paper`` was counted (kept in the record)
 CONVENTION = "conv layers only; each decomposed conv as its factor pair at its rank (SVD authors' print_modules)"
@@ -37,14 +36,7 @@ def paper_macs(model: nn.Module, input_shape: Sequence[int]) -> int:
             kh, kw = m.kernel_size
             total += h * w * kh * kw * (m.in_channels // m.groups) * m.out_channels
 
-    sites = [m for m in model.modules() if isinstance(m, (nn.Conv2d, LowRankConv2d))]
-    hooks = [m.register_forward_hook(count) for m in sites]
-    try:
-        with eval_mode(model), torch.no_grad():
-            model(example_input(model, input_shape))
-    finally:
-        for h in hooks:
-            h.remove()
+    hooked_forward(model, input_shape, count, types=(nn.Conv2d, LowRankConv2d))
     return int(total)
 
 
