@@ -30,6 +30,13 @@ LATENCY_RUNTIMES = (
 )
 
 
+#: the largest MAC count taken as one (no model comes near it; 1e308 would overflow the plot's scale)
+MAX_COUNT = 2**63
+#: the least share of a dense model's MACs (fvcore) that its convolutions must make for the authors'
+#: convention (convolutions only) to stand for the model's cost
+MIN_CONV_SHARE = 0.5
+
+
 @dataclass(frozen=True)
 class Axis:
     """``name`` ``macs``, ``macs_paper`` or ``latency`` (then ``runtime`` and ``batch`` say which figure)."""
@@ -49,8 +56,28 @@ class Axis:
     @staticmethod
     def _paper(rec: Any, which: str) -> float | None:
         v = (getattr(rec, "macs_paper", None) or {}).get(which)
-        ok = isinstance(v, (int, float)) and not isinstance(v, bool) and 1 <= v < math.inf
+        ok = isinstance(v, (int, float)) and not isinstance(v, bool) and 1 <= v < MAX_COUNT and float(v).is_integer()
         return float(v) if ok else None
+
+    def _paper_missing(self, rec: Any) -> str | None:
+        """Why a run has no point in the authors' convention: none recorded, a recorded count that is not one,
+        or a model whose convolutions (all that convention counts) are under :data:`MIN_CONV_SHARE` of its
+        MACs (a vision transformer: its cost would not move whatever is compressed)."""
+        record = getattr(rec, "macs_paper", None)
+        if not record:
+            return "no MAC count in the authors' convention (a run made before svdbench recorded macs_paper)"
+        for which in ("macs", "dense"):
+            if self._paper(rec, which) is None:
+                v = repr(record.get(which, "<absent>"))
+                return f"macs_paper.{which} is {v if len(v) <= 40 else v[:40] + '...'}, not a whole number >= 1"
+        dense = getattr(rec, "macs_dense", None)
+        share = self._paper(rec, "dense") / dense if isinstance(dense, (int, float)) and dense > 0 else 1.0
+        if share < MIN_CONV_SHARE:
+            return (
+                f"the authors' convention counts convolutions only, {share:.1%} of this model's MACs (mostly "
+                "Linear layers, e.g. a vision transformer): its speed-up there says nothing of the model's"
+            )
+        return None
 
     def _figure(self, rec: Any, which: str) -> float | None:
         try:
@@ -74,8 +101,8 @@ class Axis:
 
     def missing(self, rec: Any) -> str | None:
         """Why a run has no point on this axis (None: it has one)."""
-        if self.is_paper and (self.value(rec) is None or self.dense(rec) is None):
-            return "no MAC count in the authors' convention (a run made before svdbench recorded macs_paper)"
+        if self.is_paper:
+            return self._paper_missing(rec)
         if self.value(rec) is None or self.dense(rec) is None:
             return f"no latency figure for {self.runtime} at batch {self.batch} (time it: svdbench latency DIR)"
         return None

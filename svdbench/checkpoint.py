@@ -33,6 +33,7 @@ from . import distributed
 from .dense_start import DENSE_CHECKPOINT, dense_checkpoint_path, dense_digest, read_dense_state, state_digest
 from .deployed import ARCHITECTURE_FILE, LEGACY_FILE, WEIGHTS_FILE
 from .errors import CheckpointError, InputError, Preempted, load_failure, one_line
+from .jsonfile import open_regular
 from .methods import METHODS
 from .results import RESULTS_FILE, RunRecord, atomic_torch_save, check_snapshot, comparable_config, read_results
 from .seeding import rng_state, set_rng_state
@@ -76,7 +77,8 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     """Load with ``weights_only=True``; any failure is one :class:`CheckpointError` naming the file."""
     path = Path(path)
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        with open_regular(path) as f:
+            state = torch.load(f, map_location="cpu", weights_only=True)
     except (RuntimeError, EOFError, OSError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError) as err:
         raise CheckpointError(f"checkpoint {path} is corrupt or truncated ({load_failure(err, path)})") from None
     if not isinstance(state, dict) or "version" not in state:
@@ -303,15 +305,19 @@ class PreemptionGuard:
             prev(self.signum, None)
 
 
-def resume_key(config: dict, method: str) -> dict:
+def resume_key(config: dict, method: str, resolved: Any = None) -> dict:
     """The part of a recorded config that must match for a run directory to be resumed or kept:
     :func:`~svdbench.results.comparable_config` without :data:`RESUME_IGNORED` (how and where a run is
     executed, measured and logged: the data's location, evaluation batch size, workers, progress bars),
-    with ``init_from`` as the dense checkpoint file it names (links resolved)."""
+    with ``init_from`` as the dense checkpoint file it names (links resolved). ``resolved``: the absolute
+    ``init_from`` the run itself resolved (results.json's top-level one), taken for a relative
+    ``config.init_from`` (recorded so by an older svdbench), which this process's directory cannot resolve."""
     key = comparable_config(config, method)
     start = key.get("init_from")
     if isinstance(start, str) and start.strip():  # one starting point however it is written: D, D/, D/dense.pt
-        key["init_from"] = os.path.realpath(dense_checkpoint_path(start))
+        if not os.path.isabs(os.path.expanduser(start)) and isinstance(resolved, str) and os.path.isabs(resolved):
+            start = resolved
+        key["init_from"] = os.path.realpath(dense_checkpoint_path(os.path.expanduser(start)))
     m, cls = key.get("method"), METHODS.find(method)
     for name in cls.Config.path_keys if isinstance(m, dict) and cls is not None else ():
         if isinstance(m.get(name), str) and m[name].strip():  # recorded relative by an older svdbench, or absolute
@@ -350,7 +356,9 @@ class RunCheckpoints:
         self.stages: dict[str, dict] = {}
 
     def _check_config(self, state: dict, path: Path) -> None:
-        theirs = resume_key(state.get("config", {}), self.method)
+        snapshot = state.get("results")
+        start = snapshot.get("init_from") if isinstance(snapshot, dict) else None
+        theirs = resume_key(state.get("config", {}), self.method, start)
         if theirs != self.key:
             key, there, here = first_difference(theirs, self.key)
             raise InputError(
@@ -372,7 +380,7 @@ class RunCheckpoints:
         if res.get("method") != self.method:
             key, there, here = "method", res.get("method"), self.method
         else:
-            theirs = resume_key(res.get("config", {}), self.method)
+            theirs = resume_key(res.get("config", {}), self.method, res.get("init_from"))
             if theirs == self.key:
                 return None
             key, there, here = first_difference(theirs, self.key)
@@ -390,7 +398,8 @@ class RunCheckpoints:
             res = read_results(path)
         except (ValueError, OSError):
             return None
-        same = res.get("method") == self.method and resume_key(res.get("config", {}), self.method) == self.key
+        theirs = resume_key(res.get("config", {}), self.method, res.get("init_from"))
+        same = res.get("method") == self.method and theirs == self.key
         return res if res.get("status") == "completed" and same else None
 
     def load(self, start: str | None = None) -> None:

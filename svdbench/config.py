@@ -56,8 +56,7 @@ class ModelConfig:
         check_choice(self.shortcut, SHORTCUTS, "model.shortcut")
         check_choice(self.block, BLOCKS, "model.block")
         check_options(self.family if self._target_ is None else None, {k: getattr(self, k) for k in OPTIONS})
-        if self._target_ is None:
-            check_kwargs(self.family, self.kwargs)
+        check_kwargs(self.family if self._target_ is None else None, self.kwargs)
 
 
 @dataclass

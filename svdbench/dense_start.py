@@ -11,6 +11,7 @@ from typing import Any
 import torch
 
 from .errors import InputError, load_failure
+from .jsonfile import open_regular
 
 __all__ = ["DENSE_CHECKPOINT", "dense_checkpoint_path", "dense_digest", "read_dense_state", "state_digest"]
 
@@ -45,10 +46,11 @@ def dense_checkpoint_path(path: str | Path) -> Path:
 
 
 def read_dense_state(p: Path) -> dict[str, Any]:
-    if not p.is_file():
+    if not p.exists():  # a FIFO or device there is "not a regular file", below
         raise InputError(f"init_from: no dense checkpoint at {p}")
     try:
-        state = torch.load(p, map_location="cpu", weights_only=True)
+        with open_regular(p) as f:
+            state = torch.load(f, map_location="cpu", weights_only=True)
     except Exception as err:
         raise InputError(f"init_from: cannot read {p}: {load_failure(err, p)}") from None
     if not isinstance(state, dict):

@@ -31,7 +31,7 @@ import torch
 from torch import nn
 
 from .errors import load_failure, one_line
-from .jsonfile import read_json
+from .jsonfile import open_regular, read_json
 from .models import build_from_config
 
 __all__ = [
@@ -226,7 +226,8 @@ def load_deployed(run_dir: str | Path, trust: bool = False) -> nn.Module:
         try:
             with warnings.catch_warnings():  # torch's note on a raw pickle: the one line below says what it is
                 warnings.simplefilter("ignore", UserWarning)
-                state = torch.load(run_dir / WEIGHTS_FILE, map_location="cpu", weights_only=True)
+                with open_regular(run_dir / WEIGHTS_FILE) as f:
+                    state = torch.load(f, map_location="cpu", weights_only=True)
         except Exception as err:
             raise ValueError(f"{run_dir / WEIGHTS_FILE}: {load_failure(err, run_dir / WEIGHTS_FILE)}") from None
         return rebuild(doc, state, trust)
@@ -236,5 +237,6 @@ def load_deployed(run_dir: str | Path, trust: bool = False) -> nn.Module:
                 f"{LEGACY_FILE} is a pickled module (an older svdbench), and loading it can run code: "
                 "--trust to load it, only for files you made"
             )
-        return torch.load(run_dir / LEGACY_FILE, map_location="cpu", weights_only=False).eval()
+        with open_regular(run_dir / LEGACY_FILE) as f:
+            return torch.load(f, map_location="cpu", weights_only=False).eval()
     raise FileNotFoundError(f"no {ARCHITECTURE_FILE} in {run_dir} (the run was made with save_model=false)")

@@ -122,12 +122,14 @@ def record_config(cfg, method: Method) -> dict:
 
 def make_plan(cfg, method: Method, base: str | os.PathLike | None = None) -> RunPlan:
     """The plan of running ``method`` under the typed config ``cfg``, a relative ``init_from`` and
-    ``dataset.root`` taken from ``base`` (default: the current directory; ``cfg.dataset.root`` is made
-    absolute in place); InputError in one line."""
+    ``dataset.root`` taken from ``base`` (default: the current directory; both are made absolute in
+    place); InputError in one line."""
     method = configure(cfg, method)
     pretrain = Stage("pretrain", cfg.trainer.epochs, optim_config(cfg.trainer))
     launch = Path(base or os.getcwd())
     init_from = Path(os.path.abspath(launch / os.path.expanduser(cfg.init_from))) if cfg.init_from else None
+    if init_from:  # recorded as resolved: the same run, resumed or rerun from another directory, is the same
+        cfg.init_from = str(init_from)
     if cfg.dataset.root:  # where the data lives, as the launch directory sees it (hydra.job.chdir moves the job)
         cfg.dataset.root = os.path.abspath(launch / os.path.expanduser(cfg.dataset.root))
     return RunPlan(

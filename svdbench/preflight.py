@@ -514,7 +514,8 @@ def preflight(argv: list[str]) -> list[str]:
         trials = trials if isinstance(trials, int) else None
         check_sweep(sweep_dir, jobs, checked_whole=whole, sampled=bool(sampled), trials=trials)
         check_starts(jobs, in_order=launcher.endswith("BasicLauncher"))
-        check_report_out(OmegaConf.select(first, "hydra.callbacks.report"), sweep_dir)
+        named = [(f"job {job.num}'s directory", job.dir) for job in jobs]
+        check_report_out(OmegaConf.select(first, "hydra.callbacks.report"), sweep_dir, named)
         if time_stamped(first, "hydra.sweep.dir"):
             argv = pinned(argv, line, "hydra.sweep.dir", Path(sweep_dir))
         if line.show_plan:

@@ -24,7 +24,7 @@ import yaml
 from .checkpoint import CHECKPOINT, DENSE_CHECKPOINT, DEPLOYED_FILES, STAGES, load_checkpoint, remove_orphans
 from .deployed import ARCHITECTURE_FILE, WEIGHTS_FILE, read_document
 from .errors import CheckpointError, InputError, one_line
-from .jsonfile import read_text
+from .jsonfile import open_regular, read_text
 from .results import RESULTS_FILE, read_results
 
 __all__ = [
@@ -122,7 +122,8 @@ def _our_deployed(path: Path) -> tuple[str, ...]:
         return ()
     try:
         read_document(path)
-        state = torch.load(path / WEIGHTS_FILE, map_location="cpu", weights_only=True)
+        with open_regular(path / WEIGHTS_FILE) as f:
+            state = torch.load(f, map_location="cpu", weights_only=True)
     except Exception:  # not ours to replace, whatever it is
         return ()
     ok = isinstance(state, dict) and all(isinstance(k, str) and torch.is_tensor(v) for k, v in state.items())

@@ -3,7 +3,9 @@ sweeper's and launcher's counts and directions, and a launcher that cannot start
 
 from __future__ import annotations
 
+import os
 import shutil
+from collections.abc import Iterable
 from pathlib import Path
 
 from omegaconf import OmegaConf
@@ -37,14 +39,23 @@ def check_report_callback(node) -> None:
         fail(f"hydra.callbacks.report.split must be a config key or a list of them, got {split!r}")
 
 
-def check_report_out(node, sweep_dir: str) -> None:
+def check_report_out(node, sweep_dir: str, job_dirs: Iterable[tuple[str, Path]] = ()) -> None:
     """The directory the sweep's report goes to (``hydra.callbacks.report.out``, default ``<sweep dir>/report``)
     can take it, by the rules of ``svdbench report --out`` (:func:`svdbench.report.outdir.check_out`: no link, no
-    file, no files of yours without a report, no mount point): one line (exit code 2) before the first job, not
-    after the last."""
+    file, no files of yours without a report, no mount point), and is apart from the sweep's own directories
+    (``job_dirs``: (job name, directory)): neither the sweep directory or a directory above it, nor a job's
+    directory, above one or inside one, which the jobs fill before the report is made. One line (exit code 2)
+    before the first job, not after the last."""
     if node is None or node.get("enabled", True) is False:
         return
     out = node.get("out") or str(Path(sweep_dir) / "report")
+    where = Path(os.path.abspath(str(out)))
+    for name, d in [("the sweep directory", Path(sweep_dir)), *job_dirs]:
+        d = Path(os.path.abspath(d))
+        if where == d or where in d.parents or (name != "the sweep directory" and d in where.parents):
+            how = "is" if where == d else ("holds" if where in d.parents else "lies inside")
+            fail(printable(f"the sweep's report (hydra.callbacks.report) {where} {how} {name} {d}: the jobs write "
+                           "there; give the report a directory of its own (hydra.callbacks.report.out)"))  # fmt: skip
     try:
         check_out(Path(str(out)))
     except ValueError as err:

@@ -3,6 +3,7 @@ with one budget, and a report when the sweep ends."""
 
 import json
 import logging
+import os
 
 import pytest
 from conftest import tensors_digest
@@ -40,7 +41,7 @@ def test_every_arm_starts_from_the_dense_model_of_its_seed_with_one_budget(prese
             assert subdir == "dense_seed3"
             continue
         assert method.name == METHOD.get(arm, arm) and subdir == f"{arm}_seed3"
-        assert typed.init_from == f"outputs/{preset}/dense_seed3"  # the dense run of the same seed
+        assert typed.init_from == os.path.abspath(f"outputs/{preset}/dense_seed3")  # the dense run of its seed
         budgets.add((typed.trainer.budget, typed.trainer.epochs, typed.trainer.lr, typed.trainer.batch_size))
         assert typed.trainer.finetune_lr is None  # fine-tuning at the stages' lr 0.01, as docs/experiments.md says
         if arm.startswith("svd_"):

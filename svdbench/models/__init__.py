@@ -14,6 +14,8 @@ channels filter pruning must keep); see :class:`CifarResNet`.
 from __future__ import annotations
 
 import inspect
+import os
+import stat
 from collections.abc import Mapping
 from typing import Any
 
@@ -119,6 +121,7 @@ def build_timm(name: str, num_classes: int, in_channels: int, **kwargs: Any) -> 
     reserved = sorted(set(kwargs) & {"pretrained", "in_chans"})
     if reserved:
         raise InputError(f"model.kwargs.{reserved[0]}: svdbench sets it (pretrained=False; in_chans from the data)")
+    check_checkpoint_path(kwargs.get("checkpoint_path"))
     try:
         return timm.create_model(name, pretrained=False, num_classes=num_classes, in_chans=in_channels, **kwargs)
     except TypeError as err:
@@ -127,6 +130,19 @@ def build_timm(name: str, num_classes: int, in_channels: int, **kwargs: Any) -> 
         raise InputError(f"timm model {name!r} cannot be built here: {one_line(err)}") from None
     except (RuntimeError, ValueError, AssertionError) as err:
         raise InputError(f"timm model {name!r} cannot be built here: {one_line(err)}") from None
+
+
+def check_checkpoint_path(path: Any) -> None:
+    """``model.kwargs.checkpoint_path`` (weights timm loads into the model) names a regular file: InputError
+    in one line otherwise (timm's own error names no key; a FIFO there would block its read)."""
+    if path is None:
+        return
+    try:
+        ok = stat.S_ISREG(os.stat(os.path.expanduser(str(path))).st_mode)
+    except OSError as err:
+        raise InputError(f"model.kwargs.checkpoint_path: cannot read {path} ({one_line(err)})") from None
+    if not ok:
+        raise InputError(f"model.kwargs.checkpoint_path: {path} is not a regular file")
 
 
 #: the names a built-in family knows, checked before any work
@@ -151,9 +167,17 @@ def takes_kwargs(family: str) -> bool:
     return any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params)
 
 
-def check_kwargs(family: str, kwargs: Mapping | None) -> None:
-    """InputError in one line when ``model.kwargs`` is given to a family that takes none."""
-    if kwargs and not takes_kwargs(family):
+#: the build arguments svdbench itself gives every model (from the data): never in ``model.kwargs``
+SET_BY_SVDBENCH = ("num_classes", "in_channels")
+
+
+def check_kwargs(family: str | None, kwargs: Mapping | None) -> None:
+    """InputError in one line when ``model.kwargs`` sets what svdbench sets (:data:`SET_BY_SVDBENCH`), or
+    is given to a family that takes none (``family`` None: a ``model._target_``, which takes any)."""
+    set_here = sorted(set(kwargs or {}) & set(SET_BY_SVDBENCH))
+    if set_here:
+        raise InputError(f"model.kwargs.{set_here[0]}: svdbench sets it (the classes and image channels of the data)")
+    if family is not None and kwargs and not takes_kwargs(family):
         takers = ", ".join(f"model.family={f}" for f in MODELS.names() if takes_kwargs(f))
         raise InputError(
             f"model.kwargs ({', '.join(map(str, kwargs))}) is not read by model.family={family}: only "
@@ -195,8 +219,8 @@ def build_model(
     value elsewhere is an InputError."""
     options = {"shortcut": shortcut, "block": block}
     check_options(family if target is None else None, options)
+    check_kwargs(family if target is None else None, kwargs)
     if target is None:
-        check_kwargs(family, kwargs)
         build = MODELS.get(family)
         named = [p.name for p in inspect.signature(build).parameters.values() if p.kind is not p.VAR_KEYWORD]
         clash = sorted(set(kwargs or {}) & set(named))

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import one_line, printable
-from ..jsonfile import UnreadableFile, read_text
+from ..jsonfile import UnreadableFile, read_json, read_text
 from ..methods import METHODS
 from ..results import RESULTS_FILE, RunRecord, comparable_config, comparable_key, find_results
 
@@ -184,8 +184,8 @@ def pending_points(rec: RunRecord, run_dir: Path) -> list[str]:
             continue
         label = str(point.get("label"))
         try:
-            done = json.loads((run_dir / label / RESULTS_FILE).read_text(encoding="utf-8")).get("status")
-        except (OSError, ValueError, AttributeError, RecursionError):
+            done = read_json(run_dir / label / RESULTS_FILE).get("status")  # a FIFO or a device: not made
+        except (OSError, ValueError, AttributeError):
             done = None
         if done not in ("completed", "failed"):
             missing.append(label)

@@ -297,6 +297,25 @@ def split_methods(runs: Sequence[LoadedRun], keys: Sequence[str]) -> None:
             r.rec = dataclasses.replace(r.rec, method=f"{r.rec.method} ({', '.join(values)})")
 
 
+def _warn_paper(
+    runs: Sequence[LoadedRun], left: list[LoadedRun], kept: list[LoadedRun], skipped: list[tuple[Path, str]]
+) -> None:
+    """One warning for each reason runs were left off the authors' MAC convention, and one for the kept
+    runs that decompose Linear layers (``method.decompose_linear``), whose savings that convention misses."""
+    why = dict(skipped)
+    reasons: dict[str, list[LoadedRun]] = {}
+    for r in left:
+        reasons.setdefault(why[r.path], []).append(r)
+    for reason, rs in reasons.items():
+        warn(f"{len(rs)} of {len(runs)} runs are left out: {reason} (first: {rs[0].path})")
+    linear = [r for r in kept if r.flat.get("method.decompose_linear") is True]
+    if linear:
+        warn(
+            f"--x macs_paper counts convolutions only: {len(linear)} of {len(kept)} runs decompose Linear layers "
+            f"too (method.decompose_linear), whose savings it does not count (first: {linear[0].path})"
+        )
+
+
 def on_axis(runs: Sequence[LoadedRun], axis: Axis, skipped: list[tuple[Path, str]]) -> list[LoadedRun]:
     """The runs with a point on ``axis``; the others are recorded in ``skipped`` with one warning in all."""
     kept, left = [], []
@@ -305,11 +324,8 @@ def on_axis(runs: Sequence[LoadedRun], axis: Axis, skipped: list[tuple[Path, str
         (left if why else kept).append(r)
         if why:
             skipped.append((r.path, why))
-    if left and axis.is_paper:
-        warn(
-            f"{len(left)} of {len(runs)} runs have no MAC count in the authors' convention (made before svdbench "
-            f"recorded macs_paper) and are left out (first: {left[0].path})"
-        )
+    if axis.is_paper:
+        _warn_paper(runs, left, kept, skipped)
     elif left:
         warn(
             f"{len(left)} of {len(runs)} runs have no latency figure for {axis.runtime} at batch {axis.batch} and "
