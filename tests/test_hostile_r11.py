@@ -213,3 +213,17 @@ def test_a_timm_checkpoint_path_that_is_no_file_is_one_line(tmp_path):
         check_checkpoint_path(str(tmp_path / "fifo"))
     (tmp_path / "w.pth").write_bytes(b"x")
     check_checkpoint_path(str(tmp_path / "w.pth"))
+
+
+def test_data_files_that_are_no_regular_files_are_one_line(tmp_path):
+    """The same rule for the data: an IDX file (plain or .gz) or a CIFAR batch that is a FIFO or a device."""
+    from svdbench.data.files import _read_idx, read_cifar_batch
+    from svdbench.errors import DatasetError
+
+    for kind, d in _unusual(tmp_path, "f").items():
+        if kind == "huge":
+            continue
+        for name in ("train-images-idx3-ubyte", "train-images-idx3-ubyte.gz", "data_batch_1"):
+            os.link(d / "f", d / name) if kind == "fifo" else (d / name).symlink_to("/dev/zero")
+            with within(10), pytest.raises(DatasetError, match=rf"^cannot read .*/{name}: not a regular file$"):
+                _read_idx(d / name) if "idx" in name else read_cifar_batch(d / name, b"labels")

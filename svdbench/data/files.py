@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from ..errors import DatasetError, one_line
+from ..jsonfile import UnreadableFile, open_regular
 from .splits import DATASETS, DatasetSplits, TensorSplits, register_dataset
 
 log = logging.getLogger(__name__)
@@ -38,11 +39,10 @@ STATS = {  # per-channel mean, std of the training split
 
 def _read_idx(path: Path) -> torch.Tensor:
     """Read an IDX file (optionally gzipped) into a uint8 tensor."""
-    opener = gzip.open if path.suffix == ".gz" else open
     try:
-        with opener(path, "rb") as f:
+        with open_regular(path) as raw, gzip.open(raw, "rb") if path.suffix == ".gz" else raw as f:
             data = f.read()
-    except (OSError, EOFError) as err:  # a truncated or corrupt .gz too
+    except (OSError, EOFError, UnreadableFile) as err:  # a truncated or corrupt .gz too; a FIFO or device
         raise DatasetError(f"cannot read {path}: {one_line(err)}") from None
     if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] != 8:
         raise DatasetError(f"{path}: not an unsigned-byte IDX file")
@@ -216,11 +216,11 @@ def read_cifar_batch(path: Path, label_key: bytes) -> tuple[np.ndarray, np.ndarr
     an unpickler that rebuilds nothing but numpy arrays. A file that is not such a batch (other
     objects, truncated, not a pickle) is a one-line DatasetError naming it."""
     try:
-        with open(path, "rb") as fh:
+        with open_regular(path) as fh:
             d = _CifarUnpickler(fh, path).load()
     except DatasetError:
         raise
-    except OSError as err:
+    except (OSError, UnreadableFile) as err:
         raise DatasetError(f"cannot read {path}: {one_line(err)}") from None
     except (EOFError, pickle.UnpicklingError) as err:
         raise DatasetError(f"cannot read {path}: truncated or not a pickle ({one_line(err)})") from None
