@@ -21,7 +21,15 @@ from pathlib import Path
 import torch
 import yaml
 
-from .checkpoint import CHECKPOINT, DENSE_CHECKPOINT, DEPLOYED_FILES, STAGES, load_checkpoint, remove_orphans
+from .checkpoint import (
+    CHECKPOINT,
+    DENSE_CHECKPOINT,
+    DEPLOYED_FILES,
+    STAGES,
+    load_checkpoint,
+    remove_orphans,
+    resume_key,
+)
 from .deployed import ARCHITECTURE_FILE, WEIGHTS_FILE, read_document
 from .errors import CheckpointError, InputError, one_line
 from .jsonfile import read_text
@@ -40,6 +48,7 @@ __all__ = [
     "clear_run",
     "failed_job_dirs",
     "point_dirs",
+    "superseded_failure",
     "written_by",
 ]
 
@@ -75,6 +84,30 @@ def clear_failed_job(sweep_dir: str | os.PathLike, num: int) -> None:
     if record is not None and record.get("status") == "failed":
         (where / RESULTS_FILE).unlink(missing_ok=True)
     remove_empty_dirs([where, where.parent])
+
+
+def superseded_failure(path: Path, record: dict) -> bool:
+    """Whether ``record`` (read from ``path``) is a job's failure recorded beside a sweep's jobs (:data:`FAILED_JOBS`)
+    whose job directory now holds a completed run of the job's own config (the job run again by hand, say): the
+    failure is no longer so, and a report does not count it. The job's directory is the one the record names
+    (relative to the sweep's directory), else ``<sweep dir>/<num>``; its run is the job's when its config is the
+    one recorded with the failure."""
+    where = Path(path).parent
+    if where.parent.name != FAILED_JOBS or record.get("status") != "failed":
+        return False
+    job_dir, sweep = record.get("job_dir"), where.parent.parent
+    job = sweep / job_dir if isinstance(job_dir, str) and job_dir.strip() else sweep / where.name
+    try:
+        done = read_results(job / RESULTS_FILE)
+    except (ValueError, OSError):
+        return False
+    method, config = record.get("method"), record.get("config")
+    if done.get("status") != "completed" or done.get("method") != method or not isinstance(config, dict):
+        return False
+    try:
+        return resume_key(done.get("config") or {}, method) == resume_key(config, method)
+    except Exception:  # a record edited into something no run records: the failure stays counted
+        return False
 
 
 def check_run_dir(run_dir: str | os.PathLike, hydra: Sequence[str] = HYDRA_WRITES, points: Sequence[str] = ()) -> None:

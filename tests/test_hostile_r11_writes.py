@@ -1,15 +1,20 @@
 """Reliability, round 11 (r11b: files written, concurrency and interruption; a hostile pass). Each case here
-failed before its fix: a sweep whose end-of-sweep report was interrupted exiting 0 (F2) and a file of yours
-named ``.svdbench-kept.json`` deleted by a report (F4)."""
+failed before its fix: a sweep whose end-of-sweep report was interrupted exiting 0 (F2), a failed-job record
+counted after the job's directory got its completed run (F3) and a file of yours named ``.svdbench-kept.json``
+deleted by a report (F4)."""
 
+import json
 import signal
+from pathlib import Path
 
 import pytest
 from omegaconf import OmegaConf
-from test_hostile_r10_writes import record
+from test_hostile_r10_writes import fake_hydra, record
 
-from svdbench import cli, sweep_report
+from svdbench import app, cli, rundir, sweep_report
 from svdbench.report import build_report, outdir
+from svdbench.report.load import load_runs
+from svdbench.results import RESULTS_FILE
 
 # ------------------------------------------------------------------ F2: an interrupted sweep report is no success
 
@@ -34,6 +39,52 @@ def test_a_sweep_whose_report_fails_otherwise_still_ends_as_before(tmp_path, mon
     monkeypatch.setattr(cli, "main", lambda args: 1)
     sweep_report.ReportAtEnd().on_multirun_end(OmegaConf.create({"hydra": {"sweep": {"dir": str(tmp_path)}}}))
     assert "(exit 1); make it with: svdbench report" in caplog.text
+
+
+# ------------------------------------------------------------------ F3: a failure the job's own run made stale
+
+
+def failed_job_1(sweep: Path, config: dict) -> Path:
+    """Job 1 of ``sweep`` refused as it starts (its directory held another config's run): its failure recorded
+    beside the jobs, with the config it would have recorded."""
+    cfg = OmegaConf.create({"seed": 1, "model": {"name": "resnet8"}, "dataset": {"name": "synthetic"}})
+    job = sweep / "1"
+    app.record_failure(cfg, fake_hydra(sweep, 1), job, "InputError: holds a completed run of another config",
+                       stage="input", config=config)  # fmt: skip
+    where = sweep / rundir.FAILED_JOBS / "1" / RESULTS_FILE
+    assert json.loads(where.read_text())["job_dir"] == "1"  # relative: a sweep moved elsewhere still finds it
+    return job
+
+
+def by_hand(sweep: Path, config: dict) -> Path:
+    """The record :func:`failed_job_1` writes, as a file (without the job's directory, as an older svdbench wrote
+    it: ``<sweep dir>/<num>`` is taken)."""
+    where = sweep / rundir.FAILED_JOBS / "1"
+    where.mkdir(parents=True)
+    rec = {"status": "failed", "method": "svd", "model": "resnet8", "dataset": "synthetic", "seed": 1,
+           "config": config, "error": "job 1 in ...: InputError: ...", "stage": "input"}  # fmt: skip
+    (where / RESULTS_FILE).write_text(json.dumps(rec))
+    return sweep / "1"
+
+
+@pytest.mark.parametrize("write", [failed_job_1, by_hand])
+def test_a_failed_job_record_is_dropped_once_the_jobs_directory_holds_its_own_completed_run(tmp_path, write):
+    sweep = tmp_path / "sw"
+    record(sweep / "0", seed=0)
+    job = record(sweep / "1", seed=7, top1=50.0)  # another config's completed run, swapped in during the sweep
+    write(sweep, {"seed": 1, "method": {"energy": 0.088}})
+    assert len(load_runs([sweep])[1]) == 1  # still another config's run there: counted as failed
+    record(job, seed=1, top1=88.0)  # the job's own config, run by hand into its directory
+    runs, failed, skipped = load_runs([sweep])
+    assert failed == [] and len(runs) == 2 and skipped == []
+
+
+def test_a_failed_job_record_stays_counted_beside_a_run_of_another_config_made_later(tmp_path):
+    sweep = tmp_path / "sw"
+    record(sweep / "1", seed=7, top1=50.0)
+    job = failed_job_1(sweep, {"seed": 1, "method": {"energy": 0.088}})
+    record(job, seed=1, top1=77.0)  # made after the failure, but energy 0.077: not the job's config
+    assert len(load_runs([sweep])[1]) == 1
 
 
 # ------------------------------------------------------------------ F4: a .svdbench-kept.json of yours is kept
