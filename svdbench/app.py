@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import os
@@ -18,6 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import hydra.core.utils as hydra_utils
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
@@ -29,7 +31,7 @@ from .errors import CheckpointError, DivergedError, InputError, Preempted, one_l
 from .methods import Method
 from .methods.base import METHOD_GROUPS
 from .pipeline import Run
-from .preflight import override_value, plan, preflight
+from .preflight import hydra_names, override_value, plan, preflight
 from .results import RESULTS_FILE, RunRecord, read_results, write_results
 from .rundir import HydraWrites, RunLock, clear_failed_job, failed_job_dirs, previous_record
 from .summary import summary
@@ -100,6 +102,42 @@ def start(argv: list[str]) -> list[str]:
 
 
 # ---------------------------------------------------------------------- the job
+
+
+def take_job_dir() -> None:
+    """As Hydra starts a sweep's job: what its directory holds where Hydra is about to write (its log, its
+    ``.hydra/*.yaml``), for a job refused before its pipeline starts to put back (:class:`HydraWrites`); nothing
+    outside a sweep's job, whose directory preflight could not take ahead (an Optuna trial, a directory changed
+    during the sweep). Never in the way of the job: a directory it cannot read is not taken."""
+    try:
+        hc = HydraConfig.get()
+        if hc.mode != RunMode.MULTIRUN or not hc.runtime.get("output_dir"):
+            return  # a single run's directory preflight took; or Hydra's own logging, before any job
+    except Exception:
+        return
+    HydraWrites.taken = None  # another job's
+    try:
+        names = hydra_names(OmegaConf.to_container(hc, resolve=False), str(hc.job.name))
+        HydraWrites.take(Path(hc.runtime.output_dir), names)
+    except Exception:  # a name preflight refuses, a file that cannot be read: nothing to put back
+        pass
+
+
+def _take_job_dir_first(configure_log: Callable) -> Callable:
+    """Hydra's ``configure_log``, which its ``run_job`` calls for every job after making the job's directory and
+    before it opens the job's log and writes ``.hydra/*.yaml`` there, with :func:`take_job_dir` first."""
+
+    @functools.wraps(configure_log)
+    def configure(*args, **kwargs):
+        take_job_dir()
+        return configure_log(*args, **kwargs)
+
+    configure.takes_job_dir = True
+    return configure
+
+
+if not getattr(hydra_utils.configure_log, "takes_job_dir", False):  # in every process that runs jobs (joblib's too)
+    hydra_utils.configure_log = _take_job_dir_first(hydra_utils.configure_log)
 
 
 def resume_hint(run_dir: Path, sweep_dir: str | None = None) -> str:
@@ -307,6 +345,7 @@ def job(cfg: DictConfig) -> float | tuple[float, float]:
         log.error("%s%s", what, err)
         if multirun:
             record_failure(cfg, hc, run_dir, f"{type(err).__name__}: {err}", "input", _config(planned))
+            HydraWrites.restore(run_dir)  # refused before the run began: another run's .hydra and log as they were
             return failed_job(hc, str(err))
         logging.shutdown()  # the log file closed before what Hydra wrote is put back
         HydraWrites.restore()  # refused before the run began: the directory as it was

@@ -9,6 +9,7 @@ import atexit
 import contextlib
 import errno
 import fcntl
+import logging
 import os
 import signal
 import stat
@@ -595,10 +596,11 @@ def _remove(directory: Path, names: Sequence[str]) -> list[Path]:
 
 
 class HydraWrites:
-    """What a single run's directory held where Hydra writes (``.hydra/*.yaml``, the log) and its results.json,
-    taken by preflight before Hydra starts: a job refused before the pipeline wrote anything puts them back
-    (:meth:`restore`), so that a refused command leaves another run's recorded config as it was and a new
-    directory as it was not."""
+    """What a run's directory held where Hydra writes (``.hydra/*.yaml``, the log) and its results.json, taken
+    before Hydra writes there (a single run's by preflight; a sweep's job's as Hydra starts the job, by
+    :func:`svdbench.app.take_job_dir`): a job refused before the pipeline wrote anything puts them back
+    (:meth:`restore`), so that a refused command or job leaves another run's recorded config and log as they
+    were and a new directory as it was not."""
 
     taken: HydraWrites | None = None
 
@@ -616,12 +618,16 @@ class HydraWrites:
         cls.taken = cls(run_dir, names)
 
     @classmethod
-    def restore(cls) -> None:
-        """Put back what Hydra replaced, unless the run had begun (its results.json changed); a directory that
-        did not exist before is removed again when nothing else is in it."""
+    def restore(cls, run_dir: str | os.PathLike | None = None) -> None:
+        """Put back what Hydra replaced (in ``run_dir`` only, where given), unless the run had begun (its
+        results.json changed); the log files open there are closed first, so that nothing more is written
+        into them. A directory that did not exist before is removed again when nothing else is in it."""
         self, cls.taken = cls.taken, None
         if self is None or self._read(RESULTS_FILE) != self.before[RESULTS_FILE]:
             return
+        if run_dir is not None and Path(os.path.abspath(run_dir)) != self.dir:  # another job's: not this one's
+            return
+        close_logs_in(self.dir)
         if os.path.abspath(self.dir / LOCK) in RunLock._held:  # taken ahead and never adopted: adopted, let go
             with RunLock(self.dir):
                 pass
@@ -638,3 +644,14 @@ class HydraWrites:
         if not self.existed:
             with contextlib.suppress(OSError):
                 self.dir.rmdir()
+
+
+def close_logs_in(directory: Path) -> None:
+    """Close and remove the root logger's file handlers that write into ``directory`` (Hydra's job log): what is
+    logged after goes to the console only."""
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        name = getattr(handler, "baseFilename", None)
+        if isinstance(name, str) and Path(name).parent == directory:
+            root.removeHandler(handler)
+            handler.close()
