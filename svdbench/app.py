@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import os
@@ -18,6 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import hydra.core.utils as hydra_utils
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
@@ -29,7 +31,7 @@ from .errors import CheckpointError, DivergedError, InputError, Preempted, one_l
 from .methods import Method
 from .methods.base import METHOD_GROUPS
 from .pipeline import Run
-from .preflight import override_value, plan, preflight
+from .preflight import hydra_names, override_value, plan, preflight
 from .results import RESULTS_FILE, RunRecord, read_results, write_results
 from .rundir import HydraWrites, RunLock, clear_failed_job, failed_job_dirs, previous_record
 from .summary import summary
@@ -102,6 +104,42 @@ def start(argv: list[str]) -> list[str]:
 # ---------------------------------------------------------------------- the job
 
 
+def take_job_dir() -> None:
+    """As Hydra starts a sweep's job: what its directory holds where Hydra is about to write (its log, its
+    ``.hydra/*.yaml``), for a job refused before its pipeline starts to put back (:class:`HydraWrites`); nothing
+    outside a sweep's job, whose directory preflight could not take ahead (an Optuna trial, a directory changed
+    during the sweep). Never in the way of the job: a directory it cannot read is not taken."""
+    try:
+        hc = HydraConfig.get()
+        if hc.mode != RunMode.MULTIRUN or not hc.runtime.get("output_dir"):
+            return  # a single run's directory preflight took; or Hydra's own logging, before any job
+    except Exception:
+        return
+    HydraWrites.taken = None  # another job's
+    try:
+        names = hydra_names(OmegaConf.to_container(hc, resolve=False), str(hc.job.name))
+        HydraWrites.take(Path(hc.runtime.output_dir), names)
+    except Exception:  # a name preflight refuses, a file that cannot be read: nothing to put back
+        pass
+
+
+def _take_job_dir_first(configure_log: Callable) -> Callable:
+    """Hydra's ``configure_log``, which its ``run_job`` calls for every job after making the job's directory and
+    before it opens the job's log and writes ``.hydra/*.yaml`` there, with :func:`take_job_dir` first."""
+
+    @functools.wraps(configure_log)
+    def configure(*args, **kwargs):
+        take_job_dir()
+        return configure_log(*args, **kwargs)
+
+    configure.takes_job_dir = True
+    return configure
+
+
+if not getattr(hydra_utils.configure_log, "takes_job_dir", False):  # in every process that runs jobs (joblib's too)
+    hydra_utils.configure_log = _take_job_dir_first(hydra_utils.configure_log)
+
+
 def resume_hint(run_dir: Path, sweep_dir: str | None = None) -> str:
     """How to go on after an interruption: a sweep's job by the sweep's own command into its directory (it keeps
     completed jobs and resumes this one; a time-stamped default would be a new one), a single run by its
@@ -138,15 +176,16 @@ def failed_job(hc, reason: str):
     return math.nan
 
 
-def record_failure(cfg: DictConfig, hc, run_dir: Path, reason: str, stage: str) -> None:
+def record_failure(cfg: DictConfig, hc, run_dir: Path, reason: str, stage: str, config: dict | None = None) -> None:
     """results.json with ``status: failed`` and the reason, for a multirun job that stopped before
-    the pipeline could write one. A results.json already there is kept when it is completed (never
+    the pipeline could write one; ``config``: the config the run would record (its plan's), where it was planned.
+    A results.json already there is kept when it is completed (never
     lose a finished result) or when it already records this failure (the pipeline wrote it). A failure its
     directory cannot take (a completed result there, another process holding it) is recorded in the sweep's
     directory instead (:data:`svdbench.rundir.FAILED_JOBS`), so that the sweep's report counts the job as failed."""
     try:
         with RunLock(run_dir):
-            if _record_failure(cfg, hc, run_dir, reason, stage):
+            if _record_failure(cfg, hc, run_dir, reason, stage, config):
                 return
         why = f"{run_dir} holds a completed result, which is kept"
     except InputError as err:
@@ -159,13 +198,22 @@ def record_failure(cfg: DictConfig, hc, run_dir: Path, reason: str, stage: str) 
             old = previous_record(where)
             if old is not None and old.get("status") != "failed":
                 raise InputError(f"{where / RESULTS_FILE} holds a run that is no job's failure")
-            write_results(where, _failure_record(cfg, hc, f"job {hc.job.num} in {run_dir}: {reason}", stage))
+            failure = _failure_record(cfg, hc, f"job {hc.job.num} in {run_dir}: {reason}", stage, config)
+            failure.job_dir = _job_dir(run_dir, str(hc.sweep.dir))  # dropped once that holds the job's own run
+            write_results(where, failure)
         log.warning("job %s's failure is recorded in %s (%s)", hc.job.num, where, why)
     except (InputError, OSError) as err:
         log.warning("job %s's failure is not recorded (%s; %s)", hc.job.num, why, one_line(err))
 
 
-def _record_failure(cfg: DictConfig, hc, run_dir: Path, reason: str, stage: str) -> bool:
+def _job_dir(run_dir: Path, sweep_dir: str) -> str:
+    """A job's directory as a failure recorded beside the jobs names it: relative to the sweep's directory where
+    it lies inside (a sweep moved elsewhere still finds it), else absolute."""
+    job, sweep = Path(os.path.abspath(run_dir)), Path(os.path.abspath(sweep_dir))
+    return str(job.relative_to(sweep)) if job.is_relative_to(sweep) and job != sweep else str(job)
+
+
+def _record_failure(cfg: DictConfig, hc, run_dir: Path, reason: str, stage: str, config: dict | None) -> bool:
     """Whether the failure is recorded in ``run_dir`` (written now, or already there); False where a completed
     result there is kept."""
     path = run_dir / RESULTS_FILE
@@ -177,13 +225,14 @@ def _record_failure(cfg: DictConfig, hc, run_dir: Path, reason: str, stage: str)
         return True
     if old is not None and old.get("status") == "completed":
         return False
-    write_results(run_dir, _failure_record(cfg, hc, reason, stage))
+    write_results(run_dir, _failure_record(cfg, hc, reason, stage, config))
     return True
 
 
-def _failure_record(cfg: DictConfig, hc, reason: str, stage: str) -> RunRecord:
+def _failure_record(cfg: DictConfig, hc, reason: str, stage: str, config: dict | None = None) -> RunRecord:
+    """The record of a failed job: ``config`` (its plan's, as a completed run records it) or else ``cfg`` resolved."""
     try:
-        config = OmegaConf.to_container(cfg, resolve=True)
+        config = config if config is not None else OmegaConf.to_container(cfg, resolve=True)
     except Exception:  # an unresolvable interpolation may be the very error
         config = OmegaConf.to_container(cfg, resolve=False)
     method = hc.runtime.choices.get("method") or OmegaConf.select(cfg, "method._target_", default="?")
@@ -198,6 +247,11 @@ def _failure_record(cfg: DictConfig, hc, reason: str, stage: str) -> RunRecord:
         config=config,
         overrides=list(hc.overrides.task),
     )
+
+
+def _config(planned) -> dict | None:
+    """The config a planned job records (None: not planned)."""
+    return planned.config if planned is not None else None
 
 
 def failure_note(path: Path) -> str:
@@ -264,7 +318,7 @@ def job(cfg: DictConfig) -> float | tuple[float, float]:
     sweep = os.path.abspath(str(hc.sweep.dir)) if multirun else None
     logging.getLogger("svdbench").setLevel(cfg.logger.level)
     printable_log()
-    tracker, ok = tracking.Tracker(), False
+    tracker, ok, planned = tracking.Tracker(), False, None
     if multirun:  # a failure an earlier try of the sweep recorded beside the jobs is no longer so
         clear_failed_job(sweep, hc.job.num)
     try:
@@ -290,14 +344,15 @@ def job(cfg: DictConfig) -> float | tuple[float, float]:
         what = "input error: " if isinstance(err, InputError) else ""
         log.error("%s%s", what, err)
         if multirun:
-            record_failure(cfg, hc, run_dir, f"{type(err).__name__}: {err}", stage="input")
+            record_failure(cfg, hc, run_dir, f"{type(err).__name__}: {err}", "input", _config(planned))
+            HydraWrites.restore(run_dir)  # refused before the run began: another run's .hydra and log as they were
             return failed_job(hc, str(err))
         logging.shutdown()  # the log file closed before what Hydra wrote is put back
         HydraWrites.restore()  # refused before the run began: the directory as it was
         raise SystemExit(2) from None
     except (DivergedError, OSError) as err:  # not a bug: one line (the pipeline recorded it where it could)
         if multirun:
-            record_failure(cfg, hc, run_dir, f"{type(err).__name__}: {err}", stage="run")
+            record_failure(cfg, hc, run_dir, f"{type(err).__name__}: {err}", "run", _config(planned))
             return failed_job(hc, one_line(err))
         log.error("run failed: %s%s", one_line(err), failure_note(run_dir / RESULTS_FILE))
         raise SystemExit(1) from None
@@ -306,7 +361,7 @@ def job(cfg: DictConfig) -> float | tuple[float, float]:
             raise
         # the pipeline wrote results.json (status failed) if training had started; the sweep goes on
         log.exception("job %s failed", hc.job.num)
-        record_failure(cfg, hc, run_dir, f"{type(err).__name__}: {err}", stage="run")
+        record_failure(cfg, hc, run_dir, f"{type(err).__name__}: {err}", "run", _config(planned))
         return failed_job(hc, one_line(err))
     finally:
         tracker.finish(exit_code=0 if ok else 1)

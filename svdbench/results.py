@@ -69,6 +69,7 @@ class RunRecord:
     error: str | None = None  # failed or preempted: the reason
     stage: str | None = None  # a job that failed before training: "input" or "run"
     overrides: list[str] | None = None  # a failed multirun job: its command-line overrides
+    job_dir: str | None = None  # a failure recorded beside a sweep's jobs (rundir.FAILED_JOBS): the job's directory
     init_from: str | None = None
     headline: list[str] | None = None  # config keys the report shows for this method
     macs_dense: int | None = None

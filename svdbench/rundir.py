@@ -9,6 +9,7 @@ import atexit
 import contextlib
 import errno
 import fcntl
+import logging
 import os
 import signal
 import stat
@@ -21,7 +22,15 @@ from pathlib import Path
 import torch
 import yaml
 
-from .checkpoint import CHECKPOINT, DENSE_CHECKPOINT, DEPLOYED_FILES, STAGES, load_checkpoint, remove_orphans
+from .checkpoint import (
+    CHECKPOINT,
+    DENSE_CHECKPOINT,
+    DEPLOYED_FILES,
+    STAGES,
+    load_checkpoint,
+    remove_orphans,
+    resume_key,
+)
 from .deployed import ARCHITECTURE_FILE, WEIGHTS_FILE, read_document
 from .errors import CheckpointError, InputError, one_line
 from .jsonfile import open_regular, read_text
@@ -40,6 +49,7 @@ __all__ = [
     "clear_run",
     "failed_job_dirs",
     "point_dirs",
+    "superseded_failure",
     "written_by",
 ]
 
@@ -75,6 +85,30 @@ def clear_failed_job(sweep_dir: str | os.PathLike, num: int) -> None:
     if record is not None and record.get("status") == "failed":
         (where / RESULTS_FILE).unlink(missing_ok=True)
     remove_empty_dirs([where, where.parent])
+
+
+def superseded_failure(path: Path, record: dict) -> bool:
+    """Whether ``record`` (read from ``path``) is a job's failure recorded beside a sweep's jobs (:data:`FAILED_JOBS`)
+    whose job directory now holds a completed run of the job's own config (the job run again by hand, say): the
+    failure is no longer so, and a report does not count it. The job's directory is the one the record names
+    (relative to the sweep's directory), else ``<sweep dir>/<num>``; its run is the job's when its config is the
+    one recorded with the failure."""
+    where = Path(path).parent
+    if where.parent.name != FAILED_JOBS or record.get("status") != "failed":
+        return False
+    job_dir, sweep = record.get("job_dir"), where.parent.parent
+    job = sweep / job_dir if isinstance(job_dir, str) and job_dir.strip() else sweep / where.name
+    try:
+        done = read_results(job / RESULTS_FILE)
+    except (ValueError, OSError):
+        return False
+    method, config = record.get("method"), record.get("config")
+    if done.get("status") != "completed" or done.get("method") != method or not isinstance(config, dict):
+        return False
+    try:
+        return resume_key(done.get("config") or {}, method) == resume_key(config, method)
+    except Exception:  # a record edited into something no run records: the failure stays counted
+        return False
 
 
 def check_run_dir(run_dir: str | os.PathLike, hydra: Sequence[str] = HYDRA_WRITES, points: Sequence[str] = ()) -> None:
@@ -563,10 +597,11 @@ def _remove(directory: Path, names: Sequence[str]) -> list[Path]:
 
 
 class HydraWrites:
-    """What a single run's directory held where Hydra writes (``.hydra/*.yaml``, the log) and its results.json,
-    taken by preflight before Hydra starts: a job refused before the pipeline wrote anything puts them back
-    (:meth:`restore`), so that a refused command leaves another run's recorded config as it was and a new
-    directory as it was not."""
+    """What a run's directory held where Hydra writes (``.hydra/*.yaml``, the log) and its results.json, taken
+    before Hydra writes there (a single run's by preflight; a sweep's job's as Hydra starts the job, by
+    :func:`svdbench.app.take_job_dir`): a job refused before the pipeline wrote anything puts them back
+    (:meth:`restore`), so that a refused command or job leaves another run's recorded config and log as they
+    were and a new directory as it was not."""
 
     taken: HydraWrites | None = None
 
@@ -584,12 +619,16 @@ class HydraWrites:
         cls.taken = cls(run_dir, names)
 
     @classmethod
-    def restore(cls) -> None:
-        """Put back what Hydra replaced, unless the run had begun (its results.json changed); a directory that
-        did not exist before is removed again when nothing else is in it."""
+    def restore(cls, run_dir: str | os.PathLike | None = None) -> None:
+        """Put back what Hydra replaced (in ``run_dir`` only, where given), unless the run had begun (its
+        results.json changed); the log files open there are closed first, so that nothing more is written
+        into them. A directory that did not exist before is removed again when nothing else is in it."""
         self, cls.taken = cls.taken, None
         if self is None or self._read(RESULTS_FILE) != self.before[RESULTS_FILE]:
             return
+        if run_dir is not None and Path(os.path.abspath(run_dir)) != self.dir:  # another job's: not this one's
+            return
+        close_logs_in(self.dir)
         if os.path.abspath(self.dir / LOCK) in RunLock._held:  # taken ahead and never adopted: adopted, let go
             with RunLock(self.dir):
                 pass
@@ -606,3 +645,14 @@ class HydraWrites:
         if not self.existed:
             with contextlib.suppress(OSError):
                 self.dir.rmdir()
+
+
+def close_logs_in(directory: Path) -> None:
+    """Close and remove the root logger's file handlers that write into ``directory`` (Hydra's job log): what is
+    logged after goes to the console only."""
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        name = getattr(handler, "baseFilename", None)
+        if isinstance(name, str) and Path(name).parent == directory:
+            root.removeHandler(handler)
+            handler.close()

@@ -10,13 +10,15 @@ presets (``+experiment=compare_*``) add the keys their methods are told apart by
 
 ``hydra.callbacks.report.enabled=false`` turns it off for one sweep.
 
-A report that cannot be made is a warning naming the command to run by hand: the runs are kept.
+A report that cannot be made is a warning naming the command to run by hand: the runs are kept. A report cut
+by a signal (Ctrl-C, SIGTERM) also ends the sweep with ``128 + signal`` (130, 143), as any interrupted command.
 """
 
 from __future__ import annotations
 
 import logging
 import shlex
+import signal
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -48,9 +50,18 @@ class ReportAtEnd(Callback):
         args = self.command(config.hydra.sweep.dir)
         try:
             code = cli.main(args)
+        except KeyboardInterrupt as err:  # a signal outside the report's own handling
+            code = 128 + (signal.SIGTERM if isinstance(err, cli.Terminated) else signal.SIGINT)
+            reason = f"exit {code}"
         except (Exception, SystemExit) as err:  # the runs are on disk whatever happens here (argparse exits too)
             code, reason = 1, f"{type(err).__name__}: {err}"
         else:
             reason = f"exit {code}"
         if code:
             log.warning("the report could not be made (%s); make it with: svdbench %s", reason, shlex.join(args))
+        if code in INTERRUPTED:  # asked to stop: the sweep says so, not success (``run.py -m ... && next`` stops)
+            raise SystemExit(code)
+
+
+#: the exit codes of a report cut by a signal (:func:`svdbench.cli.main`): SIGINT, SIGTERM
+INTERRUPTED = (128 + signal.SIGINT, 128 + signal.SIGTERM)

@@ -23,6 +23,7 @@ from ..errors import one_line, printable
 from ..jsonfile import UnreadableFile, read_json, read_text
 from ..methods import METHODS
 from ..results import RESULTS_FILE, RunRecord, comparable_config, comparable_key, find_results
+from ..rundir import superseded_failure
 
 #: config keys (dotted, prefixes included) that do not define a configuration: the seed, where data,
 #: outputs and checkpoints live, logging, and evaluation-only settings. ``init_from`` is replaced
@@ -153,6 +154,8 @@ def load_runs(paths: Iterable[str | Path]) -> tuple[list[LoadedRun], list[Failed
             skip(path, one_line(err))
             continue
         if rec.status == "failed":
+            if superseded_failure(path, data):  # the job's own completed run is there now: no longer a failure
+                continue
             error = " ".join(str(rec.error or "no reason recorded").split())
             failed.append(Failed(path, rec.method, rec.model, rec.dataset, rec.seed, error))
             skip(path, f"failed run ({error[:200]})")

@@ -97,6 +97,13 @@ def check_out(out: Path) -> None:
         raise ValueError(f"--out {out} holds files and {what}: give a new or empty directory")
     if out.is_dir() and os.path.ismount(out):
         raise ValueError(f"--out {out} is a mount point, which a report cannot replace: give a directory inside it")
+    if out.is_dir() and os.path.lexists(out / KEPT) and _read_kept(out / KEPT) is None:
+        raise _kept_clash(out)
+
+
+def _kept_clash(out: Path) -> ValueError:
+    """The error for a file of :data:`KEPT`'s name in ``out`` that svdbench did not write: never deleted."""
+    return ValueError(f"--out {out} holds {KEPT}, which this report writes: move yours or give another --out")
 
 
 @contextlib.contextmanager
@@ -138,6 +145,9 @@ def _staged(out: Path, stem: str) -> Iterator[Path]:
             if clash:  # a file of yours of a name this report writes: neither is replaced by the other
                 raise ValueError(f"--out {out} holds {clash[0]}, which this report writes: move yours or give "
                                  "another --out")  # fmt: skip
+            if os.path.lexists(out / KEPT) and _read_kept(out / KEPT) is None:  # put there while this report ran
+                raise _kept_clash(out)
+            # KEPT: a list of svdbench's, left by a report killed after its swap; it goes with the old directory
             yours = [e.name for e in out.iterdir() if not previous(e.name) and e.name != KEPT]
             _keep_mode(out, tmp)  # the directory as private (or as shared) as it was
             _write_kept(tmp, yours)  # before any is moved: a killed report's are found and put back
@@ -157,7 +167,9 @@ def _staged(out: Path, stem: str) -> Iterator[Path]:
 
 
 #: the list, in a report's staging directory, of the entries of yours moved into it from ``--out``
+#: (``{"svdbench": KEPT_MARK, "names": [...]}``: a file of this name that is not so is not svdbench's)
 KEPT = ".svdbench-kept.json"
+KEPT_MARK = "entries of --out a report rerun keeps"
 
 
 def _names(out: Path) -> tuple[str, str]:
@@ -194,8 +206,25 @@ def _keep_mode(out: Path, tmp: Path) -> None:
 
 def _write_kept(tmp: Path, names: list[str]) -> None:
     part = tmp / f"{KEPT}.part"
-    part.write_text(json.dumps(names), encoding="utf-8")
+    part.write_text(json.dumps({"svdbench": KEPT_MARK, "names": names}), encoding="utf-8")
     os.replace(part, tmp / KEPT)
+
+
+def _read_kept(path: Path, old: bool = False) -> list[str] | None:
+    """The names in svdbench's :data:`KEPT` at ``path``; None where it is not svdbench's (not a regular file, not
+    of its format). ``old``: also a plain list of names, as an older version wrote it (in a staging directory of
+    svdbench's, where no file of yours is)."""
+    if path.is_symlink():
+        return None
+    try:
+        data = read_json(path)
+    except (OSError, ValueError):
+        return None
+    if isinstance(data, dict) and data.keys() == {"svdbench", "names"} and data["svdbench"] == KEPT_MARK:
+        data = data["names"]
+    elif not old:
+        return None
+    return data if isinstance(data, list) and all(isinstance(n, str) for n in data) else None
 
 
 def _recover(out: Path, stem: str) -> None:
@@ -211,13 +240,10 @@ def _recover(out: Path, stem: str) -> None:
     for tmp in out.parent.glob(f"{glob.escape(stem)}*.tmp"):
         if not tmp.is_dir() or tmp.is_symlink():
             continue
-        try:
-            names = read_json(tmp / KEPT) if (tmp / KEPT).exists() else []
-        except (OSError, ValueError):
-            names = None
+        names = _read_kept(tmp / KEPT, old=True) if os.path.lexists(tmp / KEPT) else []
         left = names is None
         for name in names or []:
-            if not isinstance(name, str) or "/" in name or not os.path.lexists(tmp / name):
+            if "/" in name or not os.path.lexists(tmp / name):
                 continue
             out.mkdir(exist_ok=True)
             if os.path.lexists(out / name):
