@@ -27,13 +27,22 @@ from omegaconf import DictConfig, OmegaConf
 from . import config as schema
 from . import distributed, tracking
 from .command_line import fail
-from .errors import CheckpointError, DivergedError, InputError, Preempted, one_line, printable
+from .errors import (
+    CheckpointError,
+    DivergedError,
+    InputError,
+    Preempted,
+    Terminated,
+    one_line,
+    printable,
+    sigterm_raises,
+)
 from .methods import Method
 from .methods.base import METHOD_GROUPS
 from .pipeline import Run
 from .preflight import hydra_names, override_value, plan, preflight
 from .results import RESULTS_FILE, RunRecord, read_results, write_results
-from .rundir import HydraWrites, RunLock, clear_failed_job, failed_job_dirs, previous_record
+from .rundir import HOLDER_ENV, HydraWrites, RunLock, clear_failed_job, failed_job_dir, previous_record
 from .summary import summary
 
 log = logging.getLogger("svdbench")
@@ -86,9 +95,17 @@ def launch(main: Callable[[], Any]) -> None:
     try:
         main()
     except KeyboardInterrupt:
-        print("interrupted (SIGINT): the jobs that were training saved their checkpoints; rerun the same command "
-              "(with its hydra.sweep.dir) to resume", file=sys.stderr)  # fmt: skip
+        if JOBS_STARTED or os.environ.get(HOLDER_ENV):  # a parallel launcher's workers may have run some
+            print("interrupted (SIGINT): the jobs that were training saved their checkpoints; rerun the same "
+                  "command (with its hydra.sweep.dir) to resume", file=sys.stderr)  # fmt: skip
+        else:
+            print("interrupted (SIGINT) before the first job started: nothing was trained; rerun the same command "
+                  "to start", file=sys.stderr)  # fmt: skip
         raise SystemExit(130) from None
+
+
+#: the jobs this process has started (the default launcher runs a sweep's jobs in it)
+JOBS_STARTED = 0
 
 
 def start(argv: list[str]) -> list[str]:
@@ -97,8 +114,15 @@ def start(argv: list[str]) -> list[str]:
         argv = torchrun_argv(argv)
     except ValueError as err:
         fail(str(err))
-    schema.register_configs()
-    return preflight(argv)
+    try:  # composing and checking a sweep's every job takes seconds: Ctrl-C then is one line too
+        with sigterm_raises():
+            schema.register_configs()
+            return preflight(argv)
+    except KeyboardInterrupt as err:
+        RunLock.release_held(remove_made=True)  # the jobs' locks taken so far, and the directories they made
+        name, code = ("SIGTERM", 143) if isinstance(err, Terminated) else ("SIGINT", 130)
+        print(f"interrupted ({name}) while starting: nothing was run or written", file=sys.stderr)
+        raise SystemExit(code) from None
 
 
 # ---------------------------------------------------------------------- the job
@@ -190,7 +214,7 @@ def record_failure(cfg: DictConfig, hc, run_dir: Path, reason: str, stage: str, 
         why = f"{run_dir} holds a completed result, which is kept"
     except InputError as err:
         why = str(err)
-    where = failed_job_dirs(str(hc.sweep.dir), [hc.job.num])[0]
+    where = failed_job_dir(str(hc.sweep.dir), hc.job.num, run_dir)
     try:
         if where.parent.is_symlink():
             raise InputError(f"{where.parent} is a link: svdbench never writes through it")
@@ -318,9 +342,11 @@ def job(cfg: DictConfig) -> float | tuple[float, float]:
     sweep = os.path.abspath(str(hc.sweep.dir)) if multirun else None
     logging.getLogger("svdbench").setLevel(cfg.logger.level)
     printable_log()
+    global JOBS_STARTED
+    JOBS_STARTED += 1
     tracker, ok, planned = tracking.Tracker(), False, None
     if multirun:  # a failure an earlier try of the sweep recorded beside the jobs is no longer so
-        clear_failed_job(sweep, hc.job.num)
+        clear_failed_job(sweep, hc.job.num, run_dir)
     try:
         planned = plan(cfg, base=hc.runtime.cwd)  # the launch directory, also after hydra.job.chdir
         typed, method = planned.cfg, planned.method

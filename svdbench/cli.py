@@ -7,12 +7,11 @@ svdbench latency PATH... [--onnx] [--threads N]  # time finished runs' deployed 
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
-import threading
 from collections.abc import Sequence
 
 from . import __version__, retime
+from .errors import Terminated, sigterm_raises
 from .report import cli as report_cli
 
 #: name, module (``add_arguments``, ``run``), one-line help
@@ -33,31 +32,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-class Terminated(KeyboardInterrupt):
-    """SIGTERM (a ``timeout``, a scheduler, a shutdown), raised where the command is, as SIGINT is: what it was
-    writing is put back as it was."""
-
-
-def _terminate(signum, frame) -> None:
-    raise Terminated()
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    before = (
-        signal.signal(signal.SIGTERM, _terminate) if threading.current_thread() is threading.main_thread() else None
-    )
     try:
-        return args.func(args)
+        with sigterm_raises():
+            return args.func(args)
     except KeyboardInterrupt as err:  # a report is written whole or not at all, a latency record whole
         name, code = ("SIGTERM", 143) if isinstance(err, Terminated) else ("SIGINT", 130)
         print(
             f"svdbench {args.command}: interrupted ({name}); what it had not finished was not written", file=sys.stderr
         )
         return code
-    finally:
-        if before is not None:
-            signal.signal(signal.SIGTERM, before)
 
 
 if __name__ == "__main__":

@@ -205,7 +205,7 @@ def dense_model(doc: dict[str, Any], trust: bool = False) -> nn.Module:
     target = doc["model"].get("_target_")
     if target and not trust:
         raise TrustRequired(f"model._target_ {target!r} names code to import: --trust, only for files you made")
-    return build_from_config(doc["model"], int(doc["num_classes"]), int(doc["in_channels"]))
+    return build_from_config(doc["model"], int(doc["num_classes"]), int(doc["in_channels"]), weights=False)
 
 
 def rebuild(doc: dict[str, Any], state: dict[str, torch.Tensor], trust: bool = False) -> nn.Module:

@@ -8,13 +8,18 @@ Kinds of failure and how a run reports them:
 - :class:`Preempted`: SIGTERM / SIGUSR1 / SIGUSR2 arrived; a checkpoint was saved.
 - :class:`DivergedError`: the loss became NaN or infinite; recorded as ``status: failed``.
 - :class:`OnnxCheckError`: onnxruntime disagrees with PyTorch beyond the tolerance.
+- :class:`Terminated`: SIGTERM where nothing is trained (a report, latency, preflight), raised as Ctrl-C is
+  (:func:`sigterm_raises`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
+import threading
 import zipfile
+from collections.abc import Iterator
 
 __all__ = [
     "InputError",
@@ -26,11 +31,35 @@ __all__ = [
     "OnnxCheckError",
     "one_line",
     "printable",
+    "sigterm_raises",
+    "Terminated",
 ]
 
 
 class InputError(ValueError):
     """Bad user input found before any training: reported in one line, no results written."""
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (a ``timeout``, a scheduler, a shutdown), raised where the command is, as SIGINT is: what it was
+    writing is put back as it was."""
+
+
+def _terminate(signum, frame) -> None:
+    raise Terminated()
+
+
+@contextlib.contextmanager
+def sigterm_raises() -> Iterator[None]:
+    """Within the block, SIGTERM raises :class:`Terminated` (a KeyboardInterrupt) in the main thread; the
+    handler before is put back after. Elsewhere than the main thread: nothing changes."""
+    main = threading.current_thread() is threading.main_thread()
+    before = signal.signal(signal.SIGTERM, _terminate) if main else None
+    try:
+        yield
+    finally:
+        if main:
+            signal.signal(signal.SIGTERM, before)
 
 
 class DatasetError(InputError):

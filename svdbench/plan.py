@@ -17,6 +17,7 @@ from pathlib import Path
 from .data import val_size
 from .errors import InputError, one_line
 from .methods.base import METHOD_GROUPS, Method
+from .models import check_checkpoint_path
 from .optim import OptimConfig
 from .results import relevant
 
@@ -130,6 +131,10 @@ def make_plan(cfg, method: Method, base: str | os.PathLike | None = None) -> Run
     init_from = Path(os.path.abspath(launch / os.path.expanduser(cfg.init_from))) if cfg.init_from else None
     if init_from:  # recorded as resolved: the same run, resumed or rerun from another directory, is the same
         cfg.init_from = str(init_from)
+    weights = cfg.model.kwargs.get("checkpoint_path") if cfg.model._target_ is None else None
+    if isinstance(weights, str) and weights:  # timm's start weights: as init_from, the launch directory's, recorded so
+        cfg.model.kwargs["checkpoint_path"] = os.path.abspath(launch / os.path.expanduser(weights))
+        check_checkpoint_path(cfg.model.kwargs["checkpoint_path"])
     if cfg.dataset.root:  # where the data lives, as the launch directory sees it (hydra.job.chdir moves the job)
         cfg.dataset.root = os.path.abspath(launch / os.path.expanduser(cfg.dataset.root))
     return RunPlan(

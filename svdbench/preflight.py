@@ -52,7 +52,7 @@ from .rundir import (
     HydraWrites,
     RunLock,
     check_sweep_dir,
-    failed_job_dirs,
+    failed_job_dir,
     point_dirs,
     previous_record,
 )
@@ -83,7 +83,7 @@ def plan(cfg: DictConfig, base: str | None = None) -> RunPlan:
         check_model_name(typed.model.family, typed.model.name)
         if typed.model.kwargs:  # a key the model does not take: one line now, not after the data has loaded
             with torch.device("meta"):
-                build_from_config(typed.model, 2, 1)
+                build_from_config(typed.model, 2, 1, weights=False)  # a checkpoint is the data's shape, not this
     resolve_device(typed.trainer.device)
     cls = schema.method_class(typed.method)
     try:
@@ -325,7 +325,7 @@ def dense_architecture(cfg) -> dict[str, tuple[int, ...]] | None:
         return None
     try:
         with torch.device("meta"):
-            return architecture(build_from_config(cfg.model, shape[1], shape[0]))
+            return architecture(build_from_config(cfg.model, shape[1], shape[0], weights=False))
     except Exception:  # a model of one's own that needs real tensors: the job checks it when it loads
         return None
 
@@ -675,7 +675,11 @@ def check_sweep(
     base = Path(os.path.abspath(sweep_dir or ""))
     if not checked_whole:
         if trials is not None and not jobs[0].plan.cfg.resume and jobs[0].subdir == "${hydra.job.num}":
-            _check_leftovers(base, [base / str(i) for i in range(trials)] + failed_job_dirs(base, range(trials)))
+            _check_leftovers(
+                base,
+                [base / str(i) for i in range(trials)]
+                + [failed_job_dir(base, i, base / str(i)) for i in range(trials)],
+            )
         return
     for job in jobs:
         try:
@@ -683,7 +687,7 @@ def check_sweep(
         except InputError as err:
             fail(f"job {job.num} ({job.label}): {err}")
     if not jobs[0].plan.cfg.resume:  # the sweep replaces the one before: none of that one's runs may stay
-        _check_leftovers(base, list(seen) + failed_job_dirs(base, [j.num for j in jobs]))
+        _check_leftovers(base, list(seen) + [failed_job_dir(base, j.num, j.dir) for j in jobs])
 
 
 def _check_nesting(jobs: Sequence[Job]) -> None:

@@ -100,7 +100,7 @@ def dense_twin(run_dir: Path, results: dict, deployed: nn.Module, trust: bool = 
     model = (results.get("config") or {}).get("model") if isinstance(results.get("config"), dict) else None
     if not isinstance(model, dict):
         raise ValueError("results.json has no config.model to build the dense model from")
-    return build_from_config(model, linears[-1].out_features, _input_shape(results)[0])
+    return build_from_config(model, linears[-1].out_features, _input_shape(results)[0], weights=False)
 
 
 def _input_shape(results: dict) -> list[int]:

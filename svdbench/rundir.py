@@ -9,6 +9,7 @@ import atexit
 import contextlib
 import errno
 import fcntl
+import hashlib
 import logging
 import os
 import signal
@@ -47,7 +48,7 @@ __all__ = [
     "check_sweep_dir",
     "clear_failed_job",
     "clear_run",
-    "failed_job_dirs",
+    "failed_job_dir",
     "point_dirs",
     "superseded_failure",
     "written_by",
@@ -65,26 +66,46 @@ HYDRA_WRITES = ("run.log", ".hydra")
 FAILED_JOBS = ".svdbench-failed-jobs"
 
 
-def failed_job_dirs(sweep_dir: str | os.PathLike, nums: Sequence[int]) -> list[Path]:
-    """Where the failures of the jobs ``nums`` of the sweep in ``sweep_dir`` are recorded when their own
-    directories cannot take them (:data:`FAILED_JOBS`)."""
-    return [Path(os.path.abspath(sweep_dir)) / FAILED_JOBS / str(n) for n in nums]
+def failed_job_dir(sweep_dir: str | os.PathLike, num: int, job_dir: str | os.PathLike) -> Path:
+    """Where the failure of job ``num`` of the sweep in ``sweep_dir``, whose directory is ``job_dir``, is recorded
+    when that directory cannot take it (:data:`FAILED_JOBS`): ``<num>`` for the job in ``<sweep dir>/<num>`` (the
+    default subdir), else ``<num>-<digest of its directory>``, so that two sweeps in one directory that number
+    their jobs alike (``hydra.sweep.subdir=b${hydra.job.num}``) keep their records apart."""
+    base = Path(os.path.abspath(sweep_dir))
+    job = Path(os.path.abspath(job_dir))
+    if job == base / str(num):
+        return base / FAILED_JOBS / str(num)
+    return base / FAILED_JOBS / f"{num}-{hashlib.sha256(os.fsencode(job)).hexdigest()[:12]}"
 
 
-def clear_failed_job(sweep_dir: str | os.PathLike, num: int) -> None:
-    """Remove the failure of job ``num`` recorded beside the jobs (:data:`FAILED_JOBS`) by an earlier try of the
-    sweep, as the job starts again (a report must not count a failure that is no longer so); only a svdbench
-    record of a failure, and its folder while empty."""
-    where = failed_job_dirs(sweep_dir, [num])[0]
+def clear_failed_job(sweep_dir: str | os.PathLike, num: int, job_dir: str | os.PathLike) -> None:
+    """Remove the failure of job ``num`` (in ``job_dir``) recorded beside the jobs (:data:`FAILED_JOBS`) by an
+    earlier try of the sweep, as the job starts again (a report must not count a failure that is no longer so);
+    only a svdbench record of a failure of that very directory (another sweep's job of that number keeps its
+    own), and its folder while empty."""
+    where = failed_job_dir(sweep_dir, num, job_dir)
     if where.parent.is_symlink() or where.is_symlink():
         return
     try:
         record = previous_record(where)
     except InputError:
         return
-    if record is not None and record.get("status") == "failed":
+    if (
+        record is not None
+        and record.get("status") == "failed"
+        and _recorded_job(where, record) == Path(os.path.abspath(job_dir))
+    ):
         (where / RESULTS_FILE).unlink(missing_ok=True)
     remove_empty_dirs([where, where.parent])
+
+
+def _recorded_job(where: Path, record: dict) -> Path:
+    """The job directory a failure recorded in ``where`` (``<sweep dir>/.svdbench-failed-jobs/<name>``) is of: the
+    record's ``job_dir`` (relative to the sweep's directory, or absolute), else ``<sweep dir>/<name>``."""
+    job_dir, sweep = record.get("job_dir"), where.parent.parent
+    return Path(
+        os.path.abspath(sweep / job_dir if isinstance(job_dir, str) and job_dir.strip() else sweep / where.name)
+    )
 
 
 def superseded_failure(path: Path, record: dict) -> bool:
@@ -96,8 +117,7 @@ def superseded_failure(path: Path, record: dict) -> bool:
     where = Path(path).parent
     if where.parent.name != FAILED_JOBS or record.get("status") != "failed":
         return False
-    job_dir, sweep = record.get("job_dir"), where.parent.parent
-    job = sweep / job_dir if isinstance(job_dir, str) and job_dir.strip() else sweep / where.name
+    job = _recorded_job(where, record)
     try:
         done = read_results(job / RESULTS_FILE)
     except (ValueError, OSError):
@@ -291,8 +311,8 @@ class RunLock:
         (which adopts it and lets it go as usual): preflight takes it before Hydra writes ``.hydra/`` and
         the log, so that a second command on the directory is refused before it writes anything."""
         lock = cls(run_dir).__enter__()
-        if not cls._held:
-            atexit.register(cls.release_held)
+        if not cls._held:  # at exit: a job never reached (a sweep interrupted) leaves no empty directory
+            atexit.register(cls.release_held, remove_made=True)
         cls._held[os.path.abspath(lock.path)] = lock.fd
         cls._made[os.path.abspath(lock.path)] = lock.made
 
@@ -312,7 +332,7 @@ class RunLock:
         """Let go of every lock taken ahead and never adopted (a job the sweep did not reach, or one a
         worker ran), removing its file as :meth:`__exit__` does; ``remove_made``: and the directories taking it
         made, while empty (a command refused after it took some of its jobs' locks leaves nothing behind)."""
-        for path in list(cls._held):
+        for path in reversed(list(cls._held)):  # the last taken first: a parent the first made is empty by then
             lock = cls(Path(path).parent, name=Path(path).name)
             lock.fd = cls._held.pop(path)
             lock.__exit__()

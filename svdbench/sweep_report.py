@@ -17,6 +17,7 @@ by a signal (Ctrl-C, SIGTERM) also ends the sweep with ``128 + signal`` (130, 14
 from __future__ import annotations
 
 import logging
+import os
 import shlex
 import signal
 from collections.abc import Sequence
@@ -37,7 +38,7 @@ class ReportAtEnd(Callback):
     rows split by the config keys ``split``; nothing with ``enabled`` false."""
 
     def __init__(self, out: str | None = None, split: Sequence[str] = (), enabled: bool = True) -> None:
-        self.out, self.enabled = out, enabled
+        self.out, self.enabled = (os.path.expanduser(str(out)) if out else None), enabled  # ~/x: as a shell reads it
         self.split = [split] if isinstance(split, str) else list(split)  # one key given as a string
 
     def command(self, sweep_dir: str | Path) -> list[str]:

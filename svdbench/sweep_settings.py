@@ -44,12 +44,17 @@ def check_report_out(node, sweep_dir: str, job_dirs: Iterable[tuple[str, Path]] 
     can take it, by the rules of ``svdbench report --out`` (:func:`svdbench.report.outdir.check_out`: no link, no
     file, no files of yours without a report, no mount point), and is apart from the sweep's own directories
     (``job_dirs``: (job name, directory)): neither the sweep directory or a directory above it, nor a job's
-    directory, above one or inside one, which the jobs fill before the report is made. One line (exit code 2)
-    before the first job, not after the last."""
+    directory, above one or inside one, which the jobs fill before the report is made); and every job's directory
+    inside the sweep's, which the report reads. One line (exit code 2) before the first job, not after the last."""
     if node is None or node.get("enabled", True) is False:
         return
-    out = node.get("out") or str(Path(sweep_dir) / "report")
-    where = Path(os.path.abspath(str(out)))
+    out = os.path.expanduser(str(node.get("out"))) if node.get("out") else str(Path(sweep_dir) / "report")
+    where, sweep = Path(os.path.abspath(str(out))), Path(os.path.abspath(sweep_dir))
+    for name, d in job_dirs:
+        if Path(os.path.abspath(d)) != sweep and sweep not in Path(os.path.abspath(d)).parents:
+            fail(printable(f"{name} {os.path.abspath(d)} lies outside the sweep directory {sweep}, which the sweep's "
+                           "report reads: give a hydra.sweep.subdir inside it (relative, no '..'), or "
+                           "hydra.callbacks.report.enabled=false"))  # fmt: skip
     for name, d in [("the sweep directory", Path(sweep_dir)), *job_dirs]:
         d = Path(os.path.abspath(d))
         if where == d or where in d.parents or (name != "the sweep directory" and d in where.parents):

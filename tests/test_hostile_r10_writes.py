@@ -91,7 +91,7 @@ def test_a_job_refused_when_it_starts_is_a_failed_job_of_the_sweeps_report(tmp_p
     runs, failed, _ = load_runs([sweep])
     assert len(failed) == 1 and f"job 1 in {other}" in failed[0].error  # the sweep's report counts it
     assert len(runs) == 2
-    rundir.clear_failed_job(sweep, 1)  # the job runs again: its old failure goes
+    rundir.clear_failed_job(sweep, 1, other)  # the job runs again: its old failure goes
     assert load_runs([sweep])[1] == [] and not (sweep / rundir.FAILED_JOBS).exists()
 
 

@@ -16,7 +16,7 @@ import threading
 import pytest
 from conftest import ENV, ROOT
 
-from svdbench import cli
+from svdbench import cli, errors
 from svdbench.report import build as build_module
 from svdbench.report import build_report, outdir
 from svdbench.report.render import code_span, latex_escape, plot_text
@@ -348,4 +348,4 @@ def test_sigterm_in_a_reports_swap_puts_your_files_back_and_exits_143(tmp_path, 
     assert "svdbench report: interrupted (SIGTERM)" in capsys.readouterr().err
     assert (out / "notes.txt").read_text() == "mine" and (out / "report.md").read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["rep", "runs"]
-    assert signal.getsignal(signal.SIGTERM) is not cli._terminate  # the handler is the command's only
+    assert signal.getsignal(signal.SIGTERM) is not errors._terminate  # the handler is the command's only

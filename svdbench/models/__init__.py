@@ -45,6 +45,7 @@ __all__ = [
     "build_from_config",
     "model_options",
     "check_options",
+    "check_checkpoint_path",
     "check_kwargs",
     "takes_kwargs",
     "check_model_name",
@@ -64,15 +65,24 @@ def model_options(model_cfg: Any) -> dict[str, str]:
     return {k: _field(model_cfg, k, default) for k, default in OPTIONS.items()}
 
 
-def build_from_config(model_cfg: Any, num_classes: int, in_channels: int) -> nn.Module:
-    """:func:`build_model` of a model config (the ``model`` node: an object or a results.json mapping)."""
+#: ``model.kwargs`` that load weights into the model built (timm's ``checkpoint_path``): left out where only the
+#: architecture is wanted (a probe on the meta device, a deployed model rebuilt before its own weights go in)
+WEIGHT_KWARGS = ("checkpoint_path",)
+
+
+def build_from_config(model_cfg: Any, num_classes: int, in_channels: int, weights: bool = True) -> nn.Module:
+    """:func:`build_model` of a model config (the ``model`` node: an object or a results.json mapping);
+    ``weights=False``: without the keys that load weights (:data:`WEIGHT_KWARGS`)."""
+    kwargs = _field(model_cfg, "kwargs")
+    if not weights and kwargs:
+        kwargs = {k: v for k, v in dict(kwargs).items() if k not in WEIGHT_KWARGS}
     return build_model(
         _field(model_cfg, "family"),
         _field(model_cfg, "name"),
         num_classes,
         in_channels,
         target=_field(model_cfg, "_target_"),
-        kwargs=_field(model_cfg, "kwargs"),
+        kwargs=kwargs,
         **model_options(model_cfg),
     )
 
@@ -135,7 +145,7 @@ def build_timm(name: str, num_classes: int, in_channels: int, **kwargs: Any) -> 
 def check_checkpoint_path(path: Any) -> None:
     """``model.kwargs.checkpoint_path`` (weights timm loads into the model) names a regular file: InputError
     in one line otherwise (timm's own error names no key; a FIFO there would block its read)."""
-    if path is None:
+    if path is None or path == "":  # timm's "no checkpoint"
         return
     try:
         ok = stat.S_ISREG(os.stat(os.path.expanduser(str(path))).st_mode)

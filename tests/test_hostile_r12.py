@@ -1,0 +1,188 @@
+"""Round 12 of the hostile pass (area r12b: files written, concurrency and interruption): Ctrl-C or SIGTERM while
+a command composes and checks its jobs (F1: one line, nothing left), a sweep's failure record cleared by another
+sweep's job of the same number (F2), job directories outside the sweep directory that the end-of-sweep report
+reads (F3), and the empty directories of jobs an interrupted sweep never reached (F4)."""
+
+import os
+import signal
+import subprocess
+import sys
+
+import pytest
+from conftest import ENV, ROOT, refused
+from omegaconf import OmegaConf
+from test_hostile_r10_writes import fake_hydra, record
+
+from svdbench import app, rundir
+from svdbench.errors import Terminated
+from svdbench.report.load import load_runs
+from svdbench.rundir import FAILED_JOBS, RunLock
+
+# --------------------------------------------- F1: interrupted while starting: one line, the locks taken let go
+
+
+@pytest.mark.parametrize("interrupt, code, name", [(KeyboardInterrupt, 130, "SIGINT"), (Terminated, 143, "SIGTERM")])
+def test_an_interrupt_while_the_jobs_are_checked_is_one_line_and_leaves_nothing(
+    interrupt, code, name, tmp_path, monkeypatch, capsys
+):
+    """It was a 30-120 line traceback through app.start and preflight (which takes seconds for a large sweep)."""
+    sweep = tmp_path / "sw"
+
+    def preflight(argv):
+        for num in range(3):  # the jobs' locks, taken ahead as preflight takes them, then the signal
+            RunLock.hold(sweep / str(num))
+        raise interrupt()
+
+    monkeypatch.setattr(app, "preflight", preflight)
+    with pytest.raises(SystemExit) as exit_:
+        app.start(["run.py", "-m", "seed=1,2,3"])
+    assert exit_.value.code == code
+    assert capsys.readouterr().err == f"interrupted ({name}) while starting: nothing was run or written\n"
+    assert not sweep.exists() and not RunLock._held
+
+
+def test_sigterm_while_starting_raises_where_the_command_is(monkeypatch, capsys):
+    def preflight(argv):
+        os.kill(os.getpid(), signal.SIGTERM)
+        raise AssertionError("SIGTERM did not interrupt the start")
+
+    monkeypatch.setattr(app, "preflight", preflight)
+    before = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(SystemExit) as exit_:
+        app.start(["run.py"])
+    assert exit_.value.code == 143 and "interrupted (SIGTERM) while starting" in capsys.readouterr().err
+    assert signal.getsignal(signal.SIGTERM) is before  # the handler before is put back
+
+
+# ------------------------------------------ F2: a failure record belongs to its job's directory, not its number
+
+
+def test_another_sweeps_job_of_the_same_number_neither_clears_nor_replaces_a_failure(tmp_path):
+    sweep = tmp_path / "sw"
+    first = record(sweep / "0", seed=5)  # job 0 of the first sweep: another config's completed run is there
+    cfg = OmegaConf.create({"seed": 1, "model": {"name": "resnet8"}, "dataset": {"name": "synthetic"}})
+    app.record_failure(cfg, fake_hydra(sweep, 0), first, "InputError: holds a completed run", stage="input")
+    assert len(load_runs([sweep])[1]) == 1
+    rundir.clear_failed_job(sweep, 0, sweep / "b0")  # a second sweep's job 0, in b0, starts: not its failure
+    assert len(load_runs([sweep])[1]) == 1, "the first sweep's failure was cleared by another sweep's job 0"
+    second = record(sweep / "b0", seed=6)
+    app.record_failure(cfg, fake_hydra(sweep, 0), second, "InputError: holds a completed run", stage="input")
+    failed = load_runs([sweep])[1]
+    assert sorted(f.error.split(":")[0] for f in failed) == [f"job 0 in {first}", f"job 0 in {second}"]
+    assert sorted(p.name for p in (sweep / FAILED_JOBS).iterdir())[0] == "0"  # the default subdir keeps its name
+    rundir.clear_failed_job(sweep, 0, first)  # the first sweep's job 0 runs again: its own failure goes
+    assert [f.error.split(":")[0] for f in load_runs([sweep])[1]] == [f"job 0 in {second}"]
+
+
+# ---------------------------------------------------- F3: the jobs' directories inside the one the report reads
+
+
+@pytest.mark.parametrize("subdir", ["ABS/${hydra.job.num}", "../elsewhere/${hydra.job.num}"])
+def test_job_directories_outside_the_sweep_directory_are_refused_while_the_report_reads_it(
+    subdir, tmp_path, capsys, tiny
+):
+    """Both jobs completed elsewhere, and the report then said "no usable results.json under <sweep dir>"."""
+    subdir = subdir.replace("ABS", str(tmp_path / "abs"))
+    err = refused(capsys, "-m", *tiny(), "seed=1,2", f"hydra.sweep.subdir={subdir}", f"hydra.sweep.dir={tmp_path}/sw")
+    assert "job 0's directory" in err and f"lies outside the sweep directory {tmp_path / 'sw'}" in err, err
+    assert "hydra.callbacks.report.enabled=false" in err
+
+
+# -------------------------------------------- F4: an interrupted sweep leaves no directory for jobs never reached
+
+
+def test_the_locks_taken_ahead_are_let_go_at_exit_with_the_empty_directories_they_made(tmp_path):
+    """At exit the held locks were let go but the job directories made to take them stayed, empty."""
+    code = (
+        "import sys; from pathlib import Path; from svdbench.rundir import RunLock\n"
+        "for n in range(3): RunLock.hold(Path(sys.argv[1]) / str(n))\n"
+        "(Path(sys.argv[1]) / '0' / 'results.json').write_text('{}')  # job 0 ran: its directory stays\n"
+    )
+    sweep = tmp_path / "sw"
+    sweep.mkdir()
+    proc = subprocess.run([sys.executable, "-c", code, str(sweep)], cwd=ROOT, env=ENV, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert sorted(p.name for p in sweep.iterdir()) == ["0"] and os.listdir(sweep / "0") == ["results.json"]
+
+
+def test_an_interrupt_before_any_job_says_nothing_was_trained(monkeypatch, capsys):
+    monkeypatch.setattr(app, "JOBS_STARTED", 0)
+    monkeypatch.delenv(rundir.HOLDER_ENV, raising=False)
+
+    def main():
+        raise KeyboardInterrupt
+
+    with pytest.raises(SystemExit) as exit_:
+        app.launch(main)
+    assert exit_.value.code == 130 and "before the first job started: nothing was trained" in capsys.readouterr().err
+    monkeypatch.setattr(app, "JOBS_STARTED", 1)
+    with pytest.raises(SystemExit):
+        app.launch(main)
+    assert "the jobs that were training saved their checkpoints" in capsys.readouterr().err
+
+
+# --------------------------------------------- r12a F1, F2: a timm checkpoint_path of the data's shape, resolved
+
+
+def _timm_weights(path, num_classes=10, in_chans=3):
+    import timm
+    import torch
+
+    torch.save(timm.create_model("resnet10t", num_classes=num_classes, in_chans=in_chans).state_dict(), path)
+    return path
+
+
+def test_a_timm_checkpoint_of_the_datas_shape_is_planned_and_recorded_absolute(
+    tmp_path, monkeypatch, compose_cfg, tiny
+):
+    """The preflight probe (2 classes, 1 channel, on the meta device) loaded the checkpoint: one that fits the data
+    was refused after 80 torch warnings; a relative path was recorded as typed and read from the current directory."""
+    import warnings
+
+    from svdbench import preflight
+
+    (tmp_path / "proj").mkdir()
+    _timm_weights(tmp_path / "proj" / "w10.pt")
+    monkeypatch.chdir(tmp_path / "proj")
+    cfg = compose_cfg([*tiny("model"), "model=timm", "model.name=resnet10t", "+model.kwargs.checkpoint_path=w10.pt"])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        planned = preflight.plan(cfg, base=str(tmp_path / "proj"))
+    assert not [w for w in caught if "meta" in str(w.message)]
+    assert planned.config["model"]["kwargs"]["checkpoint_path"] == str(tmp_path / "proj" / "w10.pt")
+
+
+def test_a_relative_checkpoint_path_is_the_launch_directorys_and_a_missing_one_is_one_line(tmp_path, tiny_cfg):
+    from svdbench.errors import InputError
+    from svdbench.methods import METHODS
+    from svdbench.plan import make_plan
+
+    cfg = tiny_cfg()
+    cfg.model.family, cfg.model.name, cfg.model.kwargs = "timm", "resnet10t", {"checkpoint_path": "w.pt"}
+    with pytest.raises(InputError, match=rf"^model.kwargs.checkpoint_path: cannot read {tmp_path}/w.pt \("):
+        make_plan(cfg, METHODS.get("dense").create(), base=tmp_path)
+    cfg.model.kwargs = {"checkpoint_path": ""}  # timm's "no checkpoint"
+    make_plan(cfg, METHODS.get("dense").create(), base=tmp_path)
+
+
+def test_a_model_rebuilt_for_its_own_weights_does_not_read_the_start_checkpoint(tmp_path):
+    """``svdbench latency`` (and a deployed model rebuilt) loaded the timm checkpoint first: "cannot read w21.pt"
+    from any other directory, though its weights are replaced at once."""
+    from svdbench.models import build_from_config
+
+    model = {"family": "timm", "name": "resnet10t", "kwargs": {"checkpoint_path": str(tmp_path / "gone.pt")}}
+    assert build_from_config(model, 10, 3, weights=False).fc.out_features == 10
+
+
+# ----------------------------------------------------------------- r12a F3: the sweep's report out of ~/...
+
+
+def test_a_sweep_reports_out_starting_with_a_tilde_is_the_home_directorys(tmp_path, monkeypatch):
+    from svdbench.sweep_report import ReportAtEnd
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert f"--out={tmp_path}/rep" in ReportAtEnd(out="~/rep").command(tmp_path / "sw")
+    from svdbench.sweep_settings import check_report_out
+
+    with pytest.raises(SystemExit):  # read as the report will read it: the sweep directory itself
+        check_report_out(OmegaConf.create({"out": "~/sw"}), str(tmp_path / "sw"))
