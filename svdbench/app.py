@@ -355,6 +355,8 @@ def job(cfg: DictConfig) -> float | tuple[float, float]:
         if distributed.is_main():  # torchrun: one tracked run, from rank 0
             tracker = tracking.start(typed.logger, config=planned.config, run_dir=run_dir, tags=tags, **wandb_names(hc))
         results = Run(planned, run_dir, on_epoch=tracker.log_epoch).execute()
+        if multirun:  # a completed run of this config, kept as it was (results.json unchanged): its .hydra and log too
+            HydraWrites.restore(run_dir)
         tracker.log_results(RunRecord.from_dict(results))
         ok = results.get("status") == "completed"
     except Preempted as err:

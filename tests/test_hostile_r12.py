@@ -186,3 +186,21 @@ def test_a_sweep_reports_out_starting_with_a_tilde_is_the_home_directorys(tmp_pa
 
     with pytest.raises(SystemExit):  # read as the report will read it: the sweep directory itself
         check_report_out(OmegaConf.create({"out": "~/sw"}), str(tmp_path / "sw"))
+
+
+@pytest.mark.slow
+def test_a_sweep_rerun_leaves_a_kept_jobs_recorded_config_and_log_as_they_were(tmp_path, run_py, tiny):
+    """A job whose directory holds a completed run of its config is kept; Hydra had rewritten its .hydra/*.yaml
+    (with the new launch's directory) and appended to its log all the same."""
+    sweep = tmp_path / "sw"
+    first = run_py("-m", *tiny(), "seed=1", f"hydra.sweep.dir={sweep}", "hydra.callbacks.report.enabled=false")
+    assert first.returncode == 0, first.stderr[-2000:]
+    before = {p.relative_to(sweep): p.read_bytes() for p in (sweep / "0").rglob("*") if p.is_file()}
+    (tmp_path / "elsewhere").mkdir()
+    again = run_py(
+        "-m", *tiny(), "seed=1", f"hydra.sweep.dir={sweep}", "hydra.callbacks.report.enabled=false",
+        cwd=tmp_path / "elsewhere",
+    )  # fmt: skip
+    assert again.returncode == 0 and "already holds a completed run" in again.stderr + again.stdout
+    after = {p.relative_to(sweep): p.read_bytes() for p in (sweep / "0").rglob("*") if p.is_file()}
+    assert after == before
