@@ -415,9 +415,7 @@ class RunLock:
             mode = os.lstat(self.path).st_mode
         except OSError:  # none yet (or not ours to look at: opening says why)
             mode = None
-        if mode is not None and stat.S_ISLNK(mode):
-            raise InputError(f"{self.path} is a link, not svdbench's lock: remove it")
-        if mode is not None and not stat.S_ISREG(mode):
+        if mode is not None and not stat.S_ISREG(mode) and not stat.S_ISLNK(mode):  # a link: O_NOFOLLOW below
             raise self._not_a_lock()
         try:  # O_NONBLOCK: a FIFO put there meanwhile never blocks the open
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK, 0o666)
@@ -502,7 +500,12 @@ def _watch_lender(every: float = 0.5, grace: float = 30.0) -> None:
 
 
 class LockBusy(InputError):
-    """A directory's lock is held by another process (a run, ``svdbench latency``, a report)."""
+    """A directory's lock is held by another process (a run, ``svdbench latency``, a report): ``holder``, its
+    pid as its lock file says ("?" where it says none)."""
+
+    def __init__(self, message: str, holder: str = "?") -> None:
+        super().__init__(message)
+        self.holder = holder
 
 
 def _in_use(lock: Path, fd: int) -> LockBusy:
@@ -510,7 +513,8 @@ def _in_use(lock: Path, fd: int) -> LockBusy:
     holder = os.read(fd, 32).decode(errors="replace").strip() or "?"
     return LockBusy(
         f"{lock.parent} is in use by another svdbench run (pid {holder}): wait for it to finish or use another "
-        "run directory"
+        "run directory",
+        holder,
     )
 
 

@@ -28,7 +28,7 @@ import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from ..errors import one_line, printable
+from ..errors import printable
 from ..jsonfile import read_json
 from ..rundir import LockBusy, RunLock, remove_empty_dirs
 
@@ -186,8 +186,8 @@ def _report_lock(out: Path, name: str) -> Iterator[None]:
     try:
         lock = RunLock(out.parent, name=name).__enter__()
     except LockBusy as err:
-        holder = one_line(err).split("(", 1)[-1].split(")")[0]
-        print(printable(f"waiting: another report is writing --out {out} ({holder})"), file=sys.stderr, flush=True)
+        waiting = f"waiting: another report is writing --out {out} (pid {err.holder})"
+        print(printable(waiting), file=sys.stderr, flush=True)
         lock = RunLock(out.parent, name=name, wait=True).__enter__()
     try:
         yield
