@@ -318,6 +318,10 @@ def resume_key(config: dict, method: str, resolved: Any = None) -> dict:
         if not os.path.isabs(os.path.expanduser(start)) and isinstance(resolved, str) and os.path.isabs(resolved):
             start = resolved
         key["init_from"] = os.path.realpath(dense_checkpoint_path(os.path.expanduser(start)))
+    model = key.get("model")
+    kwargs = model.get("kwargs") if isinstance(model, dict) else None
+    if isinstance(kwargs, dict) and isinstance(kwargs.get("checkpoint_path"), str) and kwargs["checkpoint_path"]:
+        kwargs["checkpoint_path"] = os.path.realpath(os.path.expanduser(kwargs["checkpoint_path"]))  # as init_from
     m, cls = key.get("method"), METHODS.find(method)
     for name in cls.Config.path_keys if isinstance(m, dict) and cls is not None else ():
         if isinstance(m.get(name), str) and m[name].strip():  # recorded relative by an older svdbench, or absolute

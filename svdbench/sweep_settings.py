@@ -49,14 +49,14 @@ def check_report_out(node, sweep_dir: str, job_dirs: Iterable[tuple[str, Path]] 
     if node is None or node.get("enabled", True) is False:
         return
     out = os.path.expanduser(str(node.get("out"))) if node.get("out") else str(Path(sweep_dir) / "report")
-    where, sweep = Path(os.path.abspath(str(out))), Path(os.path.abspath(sweep_dir))
+    where, sweep = Path(os.path.realpath(str(out))), Path(os.path.realpath(sweep_dir))  # links resolved: one place
     for name, d in job_dirs:
-        if Path(os.path.abspath(d)) != sweep and sweep not in Path(os.path.abspath(d)).parents:
+        if Path(os.path.realpath(d)) != sweep and sweep not in Path(os.path.realpath(d)).parents:
             fail(printable(f"{name} {os.path.abspath(d)} lies outside the sweep directory {sweep}, which the sweep's "
                            "report reads: give a hydra.sweep.subdir inside it (relative, no '..'), or "
                            "hydra.callbacks.report.enabled=false"))  # fmt: skip
     for name, d in [("the sweep directory", Path(sweep_dir)), *job_dirs]:
-        d = Path(os.path.abspath(d))
+        d = Path(os.path.realpath(d))
         if where == d or where in d.parents or (name != "the sweep directory" and d in where.parents):
             how = "is" if where == d else ("holds" if where in d.parents else "lies inside")
             fail(printable(f"the sweep's report (hydra.callbacks.report) {where} {how} {name} {d}: the jobs write "

@@ -204,3 +204,66 @@ def test_a_sweep_rerun_leaves_a_kept_jobs_recorded_config_and_log_as_they_were(t
     assert again.returncode == 0 and "already holds a completed run" in again.stderr + again.stdout
     after = {p.relative_to(sweep): p.read_bytes() for p in (sweep / "0").rglob("*") if p.is_file()}
     assert after == before
+
+
+# ------------------------------------------------------------ round 13 (r13a): links, recorded paths, data, --split
+
+
+def test_an_end_of_sweep_report_reached_through_a_link_is_refused_as_the_job_directory(tmp_path):
+    """``out=<link to the sweep>/0`` escaped the check (abspath), and the report failed after every job."""
+    from svdbench.sweep_settings import check_report_out
+
+    (tmp_path / "sw").mkdir()
+    (tmp_path / "sl").symlink_to(tmp_path / "sw")
+    with pytest.raises(SystemExit):
+        check_report_out(OmegaConf.create({"out": str(tmp_path / "sl" / "0")}), str(tmp_path / "sw"),
+                         [("job 0's directory", tmp_path / "sw" / "0")])  # fmt: skip
+
+
+def test_a_checkpoint_path_through_a_link_is_the_same_start(tmp_path):
+    from svdbench.checkpoint import resume_key
+
+    (tmp_path / "proj").mkdir()
+    (tmp_path / "proj" / "w.pt").write_bytes(b"x")
+    (tmp_path / "plink").symlink_to(tmp_path / "proj")
+
+    def key(path):
+        return resume_key(
+            {"model": {"family": "timm", "name": "resnet10t", "kwargs": {"checkpoint_path": path}}}, "dense"
+        )
+
+    assert key(str(tmp_path / "plink" / "w.pt")) == key(str(tmp_path / "proj" / "w.pt"))
+
+
+@pytest.mark.parametrize("shape", [(4, 784), (4, 3, 28, 28)])
+def test_fashion_mnist_images_that_are_not_n_h_w_name_their_shape(shape, tmp_path):
+    import gzip
+
+    import numpy as np
+
+    from svdbench.data.files import FASHION_FILES, load_fashion_mnist
+    from svdbench.errors import DatasetError
+
+    def idx(name, dims):
+        header = bytes([0, 0, 8, len(dims)]) + b"".join(int(d).to_bytes(4, "big") for d in dims)
+        with gzip.open(tmp_path / f"{name}.gz", "wb") as f:
+            f.write(header + np.zeros(int(np.prod(dims)), np.uint8).tobytes())
+
+    for key, name in FASHION_FILES.items():
+        idx(name, shape if "images" in key else (4,))
+    what = " x ".join(map(str, shape))
+    with pytest.raises(DatasetError, match=rf"images-idx3-ubyte.gz: images of {what}, not N x H x W \(grey images\)$"):
+        load_fashion_mnist(str(tmp_path), download=False)
+
+
+def test_split_by_a_group_of_keys_names_one_of_its_keys(tmp_path):
+    from svdbench.report.load import LoadedRun
+    from svdbench.report.rows import split_methods
+    from svdbench.results import RunRecord
+
+    rec = RunRecord(method="svd", model="m", dataset="d", seed=0, config={}, status="completed")
+    runs = [LoadedRun(tmp_path / "results.json", rec, {"method.decomposition": "channel", "model.name": "m"})]
+    with pytest.raises(
+        ValueError, match=r"^--split method: a group of keys, not a value; give one of its keys \(e.g. "
+    ):
+        split_methods(runs, ["method"])

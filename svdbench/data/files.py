@@ -167,6 +167,10 @@ def load_fashion_mnist(root: str | None, download: bool) -> tuple[torch.Tensor, 
     source = " (dataset.root)" if root else f" (${DATA_ENV})" if os.environ.get(DATA_ENV) else ""
     log.debug("Fashion-MNIST from %s%s", os.path.abspath(found), source)
     t = {k: _read_idx(_find_idx(found, s)) for k, s in FASHION_FILES.items()}
+    for k in ("train_images", "test_images"):
+        if t[k].dim() != 3:  # N x H x W: one channel, added below
+            shape = " x ".join(map(str, t[k].shape))
+            raise DatasetError(f"{_find_idx(found, FASHION_FILES[k])}: images of {shape}, not N x H x W (grey images)")
     return (
         t["train_images"].unsqueeze(1),
         t["train_labels"].long(),

@@ -288,6 +288,9 @@ def split_methods(runs: Sequence[LoadedRun], keys: Sequence[str]) -> None:
                 f"--split {k}: it asks a run for operating points, each a result of its own at its own settings "
                 "(not part of a configuration), so it cannot split methods: the report shows them apart already"
             )
+        inner = sorted({f for r in runs for f in r.flat if f.startswith(f"{k}.")})
+        if runs and not any(k in r.flat for r in runs) and inner:
+            raise ValueError(f"--split {k}: a group of keys, not a value; give one of its keys (e.g. {inner[0]})")
         if runs and not any(k in r.flat for r in runs):
             warn(f"--split {k}: no run's config has this key; nothing is split by it")
     for r in runs:  # a word as it is (channel), a number with its key's last part (round_to=8)
