@@ -93,15 +93,17 @@ def launch(main: Callable[[], Any]) -> None:
     pool, between jobs) is one line, exit code 130, instead of the pool's traceback: every job that was training
     saved its checkpoint and said how to resume."""
     try:
-        main()
-    except KeyboardInterrupt:
+        with sigterm_raises():  # outside training too (job set-up, between jobs): the locks let go at exit
+            main()
+    except KeyboardInterrupt as err:
+        name, code = ("SIGTERM", 143) if isinstance(err, Terminated) else ("SIGINT", 130)
         if JOBS_STARTED or os.environ.get(HOLDER_ENV):  # a parallel launcher's workers may have run some
-            print("interrupted (SIGINT): the jobs that were training saved their checkpoints; rerun the same "
+            print(f"interrupted ({name}): the jobs that were training saved their checkpoints; rerun the same "
                   "command (with its hydra.sweep.dir) to resume", file=sys.stderr)  # fmt: skip
         else:
-            print("interrupted (SIGINT) before the first job started: nothing was trained; rerun the same command "
-                  "to start", file=sys.stderr)  # fmt: skip
-        raise SystemExit(130) from None
+            print(f"interrupted ({name}) before the first job started: nothing was trained; rerun the same "
+                  "command to start", file=sys.stderr)  # fmt: skip
+        raise SystemExit(code) from None
 
 
 #: the jobs this process has started (the default launcher runs a sweep's jobs in it)
@@ -141,7 +143,10 @@ def take_job_dir() -> None:
         return
     HydraWrites.taken = None  # another job's
     try:
-        names = hydra_names(OmegaConf.to_container(hc, resolve=False), str(hc.job.name))
+        raw = OmegaConf.to_container(hc, resolve=False)
+        names = hydra_names(raw, str(hc.job.name))
+        if RunLock.held_elsewhere(hc.runtime.output_dir):  # another process logs there now: a put-back log
+            names = tuple(n for n in names if n == raw.get("output_subdir"))  # would erase its newest lines
         HydraWrites.take(Path(hc.runtime.output_dir), names)
     except Exception:  # a name preflight refuses, a file that cannot be read: nothing to put back
         pass
@@ -365,9 +370,10 @@ def job(cfg: DictConfig) -> float | tuple[float, float]:
         else:
             log.warning("%s: checkpoint saved in %s; %s", err, run_dir, resume_hint(run_dir, sweep))
         raise SystemExit(128 + err.signum) from None
-    except KeyboardInterrupt:
-        log.warning("interrupted (SIGINT): %s from the last epoch", resume_hint(run_dir, sweep))
-        raise SystemExit(130) from None
+    except KeyboardInterrupt as err:
+        name, code = ("SIGTERM", 143) if isinstance(err, Terminated) else ("SIGINT", 130)
+        log.warning("interrupted (%s): %s from the last epoch", name, resume_hint(run_dir, sweep))
+        raise SystemExit(code) from None
     except (CheckpointError, InputError) as err:
         what = "input error: " if isinstance(err, InputError) else ""
         log.error("%s%s", what, err)

@@ -32,7 +32,7 @@ from torch import nn
 from . import distributed
 from .dense_start import DENSE_CHECKPOINT, dense_checkpoint_path, dense_digest, read_dense_state, state_digest
 from .deployed import ARCHITECTURE_FILE, LEGACY_FILE, WEIGHTS_FILE
-from .errors import CheckpointError, InputError, Preempted, load_failure, one_line
+from .errors import CheckpointError, InputError, Preempted, load_failure, one_line, raise_terminated
 from .jsonfile import open_regular
 from .methods import METHODS
 from .results import RESULTS_FILE, RunRecord, atomic_torch_save, check_snapshot, comparable_config, read_results
@@ -301,7 +301,7 @@ class PreemptionGuard:
     def chain(self) -> None:
         """Deliver the caught signal to the handler that was installed before the guard."""
         prev = self._previous.get(self.signum) if self.signum is not None else None
-        if callable(prev):
+        if callable(prev) and prev is not raise_terminated:  # svdbench's own: the stage has stopped already
             prev(self.signum, None)
 
 

@@ -31,6 +31,7 @@ __all__ = [
     "OnnxCheckError",
     "one_line",
     "printable",
+    "raise_terminated",
     "sigterm_raises",
     "Terminated",
 ]
@@ -45,7 +46,9 @@ class Terminated(KeyboardInterrupt):
     writing is put back as it was."""
 
 
-def _terminate(signum, frame) -> None:
+def raise_terminated(signum, frame) -> None:
+    """The SIGTERM handler of :func:`sigterm_raises` (a training stage's own guard does not hand SIGTERM on
+    to it: the stage has stopped already)."""
     raise Terminated()
 
 
@@ -54,7 +57,7 @@ def sigterm_raises() -> Iterator[None]:
     """Within the block, SIGTERM raises :class:`Terminated` (a KeyboardInterrupt) in the main thread; the
     handler before is put back after. Elsewhere than the main thread: nothing changes."""
     main = threading.current_thread() is threading.main_thread()
-    before = signal.signal(signal.SIGTERM, _terminate) if main else None
+    before = signal.signal(signal.SIGTERM, raise_terminated) if main else None
     try:
         yield
     finally:

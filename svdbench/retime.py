@@ -37,7 +37,8 @@ from .deployed import ARCHITECTURE_FILE, TrustRequired, dense_model, load_deploy
 from .errors import one_line
 from .latency import latency_report
 from .models import build_from_config
-from .results import RESULTS_FILE, find_results, read_results, write_json_atomic
+from .report.load import pending_points
+from .results import RESULTS_FILE, RunRecord, find_results, read_results, write_json_atomic
 from .rundir import LockBusy, RunLock
 from .summary import speedups_text
 from .timing import DEFAULT_MAX_SECONDS
@@ -135,6 +136,9 @@ def _retime(path: Path, args: argparse.Namespace) -> str:
     results = read_results(path)
     if results.get("status") != "completed":
         return f"skipped ({results.get('status')})"
+    pending = pending_points(RunRecord.from_dict(results), path.parent)
+    if pending:  # its resume rewrites results.json whole: a figure recorded now would be lost
+        return f"skipped (operating points pending: {', '.join(pending)}; rerun the run to finish them, then time it)"
     if results.get("latency") and "error" not in results["latency"] and not args.force:
         return "skipped (has latency; --force to time again)"
     trust = args.trust

@@ -364,6 +364,19 @@ class RunLock:
         the variable, and took no lent lock, is no such worker."""
         return cls.lender is not None and str(os.getppid()) != cls.lender
 
+    @classmethod
+    def held_elsewhere(cls, run_dir: str | os.PathLike) -> bool:
+        """Whether another process holds ``run_dir``'s lock: neither this one (taken ahead, :meth:`hold`) nor
+        the parent that lends it to this worker (:meth:`lend_to_workers`)."""
+        lock = cls(Path(run_dir))
+        if os.path.abspath(lock.path) in cls._held:
+            return False
+        try:
+            cls.check_free(run_dir)
+        except InputError:
+            return not lock._held_by_parent()
+        return False
+
     def _held_by_parent(self) -> bool:
         """Whether the holder is this process's parent, holding the lock for it (:meth:`lend_to_workers`)."""
         holder = os.environ.get(HOLDER_ENV)

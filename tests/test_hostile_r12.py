@@ -267,3 +267,63 @@ def test_split_by_a_group_of_keys_names_one_of_its_keys(tmp_path):
         ValueError, match=r"^--split method: a group of keys, not a value; give one of its keys \(e.g. "
     ):
         split_methods(runs, ["method"])
+
+
+# ------------------------------------------------- round 13 (r13b): latency on a cut run, SIGTERM, a busy log
+
+
+def test_latency_skips_a_run_whose_operating_points_are_pending(tmp_path):
+    """A resume rewrites results.json whole: the latency recorded on the cut run was lost, without a word."""
+    import argparse
+    import json
+
+    from svdbench.retime import _retime
+
+    rec = record(tmp_path / "run", operating_points=[{"label": "energy_0.1", "status": "pending"}])
+    args = argparse.Namespace(force=False, trust=False)
+    why = _retime(rec / "results.json", args)
+    assert why.startswith("skipped (operating points pending: energy_0.1; rerun the run to finish them")
+    assert json.loads((rec / "results.json").read_text()).get("latency") is None
+
+
+def test_sigterm_outside_training_is_one_line_exit_143_and_lets_go_of_the_locks(monkeypatch, capsys):
+    """It killed the process silently (Python's default), leaving the locks of the jobs not reached."""
+    monkeypatch.setattr(app, "JOBS_STARTED", 1)
+
+    def main():
+        os.kill(os.getpid(), signal.SIGTERM)
+        raise AssertionError("SIGTERM did not reach the command")
+
+    with pytest.raises(SystemExit) as exit_:
+        app.launch(main)
+    assert exit_.value.code == 143 and "interrupted (SIGTERM): the jobs that were training" in capsys.readouterr().err
+
+
+def test_a_training_stage_stopped_by_sigterm_does_not_hand_it_on_to_svdbenchs_own_handler():
+    from svdbench.checkpoint import PreemptionGuard
+    from svdbench.errors import sigterm_raises
+
+    with sigterm_raises(), PreemptionGuard() as guard:
+        os.kill(os.getpid(), signal.SIGTERM)
+        assert guard()
+        guard.chain()  # a submitit handler would be called; svdbench's raising one is not (the stage stopped)
+
+
+def test_a_lock_held_by_another_process_is_held_elsewhere_and_ones_own_is_not(tmp_path):
+    code = "import sys,time; from pathlib import Path; from svdbench.rundir import RunLock\n" \
+           "lock = RunLock(Path(sys.argv[1])).__enter__(); print('held', flush=True); time.sleep(30)\n"  # fmt: skip
+    (tmp_path / "other").mkdir()
+    proc = subprocess.Popen([sys.executable, "-c", code, str(tmp_path / "other")], cwd=ROOT, env=ENV,
+                            stdout=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        assert proc.stdout.readline().strip() == "held"
+        assert RunLock.held_elsewhere(tmp_path / "other")
+    finally:
+        proc.kill()
+        proc.wait()
+    assert not RunLock.held_elsewhere(tmp_path / "other")
+    RunLock.hold(tmp_path / "mine")
+    try:
+        assert not RunLock.held_elsewhere(tmp_path / "mine")
+    finally:
+        RunLock.release_held(remove_made=True)

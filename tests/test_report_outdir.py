@@ -348,4 +348,4 @@ def test_sigterm_in_a_reports_swap_puts_your_files_back_and_exits_143(tmp_path, 
     assert "svdbench report: interrupted (SIGTERM)" in capsys.readouterr().err
     assert (out / "notes.txt").read_text() == "mine" and (out / "report.md").read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["rep", "runs"]
-    assert signal.getsignal(signal.SIGTERM) is not errors._terminate  # the handler is the command's only
+    assert signal.getsignal(signal.SIGTERM) is not errors.raise_terminated  # the handler is the command's only
