@@ -1,7 +1,10 @@
 """Round 12 of the hostile pass (area r12b: files written, concurrency and interruption): Ctrl-C or SIGTERM while
 a command composes and checks its jobs (F1: one line, nothing left), a sweep's failure record cleared by another
 sweep's job of the same number (F2), job directories outside the sweep directory that the end-of-sweep report
-reads (F3), and the empty directories of jobs an interrupted sweep never reached (F4)."""
+reads (F3), and the empty directories of jobs an interrupted sweep never reached (F4); from area r12a, a timm
+checkpoint_path (probed, resolved, rebuilt without it) and a report out of ``~/``. Round 13 after them: links to the
+sweep directory, a checkpoint_path through a link, IDX images of another rank, ``--split`` by a group (r13a); latency
+on a cut run, SIGTERM outside training, a busy log not put back, a kept job's .hydra (r13b)."""
 
 import os
 import signal
