@@ -32,7 +32,7 @@ from .errors import (
     DivergedError,
     InputError,
     Preempted,
-    Terminated,
+    interrupted_by,
     one_line,
     printable,
     sigterm_raises,
@@ -96,7 +96,7 @@ def launch(main: Callable[[], Any]) -> None:
         with sigterm_raises():  # outside training too (job set-up, between jobs): the locks let go at exit
             main()
     except KeyboardInterrupt as err:
-        name, code = ("SIGTERM", 143) if isinstance(err, Terminated) else ("SIGINT", 130)
+        name, code = interrupted_by(err)
         if JOBS_STARTED or os.environ.get(HOLDER_ENV):  # a parallel launcher's workers may have run some
             print(f"interrupted ({name}): the jobs that were training saved their checkpoints; rerun the same "
                   "command (with its hydra.sweep.dir) to resume", file=sys.stderr)  # fmt: skip
@@ -122,7 +122,7 @@ def start(argv: list[str]) -> list[str]:
             return preflight(argv)
     except KeyboardInterrupt as err:
         RunLock.release_held(remove_made=True)  # the jobs' locks taken so far, and the directories they made
-        name, code = ("SIGTERM", 143) if isinstance(err, Terminated) else ("SIGINT", 130)
+        name, code = interrupted_by(err)
         print(f"interrupted ({name}) while starting: nothing was run or written", file=sys.stderr)
         raise SystemExit(code) from None
 
@@ -371,7 +371,7 @@ def job(cfg: DictConfig) -> float | tuple[float, float]:
             log.warning("%s: checkpoint saved in %s; %s", err, run_dir, resume_hint(run_dir, sweep))
         raise SystemExit(128 + err.signum) from None
     except KeyboardInterrupt as err:
-        name, code = ("SIGTERM", 143) if isinstance(err, Terminated) else ("SIGINT", 130)
+        name, code = interrupted_by(err)
         log.warning("interrupted (%s): %s from the last epoch", name, resume_hint(run_dir, sweep))
         raise SystemExit(code) from None
     except (CheckpointError, InputError) as err:

@@ -32,7 +32,7 @@ from torch import nn
 from . import distributed
 from .dense_start import DENSE_CHECKPOINT, dense_checkpoint_path, dense_digest, read_dense_state, state_digest
 from .deployed import ARCHITECTURE_FILE, LEGACY_FILE, WEIGHTS_FILE
-from .errors import CheckpointError, InputError, Preempted, load_failure, one_line, raise_terminated
+from .errors import STOP_SIGNALS, CheckpointError, InputError, Preempted, load_failure, one_line, raise_terminated
 from .jsonfile import open_regular
 from .methods import METHODS
 from .results import RESULTS_FILE, RunRecord, atomic_torch_save, check_snapshot, comparable_config, read_results
@@ -269,7 +269,7 @@ class PreemptionGuard:
     the signal."""
 
     #: SIGTERM (kill, scancel), SIGUSR1 (SLURM --signal=USR1@...), SIGUSR2 (submitit's default warning)
-    SIGNALS = tuple(getattr(signal, n) for n in ("SIGTERM", "SIGUSR1", "SIGUSR2") if hasattr(signal, n))
+    SIGNALS = STOP_SIGNALS
 
     def __init__(self, orphaned: Callable[[], bool] | None = None) -> None:
         self.signum: int | None = None
@@ -394,13 +394,21 @@ class RunCheckpoints:
         )
 
     def completed(self) -> dict | None:
-        """The completed results.json of this experiment in the directory, if there is one."""
+        """The completed results.json of this experiment in the directory, if there is one: not while
+        ``checkpoint.pt`` is there (a run cut, or one whose operating points are not all made), unless the run
+        kept it on purpose (``keep_checkpoints=true``) and every point is made: such a run is done, and a rerun
+        that resumed it would rewrite its record (a latency measured since, lost)."""
         path = self.dir / RESULTS_FILE
-        if not path.is_file() or (self.dir / CHECKPOINT).exists():
+        if not path.is_file():
             return None
         try:
             res = read_results(path)
         except (ValueError, OSError):
+            return None
+        points = res.get("operating_points") or []
+        made = all(isinstance(p, dict) and p.get("status") == "completed" for p in points)
+        kept = (res.get("config") or {}).get("keep_checkpoints") is True and made
+        if (self.dir / CHECKPOINT).exists() and not kept:
             return None
         theirs = resume_key(res.get("config", {}), self.method, res.get("init_from"))
         same = res.get("method") == self.method and theirs == self.key

@@ -11,7 +11,7 @@ import sys
 from collections.abc import Sequence
 
 from . import __version__, retime
-from .errors import Terminated, sigterm_raises
+from .errors import interrupted_by, sigterm_raises
 from .report import cli as report_cli
 
 #: name, module (``add_arguments``, ``run``), one-line help
@@ -38,7 +38,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         with sigterm_raises():
             return args.func(args)
     except KeyboardInterrupt as err:  # a report is written whole or not at all, a latency record whole
-        name, code = ("SIGTERM", 143) if isinstance(err, Terminated) else ("SIGINT", 130)
+        name, code = interrupted_by(err)
         print(
             f"svdbench {args.command}: interrupted ({name}); what it had not finished was not written", file=sys.stderr
         )

@@ -34,6 +34,16 @@ def parse_command_line(args: list[str], script: str = "run") -> CommandLine:
     it = iter(args)
     chunks, last_was_override = 0, False  # Hydra's argparse takes the overrides as one run of arguments
     for a in it:
+        if a == "--":  # argparse's end of the options: what follows are overrides, as Hydra reads them
+            rest = list(it)
+            option = next((r for r in rest if r.startswith("-")), None)
+            if option is not None:
+                fail(f"{option}: an option after --, where only overrides go: give the options before --")
+            if rest and chunks:
+                fail(f"{rest[0]}: the overrides must come together, before or after the options (Hydra reads no "
+                     "override after an option that follows overrides)")  # fmt: skip
+            line.overrides += rest
+            break
         if not a.startswith("-"):
             chunks += not last_was_override
             last_was_override = True

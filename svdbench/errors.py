@@ -31,6 +31,7 @@ __all__ = [
     "OnnxCheckError",
     "one_line",
     "printable",
+    "interrupted_by",
     "raise_terminated",
     "sigterm_raises",
     "Terminated",
@@ -42,27 +43,43 @@ class InputError(ValueError):
 
 
 class Terminated(KeyboardInterrupt):
-    """SIGTERM (a ``timeout``, a scheduler, a shutdown), raised where the command is, as SIGINT is: what it was
-    writing is put back as it was."""
+    """SIGTERM, SIGUSR1 or SIGUSR2 (a ``timeout``, a scheduler's preemption, a shutdown: ``signum``) where no
+    training stage is there to take it, raised where the command is, as SIGINT is: what it was writing is put
+    back as it was."""
+
+    def __init__(self, signum: int = signal.SIGTERM) -> None:
+        super().__init__()
+        self.signum = signum
+
+
+def interrupted_by(err: BaseException) -> tuple[str, int]:
+    """The signal's name and the exit code (128 + signal) of an interruption: Ctrl-C or a :class:`Terminated`."""
+    signum = err.signum if isinstance(err, Terminated) else signal.SIGINT
+    return signal.Signals(signum).name, 128 + signum
+
+
+#: the signals :func:`sigterm_raises` raises on (a training stage's PreemptionGuard takes the same ones)
+STOP_SIGNALS = tuple(getattr(signal, n) for n in ("SIGTERM", "SIGUSR1", "SIGUSR2") if hasattr(signal, n))
 
 
 def raise_terminated(signum, frame) -> None:
-    """The SIGTERM handler of :func:`sigterm_raises` (a training stage's own guard does not hand SIGTERM on
-    to it: the stage has stopped already)."""
-    raise Terminated()
+    """The handler of :func:`sigterm_raises` (a training stage's own guard does not hand the signal on to it:
+    the stage has stopped already)."""
+    raise Terminated(signum)
 
 
 @contextlib.contextmanager
 def sigterm_raises() -> Iterator[None]:
-    """Within the block, SIGTERM raises :class:`Terminated` (a KeyboardInterrupt) in the main thread; the
-    handler before is put back after. Elsewhere than the main thread: nothing changes."""
+    """Within the block, SIGTERM, SIGUSR1 and SIGUSR2 (:data:`STOP_SIGNALS`) raise :class:`Terminated` (a
+    KeyboardInterrupt) in the main thread instead of killing the process unannounced; the handlers before are
+    put back after. Elsewhere than the main thread: nothing changes."""
     main = threading.current_thread() is threading.main_thread()
-    before = signal.signal(signal.SIGTERM, raise_terminated) if main else None
+    before = {s: signal.signal(s, raise_terminated) for s in STOP_SIGNALS} if main else {}
     try:
         yield
     finally:
-        if main:
-            signal.signal(signal.SIGTERM, before)
+        for s, handler in before.items():
+            signal.signal(s, handler)
 
 
 class DatasetError(InputError):

@@ -39,7 +39,7 @@ from .models import model_label, model_options
 from .plan import RunPlan, make_plan
 from .points import OperatingPoints, Trained
 from .results import RunRecord, versions
-from .rundir import HYDRA_WRITES, RunLock, check_run_dir, clear_run
+from .rundir import HYDRA_WRITES, RunLock, check_run_dir, clear_run, previous_record
 from .stages import Leg, StageRunner, recorded
 from .workbench import Workbench
 
@@ -93,11 +93,17 @@ class Run:
         points' directories and Hydra's ``hydra`` names), and no starting point inside it (``init_from``, a
         method's ``path_keys``: a run would replace what it starts from). InputError in one line."""
         check_run_dir(self.dir, hydra, points=[label for label, _ in self.points.points])
-        here = Path(os.path.abspath(self.dir))
+        parent = (previous_record(self.dir) or {}).get("point_of") if not self.plan.cfg.resume else None
+        if parent:  # its run counts it as one of its own points: replaced, that run would be reported whole
+            raise InputError(
+                f"{self.dir} is an operating point of the run in {parent}: a run never replaces another run's "
+                "point; use another run directory"
+            )
+        here = Path(os.path.realpath(self.dir))  # links resolved: a start reached through one is still this run's
         cfg = self.plan.method.config
         starts = {"init_from": self.plan.init_from, **{f"method.{k}": getattr(cfg, k) for k in cfg.path_keys}}
         for key, value in starts.items():
-            if value and (here == Path(os.path.abspath(value)) or here in Path(os.path.abspath(value)).parents):
+            if value and (here == Path(os.path.realpath(value)) or here in Path(os.path.realpath(value)).parents):
                 raise InputError(
                     f"{key}={value} lies in this run's own directory {here}: a run never starts from "
                     "what it writes; use another run directory"

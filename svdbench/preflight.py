@@ -137,8 +137,10 @@ def warn_shadowed(config_dir: Path) -> None:
 def _sweeps_by_config(line: CommandLine) -> bool:
     """Whether the config makes the command a sweep without ``-m`` (``hydra.mode: MULTIRUN``, as the sweep
     presets set it): then it is checked as one. A config that does not compose is left to the checks after."""
+    parser = OverridesParser.create()
+    plain = [o for o in line.overrides if not _is_sweep(parser, o)]  # a sweep's values do not compose one run
     try:
-        mode = OmegaConf.select(_compose(line, line.overrides), "hydra.mode")
+        mode = OmegaConf.select(_compose(line, plain), "hydra.mode")
     except Exception:
         return False
     return str(mode).endswith("MULTIRUN")
@@ -433,7 +435,7 @@ def check_job_dir(job: Job, made_by: Sequence[Path] = ()) -> dict | None:
     run = Run(job.plan, job.dir)
     run.check_dir(job.hydra)
     start = job.plan.init_from
-    made = start is not None and any(Path(os.path.abspath(start)).is_relative_to(d) for d in made_by)
+    made = start is not None and any(Path(os.path.realpath(start)).is_relative_to(d) for d in made_by)
     if start is not None and not made and not dense_checkpoint_path(start).is_file():
         raise InputError(f"init_from: no dense checkpoint at {dense_checkpoint_path(start)}")
     if start is not None and not made:
@@ -562,9 +564,9 @@ def check_starts(jobs: Sequence[Job], in_order: bool) -> None:
     """No job starts from the model of a job that has not run before it: one run after another (``in_order``,
     the basic launcher), only from an earlier job's (a compare preset's arms after its dense job); side by
     side (a parallel launcher), from none. One line otherwise (every such job would fail for want of it)."""
-    made = {Path(os.path.abspath(j.dir)): j for j in jobs}
+    made = {Path(os.path.realpath(j.dir)): j for j in jobs}  # links resolved, as a start may be given
     for job in jobs:
-        start = Path(os.path.abspath(job.plan.init_from)) if job.plan.init_from is not None else None
+        start = Path(os.path.realpath(job.plan.init_from)) if job.plan.init_from is not None else None
         maker = next((j for d, j in made.items() if start is not None and start.is_relative_to(d)), None)
         if maker is None or (in_order and maker.num < job.num):
             continue
@@ -664,7 +666,7 @@ def check_sweep(
         fail(str(err))
     seen: dict[Path, Job] = {}
     for job in jobs:
-        other = seen.setdefault(Path(os.path.abspath(job.dir)), job)
+        other = seen.setdefault(Path(os.path.realpath(job.dir)), job)
         if other is not job and (not sampled or "${" not in job.subdir):
             fail(
                 f"hydra.sweep.subdir={job.subdir} puts job {other.num} ({other.label}) and job {job.num} "
@@ -683,7 +685,7 @@ def check_sweep(
         return
     for job in jobs:
         try:
-            check_job_dir(job, made_by=[d for d in seen if d != Path(os.path.abspath(job.dir))])
+            check_job_dir(job, made_by=[d for d in seen if d != Path(os.path.realpath(job.dir))])
         except InputError as err:
             fail(f"job {job.num} ({job.label}): {err}")
     if not jobs[0].plan.cfg.resume:  # the sweep replaces the one before: none of that one's runs may stay
@@ -694,7 +696,7 @@ def _check_nesting(jobs: Sequence[Job]) -> None:
     """No job's directory lies inside another job's (its run directory, or one of its operating points'): the
     other run would take it for its own point, or a leftover, and Hydra would write its files there. One line
     naming both jobs, before the first starts."""
-    dirs = [(Path(os.path.abspath(j.dir)), j) for j in jobs]
+    dirs = [(Path(os.path.realpath(j.dir)), j) for j in jobs]
     for inner, job in dirs:
         for outer, other in dirs:
             if other is job or inner == outer or not inner.is_relative_to(outer):

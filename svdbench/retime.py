@@ -137,8 +137,11 @@ def _retime(path: Path, args: argparse.Namespace) -> str:
     if results.get("status") != "completed":
         return f"skipped ({results.get('status')})"
     pending = pending_points(RunRecord.from_dict(results), path.parent)
-    if pending:  # its resume rewrites results.json whole: a figure recorded now would be lost
-        return f"skipped (operating points pending: {', '.join(pending)}; rerun the run to finish them, then time it)"
+    failed = [str(p.get("label")) for p in results.get("operating_points") or [] if isinstance(p, dict)
+              and p.get("status") == "failed"]  # fmt: skip
+    if pending or failed:  # the rerun that makes them rewrites results.json whole: a figure recorded now is lost
+        what = f"pending: {', '.join(pending)}" if pending else f"failed: {', '.join(failed)}"
+        return f"skipped (operating points {what}; rerun the run to make them, then time it)"
     if results.get("latency") and "error" not in results["latency"] and not args.force:
         return "skipped (has latency; --force to time again)"
     trust = args.trust

@@ -27,6 +27,7 @@ from typing import Any
 from hydra.experimental.callback import Callback
 
 from . import cli
+from .errors import STOP_SIGNALS, interrupted_by
 
 log = logging.getLogger("svdbench")
 
@@ -52,7 +53,7 @@ class ReportAtEnd(Callback):
         try:
             code = cli.main(args)
         except KeyboardInterrupt as err:  # a signal outside the report's own handling
-            code = 128 + (signal.SIGTERM if isinstance(err, cli.Terminated) else signal.SIGINT)
+            code = interrupted_by(err)[1]
             reason = f"exit {code}"
         except (Exception, SystemExit) as err:  # the runs are on disk whatever happens here (argparse exits too)
             code, reason = 1, f"{type(err).__name__}: {err}"
@@ -64,5 +65,5 @@ class ReportAtEnd(Callback):
             raise SystemExit(code)
 
 
-#: the exit codes of a report cut by a signal (:func:`svdbench.cli.main`): SIGINT, SIGTERM
-INTERRUPTED = (128 + signal.SIGINT, 128 + signal.SIGTERM)
+#: the exit codes of a report cut by a signal (:func:`svdbench.cli.main`): SIGINT, SIGTERM, SIGUSR1, SIGUSR2
+INTERRUPTED = (128 + signal.SIGINT, *(128 + s for s in STOP_SIGNALS))

@@ -15,7 +15,7 @@ import pytest
 from omegaconf import OmegaConf
 from test_hostile_r10_writes import fake_hydra, record
 
-from svdbench import app, cli, rundir, sweep_report
+from svdbench import app, cli, errors, rundir, sweep_report
 from svdbench.report import build_report, outdir
 from svdbench.report.load import load_runs
 from svdbench.results import RESULTS_FILE
@@ -101,7 +101,7 @@ def test_an_optuna_rerun_leaves_a_completed_jobs_recorded_config_and_log_as_they
 def test_a_sweep_whose_report_is_interrupted_exits_128_plus_the_signal(tmp_path, monkeypatch, caplog, signum, how):
     def interrupted(args):
         if how == "raise":  # the signal outside the report's own handling
-            raise cli.Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
+            raise errors.Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
         return 128 + signum
 
     monkeypatch.setattr(cli, "main", interrupted)

@@ -285,7 +285,7 @@ def test_latency_skips_a_run_whose_operating_points_are_pending(tmp_path):
     rec = record(tmp_path / "run", operating_points=[{"label": "energy_0.1", "status": "pending"}])
     args = argparse.Namespace(force=False, trust=False)
     why = _retime(rec / "results.json", args)
-    assert why.startswith("skipped (operating points pending: energy_0.1; rerun the run to finish them")
+    assert why.startswith("skipped (operating points pending: energy_0.1; rerun the run to make them")
     assert json.loads((rec / "results.json").read_text()).get("latency") is None
 
 
@@ -330,3 +330,92 @@ def test_a_lock_held_by_another_process_is_held_elsewhere_and_ones_own_is_not(tm
         assert not RunLock.held_elsewhere(tmp_path / "mine")
     finally:
         RunLock.release_held(remove_made=True)
+
+
+# ----------------------------------------- round 14 (r14a): links to the run's own directory, --, points, presets
+
+
+def test_a_start_reached_through_a_link_to_the_runs_own_directory_is_refused(tmp_path, capsys, tiny):
+    """Compared as written (abspath), a link to the run directory passed: with resume=false the run removed the
+    very dense.pt (or, for scratch, the source run: the same check of method.architecture_from) it started from."""
+    record(tmp_path / "d", method="dense")
+    (tmp_path / "dl").symlink_to(tmp_path / "d")
+    err = refused(capsys, *tiny(), "method=l1_filter", "method.speedup=2", f"init_from={tmp_path / 'dl'}",
+                  f"hydra.run.dir={tmp_path / 'd'}", "resume=false")  # fmt: skip
+    assert "lies in this run's own directory" in err, err
+    assert (tmp_path / "d" / "results.json").exists()
+
+
+def test_a_single_run_never_replaces_another_runs_operating_point(tmp_path, capsys, tiny):
+    point = record(tmp_path / "a" / "energy_0.1", point_of=str(tmp_path / "a"))
+    err = refused(capsys, *tiny(), "method=dense", f"hydra.run.dir={point}", "resume=false")
+    assert f"{point} is an operating point of the run in {tmp_path / 'a'}: a run never replaces" in err, err
+
+
+def test_a_preset_that_is_a_sweep_takes_a_swept_override_without_dash_m(tmp_path, capsys, tiny):
+    """``+sweep=svd_energies seed=1,2`` was "Ambiguous value for argument 'seed=1,2'": the mode check composed the
+    swept value as one run's."""
+    from svdbench import preflight
+
+    with pytest.raises(SystemExit) as stop:
+        preflight.preflight(["run.py", "+sweep=svd_energies", *tiny(), "seed=1,2", f"hydra.sweep.dir={tmp_path}/s",
+                             "--plan"])  # fmt: skip
+    assert stop.value.code == 0 and "sweep of 16 jobs" in capsys.readouterr().out
+
+
+def test_a_double_dash_ends_the_options_as_for_hydras_argparse(capsys):
+    from svdbench.command_line import parse_command_line
+
+    assert parse_command_line(["--plan", "--", "seed=1", "+debug=tiny"]).overrides == ["seed=1", "+debug=tiny"]
+    with pytest.raises(SystemExit):
+        parse_command_line(["--", "seed=1", "--plan"])
+    assert "--plan: an option after --, where only overrides go" in capsys.readouterr().err
+
+
+def test_report_out_naming_the_current_directory_through_a_link_is_refused(tmp_path, monkeypatch):
+    from svdbench.report.outdir import check_out
+
+    (tmp_path / "real" / "rep").mkdir(parents=True)
+    (tmp_path / "link").symlink_to(tmp_path / "real")
+    monkeypatch.chdir(tmp_path / "link" / "rep")  # getcwd() is the physical path
+    with pytest.raises(ValueError, match="is the current directory or holds it"):
+        check_out(tmp_path / "link" / "rep")
+
+
+# -------------------------------------------- round 14 (r14b): a kept checkpoint, failed points, SIGUSR1/SIGUSR2
+
+
+def test_a_completed_run_that_keeps_its_checkpoint_on_purpose_is_completed(tmp_path):
+    from svdbench.checkpoint import CHECKPOINT, RunCheckpoints
+
+    run = record(tmp_path / "run", config={"keep_checkpoints": True, "seed": 0})
+    (run / CHECKPOINT).write_bytes(b"x")
+    assert RunCheckpoints(run, {"keep_checkpoints": False, "seed": 0}, "svd").completed() is not None
+    cut = record(tmp_path / "cut", config={"keep_checkpoints": False, "seed": 0})
+    (cut / CHECKPOINT).write_bytes(b"x")
+    assert RunCheckpoints(cut, {"keep_checkpoints": False, "seed": 0}, "svd").completed() is None
+
+
+def test_latency_skips_a_run_whose_failed_points_a_rerun_makes_again(tmp_path):
+    import argparse
+
+    from svdbench.retime import _retime
+
+    rec = record(tmp_path / "run", operating_points=[{"label": "energy_0.1", "status": "failed"}])
+    why = _retime(rec / "results.json", argparse.Namespace(force=False, trust=False))
+    assert why.startswith("skipped (operating points failed: energy_0.1; rerun the run to make them")
+
+
+@pytest.mark.parametrize("signum", [signal.SIGUSR1, signal.SIGUSR2])
+def test_sigusr_outside_training_is_one_line_and_exit_128_plus_it(signum, monkeypatch, capsys):
+    monkeypatch.setattr(app, "JOBS_STARTED", 0)
+    monkeypatch.delenv(rundir.HOLDER_ENV, raising=False)
+
+    def main():
+        os.kill(os.getpid(), signum)
+        raise AssertionError("the signal did not reach the command")
+
+    with pytest.raises(SystemExit) as exit_:
+        app.launch(main)
+    name = signal.Signals(signum).name
+    assert exit_.value.code == 128 + signum and f"interrupted ({name}) before the first job" in capsys.readouterr().err

@@ -87,7 +87,8 @@ def check_out(out: Path) -> None:
         here = Path(os.getcwd())
     except OSError:  # the current directory was removed: nothing to protect
         here = None
-    if here is not None and (here == out or here.is_relative_to(out)):
+    real = Path(os.path.realpath(out))  # getcwd() is the physical directory: --out "$PWD" entered through a link
+    if here is not None and (here == real or here.is_relative_to(real)):
         raise ValueError(
             f"--out {out} is the current directory or holds it: a report replaces its directory whole, which would "
             "leave your shell in a removed one; give another --out, or run from elsewhere"
