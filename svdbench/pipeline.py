@@ -93,8 +93,8 @@ class Run:
         points' directories and Hydra's ``hydra`` names), and no starting point inside it (``init_from``, a
         method's ``path_keys``: a run would replace what it starts from). InputError in one line."""
         check_run_dir(self.dir, hydra, points=[label for label, _ in self.points.points])
-        parent = (previous_record(self.dir) or {}).get("point_of") if not self.plan.cfg.resume else None
-        if parent:  # its run counts it as one of its own points: replaced, that run would be reported whole
+        parent = self._point_of()
+        if parent:  # its run counts it as one of its own points: replaced (or taken), it could not be finished
             raise InputError(
                 f"{self.dir} is an operating point of the run in {parent}: a run never replaces another run's "
                 "point; use another run directory"
@@ -108,6 +108,22 @@ class Run:
                     f"{key}={value} lies in this run's own directory {here}: a run never starts from "
                     "what it writes; use another run directory"
                 )
+
+    def _point_of(self) -> str | None:
+        """The run whose operating point this directory is, where this run would replace or take it: the
+        directory's record says so (``point_of``) and ``resume=false``; or the parent directory's run lists it
+        among its points while it holds no completed result (a point not made yet). None otherwise (a point's
+        own config rerun into it returns its result)."""
+        here = previous_record(self.dir)
+        if here is not None and here.get("point_of") and not self.plan.cfg.resume:
+            return str(here["point_of"])
+        try:
+            above = previous_record(self.dir.parent)
+        except InputError:  # not svdbench's: no run there to keep whole
+            return None
+        labels = [p.get("label") for p in (above or {}).get("operating_points") or [] if isinstance(p, dict)]
+        done = here is not None and here.get("status") == "completed" and self.plan.cfg.resume
+        return str(self.dir.parent) if self.dir.name in labels and not done else None
 
     def completed_result(self) -> dict | None:
         """Before any work: refuse a directory that holds another experiment (InputError), and return

@@ -55,6 +55,7 @@ from .rundir import (
     failed_job_dir,
     point_dirs,
     previous_record,
+    two_places,
 )
 from .summary import summary
 from .sweep_settings import check_launcher, check_report_callback, check_report_out, check_sweeper
@@ -144,6 +145,16 @@ def _sweeps_by_config(line: CommandLine) -> bool:
     except Exception:
         return False
     return str(mode).endswith("MULTIRUN")
+
+
+def _warn_other_modes_dir(line: CommandLine) -> None:
+    """One warning where the command line names the directory of the other mode (``hydra.run.dir`` for a sweep,
+    a preset's included; ``hydra.sweep.dir`` for a single run), which Hydra ignores without a word."""
+    given = {o.lstrip("+").partition("=")[0] for o in line.overrides}
+    wrong, right, what = ("hydra.run.dir", "hydra.sweep.dir", "a sweep (-m, or a preset that sweeps)") if (
+        line.multirun) else ("hydra.sweep.dir", "hydra.run.dir", "a single run (no -m)")  # fmt: skip
+    if wrong in given and right not in given:
+        print(f"warning: {wrong} is ignored: this command is {what}; give {right}", file=sys.stderr)
 
 
 def _compose(line: CommandLine, overrides: list[str]) -> DictConfig:
@@ -312,6 +323,11 @@ def job_of(line: CommandLine, num: int, overrides: list[str], sweep_dir: str | N
         subdir = str(OmegaConf.select(cfg, "hydra.sweep.subdir"))
         _check_dir_name("hydra.sweep.subdir", subdir)
         where = Path(sweep_dir) / subdir
+    physical = two_places(where)
+    if physical is not None:
+        key = "hydra.run.dir" if sweep_dir is None else "hydra.sweep.dir and hydra.sweep.subdir"
+        raise InputError(f"{key}: {where} has a '..' after a link, which is {physical} for the system but "
+                         f"{os.path.abspath(where)} as written: give the path without '..'")  # fmt: skip
     named = sweep_dir is None and not time_stamped(cfg, "hydra.run.dir")
     names = hydra_names(raw, str(cfg.hydra.job.name))
     _check_output_subdir(raw.get("output_subdir"), names, [label for label, _ in planned.method.operating_points()])
@@ -473,6 +489,7 @@ def preflight(argv: list[str]) -> list[str]:
     if line.config_dir is not None:
         warn_shadowed(Path(line.config_dir))
     line.multirun = line.multirun or _sweeps_by_config(line)
+    _warn_other_modes_dir(line)
     try:
         axes = sweep_axes(line) if line.multirun else [Axis([o]) for o in line.overrides]
     except InputError as err:
@@ -522,7 +539,7 @@ def preflight(argv: list[str]) -> list[str]:
             argv = pinned(argv, line, "hydra.sweep.dir", Path(sweep_dir))
         if line.show_plan:
             count = len(jobs) if whole else (trials if trials is not None else grid)
-            labelled = [(f"{job.num}{' (' + job.label + ')' if job.label else ''}", job) for job in jobs]
+            labelled = [(f"{job.num}{' (' + job.label + ')' if job.label else ''}", job) for job in jobs][:count]
             _show_plan(labelled, sweep_dir, count)
         if whole and launcher.endswith(HOLDING_LAUNCHERS):
             for job in jobs:  # every job's lock, before Hydra writes into its directory: the basic launcher runs

@@ -419,3 +419,61 @@ def test_sigusr_outside_training_is_one_line_and_exit_128_plus_it(signum, monkey
         app.launch(main)
     name = signal.Signals(signum).name
     assert exit_.value.code == 128 + signum and f"interrupted ({name}) before the first job" in capsys.readouterr().err
+
+
+# ------------------------------ round 15 (r15a): '..' after a link, a pending point taken, the other mode's dir
+
+
+@pytest.mark.parametrize("key", ["hydra.run.dir", "hydra.sweep.dir"])
+def test_a_directory_with_dotdot_after_a_link_is_refused(key, tmp_path, capsys, tiny):
+    """The lock went where the system resolves it, Hydra's files and the checks where the path reads as written:
+    a traceback, a lock left behind, and two runs at once in one directory."""
+    (tmp_path / "data" / "deep").mkdir(parents=True)
+    (tmp_path / "lk").symlink_to(tmp_path / "data" / "deep")
+    sweep = ["-m", "seed=1,2"] if key == "hydra.sweep.dir" else []
+    err = refused(capsys, *sweep, *tiny(), f"{key}={tmp_path}/lk/../zz")
+    assert f"has a '..' after a link, which is {tmp_path}/data/zz" in err, err
+    assert not (tmp_path / "data" / "zz").exists() and not (tmp_path / "zz").exists()
+
+
+def test_report_out_with_dotdot_after_a_link_is_refused(tmp_path):
+    from svdbench.report.outdir import check_out
+
+    (tmp_path / "data" / "deep").mkdir(parents=True)
+    (tmp_path / "lk").symlink_to(tmp_path / "data" / "deep")
+    with pytest.raises(ValueError, match=r"has a '\.\.' after a link"):
+        check_out(tmp_path / "lk" / ".." / "rep")
+    check_out(tmp_path / "data" / "deep" / ".." / "rep")  # no link: one place
+
+
+def test_a_run_into_another_runs_pending_point_is_refused(tmp_path, capsys, tiny):
+    """Taken, that point could never be made: the cut run's rerun was refused for good."""
+    run = record(tmp_path / "p", operating_points=[{"label": "energy_0.3", "status": "pending"}])
+    err = refused(capsys, *tiny(), "method=dense", f"hydra.run.dir={run / 'energy_0.3'}")
+    assert f"is an operating point of the run in {run}" in err, err
+
+
+@pytest.mark.parametrize(
+    "args, warned",
+    [
+        (["+sweep=dense", "hydra.run.dir=RUN"], "hydra.run.dir is ignored: this command is a sweep"),
+        (["hydra.sweep.dir=RUN"], "hydra.sweep.dir is ignored: this command is a single run"),
+    ],
+)
+def test_the_other_modes_directory_is_a_warning(args, warned, tmp_path, capsys, tiny):
+    from svdbench import preflight
+
+    args = [a.replace("RUN", str(tmp_path / "x")) for a in args]
+    with pytest.raises(SystemExit) as stop:
+        preflight.preflight(["run.py", *args, *tiny(), "--plan"])
+    assert stop.value.code == 0 and warned in capsys.readouterr().err
+
+
+def test_the_plan_of_a_small_sampled_sweep_shows_no_more_jobs_than_it_has(tmp_path, capsys, tiny):
+    from svdbench import preflight
+
+    with pytest.raises(SystemExit):
+        preflight.preflight(["run.py", "+sweep=optuna_pareto", *tiny(), "hydra.sweeper.n_trials=1",
+                             f"hydra.sweep.dir={tmp_path}/o", "--plan"])  # fmt: skip
+    out = capsys.readouterr().out
+    assert "sweep of 1 job" in out and f"{tmp_path}/o/4" not in out and f"{tmp_path}/o/1" not in out, out

@@ -30,7 +30,7 @@ from pathlib import Path
 
 from ..errors import printable
 from ..jsonfile import read_json
-from ..rundir import LockBusy, RunLock, remove_empty_dirs
+from ..rundir import LockBusy, RunLock, remove_empty_dirs, two_places
 
 __all__ = ["REPORT_FILES", "check_out", "is_report_dir", "staged"]
 
@@ -75,6 +75,10 @@ def check_out(out: Path) -> None:
     """``out`` can take a report: new (under directories, not a file), an empty directory or a report directory
     (its summary.json is a report's), not a link, a mount point, nor the current directory or one holding it.
     ValueError in one line otherwise."""
+    physical = two_places(out)
+    if physical is not None:
+        raise ValueError(f"--out {out} has a '..' after a link, which is {physical} for the system but "
+                         f"{os.path.abspath(out)} as written: give the path without '..'")  # fmt: skip
     out = Path(os.path.abspath(out))
     if out.is_symlink():
         raise ValueError(f"--out {out} is a link: svdbench never writes through a link")
