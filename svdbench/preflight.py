@@ -489,7 +489,6 @@ def preflight(argv: list[str]) -> list[str]:
     if line.config_dir is not None:
         warn_shadowed(Path(line.config_dir))
     line.multirun = line.multirun or _sweeps_by_config(line)
-    _warn_other_modes_dir(line)
     try:
         axes = sweep_axes(line) if line.multirun else [Axis([o]) for o in line.overrides]
     except InputError as err:
@@ -537,6 +536,7 @@ def preflight(argv: list[str]) -> list[str]:
         check_report_out(OmegaConf.select(first, "hydra.callbacks.report"), sweep_dir, named)
         if time_stamped(first, "hydra.sweep.dir"):
             argv = pinned(argv, line, "hydra.sweep.dir", Path(sweep_dir))
+        _warn_other_modes_dir(line)  # once the command is found good: a refusal stays its one line
         if line.show_plan:
             count = len(jobs) if whole else (trials if trials is not None else grid)
             labelled = [(f"{job.num}{' (' + job.label + ')' if job.label else ''}", job) for job in jobs][:count]
@@ -563,6 +563,7 @@ def preflight(argv: list[str]) -> list[str]:
         print(f"run directory {jobs[0].dir} already holds a completed run of this config{point}\n"
               f"{summary(done, jobs[0].dir)}")  # fmt: skip
         raise SystemExit(0)
+    _warn_other_modes_dir(line)
     if line.show_plan:
         state = directory_state(jobs[0])
         if state:
