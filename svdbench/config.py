@@ -30,6 +30,7 @@ from .errors import InputError, one_line
 from .methods import METHODS, Method, method_target
 from .models import BLOCKS, MODELS, OPTIONS, SHORTCUTS, check_kwargs, check_options
 from .optim import OptimConfig
+from .paths import absolute
 from .published import register_resolver
 from .registry import import_object
 from .regularizers import SparsityRegularizer
@@ -361,7 +362,7 @@ def validate(cfg: DictConfig | dict, base: str | os.PathLike | None = None) -> C
         launch = os.fspath(base) if base else os.getcwd()
         for key in cls.Config.path_keys:
             if isinstance(method.get(key), str) and method[key].strip():
-                method[key] = os.path.abspath(os.path.join(launch, os.path.expanduser(method[key])))
+                method[key] = absolute(method[key], launch)
     typed.method = _typed(cls.Config, method, "method")
     _check_finite(typed, "")
     _check_callable(typed.model._target_, "model", dict(num_classes=2, in_channels=1, **typed.model.kwargs))

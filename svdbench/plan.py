@@ -19,6 +19,7 @@ from .errors import InputError, one_line
 from .methods.base import METHOD_GROUPS, Method
 from .models import check_checkpoint_path
 from .optim import OptimConfig
+from .paths import absolute
 from .results import relevant
 
 __all__ = ["RunPlan", "Stage", "configure", "make_plan", "optim_config", "record_config"]
@@ -128,15 +129,15 @@ def make_plan(cfg, method: Method, base: str | os.PathLike | None = None) -> Run
     method = configure(cfg, method)
     pretrain = Stage("pretrain", cfg.trainer.epochs, optim_config(cfg.trainer))
     launch = Path(base or os.getcwd())
-    init_from = Path(os.path.abspath(launch / os.path.expanduser(cfg.init_from))) if cfg.init_from else None
+    init_from = Path(absolute(cfg.init_from, launch)) if cfg.init_from else None
     if init_from:  # recorded as resolved: the same run, resumed or rerun from another directory, is the same
         cfg.init_from = str(init_from)
     weights = cfg.model.kwargs.get("checkpoint_path") if cfg.model._target_ is None else None
     if isinstance(weights, str) and weights:  # timm's start weights: as init_from, the launch directory's, recorded so
-        cfg.model.kwargs["checkpoint_path"] = os.path.abspath(launch / os.path.expanduser(weights))
+        cfg.model.kwargs["checkpoint_path"] = absolute(weights, launch)
         check_checkpoint_path(cfg.model.kwargs["checkpoint_path"])
     if cfg.dataset.root:  # where the data lives, as the launch directory sees it (hydra.job.chdir moves the job)
-        cfg.dataset.root = os.path.abspath(launch / os.path.expanduser(cfg.dataset.root))
+        cfg.dataset.root = absolute(cfg.dataset.root, launch)
     return RunPlan(
         cfg=cfg,
         method=method,

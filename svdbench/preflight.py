@@ -43,6 +43,7 @@ from .data import channels_and_classes, check_files
 from .dry_run import show_plan
 from .errors import CheckpointError, InputError, one_line
 from .models import build_from_config, check_model_name
+from .paths import two_places
 from .pipeline import Run
 from .plan import RunPlan, make_plan
 from .results import RESULTS_FILE
@@ -55,7 +56,6 @@ from .rundir import (
     failed_job_dir,
     point_dirs,
     previous_record,
-    two_places,
 )
 from .summary import summary
 from .sweep_settings import check_launcher, check_report_callback, check_report_out, check_sweeper

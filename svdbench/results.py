@@ -33,6 +33,7 @@ from .macs import fvcore_version
 from .methods import METHODS
 from .methods.base import METHOD_GROUPS
 from .models import MODELS, OPTIONS, family_options
+from .paths import absolute
 
 RESULTS_FILE = "results.json"
 #: keys added with a non-null default after runs had been recorded without them: a recorded value
@@ -332,7 +333,8 @@ def write_json_atomic(path: str | os.PathLike, data: Any) -> Path:
     """Write ``data`` as JSON to ``path`` so a crash leaves the old file or none, never half a file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    beside = absolute(path.parent)  # as the system finds it (a '..' after a link is not dropped as text)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=beside)
     try:
         _umask_mode(fd)
         with os.fdopen(fd, "w", encoding="utf-8") as f:
@@ -367,7 +369,8 @@ def atomic_torch_save(obj: Any, path: str | os.PathLike) -> Path:
     except OSError as err:
         _name(err, path, "")
         raise
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    beside = absolute(path.parent)  # as the system finds it (a '..' after a link is not dropped as text)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=beside)
     try:
         _umask_mode(fd)
         with os.fdopen(fd, "wb") as f:

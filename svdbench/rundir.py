@@ -51,7 +51,6 @@ __all__ = [
     "failed_job_dir",
     "point_dirs",
     "superseded_failure",
-    "two_places",
     "written_by",
 ]
 
@@ -600,16 +599,6 @@ def _point_of(sub: Path) -> str | None:
     except (ValueError, OSError):
         return None
     return os.path.realpath(parent) if isinstance(parent, str) and parent else None
-
-
-def two_places(path: str | os.PathLike) -> str | None:
-    """Where ``path`` is for the operating system when that is not where it is read as written: a ``..`` after a
-    link (``lk/../x``: the OS goes up from the link's target, a path read as written drops ``lk``). None when
-    both are one place. A directory named so would be locked in one place and written in the other."""
-    if ".." not in Path(path).parts:
-        return None
-    physical, written = os.path.realpath(path), os.path.realpath(os.path.abspath(path))
-    return physical if physical != written else None
 
 
 def previous_record(path: Path) -> dict | None:

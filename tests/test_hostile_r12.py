@@ -477,3 +477,47 @@ def test_the_plan_of_a_small_sampled_sweep_shows_no_more_jobs_than_it_has(tmp_pa
                              f"hydra.sweep.dir={tmp_path}/o", "--plan"])  # fmt: skip
     out = capsys.readouterr().out
     assert "sweep of 1 job" in out and f"{tmp_path}/o/4" not in out and f"{tmp_path}/o/1" not in out, out
+
+
+# --------------------------------------- round 16 (r16a): paths read with '..' after a link, as the system does
+
+
+def test_a_path_with_dotdot_after_a_link_is_where_the_system_finds_it(tmp_path):
+    from svdbench.paths import absolute
+
+    (tmp_path / "data" / "deep").mkdir(parents=True)
+    (tmp_path / "lk").symlink_to(tmp_path / "data" / "deep")
+    assert absolute("lk/../dd", tmp_path) == str(tmp_path / "data" / "dd")  # abspath said tmp_path/dd
+    assert absolute("lk/x", tmp_path) == str(tmp_path / "lk" / "x")  # no '..': a link stays as given
+
+
+def test_init_from_with_dotdot_after_a_link_starts_from_the_run_the_system_finds(tmp_path, tiny_cfg):
+    """Two dense runs, tmp/dd and tmp/data/dd: ``init_from=lk/../dd`` silently started from tmp/dd."""
+    from svdbench.methods import METHODS
+    from svdbench.plan import make_plan
+
+    (tmp_path / "data" / "deep").mkdir(parents=True)
+    (tmp_path / "lk").symlink_to(tmp_path / "data" / "deep")
+    plan = make_plan(tiny_cfg(init_from="lk/../dd"), METHODS.get("l1_filter").create(speedup=2.0), base=tmp_path)
+    assert plan.init_from == tmp_path / "data" / "dd" and plan.config["init_from"] == str(tmp_path / "data" / "dd")
+
+
+def test_a_record_written_through_dotdot_after_a_link_makes_its_temporary_file_beside_it(tmp_path, monkeypatch):
+    """mkstemp normalised its directory as text: the temporary file went into another (or no) directory."""
+    import tempfile
+
+    from svdbench.results import write_json_atomic
+
+    (tmp_path / "data" / "deep").mkdir(parents=True)
+    (tmp_path / "data" / "a").mkdir()
+    (tmp_path / "lk").symlink_to(tmp_path / "data" / "deep")
+    made = []
+    real_mkstemp = tempfile.mkstemp
+
+    def mkstemp(*args, **kwargs):
+        made.append(kwargs["dir"])
+        return real_mkstemp(*args, **kwargs)
+
+    monkeypatch.setattr(tempfile, "mkstemp", mkstemp)
+    write_json_atomic(tmp_path / "lk" / ".." / "a" / "results.json", {"x": 1})
+    assert made == [str(tmp_path / "data" / "a")] and (tmp_path / "data" / "a" / "results.json").exists()

@@ -30,7 +30,8 @@ from pathlib import Path
 
 from ..errors import printable
 from ..jsonfile import read_json
-from ..rundir import LockBusy, RunLock, remove_empty_dirs, two_places
+from ..paths import two_places
+from ..rundir import LockBusy, RunLock, remove_empty_dirs
 
 __all__ = ["REPORT_FILES", "check_out", "is_report_dir", "staged"]
 
