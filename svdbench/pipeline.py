@@ -110,20 +110,22 @@ class Run:
                 )
 
     def _point_of(self) -> str | None:
-        """The run whose operating point this directory is, where this run would replace or take it: the
-        directory's record says so (``point_of``) and ``resume=false``; or the parent directory's run lists it
-        among its points while it holds no completed result (a point not made yet). None otherwise (a point's
-        own config rerun into it returns its result)."""
+        """The run whose operating point this directory is (its record says so, ``point_of``, or the parent
+        directory's run lists it among its points: one not made yet), unless this run is that point's own config
+        rerun into it (which returns its result): a run of another config, or ``resume=false``, would replace or
+        take it. None otherwise."""
         here = previous_record(self.dir)
-        if here is not None and here.get("point_of") and not self.plan.cfg.resume:
+        # this very point's config rerun into it returns its result; anything else would replace or take it
+        own = here is not None and here.get("status") == "completed" and self.plan.cfg.resume
+        own = own and self.checkpoints.other_experiment() is None
+        if here is not None and here.get("point_of") and not own:
             return str(here["point_of"])
         try:
             above = previous_record(self.dir.parent)
         except InputError:  # not svdbench's: no run there to keep whole
             return None
         labels = [p.get("label") for p in (above or {}).get("operating_points") or [] if isinstance(p, dict)]
-        done = here is not None and here.get("status") == "completed" and self.plan.cfg.resume
-        return str(self.dir.parent) if self.dir.name in labels and not done else None
+        return str(self.dir.parent) if self.dir.name in labels and not own else None
 
     def completed_result(self) -> dict | None:
         """Before any work: refuse a directory that holds another experiment (InputError), and return

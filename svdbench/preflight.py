@@ -283,6 +283,11 @@ class Job:
     label: str = ""  # the job's values of the sweep's axes (its overrides that vary from job to job)
     named_dir: bool = False  # a run directory of no time stamp (${now:...}): Hydra makes the very same one
 
+    @property
+    def called(self) -> str:
+        """``job <num> (<label>)`` in messages; ``job <num>`` where no override varies."""
+        return f"job {self.num} ({self.label})" if self.label else f"job {self.num}"
+
 
 def job_of(line: CommandLine, num: int, overrides: list[str], sweep_dir: str | None) -> Job:
     """Compose and plan one job; its directory is ``hydra.run.dir`` (a single run) or ``sweep_dir`` and
@@ -547,7 +552,7 @@ def preflight(argv: list[str]) -> list[str]:
                     RunLock.hold(job.dir)
                 except InputError as err:
                     RunLock.release_held(remove_made=True)  # the locks taken so far, and the directories they made
-                    fail(f"job {job.num} ({job.label}): {err}")
+                    fail(f"{job.called}: {err}")
             if not launcher.endswith("BasicLauncher"):
                 RunLock.lend_to_workers()
         return argv
@@ -589,9 +594,9 @@ def check_starts(jobs: Sequence[Job], in_order: bool) -> None:
         if maker is None or (in_order and maker.num < job.num):
             continue
         if in_order:
-            fail(f"job {job.num} ({job.label}) starts from the model of job {maker.num} ({maker.label}), which runs "
+            fail(f"{job.called} starts from the model of {maker.called}, which runs "
                  "after it: list the dense job first")  # fmt: skip
-        fail(f"job {job.num} ({job.label}) starts from job {maker.num}'s model ({job.plan.init_from}), which a "
+        fail(f"{job.called} starts from job {maker.num}'s model ({job.plan.init_from}), which a "
              "parallel launcher would start at the same time: run this sweep with the default launcher (one job "
              "after another)")  # fmt: skip
 
@@ -687,8 +692,8 @@ def check_sweep(
         other = seen.setdefault(Path(os.path.realpath(job.dir)), job)
         if other is not job and (not sampled or "${" not in job.subdir):
             fail(
-                f"hydra.sweep.subdir={job.subdir} puts job {other.num} ({other.label}) and job {job.num} "
-                f"({job.label}) in one directory {job.dir}: name each job's own (the default ${{hydra.job.num}}, "
+                f"hydra.sweep.subdir={job.subdir} puts {other.called} and {job.called} "
+                f"in one directory {job.dir}: name each job's own (the default ${{hydra.job.num}}, "
                 "or a key the sweep varies)"
             )
     _check_nesting([j for j in jobs if not sampled or "${" not in j.subdir])
@@ -705,7 +710,7 @@ def check_sweep(
         try:
             check_job_dir(job, made_by=[d for d in seen if d != Path(os.path.realpath(job.dir))])
         except InputError as err:
-            fail(f"job {job.num} ({job.label}): {err}")
+            fail(f"{job.called}: {err}")
     if not jobs[0].plan.cfg.resume:  # the sweep replaces the one before: none of that one's runs may stay
         _check_leftovers(base, list(seen) + [failed_job_dir(base, j.num, j.dir) for j in jobs])
 
@@ -723,8 +728,9 @@ def _check_nesting(jobs: Sequence[Job]) -> None:
             points = [label for label, _ in other.plan.method.operating_points()]
             where = f"operating point {first}" if first in points else "directory"
             where = f"{where} of job {other.num}"
+            its = ", ".join(filter(None, (other.label, str(outer))))
             fail(
-                f"job {job.num} ({job.label}) would run in {inner}, inside the {where} ({other.label}, {outer}): "
+                f"{job.called} would run in {inner}, inside the {where} ({its}): "
                 "each job needs a directory of its own beside the others; set hydra.sweep.subdir so that none lies "
                 "inside another"
             )

@@ -152,7 +152,7 @@ def check_run_dir(run_dir: str | os.PathLike, hydra: Sequence[str] = HYDRA_WRITE
             if record is not None and record.get("point_of") is None:
                 raise InputError(
                     f"run directory {_short(path)}: {label}, the directory of an operating point, holds a run of its "
-                    "own: svdbench replaces only its own points; use another run directory"
+                    "own: svdbench replaces only its own points; move that run elsewhere, or use another run directory"
                 )
 
 

@@ -53,8 +53,15 @@ def test_a_pending_points_results_json_that_is_a_fifo_or_device_counts_as_not_ma
 
 def test_a_made_pending_point_is_not_missing(tmp_path):
     (tmp_path / "energy_0.1").mkdir()
-    (tmp_path / "energy_0.1" / "results.json").write_text('{"status": "completed"}')
+    (tmp_path / "energy_0.1" / "results.json").write_text(f'{{"status": "completed", "point_of": "{tmp_path}"}}')
     assert pending_points(_pending_record(), tmp_path) == []
+
+
+def test_a_run_of_its_own_put_in_a_pending_points_directory_is_not_that_point(tmp_path):
+    """A dense run moved into it was counted as the point (r16b F2), though the rerun could never make it."""
+    (tmp_path / "energy_0.1").mkdir()
+    (tmp_path / "energy_0.1" / "results.json").write_text('{"status": "completed"}')
+    assert pending_points(_pending_record(), tmp_path) == ["energy_0.1"]
 
 
 def test_checkpoints_dense_starts_and_deployed_models_that_are_no_regular_files_are_one_line(tmp_path, monkeypatch):

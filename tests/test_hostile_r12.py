@@ -521,3 +521,19 @@ def test_a_record_written_through_dotdot_after_a_link_makes_its_temporary_file_b
     monkeypatch.setattr(tempfile, "mkstemp", mkstemp)
     write_json_atomic(tmp_path / "lk" / ".." / "a" / "results.json", {"x": 1})
     assert made == [str(tmp_path / "data" / "a")] and (tmp_path / "data" / "a" / "results.json").exists()
+
+
+# ------------------------------------ round 16 (r16b): another run's completed point, a job of no varying override
+
+
+def test_a_run_of_another_config_into_a_completed_point_is_told_it_is_a_point(tmp_path, capsys, tiny):
+    """It was told "resume=false to replace it", which was then refused."""
+    point = record(tmp_path / "q" / "energy_0.1", point_of=str(tmp_path / "q"))
+    err = refused(capsys, *tiny(), "method=dense", f"hydra.run.dir={point}")
+    assert f"is an operating point of the run in {tmp_path / 'q'}" in err and "resume=false" not in err, err
+
+
+def test_a_job_of_no_varying_override_is_named_without_empty_brackets(tmp_path, capsys, tiny):
+    record(tmp_path / "se" / "0", method="dense", seed=7)
+    err = refused(capsys, "-m", *tiny(), "seed=1", f"hydra.sweep.dir={tmp_path / 'se'}")
+    assert err.startswith("config error: job 0: ") and "()" not in err, err

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import sys
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -187,9 +188,12 @@ def pending_points(rec: RunRecord, run_dir: Path) -> list[str]:
             continue
         label = str(point.get("label"))
         try:
-            done = read_json(run_dir / label / RESULTS_FILE).get("status")  # a FIFO or a device: not made
-        except (OSError, ValueError, AttributeError):
-            done = None
-        if done not in ("completed", "failed"):
+            made = read_json(run_dir / label / RESULTS_FILE)  # a FIFO or a device: not made
+            done = made.get("status")
+            whose = made.get("point_of")  # a run of its own put there (moved, copied) is not this run's point
+            mine = isinstance(whose, str) and os.path.realpath(whose) == os.path.realpath(run_dir)
+        except (OSError, ValueError, AttributeError, TypeError):
+            done, mine = None, False
+        if done not in ("completed", "failed") or not mine:
             missing.append(label)
     return missing
