@@ -5,6 +5,7 @@ plain state_dict, and the digest of its tensors that identifies which weights a 
 from __future__ import annotations
 
 import hashlib
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -49,7 +50,8 @@ def read_dense_state(p: Path) -> dict[str, Any]:
     if not p.exists():  # a FIFO or device there is "not a regular file", below
         raise InputError(f"init_from: no dense checkpoint at {p}")
     try:
-        with open_regular(p) as f:
+        with open_regular(p) as f, warnings.catch_warnings():  # torch's note on a raw pickle: the line below says
+            warnings.simplefilter("ignore", UserWarning)
             state = torch.load(f, map_location="cpu", weights_only=True)
     except Exception as err:
         raise InputError(f"init_from: cannot read {p}: {load_failure(err, p)}") from None

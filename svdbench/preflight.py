@@ -491,6 +491,9 @@ def preflight(argv: list[str]) -> list[str]:
         return argv
     if line.config_dir is not None and not Path(line.config_dir).is_dir():
         fail(f"--config-dir {line.config_dir}: no such directory")
+    if line.config_dir is not None and two_places(line.config_dir) is not None:  # Hydra reads '..' as text
+        fail(f"--config-dir {line.config_dir} has a '..' after a link, which is {two_places(line.config_dir)} for "
+             f"the system but {os.path.abspath(line.config_dir)} for Hydra: give the path without '..'")  # fmt: skip
     if line.config_dir is not None:
         warn_shadowed(Path(line.config_dir))
     line.multirun = line.multirun or _sweeps_by_config(line)
@@ -610,6 +613,9 @@ def check_printing(argv: list[str]) -> None:
         return
     if line.config_dir is not None and not Path(line.config_dir).is_dir():
         fail(f"--config-dir {line.config_dir}: no such directory")
+    if line.config_dir is not None and two_places(line.config_dir) is not None:  # Hydra reads '..' as text
+        fail(f"--config-dir {line.config_dir} has a '..' after a link, which is {two_places(line.config_dir)} for "
+             f"the system but {os.path.abspath(line.config_dir)} for Hydra: give the path without '..'")  # fmt: skip
     if "--hydra-help" in argv[1:] and line.overrides:
         fail("--hydra-help prints Hydra's own help, of no config: give it no overrides (--help shows svdbench's)")
     try:

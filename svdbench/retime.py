@@ -76,12 +76,17 @@ def _threads(text: str) -> int:
 _threads.__name__ = f"thread count in [1, {MAX_THREADS}]"
 
 
+#: the largest value a numeric option takes (1e308 seconds would overflow a count of timed calls)
+MAX_OPTION = 1e9
+
+
 def _positive(kind: type) -> Callable[[str], int | float]:
-    """An argparse type: a finite number > 0 of ``kind`` (argparse names the option in its error)."""
+    """An argparse type: a number > 0 and at most :data:`MAX_OPTION` of ``kind`` (argparse names the option in
+    its error)."""
 
     def parse(text: str) -> int | float:
         value = kind(text)
-        if not math.isfinite(value) or value <= 0:
+        if not math.isfinite(value) or value <= 0 or value > MAX_OPTION:
             raise ValueError(text)
         return value
 

@@ -537,3 +537,45 @@ def test_a_job_of_no_varying_override_is_named_without_empty_brackets(tmp_path, 
     record(tmp_path / "se" / "0", method="dense", seed=7)
     err = refused(capsys, "-m", *tiny(), "seed=1", f"hydra.sweep.dir={tmp_path / 'se'}")
     assert err.startswith("config error: job 0: ") and "()" not in err, err
+
+
+# ---------------------- round 17 (r17a): --config-dir through '..', edited ratios, a pickled dense.pt, 1e308 s
+
+
+def test_a_config_dir_with_dotdot_after_a_link_is_refused(tmp_path, capsys, tiny):
+    """Hydra read it as text (another folder than the system's): a silently other config, or a refusal."""
+    (tmp_path / "data" / "deep").mkdir(parents=True)
+    (tmp_path / "data" / "myconf").mkdir()
+    (tmp_path / "lk").symlink_to(tmp_path / "data" / "deep")
+    err = refused(capsys, "--config-dir", f"{tmp_path}/lk/../myconf", *tiny())
+    assert "has a '..' after a link" in err and "for Hydra" in err, err
+
+
+def test_a_reports_speedup_and_compression_come_from_the_counts(tmp_path):
+    from svdbench.report.load import load_runs
+    from svdbench.report.rows import group_rows
+
+    record(tmp_path / "r", macs=500, speedup=10.0, compression=7.0)  # edited: 1000 / 500 MACs is 2x
+    runs, _, _ = load_runs([tmp_path])
+    row = group_rows(runs)[0]
+    assert row.stats["speedup_mean"] == 2.0 and row.stats["compression_mean"] == 2.0
+
+
+def test_a_pickled_dense_pt_is_one_line_without_torchs_warning(tmp_path, recwarn):
+    import pickle
+
+    from svdbench.dense_start import read_dense_state
+    from svdbench.errors import InputError
+
+    (tmp_path / "dense.pt").write_bytes(pickle.dumps({"w": 1}, protocol=4))
+    with pytest.raises(InputError, match="init_from: cannot read"):
+        read_dense_state(tmp_path / "dense.pt")
+    assert not [w for w in recwarn if "pickle" in str(w.message).lower()]
+
+
+def test_latency_refuses_an_absurd_time_budget_when_parsing(capsys):
+    from svdbench import cli
+
+    with pytest.raises(SystemExit) as stop:
+        cli.main(["latency", "x", "--max-seconds", "1e308"])
+    assert stop.value.code == 2 and "--max-seconds" in capsys.readouterr().err

@@ -129,9 +129,9 @@ def group_rows(runs: Sequence[LoadedRun], axis: Axis = MACS) -> list[Row]:
         row = Row(method, task[0], task[1], task, rs[0].flat, rs, axis=axis)
         for key in ("top1", "macs", "params", "speedup", "compression"):
             vals = [float(getattr(r.rec, key)) for r in rs if is_number(getattr(r.rec, key))]
-            if key == "speedup" and not vals:
+            if key == "speedup":  # from the counts the record was checked for, never a ratio recorded beside them
                 vals = [r.rec.macs_dense / max(r.rec.macs, 1) for r in rs]
-            if key == "compression" and not vals:
+            if key == "compression":
                 vals = [r.rec.params_dense / max(r.rec.params, 1) for r in rs]
             row.stats[f"{key}_mean"] = statistics.fmean(vals)
             row.stats[f"{key}_std"] = std(vals)
