@@ -28,6 +28,7 @@ from . import config as schema
 from . import distributed, tracking
 from .command_line import fail
 from .errors import (
+    RECEIVED,
     CheckpointError,
     DivergedError,
     InputError,
@@ -36,6 +37,7 @@ from .errors import (
     one_line,
     printable,
     sigterm_raises,
+    swallowed,
 )
 from .methods import Method
 from .methods.base import METHOD_GROUPS
@@ -92,9 +94,13 @@ def launch(main: Callable[[], Any]) -> None:
     """Run Hydra's ``main`` (after :func:`start`); Ctrl-C reaching the launching process (a parallel launcher's
     pool, between jobs) is one line, exit code 130, instead of the pool's traceback: every job that was training
     saved its checkpoint and said how to resume."""
+    taken = len(RECEIVED)
     try:
         with sigterm_raises():  # outside training too (job set-up, between jobs): the locks let go at exit
             main()
+            dropped = swallowed(taken)
+            if dropped is not None:  # raised where Python dropped it (a weakref callback): the command ends now
+                raise dropped
     except KeyboardInterrupt as err:
         name, code = interrupted_by(err)
         if JOBS_STARTED or os.environ.get(HOLDER_ENV):  # a parallel launcher's workers may have run some

@@ -11,7 +11,7 @@ import sys
 from collections.abc import Sequence
 
 from . import __version__, retime
-from .errors import interrupted_by, sigterm_raises
+from .errors import RECEIVED, interrupted_by, sigterm_raises, swallowed
 from .report import cli as report_cli
 
 #: name, module (``add_arguments``, ``run``), one-line help
@@ -34,9 +34,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    taken = len(RECEIVED)
     try:
         with sigterm_raises():
-            return args.func(args)
+            code = args.func(args)
+            dropped = swallowed(taken)
+            if dropped is not None:  # raised where Python dropped it (a weakref callback): said now
+                raise dropped
+            return code
     except KeyboardInterrupt as err:  # a report is written whole or not at all, a latency record whole
         name, code = interrupted_by(err)
         print(

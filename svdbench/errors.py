@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import sys
 import threading
 import zipfile
 from collections.abc import Iterator
@@ -34,6 +35,7 @@ __all__ = [
     "interrupted_by",
     "raise_terminated",
     "sigterm_raises",
+    "swallowed",
     "Terminated",
 ]
 
@@ -62,10 +64,30 @@ def interrupted_by(err: BaseException) -> tuple[str, int]:
 STOP_SIGNALS = tuple(getattr(signal, n) for n in ("SIGTERM", "SIGUSR1", "SIGUSR2") if hasattr(signal, n))
 
 
+#: the signals :func:`raise_terminated` took, in order (one raised where Python drops exceptions is still here)
+RECEIVED: list[int] = []
+
+
 def raise_terminated(signum, frame) -> None:
     """The handler of :func:`sigterm_raises` (a training stage's own guard does not hand the signal on to it:
     the stage has stopped already)."""
+    RECEIVED.append(signum)
     raise Terminated(signum)
+
+
+def swallowed(before: int) -> Terminated | None:
+    """The interruption a command ending normally did not see: a signal :func:`raise_terminated` took after
+    ``before`` signals, whose exception Python dropped (raised inside a finaliser or a weakref callback, where
+    exceptions are only reported). None when there was none."""
+    return Terminated(RECEIVED[-1]) if len(RECEIVED) > before else None
+
+
+def _unraisable(hook):
+    def quiet(unraisable) -> None:  # a dropped Terminated is told once, by the command (:func:`swallowed`)
+        if not isinstance(unraisable.exc_value, Terminated):
+            hook(unraisable)
+
+    return quiet
 
 
 @contextlib.contextmanager
@@ -75,9 +97,11 @@ def sigterm_raises() -> Iterator[None]:
     put back after. Elsewhere than the main thread: nothing changes."""
     main = threading.current_thread() is threading.main_thread()
     before = {s: signal.signal(s, raise_terminated) for s in STOP_SIGNALS} if main else {}
+    hook, sys.unraisablehook = sys.unraisablehook, _unraisable(sys.unraisablehook)
     try:
         yield
     finally:
+        sys.unraisablehook = hook
         for s, handler in before.items():
             signal.signal(s, handler)
 

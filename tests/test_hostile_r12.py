@@ -579,3 +579,26 @@ def test_latency_refuses_an_absurd_time_budget_when_parsing(capsys):
     with pytest.raises(SystemExit) as stop:
         cli.main(["latency", "x", "--max-seconds", "1e308"])
     assert stop.value.code == 2 and "--max-seconds" in capsys.readouterr().err
+
+
+# ----------------------------------------- round 17 (r17b): a signal raised where Python drops the exception
+
+
+def test_a_signal_dropped_inside_a_weakref_callback_still_ends_the_command(monkeypatch, capsys):
+    """SIGTERM landing in a finaliser: Python printed "Exception ignored ... Terminated" and the sweep exited 0."""
+    import weakref
+
+    monkeypatch.setattr(app, "JOBS_STARTED", 1)
+
+    class Thing:
+        pass
+
+    def main():
+        thing = Thing()
+        weakref.finalize(thing, os.kill, os.getpid(), signal.SIGTERM)  # the handler raises inside the finaliser
+        del thing
+
+    with pytest.raises(SystemExit) as exit_:
+        app.launch(main)
+    err = capsys.readouterr().err
+    assert exit_.value.code == 143 and "interrupted (SIGTERM)" in err and "Exception ignored" not in err, err
