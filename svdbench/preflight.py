@@ -564,7 +564,7 @@ def preflight(argv: list[str]) -> list[str]:
         jobs[0].named_dir = True
     try:
         done = check_job_dir(jobs[0])
-    except InputError as err:
+    except (InputError, CheckpointError) as err:  # a checkpoint's name holding no checkpoint: named, kept
         fail(str(err))
     if done is not None:  # nothing to do: say so, leave the directory as it is
         point = f" (an operating point of {done['point_of']})" if isinstance(done.get("point_of"), str) else ""
@@ -715,7 +715,7 @@ def check_sweep(
     for job in jobs:
         try:
             check_job_dir(job, made_by=[d for d in seen if d != Path(os.path.realpath(job.dir))])
-        except InputError as err:
+        except (InputError, CheckpointError) as err:
             fail(f"{job.called}: {err}")
     if not jobs[0].plan.cfg.resume:  # the sweep replaces the one before: none of that one's runs may stay
         _check_leftovers(base, list(seen) + [failed_job_dir(base, j.num, j.dir) for j in jobs])

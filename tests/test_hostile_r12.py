@@ -602,3 +602,18 @@ def test_a_signal_dropped_inside_a_weakref_callback_still_ends_the_command(monke
         app.launch(main)
     err = capsys.readouterr().err
     assert exit_.value.code == 143 and "interrupted (SIGTERM)" in err and "Exception ignored" not in err, err
+
+
+# ------------------------------------ round 18 (r18b): a file of a checkpoint's name in a new run directory
+
+
+@pytest.mark.parametrize("name", ["checkpoint.pt", "stage_train.pt"])
+@pytest.mark.parametrize("sweep", [False, True])
+def test_a_non_checkpoint_at_a_checkpoints_name_is_one_line_and_kept(name, sweep, tmp_path, capsys, tiny):
+    """It was a CheckpointError traceback through preflight (exit code 1)."""
+    where = tmp_path / "sw" / "0" if sweep else tmp_path / "G"
+    where.mkdir(parents=True)
+    (where / name).write_text("mine")
+    args = ["-m", "seed=1", f"hydra.sweep.dir={tmp_path / 'sw'}"] if sweep else [f"hydra.run.dir={where}"]
+    err = refused(capsys, *args, *tiny())
+    assert f"{name} is corrupt or truncated" in err and (where / name).read_text() == "mine", err
