@@ -457,7 +457,7 @@ def check_job_dir(job: Job, made_by: Sequence[Path] = ()) -> dict | None:
     run.check_dir(job.hydra)
     start = job.plan.init_from
     made = start is not None and any(Path(os.path.realpath(start)).is_relative_to(d) for d in made_by)
-    if start is not None and not made and not dense_checkpoint_path(start).is_file():
+    if start is not None and not made and not os.path.lexists(dense_checkpoint_path(start)):  # a FIFO: read below
         raise InputError(f"init_from: no dense checkpoint at {dense_checkpoint_path(start)}")
     if start is not None and not made:
         want = dense_architecture(job.plan.cfg)

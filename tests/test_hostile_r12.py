@@ -617,3 +617,18 @@ def test_a_non_checkpoint_at_a_checkpoints_name_is_one_line_and_kept(name, sweep
     args = ["-m", "seed=1", f"hydra.sweep.dir={tmp_path / 'sw'}"] if sweep else [f"hydra.run.dir={where}"]
     err = refused(capsys, *args, *tiny())
     assert f"{name} is corrupt or truncated" in err and (where / name).read_text() == "mine", err
+
+
+def test_report_wandb_settings_without_wandb_are_refused(capsys):
+    from svdbench import cli
+
+    assert cli.main(["report", "x", "--project", "foo"]) == 2
+    assert "--project goes with --wandb" in capsys.readouterr().err
+
+
+def test_a_fifo_dense_pt_is_not_a_regular_file_not_missing(tmp_path, capsys, tiny):
+    (tmp_path / "d").mkdir()
+    os.mkfifo(tmp_path / "d" / "dense.pt")
+    err = refused(capsys, *tiny(), "method=l1_filter", "method.speedup=2", f"init_from={tmp_path / 'd'}",
+                  f"hydra.run.dir={tmp_path / 'r'}")  # fmt: skip
+    assert "not a regular file" in err and "no dense checkpoint" not in err, err

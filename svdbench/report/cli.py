@@ -68,6 +68,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """``svdbench report``: 0 when written, 1 when nothing was found (or W&B refused what ``--wandb`` logs),
     2 for a bad argument or path."""
+    given = [f"--{k}" for k, default in (("project", "svdbench"), ("entity", None), ("mode", None))
+             if getattr(args, k) != default]  # fmt: skip
+    if given and not args.wandb:  # W&B's settings without W&B: said, never ignored
+        print(f"error: {given[0]} goes with --wandb (it sets where W&B logs the report)", file=sys.stderr)
+        return 2
     try:
         timed = latency_axis(args.runtime, args.batch)
         axis = {"latency": timed, "macs_paper": MACS_PAPER}.get(args.x, MACS)
