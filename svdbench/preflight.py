@@ -147,6 +147,18 @@ def _sweeps_by_config(line: CommandLine) -> bool:
     return str(mode).endswith("MULTIRUN")
 
 
+def _check_config_dir(config_dir: str | None) -> None:
+    """``--config-dir`` names a directory, and one place (Hydra reads a '..' after a link as text): one line."""
+    if config_dir is None:
+        return
+    if not Path(config_dir).is_dir():
+        fail(f"--config-dir {config_dir}: no such directory")
+    physical = two_places(config_dir)
+    if physical is not None:
+        fail(f"--config-dir {config_dir} has a '..' after a link, which is {physical} for the system but "
+             f"{os.path.abspath(config_dir)} for Hydra: give the path without '..'")  # fmt: skip
+
+
 def _warn_other_modes_dir(line: CommandLine) -> None:
     """One warning where the command line names the directory of the other mode (``hydra.run.dir`` for a sweep,
     a preset's included; ``hydra.sweep.dir`` for a single run), which Hydra ignores without a word."""
@@ -489,11 +501,7 @@ def preflight(argv: list[str]) -> list[str]:
     except ValueError:
         check_printing(argv)
         return argv
-    if line.config_dir is not None and not Path(line.config_dir).is_dir():
-        fail(f"--config-dir {line.config_dir}: no such directory")
-    if line.config_dir is not None and two_places(line.config_dir) is not None:  # Hydra reads '..' as text
-        fail(f"--config-dir {line.config_dir} has a '..' after a link, which is {two_places(line.config_dir)} for "
-             f"the system but {os.path.abspath(line.config_dir)} for Hydra: give the path without '..'")  # fmt: skip
+    _check_config_dir(line.config_dir)
     if line.config_dir is not None:
         warn_shadowed(Path(line.config_dir))
     line.multirun = line.multirun or _sweeps_by_config(line)
@@ -611,11 +619,7 @@ def check_printing(argv: list[str]) -> None:
     chosen = line is not None and (line.config_dir or line.config_path or line.config_name != "config")
     if line is None or not (line.overrides or chosen):
         return
-    if line.config_dir is not None and not Path(line.config_dir).is_dir():
-        fail(f"--config-dir {line.config_dir}: no such directory")
-    if line.config_dir is not None and two_places(line.config_dir) is not None:  # Hydra reads '..' as text
-        fail(f"--config-dir {line.config_dir} has a '..' after a link, which is {two_places(line.config_dir)} for "
-             f"the system but {os.path.abspath(line.config_dir)} for Hydra: give the path without '..'")  # fmt: skip
+    _check_config_dir(line.config_dir)
     if "--hydra-help" in argv[1:] and line.overrides:
         fail("--hydra-help prints Hydra's own help, of no config: give it no overrides (--help shows svdbench's)")
     try:

@@ -51,7 +51,8 @@ def check_report_out(node, sweep_dir: str, job_dirs: Iterable[tuple[str, Path]] 
     out = os.path.expanduser(str(node.get("out"))) if node.get("out") else str(Path(sweep_dir) / "report")
     where, sweep = Path(os.path.realpath(str(out))), Path(os.path.realpath(sweep_dir))  # links resolved: one place
     for name, d in job_dirs:
-        if Path(os.path.realpath(d)) != sweep and sweep not in Path(os.path.realpath(d)).parents:
+        job = Path(os.path.realpath(d))
+        if job != sweep and sweep not in job.parents:
             fail(printable(f"{name} {os.path.abspath(d)} lies outside the sweep directory {sweep}, which the sweep's "
                            "report reads: give a hydra.sweep.subdir inside it (relative, no '..'), or "
                            "hydra.callbacks.report.enabled=false"))  # fmt: skip
