@@ -59,9 +59,12 @@ def parse_command_line(args: list[str], script: str = "run") -> CommandLine:
             fail("--experimental-rerun is not supported: it unpickles a file (code could run); rerun a run with its "
                  "command line (its .hydra/overrides.yaml)")  # fmt: skip
         if flag in HYDRA_PRINTS:
+            _refuse_plan_with(args, a)
             raise ValueError(a)  # --help, --info, ...: Hydra prints and exits, nothing runs
         if flag in ("--cfg", "-c"):
-            if (value if eq else next(it, "")) != "job":
+            shown = value if eq else next(it, "")
+            if shown != "job":
+                _refuse_plan_with(args, f"{flag} {shown}".strip())
                 raise ValueError(a)  # --cfg hydra / all: Hydra's
             line.print_job = True
         elif a == "--resolve" and line.print_job:
@@ -94,6 +97,14 @@ LONG_OPTIONS = ("--help", "--hydra-help", "--version", "--cfg", "--resolve", "--
 #: Hydra's options that print and exit: nothing runs, they are left to Hydra
 HYDRA_PRINTS = ("--help", "-h", "--hydra-help", "--version", "--info", "-i", "--package", "-p", "--shell-completion",
                 "-sc")  # fmt: skip
+
+
+def _refuse_plan_with(args: list[str], printing: str) -> None:
+    """One line (exit code 2) where ``--plan`` (or its abbreviation) comes with a Hydra option that prints and
+    runs nothing: Hydra would end in its usage text, or print and drop ``--plan`` without a word."""
+    options = args[: args.index("--")] if "--" in args else args
+    if any(a.startswith("--") and _long_option(a.partition("=")[0]) == "--plan" for a in options):
+        fail(f"--plan does not go with {printing}: each prints and runs nothing; give one of them")
 
 
 def _long_option(flag: str) -> str:

@@ -22,6 +22,7 @@ named by ``model._target_`` (that imports code named in the file).
 from __future__ import annotations
 
 import copy
+import os
 import warnings
 from collections import OrderedDict
 from pathlib import Path
@@ -221,7 +222,7 @@ def load_deployed(run_dir: str | Path, trust: bool = False) -> nn.Module:
     ``deployed.pt`` (tensors only); else an older run's pickled ``model.pt``, only with ``trust`` (loading
     it can run code: TrustRequired without). FileNotFoundError when the run saved none."""
     run_dir = Path(run_dir)
-    if (run_dir / ARCHITECTURE_FILE).is_file():
+    if os.path.lexists(run_dir / ARCHITECTURE_FILE):  # a FIFO, a directory, a dangling link: read_document says so
         doc = read_document(run_dir)
         try:
             with warnings.catch_warnings():  # torch's note on a raw pickle: the one line below says what it is
@@ -231,12 +232,15 @@ def load_deployed(run_dir: str | Path, trust: bool = False) -> nn.Module:
         except Exception as err:
             raise ValueError(f"{run_dir / WEIGHTS_FILE}: {load_failure(err, run_dir / WEIGHTS_FILE)}") from None
         return rebuild(doc, state, trust)
-    if (run_dir / LEGACY_FILE).is_file():
+    if os.path.lexists(run_dir / LEGACY_FILE):
         if not trust:
             raise TrustRequired(
                 f"{LEGACY_FILE} is a pickled module (an older svdbench), and loading it can run code: "
                 "--trust to load it, only for files you made"
             )
-        with open_regular(run_dir / LEGACY_FILE) as f:
-            return torch.load(f, map_location="cpu", weights_only=False).eval()
+        try:
+            with open_regular(run_dir / LEGACY_FILE) as f:
+                return torch.load(f, map_location="cpu", weights_only=False).eval()
+        except Exception as err:
+            raise ValueError(f"{run_dir / LEGACY_FILE}: {load_failure(err, run_dir / LEGACY_FILE)}") from None
     raise FileNotFoundError(f"no {ARCHITECTURE_FILE} in {run_dir} (the run was made with save_model=false)")

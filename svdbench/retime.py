@@ -98,7 +98,7 @@ def dense_twin(run_dir: Path, results: dict, deployed: nn.Module, trust: bool = 
     """The dense model of the run's architecture (latency does not depend on the weights): from
     ``deployed.json`` where the run has one, else (an older run) built from the recorded model config,
     with the deployed model's number of classes."""
-    if (run_dir / ARCHITECTURE_FILE).is_file():
+    if os.path.lexists(run_dir / ARCHITECTURE_FILE):  # not a regular file: read_document says so
         return dense_model(read_document(run_dir), trust)
     linears = [m for m in deployed.modules() if isinstance(m, nn.Linear)]
     if not linears:
@@ -131,8 +131,7 @@ def retime(path: Path, args: argparse.Namespace) -> str:
         try:
             held.enter_context(RunLock(path.parent))
         except LockBusy as err:  # another svdbench process (a run, another latency) writes this directory
-            print(f"warning: {one_line(err)}", file=sys.stderr)
-            return "skipped (in use by another svdbench process: time it when that one has finished)"
+            return f"skipped (in use by another svdbench process, pid {err.holder}: time it when that one has finished)"
         remove_orphans(path.parent)  # a killed earlier write's .results.json.*.tmp: no one else writes here now
         return _retime(path, args)
 

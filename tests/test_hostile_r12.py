@@ -16,7 +16,7 @@ from conftest import ENV, ROOT, refused
 from omegaconf import OmegaConf
 from test_hostile_r10_writes import fake_hydra, record
 
-from svdbench import app, rundir
+from svdbench import app, cli, rundir
 from svdbench.errors import Terminated
 from svdbench.report.load import load_runs
 from svdbench.rundir import FAILED_JOBS, RunLock
@@ -620,8 +620,6 @@ def test_a_non_checkpoint_at_a_checkpoints_name_is_one_line_and_kept(name, sweep
 
 
 def test_report_wandb_settings_without_wandb_are_refused(capsys):
-    from svdbench import cli
-
     assert cli.main(["report", "x", "--project", "foo"]) == 2
     assert "--project goes with --wandb" in capsys.readouterr().err
 
@@ -632,3 +630,28 @@ def test_a_fifo_dense_pt_is_not_a_regular_file_not_missing(tmp_path, capsys, tin
     err = refused(capsys, *tiny(), "method=l1_filter", "method.speedup=2", f"init_from={tmp_path / 'd'}",
                   f"hydra.run.dir={tmp_path / 'r'}")  # fmt: skip
     assert "not a regular file" in err and "no dense checkpoint" not in err, err
+
+
+# --------------------------------- round 18, the rest: --plan with Hydra's printing options, deployed.json not a file
+
+
+@pytest.mark.parametrize(
+    "args, printing",
+    [(["--plan", "--help"], "--help"), (["--plan", "--version"], "--version"), (["--cfg", "hydra", "--pla"],
+     "--cfg hydra"), (["--cfg=all", "--plan"], "--cfg all"), (["--info", "searchpath", "--plan"], "--info")],
+)  # fmt: skip
+def test_plan_with_a_hydra_option_that_prints_is_one_line(args, printing, capsys):
+    """It was Hydra's 8-line usage ending "unrecognized arguments: --plan", or --plan dropped without a word."""
+    err = refused(capsys, *args, "+debug=tiny")
+    assert err == f"config error: --plan does not go with {printing}: each prints and runs nothing; give one of them"
+
+
+@pytest.mark.parametrize("kind", ["fifo", "directory"])
+def test_a_deployed_json_that_is_not_a_regular_file_is_said_so(kind, tmp_path, capsys):
+    """latency said "no deployed.json (the run was made with save_model=false)"."""
+    rec = record(tmp_path / "run")
+    made = os.mkfifo if kind == "fifo" else os.mkdir
+    made(rec / "deployed.json")
+    assert cli.main(["latency", str(rec), "--max-seconds", "0.01"]) == 1
+    out = capsys.readouterr().out
+    assert "deployed.json cannot be read: not a regular file" in out and "save_model=false" not in out, out
