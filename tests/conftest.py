@@ -4,6 +4,7 @@ launcher, Hydra composition of the real config, and generated data-set files. Te
 run the pipeline end to end; ``pytest -m "not slow"`` skips them."""
 
 import gzip
+import json
 import os
 import pickle
 import signal
@@ -26,6 +27,7 @@ from svdbench.checkpoint import load_checkpoint
 from svdbench.config import Config, DatasetConfig, ModelConfig, TrainerConfig, register_configs
 from svdbench.data.files import FASHION_FILES
 from svdbench.errors import CheckpointError
+from svdbench.results import RESULTS_FILE
 
 ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "conf"
@@ -342,6 +344,25 @@ def saved_wandb_report(monkeypatch):
         return doc
 
     return make
+
+
+def record(path: Path, method="svd", seed=0, top1=88.0, macs=500, **extra) -> Path:
+    """A completed run's results.json in ``path`` (made), as the report and latency read it: no training."""
+    path.mkdir(parents=True, exist_ok=True)
+    rec = {"status": "completed", "method": method, "model": "resnet8", "dataset": "synthetic", "seed": seed,
+           "config": {"seed": seed, "method": {"energy": top1 / 1000}}, "top1": top1, "macs": macs,
+           "macs_dense": 1000, "params": 10, "params_dense": 20, "wall_time": {"total": 1.0}, **extra}  # fmt: skip
+    (path / RESULTS_FILE).write_text(json.dumps(rec))
+    return path
+
+
+@pytest.fixture()
+def runs(tmp_path):
+    """Two recorded runs under ``tmp_path/runs``: dense (d0) and alpha (a0)."""
+    src = tmp_path / "runs"
+    record(src / "d0", "dense", 0, 90.0, 1000)
+    record(src / "a0", "alpha", 0, 88.0, 500)
+    return src
 
 
 def refused(capsys, *argv: str) -> str:

@@ -17,7 +17,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-from conftest import ENV, ROOT, refused
+from conftest import ENV, ROOT, record, refused
 from omegaconf import OmegaConf
 
 from svdbench import app, preflight, rundir
@@ -28,23 +28,6 @@ from svdbench.report.load import load_runs
 from svdbench.results import RESULTS_FILE, read_results
 from svdbench.rundir import LOCK, RunLock
 from svdbench.summary import summary
-
-
-def record(path: Path, method="svd", seed=0, top1=88.0, macs=500, **extra) -> Path:
-    path.mkdir(parents=True, exist_ok=True)
-    rec = {"status": "completed", "method": method, "model": "resnet8", "dataset": "synthetic", "seed": seed,
-           "config": {"seed": seed, "method": {"energy": top1 / 1000}}, "top1": top1, "macs": macs,
-           "macs_dense": 1000, "params": 10, "params_dense": 20, "wall_time": {"total": 1.0}, **extra}  # fmt: skip
-    (path / RESULTS_FILE).write_text(json.dumps(rec))
-    return path
-
-
-@pytest.fixture()
-def runs(tmp_path):
-    src = tmp_path / "runs"
-    record(src / "d0", "dense", 0, 90.0, 1000)
-    record(src / "a0", "alpha", 0, 88.0, 500)
-    return src
 
 
 def full_disk(*args, **kwargs):

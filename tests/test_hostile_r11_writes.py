@@ -12,8 +12,9 @@ from pathlib import Path
 
 import hydra.core.utils as hydra_utils
 import pytest
+from conftest import record
 from omegaconf import OmegaConf
-from test_hostile_r10_writes import fake_hydra, record
+from test_hostile_r10_writes import fake_hydra
 
 from svdbench import app, cli, errors, rundir, sweep_report
 from svdbench.report import build_report, outdir
@@ -199,11 +200,3 @@ def test_a_kept_list_a_killed_report_left_in_out_goes_with_the_old_report(runs, 
     (out / "notes.txt").write_text("mine")
     build_report([runs], out)
     assert not (out / outdir.KEPT).exists() and (out / "notes.txt").read_text() == "mine"
-
-
-@pytest.fixture()
-def runs(tmp_path):
-    src = tmp_path / "runs"
-    record(src / "d0", "dense", 0, 90.0, 1000)
-    record(src / "a0", "alpha", 0, 88.0, 500)
-    return src

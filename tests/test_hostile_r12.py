@@ -12,9 +12,9 @@ import subprocess
 import sys
 
 import pytest
-from conftest import ENV, ROOT, refused
+from conftest import ENV, ROOT, record, refused
 from omegaconf import OmegaConf
-from test_hostile_r10_writes import fake_hydra, record
+from test_hostile_r10_writes import fake_hydra
 
 from svdbench import app, cli, rundir
 from svdbench.errors import Terminated

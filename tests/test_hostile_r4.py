@@ -6,10 +6,9 @@ import json
 import logging
 import os
 import re
-from pathlib import Path
 
 import pytest
-from conftest import ROOT, refused
+from conftest import ROOT, record, refused
 from packaging.requirements import Requirement
 
 from svdbench import app, cli
@@ -81,14 +80,6 @@ def test_printable_shows_the_bytes_of_a_name_that_is_not_utf8():
     assert printable(os.fsdecode(b"/r/y\xff/results.json")) == "/r/y\\xff/results.json"
     assert printable("ünï cødé 🚀 €") == "ünï cødé 🚀 €"  # valid text as it is
     assert printable("a\ud800b") == "a\\ud800b"  # a lone surrogate of no byte
-
-
-def record(path: Path, method: str, seed: int, top1: float, macs: int) -> None:
-    path.mkdir(parents=True)
-    rec = {"status": "completed", "method": method, "model": "resnet8", "dataset": "synthetic", "seed": seed,
-           "config": {"seed": seed, "method": {}}, "top1": top1, "macs": macs, "macs_dense": 1000, "params": 10,
-           "params_dense": 20}  # fmt: skip
-    (path / "results.json").write_text(json.dumps(rec))
 
 
 def test_a_report_over_a_directory_name_that_is_not_utf8(tmp_path, capsys):

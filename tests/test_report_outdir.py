@@ -14,7 +14,7 @@ import sys
 import threading
 
 import pytest
-from conftest import ENV, ROOT
+from conftest import ENV, ROOT, record
 
 from svdbench import cli, errors
 from svdbench.report import build as build_module
@@ -24,21 +24,11 @@ from svdbench.report.tables import STEM_MAX, file_stems
 from svdbench.rundir import LOCK, RunLock
 
 
-def record(path, method, seed, top1, macs, **extra):
-    path.mkdir(parents=True)
-    rec = {"status": "completed", "method": method, "model": "resnet8", "dataset": "synthetic", "seed": seed,
-           "config": {"seed": seed, "method": {"energy": top1 / 1000}}, "top1": top1, "macs": macs,
-           "macs_dense": 1000, "params": 10, "params_dense": 20, **extra}  # fmt: skip
-    (path / "results.json").write_text(json.dumps(rec))
-
-
 @pytest.fixture()
-def runs(tmp_path):
-    src = tmp_path / "runs"
-    record(src / "d0", "dense", 0, 90.0, 1000)
-    record(src / "a0", "alpha", 0, 88.0, 500)
-    record(src / "b0", "beta", 0, 87.0, 400)
-    return src
+def runs(runs):
+    """The shared two runs and a third method (beta) to go away."""
+    record(runs / "b0", "beta", 0, 87.0, 400)
+    return runs
 
 
 def test_a_rerun_leaves_no_table_of_a_method_that_is_gone(runs, tmp_path):
