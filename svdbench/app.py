@@ -152,7 +152,7 @@ def take_job_dir() -> None:
         raw = OmegaConf.to_container(hc, resolve=False)
         names = hydra_names(raw, str(hc.job.name))
         if RunLock.held_elsewhere(hc.runtime.output_dir):  # another process logs there now: a put-back log
-            names = tuple(n for n in names if n == raw.get("output_subdir"))  # would erase its newest lines
+            names = tuple(n for n in names if n.endswith("/"))  # would erase its newest lines: the folder only
         HydraWrites.take(Path(hc.runtime.output_dir), names)
     except Exception:  # a name preflight refuses, a file that cannot be read: nothing to put back
         pass

@@ -28,6 +28,7 @@ import torch
 from torch import nn
 
 from .errors import OnnxCheckError, one_line
+from .held_dirs import check_in_place
 from .timing import Timing, random_input
 from .torch_utils import eval_mode
 
@@ -131,6 +132,7 @@ def export_onnx(
     Raises :class:`OnnxCheckError` if the outputs differ by more than ``atol + rtol * max|ref|``.
     """
     path = Path(path)
+    check_in_place(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     p = next(model.parameters(), None)
     net = model if p is None or p.device.type == "cpu" else copy.deepcopy(model).cpu()

@@ -416,7 +416,7 @@ def _check_dir_name(key: str, where: str) -> None:
 def hydra_names(raw: dict, job_name: str) -> tuple[str, ...]:
     """What Hydra writes into a job's directory, from its ``hydra`` node ``raw`` (unresolved): its log file
     (``hydra.job_logging``'s file handler; default ``<job name>.log``) and its output folder
-    (``hydra.output_subdir``; default ``.hydra``)."""
+    (``hydra.output_subdir``; default ``.hydra``), a folder's name ending in ``/`` (``.hydra/``)."""
     names = []
     handler = ((raw.get("job_logging") or {}).get("handlers") or {}).get("file") or {}
     log = str(handler.get("filename") or "")
@@ -432,10 +432,14 @@ def hydra_names(raw: dict, job_name: str) -> tuple[str, ...]:
         if "${" not in file:
             names.append(file)
     subdir = raw.get("output_subdir")
-    if subdir:
+    if subdir is not None:  # null: Hydra writes no folder
+        if str(subdir) == "":  # Hydra would write config.yaml, hydra.yaml, overrides.yaml into the run's root
+            raise InputError(f"hydra.output_subdir={subdir!r} would put Hydra's config.yaml, hydra.yaml and "
+                             "overrides.yaml in the run directory itself: give a folder name (default .hydra), or "
+                             "null for none")  # fmt: skip
         if not _plain(str(subdir)):
             raise InputError(f"hydra.output_subdir={subdir} must be a folder name in the run directory")
-        names.append(str(subdir))
+        names.append(f"{subdir}/")
     return tuple(names)
 
 
@@ -443,10 +447,10 @@ def _check_output_subdir(subdir: object, names: Sequence[str], points: Sequence[
     """``hydra.output_subdir`` is none of the names svdbench or Hydra write in the run directory (results.json,
     the lock, the checkpoints, the deployed model, Hydra's log, the operating points' directories): Hydra would
     make its folder there, in the way of the run's own file (InputError in one line, before anything is written)."""
-    if not subdir:
+    if subdir is None:
         return
     name = str(subdir)
-    log_files = names[:-1]  # hydra_names: the log file, then the output folder
+    log_files = [n for n in names if not n.endswith("/")]  # hydra_names: a folder's name ends in /
     reserved = {RESULTS_FILE, LOCK, *OWN_FILES, *log_files, *points}
     if name in reserved or re.fullmatch(r"stage_.*\.pt|deployed\..*", name):
         what = "an operating point's directory" if name in points else "a file svdbench or Hydra writes there"

@@ -28,6 +28,7 @@ import torch
 
 from . import __version__
 from .data import DATASET_KEYS
+from .held_dirs import check_in_place
 from .jsonfile import UnreadableFile, read_json
 from .macs import fvcore_version
 from .methods import METHODS
@@ -330,8 +331,10 @@ def _umask_mode(fd: int) -> None:
 
 
 def write_json_atomic(path: str | os.PathLike, data: Any) -> Path:
-    """Write ``data`` as JSON to ``path`` so a crash leaves the old file or none, never half a file."""
+    """Write ``data`` as JSON to ``path`` so a crash leaves the old file or none, never half a file; never into a
+    locked directory moved or removed meanwhile (DirectoryGone)."""
     path = Path(path)
+    check_in_place(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     beside = absolute(path.parent)  # as the system finds it (a '..' after a link is not dropped as text)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=beside)
@@ -360,8 +363,10 @@ def atomic_torch_save(obj: Any, path: str | os.PathLike) -> Path:
     """``torch.save`` to a temporary file, then rename: never a half-written file. The object is
     serialised in memory first and written with plain file I/O, so that a full disk is the OSError
     naming ``path`` (torch's own writer turns it into a RuntimeError and keeps the file open, its space
-    taken, until that exception is collected)."""
+    taken, until that exception is collected). Never into a locked directory moved or removed meanwhile
+    (DirectoryGone)."""
     path = Path(path)
+    check_in_place(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     buffer = io.BytesIO()
     try:

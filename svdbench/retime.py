@@ -129,7 +129,9 @@ def retime(path: Path, args: argparse.Namespace) -> str:
         raise ValueError(f"{path.name} is a link ({os.readlink(path)}): svdbench never writes through a link")
     with contextlib.ExitStack() as held:
         try:
-            held.enter_context(RunLock(path.parent))
+            held.enter_context(RunLock(path.parent, make=False))
+        except FileNotFoundError:  # moved or removed since it was found: never made again
+            return "skipped (its directory was moved or removed)"
         except LockBusy as err:  # another svdbench process (a run, another latency) writes this directory
             return f"skipped (in use by another svdbench process, pid {err.holder}: time it when that one has finished)"
         remove_orphans(path.parent)  # a killed earlier write's .results.json.*.tmp: no one else writes here now

@@ -23,6 +23,7 @@ from pathlib import Path
 import torch
 import yaml
 
+from . import held_dirs
 from .checkpoint import (
     CHECKPOINT,
     DENSE_CHECKPOINT,
@@ -60,7 +61,7 @@ CHECKPOINTS = (CHECKPOINT, *(f"stage_{s}.pt" for s in STAGES))
 #: the files a run of svdbench leaves in its directory besides results.json
 OWN_FILES = (*CHECKPOINTS, DENSE_CHECKPOINT, *DEPLOYED_FILES)
 #: what Hydra writes into a run's directory by default: its log and its output folder
-HYDRA_WRITES = ("run.log", ".hydra")
+HYDRA_WRITES = ("run.log", ".hydra/")  # what Hydra writes in a run directory: a folder's name ends in /
 #: the folder of a sweep's directory that records a job's failure where the job's own directory cannot take it
 #: (it holds another run's completed result, or another process holds it): ``<sweep dir>/.svdbench-failed-jobs/<num>``
 FAILED_JOBS = ".svdbench-failed-jobs"
@@ -195,7 +196,7 @@ def _our_checkpoint(path: Path) -> bool:
 
 
 def check_sweep_dir(
-    run_dir: str | os.PathLike, what: str = "sweep directory", hydra: Sequence[str] = (".hydra", "multirun.yaml")
+    run_dir: str | os.PathLike, what: str = "sweep directory", hydra: Sequence[str] = (".hydra/", "multirun.yaml")
 ) -> None:
     """A run's or a sweep's directory can be made and written, is no link, and holds no link nor a file of the
     wrong kind where svdbench or Hydra (``hydra``: its log file and output folder) write: InputError in one
@@ -234,11 +235,12 @@ def check_sweep_dir(
 
 
 def _hydra_paths(hydra: Sequence[str]) -> tuple[list[str], list[str]]:
-    """Hydra's names in a job's directory (``run.log``, ``.hydra``, ``multirun.yaml``) as its folders and the
-    files it writes there: ``([".hydra"], ["run.log", ".hydra/config.yaml", ".hydra/hydra.yaml", ...])``."""
-    folders = [n for n in hydra if "." not in n.strip(".")]  # .hydra, meta: folders; run.log, multirun.yaml: files
+    """Hydra's names in a job's directory (``run.log``, ``.hydra/``, ``multirun.yaml``; a folder's ends in ``/``,
+    whatever its name: ``cfg.v2/``) as its folders and the files it writes there:
+    ``([".hydra"], ["run.log", ".hydra/config.yaml", ".hydra/hydra.yaml", ...])``."""
+    folders = [n.rstrip("/") for n in hydra if n.endswith("/")]
     in_folders = [f"{d}/{f}" for d in folders for f in ("config.yaml", "hydra.yaml", "overrides.yaml")]
-    return folders, [*(n for n in hydra if n not in folders), *in_folders]
+    return folders, [*(n for n in hydra if not n.endswith("/")), *in_folders]
 
 
 def _hydra_file_of_ours(path: Path) -> bool:
@@ -299,9 +301,10 @@ class RunLock:
     #: locks this process took ahead of their ``with`` (:meth:`hold`), by absolute lock path: fd
     _held: dict[str, int] = {}
 
-    def __init__(self, run_dir: Path, name: str = LOCK, wait: bool = False) -> None:
+    def __init__(self, run_dir: Path, name: str = LOCK, wait: bool = False, make: bool = True) -> None:
         self.path = Path(run_dir) / name
         self.wait = wait  # block until the holder lets go, instead of an InputError
+        self.make = make  # False: a directory that is gone (moved, removed) is not made again: FileNotFoundError
         self.fd: int | None = None
         self.made: list[Path] = []  # the directories taking the lock made (a new run directory and its parents)
 
@@ -351,6 +354,7 @@ class RunLock:
             if self._held_by_parent():  # a worker of the sweep whose launching process holds the lock
                 RunLock.lender = os.environ[HOLDER_ENV]
                 _watch_lender()
+                held_dirs.register(self.path)
                 return self
             raise
 
@@ -395,7 +399,10 @@ class RunLock:
         parent = Path(os.path.abspath(self.path.parent))
         made = [p for p in [parent, *parent.parents] if not os.path.lexists(p)]  # what a failure removes again
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            if self.make:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+            elif not self.path.parent.is_dir():
+                raise FileNotFoundError(errno.ENOENT, "no such directory (moved or removed)", str(self.path.parent))
             while True:  # the holder unlinks the file before it lets go: a lock taken on an unlinked file is retried
                 fd = self._open_locked()
                 try:
@@ -418,6 +425,7 @@ class RunLock:
             raise
         self.fd = fd
         self.made = made
+        held_dirs.register(self.path, fd)
         return self
 
     def _not_a_lock(self) -> InputError:
@@ -473,8 +481,10 @@ class RunLock:
             os.close(fd)
 
     def __exit__(self, *exc) -> None:
+        held_dirs.forget(self.path)
         if self.fd is not None:
-            self.path.unlink(missing_ok=True)  # while still held: no one can take a lock on it meanwhile
+            if held_dirs.is_in_place(self.path, self.fd):  # moved away with its directory: the file there is another's
+                self.path.unlink(missing_ok=True)  # while still held: no one can take a lock on it meanwhile
             fcntl.flock(self.fd, fcntl.LOCK_UN)
             os.close(self.fd)
             self.fd = None

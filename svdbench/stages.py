@@ -25,6 +25,7 @@ from .checkpoint import CHECKPOINT, PreemptionGuard, RunCheckpoints
 from .deployed import ARCHITECTURE_FILE, WEIGHTS_FILE, document
 from .errors import CheckpointError, DivergedError, InputError, Preempted, one_line
 from .evaluation import recalibrate_batchnorm
+from .held_dirs import DirectoryGone
 from .latency import run_latency
 from .macs import analyze_macs, count_params
 from .methods.base import Method
@@ -85,6 +86,8 @@ def recorded(leg: Leg, guard: PreemptionGuard, contain: bool = False) -> Iterato
         if rec.status == "running":  # not fit, found once this leg had begun: its record says so, not "running"
             rec.status, rec.error = "failed", f"{type(err).__name__}: {err}"
             leg.write()
+        raise
+    except DirectoryGone:  # its directory moved or removed: nothing can be recorded there, nor any point go on
         raise
     except BaseException as err:
         rec.status, rec.error = "failed", f"{type(err).__name__}: {err}"

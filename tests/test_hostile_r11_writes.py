@@ -49,7 +49,7 @@ def completed_job(job: Path) -> dict[str, bytes]:
 def test_a_refused_job_puts_back_its_directorys_hydra_files_and_log(tmp_path):
     job = tmp_path / "sw" / "0"
     before = completed_job(job)
-    HydraWrites.take(job, ("run.log", ".hydra"))  # as Hydra starts the job
+    HydraWrites.take(job, ("run.log", ".hydra/"))  # as Hydra starts the job
     for name in before:  # what Hydra writes as the refused job starts
         (job / name).write_text("the refused job's\n")
     handler = logging.FileHandler(job / "run.log")  # Hydra's job log, open in the job's directory
@@ -67,7 +67,7 @@ def test_a_refused_job_puts_back_its_directorys_hydra_files_and_log(tmp_path):
 def test_a_jobs_snapshot_is_put_back_in_its_own_directory_only(tmp_path):
     job = tmp_path / "sw" / "0"
     completed_job(job)
-    HydraWrites.take(job, ("run.log", ".hydra"))
+    HydraWrites.take(job, ("run.log", ".hydra/"))
     (job / ".hydra" / "config.yaml").write_text("job 0's, as it ran on")
     HydraWrites.restore(tmp_path / "sw" / "1")  # job 1 refused in its own directory: nothing of job 0's touched
     assert (job / ".hydra" / "config.yaml").read_text() == "job 0's, as it ran on"

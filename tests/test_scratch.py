@@ -2,6 +2,7 @@
 and trained from scratch for the epochs of Scratch-E or Scratch-B; the source checked before any work."""
 
 import json
+import shutil
 
 import pytest
 import torch
@@ -72,6 +73,25 @@ def test_the_epochs_follow_scratch_e_and_scratch_b_and_are_recorded(source, comp
     assert details == {"source": str(src), "source_method": "l1_filter", "speedup_target": 2.0,
                        "source_speedup": speedup, "source_epochs": {"dense_start": 5, "after_start": 4},
                        "epochs_rule": "scratch_e", "epochs": 9}  # fmt: skip
+
+
+@pytest.mark.parametrize("change", ["remade", "gone"])
+def test_given_epochs_need_no_dense_start_after_training(change, source):
+    """A source whose dense start was remade or moved since: refused before training without method.epochs, and
+    with it, details() (after training) was a traceback (hostile round 19, r19a F2)."""
+    src, _ = source
+    dense = src.parent / "dense"
+    if change == "remade":
+        torch.save({"weight": torch.ones(2)}, dense / "dense.pt")  # another dense run made there since
+        res = json.loads((src / "results.json").read_text())
+        (src / "results.json").write_text(json.dumps({**res, "dense_start": "digest of the weights it started from"}))
+    else:
+        shutil.rmtree(dense)
+    with pytest.raises(ValueError, match="give method.epochs|no run to read its epochs from"):
+        Scratch.create(architecture_from=str(src)).starting_from(False)
+    details = Scratch.create(architecture_from=str(src), epochs=5).starting_from(False).details()
+    assert details["epochs_rule"] == "method.epochs" and details["epochs"] == 5
+    assert details["source_epochs"] == {"dense_start": None, "after_start": None}
 
 
 def test_without_a_source_it_is_dense_training(tiny_cfg):

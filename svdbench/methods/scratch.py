@@ -295,17 +295,22 @@ class Scratch(Method):
         return model
 
     def details(self) -> dict:
-        """The source run, its method and target, the epochs rule and the epochs trained."""
+        """The source run, its method and target, the epochs rule and the epochs trained; the source's epochs
+        are None where they cannot be worked out any more (its dense start remade or gone since it ran)."""
         if self.source is None:
             return {}
         res, rule = self.source.results, self.config.budget_rule
-        start, after = total_epochs(self.source.dir)
+        try:
+            start, after = total_epochs(self.source.dir)
+            worked_out: int | None = self.source.epochs(rule)
+        except ValueError:  # the source's dense start changed or went since (so method.epochs was given): unknown now
+            start = after = worked_out = None
         return {
             "source": str(self.source.dir),
             "source_method": res.get("method"),
             "speedup_target": self.source.speedup_target(),
             "source_speedup": res["macs_dense"] / res["macs"],
             "source_epochs": {"dense_start": start, "after_start": after},
-            "epochs_rule": rule if self.config.epochs == self.source.epochs(rule) else "method.epochs",
+            "epochs_rule": rule if self.config.epochs == worked_out else "method.epochs",
             "epochs": self.config.epochs,
         }

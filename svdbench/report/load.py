@@ -171,11 +171,28 @@ def load_runs(paths: Iterable[str | Path]) -> tuple[list[LoadedRun], list[Failed
                        "during its points (or is still making them); rerun it to finish them")  # fmt: skip
             cut.add(path.parent)
             continue
+        gone = gone_points(rec, path.parent)
+        if gone:
+            skip(path, f"operating point {gone[0]} is recorded as made, but its results.json is gone (moved or "
+                       "removed): the run is counted whole or not at all; rerun it to make it again")  # fmt: skip
+            cut.add(path.parent)
+            continue
         runs.append(LoadedRun(path, rec, configuration(rec.config, rec.method)))
     for run in [r for r in runs if r.rec.point_of is not None and r.path.parent.parent in cut]:
         runs.remove(run)  # a point of a run whose other points are missing: the run is counted whole or not at all
-        skip(run.path, f"an operating point of {run.path.parent.parent}, whose other points are pending")
+        skip(run.path, f"an operating point of {run.path.parent.parent}, whose other points are pending or gone")
     return runs, failed, skipped
+
+
+def gone_points(rec: RunRecord, run_dir: Path) -> list[str]:
+    """The labels of the operating points ``rec`` (a completed main result in ``run_dir``) records as completed
+    whose results.json is no longer there (its directory moved or removed since)."""
+    return [
+        str(p.get("label"))
+        for p in rec.operating_points or []
+        if isinstance(p, dict) and p.get("status") == "completed"
+        and not os.path.lexists(run_dir / str(p.get("label")) / RESULTS_FILE)
+    ]  # fmt: skip
 
 
 def pending_points(rec: RunRecord, run_dir: Path) -> list[str]:

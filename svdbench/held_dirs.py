@@ -1,0 +1,55 @@
+"""The directories this process writes under a lock (:class:`svdbench.rundir.RunLock`), each known by the
+identity (device, inode) of its lock file as taken. A writer asks :func:`check_in_place` before it writes:
+a directory moved or removed meanwhile is never made again at its old path, where a second command could
+take a new lock and two processes would then write one run (hostile round 19, r19b F1)."""
+
+from __future__ import annotations
+
+import os
+
+__all__ = ["DirectoryGone", "check_in_place", "forget", "is_in_place", "register"]
+
+#: absolute lock path -> (st_dev, st_ino) of the lock file this process took (or writes under, lent)
+_locks: dict[str, tuple[int, int]] = {}
+
+
+class DirectoryGone(OSError):
+    """A locked directory was moved or removed while this process wrote in it: nothing more is written there."""
+
+
+def _identity(path: str) -> tuple[int, int] | None:
+    try:
+        st = os.stat(path, follow_symlinks=False)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
+def register(lock_path: str | os.PathLike, fd: int | None = None) -> None:
+    """``lock_path`` is held by this process: the file of ``fd`` (its open lock), else the file there now."""
+    path = os.path.abspath(lock_path)
+    ident = (os.fstat(fd).st_dev, os.fstat(fd).st_ino) if fd is not None else _identity(path)
+    if ident is not None:
+        _locks[path] = ident
+
+
+def forget(lock_path: str | os.PathLike) -> None:
+    _locks.pop(os.path.abspath(lock_path), None)
+
+
+def is_in_place(lock_path: str | os.PathLike, fd: int) -> bool:
+    """Whether the file at ``lock_path`` is still the one open as ``fd`` (not moved away with its directory)."""
+    return _identity(os.path.abspath(lock_path)) == (os.fstat(fd).st_dev, os.fstat(fd).st_ino)
+
+
+def check_in_place(path: str | os.PathLike) -> None:
+    """Before a file is written at ``path``: every locked directory that holds it still holds the lock file this
+    process took there (not moved, not removed); DirectoryGone, in one line, otherwise."""
+    target = os.path.abspath(path)
+    for lock, ident in list(_locks.items()):
+        where = os.path.dirname(lock)
+        if target.startswith(where + os.sep) and _identity(lock) != ident:
+            raise DirectoryGone(
+                f"{where} was moved or removed while svdbench wrote in it: nothing more is written there (a new "
+                "directory at that path would be another run's)"
+            )

@@ -1,0 +1,123 @@
+"""Round 19 of the hostile pass. r19a (command line, files read): an empty ``hydra.output_subdir`` (Hydra writes
+its config into the run directory itself, over the user's files: F1), a scratch run given ``method.epochs`` whose
+source's dense start changed (tests/test_scratch.py: F2), an output folder with a dot in its name taken for a file
+(F3), a completed operating point whose directory is gone dropped from a report without a word (F4). r19b (files
+written, concurrency): a run directory moved or removed while a run or ``svdbench latency`` wrote in it, made
+again at its old path (F1)."""
+
+import argparse
+import json
+import shutil
+
+import pytest
+from conftest import record, refused
+
+from svdbench import held_dirs, preflight
+from svdbench.held_dirs import DirectoryGone
+from svdbench.report.load import load_runs
+from svdbench.results import RESULTS_FILE, atomic_torch_save, write_json_atomic
+from svdbench.retime import retime
+from svdbench.rundir import LOCK, RunLock, _hydra_paths
+from svdbench.stages import recorded
+
+# ------------------------------------------------ r19a F1, F3: hydra.output_subdir, empty or with a dot
+
+
+@pytest.mark.parametrize("value", ["''", ""])
+def test_an_empty_output_subdir_is_refused_and_the_users_files_kept(value, tmp_path, capsys, tiny):
+    """Hydra wrote config.yaml, hydra.yaml and overrides.yaml into the run directory itself, over the user's."""
+    run = tmp_path / "U"
+    run.mkdir()
+    (run / "config.yaml").write_text("mine")
+    err = refused(capsys, *tiny(), f"hydra.output_subdir={value}", f"hydra.run.dir={run}")
+    assert "would put Hydra's config.yaml, hydra.yaml and overrides.yaml in the run directory itself" in err
+    assert (run / "config.yaml").read_text() == "mine" and sorted(p.name for p in run.iterdir()) == ["config.yaml"]
+
+
+def test_an_output_folder_with_a_dot_in_its_name_is_a_folder(tmp_path, tiny):
+    """``cfg.v2`` was taken for a file: a rerun into a run's directory was refused ("cfg.v2 is not a regular file")."""
+    assert _hydra_paths(("run.log", "cfg.v2/")) == (
+        ["cfg.v2"], ["run.log", "cfg.v2/config.yaml", "cfg.v2/hydra.yaml", "cfg.v2/overrides.yaml"]
+    )  # fmt: skip
+    (tmp_path / "A" / "cfg.v2").mkdir(parents=True)  # as the first run left it
+    try:
+        preflight.preflight(["run.py", *tiny(), "hydra.output_subdir=cfg.v2", f"hydra.run.dir={tmp_path / 'A'}"])
+    finally:
+        RunLock.release_held()
+
+
+def test_a_file_at_an_output_folders_name_with_a_dot_is_refused(tmp_path, capsys, tiny):
+    """It ended in Hydra's FileExistsError traceback, leaving an empty run.log."""
+    (tmp_path / "B").mkdir()
+    (tmp_path / "B" / "cfg.v2").write_text("mine")
+    err = refused(capsys, *tiny(), "hydra.output_subdir=cfg.v2", f"hydra.run.dir={tmp_path / 'B'}")
+    assert "cfg.v2 is not a directory" in err and (tmp_path / "B" / "cfg.v2").read_text() == "mine"
+
+
+# ------------------------------------------------ r19a F4: a completed point whose directory is gone
+
+
+def test_a_run_whose_completed_point_is_gone_is_skipped_saying_so(tmp_path):
+    run = record(tmp_path / "A", operating_points=[{"label": "energy_0.1", "status": "completed"},
+                                                   {"label": "energy_0.2", "status": "completed"}])  # fmt: skip
+    for label in ("energy_0.1", "energy_0.2"):
+        record(run / label, top1=80.0, point_of=str(run))
+    assert len(load_runs([run])[0]) == 3
+    shutil.rmtree(run / "energy_0.1")
+    runs, _, skipped = load_runs([run])
+    assert runs == []  # counted whole or not at all
+    assert "operating point energy_0.1 is recorded as made, but its results.json is gone" in skipped[0][1]
+
+
+# ------------------------------------------------ r19b F1: a locked directory moved or removed meanwhile
+
+
+@pytest.mark.parametrize("how", ["moved", "removed"])
+@pytest.mark.parametrize("write", [write_json_atomic, atomic_torch_save])
+def test_a_locked_directory_moved_or_removed_is_never_made_again(how, write, tmp_path):
+    run = tmp_path / "P"
+    with RunLock(run):
+        write({"a": 1}, run / RESULTS_FILE) if write is atomic_torch_save else write(run / RESULTS_FILE, {"a": 1})
+        shutil.move(run, tmp_path / "P_old") if how == "moved" else shutil.rmtree(run)
+        args = ({"a": 2}, run / "energy_0.1" / "x.pt") if write is atomic_torch_save else (run / "energy_0.1" / "x", 2)
+        with pytest.raises(DirectoryGone, match=f"^{run} was moved or removed while svdbench wrote in it"):
+            write(*args)
+        assert not run.exists()
+    assert held_dirs._locks == {}
+
+
+def test_a_moved_runs_lock_does_not_remove_the_lock_of_the_run_now_at_its_path(tmp_path):
+    run = tmp_path / "P"
+    first = RunLock(run).__enter__()
+    shutil.move(run, tmp_path / "P_old")
+    with RunLock(run):  # a second command, at the old path
+        first.__exit__()
+        assert (run / LOCK).is_file()  # the second's: it was unlinked by the first's exit
+        write_json_atomic(run / RESULTS_FILE, {"still": "written"})
+
+
+def test_a_stage_does_not_record_into_a_directory_that_is_gone(tmp_path):
+    """A point (contained: one bad point does not stop the others) went on, and the run wrote its main record."""
+    leg = argparse.Namespace(
+        record=argparse.Namespace(status="running", error=None), write=None, label="p", dir=tmp_path
+    )
+    with pytest.raises(DirectoryGone), recorded(leg, guard=None, contain=True):
+        raise DirectoryGone("gone")
+    assert leg.record.status == "running"
+
+
+def test_latency_skips_a_run_whose_directory_is_gone_and_makes_nothing(tmp_path):
+    """It made the removed run's directory again, with the record it had read and its latency."""
+    run = record(tmp_path / "L8")
+    shutil.rmtree(run)
+    assert retime(run / RESULTS_FILE, argparse.Namespace()) == "skipped (its directory was moved or removed)"
+    assert not run.exists()
+
+
+def test_every_locked_write_is_checked(tmp_path):
+    """The lock of a run directory is what tells its writers that the directory is still where it was."""
+    with RunLock(tmp_path / "r"):
+        assert list(held_dirs._locks) == [str(tmp_path / "r" / LOCK)]
+        write_json_atomic(tmp_path / "r" / "ok.json", 1)
+        write_json_atomic(tmp_path / "elsewhere.json", 1)  # outside every locked directory: not asked
+    assert json.loads((tmp_path / "r" / "ok.json").read_text()) == 1
