@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import math
@@ -39,6 +40,7 @@ from .errors import (
     sigterm_raises,
     swallowed,
 )
+from .held_dirs import DirectoryGone, check_in_place
 from .methods import Method
 from .methods.base import METHOD_GROUPS
 from .pipeline import Run
@@ -148,6 +150,7 @@ def take_job_dir() -> None:
     except Exception:
         return
     HydraWrites.taken = None  # another job's
+    _stop_if_gone(Path(hc.runtime.output_dir), Path(os.path.abspath(str(hc.sweep.dir))))
     try:
         raw = OmegaConf.to_container(hc, resolve=False)
         names = hydra_names(raw, str(hc.job.name))
@@ -156,6 +159,20 @@ def take_job_dir() -> None:
         HydraWrites.take(Path(hc.runtime.output_dir), names)
     except Exception:  # a name preflight refuses, a file that cannot be read: nothing to put back
         pass
+
+
+def _stop_if_gone(job_dir: Path, sweep_dir: Path) -> None:
+    """A job whose directory, taken ahead by preflight, was moved or removed since (with the sweep's directory, or
+    alone): the sweep stops in one line, exit code 1, and the empty directories Hydra has just made again at the
+    old path are removed (Hydra has not written into them yet)."""
+    try:
+        check_in_place(job_dir / RESULTS_FILE)
+    except DirectoryGone as err:
+        for made in (job_dir, *[p for p in job_dir.parents if p == sweep_dir or sweep_dir in p.parents]):
+            with contextlib.suppress(OSError):
+                os.rmdir(made)  # only while empty
+        print(f"error: {one_line(err)}; the sweep stops", file=sys.stderr)
+        raise SystemExit(1) from None
 
 
 def _take_job_dir_first(configure_log: Callable) -> Callable:
@@ -390,6 +407,9 @@ def job(cfg: DictConfig) -> float | tuple[float, float]:
         logging.shutdown()  # the log file closed before what Hydra wrote is put back
         HydraWrites.restore()  # refused before the run began: the directory as it was
         raise SystemExit(2) from None
+    except DirectoryGone as err:  # nothing can be recorded there: a failure record would make it again
+        log.error("run failed: %s%s", one_line(err), "; the sweep stops" if multirun else "")
+        raise SystemExit(1) from None
     except (DivergedError, OSError) as err:  # not a bug: one line (the pipeline recorded it where it could)
         if multirun:
             record_failure(cfg, hc, run_dir, f"{type(err).__name__}: {err}", "run", _config(planned))

@@ -9,8 +9,9 @@ import os
 
 __all__ = ["DirectoryGone", "check_in_place", "forget", "is_in_place", "register"]
 
-#: absolute lock path -> (st_dev, st_ino) of the lock file this process took (or writes under, lent)
-_locks: dict[str, tuple[int, int]] = {}
+#: absolute lock path -> the identities (st_dev, st_ino) of the lock file this process took (or writes under,
+#: lent) and of its directory, as taken
+_locks: dict[str, tuple[tuple[int, int], tuple[int, int] | None]] = {}
 
 
 class DirectoryGone(OSError):
@@ -30,7 +31,7 @@ def register(lock_path: str | os.PathLike, fd: int | None = None) -> None:
     path = os.path.abspath(lock_path)
     ident = (os.fstat(fd).st_dev, os.fstat(fd).st_ino) if fd is not None else _identity(path)
     if ident is not None:
-        _locks[path] = ident
+        _locks[path] = ident, _identity(os.path.dirname(path))
 
 
 def forget(lock_path: str | os.PathLike) -> None:
@@ -46,10 +47,16 @@ def check_in_place(path: str | os.PathLike) -> None:
     """Before a file is written at ``path``: every locked directory that holds it still holds the lock file this
     process took there (not moved, not removed); DirectoryGone, in one line, otherwise."""
     target = os.path.abspath(path)
-    for lock, ident in list(_locks.items()):
+    for lock, (ident, folder) in list(_locks.items()):
         where = os.path.dirname(lock)
-        if target.startswith(where + os.sep) and _identity(lock) != ident:
+        if not target.startswith(where + os.sep) or _identity(lock) == ident:
+            continue
+        if folder is not None and _identity(where) == folder:  # the directory is in place, its lock file is not
             raise DirectoryGone(
-                f"{where} was moved or removed while svdbench wrote in it: nothing more is written there (a new "
-                "directory at that path would be another run's)"
+                f"{lock} was removed or replaced while svdbench wrote in {where}: nothing more is written there "
+                "(another command may write there now); rerun the same command to resume"
             )
+        raise DirectoryGone(
+            f"{where} was moved or removed while svdbench wrote in it: nothing more is written there (a new "
+            "directory at that path would be another run's)"
+        )

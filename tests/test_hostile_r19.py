@@ -3,7 +3,8 @@ its config into the run directory itself, over the user's files: F1), a scratch 
 source's dense start changed (tests/test_scratch.py: F2), an output folder with a dot in its name taken for a file
 (F3), a completed operating point whose directory is gone dropped from a report without a word (F4). r19b (files
 written, concurrency): a run directory moved or removed while a run or ``svdbench latency`` wrote in it, made
-again at its old path (F1)."""
+again at its old path (F1). Round 20 (r20b): a sweep's directory moved or removed (F1), a lock file removed from
+a directory still in place (F2), a report's staging directory left in a moved folder (F3)."""
 
 import argparse
 import json
@@ -12,8 +13,9 @@ import shutil
 import pytest
 from conftest import record, refused
 
-from svdbench import held_dirs, preflight
+from svdbench import app, held_dirs, preflight
 from svdbench.held_dirs import DirectoryGone
+from svdbench.report import outdir
 from svdbench.report.load import load_runs
 from svdbench.results import RESULTS_FILE, atomic_torch_save, write_json_atomic
 from svdbench.retime import retime
@@ -121,3 +123,57 @@ def test_every_locked_write_is_checked(tmp_path):
         write_json_atomic(tmp_path / "r" / "ok.json", 1)
         write_json_atomic(tmp_path / "elsewhere.json", 1)  # outside every locked directory: not asked
     assert json.loads((tmp_path / "r" / "ok.json").read_text()) == 1
+
+
+# ------------------------------------------------ round 20 (r20b): a sweep's directory gone, a lock removed, a report
+
+
+@pytest.mark.slow
+def test_a_sweep_whose_directory_is_moved_stops_in_one_line_and_makes_nothing_again(
+    tmp_path, start_run_py, wait_for_checkpoint, tiny
+):
+    """The failure record made the job's directory again at the old path, Hydra the next jobs' and the end-of-sweep
+    report its own: "0 runs, 2 failed", exit code 0."""
+    sweep = tmp_path / "S1"
+    proc = start_run_py("-m", *tiny(), "trainer.epochs=40", "seed=1,2", f"hydra.sweep.dir={sweep}")
+    wait_for_checkpoint(proc, sweep / "0", "train")
+    shutil.move(sweep, tmp_path / "S1_old")
+    out, err = proc.communicate(timeout=240)
+    err = out + err  # Hydra's console log is on stdout
+    assert proc.returncode == 1 and "was moved or removed while svdbench wrote in it" in err, err
+    assert "the sweep stops" in err and "Traceback" not in err
+    assert not sweep.exists() and (tmp_path / "S1_old" / "0" / "checkpoint.pt").is_file()  # resumable where it is
+
+
+def test_a_sweeps_job_whose_directory_was_removed_before_it_starts_stops_the_sweep(tmp_path, capsys):
+    sweep = tmp_path / "S3"
+    RunLock.hold(sweep / "1")  # as preflight takes the jobs' directories ahead
+    try:
+        shutil.rmtree(sweep / "1")
+        (sweep / "1").mkdir()  # as Hydra makes the job's directory again, before it writes there
+        with pytest.raises(SystemExit) as stop:
+            app._stop_if_gone(sweep / "1", sweep)
+        assert stop.value.code == 1 and not (sweep / "1").exists()
+        assert capsys.readouterr().err == (
+            f"error: {sweep / '1'} was moved or removed while svdbench wrote in it: nothing more is written there (a "
+            "new directory at that path would be another run's); the sweep stops\n"
+        )
+    finally:
+        RunLock.release_held()
+
+
+def test_a_removed_lock_file_is_said_to_be_the_lock_not_the_directory(tmp_path):
+    with RunLock(tmp_path / "Q2"):
+        (tmp_path / "Q2" / LOCK).unlink()
+        with pytest.raises(DirectoryGone, match=r"\.svdbench\.lock was removed or replaced while svdbench wrote in"):
+            write_json_atomic(tmp_path / "Q2" / RESULTS_FILE, {})
+
+
+def test_a_report_whose_parent_is_moved_meanwhile_leaves_no_staging_directory(tmp_path):
+    """Half a report (the staging directory) stayed in the moved folder: it was looked for at the old path."""
+    out = tmp_path / "RP" / "x" / "out"
+    with pytest.raises(OSError), outdir.staged(out) as tmp:
+        (tmp / "report.md").write_text("half")
+        shutil.move(tmp_path / "RP", tmp_path / "RPm")
+        raise OSError("the report was not written")
+    assert [p.name for p in (tmp_path / "RPm" / "x").iterdir() if p.name.endswith(".tmp")] == []

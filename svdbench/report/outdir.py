@@ -138,6 +138,16 @@ def _staged(out: Path, stem: str) -> Iterator[Path]:
     """:func:`staged` under ``out``'s lock."""
     _recover(out, stem)
     check_out(out)
+    parent = os.open(out.parent, os.O_RDONLY | os.O_DIRECTORY)  # tmp's folder, wherever it is moved meanwhile
+    try:
+        yield from _staged_in(out, stem, parent)
+    finally:
+        os.close(parent)
+
+
+def _staged_in(out: Path, stem: str, parent: int) -> Iterator[Path]:
+    """:func:`_staged` with ``parent``, the open directory the report is staged in: a staging directory is
+    removed from it even where ``--out``'s parent was moved meanwhile (it was left there, half a report)."""
     tmp = Path(tempfile.mkdtemp(prefix=stem, suffix=".tmp", dir=out.parent))
     umask = os.umask(0)
     os.umask(umask)
@@ -168,7 +178,7 @@ def _staged(out: Path, stem: str) -> Iterator[Path]:
         for name in kept:  # back where it was, before tmp goes
             with contextlib.suppress(OSError):
                 os.replace(tmp / name, out / name)
-        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.rmtree(tmp.name, dir_fd=parent, ignore_errors=True)
         raise
 
 
