@@ -334,7 +334,26 @@ def explain(err: BaseException) -> str:
         text = "${now:} needs a strftime pattern, e.g. ${now:%Y-%m-%d_%H-%M-%S}" + key
     if "LexerNoViableAltException" in text or "token recognition error" in text:  # a character the grammar reserves
         text += " (quote a value holding such characters: key='value', within the shell's own quotes)"
-    return text
+    return text + _remedy(str(err), text)
+
+
+#: Hydra's remedies, on the lines after its first one (which is all one_line keeps): said in the one line too
+REMEDIES = (
+    ("Ambiguous value for argument", " (a list is key=[a,b], a string key='a,b'; a sweep over the values needs -m)"),
+    ("No match in the defaults list", "To append to your default list use "),
+)
+
+
+def _remedy(full: str, text: str) -> str:
+    """The remedy Hydra gives for ``text`` on a later line of its message ``full``, as the end of the one line."""
+    for first, remedy in REMEDIES:
+        if first not in text:
+            continue
+        if not remedy.startswith("To "):
+            return remedy
+        line = next((x.strip() for x in full.splitlines() if x.strip().startswith(remedy)), "")
+        return f" (to add it, {line[len(remedy):]})" if line else ""
+    return ""
 
 
 def validate(cfg: DictConfig | dict, base: str | os.PathLike | None = None) -> Config:

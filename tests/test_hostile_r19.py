@@ -4,7 +4,8 @@ source's dense start changed (tests/test_scratch.py: F2), an output folder with 
 (F3), a completed operating point whose directory is gone dropped from a report without a word (F4). r19b (files
 written, concurrency): a run directory moved or removed while a run or ``svdbench latency`` wrote in it, made
 again at its old path (F1). Round 20 (r20b): a sweep's directory moved or removed (F1), a lock file removed from
-a directory still in place (F2), a report's staging directory left in a moved folder (F3)."""
+a directory still in place (F2), a report's staging directory left in a moved folder (F3); r20a: ``report --split``
+taking the paths (F2), Hydra's remedies dropped from the one line (F3); scratch's keys are in tests/test_scratch.py."""
 
 import argparse
 import json
@@ -13,7 +14,7 @@ import shutil
 import pytest
 from conftest import record, refused
 
-from svdbench import app, held_dirs, preflight
+from svdbench import app, cli, held_dirs, preflight
 from svdbench.held_dirs import DirectoryGone
 from svdbench.report import outdir
 from svdbench.report.load import load_runs
@@ -177,3 +178,25 @@ def test_a_report_whose_parent_is_moved_meanwhile_leaves_no_staging_directory(tm
         shutil.move(tmp_path / "RP", tmp_path / "RPm")
         raise OSError("the report was not written")
     assert [p.name for p in (tmp_path / "RPm" / "x").iterdir() if p.name.endswith(".tmp")] == []
+
+
+# ------------------------------------------------ round 20 (r20a): scratch's keys, report --split, Hydra's remedies
+
+
+def test_report_split_that_took_the_paths_says_so(capsys):
+    """It was argparse's "the following arguments are required: PATH", the path given."""
+    assert cli.main(["report", "--split", "method.speedup", "runs/dd"]) == 2
+    assert capsys.readouterr().err == (
+        "error: no PATH (a run or sweep directory) given: --split took 'runs/dd' as keys too; give the paths first, "
+        "or end --split's keys with --\n"
+    )
+
+
+@pytest.mark.parametrize(
+    "override, remedy",
+    [("seed=1,2", "(a list is key=[a,b], a string key='a,b'; a sweep over the values needs -m)"),
+     ("compare=fpgm", "(to add it, +compare=fpgm)")],
+)  # fmt: skip
+def test_hydras_remedy_is_kept_in_the_one_line(override, remedy, capsys, tiny):
+    """Only Hydra's first line was kept: "Ambiguous value for argument 'seed=1,2'", without "add --multirun"."""
+    assert refused(capsys, *tiny(), override).endswith(remedy)

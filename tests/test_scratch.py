@@ -94,6 +94,26 @@ def test_given_epochs_need_no_dense_start_after_training(change, source):
     assert details["source_epochs"] == {"dense_start": None, "after_start": None}
 
 
+@pytest.mark.parametrize(
+    "keys, message",
+    [({"budget_rule": "scratch_b", "epochs": 5}, "method.budget_rule=scratch_b and method.epochs=5: give one"),
+     ({"source": "svd/spatial"}, r"method.source=svd/spatial: it is worked out from method.architecture_from "
+                                 r"\(l1_filter\); leave it out")],
+)  # fmt: skip
+def test_a_key_scratch_works_out_itself_is_refused_not_dropped(keys, message, source):
+    """The run trained 5 epochs labelled budget_rule=scratch_b; a source of one's own became the worked-out one,
+    without a word (hostile round 20, r20a F1)."""
+    with pytest.raises(ValueError, match=message):
+        Scratch.create(architecture_from=str(source[0]), **keys).starting_from(False)
+    given = Scratch.create(architecture_from=str(source[0]), epochs=5).starting_from(False)
+    assert given.config.budget_rule is None and given.details()["epochs_rule"] == "method.epochs"
+
+
+def test_a_file_of_the_source_run_is_named_as_a_file(source):
+    with pytest.raises(ValueError, match=r"results.json is a file: give the run's directory \("):
+        Scratch.create(architecture_from=str(source[0] / "results.json"))
+
+
 def test_without_a_source_it_is_dense_training(tiny_cfg):
     method = Scratch()
     assert method.starting_from(True) is method and method.train_epochs is None and method.details() == {}

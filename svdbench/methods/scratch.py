@@ -145,8 +145,9 @@ class ScratchConfig(MethodConfig):
     # scratch; null: the dense architecture (plain dense training)
     architecture_from: str | None = None
     # scratch_e: as many epochs as the source took in all (its dense start + its epochs after it); scratch_b:
-    # the same compute (those epochs x dense MACs / deployed MACs, rounded)
-    budget_rule: str = "scratch_e"
+    # the same compute (those epochs x dense MACs / deployed MACs, rounded); null: scratch_e (recorded as worked
+    # out), or no rule where method.epochs is given (giving both is refused)
+    budget_rule: str | None = None
     # the train stage's epochs: null, from the source by budget_rule (recorded as worked out); with
     # architecture_from null: trainer.epochs
     epochs: int | None = None
@@ -159,7 +160,8 @@ class ScratchConfig(MethodConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        check_choice(self.budget_rule, RULES, "method.budget_rule")
+        if self.budget_rule is not None:
+            check_choice(self.budget_rule, RULES, "method.budget_rule")
         check(self.epochs is None or self.epochs >= 1, "method.epochs", f"must be >= 1, got {self.epochs}")
         if self.architecture_from is not None:
             Source(Path(self.architecture_from))  # exists, completed, with its deployed architecture
@@ -171,6 +173,8 @@ class Source:
 
     def __init__(self, run_dir: Path) -> None:
         self.dir = run_dir
+        if os.path.lexists(run_dir) and not run_dir.is_dir():  # RUN/results.json, RUN/deployed.json
+            raise ValueError(f"{KEY}: {run_dir} is a file: give the run's directory ({run_dir.parent})")
         if not (run_dir / "results.json").is_file():
             raise ValueError(f"{KEY}: {run_dir} holds no run (no results.json)")
         self.results = res = _read_results(run_dir)
@@ -245,9 +249,18 @@ class Scratch(Method):
             return self
         if trained:
             raise ValueError(f"method=scratch trains from random weights: init_from would be discarded ({KEY} is set)")
-        changes = {"source": self.source.label()}
+        label, given = self.source.label(), self.config.source
+        if given is not None and given != label:  # the report would group the run by it: never a label of one's own
+            raise ValueError(f"method.source={given}: it is worked out from {KEY} ({label}); leave it out")
+        if self.config.epochs is not None and self.config.budget_rule is not None:
+            raise ValueError(
+                f"method.budget_rule={self.config.budget_rule} and method.epochs={self.config.epochs}: give one "
+                "(method.epochs trains as many epochs as given, by no rule)"
+            )
+        changes: dict[str, Any] = {"source": label}
         if self.config.epochs is None:
-            changes["epochs"] = self.source.epochs(self.config.budget_rule)
+            changes["budget_rule"] = rule = self.config.budget_rule or "scratch_e"
+            changes["epochs"] = self.source.epochs(rule)
         return self.reconfigured(**changes)
 
     def check(self, model: nn.Module, input_shape) -> None:
@@ -302,7 +315,7 @@ class Scratch(Method):
         res, rule = self.source.results, self.config.budget_rule
         try:
             start, after = total_epochs(self.source.dir)
-            worked_out: int | None = self.source.epochs(rule)
+            worked_out: int | None = self.source.epochs(rule) if rule is not None else None
         except ValueError:  # the source's dense start changed or went since (so method.epochs was given): unknown now
             start = after = worked_out = None
         return {

@@ -17,7 +17,7 @@ from .build import NoResults, build_report, report_tables
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("paths", nargs="+", metavar="PATH", help="run or multirun directories (searched recursively)")
+    p.add_argument("paths", nargs="*", metavar="PATH", help="run or multirun directories (searched recursively)")
     p.add_argument("--out", default=None, help="output directory (default: <first PATH>/report)")
     p.add_argument(
         "--split",
@@ -68,6 +68,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """``svdbench report``: 0 when written, 1 when nothing was found (or W&B refused what ``--wandb`` logs),
     2 for a bad argument or path."""
+    if not args.paths:  # a list option before them (--split) takes every word after it
+        took = f": --split took {' '.join(args.split[1:])!r} as keys too; give the paths first, or end --split's " \
+               "keys with --" if len(args.split) > 1 else ""  # fmt: skip
+        print(f"error: no PATH (a run or sweep directory) given{took}", file=sys.stderr)
+        return 2
     given = [f"--{k}" for k, default in (("project", "svdbench"), ("entity", None), ("mode", None))
              if getattr(args, k) != default]  # fmt: skip
     if given and not args.wandb:  # W&B's settings without W&B: said, never ignored
