@@ -104,6 +104,19 @@ def _check_progress(state: dict, path: Path) -> None:
             raise CheckpointError(f"checkpoint {path} does not fit this run ({why})")
 
 
+def check_latest(path: Path, epochs: dict[str, int]) -> dict[str, Any]:
+    """``checkpoint.pt`` at ``path`` read as a resumed run reads it, for ``--plan``'s account of it: its form and
+    its training position, within ``epochs`` (the planned epochs of each stage); CheckpointError in one line."""
+    state = _require(load_checkpoint(path), LATEST_KEYS, path)
+    train = _require(state["train"], TRAIN_KEYS, path)
+    _check_progress(state, path)
+    stage, epoch, step = state["stage"], train["epoch"], train["step_in_epoch"]
+    if stage in epochs and (epoch, step) > (epochs[stage], 0):
+        raise CheckpointError(f"checkpoint {path} is at epoch {epoch!r}, step {step!r}: not a point of a stage of "
+                              f"{epochs[stage]} epochs")  # fmt: skip
+    return state
+
+
 def _train_state_problem(train: dict) -> str | None:
     """What is wrong with a saved training state's optimiser, schedule and generator states (their form,
     not their fit to a model: that is checked when they are loaded), None when nothing is."""

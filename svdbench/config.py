@@ -352,7 +352,7 @@ def _remedy(full: str, text: str) -> str:
         if not remedy.startswith("To "):
             return remedy
         line = next((x.strip() for x in full.splitlines() if x.strip().startswith(remedy)), "")
-        return f" (to add it, {line[len(remedy):]})" if line else ""
+        return f" (to add it, {line[len(remedy) :]})" if line else ""
     return ""
 
 

@@ -17,6 +17,7 @@ and nothing written (:func:`preflight`).
 from __future__ import annotations
 
 import copy
+import fnmatch
 import itertools
 import math
 import os
@@ -34,10 +35,11 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import Glob
 from hydra.core.utils import setup_globals
 from omegaconf import DictConfig, OmegaConf, open_dict
+from torch import nn
 
 from . import config as schema
 from . import distributed
-from .checkpoint import CHECKPOINT, architecture, check_dense_fits, dense_checkpoint_path, load_checkpoint
+from .checkpoint import CHECKPOINT, architecture, check_dense_fits, check_latest, dense_checkpoint_path
 from .command_line import CommandLine, check_hydra_flags, fail, parse_command_line, printing_line
 from .data import channels_and_classes, check_files
 from .dry_run import show_plan
@@ -91,6 +93,7 @@ def plan(cfg: DictConfig, base: str | None = None) -> RunPlan:
         method = cls(typed.method)
     except (ValueError, TypeError) as err:
         raise InputError(one_line(err)) from None
+    check_skip(typed)
     planned = make_plan(typed, method, base)
     if typed.dataset._target_ is None:
         check_files(typed.dataset)
@@ -349,6 +352,28 @@ def job_of(line: CommandLine, num: int, overrides: list[str], sweep_dir: str | N
     names = hydra_names(raw, str(cfg.hydra.job.name))
     _check_output_subdir(raw.get("output_subdir"), names, [label for label, _ in planned.method.operating_points()])
     return Job(num, overrides, planned, where, names, str(raw["sweep"]["subdir"]), named_dir=named)
+
+
+def check_skip(cfg) -> None:
+    """Every ``method.skip`` pattern matches a layer (a convolution or a linear layer) of the dense model by its
+    whole name (``layer1.0.conv1``, ``*.downsample.*``): a block's name (``layer1``) or a typo would leave every
+    layer compressed without a word; InputError in one line. Not checked where the model cannot be built from the
+    config alone (a dataset or model of one's own)."""
+    patterns = list(getattr(cfg.method, "skip", None) or [])
+    shape = channels_and_classes(cfg.dataset) if patterns else None
+    if shape is None:
+        return
+    try:
+        with torch.device("meta"):
+            model = build_from_config(cfg.model, shape[1], shape[0], weights=False)
+    except Exception:  # a model of one's own that needs real tensors: not checked here
+        return
+    layers = [n for n, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    for p in patterns:
+        if not any(fnmatch.fnmatchcase(n, p) for n in layers):
+            inside = [n for n in layers if n.startswith(f"{p}.")]
+            hint = f"; the layers in {p}: '{p}.*'" if inside else f" (its layers: {', '.join(layers[:3])}, ...)"
+            raise InputError(f"method.skip: {p!r} matches no layer of {cfg.model.name} by its whole name{hint}")
 
 
 def dense_architecture(cfg) -> dict[str, tuple[int, ...]] | None:
@@ -668,14 +693,15 @@ def directory_state(job: Job) -> str | None:
     if not job.plan.cfg.resume:
         return (f"replaces the {record.get('method')} run ({record.get('status')}) in {job.dir}: its results, "
                 "checkpoints, deployed model and operating points are removed first")  # fmt: skip
-    try:
-        latest = load_checkpoint(job.dir / CHECKPOINT) if (job.dir / CHECKPOINT).is_file() else None
-    except CheckpointError:
+    if not (job.dir / CHECKPOINT).is_file():
         return None
-    if latest is None:
-        return None
-    train = latest.get("train") or {}
-    return (f"resumes the cut run in {job.dir} at stage {latest.get('stage')}, epoch {train.get('epoch', 0) + 1} "
+    plan = job.plan
+    stages = [s for s in (plan.pretrain, *plan.before_compress, plan.finetune) if s is not None]
+    try:  # as the run reads it: one line, not a traceback or a position the run would refuse
+        latest = check_latest(job.dir / CHECKPOINT, {s.name: s.epochs for s in stages})
+    except CheckpointError as err:
+        fail(str(err))
+    return (f"resumes the cut run in {job.dir} at stage {latest['stage']}, epoch {latest['train']['epoch'] + 1} "
             "(the time below is the whole run's)")  # fmt: skip
 
 

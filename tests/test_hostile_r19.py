@@ -1,21 +1,28 @@
-"""Round 19 of the hostile pass. r19a (command line, files read): an empty ``hydra.output_subdir`` (Hydra writes
-its config into the run directory itself, over the user's files: F1), a scratch run given ``method.epochs`` whose
-source's dense start changed (tests/test_scratch.py: F2), an output folder with a dot in its name taken for a file
-(F3), a completed operating point whose directory is gone dropped from a report without a word (F4). r19b (files
-written, concurrency): a run directory moved or removed while a run or ``svdbench latency`` wrote in it, made
-again at its old path (F1). Round 20 (r20b): a sweep's directory moved or removed (F1), a lock file removed from
-a directory still in place (F2), a report's staging directory left in a moved folder (F3); r20a: ``report --split``
-taking the paths (F2), Hydra's remedies dropped from the one line (F3); scratch's keys are in tests/test_scratch.py."""
+"""Rounds 19 to 21 of the hostile pass.
+
+- r19a (command line, files read): an empty ``hydra.output_subdir`` (Hydra wrote its config into the run directory
+  itself, over the user's files: F1); an output folder with a dot in its name taken for a file (F3); a completed
+  operating point whose directory is gone dropped from a report without a word (F4); F2 is in tests/test_scratch.py.
+- r19b (files written, concurrency): a run directory moved or removed while a run or ``svdbench latency`` wrote in
+  it, made again at its old path (F1).
+- r20b: a sweep's directory moved or removed (F1), a lock file removed from a directory still in place (F2), a
+  report's staging directory left in a moved folder (F3). r20a: ``report --split`` taking the paths (F2), Hydra's
+  remedies dropped from the one line (F3); F1 (scratch's keys) is in tests/test_scratch.py.
+- r21a: a ``method.skip`` pattern that matches no layer (F1), ``--plan`` on a cut run's damaged checkpoint (F2), a
+  FIFO results.json of a scratch source (F3)."""
 
 import argparse
 import json
+import os
 import shutil
 
 import pytest
+import torch
 from conftest import record, refused
 
 from svdbench import app, cli, held_dirs, preflight
 from svdbench.held_dirs import DirectoryGone
+from svdbench.methods.scratch import Scratch
 from svdbench.report import outdir
 from svdbench.report.load import load_runs
 from svdbench.results import RESULTS_FILE, atomic_torch_save, write_json_atomic
@@ -200,3 +207,48 @@ def test_report_split_that_took_the_paths_says_so(capsys):
 def test_hydras_remedy_is_kept_in_the_one_line(override, remedy, capsys, tiny):
     """Only Hydra's first line was kept: "Ambiguous value for argument 'seed=1,2'", without "add --multirun"."""
     assert refused(capsys, *tiny(), override).endswith(remedy)
+
+
+# ------------------------------------------------ round 21 (r21a): skip patterns, --plan's checkpoint, a FIFO source
+
+
+@pytest.mark.parametrize(
+    "pattern, hint",
+    [("layer1", "; the layers in layer1: 'layer1.*'"), ("nosuch", " (its layers: conv1, layer1.0.conv1, ")],
+)
+@pytest.mark.parametrize("method", ["svd", "l1_filter", "trp"])
+def test_a_skip_pattern_that_matches_no_layer_is_refused(method, pattern, hint, capsys, tiny):
+    """It was ignored: every layer compressed, the run recorded as normal."""
+    err = refused(capsys, *tiny(), f"method={method}", f"method.skip=[{pattern}]", "--plan")
+    assert f"method.skip: '{pattern}' matches no layer of resnet8 by its whole name{hint}" in err, err
+
+
+def test_a_skip_pattern_of_whole_names_is_taken(capsys, tiny):
+    with pytest.raises(SystemExit) as done:
+        preflight.preflight(["run.py", *tiny(), "method=svd", "method.skip=[layer1.*,conv1]", "--plan"])
+    assert done.value.code == 0 and "a plan only" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "epoch, message", [("7", "epoch '7', step 0: not a position"), (999, "epoch 999, step 0: not a point of a stage")]
+)
+def test_plan_reads_a_cut_runs_checkpoint_as_the_run_does(epoch, message, tmp_path, capsys, tiny, run_py):
+    """--plan ended in a TypeError traceback (epoch '7'), or said it would resume at epoch 1000 of a 1-epoch stage."""
+    run = tmp_path / "c3"
+    args = [*tiny(), "method=dense", "keep_checkpoints=true", f"hydra.run.dir={run}"]
+    assert run_py(*args).returncode == 0
+    state = torch.load(run / "checkpoint.pt", weights_only=True)  # a cut run's, its position edited
+    state["train"]["epoch"] = epoch
+    torch.save(state, run / "checkpoint.pt")
+    rec = json.loads((run / RESULTS_FILE).read_text())
+    (run / RESULTS_FILE).write_text(json.dumps({**rec, "status": "running"}))
+    err = refused(capsys, *args, "--plan")
+    assert message in err and str(run / "checkpoint.pt") in err, err
+
+
+def test_a_source_whose_results_json_is_a_fifo_says_so(tmp_path):
+    """It said "holds no run (no results.json)"."""
+    (tmp_path / "n2").mkdir()
+    os.mkfifo(tmp_path / "n2" / RESULTS_FILE)
+    with pytest.raises(ValueError, match=r"results.json cannot be read \(not a regular file\)"):
+        Scratch.create(architecture_from=str(tmp_path / "n2"))

@@ -175,7 +175,7 @@ class Source:
         self.dir = run_dir
         if os.path.lexists(run_dir) and not run_dir.is_dir():  # RUN/results.json, RUN/deployed.json
             raise ValueError(f"{KEY}: {run_dir} is a file: give the run's directory ({run_dir.parent})")
-        if not (run_dir / "results.json").is_file():
+        if not os.path.lexists(run_dir / "results.json"):  # a FIFO or a directory there: "cannot be read", below
             raise ValueError(f"{KEY}: {run_dir} holds no run (no results.json)")
         self.results = res = _read_results(run_dir)
         if res.get("status") != "completed":
