@@ -15,7 +15,8 @@ _locks: dict[str, tuple[tuple[int, int], tuple[int, int] | None]] = {}
 
 
 class DirectoryGone(OSError):
-    """A locked directory was moved or removed while this process wrote in it: nothing more is written there."""
+    """A locked directory was moved or removed while this process wrote in it, or a folder in it replaced by a
+    link: nothing more is written there."""
 
 
 def _identity(path: str) -> tuple[int, int] | None:
@@ -60,3 +61,12 @@ def check_in_place(path: str | os.PathLike) -> None:
             f"{where} was moved or removed while svdbench wrote in it: nothing more is written there (a new "
             "directory at that path would be another run's)"
         )
+    for lock in _locks:  # a folder between the locked directory and the file, made a link meanwhile
+        where = os.path.dirname(lock)
+        if target.startswith(where + os.sep):
+            folder = os.path.dirname(target)
+            while len(folder) > len(where):
+                if os.path.islink(folder):
+                    raise DirectoryGone(f"{folder} became a link while svdbench wrote in {where}: svdbench never "
+                                        "writes through a link; nothing more is written there")  # fmt: skip
+                folder = os.path.dirname(folder)

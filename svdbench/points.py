@@ -17,6 +17,7 @@ from .checkpoint import BEFORE_COMPRESS, RunCheckpoints
 from .methods.base import Method
 from .plan import RunPlan
 from .results import RESULTS_FILE, RunRecord, dotted
+from .rundir import check_point_dir
 from .seeding import rng_state, set_rng_state
 from .stages import Leg, StageRunner, recorded
 from .workbench import Workbench
@@ -115,6 +116,7 @@ class OperatingPoints:
     def make_one(self, bench: Workbench, runner: StageRunner, leg: Leg, trained: Trained) -> None:
         """Compress, fine-tune and measure the point's copy of the trained model into ``leg``."""
         rec = leg.record
+        check_point_dir(self.dir, leg.label)  # as before the run: a link or another's folder put there meanwhile
         if distributed.is_main():
             leg.checkpoints.remove_orphans()  # a killed point's temporary files (a model-sized .deployed.pt.*.tmp)
         if self.plan.cfg.resume:

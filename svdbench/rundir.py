@@ -142,19 +142,26 @@ def check_run_dir(run_dir: str | os.PathLike, hydra: Sequence[str] = HYDRA_WRITE
     path = Path(os.path.abspath(run_dir))
     _check_owned(path)
     for label in points:
-        point = path / label
-        if point.is_symlink() or (point.exists() and not point.is_dir()):
-            kind = "a link" if point.is_symlink() else "not a directory"
-            raise InputError(f"run directory {_short(path)}: {label}, the directory of an operating point, is {kind}")
-        if point.is_dir():
-            _check_kinds(point, (LOCK, RESULTS_FILE, *OWN_FILES), (), "operating point")
-            _check_owned(point)
-            record = previous_record(point)
-            if record is not None and record.get("point_of") is None:
-                raise InputError(
-                    f"run directory {_short(path)}: {label}, the directory of an operating point, holds a run of its "
-                    "own: svdbench replaces only its own points; move that run elsewhere, or use another run directory"
-                )
+        check_point_dir(path, label)
+
+
+def check_point_dir(run_dir: Path, label: str) -> None:
+    """The directory of the operating point ``label`` of the run in ``run_dir``, before the run starts and again as
+    the point starts (a link or a folder of another's put there meanwhile): no link, no file in its place, no
+    foreign file, no run of its own. InputError in one line."""
+    path, point = Path(os.path.abspath(run_dir)), Path(os.path.abspath(run_dir)) / label
+    if point.is_symlink() or (point.exists() and not point.is_dir()):
+        kind = "a link" if point.is_symlink() else "not a directory"
+        raise InputError(f"run directory {_short(path)}: {label}, the directory of an operating point, is {kind}")
+    if point.is_dir():
+        _check_kinds(point, (LOCK, RESULTS_FILE, *OWN_FILES), (), "operating point")
+        _check_owned(point)
+        record = previous_record(point)
+        if record is not None and record.get("point_of") is None:
+            raise InputError(
+                f"run directory {_short(path)}: {label}, the directory of an operating point, holds a run of its "
+                "own: svdbench replaces only its own points; move that run elsewhere, or use another run directory"
+            )
 
 
 def _check_owned(path: Path) -> None:

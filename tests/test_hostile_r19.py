@@ -252,3 +252,54 @@ def test_a_source_whose_results_json_is_a_fifo_says_so(tmp_path):
     os.mkfifo(tmp_path / "n2" / RESULTS_FILE)
     with pytest.raises(ValueError, match=r"results.json cannot be read \(not a regular file\)"):
         Scratch.create(architecture_from=str(tmp_path / "n2"))
+
+
+# ------------------------------------------------ round 21 (r21b): links put in place while svdbench writes
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["link", "folder"])
+def test_a_point_folder_made_a_link_or_anothers_while_the_run_trains_is_never_written_into(
+    kind, tmp_path, start_run_py, wait_for_checkpoint, tiny
+):
+    """The point's record and model replaced the user's results.json and deployed.pt through the link, exit 0."""
+    user, run = tmp_path / "U2", tmp_path / "P2"
+    user.mkdir()
+    for name in ("results.json", "deployed.pt"):
+        (user / name).write_text("mine")
+    proc = start_run_py(*tiny(), "trainer.epochs=40", "method=svd", "method.energies=[0.1]", f"hydra.run.dir={run}")
+    wait_for_checkpoint(proc, run, "train")
+    if kind == "link":
+        (run / "energy_0.1").symlink_to(user)
+    else:
+        shutil.copytree(user, run / "energy_0.1")
+    out, err = proc.communicate(timeout=240)
+    said = "the directory of an operating point, is a link" if kind == "link" else "svdbench replaces only its own"
+    assert proc.returncode == 2 and said in out + err, out + err
+    where = user if kind == "link" else run / "energy_0.1"
+    assert sorted(p.name for p in where.iterdir()) == ["deployed.pt", "results.json"]
+    assert all((where / n).read_text() == "mine" for n in ("results.json", "deployed.pt"))
+
+
+def test_a_folder_made_a_link_in_a_locked_directory_is_never_written_through(tmp_path):
+    (tmp_path / "U").mkdir()
+    with RunLock(tmp_path / "P"):
+        (tmp_path / "P" / "energy_0.1").symlink_to(tmp_path / "U")
+        with pytest.raises(DirectoryGone, match=r"energy_0.1 became a link while svdbench wrote in"):
+            write_json_atomic(tmp_path / "P" / "energy_0.1" / RESULTS_FILE, {})
+    assert list((tmp_path / "U").iterdir()) == []
+
+
+def test_a_report_out_replaced_by_a_link_meanwhile_moves_nothing_of_its_target(tmp_path):
+    """Every file of the link's target was moved into the new report (a home directory: all of it)."""
+    out, user = tmp_path / "R6", tmp_path / "U6"
+    user.mkdir()
+    (user / "mine.txt").write_text("mine")
+    out.mkdir()
+    with pytest.raises(ValueError, match=r"was replaced \(by a link or another directory\) while this report"):
+        with outdir.staged(out) as tmp:
+            (tmp / "report.md").write_text("new")
+            out.rename(tmp_path / "R6x")
+            out.symlink_to(user)
+    assert out.is_symlink() and [p.name for p in user.iterdir()] == ["mine.txt"]
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
