@@ -5,13 +5,33 @@ take a new lock and two processes would then write one run (hostile round 19, r1
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 
-__all__ = ["DirectoryGone", "check_in_place", "forget", "is_in_place", "register"]
+__all__ = ["DirectoryGone", "check_in_place", "forget", "is_in_place", "register", "watched"]
 
 #: absolute lock path -> the identities (st_dev, st_ino) of the lock file this process took (or writes under,
 #: lent) and of its directory, as taken
 _locks: dict[str, tuple[tuple[int, int], tuple[int, int] | None]] = {}
+
+
+#: absolute folder -> its identity (st_dev, st_ino) when it was first written (:func:`watched`)
+_folders: dict[str, tuple[int, int] | None] = {}
+
+
+@contextlib.contextmanager
+def watched(folder: str | os.PathLike) -> Iterator[None]:
+    """Within the block, every write under ``folder`` (an operating point's directory, made here where it is not
+    yet) checks that ``folder`` is still the directory it was: not moved away, removed, or replaced by another's
+    folder (DirectoryGone)."""
+    path = os.path.abspath(folder)
+    os.makedirs(path, exist_ok=True)
+    _folders[path] = _identity(path)
+    try:
+        yield
+    finally:
+        _folders.pop(path, None)
 
 
 class DirectoryGone(OSError):
@@ -61,6 +81,10 @@ def check_in_place(path: str | os.PathLike) -> None:
             f"{where} was moved or removed while svdbench wrote in it: nothing more is written there (a new "
             "directory at that path would be another run's)"
         )
+    for folder, ident in list(_folders.items()):
+        if target.startswith(folder + os.sep) and _identity(folder) != ident:
+            raise DirectoryGone(f"{folder} was moved, removed or replaced while svdbench wrote in it: nothing more is "
+                                "written there")  # fmt: skip
     for lock in _locks:  # a folder between the locked directory and the file, made a link meanwhile
         where = os.path.dirname(lock)
         if target.startswith(where + os.sep):

@@ -14,6 +14,7 @@ from torch import nn
 
 from . import distributed
 from .checkpoint import BEFORE_COMPRESS, RunCheckpoints
+from .held_dirs import watched
 from .methods.base import Method
 from .plan import RunPlan
 from .results import RESULTS_FILE, RunRecord, dotted
@@ -114,9 +115,14 @@ class OperatingPoints:
         return rec
 
     def make_one(self, bench: Workbench, runner: StageRunner, leg: Leg, trained: Trained) -> None:
-        """Compress, fine-tune and measure the point's copy of the trained model into ``leg``."""
-        rec = leg.record
+        """Compress, fine-tune and measure the point's copy of the trained model into ``leg``, in its directory as
+        it was when the point started (checked before every write: :func:`svdbench.held_dirs.watched`)."""
         check_point_dir(self.dir, leg.label)  # as before the run: a link or another's folder put there meanwhile
+        with watched(self.dir / leg.label):
+            self._make_one(bench, runner, leg, trained)
+
+    def _make_one(self, bench: Workbench, runner: StageRunner, leg: Leg, trained: Trained) -> None:
+        rec = leg.record
         if distributed.is_main():
             leg.checkpoints.remove_orphans()  # a killed point's temporary files (a model-sized .deployed.pt.*.tmp)
         if self.plan.cfg.resume:

@@ -9,7 +9,9 @@
   report's staging directory left in a moved folder (F3). r20a: ``report --split`` taking the paths (F2), Hydra's
   remedies dropped from the one line (F3); F1 (scratch's keys) is in tests/test_scratch.py.
 - r21a: a ``method.skip`` pattern that matches no layer (F1), ``--plan`` on a cut run's damaged checkpoint (F2), a
-  FIFO results.json of a scratch source (F3)."""
+  FIFO results.json of a scratch source (F3). r21b: a point's directory made a link or another's folder during
+  training (F1), a report's ``--out`` replaced by a link meanwhile (F2).
+- r22b: another's folder moved into a point's directory while the point fine-tunes (F1)."""
 
 import argparse
 import json
@@ -303,3 +305,20 @@ def test_a_report_out_replaced_by_a_link_meanwhile_moves_nothing_of_its_target(t
             out.symlink_to(user)
     assert out.is_symlink() and [p.name for p in user.iterdir()] == ["mine.txt"]
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+
+
+# ------------------------------------------------ round 22 (r22b): another's folder moved into a point under way
+
+
+def test_a_folder_swapped_into_a_point_under_way_is_never_written_into(tmp_path):
+    """The point's record and model replaced the user's files (exit 0): the point was checked only as it started."""
+    point, user = tmp_path / "P2" / "energy_0.1", tmp_path / "U2"
+    user.mkdir()
+    (user / RESULTS_FILE).write_text("mine")
+    with RunLock(tmp_path / "P2"), held_dirs.watched(point):
+        atomic_torch_save({"epoch": 1}, point / "checkpoint.pt")
+        point.rename(tmp_path / "P2_moved")
+        user.rename(point)
+        with pytest.raises(DirectoryGone, match=r"energy_0.1 was moved, removed or replaced while svdbench wrote"):
+            write_json_atomic(point / RESULTS_FILE, {"status": "completed"})
+    assert (point / RESULTS_FILE).read_text() == "mine" and held_dirs._folders == {}
