@@ -98,18 +98,22 @@ def _check_progress(state: dict, path: Path) -> None:
         raise CheckpointError(
             f"checkpoint {path} is at epoch {train.get('epoch')!r}, step {train.get('step_in_epoch')!r}: not a position"
         )
+    if isinstance(train, dict) and not _count(train.get("step")):
+        raise CheckpointError(f"checkpoint {path} is at step {train.get('step')!r} in all: not a position")
+    history = train.get("history") if isinstance(train, dict) else []
+    if not (isinstance(history, list) and all(isinstance(h, dict) for h in history)):
+        raise CheckpointError(f"checkpoint {path} does not fit this run (its history is not a list of epochs)")
     if isinstance(train, dict):
         why = _train_state_problem(train)
         if why:
             raise CheckpointError(f"checkpoint {path} does not fit this run ({why})")
 
 
-def check_latest(path: Path, epochs: dict[str, int]) -> dict[str, Any]:
-    """``checkpoint.pt`` at ``path`` read as a resumed run reads it, for ``--plan``'s account of it: its form and
-    its training position, within ``epochs`` (the planned epochs of each stage); CheckpointError in one line."""
-    state = _require(load_checkpoint(path), LATEST_KEYS, path)
-    train = _require(state["train"], TRAIN_KEYS, path)
-    _check_progress(state, path)
+def check_position(state: dict[str, Any], path: Path, epochs: dict[str, int]) -> dict[str, Any]:
+    """``state``, the latest checkpoint read (:meth:`RunCheckpoints.load`) from ``path``, at a training position
+    within ``epochs`` (the planned epochs of each stage), for ``--plan``'s account of a cut run; CheckpointError
+    in one line."""
+    train = state["train"]
     stage, epoch, step = state["stage"], train["epoch"], train["step_in_epoch"]
     if stage in epochs and (epoch, step) > (epochs[stage], 0):
         raise CheckpointError(f"checkpoint {path} is at epoch {epoch!r}, step {step!r}: not a point of a stage of "

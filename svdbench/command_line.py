@@ -5,6 +5,7 @@ unambiguous abbreviation, and one line (exit code 2) for an option svdbench does
 
 from __future__ import annotations
 
+import os
 import sys
 from dataclasses import dataclass, field
 
@@ -131,6 +132,10 @@ def check_hydra_flags(args: list[str]) -> None:
     if flags & {"--shell-completion", "-sc"} and not any(a.split("=")[0] in ("install", "uninstall", "query")
                                                          for a in args if not a.startswith("-")):  # fmt: skip
         fail("--shell-completion needs install=bash, uninstall=bash or query=bash (Hydra's tab completion)")
+    if flags & {"--shell-completion", "-sc"} and any(a.startswith("query=") for a in args) and "COMP_LINE" not in \
+            os.environ:  # fmt: skip
+        fail("--shell-completion query=... is what the shell's completion calls (it reads $COMP_LINE): install the "
+             "completion with -sc install=bash")  # fmt: skip
 
 
 #: options that take the next argument as their value (or after "="); --info's value is optional

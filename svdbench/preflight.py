@@ -39,9 +39,17 @@ from torch import nn
 
 from . import config as schema
 from . import distributed
-from .checkpoint import CHECKPOINT, architecture, check_dense_fits, check_latest, dense_checkpoint_path
+from .checkpoint import (
+    CHECKPOINT,
+    RunCheckpoints,
+    architecture,
+    check_dense_fits,
+    check_position,
+    dense_checkpoint_path,
+)
 from .command_line import CommandLine, check_hydra_flags, fail, parse_command_line, printing_line
 from .data import channels_and_classes, check_files
+from .dense_start import dense_digest
 from .dry_run import show_plan
 from .errors import CheckpointError, InputError, one_line
 from .models import build_from_config, check_model_name
@@ -697,9 +705,11 @@ def directory_state(job: Job) -> str | None:
         return None
     plan = job.plan
     stages = [s for s in (plan.pretrain, *plan.before_compress, plan.finetune) if s is not None]
-    try:  # as the run reads it: one line, not a traceback or a position the run would refuse
-        latest = check_latest(job.dir / CHECKPOINT, {s.name: s.epochs for s in stages})
-    except CheckpointError as err:
+    checkpoints = RunCheckpoints(job.dir, plan.config, plan.method.name)
+    try:  # as the run reads it (form, config, start, position): one line, not a traceback or a resume the run refuses
+        checkpoints.load(start=dense_digest(plan.init_from) if plan.init_from else None)
+        latest = check_position(checkpoints.latest, job.dir / CHECKPOINT, {s.name: s.epochs for s in stages})
+    except (CheckpointError, InputError) as err:
         fail(str(err))
     return (f"resumes the cut run in {job.dir} at stage {latest['stage']}, epoch {latest['train']['epoch'] + 1} "
             "(the time below is the whole run's)")  # fmt: skip

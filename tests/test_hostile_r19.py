@@ -11,7 +11,9 @@
 - r21a: a ``method.skip`` pattern that matches no layer (F1), ``--plan`` on a cut run's damaged checkpoint (F2), a
   FIFO results.json of a scratch source (F3). r21b: a point's directory made a link or another's folder during
   training (F1), a report's ``--out`` replaced by a link meanwhile (F2).
-- r22b: another's folder moved into a point's directory while the point fine-tunes (F1)."""
+- r22b: another's folder moved into a point's directory while the point fine-tunes (F1). r22a: a report's default
+  ``--out`` under a mistyped first PATH (F1), a checkpoint's ``step`` (F2), ``--plan`` reading a cut run's
+  checkpoint as the run does (F3), the latency axis's remedy (F4), a hand-typed ``-sc query=bash`` (F6)."""
 
 import argparse
 import json
@@ -23,9 +25,10 @@ import torch
 from conftest import record, refused
 
 from svdbench import app, cli, held_dirs, preflight
+from svdbench.axes import latency_axis
 from svdbench.held_dirs import DirectoryGone
 from svdbench.methods.scratch import Scratch
-from svdbench.report import outdir
+from svdbench.report import build_report, outdir
 from svdbench.report.load import load_runs
 from svdbench.results import RESULTS_FILE, atomic_torch_save, write_json_atomic
 from svdbench.retime import retime
@@ -322,3 +325,58 @@ def test_a_folder_swapped_into_a_point_under_way_is_never_written_into(tmp_path)
         with pytest.raises(DirectoryGone, match=r"energy_0.1 was moved, removed or replaced while svdbench wrote"):
             write_json_atomic(point / RESULTS_FILE, {"status": "completed"})
     assert (point / RESULTS_FILE).read_text() == "mine" and held_dirs._folders == {}
+
+
+# ------------------------------------------------ round 22 (r22a): a mistyped first PATH, step, --plan, remedies
+
+
+def test_a_report_of_a_mistyped_first_path_makes_no_directory_there(tmp_path, capsys, monkeypatch):
+    """The report was written into typo_dir/report, made with its parents, exit 0."""
+    monkeypatch.chdir(tmp_path)
+    record(tmp_path / "dd", "dense")
+    assert cli.main(["report", "typo_dir", "dd"]) == 2
+    assert "typo_dir: no such directory" in capsys.readouterr().err and not (tmp_path / "typo_dir").exists()
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda s: s["train"].update(step=None), "is at step None in all: not a position"),
+    (lambda s: s["train"].update(history=5), "its history is not a list of epochs"),
+    (lambda s: s["config"]["trainer"].update(lr=9.0), "another config"),
+])  # fmt: skip
+def test_a_cut_runs_damaged_checkpoint_is_one_line_in_the_run_and_in_its_plan(
+    edit, message, tmp_path, capsys, tiny, run_py
+):
+    """The run ended in a TypeError traceback after 'resuming' (step None); --plan said it would resume a checkpoint
+    the run refuses (another config, a history that is not a list)."""
+    run = tmp_path / "c3"
+    args = [*tiny(), "method=dense", "keep_checkpoints=true", f"hydra.run.dir={run}"]
+    assert run_py(*args).returncode == 0
+    state = torch.load(run / "checkpoint.pt", weights_only=True)
+    edit(state)
+    torch.save(state, run / "checkpoint.pt")
+    rec = json.loads((run / RESULTS_FILE).read_text())
+    (run / RESULTS_FILE).write_text(json.dumps({**rec, "status": "running"}))
+    assert message in refused(capsys, *args, "--plan")
+    done = run_py(*args)
+    assert done.returncode == 2 and message in done.stdout + done.stderr and "Traceback" not in done.stderr
+
+
+def test_the_latency_axis_remedy_names_the_figures_runs_have(tmp_path, capsys):
+    """It said "time them with: svdbench latency DIR", which skips runs timed already ("has latency")."""
+    timed = {"runs": {"pytorch-eager/cpu": {"deployed": {"1": {"median_ms": 1.0}}, "dense": {"1": {"median_ms": 2.0}}}}}
+    record(tmp_path / "sv", latency=timed)
+    with pytest.raises(ValueError):
+        cli_report(tmp_path)
+    err = capsys.readouterr().err
+    assert "they have figures for --runtime pytorch-eager/cpu --batch 1" in err, err
+    assert "time them with: svdbench latency DIR --force --onnx --batch-sizes 64" in err, err
+
+
+def cli_report(tmp_path):
+    return build_report([tmp_path / "sv"], tmp_path / "out", axis=latency_axis("onnxruntime/cpu", 64))
+
+
+def test_a_hand_typed_shell_completion_query_is_one_line(capsys, monkeypatch):
+    """Hydra's KeyError: 'COMP_LINE' traceback."""
+    monkeypatch.delenv("COMP_LINE", raising=False)
+    assert "is what the shell's completion calls" in refused(capsys, "-sc", "query=bash")

@@ -92,6 +92,9 @@ def build_report(
         raise ValueError(f"--select {select!r}: expected val or test")
     if not paths:
         raise ValueError("no PATH given")
+    if out is None and not Path(paths[0]).exists():  # a mistyped first PATH: no directory is made at it
+        raise ValueError(f"{paths[0]}: no such directory, and the report goes to <first PATH>/report by default: "
+                         "give a PATH that exists first, or --out")  # fmt: skip
     out = Path(out) if out is not None else Path(paths[0]) / "report"
     if Path(paths[0]).is_file() and out == Path(paths[0]) / "report":
         out = Path(paths[0]).parent / "report"

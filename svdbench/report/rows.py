@@ -332,6 +332,22 @@ def on_axis(runs: Sequence[LoadedRun], axis: Axis, skipped: list[tuple[Path, str
     elif left:
         warn(
             f"{len(left)} of {len(runs)} runs have no latency figure for {axis.runtime} at batch {axis.batch} and "
-            f"are left out (first: {left[0].path}); time them with: svdbench latency DIR"
+            f"are left out (first: {left[0].path}); {_timing_remedy(left, axis)}"
         )
     return kept
+
+
+def _timing_remedy(left: Sequence[LoadedRun], axis: Axis) -> str:
+    """How to give runs without a figure on the latency ``axis`` one: the figures they have (``--runtime``,
+    ``--batch``), or the ``svdbench latency`` command that times what the axis asks (``--force`` for runs timed
+    already, ``--onnx`` for onnxruntime)."""
+    have: set[str] = set()
+    for r in left:
+        timed = (r.rec.latency or {}).get("runs") if isinstance(r.rec.latency, dict) else None
+        for runtime, figures in (timed or {}).items() if isinstance(timed, dict) else ():
+            batches = (figures or {}).get("deployed") if isinstance(figures, dict) else None
+            have.update(f"--runtime {runtime} --batch {b}" for b in (batches or {}) if isinstance(batches, dict))
+    onnx = " --onnx" if axis.runtime.startswith("onnxruntime") else ""
+    command = f"svdbench latency DIR{' --force' if have else ''}{onnx} --batch-sizes {axis.batch}"
+    figures = f"they have figures for {', '.join(sorted(have)[:4])}; or " if have else ""
+    return f"{figures}time them with: {command}"
