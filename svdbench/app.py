@@ -46,7 +46,16 @@ from .methods.base import METHOD_GROUPS
 from .pipeline import Run
 from .preflight import hydra_names, override_value, plan, preflight
 from .results import RESULTS_FILE, RunRecord, read_results, write_results
-from .rundir import HOLDER_ENV, HydraWrites, RunLock, clear_failed_job, failed_job_dir, previous_record
+from .rundir import (
+    HOLDER_ENV,
+    HydraWrites,
+    RunLock,
+    check_hydra_paths,
+    check_owned,
+    clear_failed_job,
+    failed_job_dir,
+    previous_record,
+)
 from .summary import summary
 
 log = logging.getLogger("svdbench")
@@ -154,6 +163,14 @@ def take_job_dir() -> None:
     try:
         raw = OmegaConf.to_container(hc, resolve=False)
         names = hydra_names(raw, str(hc.job.name))
+    except Exception:  # a name preflight refuses: nothing to look at or put back
+        return
+    try:  # a link put where Hydra writes since preflight (a job it could not check ahead: an Optuna trial)
+        check_hydra_paths(Path(hc.runtime.output_dir), names)
+    except InputError as err:
+        print(f"error: {one_line(err)}; the sweep stops", file=sys.stderr)
+        raise SystemExit(2) from None
+    try:
         if RunLock.held_elsewhere(hc.runtime.output_dir):  # another process logs there now: a put-back log
             names = tuple(n for n in names if n.endswith("/"))  # would erase its newest lines: the folder only
         HydraWrites.take(Path(hc.runtime.output_dir), names)
@@ -237,9 +254,9 @@ def record_failure(cfg: DictConfig, hc, run_dir: Path, reason: str, stage: str, 
     directory instead (:data:`svdbench.rundir.FAILED_JOBS`), so that the sweep's report counts the job as failed."""
     try:
         with RunLock(run_dir):
-            if _record_failure(cfg, hc, run_dir, reason, stage, config):
+            why = _record_failure(cfg, hc, run_dir, reason, stage, config)
+            if why is None:
                 return
-        why = f"{run_dir} holds a completed result, which is kept"
     except InputError as err:
         why = str(err)
     where = failed_job_dir(str(hc.sweep.dir), hc.job.num, run_dir)
@@ -265,20 +282,26 @@ def _job_dir(run_dir: Path, sweep_dir: str) -> str:
     return str(job.relative_to(sweep)) if job.is_relative_to(sweep) and job != sweep else str(job)
 
 
-def _record_failure(cfg: DictConfig, hc, run_dir: Path, reason: str, stage: str, config: dict | None) -> bool:
-    """Whether the failure is recorded in ``run_dir`` (written now, or already there); False where a completed
-    result there is kept."""
+def _record_failure(cfg: DictConfig, hc, run_dir: Path, reason: str, stage: str, config: dict | None) -> str | None:
+    """None where the failure is recorded in ``run_dir`` (written now, or already there); else why not: a
+    completed result there is kept, and so are files svdbench did not write (a results.json not its own, a deployed
+    model or checkpoint without one: a failure record beside them would make them the job's to replace)."""
     path = run_dir / RESULTS_FILE
     try:
-        old = read_results(path) if path.is_file() else None
+        old = read_results(path) if os.path.lexists(path) else None
     except (ValueError, OSError):
-        old = None
+        return f"{path} is not svdbench's, and is kept"
     if old is not None and old.get("error") == reason:
-        return True
+        return None
     if old is not None and old.get("status") == "completed":
-        return False
+        return f"{run_dir} holds a completed result, which is kept"
+    if old is None:
+        try:
+            check_owned(run_dir)
+        except (InputError, CheckpointError) as err:
+            return one_line(err)
     write_results(run_dir, _failure_record(cfg, hc, reason, stage, config))
-    return True
+    return None
 
 
 def _failure_record(cfg: DictConfig, hc, reason: str, stage: str, config: dict | None = None) -> RunRecord:

@@ -140,7 +140,7 @@ def check_run_dir(run_dir: str | os.PathLike, hydra: Sequence[str] = HYDRA_WRITE
     same rules: no link, no file in their place, no foreign file. InputError in one line."""
     check_sweep_dir(run_dir, "run directory", hydra)
     path = Path(os.path.abspath(run_dir))
-    _check_owned(path)
+    check_owned(path)
     for label in points:
         check_point_dir(path, label)
 
@@ -155,7 +155,7 @@ def check_point_dir(run_dir: Path, label: str) -> None:
         raise InputError(f"run directory {_short(path)}: {label}, the directory of an operating point, is {kind}")
     if point.is_dir():
         _check_kinds(point, (LOCK, RESULTS_FILE, *OWN_FILES), (), "operating point")
-        _check_owned(point)
+        check_owned(point)
         record = previous_record(point)
         if record is not None and record.get("point_of") is None:
             raise InputError(
@@ -164,7 +164,7 @@ def check_point_dir(run_dir: Path, label: str) -> None:
             )
 
 
-def _check_owned(path: Path) -> None:
+def check_owned(path: Path) -> None:
     if (path / RESULTS_FILE).is_file():
         return
     ours = _our_deployed(path)
@@ -267,6 +267,14 @@ def _hydra_file_of_ours(path: Path) -> bool:
     if path.name == "hydra.yaml":
         return isinstance(data, dict) and "hydra" in data
     return isinstance(data, dict) and {"model", "dataset", "method"} <= data.keys()
+
+
+def check_hydra_paths(path: Path, names: Sequence[str]) -> None:
+    """No link (nor a file where a folder goes) at the names Hydra writes in a job's directory ``path``
+    (:func:`svdbench.preflight.hydra_names`: a folder's name ends in ``/``), looked at before Hydra writes there;
+    InputError in one line."""
+    folders, files = _hydra_paths(names)
+    _check_kinds(path, files, folders, "job directory")
 
 
 def _check_kinds(path: Path, files: Sequence[str], folders: Sequence[str], what: str) -> None:

@@ -13,16 +13,20 @@
   training (F1), a report's ``--out`` replaced by a link meanwhile (F2).
 - r22b: another's folder moved into a point's directory while the point fine-tunes (F1). r22a: a report's default
   ``--out`` under a mistyped first PATH (F1), a checkpoint's ``step`` (F2), ``--plan`` reading a cut run's
-  checkpoint as the run does (F3), the latency axis's remedy (F4), a hand-typed ``-sc query=bash`` (F6)."""
+  checkpoint as the run does (F3), the latency axis's remedy (F4), a hand-typed ``-sc query=bash`` (F6).
+- r23b: a link where Hydra writes in a sweep's job (F1), a failure recorded over or beside another's files (F2, F3)."""
 
 import argparse
 import json
 import os
 import shutil
+from types import SimpleNamespace
 
 import pytest
 import torch
 from conftest import record, refused
+from omegaconf import OmegaConf
+from test_hostile_r10_writes import fake_hydra
 
 from svdbench import app, cli, held_dirs, preflight
 from svdbench.axes import latency_axis
@@ -380,3 +384,44 @@ def test_a_hand_typed_shell_completion_query_is_one_line(capsys, monkeypatch):
     """Hydra's KeyError: 'COMP_LINE' traceback."""
     monkeypatch.delenv("COMP_LINE", raising=False)
     assert "is what the shell's completion calls" in refused(capsys, "-sc", "query=bash")
+
+
+# ------------------------------------------------ round 23 (r23b): a sweep job's directory holding another's files
+
+
+@pytest.mark.parametrize(
+    "files", [{"results.json": '{"mine": 1}'}, {"deployed.json": '{"mine": 1}', "deployed.pt": "x"}]
+)
+def test_a_failure_is_never_recorded_over_or_beside_anothers_files(files, tmp_path):
+    """The failure record replaced the user's results.json; beside the user's deployed model it made those the job's
+    own, and the rerun replaced them."""
+    sweep = tmp_path / "SO"
+    job = sweep / "1"
+    job.mkdir(parents=True)
+    for name, text in files.items():
+        (job / name).write_text(text)
+    cfg = OmegaConf.create({"seed": 1, "model": {"name": "resnet8"}, "dataset": {"name": "synthetic"}})
+    app.record_failure(cfg, fake_hydra(sweep, 1), job, "InputError: holds files not svdbench's", stage="input")
+    assert {p.name: p.read_text() for p in job.iterdir()} == files
+    assert len(load_runs([sweep])[1]) == 1  # recorded beside the jobs: the sweep's report counts it
+
+
+@pytest.mark.parametrize("where", ["run.log", ".hydra/config.yaml", ".hydra"])
+def test_a_link_where_hydra_writes_in_a_job_stops_the_sweep_before_hydra_writes(where, tmp_path, capsys, monkeypatch):
+    """Hydra replaced the link's target with the job's config (or appended to it) before the job was refused."""
+    job, user = tmp_path / "SO2" / "1", tmp_path / "U"
+    user.mkdir()
+    (user / "config.yaml").write_text("mine")
+    (job / ".hydra").mkdir(parents=True, exist_ok=where != ".hydra")
+    if where == ".hydra":
+        (job / ".hydra").rmdir()
+    (job / where).symlink_to(user if where == ".hydra" else user / "config.yaml")
+    hc = OmegaConf.create({"mode": "MULTIRUN", "runtime": {"output_dir": str(job)}, "sweep": {"dir": str(job.parent)},
+                           "output_subdir": ".hydra", "job": {"name": "run"}, "job_logging": {"handlers": {"file": {
+                               "filename": "${hydra.runtime.output_dir}/${hydra.job.name}.log"}}}})  # fmt: skip
+    monkeypatch.setattr(app.HydraConfig, "get", staticmethod(lambda: hc))
+    monkeypatch.setattr(app, "RunMode", SimpleNamespace(MULTIRUN="MULTIRUN"))
+    with pytest.raises(SystemExit) as stop:
+        app.take_job_dir()
+    assert stop.value.code == 2 and "is a link" in capsys.readouterr().err
+    assert (user / "config.yaml").read_text() == "mine"
