@@ -425,3 +425,18 @@ def test_a_link_where_hydra_writes_in_a_job_stops_the_sweep_before_hydra_writes(
         app.take_job_dir()
     assert stop.value.code == 2 and "is a link" in capsys.readouterr().err
     assert (user / "config.yaml").read_text() == "mine"
+
+
+# ------------------------------------------------ round 23 (r23a): the latency axis's remedy on an edited record
+
+
+@pytest.mark.parametrize("deployed", [5, True, {"1": 5}, ["1"]])
+def test_the_latency_remedy_reads_an_edited_record_without_a_traceback(deployed, tmp_path, capsys):
+    """A TypeError traceback ('int' object is not iterable); {"1": 5}, no figure, was offered as one."""
+    record(tmp_path / "sv", latency={"runs": {"pytorch-eager/cpu": {"deployed": deployed, "dense": {"1": 2.0}}}})
+    with pytest.raises(ValueError, match="the warning above says which figures they have and how to time them"):
+        cli_report(tmp_path)
+    err = capsys.readouterr().err
+    assert (
+        "they have figures" not in err and "time them with: svdbench latency DIR --force --onnx --batch-sizes 64" in err
+    )

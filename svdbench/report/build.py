@@ -110,7 +110,8 @@ def build_report(
     targets = matched_targets(rows, reference, runtime, batch)
     if not rows and not failed:  # before anything is written: the previous report stays
         if loaded:
-            hint = " (time them: svdbench latency DIR)" if axis.is_latency else " (the warnings above say why)"
+            hint = " (the warning above says which figures they have and how to time them)" if axis.is_latency else \
+                " (the warnings above say why)"  # fmt: skip
             raise NoResults(f"none of the {loaded} completed runs has a figure on the axis: {axis.what}{hint}")
         raise NoResults(f"no usable results.json under {', '.join(map(str, paths))}")
     check_out(out)

@@ -337,17 +337,23 @@ def on_axis(runs: Sequence[LoadedRun], axis: Axis, skipped: list[tuple[Path, str
     return kept
 
 
+def _dict(v: object) -> dict:
+    return v if isinstance(v, dict) else {}
+
+
 def _timing_remedy(left: Sequence[LoadedRun], axis: Axis) -> str:
     """How to give runs without a figure on the latency ``axis`` one: the figures they have (``--runtime``,
     ``--batch``), or the ``svdbench latency`` command that times what the axis asks (``--force`` for runs timed
     already, ``--onnx`` for onnxruntime)."""
     have: set[str] = set()
-    for r in left:
-        timed = (r.rec.latency or {}).get("runs") if isinstance(r.rec.latency, dict) else None
-        for runtime, figures in (timed or {}).items() if isinstance(timed, dict) else ():
-            batches = (figures or {}).get("deployed") if isinstance(figures, dict) else None
-            have.update(f"--runtime {runtime} --batch {b}" for b in (batches or {}) if isinstance(batches, dict))
+    for r in left:  # a record of any form (an edited one too): only the figures the axis could read count
+        for runtime in _dict(_dict(r.rec.latency).get("runs")):
+            for b in _dict(_dict(r.rec.latency["runs"][runtime]).get("deployed")):
+                probe = Axis(axis.name, runtime=str(runtime), batch=int(b)) if str(b).isdigit() else None
+                if probe is not None and probe.value(r.rec) is not None and len(str(runtime)) <= 60:
+                    have.add(f"--runtime {runtime} --batch {b}")
     onnx = " --onnx" if axis.runtime.startswith("onnxruntime") else ""
-    command = f"svdbench latency DIR{' --force' if have else ''}{onnx} --batch-sizes {axis.batch}"
+    timed = any(_dict(r.rec.latency) for r in left)  # latency skips a run timed already, without --force
+    command = f"svdbench latency DIR{' --force' if timed else ''}{onnx} --batch-sizes {axis.batch}"
     figures = f"they have figures for {', '.join(sorted(have)[:4])}; or " if have else ""
     return f"{figures}time them with: {command}"
