@@ -261,8 +261,9 @@ def record_failure(cfg: DictConfig, hc, run_dir: Path, reason: str, stage: str, 
         why = str(err)
     where = failed_job_dir(str(hc.sweep.dir), hc.job.num, run_dir)
     try:
-        if where.parent.is_symlink():
-            raise InputError(f"{where.parent} is a link: svdbench never writes through it")
+        for p in (where.parent, where):
+            if p.is_symlink():
+                raise InputError(f"{p} is a link: svdbench never writes through it")
         with RunLock(where):
             old = previous_record(where)
             if old is not None and old.get("status") != "failed":

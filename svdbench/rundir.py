@@ -203,7 +203,9 @@ def _our_checkpoint(path: Path) -> bool:
 
 
 def check_sweep_dir(
-    run_dir: str | os.PathLike, what: str = "sweep directory", hydra: Sequence[str] = (".hydra/", "multirun.yaml")
+    run_dir: str | os.PathLike,
+    what: str = "sweep directory",
+    hydra: Sequence[str] = (".hydra/", "multirun.yaml", "optimization_results.yaml"),  # the last: Optuna's
 ) -> None:
     """A run's or a sweep's directory can be made and written, is no link, and holds no link nor a file of the
     wrong kind where svdbench or Hydra (``hydra``: its log file and output folder) write: InputError in one
@@ -233,6 +235,10 @@ def check_sweep_dir(
                 pass
     folders, files = _hydra_paths(hydra)
     _check_kinds(path, (LOCK, RESULTS_FILE, *OWN_FILES, *files), folders, what)
+    _check_foreign_yaml(path, files, what)
+
+
+def _check_foreign_yaml(path: Path, files: Sequence[str], what: str) -> None:
     foreign = [n for n in files if n.endswith(".yaml") and not _hydra_file_of_ours(path / n)]
     if foreign:
         raise InputError(
@@ -266,6 +272,8 @@ def _hydra_file_of_ours(path: Path) -> bool:
         return isinstance(data, list) and all(isinstance(o, str) for o in data)
     if path.name == "hydra.yaml":
         return isinstance(data, dict) and "hydra" in data
+    if path.name == "optimization_results.yaml":  # the Optuna sweeper's, beside multirun.yaml
+        return isinstance(data, dict) and data.get("name") == "optuna"
     return isinstance(data, dict) and {"model", "dataset", "method"} <= data.keys()
 
 
@@ -275,6 +283,7 @@ def check_hydra_paths(path: Path, names: Sequence[str]) -> None:
     InputError in one line."""
     folders, files = _hydra_paths(names)
     _check_kinds(path, files, folders, "job directory")
+    _check_foreign_yaml(path, files, "job directory")
 
 
 def _check_kinds(path: Path, files: Sequence[str], folders: Sequence[str], what: str) -> None:

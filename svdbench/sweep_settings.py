@@ -61,7 +61,8 @@ def check_report_out(node, sweep_dir: str, job_dirs: Iterable[tuple[str, Path]] 
         if where == d or where in d.parents or (name != "the sweep directory" and d in where.parents):
             how = "is" if where == d else ("holds" if where in d.parents else "lies inside")
             fail(printable(f"the sweep's report (hydra.callbacks.report) {where} {how} {name} {d}: the jobs write "
-                           "there; give the report a directory of its own (hydra.callbacks.report.out)"))  # fmt: skip
+                           "there; give the report a directory of its own "
+                           "(++hydra.callbacks.report.out=DIR)"))  # fmt: skip
     try:
         check_out(Path(str(out)))
     except ValueError as err:

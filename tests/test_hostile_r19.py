@@ -14,29 +14,35 @@
 - r22b: another's folder moved into a point's directory while the point fine-tunes (F1). r22a: a report's default
   ``--out`` under a mistyped first PATH (F1), a checkpoint's ``step`` (F2), ``--plan`` reading a cut run's
   checkpoint as the run does (F3), the latency axis's remedy (F4), a hand-typed ``-sc query=bash`` (F6).
-- r23b: a link where Hydra writes in a sweep's job (F1), a failure recorded over or beside another's files (F2, F3)."""
+- r23b: a link where Hydra writes in a sweep's job (F1), a failure recorded over or beside another's files (F2, F3).
+- r24b: a link at a failure record beside the jobs (F1), a user's YAML where Hydra writes in a job (F2), Optuna's
+  results file (F3); r24a: ImageNet's val/ of other class folders (F1, F2), a CIFAR batch of floats (F3)."""
 
 import argparse
 import json
 import os
+import pickle
 import shutil
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
 import torch
-from conftest import record, refused
+from conftest import imagenet_files, record, refused
 from omegaconf import OmegaConf
 from test_hostile_r10_writes import fake_hydra
 
 from svdbench import app, cli, held_dirs, preflight
 from svdbench.axes import latency_axis
+from svdbench.data.files import imagenet_splits, read_cifar_batch
+from svdbench.errors import DatasetError, InputError
 from svdbench.held_dirs import DirectoryGone
 from svdbench.methods.scratch import Scratch
 from svdbench.report import build_report, outdir
 from svdbench.report.load import load_runs
 from svdbench.results import RESULTS_FILE, atomic_torch_save, write_json_atomic
 from svdbench.retime import retime
-from svdbench.rundir import LOCK, RunLock, _hydra_paths
+from svdbench.rundir import FAILED_JOBS, LOCK, RunLock, _hydra_paths, check_sweep_dir
 from svdbench.stages import recorded
 
 # ------------------------------------------------ r19a F1, F3: hydra.output_subdir, empty or with a dot
@@ -440,3 +446,67 @@ def test_the_latency_remedy_reads_an_edited_record_without_a_traceback(deployed,
     assert (
         "they have figures" not in err and "time them with: svdbench latency DIR --force --onnx --batch-sizes 64" in err
     )
+
+
+# ------------------------------------------------ round 24: failure records, Hydra's files, Optuna's, data sets
+
+
+def test_a_failure_record_is_never_written_through_a_link_beside_the_jobs(tmp_path):
+    sweep, user = tmp_path / "FA2", tmp_path / "UA2"
+    (sweep / "1").mkdir(parents=True)
+    (sweep / "1" / RESULTS_FILE).write_text('{"mine": 1}')
+    (sweep / FAILED_JOBS).mkdir()
+    user.mkdir()
+    (sweep / FAILED_JOBS / "1").symlink_to(user)
+    cfg = OmegaConf.create({"seed": 1, "model": {"name": "resnet8"}, "dataset": {"name": "synthetic"}})
+    app.record_failure(cfg, fake_hydra(sweep, 1), sweep / "1", "InputError: not svdbench's", stage="input")
+    assert list(user.iterdir()) == [] and (sweep / "1" / RESULTS_FILE).read_text() == '{"mine": 1}'
+
+
+def test_a_users_yaml_where_hydra_writes_in_a_job_stops_the_sweep_and_is_kept(tmp_path, capsys, monkeypatch):
+    job = tmp_path / "OL5" / "1"
+    (job / ".hydra").mkdir(parents=True)
+    (job / ".hydra" / "hydra.yaml").write_text("mine: hy\n")
+    hc = OmegaConf.create({"mode": "MULTIRUN", "runtime": {"output_dir": str(job)}, "sweep": {"dir": str(job.parent)},
+                           "output_subdir": ".hydra", "job": {"name": "run"}})  # fmt: skip
+    monkeypatch.setattr(app.HydraConfig, "get", staticmethod(lambda: hc))
+    monkeypatch.setattr(app, "RunMode", SimpleNamespace(MULTIRUN="MULTIRUN"))
+    with pytest.raises(SystemExit) as stop:
+        app.take_job_dir()
+    assert stop.value.code == 2 and "holds .hydra/hydra.yaml, which no run of svdbench wrote" in capsys.readouterr().err
+    assert (job / ".hydra" / "hydra.yaml").read_text() == "mine: hy\n"
+
+
+@pytest.mark.parametrize("kind", ["link", "file"])
+def test_optunas_results_file_in_a_sweep_directory_is_checked_before_any_work(kind, tmp_path):
+    sweep = tmp_path / "MO2"
+    sweep.mkdir()
+    (tmp_path / "U").write_text("mine")
+    if kind == "link":
+        (sweep / "optimization_results.yaml").symlink_to(tmp_path / "U")
+    else:
+        (sweep / "optimization_results.yaml").write_text("mine: 1\n")
+    with pytest.raises(InputError, match="optimization_results.yaml"):
+        check_sweep_dir(sweep)
+    (sweep / "optimization_results.yaml").unlink()
+    (sweep / "optimization_results.yaml").write_text("name: optuna\nsolutions: []\n")  # a sweep's own, rerun
+    check_sweep_dir(sweep)
+
+
+@pytest.mark.parametrize("val", [("a", "c"), ("a", "b", "c", "zz")])
+def test_imagenet_val_of_other_class_folders_is_refused(val, tmp_path, tiny_cfg):
+    """Each tree numbered its own folders: val/c was scored as train's b (or a traceback for an extra class)."""
+    root = imagenet_files(tmp_path / "inet", ("a", "b", "c"), per_class=1)
+    shutil.rmtree(root / "val")
+    for c in val:
+        shutil.copytree(root / "train" / "a", root / "val" / c)
+    with pytest.raises(DatasetError, match=r"train/ and val/ hold other class folders \((val|train) lacks"):
+        imagenet_splits(SimpleNamespace(root=str(root), image_size=16, augment=False), 0)
+
+
+def test_a_cifar_batch_of_float_images_is_refused_not_cut_to_bytes(tmp_path):
+    path = tmp_path / "data_batch_1"
+    data = np.random.default_rng(0).random((4, 3072)).astype(np.float32)
+    path.write_bytes(pickle.dumps({b"data": data, b"labels": [0, 1, 2, 3]}))
+    with pytest.raises(DatasetError, match=r"holds float32 values, not bytes 0\.\.255"):
+        read_cifar_batch(path, b"labels")

@@ -232,6 +232,13 @@ def read_cifar_batch(path: Path, label_key: bytes) -> tuple[np.ndarray, np.ndarr
         raise DatasetError(f"cannot read {path}: not a CIFAR batch ({one_line(err, with_type=True)})") from None
     if not isinstance(d, dict) or b"data" not in d or label_key not in d:
         raise DatasetError(f"cannot read {path}: not a CIFAR batch (no {b'data'!r} and {label_key!r} entries)")
+    raw = np.asarray(d[b"data"]) if isinstance(d[b"data"], np.ndarray) else None
+    if (
+        raw is not None
+        and raw.dtype != np.uint8
+        and not (np.issubdtype(raw.dtype, np.integer) and (raw.size == 0 or (raw.min() >= 0 and raw.max() <= 255)))
+    ):  # a cast to bytes would cut floats in [0, 1] to 0 and wrap larger integers, without a word
+        raise DatasetError(f"cannot read {path}: its {b'data'!r} holds {raw.dtype} values, not bytes 0..255")
     try:
         x = np.asarray(d[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32)
         y = np.asarray(d[label_key], dtype=np.int64).reshape(-1)
@@ -332,4 +339,10 @@ def imagenet_splits(cfg, seed: int) -> DatasetSplits:
     train_tf = T.Compose(([T.RandomResizedCrop(size), T.RandomHorizontalFlip()] if cfg.augment else plain) + norm)
     train = datasets.ImageFolder(str(root / "train"), train_tf)
     test = datasets.ImageFolder(str(root / "val"), T.Compose(plain + norm))
+    if test.classes != train.classes:  # each tree numbers its own sorted folders: val's labels would be train's others
+        missing, extra = sorted(set(train.classes) - set(test.classes)), sorted(set(test.classes) - set(train.classes))
+        what = "; ".join(f"{w} {', '.join(names[:3])}" for w, names in (("val lacks", missing), ("train lacks", extra))
+                         if names)  # fmt: skip
+        raise DatasetError(f"{root}: train/ and val/ hold other class folders ({what}): each is labelled by its own "
+                           "sorted folders, so val's labels would be wrong")  # fmt: skip
     return DatasetSplits(train=train, test=test, num_classes=len(train.classes), input_shape=(3, size, size))
