@@ -9,7 +9,7 @@ import contextlib
 import os
 from collections.abc import Iterator
 
-__all__ = ["DirectoryGone", "check_in_place", "forget", "is_in_place", "register", "watched"]
+__all__ = ["DirectoryGone", "check_in_place", "forget", "identity", "is_in_place", "register", "watched"]
 
 #: absolute lock path -> the identities (st_dev, st_ino) of the lock file this process took (or writes under,
 #: lent) and of its directory, as taken
@@ -27,7 +27,7 @@ def watched(folder: str | os.PathLike) -> Iterator[None]:
     folder (DirectoryGone)."""
     path = os.path.abspath(folder)
     os.makedirs(path, exist_ok=True)
-    _folders[path] = _identity(path)
+    _folders[path] = identity(path)
     try:
         yield
     finally:
@@ -39,7 +39,8 @@ class DirectoryGone(OSError):
     link: nothing more is written there."""
 
 
-def _identity(path: str) -> tuple[int, int] | None:
+def identity(path: str | os.PathLike) -> tuple[int, int] | None:
+    """What is at ``path`` itself (a link is not followed), as (st_dev, st_ino); None where nothing is."""
     try:
         st = os.stat(path, follow_symlinks=False)
     except OSError:
@@ -47,12 +48,17 @@ def _identity(path: str) -> tuple[int, int] | None:
     return st.st_dev, st.st_ino
 
 
+def _of_fd(fd: int) -> tuple[int, int]:
+    st = os.fstat(fd)
+    return st.st_dev, st.st_ino
+
+
 def register(lock_path: str | os.PathLike, fd: int | None = None) -> None:
     """``lock_path`` is held by this process: the file of ``fd`` (its open lock), else the file there now."""
     path = os.path.abspath(lock_path)
-    ident = (os.fstat(fd).st_dev, os.fstat(fd).st_ino) if fd is not None else _identity(path)
+    ident = _of_fd(fd) if fd is not None else identity(path)
     if ident is not None:
-        _locks[path] = ident, _identity(os.path.dirname(path))
+        _locks[path] = ident, identity(os.path.dirname(path))
 
 
 def forget(lock_path: str | os.PathLike) -> None:
@@ -61,18 +67,20 @@ def forget(lock_path: str | os.PathLike) -> None:
 
 def is_in_place(lock_path: str | os.PathLike, fd: int) -> bool:
     """Whether the file at ``lock_path`` is still the one open as ``fd`` (not moved away with its directory)."""
-    return _identity(os.path.abspath(lock_path)) == (os.fstat(fd).st_dev, os.fstat(fd).st_ino)
+    return identity(os.path.abspath(lock_path)) == _of_fd(fd)
 
 
 def check_in_place(path: str | os.PathLike) -> None:
     """Before a file is written at ``path``: every locked directory that holds it still holds the lock file this
     process took there (not moved, not removed); DirectoryGone, in one line, otherwise."""
     target = os.path.abspath(path)
-    for lock, (ident, folder) in list(_locks.items()):
+    holding = [(lock, ident, folder) for lock, (ident, folder) in _locks.items()
+               if target.startswith(os.path.dirname(lock) + os.sep)]  # fmt: skip
+    for lock, ident, folder in holding:
         where = os.path.dirname(lock)
-        if not target.startswith(where + os.sep) or _identity(lock) == ident:
+        if identity(lock) == ident:
             continue
-        if folder is not None and _identity(where) == folder:  # the directory is in place, its lock file is not
+        if folder is not None and identity(where) == folder:  # the directory is in place, its lock file is not
             raise DirectoryGone(
                 f"{lock} was removed or replaced while svdbench wrote in {where}: nothing more is written there "
                 "(another command may write there now); rerun the same command to resume"
@@ -82,15 +90,13 @@ def check_in_place(path: str | os.PathLike) -> None:
             "directory at that path would be another run's)"
         )
     for folder, ident in list(_folders.items()):
-        if target.startswith(folder + os.sep) and _identity(folder) != ident:
+        if target.startswith(folder + os.sep) and identity(folder) != ident:
             raise DirectoryGone(f"{folder} was moved, removed or replaced while svdbench wrote in it: nothing more is "
                                 "written there")  # fmt: skip
-    for lock in _locks:  # a folder between the locked directory and the file, made a link meanwhile
-        where = os.path.dirname(lock)
-        if target.startswith(where + os.sep):
-            folder = os.path.dirname(target)
-            while len(folder) > len(where):
-                if os.path.islink(folder):
-                    raise DirectoryGone(f"{folder} became a link while svdbench wrote in {where}: svdbench never "
-                                        "writes through a link; nothing more is written there")  # fmt: skip
-                folder = os.path.dirname(folder)
+    for lock, _, _ in holding:  # a folder between the locked directory and the file, made a link meanwhile
+        where, folder = os.path.dirname(lock), os.path.dirname(target)
+        while len(folder) > len(where):
+            if os.path.islink(folder):
+                raise DirectoryGone(f"{folder} became a link while svdbench wrote in {where}: svdbench never "
+                                    "writes through a link; nothing more is written there")  # fmt: skip
+            folder = os.path.dirname(folder)

@@ -233,9 +233,7 @@ def check_sweep_dir(
                 os.rmdir(p)
             except OSError:
                 pass
-    folders, files = _hydra_paths(hydra)
-    _check_kinds(path, (LOCK, RESULTS_FILE, *OWN_FILES, *files), folders, what)
-    _check_foreign_yaml(path, files, what)
+    check_hydra_paths(path, hydra, what, also=(LOCK, RESULTS_FILE, *OWN_FILES))
 
 
 def _check_foreign_yaml(path: Path, files: Sequence[str], what: str) -> None:
@@ -277,13 +275,13 @@ def _hydra_file_of_ours(path: Path) -> bool:
     return isinstance(data, dict) and {"model", "dataset", "method"} <= data.keys()
 
 
-def check_hydra_paths(path: Path, names: Sequence[str]) -> None:
-    """No link (nor a file where a folder goes) at the names Hydra writes in a job's directory ``path``
-    (:func:`svdbench.preflight.hydra_names`: a folder's name ends in ``/``), looked at before Hydra writes there;
-    InputError in one line."""
+def check_hydra_paths(path: Path, names: Sequence[str], what: str = "job directory", also: Sequence[str] = ()) -> None:
+    """No link (nor a file where a folder goes), and no YAML file Hydra did not write for svdbench, at the names
+    Hydra writes in ``path`` (:func:`svdbench.preflight.hydra_names`: a folder's name ends in ``/``) and at
+    svdbench's own names ``also``, looked at before Hydra writes there; InputError in one line."""
     folders, files = _hydra_paths(names)
-    _check_kinds(path, files, folders, "job directory")
-    _check_foreign_yaml(path, files, "job directory")
+    _check_kinds(path, (*also, *files), folders, what)
+    _check_foreign_yaml(path, files, what)
 
 
 def _check_kinds(path: Path, files: Sequence[str], folders: Sequence[str], what: str) -> None:

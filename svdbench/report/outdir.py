@@ -29,6 +29,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from ..errors import printable
+from ..held_dirs import identity
 from ..jsonfile import read_json
 from ..paths import two_places
 from ..rundir import LockBusy, RunLock, remove_empty_dirs
@@ -145,15 +146,6 @@ def _staged(out: Path, stem: str) -> Iterator[Path]:
         os.close(parent)
 
 
-def _identity(path: Path) -> tuple[int, int, int] | None:
-    """What is at ``path`` itself (a link is not followed): its device, inode and type; None where nothing is."""
-    try:
-        st = os.lstat(path)
-    except FileNotFoundError:
-        return None
-    return st.st_dev, st.st_ino, stat.S_IFMT(st.st_mode)
-
-
 def _staged_in(out: Path, stem: str, parent: int) -> Iterator[Path]:
     """:func:`_staged` with ``parent``, the open directory the report is staged in: a staging directory is
     removed from it even where ``--out``'s parent was moved meanwhile (it was left there, half a report)."""
@@ -162,10 +154,10 @@ def _staged_in(out: Path, stem: str, parent: int) -> Iterator[Path]:
     os.umask(umask)
     os.chmod(tmp, 0o777 & ~umask)
     kept: list[str] = []  # what was moved from out into tmp: a W&B run, a note
-    before = _identity(out)
+    before = identity(out)
     try:
         yield tmp
-        if _identity(out) != before:  # a link, or another's directory, put at --out meanwhile: none of it is moved
+        if identity(out) != before:  # a link, or another's directory, put at --out meanwhile: none of it is moved
             raise ValueError(f"--out {out} was replaced (by a link or another directory) while this report was "
                              "written: left as it is, and the report not written; run it again")  # fmt: skip
         if out.is_dir():
