@@ -17,6 +17,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import itertools
+import os
 import statistics
 import time
 from collections.abc import Sequence
@@ -34,7 +35,7 @@ from .points import OperatingPoints
 from .stages import duration
 from .workbench import Workbench
 
-__all__ = ["StepTimes", "estimate_seconds", "show_plan", "step_times"]
+__all__ = ["Launch", "StepTimes", "estimate_seconds", "launch_of", "show_plan", "step_times"]
 
 #: the built-in data sets a run downloads where their files are missing (dataset.download)
 DOWNLOADED = ("fashion_mnist", "cifar10", "cifar100")
@@ -105,19 +106,65 @@ def estimate_seconds(epochs: int, data: DataBundle, times: StepTimes) -> float:
     return epochs * (len(data.train) * times.train + evals * times.eval)
 
 
+@dataclasses.dataclass(frozen=True)
+class Launch:
+    """How a sweep's launcher runs its jobs: ``at_once`` of them at a time on this machine (1: one after
+    another), or ``None`` where a scheduler decides (a cluster's)."""
+
+    at_once: int | None = 1
+
+    def phrase(self) -> str:
+        if self.at_once == 1:
+            return "one after another"
+        if self.at_once is None:
+            return "as the launcher's scheduler starts them"
+        return f"up to {self.at_once} at a time on this machine"
+
+    def total(self, seconds: float, count: int) -> str:
+        """The sweep's ``seconds`` of job time (its ``count`` jobs' sum) as the ``in all`` line says it."""
+        if self.at_once == 1:
+            return f"about {duration(seconds)}"
+        if self.at_once is None:
+            return f"about {duration(seconds)} of job time, the jobs' own (the wall time is the scheduler's)"
+        rounds = -(-count // self.at_once)  # ceil: the jobs in rounds of at_once, each the jobs' mean time
+        wall = seconds / count * rounds
+        return (f"about {duration(seconds)} of job time; {min(self.at_once, count)} at a time, about {duration(wall)} "
+                "if they do not slow each other (on shared cores they do)")  # fmt: skip
+
+
+def launch_of(launcher) -> Launch:
+    """The :class:`Launch` of a sweep's ``hydra.launcher`` node: the basic launcher runs its jobs one after
+    another, joblib's ``n_jobs`` of them at a time (``-k``: every core but ``k - 1``, joblib's rule; null:
+    joblib's default, every core), any other (submitit's) as its scheduler starts them."""
+    target = str(launcher.get("_target_", "") if launcher is not None else "")
+    if not target or target.endswith("BasicLauncher"):
+        return Launch(1)
+    if target.endswith("JoblibLauncher"):
+        n = launcher.get("n_jobs")
+        cores = os.cpu_count() or 1
+        n = cores if n is None else (n if n > 0 else max(cores + 1 + n, 1))
+        return Launch(n)
+    return Launch(None)
+
+
 def show_plan(
-    jobs: Sequence[tuple[str, RunPlan, Path]], sweep_dir: str | None = None, count: int | None = None
+    jobs: Sequence[tuple[str, RunPlan, Path]],
+    sweep_dir: str | None = None,
+    count: int | None = None,
+    launch: Launch = Launch(1),
 ) -> None:
     """Print each job's plan (``(label, plan, run directory)``; one job for a single run) with its
     estimated time, the sweep's total, and the config the first job records; nothing is written. A
     sweep of ``count`` jobs of which ``jobs`` are a sample (a grid too large to check whole, a sampling
-    sweeper's trials) says so, and its total is the shown jobs' mean times ``count``. A data set that is
-    not here yet (the run would download it) is said in one line instead of the counts."""
+    sweeper's trials) says so, and its total is the shown jobs' mean times ``count``; run by ``launch``
+    several at a time, the total is the jobs' time, and its wall time the mean job's times the rounds of
+    jobs that run at once. A data set that is not here yet (the run would download it) is said in one line instead of the
+    counts."""
     total, timed, measured = 0.0, 0, {}
     count = len(jobs) if count is None else count
     if sweep_dir is not None:
         shown = "" if count == len(jobs) else f"; shown: {len(jobs)} of them, a sample"
-        print(f"sweep of {count} job{'s' * (count != 1)} into {sweep_dir}, one after another{shown}:")
+        print(f"sweep of {count} job{'s' * (count != 1)} into {sweep_dir}, {launch.phrase()}{shown}:")
     for label, plan, run_dir in jobs:
         prefix = f"  job {label}: " if sweep_dir is not None else ""
         points = [p for p, _ in OperatingPoints(plan, run_dir).points]
@@ -148,7 +195,7 @@ def show_plan(
         )
     if sweep_dir is not None and count > 1 and timed:
         scaled = "" if count == len(jobs) else f" (the sample's mean times {count})"
-        print(f"in all: about {duration(total / timed * count)}{scaled}")
+        print(f"in all: {launch.total(total / timed * count, count)}{scaled}")
     first = jobs[0][1]
     print("# the config the first job records in results.json" if sweep_dir else "# the config this run records")
     print(OmegaConf.to_yaml(first.config), end="")

@@ -50,7 +50,7 @@ from .checkpoint import (
 from .command_line import CommandLine, check_hydra_flags, fail, parse_command_line, printing_line
 from .data import channels_and_classes, check_files
 from .dense_start import dense_digest
-from .dry_run import show_plan
+from .dry_run import Launch, launch_of, show_plan
 from .errors import CheckpointError, InputError, one_line
 from .models import build_from_config, check_model_name
 from .paths import two_places
@@ -593,7 +593,7 @@ def preflight(argv: list[str]) -> list[str]:
         if line.show_plan:
             count = len(jobs) if whole else (trials if trials is not None else grid)
             labelled = [(f"{job.num}{' (' + job.label + ')' if job.label else ''}", job) for job in jobs][:count]
-            _show_plan(labelled, sweep_dir, count)
+            _show_plan(labelled, sweep_dir, count, launch_of(OmegaConf.select(first, "hydra.launcher")))
         if whole and launcher.endswith(HOLDING_LAUNCHERS):
             for job in jobs:  # every job's lock, before Hydra writes into its directory: the basic launcher runs
                 try:  # the jobs in this process, joblib's in workers whose parent this process is
@@ -715,10 +715,12 @@ def directory_state(job: Job) -> str | None:
             "(the time below is the whole run's)")  # fmt: skip
 
 
-def _show_plan(jobs: Sequence[tuple[str, Job]], sweep_dir: str | None = None, count: int | None = None) -> None:
+def _show_plan(
+    jobs: Sequence[tuple[str, Job]], sweep_dir: str | None = None, count: int | None = None, launch: Launch = Launch(1)
+) -> None:
     """``--plan``: print the jobs' plans and exit 0 (:func:`svdbench.dry_run.show_plan`), nothing written."""
     try:
-        show_plan([(label, job.plan, job.dir) for label, job in jobs], sweep_dir, count)
+        show_plan([(label, job.plan, job.dir) for label, job in jobs], sweep_dir, count, launch)
     except InputError as err:
         fail(str(err))
     print("# a plan only: nothing was run or written (drop --plan to run it)")

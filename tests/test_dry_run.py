@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 from types import SimpleNamespace
 
+import pytest
 import yaml
+from omegaconf import OmegaConf
 
-from svdbench.dry_run import StepTimes, estimate_seconds, stage_epochs
+from svdbench.dry_run import Launch, StepTimes, estimate_seconds, launch_of, stage_epochs
 from svdbench.preflight import compose_config, plan
 
 
@@ -72,3 +75,37 @@ def test_plan_says_what_it_would_replace(tmp_path, run_py, tiny):
     shown = run_py(*tiny(), "method=trp", "resume=false", f"hydra.run.dir={run}", "--plan")
     assert shown.returncode == 0, shown.stderr
     assert shown.stdout.startswith(f"replaces the dense run (completed) in {run}: its results, checkpoints")
+
+
+@pytest.mark.parametrize(
+    "launcher, at_once",
+    [
+        ({"_target_": "hydra._internal.core_plugins.basic_launcher.BasicLauncher"}, 1),
+        ({"_target_": "hydra_plugins.hydra_joblib_launcher.joblib_launcher.JoblibLauncher", "n_jobs": 3}, 3),
+        ({"_target_": "hydra_plugins.hydra_joblib_launcher.joblib_launcher.JoblibLauncher", "n_jobs": -1}, 8),
+        ({"_target_": "hydra_plugins.hydra_joblib_launcher.joblib_launcher.JoblibLauncher", "n_jobs": -3}, 6),
+        ({"_target_": "hydra_plugins.hydra_joblib_launcher.joblib_launcher.JoblibLauncher", "n_jobs": None}, 8),
+        ({"_target_": "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher"}, None),
+    ],
+)
+def test_the_plan_knows_how_many_jobs_the_launcher_runs_at_once(launcher, at_once, monkeypatch):
+    """--plan said 'one after another' and summed the jobs' times for joblib's parallel launcher too."""
+    monkeypatch.setattr(os, "cpu_count", lambda: 8)  # joblib's rule: -k is every core but k - 1
+    assert launch_of(OmegaConf.create(launcher)).at_once == at_once
+
+
+def test_a_parallel_sweeps_total_is_job_time_and_rounds_of_jobs():
+    """5 jobs of 60 s on average, 2 at a time: 300 s of job time, 3 rounds of 60 s (ceil(5 / 2) = 3)."""
+    assert Launch(1).total(300, 5) == "about 5 min 00 s"
+    assert Launch(2).phrase() == "up to 2 at a time on this machine"
+    assert Launch(2).total(300, 5).startswith("about 5 min 00 s of job time; 2 at a time, about 3 min 00 s ")
+    assert Launch(8).total(300, 5).startswith("about 5 min 00 s of job time; 5 at a time, about 1 min 00 s ")
+    assert "scheduler" in Launch(None).phrase() and "scheduler" in Launch(None).total(300, 5)
+
+
+def test_plan_of_a_parallel_sweep_says_so(tmp_path, run_py, tiny):
+    shown = run_py("-m", *tiny(), "method=dense", "seed=0,1,2", "hydra/launcher=local_parallel",
+                   f"hydra.sweep.dir={tmp_path / 'sweep'}", "--plan")  # fmt: skip
+    assert shown.returncode == 0, shown.stderr
+    assert shown.stdout.startswith(f"sweep of 3 jobs into {tmp_path / 'sweep'}, up to 2 at a time on this machine:")
+    assert "of job time; 2 at a time, about " in shown.stdout and not (tmp_path / "sweep").exists()

@@ -244,14 +244,27 @@ def test_a_skip_pattern_of_whole_names_is_taken(capsys, tiny):
     assert done.value.code == 0 and "a plan only" in capsys.readouterr().out
 
 
+@pytest.fixture(scope="module")
+def kept_dense_run(tmp_path_factory, tiny, run_py):
+    """``kept_dense_run(run)``: a copy at ``run`` of one completed tiny dense run that kept its checkpoint, and the
+    overrides that rerun it there (one training for every test of a damaged checkpoint)."""
+    made = tmp_path_factory.mktemp("kept") / "run"
+    overrides = [*tiny(), "method=dense", "keep_checkpoints=true"]
+    assert run_py(*overrides, f"hydra.run.dir={made}").returncode == 0
+
+    def copy(run):
+        shutil.copytree(made, run)
+        return run, [*overrides, f"hydra.run.dir={run}"]
+
+    return copy
+
+
 @pytest.mark.parametrize(
     "epoch, message", [("7", "epoch '7', step 0: not a position"), (999, "epoch 999, step 0: not a point of a stage")]
 )
-def test_plan_reads_a_cut_runs_checkpoint_as_the_run_does(epoch, message, tmp_path, capsys, tiny, run_py):
+def test_plan_reads_a_cut_runs_checkpoint_as_the_run_does(epoch, message, tmp_path, capsys, kept_dense_run):
     """--plan ended in a TypeError traceback (epoch '7'), or said it would resume at epoch 1000 of a 1-epoch stage."""
-    run = tmp_path / "c3"
-    args = [*tiny(), "method=dense", "keep_checkpoints=true", f"hydra.run.dir={run}"]
-    assert run_py(*args).returncode == 0
+    run, args = kept_dense_run(tmp_path / "c3")
     state = torch.load(run / "checkpoint.pt", weights_only=True)  # a cut run's, its position edited
     state["train"]["epoch"] = epoch
     torch.save(state, run / "checkpoint.pt")
@@ -354,13 +367,11 @@ def test_a_report_of_a_mistyped_first_path_makes_no_directory_there(tmp_path, ca
     (lambda s: s["config"]["trainer"].update(lr=9.0), "another config"),
 ])  # fmt: skip
 def test_a_cut_runs_damaged_checkpoint_is_one_line_in_the_run_and_in_its_plan(
-    edit, message, tmp_path, capsys, tiny, run_py
+    edit, message, tmp_path, capsys, run_py, kept_dense_run
 ):
     """The run ended in a TypeError traceback after 'resuming' (step None); --plan said it would resume a checkpoint
     the run refuses (another config, a history that is not a list)."""
-    run = tmp_path / "c3"
-    args = [*tiny(), "method=dense", "keep_checkpoints=true", f"hydra.run.dir={run}"]
-    assert run_py(*args).returncode == 0
+    run, args = kept_dense_run(tmp_path / "c3")
     state = torch.load(run / "checkpoint.pt", weights_only=True)
     edit(state)
     torch.save(state, run / "checkpoint.pt")
