@@ -11,6 +11,7 @@ import math
 import os
 import pickle
 import shutil
+import stat
 from pathlib import Path
 
 import numpy as np
@@ -324,6 +325,35 @@ def _cifar_splits(name: str, cfg, num_classes: int) -> TensorSplits:
     )
 
 
+def image_file(path: str) -> bool:
+    """Whether an ImageFolder tree's ``path`` is an image to read: a name of an image type (torchvision's
+    list) naming a regular file (a link to one is followed). A FIFO, device or folder of such a name, or a
+    link to nothing, is a DatasetError (a FIFO would block the run at its first read, no signal ending it)."""
+    from torchvision.datasets.folder import IMG_EXTENSIONS, has_file_allowed_extension
+
+    if not has_file_allowed_extension(path, IMG_EXTENSIONS):
+        return False
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as err:
+        raise DatasetError(f"image {path} cannot be read ({err.strerror})") from None
+    if not stat.S_ISREG(mode):
+        raise DatasetError(f"image {path} is not a regular file")
+    return True
+
+
+def load_image(path: str):
+    """The RGB image at ``path`` (torchvision's PIL loader), opened as a regular file only: one put there since
+    the tree was read that is not (a FIFO would block) is a DatasetError."""
+    from PIL import Image
+
+    try:
+        with open_regular(path) as f:
+            return Image.open(f).convert("RGB")
+    except UnreadableFile as err:
+        raise DatasetError(f"image {path} is {err}") from None
+
+
 @register_dataset("imagenet", keys=("image_size",))
 def imagenet_splits(cfg, seed: int) -> DatasetSplits:
     """ImageFolder trees at ``cfg.root/train`` and ``cfg.root/val`` (the validation set serves as
@@ -337,8 +367,9 @@ def imagenet_splits(cfg, seed: int) -> DatasetSplits:
     norm = [T.ToTensor(), T.Normalize(mean, std)]
     plain = [T.Resize(int(size * 8 / 7)), T.CenterCrop(size)]
     train_tf = T.Compose(([T.RandomResizedCrop(size), T.RandomHorizontalFlip()] if cfg.augment else plain) + norm)
-    train = datasets.ImageFolder(str(root / "train"), train_tf)
-    test = datasets.ImageFolder(str(root / "val"), T.Compose(plain + norm))
+    files = {"loader": load_image, "is_valid_file": image_file}
+    train = datasets.ImageFolder(str(root / "train"), train_tf, **files)
+    test = datasets.ImageFolder(str(root / "val"), T.Compose(plain + norm), **files)
     if test.classes != train.classes:  # each tree numbers its own sorted folders: val's labels would be train's others
         missing, extra = sorted(set(train.classes) - set(test.classes)), sorted(set(test.classes) - set(train.classes))
         what = "; ".join(f"{w} {', '.join(names[:3])}" for w, names in (("val lacks", missing), ("train lacks", extra))
