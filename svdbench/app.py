@@ -15,7 +15,9 @@ import logging
 import math
 import os
 import shlex
+import signal
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -57,6 +59,7 @@ from .rundir import (
     previous_record,
 )
 from .summary import summary
+from .sweep_stop import GRACE_S, LEFT_RUNNING, workers_stop_first
 
 log = logging.getLogger("svdbench")
 
@@ -105,18 +108,24 @@ def launch(main: Callable[[], Any]) -> None:
     """Run Hydra's ``main`` (after :func:`start`); Ctrl-C reaching the launching process (a parallel launcher's
     pool, between jobs) is one line, exit code 130, instead of the pool's traceback: every job that was training
     saved its checkpoint and said how to resume."""
-    taken = len(RECEIVED)
-    try:
-        with sigterm_raises():  # outside training too (job set-up, between jobs): the locks let go at exit
+    taken, since = len(RECEIVED), time.time()
+    try:  # outside training too (job set-up, between jobs): the locks let go at exit; a parallel sweep's
+        with sigterm_raises(), workers_stop_first(since):  # workers save their checkpoints before the pool ends
             main()
             dropped = swallowed(taken)
             if dropped is not None:  # raised where Python dropped it (a weakref callback): the command ends now
                 raise dropped
     except KeyboardInterrupt as err:
         name, code = interrupted_by(err)
-        if JOBS_STARTED or os.environ.get(HOLDER_ENV):  # a parallel launcher's workers may have run some
-            print(f"interrupted ({name}): the jobs that were training saved their checkpoints; rerun the same "
-                  "command (with its hydra.sweep.dir) to resume", file=sys.stderr)  # fmt: skip
+        saved = "stopped (each resumes from its last epoch)" if name == "SIGINT" else "saved their checkpoints"
+        if LEFT_RUNNING:  # a parallel sweep's workers that did not stop within the grace: ended by the pool
+            left = ", ".join(str(d) for d in LEFT_RUNNING)
+            print(f"interrupted ({name}): the jobs in {left} were still running after {GRACE_S:.0f} s and were ended "
+                  f"(each resumes from its last saved checkpoint); the others {saved}; rerun the same command (with "
+                  "its hydra.sweep.dir) to resume", file=sys.stderr)  # fmt: skip
+        elif JOBS_STARTED or os.environ.get(HOLDER_ENV):  # a parallel launcher's workers may have run some
+            print(f"interrupted ({name}): the jobs that were training {saved}; rerun the same command (with its "
+                  "hydra.sweep.dir) to resume", file=sys.stderr)  # fmt: skip
         else:
             print(f"interrupted ({name}) before the first job started: nothing was trained; rerun the same "
                   "command to start", file=sys.stderr)  # fmt: skip
@@ -160,6 +169,9 @@ def take_job_dir() -> None:
         return
     HydraWrites.taken = None  # another job's
     _stop_if_gone(Path(hc.runtime.output_dir), Path(os.path.abspath(str(hc.sweep.dir))))
+    if RunLock.stopping_in(hc.runtime.output_dir):  # a parallel sweep stopping: its workers start no other job
+        print(f"job {hc.job.num} not started: the sweep is stopping", file=sys.stderr)
+        raise SystemExit(128 + signal.SIGTERM)
     try:
         raw = OmegaConf.to_container(hc, resolve=False)
         names = hydra_names(raw, str(hc.job.name))

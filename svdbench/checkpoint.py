@@ -291,8 +291,8 @@ class PreemptionGuard:
     def __init__(self, orphaned: Callable[[], bool] | None = None) -> None:
         self.signum: int | None = None
         self._previous: dict[int, Any] = {}
-        #: polled with the signals: true when the process this one works for is gone (a sweep's launching
-        #: process, killed: its workers stop as if they had received SIGTERM themselves)
+        #: polled with the signals: true when the process this one works for is gone or stopping (a sweep's
+        #: launching process, killed or stopped by a signal: its workers stop as if they had received SIGTERM)
         self.orphaned = orphaned
 
     def _handle(self, signum, frame) -> None:

@@ -158,8 +158,8 @@ def show_plan(
     sweep of ``count`` jobs of which ``jobs`` are a sample (a grid too large to check whole, a sampling
     sweeper's trials) says so, and its total is the shown jobs' mean times ``count``; run by ``launch``
     several at a time, the total is the jobs' time, and its wall time the mean job's times the rounds of
-    jobs that run at once. A data set that is not here yet (the run would download it) is said in one line instead of the
-    counts."""
+    jobs that run at once. A data set that is not here yet (the run would download it) is said in one line
+    instead of the counts."""
     total, timed, measured = 0.0, 0, {}
     count = len(jobs) if count is None else count
     if sweep_dir is not None:

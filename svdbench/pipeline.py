@@ -83,7 +83,7 @@ class Run:
             bench = Workbench(self.plan)
             if distributed.is_main():
                 log.info("%s", plan_line(self.plan, bench, self.dir, [label for label, _ in self.points.points]))
-            with PreemptionGuard(orphaned=RunLock.lender_gone) as guard:
+            with PreemptionGuard(orphaned=RunLock.lender_stops) as guard:
                 results = self._run(bench, StageRunner(self.plan, bench, guard, self.on_epoch), t_start)
         bench.close()
         return results

@@ -121,7 +121,7 @@ def test_an_interrupt_before_any_job_says_nothing_was_trained(monkeypatch, capsy
     monkeypatch.setattr(app, "JOBS_STARTED", 1)
     with pytest.raises(SystemExit):
         app.launch(main)
-    assert "the jobs that were training saved their checkpoints" in capsys.readouterr().err
+    assert "the jobs that were training stopped (each resumes from its last epoch)" in capsys.readouterr().err
 
 
 # --------------------------------------------- r12a F1, F2: a timm checkpoint_path of the data's shape, resolved

@@ -1,20 +1,31 @@
 """Round 25 of the hostile pass.
 
 - r25a: a FIFO (or another file that is not a regular one) among an ImageNet tree's images hung the run and
-  ``--plan`` in ``open()``, where no signal ended it (F1)."""
+  ``--plan`` in ``open()``, where no signal ended it (F1).
+- r25b: a parallel sweep's launching process stopped by a signal let joblib end its workers with SIGKILL at once:
+  a worker still saving its checkpoint lost it (a signal to the process group), or none saved any (a signal to the
+  launching process alone), and the command said they all had (F1)."""
 
 import contextlib
+import json
 import os
 import shutil
+import signal
+import subprocess
+import sys
 import threading
+import time
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
-from conftest import imagenet_files
+from conftest import ENV, ROOT, imagenet_files, record
 
+from svdbench import rundir, sweep_stop
 from svdbench.data.files import imagenet_splits, load_image
-from svdbench.errors import DatasetError
+from svdbench.errors import DatasetError, Terminated
+from svdbench.results import RESULTS_FILE
+from svdbench.rundir import HOLDER_ENV, LOCK, RunLock
 
 # ------------------------------------------------ r25a F1: an ImageNet tree's image that is not a regular file
 
@@ -67,3 +78,124 @@ def test_an_image_made_a_fifo_after_the_tree_was_read_never_blocks(tmp_path):
         unblock.cancel()
     shutil.copy(root / "val" / "a" / "0.png", tmp_path / "ok.png")
     assert np.asarray(load_image(str(tmp_path / "ok.png"))).shape == (40, 50, 3)
+
+
+# ------------------------------------------------ r25b F1: a parallel sweep's workers save before the pool ends
+
+
+def test_jobs_under_way_are_this_sweeps_running_records(tmp_path):
+    since = time.time()
+    now = [record(tmp_path / n, status=s) for n, s in (("run", "running"), ("done", "completed"), ("cut", "preempted"))]
+    old = record(tmp_path / "old", status="running")  # left running by an earlier, killed try of the sweep
+    os.utime(old / RESULTS_FILE, (since - 60, since - 60))
+    (tmp_path / "none").mkdir()
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / RESULTS_FILE).write_text("{")
+    dirs = [*now, old, tmp_path / "none", tmp_path / "bad"]
+    assert sweep_stop.under_way(dirs, since) == [now[0]]
+
+
+@pytest.fixture()
+def lending(tmp_path, monkeypatch):
+    """Two job directories whose locks this process took ahead and lent to (pretended) workers; released after."""
+    jobs = [tmp_path / "sweep" / n for n in "01"]
+    for job in jobs:
+        RunLock.hold(job)
+    monkeypatch.setenv(HOLDER_ENV, str(os.getpid()))
+    yield jobs
+    RunLock.release_held()
+
+
+@pytest.mark.parametrize("stops_after", [0.4, None])
+def test_a_stop_signal_waits_for_the_workers_jobs_to_stop_then_raises(stops_after, lending, capsys):
+    """The launching process raised at once (joblib then killed its workers mid-save). Now it marks the lent locks
+    stopping, waits for the jobs under way, at most the grace, and names those still running after it."""
+    since = time.time()
+    for job in lending:
+        record(job, status="running")
+    if stops_after is not None:  # the workers' jobs record that they stopped
+        threading.Timer(stops_after, lambda: [record(j, status="preempted") for j in lending]).start()
+    start = time.monotonic()
+    with pytest.raises(Terminated) as stop, sweep_stop.workers_stop_first(since, grace_s=1.5):
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(10)
+    waited = time.monotonic() - start
+    assert stop.value.signum == signal.SIGTERM
+    for job in lending:
+        assert (job / LOCK).read_text() == f"{os.getpid()} stopping"
+    if stops_after is None:
+        assert 1.5 <= waited < 5 and sweep_stop.LEFT_RUNNING == lending
+    else:
+        assert 0.4 <= waited < 1.5 and sweep_stop.LEFT_RUNNING == []
+    assert "stopping (SIGTERM): waiting for the jobs under way to stop" in capsys.readouterr().err
+
+
+def test_a_second_signal_stops_at_once(lending):
+    record(lending[0], status="running")
+    threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGINT)).start()
+    start = time.monotonic()
+    with pytest.raises(KeyboardInterrupt), sweep_stop.workers_stop_first(time.time() - 1, grace_s=30):
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(10)
+    assert time.monotonic() - start < 5 and sweep_stop.LEFT_RUNNING == [lending[0]]  # named as not stopped
+
+
+def test_a_process_that_lends_no_lock_keeps_its_handlers(monkeypatch):
+    monkeypatch.delenv(HOLDER_ENV, raising=False)
+    before = signal.getsignal(signal.SIGTERM)
+    with sweep_stop.workers_stop_first(time.time()):
+        assert signal.getsignal(signal.SIGTERM) is before
+
+
+def test_a_worker_sees_its_lender_stopping_in_the_lock_it_writes_under(tmp_path, monkeypatch):
+    """The worker stops at its next training step as on SIGTERM, without a signal that could reach it twice, and
+    starts no other job."""
+    parent = str(os.getppid())
+    lock = tmp_path / LOCK
+    lock.write_text(parent)
+    monkeypatch.setenv(HOLDER_ENV, parent)
+    monkeypatch.setattr(RunLock, "lender", parent)
+    monkeypatch.setattr(RunLock, "lent", str(lock))
+    monkeypatch.setattr(RunLock, "_stop_read", (0.0, False))
+    assert not RunLock.lender_stops() and not RunLock.stopping_in(tmp_path)
+    lock.write_text(f"{parent} stopping")
+    monkeypatch.setattr(RunLock, "_stop_read", (0.0, False))
+    assert RunLock.lender_stops() and RunLock.stopping_in(tmp_path)
+    lock.write_text(f"{int(parent) + 1} stopping")  # another's lock
+    monkeypatch.setattr(RunLock, "_stop_read", (0.0, False))
+    assert not RunLock.lender_stops() and not RunLock.stopping_in(tmp_path)
+
+
+def test_a_lock_marked_stopping_still_names_its_holder(lending):
+    RunLock.mark_stopping()
+    with pytest.raises(rundir.LockBusy) as busy:
+        RunLock.check_free(lending[0])
+    assert busy.value.holder == str(os.getpid()) and f"(pid {os.getpid()})" in str(busy.value)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("to", ["the launching process", "the process group"])
+def test_a_stopped_parallel_sweeps_workers_save_their_checkpoints_first(to, tmp_path, tiny):
+    """SIGTERM after each job's first epoch: each job records preempted with a checkpoint saved mid-epoch, later than
+    the first epoch's (before: none, or one of the two, was saved; the others stayed 'running')."""
+    sweep = tmp_path / "sweep"
+    argv = [sys.executable, str(ROOT / "run.py"), "-m", *tiny("dataset.num_train"), "dataset.num_train=2048",
+            "seed=0,1", "trainer.epochs=400", "hydra/launcher=local_parallel", f"hydra.sweep.dir={sweep}"]  # fmt: skip
+    proc = subprocess.Popen(argv, cwd=ROOT, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)  # fmt: skip
+    deadline = time.monotonic() + 240
+    checkpoints = [sweep / j / "checkpoint.pt" for j in "01"]
+    while not all(c.is_file() for c in checkpoints) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    first = [c.stat().st_mtime_ns for c in checkpoints]
+    time.sleep(0.5)  # into the next epoch
+    if to == "the process group":
+        os.killpg(proc.pid, signal.SIGTERM)
+    else:
+        proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + signal.SIGTERM and "Traceback" not in err + out, err[-3000:]
+    assert "interrupted (SIGTERM): the jobs that were training saved their checkpoints" in err
+    for c, before in zip(checkpoints, first, strict=True):
+        assert json.loads((c.parent / RESULTS_FILE).read_text())["status"] == "preempted"
+        assert c.stat().st_mtime_ns > before

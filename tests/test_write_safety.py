@@ -451,4 +451,4 @@ def test_ctrl_c_on_a_joblib_sweep_is_one_line_from_each_process(tmp_path, tiny):
     os.killpg(proc.pid, signal.SIGINT)
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 130 and "Traceback" not in err + out, err[-3000:]
-    assert "interrupted (SIGINT): the jobs that were training saved their checkpoints" in err
+    assert "interrupted (SIGINT): the jobs that were training stopped (each resumes from its last epoch)" in err
