@@ -7,6 +7,7 @@
   launching process alone), and the command said they all had (F1)."""
 
 import contextlib
+import fcntl
 import json
 import os
 import shutil
@@ -24,6 +25,8 @@ from conftest import ENV, ROOT, imagenet_files, record
 from svdbench import rundir, sweep_stop
 from svdbench.data.files import imagenet_splits, load_image
 from svdbench.errors import DatasetError, Terminated
+from svdbench.report import build as report_build
+from svdbench.report import build_report
 from svdbench.results import RESULTS_FILE
 from svdbench.rundir import HOLDER_ENV, LOCK, RunLock
 
@@ -199,3 +202,37 @@ def test_a_stopped_parallel_sweeps_workers_save_their_checkpoints_first(to, tmp_
     for c, before in zip(checkpoints, first, strict=True):
         assert json.loads((c.parent / RESULTS_FILE).read_text())["status"] == "preempted"
         assert c.stat().st_mtime_ns > before
+
+
+# ------------------------------------------------ r25b (noted): a report rerun moving a run under way in --out
+
+
+@pytest.mark.parametrize("when", ["before", "while the report is written"])
+def test_a_report_rerun_never_moves_a_run_under_way_in_its_out(when, runs, tmp_path, monkeypatch):
+    """A run directory of yours inside --out, its lock held by a run: a rerun moved it into the new report (and
+    back to the same path), where the run stopped at its next write, DirectoryGone."""
+    out = tmp_path / "report"
+    build_report([runs], out)
+    run = out / "mine" / "run1"
+    run.mkdir(parents=True)
+    fd = os.open(run / LOCK, os.O_RDWR | os.O_CREAT)
+    os.write(fd, b"4242")
+    if when == "before":
+        fcntl.flock(fd, fcntl.LOCK_EX)
+    else:  # the run starts after the report's first check
+        render = report_build.write_files
+
+        def start_run_then_render(*args, **kwargs):
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            return render(*args, **kwargs)
+
+        monkeypatch.setattr(report_build, "write_files", start_run_then_render)
+    try:
+        inode = os.stat(run).st_ino
+        with pytest.raises(ValueError, match=f"holds {run}, a run directory in use \\(pid 4242\\)"):
+            build_report([runs], out)
+        assert os.stat(run).st_ino == inode and (out / "summary.json").is_file()
+    finally:
+        os.close(fd)
+    build_report([runs], out)  # the run ended: taken into the new report as before
+    assert (run / LOCK).is_file()

@@ -32,7 +32,7 @@ from ..errors import printable
 from ..held_dirs import identity
 from ..jsonfile import read_json
 from ..paths import two_places
-from ..rundir import LockBusy, RunLock, remove_empty_dirs
+from ..rundir import LOCK, LockBusy, RunLock, remove_empty_dirs
 
 __all__ = ["REPORT_FILES", "check_out", "is_report_dir", "staged"]
 
@@ -106,6 +106,28 @@ def check_out(out: Path) -> None:
         raise ValueError(f"--out {out} is a mount point, which a report cannot replace: give a directory inside it")
     if out.is_dir() and os.path.lexists(out / KEPT) and _read_kept(out / KEPT) is None:
         raise _kept_clash(out)
+    if out.is_dir():
+        previous = _previous_files(out)
+        _check_no_run_under_way(out, [e.name for e in out.iterdir() if not previous(e.name)])
+
+
+def _check_no_run_under_way(out: Path, names: list[str]) -> None:
+    """None of ``out``'s entries ``names`` (folders of yours a report rerun moves into the new report) holds a
+    run directory another process writes in (its lock held): moved, even back to the same path, that run would
+    stop at its next write. ValueError in one line naming it."""
+    for name in names:
+        top = out / name
+        if top.is_symlink() or not top.is_dir():
+            continue
+        for here, _dirs, files in os.walk(top):
+            if LOCK in files:
+                try:
+                    RunLock.check_free(here)
+                except LockBusy as busy:
+                    raise ValueError(printable(
+                        f"--out {out} holds {here}, a run directory in use (pid {busy.holder}): a report rerun moves "
+                        "what --out holds, which would stop that run; wait for it to end, or give another --out"
+                    )) from None  # fmt: skip
 
 
 def _kept_clash(out: Path) -> ValueError:
@@ -170,6 +192,7 @@ def _staged_in(out: Path, stem: str, parent: int) -> Iterator[Path]:
                 raise _kept_clash(out)
             # KEPT: a list of svdbench's, left by a report killed after its swap; it goes with the old directory
             yours = [e.name for e in out.iterdir() if not previous(e.name) and e.name != KEPT]
+            _check_no_run_under_way(out, yours)  # one started since check_out: moved, it would stop
             _keep_mode(out, tmp)  # the directory as private (or as shared) as it was
             _write_kept(tmp, yours)  # before any is moved: a killed report's are found and put back
             for name in yours:  # keep what is not the report's (a W&B run, a note)
