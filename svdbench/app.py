@@ -59,7 +59,7 @@ from .rundir import (
     previous_record,
 )
 from .summary import summary
-from .sweep_stop import GRACE_S, LEFT_RUNNING, workers_stop_first
+from .sweep_stop import GRACE_S, LEFT_RUNNING, POOL_ENDED, WorkerLost, register_backend, workers_stop_first
 
 log = logging.getLogger("svdbench")
 
@@ -109,6 +109,8 @@ def launch(main: Callable[[], Any]) -> None:
     pool, between jobs) is one line, exit code 130, instead of the pool's traceback: every job that was training
     saved its checkpoint and said how to resume."""
     taken, since = len(RECEIVED), time.time()
+    if RunLock.lends():
+        register_backend()
     try:  # outside training too (job set-up, between jobs): the locks let go at exit; a parallel sweep's
         with sigterm_raises(), workers_stop_first(since):  # workers save their checkpoints before the pool ends
             main()
@@ -130,6 +132,19 @@ def launch(main: Callable[[], Any]) -> None:
             print(f"interrupted ({name}) before the first job started: nothing was trained; rerun the same "
                   "command to start", file=sys.stderr)  # fmt: skip
         raise SystemExit(code) from None
+    except SystemExit as err:  # a job of a parallel sweep ended it (its worker said why): the pool ended them all
+        if POOL_ENDED and err.code not in (0, None):
+            left = f"; still running after {GRACE_S:.0f} s, so ended: {', '.join(map(str, LEFT_RUNNING))}" if (
+                LEFT_RUNNING) else ""  # fmt: skip
+            print(f"the sweep stopped: a job ended it (exit code {err.code}; its lines above say why); the jobs under "
+                  f"way stopped and recorded it{left}; rerun the same command (with its hydra.sweep.dir) to resume",
+                  file=sys.stderr)  # fmt: skip
+        raise
+    except WorkerLost as err:  # a parallel launcher's worker killed (out of memory, say), and with it the others
+        print(f"error: a worker process of the sweep ended unexpectedly ({err.exit_codes()}; out of memory?), and the "
+              "pool ended the others: each of their jobs resumes from its last saved checkpoint; rerun the same "
+              "command (with its hydra.sweep.dir) to resume", file=sys.stderr)  # fmt: skip
+        raise SystemExit(1) from None
 
 
 #: the jobs this process has started (the default launcher runs a sweep's jobs in it)

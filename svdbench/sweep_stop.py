@@ -6,23 +6,28 @@ its jobs' locks to workers (:meth:`svdbench.rundir.RunLock.lend_to_workers`), a 
 SIGUSR1/2) first marks those locks stopping (each worker stops at its next training step as on SIGTERM and saves
 its checkpoint; none starts another job), waits up to :data:`GRACE_S` seconds for the jobs under way to record
 that they stopped, and only then raises as :func:`svdbench.errors.sigterm_raises` does. The same signal again
-raises at once."""
+raises at once. The pool's own abort (a worker killed, out of memory say, or a job that raised) waits so too."""
 
 from __future__ import annotations
 
 import contextlib
+import multiprocessing
 import os
 import signal
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
+
+from joblib import register_parallel_backend
+from joblib._parallel_backends import LokyBackend
 
 from .errors import RECEIVED, STOP_SIGNALS, Terminated
 from .results import RESULTS_FILE, read_results
 from .rundir import RunLock
 
-__all__ = ["GRACE_S", "under_way", "workers_stop_first"]
+__all__ = ["GRACE_S", "WorkerLost", "WorkersSaveFirst", "register_backend", "under_way", "workers_stop_first"]
 
 #: how long the launching process waits for its workers' jobs to save their checkpoints (systemd gives a stopped
 #: service 90 s, the SLURM launcher's configuration 120 s)
@@ -47,35 +52,101 @@ def under_way(dirs: list[Path], since: float) -> list[Path]:
     return running
 
 
+def wait_for_workers(since: float, grace_s: float, why: str) -> None:
+    """Mark the lent locks stopping and wait, at most ``grace_s`` seconds, for the jobs under way (begun at or after
+    ``since``) to stop and record it, saying ``why`` first where there are any; :data:`LEFT_RUNNING`: those that
+    did not."""
+    RunLock.mark_stopping()
+    if under_way(RunLock.lent_dirs(), since) and _workers_alive():
+        print(f"{why}: waiting for the jobs under way to stop and record it (up to {grace_s:.0f} s)", file=sys.stderr,
+              flush=True)  # fmt: skip
+    deadline = time.monotonic() + grace_s
+    while under_way(RunLock.lent_dirs(), since) and time.monotonic() < deadline and _workers_alive():
+        time.sleep(0.2)
+    LEFT_RUNNING[:] = under_way(RunLock.lent_dirs(), since)
+
+
+def _workers_alive() -> bool:
+    """Whether any worker process of this one's is alive (loky ends them all itself when one is killed: then
+    there is nothing to wait for)."""
+    return any(p.is_alive() for p in multiprocessing.active_children())
+
+
 @contextlib.contextmanager
 def workers_stop_first(since: float, grace_s: float = GRACE_S) -> Iterator[None]:
     """Within the block, in a process that lent its jobs' locks: a stop signal marks the locks stopping and waits
     for the jobs under way (begun at or after ``since``) to stop, at most ``grace_s`` seconds, before it raises
-    KeyboardInterrupt (Ctrl-C) or :class:`~svdbench.errors.Terminated`; elsewhere, nothing changes."""
+    KeyboardInterrupt (Ctrl-C) or :class:`~svdbench.errors.Terminated`; so does joblib's pool before it ends its
+    workers for any other reason (a worker killed, out of memory say; a job that raised). Elsewhere, nothing
+    changes."""
     LEFT_RUNNING.clear()
+    POOL_ENDED.clear()
     if not RunLock.lends():
         yield
         return
-    waiting: list[int] = []
+    stopped: list[int] = []
 
     def stop(signum, frame) -> None:
         RECEIVED.append(signum)
-        if not waiting:  # the first: the workers save first; a second ends the wait and raises at once
-            waiting.append(signum)
-            RunLock.mark_stopping()
+        if stopped:  # a second signal: at once
+            LEFT_RUNNING[:] = under_way(RunLock.lent_dirs(), since)
+        else:
+            stopped.append(signum)
             name = signal.Signals(signum).name
-            print(f"stopping ({name}): waiting for the jobs under way to stop and record it (up to {grace_s:.0f} "
-                  f"s; {name} again stops at once)", file=sys.stderr, flush=True)  # fmt: skip
-            deadline = time.monotonic() + grace_s
-            while under_way(RunLock.lent_dirs(), since) and time.monotonic() < deadline:
-                time.sleep(0.2)
-        LEFT_RUNNING[:] = under_way(RunLock.lent_dirs(), since)  # after the grace, or cut short by a second signal
+            wait_for_workers(since, grace_s, f"stopping ({name}; again stops at once)")
         raise KeyboardInterrupt if signum == signal.SIGINT else Terminated(signum)
+
+    def before_the_pool_ends() -> None:
+        if not stopped:  # after a signal the wait is over: the pool ends now
+            POOL_ENDED.append(True)
+            wait_for_workers(since, grace_s, "the sweep stops (a job ended it)")
 
     signals = (signal.SIGINT, *STOP_SIGNALS)
     before = {s: signal.signal(s, stop) for s in signals}
+    ABORTING.append(before_the_pool_ends)
     try:
         yield
     finally:
+        ABORTING.remove(before_the_pool_ends)
         for s, handler in before.items():
             signal.signal(s, handler)
+
+
+#: not empty once the pool was ended for a job's error, not a signal (:func:`workers_stop_first`)
+POOL_ENDED: list[bool] = []
+
+#: what joblib's loky backend calls before it ends its workers (:class:`WorkersSaveFirst`)
+ABORTING: list[Callable[[], None]] = []
+
+
+class WorkersSaveFirst(LokyBackend):
+    """joblib's loky backend, registered as ``loky`` in a sweep's launching process (:func:`register_backend`),
+    whose abort (the pool ends every worker with SIGKILL, for the first error of any job) first lets the jobs
+    under way stop and save (:func:`workers_stop_first`)."""
+
+    def abort_everything(self, ensure_ready: bool = True) -> None:
+        for call in list(ABORTING):
+            call()
+        super().abort_everything(ensure_ready=ensure_ready)
+
+    def retrieve_result_callback(self, future):
+        try:
+            return super().retrieve_result_callback(future)
+        except BrokenProcessPool as err:  # Hydra would print it as a traceback: WorkerLost reaches the command
+            raise WorkerLost(str(err)) from None
+
+
+class WorkerLost(BaseException):
+    """A worker process of the pool ended unexpectedly (killed: out of memory, say), and loky ended the others:
+    a BaseException, so that Hydra's handler (a traceback for an Exception) lets it reach the command, which says
+    it in one line."""
+
+    def exit_codes(self) -> str:
+        """loky's line naming the workers' exit codes (``The exit codes of the workers are {SIGKILL(-9)}``)."""
+        text = str(self.args[0]) if self.args else ""
+        return next((line.strip().rstrip(".") for line in text.splitlines() if "exit codes" in line), text[:200])
+
+
+def register_backend() -> None:
+    """joblib's ``loky`` backend is :class:`WorkersSaveFirst` in this process (the joblib launcher's pool)."""
+    register_parallel_backend("loky", WorkersSaveFirst)

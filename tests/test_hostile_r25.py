@@ -16,11 +16,14 @@ import subprocess
 import sys
 import threading
 import time
+from concurrent.futures import Future
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
 from conftest import ENV, ROOT, imagenet_files, record
+from joblib._parallel_backends import LokyBackend
+from joblib.externals.loky.process_executor import TerminatedWorkerError
 
 from svdbench import rundir, sweep_stop
 from svdbench.data.files import imagenet_splits, load_image
@@ -105,6 +108,7 @@ def lending(tmp_path, monkeypatch):
     for job in jobs:
         RunLock.hold(job)
     monkeypatch.setenv(HOLDER_ENV, str(os.getpid()))
+    monkeypatch.setattr(sweep_stop, "_workers_alive", lambda: True)  # their processes, as the wait asks
     yield jobs
     RunLock.release_held()
 
@@ -130,7 +134,7 @@ def test_a_stop_signal_waits_for_the_workers_jobs_to_stop_then_raises(stops_afte
         assert 1.5 <= waited < 5 and sweep_stop.LEFT_RUNNING == lending
     else:
         assert 0.4 <= waited < 1.5 and sweep_stop.LEFT_RUNNING == []
-    assert "stopping (SIGTERM): waiting for the jobs under way to stop" in capsys.readouterr().err
+    assert "stopping (SIGTERM; again stops at once): waiting for the jobs under way to stop" in capsys.readouterr().err
 
 
 def test_a_second_signal_stops_at_once(lending):
@@ -236,3 +240,75 @@ def test_a_report_rerun_never_moves_a_run_under_way_in_its_out(when, runs, tmp_p
         os.close(fd)
     build_report([runs], out)  # the run ended: taken into the new report as before
     assert (run / LOCK).is_file()
+
+
+def test_the_pools_abort_lets_the_jobs_under_way_stop_first(lending, monkeypatch):
+    """joblib ends its pool with SIGKILL on any job's error (a worker stopped alone, say): the jobs under way first
+    stop and save, as on a signal; after a signal (the wait is over) the pool ends at once."""
+    calls = []
+    monkeypatch.setattr(LokyBackend, "abort_everything", lambda self, ensure_ready=True: calls.append("ended"))
+    monkeypatch.setattr(sweep_stop, "wait_for_workers", lambda *args: calls.append("waited"))
+    with sweep_stop.workers_stop_first(time.time()):
+        sweep_stop.WorkersSaveFirst().abort_everything()
+    assert calls == ["waited", "ended"] and sweep_stop.POOL_ENDED
+    calls.clear()
+    with pytest.raises(Terminated), sweep_stop.workers_stop_first(time.time()):
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(10)
+    with sweep_stop.workers_stop_first(time.time()):
+        with contextlib.suppress(Terminated):
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(10)
+        sweep_stop.WorkersSaveFirst().abort_everything()
+    assert calls == ["waited", "waited", "ended"]  # each signal's wait; none again before the pool ends
+
+
+def test_a_killed_worker_reaches_the_command_not_hydras_traceback():
+    """Hydra prints an Exception from the launcher as a traceback: a worker killed (out of memory) is WorkerLost."""
+    future = Future()
+    text = "A worker process ... was unexpectedly terminated.\n\nThe exit codes of the workers are {SIGKILL(-9)}\n"
+    future.set_exception(TerminatedWorkerError(text))
+    with pytest.raises(sweep_stop.WorkerLost) as lost:
+        sweep_stop.WorkersSaveFirst().retrieve_result_callback(future)
+    assert not isinstance(lost.value, Exception)
+    assert lost.value.exit_codes() == "The exit codes of the workers are {SIGKILL(-9)}"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM], ids=["SIGKILL", "SIGTERM"])
+def test_a_parallel_sweeps_worker_ended_alone_is_one_line(sig, tmp_path, tiny):
+    """SIGKILL (the kernel's out-of-memory killer): Hydra printed joblib's TerminatedWorkerError as a traceback.
+    SIGTERM to one worker: its job saved and stopped, and the pool killed the other mid-epoch (now it saves too)."""
+    sweep = tmp_path / "sweep"
+    argv = [sys.executable, str(ROOT / "run.py"), "-m", *tiny("dataset.num_train"), "dataset.num_train=2048",
+            "seed=0,1", "trainer.epochs=400", "hydra/launcher=local_parallel", f"hydra.sweep.dir={sweep}"]  # fmt: skip
+    proc = subprocess.Popen(argv, cwd=ROOT, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)  # fmt: skip
+    deadline = time.monotonic() + 240
+    checkpoints = [sweep / j / "checkpoint.pt" for j in "01"]
+    while not all(c.is_file() for c in checkpoints) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    first = checkpoints[1].stat().st_mtime_ns
+    os.kill(_worker_of(sweep / "0"), sig)
+    out, err = proc.communicate(timeout=120)
+    assert "Traceback" not in err + out, err[-3000:]
+    if sig == signal.SIGKILL:
+        assert proc.returncode == 1
+        assert "error: a worker process of the sweep ended unexpectedly (The exit codes of the workers are" in err
+    else:
+        assert proc.returncode == 128 + signal.SIGTERM and "the sweep stopped: a job ended it (exit code 143" in err
+        for c in checkpoints:
+            assert json.loads((c.parent / RESULTS_FILE).read_text())["status"] == "preempted"
+        assert checkpoints[1].stat().st_mtime_ns > first  # the other job saved mid-epoch before the pool ended
+
+
+def _worker_of(job) -> int:
+    """The pid of the worker process writing in ``job``: the one holding its run.log open."""
+    for pid in os.listdir("/proc"):
+        if pid.isdigit():
+            with contextlib.suppress(OSError):
+                for fd in os.listdir(f"/proc/{pid}/fd"):
+                    with contextlib.suppress(OSError):
+                        if os.readlink(f"/proc/{pid}/fd/{fd}") == str(job / "run.log"):
+                            return int(pid)
+    raise AssertionError(f"no process writes {job}/run.log")
