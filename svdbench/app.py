@@ -17,7 +17,6 @@ import os
 import shlex
 import signal
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -28,7 +27,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from . import config as schema
-from . import distributed, tracking
+from . import distributed, stop_channel, tracking
 from .command_line import fail
 from .errors import (
     RECEIVED,
@@ -108,11 +107,11 @@ def launch(main: Callable[[], Any]) -> None:
     """Run Hydra's ``main`` (after :func:`start`); Ctrl-C reaching the launching process (a parallel launcher's
     pool, between jobs) is one line, exit code 130, instead of the pool's traceback: every job that was training
     saved its checkpoint and said how to resume."""
-    taken, since = len(RECEIVED), time.time()
-    if RunLock.lends():
+    taken = len(RECEIVED)
+    if stop_channel.opened():  # a parallel sweep, whose workers can be told to stop (preflight)
         register_backend()
     try:  # outside training too (job set-up, between jobs): the locks let go at exit; a parallel sweep's
-        with sigterm_raises(), workers_stop_first(since):  # workers save their checkpoints before the pool ends
+        with sigterm_raises(), workers_stop_first():  # workers save their checkpoints before the pool ends
             main()
             dropped = swallowed(taken)
             if dropped is not None:  # raised where Python dropped it (a weakref callback): the command ends now
@@ -125,7 +124,7 @@ def launch(main: Callable[[], Any]) -> None:
             print(f"interrupted ({name}): the jobs in {left} were still running after {GRACE_S:.0f} s and were ended "
                   f"(each resumes from its last saved checkpoint); the others {saved}; rerun the same command (with "
                   "its hydra.sweep.dir) to resume", file=sys.stderr)  # fmt: skip
-        elif JOBS_STARTED or os.environ.get(HOLDER_ENV):  # a parallel launcher's workers may have run some
+        elif JOBS_STARTED or os.environ.get(HOLDER_ENV) or stop_channel.opened():  # parallel workers may have run
             print(f"interrupted ({name}): the jobs that were training {saved}; rerun the same command (with its "
                   "hydra.sweep.dir) to resume", file=sys.stderr)  # fmt: skip
         else:
@@ -184,7 +183,7 @@ def take_job_dir() -> None:
         return
     HydraWrites.taken = None  # another job's
     _stop_if_gone(Path(hc.runtime.output_dir), Path(os.path.abspath(str(hc.sweep.dir))))
-    if RunLock.stopping_in(hc.runtime.output_dir):  # a parallel sweep stopping: its workers start no other job
+    if stop_channel.stopping(every=0):  # a parallel sweep stopping: its workers start no other job
         print(f"job {hc.job.num} not started: the sweep is stopping", file=sys.stderr)
         raise SystemExit(128 + signal.SIGTERM)
     try:
@@ -414,7 +413,13 @@ def printable_log() -> None:
 
 
 def job(cfg: DictConfig) -> float | tuple[float, float]:
-    """The Hydra task: one run (or one job of a multirun) of the composed ``cfg``."""
+    """The Hydra task: one run (or one job of a multirun) of the composed ``cfg``; in a parallel sweep's worker,
+    marked under way for the launching process while it runs (:func:`svdbench.stop_channel.busy`)."""
+    with stop_channel.busy(HydraConfig.get().runtime.output_dir):
+        return _job(cfg)
+
+
+def _job(cfg: DictConfig) -> float | tuple[float, float]:
     hc = HydraConfig.get()
     run_dir = Path(hc.runtime.output_dir)
     multirun = hc.mode == RunMode.MULTIRUN

@@ -7,6 +7,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import distributed
+from .errors import DatasetError
 from .torch_utils import eval_mode
 
 __all__ = ["evaluate", "recalibrate_batchnorm"]
@@ -50,6 +51,15 @@ def _sharded(batches) -> bool:
 
 
 @torch.no_grad()
+def check_labels(y: torch.Tensor, classes: int, what: str) -> None:
+    """Labels ``y`` (N,) are classes in [0, ``classes``): DatasetError in one line otherwise. Checked, not left to
+    cross-entropy: -100, its ``ignore_index``, would silently drop the sample (and count as a miss in testing)."""
+    bad = (y < 0) | (y >= classes)
+    if bool(bad.any()):
+        raise DatasetError(f"{what} label is {int(y[bad][0])}, outside [0, {classes}): the dataset's labels must be "
+                           "its classes")  # fmt: skip
+
+
 def evaluate(model: nn.Module, batches, device: torch.device | str = "cpu") -> dict[str, float]:
     """Top-1 accuracy (percent) and mean cross-entropy over ``batches`` (over all ranks' shards
     when ``batches`` is one rank's shard: every rank must then call this together)."""
@@ -58,6 +68,7 @@ def evaluate(model: nn.Module, batches, device: torch.device | str = "cpu") -> d
         for x, y in batches:
             x, y = x.to(device), y.to(device)
             out = model(x)
+            check_labels(y, out.shape[1], "an evaluation")
             loss += F.cross_entropy(out, y, reduction="sum").item()
             correct += (out.argmax(1) == y).sum().item()
             total += y.numel()

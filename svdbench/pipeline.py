@@ -23,7 +23,7 @@ from typing import Any
 
 from torch import nn
 
-from . import distributed, lowrank
+from . import distributed, lowrank, stop_channel
 from .checkpoint import (
     DENSE_CHECKPOINT,
     PreemptionGuard,
@@ -60,6 +60,12 @@ def run_experiment(
     return Run(make_plan(cfg, method), run_dir, on_epoch=on_epoch).execute()
 
 
+def _sweep_stops() -> bool:
+    """Polled with a training stage's signals: whether the sweep this process works for stops, its launching
+    process gone (its locks with it: :meth:`RunLock.lender_gone`) or stopping (:func:`stop_channel.stopping`)."""
+    return RunLock.lender_gone() or stop_channel.stopping()
+
+
 class Run:
     """One planned run in one directory: the main result, then the operating points, each a
     :class:`~svdbench.stages.Leg`. Every stage is checkpointed; a rerun in the same directory
@@ -83,7 +89,7 @@ class Run:
             bench = Workbench(self.plan)
             if distributed.is_main():
                 log.info("%s", plan_line(self.plan, bench, self.dir, [label for label, _ in self.points.points]))
-            with PreemptionGuard(orphaned=RunLock.lender_stops) as guard:
+            with PreemptionGuard(orphaned=_sweep_stops) as guard:
                 results = self._run(bench, StageRunner(self.plan, bench, guard, self.on_epoch), t_start)
         bench.close()
         return results

@@ -38,7 +38,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from torch import nn
 
 from . import config as schema
-from . import distributed
+from . import distributed, stop_channel
 from .checkpoint import (
     CHECKPOINT,
     RunCheckpoints,
@@ -594,6 +594,8 @@ def preflight(argv: list[str]) -> list[str]:
             count = len(jobs) if whole else (trials if trials is not None else grid)
             labelled = [(f"{job.num}{' (' + job.label + ')' if job.label else ''}", job) for job in jobs][:count]
             _show_plan(labelled, sweep_dir, count, launch_of(OmegaConf.select(first, "hydra.launcher")))
+        if launcher.endswith("JoblibLauncher"):  # before its workers start: they can be told to stop
+            stop_channel.open_channel()
         if whole and launcher.endswith(HOLDING_LAUNCHERS):
             for job in jobs:  # every job's lock, before Hydra writes into its directory: the basic launcher runs
                 try:  # the jobs in this process, joblib's in workers whose parent this process is

@@ -312,8 +312,6 @@ def _short(path: Path) -> str:
 #: the environment variable through which a sweep's launching process tells its workers that it holds
 #: their jobs' locks (:meth:`RunLock.lend_to_workers`): its pid
 HOLDER_ENV = "SVDBENCH_LOCKS_HELD_BY"
-#: what a lock lent to workers says after its pid once the launching process stops (:meth:`RunLock.mark_stopping`)
-STOPPING = "stopping"
 
 
 class RunLock:
@@ -351,51 +349,6 @@ class RunLock:
         the sweep ends."""
         os.environ[HOLDER_ENV] = str(os.getpid())
 
-    @classmethod
-    def lends(cls) -> bool:
-        """Whether this process lent its jobs' locks to workers (:meth:`lend_to_workers`)."""
-        return os.environ.get(HOLDER_ENV) == str(os.getpid())
-
-    @classmethod
-    def lent_dirs(cls) -> list[Path]:
-        """The directories of the locks this process holds for its workers' jobs (:meth:`lend_to_workers`)."""
-        return [Path(p).parent for p in cls._held]
-
-    @classmethod
-    def mark_stopping(cls) -> None:
-        """In a sweep's launching process that lent its jobs' locks, stopped by a signal: each lock it holds says
-        ``<pid> stopping``, so that a worker training under it stops at its next step as on SIGTERM, saving its
-        checkpoint (:meth:`lender_stops`: without a signal of its own, which could reach it twice), and no worker
-        starts another job (:meth:`stopping_in`)."""
-        text = f"{os.getpid()} {STOPPING}".encode()
-        for fd in cls._held.values():
-            with contextlib.suppress(OSError):
-                os.pwrite(fd, text, 0)
-
-    @classmethod
-    def stopping_in(cls, run_dir: str | os.PathLike) -> bool:
-        """Whether ``run_dir``'s lock is this worker's parent's and says the parent is stopping
-        (:meth:`mark_stopping`)."""
-        holder = os.environ.get(HOLDER_ENV)
-        return holder == str(os.getppid()) and _lock_text(Path(run_dir) / LOCK) == f"{holder} {STOPPING}"
-
-    #: when this worker last read its lent lock for :meth:`lender_stops`, and whether it said stopping
-    _stop_read: tuple[float, bool] = (0.0, False)
-
-    @classmethod
-    def lender_stops(cls) -> bool:
-        """Whether this worker's parent, whose lock it writes under, is gone (:meth:`lender_gone`) or stopping
-        (:meth:`mark_stopping`); polled with a training stage's signals, the lock read at most every 0.2 s."""
-        if cls.lender is None or cls.lent is None:
-            return False
-        if cls.lender_gone():
-            return True
-        when, said = cls._stop_read
-        if not said and time.monotonic() - when >= 0.2:
-            said = _lock_text(Path(cls.lent)) == f"{cls.lender} {STOPPING}"
-            cls._stop_read = (time.monotonic(), said)
-        return said
-
     #: the directories :meth:`hold` made for each lock it took ahead (by absolute lock path)
     _made: dict[str, list[Path]] = {}
 
@@ -421,17 +374,14 @@ class RunLock:
             return self._take()
         except LockBusy:
             if self._held_by_parent():  # a worker of the sweep whose launching process holds the lock
-                RunLock.lender, RunLock.lent = os.environ[HOLDER_ENV], str(self.path)
-                RunLock._stop_read = (0.0, False)
+                RunLock.lender = os.environ[HOLDER_ENV]
                 _watch_lender()
                 held_dirs.register(self.path)
                 return self
             raise
 
-    #: the pid of the parent whose lock this process writes under (:meth:`_held_by_parent`), and that lock's
-    #: path; None: none lent
+    #: the pid of the parent whose lock this process writes under (:meth:`_held_by_parent`); None: none lent
     lender: str | None = None
-    lent: str | None = None
 
     @classmethod
     def lender_gone(cls) -> bool:
@@ -458,7 +408,14 @@ class RunLock:
         holder = os.environ.get(HOLDER_ENV)
         if holder != str(os.getppid()):
             return False
-        return _lock_text(self.path) == holder
+        try:
+            fd = os.open(self.path, os.O_RDONLY | os.O_NOFOLLOW)
+        except OSError:
+            return False
+        try:
+            return os.read(fd, 32).decode(errors="replace").strip() == holder
+        finally:
+            os.close(fd)
 
     def _take(self) -> RunLock:
         parent = Path(os.path.abspath(self.path.parent))
@@ -565,21 +522,6 @@ def remove_empty_dirs(made: Sequence[Path]) -> None:
             break
 
 
-def _lock_text(path: Path) -> str | None:
-    """What the lock file at ``path`` says (its holder's pid, and ``stopping``: :meth:`RunLock.mark_stopping`);
-    None where it cannot be read (gone, a link)."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
-    except OSError:
-        return None
-    try:
-        return os.read(fd, 64).decode(errors="replace").strip()
-    except OSError:
-        return None
-    finally:
-        os.close(fd)
-
-
 _watching: list[threading.Thread] = []
 
 
@@ -613,7 +555,7 @@ class LockBusy(InputError):
 
 def _in_use(lock: Path, fd: int) -> LockBusy:
     """The error for a lock another process holds, naming its pid (written into the lock by its holder)."""
-    holder = (os.read(fd, 64).decode(errors="replace").split() or ["?"])[0]  # a lender's lock: "<pid> stopping"
+    holder = os.read(fd, 32).decode(errors="replace").strip() or "?"
     return LockBusy(
         f"{lock.parent} is in use by another svdbench run (pid {holder}): wait for it to finish or use another "
         "run directory",

@@ -1,18 +1,17 @@
-"""How the launching process of a parallel sweep (``hydra/launcher=local_parallel``) stops on a signal.
+"""How the launching process of a parallel sweep (``hydra/launcher=local_parallel``) stops.
 
 joblib ends its pool with SIGKILL as soon as the launching process raises: a worker still saving its checkpoint
-lost it, and a signal sent to the launching process alone reached no worker at all. So, in a process that lent
-its jobs' locks to workers (:meth:`svdbench.rundir.RunLock.lend_to_workers`), a stop signal (Ctrl-C, SIGTERM,
-SIGUSR1/2) first marks those locks stopping (each worker stops at its next training step as on SIGTERM and saves
-its checkpoint; none starts another job), waits up to :data:`GRACE_S` seconds for the jobs under way to record
-that they stopped, and only then raises as :func:`svdbench.errors.sigterm_raises` does. The same signal again
-raises at once. The pool's own abort (a worker killed, out of memory say, or a job that raised) waits so too."""
+lost it, and a signal sent to the launching process alone reached no worker at all. So, in a process that opened
+a channel to its workers (:mod:`svdbench.stop_channel`), a stop signal (Ctrl-C, SIGTERM, SIGUSR1/2) first tells
+them to stop (each stops at its next training step as on SIGTERM and saves its checkpoint; none starts another
+job), waits up to :data:`GRACE_S` seconds for the jobs under way to end, and only then raises as
+:func:`svdbench.errors.sigterm_raises` does. The same signal again raises at once. The pool's own abort (a worker
+killed, out of memory say, or a job that raised) waits so too."""
 
 from __future__ import annotations
 
 import contextlib
 import multiprocessing
-import os
 import signal
 import sys
 import time
@@ -23,11 +22,10 @@ from pathlib import Path
 from joblib import register_parallel_backend
 from joblib._parallel_backends import LokyBackend
 
+from . import stop_channel
 from .errors import RECEIVED, STOP_SIGNALS, Terminated
-from .results import RESULTS_FILE, read_results
-from .rundir import RunLock
 
-__all__ = ["GRACE_S", "WorkerLost", "WorkersSaveFirst", "register_backend", "under_way", "workers_stop_first"]
+__all__ = ["GRACE_S", "WorkerLost", "WorkersSaveFirst", "register_backend", "workers_stop_first"]
 
 #: how long the launching process waits for its workers' jobs to save their checkpoints (systemd gives a stopped
 #: service 90 s, the SLURM launcher's configuration 120 s)
@@ -37,33 +35,18 @@ GRACE_S = 60.0
 LEFT_RUNNING: list[Path] = []
 
 
-def under_way(dirs: list[Path], since: float) -> list[Path]:
-    """Those of ``dirs`` whose results.json says ``running`` and was written at or after ``since`` (a time as
-    ``time.time()``): the jobs of this sweep under way (a record left running by an earlier, killed try of the
-    sweep is not)."""
-    running = []
-    for d in dirs:
-        path = d / RESULTS_FILE
-        try:
-            if os.stat(path).st_mtime >= since and read_results(path).get("status") == "running":
-                running.append(d)
-        except (OSError, ValueError):
-            continue
-    return running
-
-
-def wait_for_workers(since: float, grace_s: float, why: str) -> None:
-    """Mark the lent locks stopping and wait, at most ``grace_s`` seconds, for the jobs under way (begun at or after
-    ``since``) to stop and record it, saying ``why`` first where there are any; :data:`LEFT_RUNNING`: those that
-    did not."""
-    RunLock.mark_stopping()
-    if under_way(RunLock.lent_dirs(), since) and _workers_alive():
+def wait_for_workers(grace_s: float, why: str) -> None:
+    """Tell the workers to stop (:func:`svdbench.stop_channel.mark`) and wait, at most ``grace_s`` seconds and
+    while any worker lives, for the jobs under way (:func:`svdbench.stop_channel.under_way`) to end, saying ``why``
+    first where there are any; :data:`LEFT_RUNNING`: those that did not."""
+    stop_channel.mark()
+    if stop_channel.under_way() and _workers_alive():
         print(f"{why}: waiting for the jobs under way to stop and record it (up to {grace_s:.0f} s)", file=sys.stderr,
               flush=True)  # fmt: skip
     deadline = time.monotonic() + grace_s
-    while under_way(RunLock.lent_dirs(), since) and time.monotonic() < deadline and _workers_alive():
+    while stop_channel.under_way() and time.monotonic() < deadline and _workers_alive():
         time.sleep(0.2)
-    LEFT_RUNNING[:] = under_way(RunLock.lent_dirs(), since)
+    LEFT_RUNNING[:] = stop_channel.under_way() if _workers_alive() else []
 
 
 def _workers_alive() -> bool:
@@ -73,15 +56,16 @@ def _workers_alive() -> bool:
 
 
 @contextlib.contextmanager
-def workers_stop_first(since: float, grace_s: float = GRACE_S) -> Iterator[None]:
-    """Within the block, in a process that lent its jobs' locks: a stop signal marks the locks stopping and waits
-    for the jobs under way (begun at or after ``since``) to stop, at most ``grace_s`` seconds, before it raises
+def workers_stop_first(grace_s: float = GRACE_S) -> Iterator[None]:
+    """Within the block, in a process that opened a channel to its workers (:mod:`svdbench.stop_channel`), the
+    launching process of a parallel sweep: a stop signal tells the workers to stop and waits for the jobs under
+    way to end, at most ``grace_s`` seconds, before it raises
     KeyboardInterrupt (Ctrl-C) or :class:`~svdbench.errors.Terminated`; so does joblib's pool before it ends its
     workers for any other reason (a worker killed, out of memory say; a job that raised). Elsewhere, nothing
     changes."""
     LEFT_RUNNING.clear()
     POOL_ENDED.clear()
-    if not RunLock.lends():
+    if not stop_channel.opened():
         yield
         return
     stopped: list[int] = []
@@ -89,17 +73,17 @@ def workers_stop_first(since: float, grace_s: float = GRACE_S) -> Iterator[None]
     def stop(signum, frame) -> None:
         RECEIVED.append(signum)
         if stopped:  # a second signal: at once
-            LEFT_RUNNING[:] = under_way(RunLock.lent_dirs(), since)
+            LEFT_RUNNING[:] = stop_channel.under_way()
         else:
             stopped.append(signum)
             name = signal.Signals(signum).name
-            wait_for_workers(since, grace_s, f"stopping ({name}; again stops at once)")
+            wait_for_workers(grace_s, f"stopping ({name}; again stops at once)")
         raise KeyboardInterrupt if signum == signal.SIGINT else Terminated(signum)
 
     def before_the_pool_ends() -> None:
         if not stopped:  # after a signal the wait is over: the pool ends now
             POOL_ENDED.append(True)
-            wait_for_workers(since, grace_s, "the sweep stops (a job ended it)")
+            wait_for_workers(grace_s, "the sweep stops (a job ended it)")
 
     signals = (signal.SIGINT, *STOP_SIGNALS)
     before = {s: signal.signal(s, stop) for s in signals}

@@ -27,8 +27,8 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from . import distributed
-from .errors import CheckpointError, DatasetError, DivergedError, Preempted, one_line
-from .evaluation import evaluate
+from .errors import CheckpointError, DivergedError, Preempted, one_line
+from .evaluation import check_labels, evaluate
 from .optim import Accel, OptimConfig, make_optimizer, make_scheduler
 from .seeding import rng_state, set_rng_state
 
@@ -126,14 +126,8 @@ class _Step:
             x = x.contiguous(memory_format=torch.channels_last)
         with self._autocast():
             out = self.net(x)
-        try:
-            task = F.cross_entropy(out.float(), y)
-        except IndexError:  # a Dataset's label past the first sample's check (on the CPU; CUDA asserts)
-            bad = y[(y < 0) | (y >= out.shape[1])]
-            raise DatasetError(
-                f"a training label is {int(bad[0]) if len(bad) else '?'}, outside [0, {out.shape[1]}): the dataset's "
-                "labels must be its classes"
-            ) from None
+        check_labels(y, out.shape[1], "a training")  # a Dataset's label past the first sample's check
+        task = F.cross_entropy(out.float(), y)
         reg = self.method.regularization(self.model, self.stage)  # fp32, outside autocast
         return out, task, reg, task if reg is None else task + reg
 

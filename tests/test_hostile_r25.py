@@ -10,6 +10,8 @@ import contextlib
 import fcntl
 import json
 import os
+import pickle
+import re
 import shutil
 import signal
 import subprocess
@@ -17,21 +19,26 @@ import sys
 import threading
 import time
 from concurrent.futures import Future
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
-from conftest import ENV, ROOT, imagenet_files, record
+import torch
+from conftest import ENV, ROOT, imagenet_files
 from joblib._parallel_backends import LokyBackend
 from joblib.externals.loky.process_executor import TerminatedWorkerError
 
-from svdbench import rundir, sweep_stop
-from svdbench.data.files import imagenet_splits, load_image
-from svdbench.errors import DatasetError, Terminated
+from svdbench import stop_channel, sweep_stop
+from svdbench.data import DatasetSplits, TensorSplits, load_dataset
+from svdbench.data.files import imagenet_splits, load_image, read_cifar_batch
+from svdbench.errors import DatasetError, InputError, Terminated
+from svdbench.methods import Dense
+from svdbench.pipeline import run_experiment
 from svdbench.report import build as report_build
 from svdbench.report import build_report
 from svdbench.results import RESULTS_FILE
-from svdbench.rundir import HOLDER_ENV, LOCK, RunLock
+from svdbench.rundir import LOCK
 
 # ------------------------------------------------ r25a F1: an ImageNet tree's image that is not a regular file
 
@@ -89,95 +96,106 @@ def test_an_image_made_a_fifo_after_the_tree_was_read_never_blocks(tmp_path):
 # ------------------------------------------------ r25b F1: a parallel sweep's workers save before the pool ends
 
 
-def test_jobs_under_way_are_this_sweeps_running_records(tmp_path):
-    since = time.time()
-    now = [record(tmp_path / n, status=s) for n, s in (("run", "running"), ("done", "completed"), ("cut", "preempted"))]
-    old = record(tmp_path / "old", status="running")  # left running by an earlier, killed try of the sweep
-    os.utime(old / RESULTS_FILE, (since - 60, since - 60))
-    (tmp_path / "none").mkdir()
-    (tmp_path / "bad").mkdir()
-    (tmp_path / "bad" / RESULTS_FILE).write_text("{")
-    dirs = [*now, old, tmp_path / "none", tmp_path / "bad"]
-    assert sweep_stop.under_way(dirs, since) == [now[0]]
-
-
 @pytest.fixture()
-def lending(tmp_path, monkeypatch):
-    """Two job directories whose locks this process took ahead and lent to (pretended) workers; released after."""
+def channel(tmp_path, monkeypatch):
+    """Two job directories, and the channel this process opened to its (pretended) workers, whose busy marks say
+    the jobs are under way (the worker: this process, alive)."""
     jobs = [tmp_path / "sweep" / n for n in "01"]
-    for job in jobs:
-        RunLock.hold(job)
-    monkeypatch.setenv(HOLDER_ENV, str(os.getpid()))
+    monkeypatch.delenv(stop_channel.STOP_ENV, raising=False)
     monkeypatch.setattr(sweep_stop, "_workers_alive", lambda: True)  # their processes, as the wait asks
+    stop_channel.open_channel()
     yield jobs
-    RunLock.release_held()
+    stop_channel._close()
+
+
+def _busy(jobs, pids=None):
+    """Mark ``jobs`` under way as their workers do (:func:`stop_channel.busy`), by processes ``pids``."""
+    where = Path(os.environ[stop_channel.STOP_ENV])
+    for job, pid in zip(jobs, pids or [os.getpid(), os.getppid()], strict=False):
+        (where / f"busy-{pid}").write_text(str(job))
+
+
+def _done(jobs, pids=None):
+    for _, pid in zip(jobs, pids or [os.getpid(), os.getppid()], strict=False):
+        (Path(os.environ[stop_channel.STOP_ENV]) / f"busy-{pid}").unlink(missing_ok=True)
+
+
+def test_jobs_under_way_are_those_of_live_workers(channel):
+    """A job making its operating points is under way too (its record says completed, points pending: the launching
+    process did not wait for it); a worker killed is not (its mark stays)."""
+    _busy(channel)
+    assert stop_channel.under_way() == channel
+    (Path(os.environ[stop_channel.STOP_ENV]) / "busy-999999999").write_text("/gone")  # no such process
+    assert stop_channel.under_way() == channel
+    _done(channel[:1])
+    assert stop_channel.under_way() == channel[1:]
 
 
 @pytest.mark.parametrize("stops_after", [0.4, None])
-def test_a_stop_signal_waits_for_the_workers_jobs_to_stop_then_raises(stops_after, lending, capsys):
-    """The launching process raised at once (joblib then killed its workers mid-save). Now it marks the lent locks
-    stopping, waits for the jobs under way, at most the grace, and names those still running after it."""
-    since = time.time()
-    for job in lending:
-        record(job, status="running")
-    if stops_after is not None:  # the workers' jobs record that they stopped
-        threading.Timer(stops_after, lambda: [record(j, status="preempted") for j in lending]).start()
+def test_a_stop_signal_waits_for_the_workers_jobs_to_stop_then_raises(stops_after, channel, capsys):
+    """The launching process raised at once (joblib then killed its workers mid-save). Now it tells the workers to
+    stop, waits for the jobs under way, at most the grace, and names those still running after it."""
+    _busy(channel)
+    if stops_after is not None:  # the workers' jobs end
+        threading.Timer(stops_after, _done, (channel,)).start()
     start = time.monotonic()
-    with pytest.raises(Terminated) as stop, sweep_stop.workers_stop_first(since, grace_s=1.5):
+    with pytest.raises(Terminated) as stop, sweep_stop.workers_stop_first(1.5):
         os.kill(os.getpid(), signal.SIGTERM)
         time.sleep(10)
     waited = time.monotonic() - start
     assert stop.value.signum == signal.SIGTERM
-    for job in lending:
-        assert (job / LOCK).read_text() == f"{os.getpid()} stopping"
+    assert (Path(os.environ[stop_channel.STOP_ENV]) / "owner").read_text() == f"{os.getpid()} stopping"
     if stops_after is None:
-        assert 1.5 <= waited < 5 and sweep_stop.LEFT_RUNNING == lending
+        assert 1.5 <= waited < 5 and sweep_stop.LEFT_RUNNING == channel
     else:
         assert 0.4 <= waited < 1.5 and sweep_stop.LEFT_RUNNING == []
     assert "stopping (SIGTERM; again stops at once): waiting for the jobs under way to stop" in capsys.readouterr().err
 
 
-def test_a_second_signal_stops_at_once(lending):
-    record(lending[0], status="running")
+def test_a_second_signal_stops_at_once(channel):
+    _busy(channel[:1])
     threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGINT)).start()
     start = time.monotonic()
-    with pytest.raises(KeyboardInterrupt), sweep_stop.workers_stop_first(time.time() - 1, grace_s=30):
+    with pytest.raises(KeyboardInterrupt), sweep_stop.workers_stop_first(30):
         os.kill(os.getpid(), signal.SIGINT)
         time.sleep(10)
-    assert time.monotonic() - start < 5 and sweep_stop.LEFT_RUNNING == [lending[0]]  # named as not stopped
+    assert time.monotonic() - start < 5 and sweep_stop.LEFT_RUNNING == [channel[0]]  # named as not stopped
 
 
-def test_a_process_that_lends_no_lock_keeps_its_handlers(monkeypatch):
-    monkeypatch.delenv(HOLDER_ENV, raising=False)
+def test_a_process_without_workers_keeps_its_handlers(monkeypatch):
+    monkeypatch.delenv(stop_channel.STOP_ENV, raising=False)
     before = signal.getsignal(signal.SIGTERM)
-    with sweep_stop.workers_stop_first(time.time()):
+    with sweep_stop.workers_stop_first():
         assert signal.getsignal(signal.SIGTERM) is before
+    assert not stop_channel.opened()
 
 
-def test_a_worker_sees_its_lender_stopping_in_the_lock_it_writes_under(tmp_path, monkeypatch):
+def test_a_worker_reads_its_parents_channel_only(tmp_path, monkeypatch):
     """The worker stops at its next training step as on SIGTERM, without a signal that could reach it twice, and
-    starts no other job."""
-    parent = str(os.getppid())
-    lock = tmp_path / LOCK
-    lock.write_text(parent)
-    monkeypatch.setenv(HOLDER_ENV, parent)
-    monkeypatch.setattr(RunLock, "lender", parent)
-    monkeypatch.setattr(RunLock, "lent", str(lock))
-    monkeypatch.setattr(RunLock, "_stop_read", (0.0, False))
-    assert not RunLock.lender_stops() and not RunLock.stopping_in(tmp_path)
-    lock.write_text(f"{parent} stopping")
-    monkeypatch.setattr(RunLock, "_stop_read", (0.0, False))
-    assert RunLock.lender_stops() and RunLock.stopping_in(tmp_path)
-    lock.write_text(f"{int(parent) + 1} stopping")  # another's lock
-    monkeypatch.setattr(RunLock, "_stop_read", (0.0, False))
-    assert not RunLock.lender_stops() and not RunLock.stopping_in(tmp_path)
+    starts no other job; it marks its job busy there. A process that merely inherited the variable is no worker of
+    that channel's owner: it reads and marks nothing."""
+    owner = tmp_path / "owner"
+    monkeypatch.setenv(stop_channel.STOP_ENV, str(tmp_path))
+    for text, said in [(f"{os.getppid()}", False), (f"{os.getppid() + 1} stopping", False),
+                       (f"{os.getppid()} stopping", True)]:  # fmt: skip
+        owner.write_text(text)
+        monkeypatch.setattr(stop_channel, "_last_read", [0.0, False])
+        assert stop_channel.stopping() is said
+        with stop_channel.busy(tmp_path / "job"):
+            marked = (tmp_path / f"busy-{os.getpid()}").is_file()
+        assert marked is (text.split()[0] == str(os.getppid()))
+        assert not (tmp_path / f"busy-{os.getpid()}").exists()
+    owner.unlink()
+    monkeypatch.setattr(stop_channel, "_last_read", [0.0, False])
+    assert not stop_channel.stopping()
 
 
-def test_a_lock_marked_stopping_still_names_its_holder(lending):
-    RunLock.mark_stopping()
-    with pytest.raises(rundir.LockBusy) as busy:
-        RunLock.check_free(lending[0])
-    assert busy.value.holder == str(os.getpid()) and f"(pid {os.getpid()})" in str(busy.value)
+def test_the_channel_is_removed_at_exit(tmp_path):
+    code = ("import os; from svdbench import stop_channel; stop_channel.open_channel(); "
+            "print(os.environ[stop_channel.STOP_ENV])")  # fmt: skip
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=ENV, cwd=ROOT, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "svdbench-sweep-" in proc.stdout and not os.path.exists(proc.stdout.strip())
 
 
 @pytest.mark.slow
@@ -206,6 +224,39 @@ def test_a_stopped_parallel_sweeps_workers_save_their_checkpoints_first(to, tmp_
     for c, before in zip(checkpoints, first, strict=True):
         assert json.loads((c.parent / RESULTS_FILE).read_text())["status"] == "preempted"
         assert c.stat().st_mtime_ns > before
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["65 jobs, checked on a sample", "operating points"])
+def test_a_stopped_parallel_sweep_waits_for_any_job_under_way(kind, tmp_path, tiny):
+    """r26b: a sweep of more than 64 jobs (and an Optuna one), whose locks preflight does not take ahead, said
+    'before the first job started' and its workers were killed unsaved; a job making its operating points (its
+    record completed, points pending) was not waited for, and the point lost its epoch."""
+    sweep = tmp_path / "sweep"
+    if kind.startswith("65"):
+        over = ["seed=range(0,65)", "trainer.epochs=400", "dataset.num_train=2048"]
+    else:
+        over = ["seed=0,1", "method=svd", "method.energies=[0.01,0.05]", "method.finetune_epochs=4",
+                "dataset.num_train=4096"]  # fmt: skip
+    where = "" if kind.startswith("65") else "energy_0.01"
+    argv = [sys.executable, str(ROOT / "run.py"), "-m", *tiny("dataset.num_train", "method"), *over,
+            "hydra/launcher=local_parallel", f"hydra.sweep.dir={sweep}"]  # fmt: skip
+    proc = subprocess.Popen(argv, cwd=ROOT, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)  # fmt: skip
+    deadline = time.monotonic() + 240
+    checkpoints = [sweep / j / where / "checkpoint.pt" for j in "01"]
+    while not all(c.is_file() for c in checkpoints) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    first = [c.stat().st_mtime_ns for c in checkpoints]
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + signal.SIGTERM and "Traceback" not in err + out, err[-3000:]
+    assert "interrupted (SIGTERM): the jobs that were training saved their checkpoints" in err, err[-2000:]
+    for c, before in zip(checkpoints, first, strict=True):
+        assert json.loads((c.parent / RESULTS_FILE).read_text())["status"] == "preempted"
+        assert c.stat().st_mtime_ns > before
+    assert not (sweep / "2").exists()  # no other job started
 
 
 # ------------------------------------------------ r25b (noted): a report rerun moving a run under way in --out
@@ -242,20 +293,20 @@ def test_a_report_rerun_never_moves_a_run_under_way_in_its_out(when, runs, tmp_p
     assert (run / LOCK).is_file()
 
 
-def test_the_pools_abort_lets_the_jobs_under_way_stop_first(lending, monkeypatch):
+def test_the_pools_abort_lets_the_jobs_under_way_stop_first(channel, monkeypatch):
     """joblib ends its pool with SIGKILL on any job's error (a worker stopped alone, say): the jobs under way first
     stop and save, as on a signal; after a signal (the wait is over) the pool ends at once."""
     calls = []
     monkeypatch.setattr(LokyBackend, "abort_everything", lambda self, ensure_ready=True: calls.append("ended"))
     monkeypatch.setattr(sweep_stop, "wait_for_workers", lambda *args: calls.append("waited"))
-    with sweep_stop.workers_stop_first(time.time()):
+    with sweep_stop.workers_stop_first():
         sweep_stop.WorkersSaveFirst().abort_everything()
     assert calls == ["waited", "ended"] and sweep_stop.POOL_ENDED
     calls.clear()
-    with pytest.raises(Terminated), sweep_stop.workers_stop_first(time.time()):
+    with pytest.raises(Terminated), sweep_stop.workers_stop_first():
         os.kill(os.getpid(), signal.SIGTERM)
         time.sleep(10)
-    with sweep_stop.workers_stop_first(time.time()):
+    with sweep_stop.workers_stop_first():
         with contextlib.suppress(Terminated):
             os.kill(os.getpid(), signal.SIGTERM)
             time.sleep(10)
@@ -312,3 +363,151 @@ def _worker_of(job) -> int:
                         if os.readlink(f"/proc/{pid}/fd/{fd}") == str(job / "run.log"):
                             return int(pid)
     raise AssertionError(f"no process writes {job}/run.log")
+
+
+# ------------------------------------------------ r26a: datasets of one's own, timm checkpoints, CIFAR batches
+
+
+class Labelled(torch.utils.data.Dataset):
+    """32 images 3x8x8; ``label(i)`` the label of sample i, ``shape(i)`` its shape, failing past ``fails_at``."""
+
+    def __init__(self, label=lambda i: i % 4, shape=lambda i: (3, 8, 8), fails_at=None):
+        self.label, self.shape, self.fails_at = label, shape, fails_at
+
+    def __len__(self):
+        return 32
+
+    def __getitem__(self, i):
+        if self.fails_at is not None and i >= self.fails_at:
+            raise IndexError(i)
+        return torch.rand(*self.shape(i)), self.label(i)
+
+
+class Stream(torch.utils.data.IterableDataset):
+    def __iter__(self):
+        yield from ((torch.rand(3, 8, 8), 0) for _ in range(32))
+
+
+def _splits_of(train=None, test=None):
+    return DatasetSplits(train=train or Labelled(), test=test or Labelled(), num_classes=4, input_shape=(3, 8, 8))
+
+
+DATASETS = {
+    "train_minus_100": lambda: _splits_of(train=Labelled(label=lambda i: -100 if i % 2 else 0)),
+    "test_minus_100": lambda: _splits_of(test=Labelled(label=lambda i: -100 if i else 0)),
+    "test_99": lambda: _splits_of(test=Labelled(label=lambda i: 99 if i == 7 else 0)),
+    "train_shape": lambda: _splits_of(train=Labelled(shape=lambda i: (3, 4, 4) if i == 5 else (3, 8, 8))),
+    "test_lies": lambda: _splits_of(test=Labelled(fails_at=10)),
+    "train_stream": lambda: _splits_of(train=Stream()),
+}
+
+
+def own_dataset(cfg, seed):
+    return DATASETS[cfg.name]()
+
+
+@pytest.mark.parametrize(
+    "name, message",
+    [
+        ("train_minus_100", r"a training label is -100, outside \[0, 4\)"),  # cross-entropy ignored it: no word
+        ("test_minus_100", r"an evaluation label is -100, outside \[0, 4\)"),  # counted as a miss: no word
+        ("test_99", r"an evaluation label is 99, outside \[0, 4\)"),  # a traceback
+        ("train_shape", r"dataset 'train_shape', train: a batch could not be read \(RuntimeError: stack expects"),
+        ("test_lies", r"dataset 'test_lies', test: a batch could not be read \(IndexError: 10\)"),
+        ("train_stream", r"dataset '.*own_dataset', train: a Stream; a split must be a map-style Dataset"),
+    ],
+)
+def test_a_datasets_fault_past_its_first_sample_is_one_line(name, message, tmp_path, tiny_cfg):
+    """r26a F1-F3: found in training or testing, each was a traceback or a silently wrong accuracy."""
+    cfg = tiny_cfg(dataset={"_target_": f"{__name__}.own_dataset", "name": name, "val_size": 0})
+    with pytest.raises(DatasetError, match=message):
+        run_experiment(cfg, Dense(), tmp_path / "run")
+
+
+def _tensors(cfg, seed, **change):
+    x, y = torch.rand(64, 3, 8, 8), torch.arange(64) % 4
+    fields = {"train": (x, y), "test": (x[:16], y[:16]), "num_classes": 4, "mean": (0.5,) * 3, "std": (0.25,) * 3}
+    return TensorSplits(**{**fields, **change})
+
+
+IMAGES = {
+    "nan_test": lambda x, y: {"test": (torch.full_like(x[:16], float("nan")), y[:16])},
+    "int_images": lambda x, y: {"train": ((x * 255).long(), y)},
+    "images_of_255": lambda x, y: {"train": (x * 255, y)},
+    "meta_images": lambda x, y: {"train": (x.to("meta"), y)},
+    "sparse_images": lambda x, y: {"train": (x.to_sparse(), y)},
+    "huge_pad": lambda x, y: {"pad": 10**6},
+}
+
+
+def own_tensors(cfg, seed):
+    x, y = torch.rand(64, 3, 8, 8), torch.arange(64) % 4
+    return _tensors(cfg, seed, **IMAGES[cfg.name](x, y))
+
+
+@pytest.mark.parametrize(
+    "name, message",
+    [
+        ("nan_test", "test: images hold NaN or infinite values"),  # scored 34 % on NaN images
+        ("int_images", "train: images of type torch.int64; give uint8 (0..255) or floats in [0, 1]"),  # unscaled
+        ("images_of_255", "train: float images from 0."),  # unscaled
+        ("meta_images", "train: images are a torch.strided tensor on meta; give a dense CPU tensor"),
+        ("sparse_images", "train: images are a torch.sparse_coo tensor on cpu; give a dense CPU tensor"),
+        ("huge_pad", "pad=1000000 is more than the images' size (8, 8)"),  # a traceback allocating petabytes
+    ],
+)
+def test_in_memory_images_are_checked_before_training(name, message, tiny_cfg):
+    """r26a F4, F5."""
+    cfg = tiny_cfg(dataset={"_target_": f"{__name__}.own_tensors", "name": name}).dataset
+    with pytest.raises(DatasetError, match=re.escape(message)):
+        load_dataset(cfg, batch_size=8, eval_batch_size=8)
+
+
+@pytest.mark.parametrize(
+    "content, error",
+    [(b"", "EOFError"), (b"hello\n", "KeyError: 101"), (None, "AttributeError: 'list' object has no attribute")],
+)
+def test_a_timm_checkpoint_that_is_no_state_dict_is_one_line(content, error, tmp_path):
+    """r26a F6: an empty file, text, or a list, at model.kwargs.checkpoint_path: tracebacks from timm."""
+    from svdbench.models import build_timm
+
+    path = tmp_path / "w.pt"
+    if content is None:
+        torch.save([1, 2], path)
+    else:
+        path.write_bytes(content)
+    with pytest.raises(InputError, match=rf"^model.kwargs.checkpoint_path: {path} is not a state dict timm can load "
+                                         rf"\({re.escape(error)}"):  # fmt: skip
+        build_timm("resnet10t", 4, 3, checkpoint_path=str(path))
+
+
+@pytest.mark.parametrize(
+    "data, labels, message",
+    [
+        ("float lists", [0, 1, 2, 3], r"holds float64 values, not bytes 0\.\.255"),  # all pixels became 0
+        ("bytes", [0.5, 1.7, 2.2, 3.9], r"b'labels' hold float64 values, not integer classes"),  # cut to 0 1 2 3
+        ("bytes", [True, False, True, True], r"b'labels' hold bool values, not integer classes"),  # class 1
+    ],
+)
+def test_a_cifar_batch_of_lists_of_floats_or_float_labels_is_refused(data, labels, message, tmp_path):
+    """r26a F7: only a numpy array's dtype was checked."""
+    rng = np.random.default_rng(0)
+    pixels = rng.integers(0, 256, (4, 3072), dtype=np.uint8)
+    rows = [[float(v) for v in row] for row in rng.random((4, 3072))] if data == "float lists" else pixels
+    path = tmp_path / "data_batch_1"
+    path.write_bytes(pickle.dumps({b"data": rows, b"labels": labels}))
+    with pytest.raises(DatasetError, match=message):
+        read_cifar_batch(path, b"labels")
+
+
+def test_a_cifar_batch_pickled_with_protocol_2_by_python_3_is_read(tmp_path):
+    """r26a F8: the array's bytes come as _codecs.encode(text, 'latin1'), which was refused; nothing else of
+    _codecs is taken."""
+    pixels = np.random.default_rng(0).integers(0, 256, (4, 3072), dtype=np.uint8)
+    path = tmp_path / "data_batch_1"
+    path.write_bytes(pickle.dumps({b"data": pixels, b"labels": [0, 1, 2, 3]}, protocol=2))
+    x, y = read_cifar_batch(path, b"labels")
+    assert (x.reshape(4, -1) == pixels).all() and y.tolist() == [0, 1, 2, 3]
+    path.write_bytes(pickle.dumps({b"data": pixels, b"labels": [0, 1, 2, 3]}, protocol=2).replace(b"latin1", b"utf_8_"))
+    with pytest.raises(DatasetError, match="not a CIFAR batch"):
+        read_cifar_batch(path, b"labels")

@@ -255,11 +255,11 @@ def _loader_bundle(cfg, s: DatasetSplits, batch_size, eval_batch_size, seed, num
         def evaluation(ds):
             return DataLoader(ds, eval_batch_size, num_workers=num_workers)
 
-    val = LoaderBatches(evaluation(s.val), "cpu", shard) if s.val is not None else None
+    val = LoaderBatches(evaluation(s.val), "cpu", shard, f"dataset {cfg.name!r}, val") if s.val is not None else None
     return DataBundle(
         cfg.name,
-        LoaderBatches(train, "cpu", shard),
-        LoaderBatches(evaluation(test_ds), "cpu", shard),
+        LoaderBatches(train, "cpu", shard, f"dataset {cfg.name!r}, train"),
+        LoaderBatches(evaluation(test_ds), "cpu", shard, f"dataset {cfg.name!r}, test"),
         tuple(s.input_shape),
         s.num_classes,
         len(train_ds),

@@ -9,6 +9,8 @@ from typing import Iterator, Protocol
 
 import torch
 
+from ..errors import DatasetError, one_line
+
 
 class Batches(Protocol):
     """Re-iterable ``(images B x C x H x W float, labels B int64)`` batches, one pass per epoch."""
@@ -134,10 +136,12 @@ class TensorBatches:
 
 
 class LoaderBatches:
-    """A DataLoader's batches moved to ``device``; a ``DistributedSampler`` gets a new epoch per pass."""
+    """A DataLoader's batches moved to ``device``; a ``DistributedSampler`` gets a new epoch per pass. A batch that
+    cannot be read (a sample of another shape, a ``__getitem__`` that fails past the first sample) is a
+    DatasetError in one line naming ``what`` (the dataset and split)."""
 
-    def __init__(self, loader, device, shard=None):
-        self.loader, self.device, self.shard = loader, device, shard
+    def __init__(self, loader, device, shard=None, what: str = "the dataset"):
+        self.loader, self.device, self.shard, self.what = loader, device, shard, what
         self.epoch = 0
 
     def __len__(self):
@@ -148,7 +152,18 @@ class LoaderBatches:
         if hasattr(sampler, "set_epoch"):  # DistributedSampler: a new permutation per pass, the same on every rank
             sampler.set_epoch(self.epoch)
             self.epoch += 1
-        for x, y in self.loader:
+        batches = iter(self.loader)
+        while True:
+            try:
+                x, y = next(batches)
+            except StopIteration:
+                return
+            except DatasetError:
+                raise
+            except Exception as err:  # the user's Dataset: its error in one line, not the DataLoader's traceback
+                raise DatasetError(
+                    f"{self.what}: a batch could not be read ({one_line(err, with_type=True)})"
+                ) from None
             yield x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
 
 

@@ -191,11 +191,20 @@ try:  # what a CIFAR batch's pickle rebuilds its image array with
 except ImportError:  # numpy < 1.26
     from numpy.core.multiarray import _reconstruct as _np_reconstruct
 
+def _latin1_bytes(text: str, encoding: str = "latin1") -> bytes:
+    """``_codecs.encode`` as a protocol-2 pickle written by Python 3 asks for it (an array's bytes as latin-1
+    text), and nothing else."""
+    if not isinstance(text, str) or encoding not in ("latin1", "latin-1"):
+        raise ValueError("_codecs.encode of anything but latin-1 text")
+    return text.encode("latin1")
+
+
 CIFAR_GLOBALS = {  # all a CIFAR python batch asks for: its numpy uint8 array (the rest is dicts, lists, ints, bytes)
     ("numpy.core.multiarray", "_reconstruct"): _np_reconstruct,  # written by numpy 1 (the distributed files)
     ("numpy._core.multiarray", "_reconstruct"): _np_reconstruct,  # written by numpy 2
     ("numpy", "ndarray"): np.ndarray,
     ("numpy", "dtype"): np.dtype,
+    ("_codecs", "encode"): _latin1_bytes,  # an array's bytes in a protocol-2 pickle written by Python 3
 }
 
 
@@ -233,13 +242,16 @@ def read_cifar_batch(path: Path, label_key: bytes) -> tuple[np.ndarray, np.ndarr
         raise DatasetError(f"cannot read {path}: not a CIFAR batch ({one_line(err, with_type=True)})") from None
     if not isinstance(d, dict) or b"data" not in d or label_key not in d:
         raise DatasetError(f"cannot read {path}: not a CIFAR batch (no {b'data'!r} and {label_key!r} entries)")
-    raw = np.asarray(d[b"data"]) if isinstance(d[b"data"], np.ndarray) else None
-    if (
-        raw is not None
-        and raw.dtype != np.uint8
-        and not (np.issubdtype(raw.dtype, np.integer) and (raw.size == 0 or (raw.min() >= 0 and raw.max() <= 255)))
+    try:  # an array, or lists of numbers: as numpy reads them, before any cast
+        raw, labels = np.asarray(d[b"data"]), np.asarray(d[label_key])
+    except (TypeError, ValueError, OverflowError) as err:
+        raise DatasetError(f"cannot read {path}: not a CIFAR batch ({one_line(err, with_type=True)})") from None
+    if raw.dtype != np.uint8 and not (
+        np.issubdtype(raw.dtype, np.integer) and (raw.size == 0 or (raw.min() >= 0 and raw.max() <= 255))
     ):  # a cast to bytes would cut floats in [0, 1] to 0 and wrap larger integers, without a word
         raise DatasetError(f"cannot read {path}: its {b'data'!r} holds {raw.dtype} values, not bytes 0..255")
+    if labels.dtype.kind in "bfc":  # a cast to classes would cut 1.7 to 1 and read True as class 1
+        raise DatasetError(f"cannot read {path}: its {label_key!r} hold {labels.dtype} values, not integer classes")
     try:
         x = np.asarray(d[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32)
         y = np.asarray(d[label_key], dtype=np.int64).reshape(-1)

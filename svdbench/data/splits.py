@@ -84,6 +84,25 @@ def _check_tensor_fields(splits: TensorSplits, what: str) -> None:
         raise ValueError(f"dataset {what!r}: pad={splits.pad!r} must be an integer >= 0")
 
 
+def _check_images(x: torch.Tensor, y: torch.Tensor, what: str) -> None:
+    """In-memory images and labels are dense CPU tensors, the images bytes (uint8, 0..255) or finite floats in
+    [0, 1] (what the normalisation expects: other integers, or floats of 0..255, would go in unscaled; a NaN test
+    image would still be scored). ValueError in one line naming ``what``."""
+    for t, kind in ((x, "images"), (y, "labels")):
+        if t.layout != torch.strided or t.device.type != "cpu":
+            raise ValueError(f"{what}: {kind} are a {t.layout} tensor on {t.device}; give a dense CPU tensor")
+    if x.dtype == torch.uint8:
+        return
+    if not x.dtype.is_floating_point:
+        raise ValueError(f"{what}: images of type {x.dtype}; give uint8 (0..255) or floats in [0, 1]")
+    if not bool(torch.isfinite(x).all()):
+        raise ValueError(f"{what}: images hold NaN or infinite values")
+    low, high = (float(v) for v in torch.aminmax(x)) if x.numel() else (0.0, 0.0)
+    if low < 0 or high > 1:
+        raise ValueError(f"{what}: float images from {low:g} to {high:g}, outside [0, 1]; give uint8 (0..255) or "
+                         "floats in [0, 1]")  # fmt: skip
+
+
 def check_splits(splits: TensorSplits | DatasetSplits, what: str) -> None:
     """The splits as a whole, before any training: images N x C x H x W with one label each, labels
     integer classes in ``[0, num_classes)``, one image shape for every split (a ``DatasetSplits`` is
@@ -105,8 +124,14 @@ def check_splits(splits: TensorSplits | DatasetSplits, what: str) -> None:
                     f"dataset {what!r}, {name}: {tuple(x.shape)} images and {tuple(y.shape)} labels; "
                     "N x C x H x W images need N labels"
                 )
+            _check_images(x, y, f"dataset {what!r}, {name}")
             shape, labels = tuple(x.shape[1:]), y
+            if splits.pad > min(shape[1:]):
+                raise ValueError(f"dataset {what!r}: pad={splits.pad} is more than the images' size {shape[1:]}")
         else:
+            if isinstance(split, torch.utils.data.IterableDataset) or not hasattr(split, "__len__"):
+                raise ValueError(f"dataset {what!r}, {name}: a {type(split).__name__}; a split must be a map-style "
+                                 "Dataset (with __len__ and __getitem__)")  # fmt: skip
             if len(split) == 0:
                 raise ValueError(f"dataset {what!r}, {name}: no samples")
             item = split[0]

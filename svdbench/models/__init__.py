@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import inspect
 import os
+import pickle
 import stat
 from collections.abc import Mapping
 from typing import Any
@@ -140,6 +141,11 @@ def build_timm(name: str, num_classes: int, in_channels: int, **kwargs: Any) -> 
         raise InputError(f"timm model {name!r} cannot be built here: {one_line(err)}") from None
     except (RuntimeError, ValueError, AssertionError) as err:
         raise InputError(f"timm model {name!r} cannot be built here: {one_line(err)}") from None
+    except (EOFError, KeyError, AttributeError, pickle.UnpicklingError) as err:
+        if not kwargs.get("checkpoint_path"):
+            raise
+        raise InputError(f"model.kwargs.checkpoint_path: {kwargs['checkpoint_path']} is not a state dict timm can "
+                         f"load ({one_line(err, with_type=True)})") from None  # fmt: skip
 
 
 def check_checkpoint_path(path: Any) -> None:

@@ -1,0 +1,139 @@
+"""How a parallel sweep's launching process tells its workers that it stops, and sees which jobs are under way.
+
+The launching process of a sweep under joblib's launcher (``hydra/launcher=local_parallel``) makes, before its
+workers start, a small directory of its own in the temporary directory and names it in ``$SVDBENCH_SWEEP_STOP``
+(which the workers inherit). Its file ``owner`` holds the launching process's pid. Each worker marks a job it runs
+with a file ``busy-<pid>`` there holding the job's directory (:func:`busy`), removed when the job ends. Stopping
+(:mod:`svdbench.sweep_stop`), the launching process writes ``<pid> stopping`` into ``owner``: each worker's
+training stage reads it with its signals (:func:`stopping`, at most every 0.2 s) and stops at its next step as on
+SIGTERM, saving its checkpoint, and no worker starts another job; the launching process waits for the busy marks
+to go (:func:`under_way`). A file, not a signal: a worker that the signal reached too (Ctrl-C reaches the whole
+process group) would get it twice. The directory is removed when the launching process exits.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import os
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+__all__ = ["STOP_ENV", "busy", "mark", "open_channel", "opened", "stopping", "under_way"]
+
+#: the environment variable naming the launching process's channel directory
+STOP_ENV = "SVDBENCH_SWEEP_STOP"
+#: what ``owner`` says after the launching process's pid once it stops
+STOPPING = "stopping"
+OWNER = "owner"
+
+_opened: list[Path] = []  # this process's channel directory
+
+
+def open_channel() -> None:
+    """In the launching process of a parallel sweep, before its workers start: the channel directory, named in
+    ``$SVDBENCH_SWEEP_STOP``; removed at exit. Opened once."""
+    if _opened:
+        return
+    try:
+        where = Path(tempfile.mkdtemp(prefix=f"svdbench-sweep-{os.getpid()}-"))
+        (where / OWNER).write_text(str(os.getpid()))
+    except OSError as err:  # no temporary directory to write: stopped, the sweep's pool ends its workers at once
+        print(f"warning: no directory to tell the sweep's workers to stop ({err.strerror or err}): stopped, the jobs "
+              "under way will not save first", file=sys.stderr)  # fmt: skip
+        return
+    _opened.append(where)
+    os.environ[STOP_ENV] = str(where)
+    atexit.register(_close)
+
+
+def opened() -> bool:
+    """Whether this process opened a channel for its workers (:func:`open_channel`)."""
+    return bool(_opened) and os.environ.get(STOP_ENV) == str(_opened[0])
+
+
+def mark() -> None:
+    """Tell the workers that this process stops (:func:`stopping` turns true in each)."""
+    if _opened:
+        with contextlib.suppress(OSError):
+            (_opened[0] / OWNER).write_text(f"{os.getpid()} {STOPPING}")
+
+
+def under_way() -> list[Path]:
+    """The directories of the jobs the workers run now (their busy marks, of workers alive), sorted."""
+    if not _opened:
+        return []
+    jobs = []
+    for mark_ in _opened[0].glob("busy-*"):
+        try:
+            pid = int(mark_.name.removeprefix("busy-"))
+            os.kill(pid, 0)
+            jobs.append(Path(mark_.read_text()))
+        except (ValueError, OSError):  # a worker gone (killed): its job is not under way
+            continue
+    return sorted(jobs)
+
+
+def _close() -> None:
+    while _opened:
+        shutil.rmtree(_opened.pop(), ignore_errors=True)
+
+
+def _worker_channel() -> Path | None:
+    """In a worker of a parallel sweep, the channel of its launching process (its parent, as ``owner`` says); None
+    in any other process (one that merely inherited the variable is no such worker)."""
+    path = os.environ.get(STOP_ENV)
+    if not path or opened():
+        return None
+    owner = _read(Path(path) / OWNER)
+    return Path(path) if owner is not None and owner.split()[0] == str(os.getppid()) else None
+
+
+@contextlib.contextmanager
+def busy(job_dir: str | os.PathLike) -> Iterator[None]:
+    """In a worker of a parallel sweep: the job in ``job_dir`` is under way for its launching process while the
+    block runs. Nothing elsewhere."""
+    channel = _worker_channel()
+    if channel is None:
+        yield
+        return
+    mark_ = channel / f"busy-{os.getpid()}"
+    with contextlib.suppress(OSError):
+        mark_.write_text(os.path.abspath(job_dir))
+    try:
+        yield
+    finally:
+        with contextlib.suppress(OSError):
+            mark_.unlink()
+
+
+_last_read: list[float | bool] = [0.0, False]  # when this worker last read ``owner``, and whether it said stopping
+
+
+def stopping(every: float = 0.2) -> bool:
+    """In a worker of a parallel sweep: whether its launching process stops (:func:`mark`), ``owner`` read at most
+    every ``every`` seconds. False in any other process."""
+    when, said = _last_read
+    if said or time.monotonic() - when < every:
+        return bool(said)
+    channel = _worker_channel()
+    said = channel is not None and _read(channel / OWNER) == f"{os.getppid()} {STOPPING}"
+    _last_read[:] = [time.monotonic(), said]
+    return said
+
+
+def _read(path: Path) -> str | None:
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        return None
+    try:
+        return os.read(fd, 64).decode(errors="replace").strip()
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
