@@ -191,6 +191,7 @@ try:  # what a CIFAR batch's pickle rebuilds its image array with
 except ImportError:  # numpy < 1.26
     from numpy.core.multiarray import _reconstruct as _np_reconstruct
 
+
 def _latin1_bytes(text: str, encoding: str = "latin1") -> bytes:
     """``_codecs.encode`` as a protocol-2 pickle written by Python 3 asks for it (an array's bytes as latin-1
     text), and nothing else."""
