@@ -54,6 +54,9 @@ def _sharded(batches) -> bool:
 def check_labels(y: torch.Tensor, classes: int, what: str) -> None:
     """Labels ``y`` (N,) are classes in [0, ``classes``): DatasetError in one line otherwise. Checked, not left to
     cross-entropy: -100, its ``ignore_index``, would silently drop the sample (and count as a miss in testing)."""
+    if y.dim() != 1 or y.dtype.is_floating_point or y.dtype.is_complex or y.dtype == torch.bool:
+        raise DatasetError(f"{what} batch's labels are {y.dtype} of shape {tuple(y.shape)}, not one integer class "
+                           "per image")  # fmt: skip
     bad = (y < 0) | (y >= classes)
     if bool(bad.any()):
         raise DatasetError(f"{what} label is {int(y[bad][0])}, outside [0, {classes}): the dataset's labels must be "

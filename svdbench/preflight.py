@@ -251,6 +251,10 @@ def _interval_ends(interval, text: str) -> list:
     low, high = interval.start, interval.end
     if not low < high:
         raise InputError(f"{text}: its low end must be below its high end")
+    if "log" in (getattr(interval, "tags", None) or ()):  # Optuna's log-uniform draw: above 0 (an integer's: >= 1)
+        ints = not (isinstance(low, float) or isinstance(high, float))
+        if low < 1 if ints else low <= 0:
+            raise InputError(f"{text}: a log range's low end must be {'at least 1' if ints else 'above 0'}")
     if isinstance(low, float) or isinstance(high, float):
         return [float(low), math.nextafter(float(high), float(low))]
     return [low, high]

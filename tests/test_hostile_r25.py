@@ -25,7 +25,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
-from conftest import ENV, ROOT, imagenet_files
+from conftest import ENV, ROOT, imagenet_files, refused
 from joblib._parallel_backends import LokyBackend
 from joblib.externals.loky.process_executor import TerminatedWorkerError
 
@@ -371,16 +371,16 @@ def _worker_of(job) -> int:
 class Labelled(torch.utils.data.Dataset):
     """32 images 3x8x8; ``label(i)`` the label of sample i, ``shape(i)`` its shape, failing past ``fails_at``."""
 
-    def __init__(self, label=lambda i: i % 4, shape=lambda i: (3, 8, 8), fails_at=None):
-        self.label, self.shape, self.fails_at = label, shape, fails_at
+    def __init__(self, label=lambda i: i % 4, shape=lambda i: (3, 8, 8), fails_at=None, image=None, size=32):
+        self.label, self.shape, self.fails_at, self.image, self.size = label, shape, fails_at, image, size
 
     def __len__(self):
-        return 32
+        return self.size
 
     def __getitem__(self, i):
         if self.fails_at is not None and i >= self.fails_at:
             raise IndexError(i)
-        return torch.rand(*self.shape(i)), self.label(i)
+        return (self.image(i) if self.image else torch.rand(*self.shape(i))), self.label(i)
 
 
 class Stream(torch.utils.data.IterableDataset):
@@ -399,6 +399,22 @@ DATASETS = {
     "train_shape": lambda: _splits_of(train=Labelled(shape=lambda i: (3, 4, 4) if i == 5 else (3, 8, 8))),
     "test_lies": lambda: _splits_of(test=Labelled(fails_at=10)),
     "train_stream": lambda: _splits_of(train=Stream()),
+    # r27a
+    "uint8_images": lambda: _splits_of(
+        train=Labelled(image=lambda i: torch.randint(0, 256, (3, 8, 8), dtype=torch.uint8))
+    ),
+    "none_label": lambda: _splits_of(test=Labelled(label=lambda i: None)),
+    "one_hot_label": lambda: _splits_of(
+        train=Labelled(label=lambda i: torch.nn.functional.one_hot(torch.tensor(1), 4))
+    ),
+    "label_of_shape_1": lambda: _splits_of(train=Labelled(label=lambda i: torch.tensor([i % 4]))),
+    "float_label_later": lambda: _splits_of(train=Labelled(label=lambda i: 0 if i == 0 else 1.0)),
+    "first_sample_fails": lambda: _splits_of(test=Labelled(fails_at=0)),
+    "float_len": lambda: _splits_of(test=Labelled(size=32.0)),
+    "nan_test_later": lambda: _splits_of(
+        test=Labelled(image=lambda i: torch.rand(3, 8, 8) if i == 0 else torch.full((3, 8, 8), float("nan")))
+    ),
+    "float64_images": lambda: _splits_of(train=Labelled(image=lambda i: torch.rand(3, 8, 8, dtype=torch.float64))),
 }
 
 
@@ -415,6 +431,14 @@ def own_dataset(cfg, seed):
         ("train_shape", r"dataset 'train_shape', train: a batch could not be read \(RuntimeError: stack expects"),
         ("test_lies", r"dataset 'test_lies', test: a batch could not be read \(IndexError: 10\)"),
         ("train_stream", r"dataset '.*own_dataset', train: a Stream; a split must be a map-style Dataset"),
+        ("uint8_images", r"train: images of type torch.uint8; a Dataset gives float images"),  # r27a F2: a traceback
+        ("none_label", r"test: a label must be an integer class, got None"),  # F3: tracebacks
+        ("one_hot_label", r"train: a label must be an integer class, got tensor\(\[0, 1, 0, 0\]\)"),
+        ("label_of_shape_1", r"train: a label must be an integer class, got tensor\(\[0\]\)"),  # F4
+        ("float_label_later", r"a training batch's labels are torch.float64 of shape \(32,\)"),
+        ("first_sample_fails", r"test: its first sample cannot be read \(IndexError: 0\)"),  # F7
+        ("float_len", r"TypeError: 'float' object cannot be interpreted as an integer"),
+        ("nan_test_later", r"test: a batch's images hold NaN or infinite values"),  # F8: scored 9 %
     ],
 )
 def test_a_datasets_fault_past_its_first_sample_is_one_line(name, message, tmp_path, tiny_cfg):
@@ -437,6 +461,8 @@ IMAGES = {
     "meta_images": lambda x, y: {"train": (x.to("meta"), y)},
     "sparse_images": lambda x, y: {"train": (x.to_sparse(), y)},
     "huge_pad": lambda x, y: {"pad": 10**6},
+    "infinite_std": lambda x, y: {"std": (float("inf"),) * 3},  # r27a F6: chance accuracy, no word
+    "nan_mean": lambda x, y: {"mean": (float("nan"),) * 3},
 }
 
 
@@ -454,6 +480,8 @@ def own_tensors(cfg, seed):
         ("meta_images", "train: images are a torch.strided tensor on meta; give a dense CPU tensor"),
         ("sparse_images", "train: images are a torch.sparse_coo tensor on cpu; give a dense CPU tensor"),
         ("huge_pad", "pad=1000000 is more than the images' size (8, 8)"),  # a traceback allocating petabytes
+        ("infinite_std", "std=(inf, inf, inf) must be finite"),
+        ("nan_mean", "mean=(nan, nan, nan) must be finite"),
     ],
 )
 def test_in_memory_images_are_checked_before_training(name, message, tiny_cfg):
@@ -511,3 +539,27 @@ def test_a_cifar_batch_pickled_with_protocol_2_by_python_3_is_read(tmp_path):
     path.write_bytes(pickle.dumps({b"data": pixels, b"labels": [0, 1, 2, 3]}, protocol=2).replace(b"latin1", b"utf_8_"))
     with pytest.raises(DatasetError, match="not a CIFAR batch"):
         read_cifar_batch(path, b"labels")
+
+
+def test_a_datasets_float64_images_and_numpy_numbers_are_taken(tmp_path, tiny_cfg):
+    """r27a F2 (float64 images were a traceback in the model), F5 (training images that require grad: a traceback
+    on the second backward), F9 (numpy float32 mean and std refused as not numbers)."""
+    cfg = tiny_cfg(dataset={"_target_": f"{__name__}.own_dataset", "name": "float64_images", "val_size": 0})
+    assert run_experiment(cfg, Dense(), tmp_path / "a")["status"] == "completed"
+    cfg = tiny_cfg(dataset={"_target_": f"{__name__}.numpy_stats_grad_images", "name": "mine", "val_size": 0})
+    assert run_experiment(cfg, Dense(), tmp_path / "b")["status"] == "completed"
+
+
+def numpy_stats_grad_images(cfg, seed):
+    x, y = torch.rand(64, 3, 8, 8).requires_grad_(True), torch.arange(64) % 4
+    return _tensors(cfg, seed, train=(x, y), mean=[np.float32(0.5)] * 3, std=[np.float32(0.25)] * 3)
+
+
+@pytest.mark.parametrize("override, message", [
+    ("method.energy=tag(log,interval(0,0.1))", "a log range's low end must be above 0"),
+    ("trainer.epochs=tag(log,int(interval(0,3)))", "a log range's low end must be at least 1"),
+])  # fmt: skip
+def test_an_optuna_log_range_from_0_is_one_line_also_in_the_plan(override, message, capsys, tiny, tmp_path):
+    """r27a F1: --plan let it through, and the run was Optuna's traceback."""
+    err = refused(capsys, "-m", *tiny(), "+sweep=optuna_pareto", override, f"hydra.sweep.dir={tmp_path}/o", "--plan")
+    assert message in err, err

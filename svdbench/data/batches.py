@@ -70,6 +70,7 @@ class TensorBatches:
     ) -> None:
         if shard is not None and not 0 <= shard[0] < shard[1]:
             raise ValueError(f"shard must be (rank, world) with 0 <= rank < world, got {shard}")
+        images = images.detach()  # a tensor that requires grad: no graph through the normalisation below
         x = images.float().div_(255.0) if images.dtype == torch.uint8 else images.float()
         m = torch.tensor(mean).view(1, -1, 1, 1)
         s = torch.tensor(std).view(1, -1, 1, 1)
@@ -164,7 +165,11 @@ class LoaderBatches:
                 raise DatasetError(
                     f"{self.what}: a batch could not be read ({one_line(err, with_type=True)})"
                 ) from None
-            yield x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+            if not (torch.is_tensor(x) and x.dtype.is_floating_point) or not bool(torch.isfinite(x).all()):
+                what = "hold NaN or infinite values" if torch.is_tensor(x) and x.dtype.is_floating_point else (
+                    f"are of type {getattr(x, 'dtype', type(x).__name__)}, not floats")  # fmt: skip
+                raise DatasetError(f"{self.what}: a batch's images {what}")
+            yield x.float().to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
 
 
 class EvalShard(torch.utils.data.Sampler):

@@ -7,12 +7,15 @@ int64 class indices.
 
 from __future__ import annotations
 
+import math
+import numbers
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
 from torch.utils.data import Dataset
 
+from ..errors import one_line, printable
 from ..registry import Registry
 
 DATASETS: Registry[Callable[..., TensorSplits | DatasetSplits]] = Registry("dataset")
@@ -76,8 +79,10 @@ def _check_tensor_fields(splits: TensorSplits, what: str) -> None:
     for key in ("mean", "std"):
         values = getattr(splits, key)
         if not (isinstance(values, (tuple, list)) and len(values) == channels
-                and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)):  # fmt: skip
+                and all(isinstance(v, numbers.Real) and not isinstance(v, bool) for v in values)):  # fmt: skip
             raise ValueError(f"dataset {what!r}: {key}={values!r}, one number per image channel ({channels})")
+        if not all(math.isfinite(v) for v in values):
+            raise ValueError(f"dataset {what!r}: {key}={tuple(values)!r} must be finite")
     if any(v <= 0 for v in splits.std):
         raise ValueError(f"dataset {what!r}: std={tuple(splits.std)!r} must be > 0")
     if not isinstance(splits.pad, int) or isinstance(splits.pad, bool) or splits.pad < 0:
@@ -132,15 +137,28 @@ def check_splits(splits: TensorSplits | DatasetSplits, what: str) -> None:
             if isinstance(split, torch.utils.data.IterableDataset) or not hasattr(split, "__len__"):
                 raise ValueError(f"dataset {what!r}, {name}: a {type(split).__name__}; a split must be a map-style "
                                  "Dataset (with __len__ and __getitem__)")  # fmt: skip
-            if len(split) == 0:
+            try:  # the user's __len__ and first sample: their own error in one line
+                size, item = len(split), (split[0] if len(split) else None)
+            except Exception as err:
+                raise ValueError(f"dataset {what!r}, {name}: its first sample cannot be read "
+                                 f"({one_line(err, with_type=True)})") from None  # fmt: skip
+            if size == 0:
                 raise ValueError(f"dataset {what!r}, {name}: no samples")
-            item = split[0]
             if not (isinstance(item, (tuple, list)) and len(item) == 2 and torch.is_tensor(item[0])):
                 size = f" of {len(item)}" if isinstance(item, (tuple, list)) else ""
                 raise ValueError(f"dataset {what!r}, {name}: a sample must be (image tensor, label), got a "
                                  f"{type(item).__name__}{size}")  # fmt: skip
             x, label = item
-            shape, labels = tuple(x.shape), torch.as_tensor([label])
+            if not x.dtype.is_floating_point:  # the model takes floats; bytes would go in unscaled
+                raise ValueError(f"dataset {what!r}, {name}: images of type {x.dtype}; a Dataset gives float images "
+                                 "(its transform scales them: ToTensor)")  # fmt: skip
+            integer = isinstance(label, numbers.Integral) or (
+                torch.is_tensor(label) and label.dim() == 0 and not label.dtype.is_floating_point
+            )
+            if not integer or isinstance(label, bool) or (torch.is_tensor(label) and label.dtype == torch.bool):
+                raise ValueError(f"dataset {what!r}, {name}: a label must be an integer class, got "
+                                 f"{printable(repr(label))[:60]}")  # fmt: skip
+            shape, labels = tuple(x.shape), torch.as_tensor([int(label)])
         if labels.dtype.is_floating_point or labels.dtype.is_complex or labels.dtype == torch.bool:
             raise ValueError(f"dataset {what!r}, {name}: labels of type {labels.dtype}, not integer classes")
         low, high = int(labels.min()), int(labels.max())
