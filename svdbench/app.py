@@ -58,7 +58,7 @@ from .rundir import (
     previous_record,
 )
 from .summary import summary
-from .sweep_stop import GRACE_S, LEFT_RUNNING, POOL_ENDED, WorkerLost, register_backend, workers_stop_first
+from .sweep_stop import CUT_SHORT, GRACE_S, LEFT_RUNNING, POOL_ENDED, WorkerLost, register_backend, workers_stop_first
 
 log = logging.getLogger("svdbench")
 
@@ -121,7 +121,8 @@ def launch(main: Callable[[], Any]) -> None:
         saved = "stopped (each resumes from its last epoch)" if name == "SIGINT" else "saved their checkpoints"
         if LEFT_RUNNING:  # a parallel sweep's workers that did not stop within the grace: ended by the pool
             left = ", ".join(str(d) for d in LEFT_RUNNING)
-            print(f"interrupted ({name}): the jobs in {left} were still running after {GRACE_S:.0f} s and were ended "
+            when = "when a second signal came" if CUT_SHORT else f"after {GRACE_S:.0f} s"
+            print(f"interrupted ({name}): the jobs in {left} were still running {when} and were ended "
                   f"(each resumes from its last saved checkpoint); the others {saved}; rerun the same command (with "
                   "its hydra.sweep.dir) to resume", file=sys.stderr)  # fmt: skip
         elif JOBS_STARTED or os.environ.get(HOLDER_ENV) or stop_channel.opened():  # parallel workers may have run

@@ -17,8 +17,10 @@ import atexit
 import contextlib
 import os
 import shutil
+import signal
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -56,11 +58,26 @@ def opened() -> bool:
     return bool(_opened) and os.environ.get(STOP_ENV) == str(_opened[0])
 
 
-def mark() -> None:
-    """Tell the workers that this process stops (:func:`stopping` turns true in each)."""
-    if _opened:
-        with contextlib.suppress(OSError):
-            (_opened[0] / OWNER).write_text(f"{os.getpid()} {STOPPING}")
+def mark() -> bool:
+    """Tell the workers that this process stops (:func:`stopping` turns true in each); the channel's directory,
+    removed meanwhile (a temporary directory cleaned under the sweep), is made again. False, with a warning,
+    where the workers could not be told, or their jobs under way cannot be seen (their busy marks went with it)."""
+    if not _opened:
+        return False
+    where = _opened[0]
+    gone = not where.is_dir()
+    try:
+        where.mkdir(mode=0o700, exist_ok=True)
+        (where / OWNER).write_text(f"{os.getpid()} {STOPPING}")
+    except OSError as err:
+        print(f"warning: the sweep's workers could not be told to stop ({where}: {err.strerror or err}): the pool "
+              "ends them at once", file=sys.stderr)  # fmt: skip
+        return False
+    if gone:
+        print(f"warning: {where}, where the sweep's workers mark their jobs, was removed: the jobs under way stop "
+              "at their next step but are not waited for", file=sys.stderr)  # fmt: skip
+        return False
+    return True
 
 
 def under_way() -> list[Path]:
@@ -83,6 +100,10 @@ def _close() -> None:
         shutil.rmtree(_opened.pop(), ignore_errors=True)
 
 
+#: the pid of the launching process this worker found its channel's owner (its parent then); None before
+_owner: list[int] = []
+
+
 def _worker_channel() -> Path | None:
     """In a worker of a parallel sweep, the channel of its launching process (its parent, as ``owner`` says); None
     in any other process (one that merely inherited the variable is no such worker)."""
@@ -90,7 +111,33 @@ def _worker_channel() -> Path | None:
     if not path or opened():
         return None
     owner = _read(Path(path) / OWNER)
-    return Path(path) if owner is not None and owner.split()[0] == str(os.getppid()) else None
+    if owner is None or owner.split()[0] != str(os.getppid()):
+        return None
+    if not _owner:
+        _owner.append(os.getppid())
+        _watch_owner()
+    return Path(path)
+
+
+def orphaned() -> bool:
+    """Whether this worker's launching process is gone (it found one: :func:`_worker_channel`), killed: its
+    jobs' directories are no longer held for it, so the worker stops as on SIGTERM."""
+    return bool(_owner) and os.getppid() != _owner[0]
+
+
+def _watch_owner(every: float = 0.5, grace: float = 30.0) -> None:
+    """A thread that, once this worker's launching process is gone, sends it SIGTERM (a training stage saves its
+    checkpoint and stops; the job ends) and ends it ``grace`` seconds later (an idle worker of a pool would
+    linger)."""
+
+    def watch() -> None:
+        while not orphaned():
+            time.sleep(every)
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(grace)
+        os._exit(128 + signal.SIGTERM)
+
+    threading.Thread(target=watch, name="svdbench-owner-watch", daemon=True).start()
 
 
 @contextlib.contextmanager
@@ -104,11 +151,20 @@ def busy(job_dir: str | os.PathLike) -> Iterator[None]:
     mark_ = channel / f"busy-{os.getpid()}"
     with contextlib.suppress(OSError):
         mark_.write_text(os.path.abspath(job_dir))
+    _interruptible(True)
     try:
         yield
     finally:
+        _interruptible(False)  # idle, Ctrl-C to the process group is the launching process's to handle
         with contextlib.suppress(OSError):
             mark_.unlink()
+
+
+def _interruptible(on: bool) -> None:
+    """Ctrl-C raises in this worker while it runs a job (which saves and says so), and is ignored between jobs
+    (it printed loky's traceback from wherever the idle worker was)."""
+    with contextlib.suppress(ValueError):  # not the main thread
+        signal.signal(signal.SIGINT, signal.default_int_handler if on else signal.SIG_IGN)
 
 
 _last_read: list[float | bool] = [0.0, False]  # when this worker last read ``owner``, and whether it said stopping
@@ -117,6 +173,8 @@ _last_read: list[float | bool] = [0.0, False]  # when this worker last read ``ow
 def stopping(every: float = 0.2) -> bool:
     """In a worker of a parallel sweep: whether its launching process stops (:func:`mark`), ``owner`` read at most
     every ``every`` seconds. False in any other process."""
+    if orphaned():
+        return True
     when, said = _last_read
     if said or time.monotonic() - when < every:
         return bool(said)

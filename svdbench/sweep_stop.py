@@ -39,7 +39,9 @@ def wait_for_workers(grace_s: float, why: str) -> None:
     """Tell the workers to stop (:func:`svdbench.stop_channel.mark`) and wait, at most ``grace_s`` seconds and
     while any worker lives, for the jobs under way (:func:`svdbench.stop_channel.under_way`) to end, saying ``why``
     first where there are any; :data:`LEFT_RUNNING`: those that did not."""
-    stop_channel.mark()
+    if not stop_channel.mark():
+        LEFT_RUNNING.clear()
+        return
     if stop_channel.under_way() and _workers_alive():
         print(f"{why}: waiting for the jobs under way to stop and record it (up to {grace_s:.0f} s)", file=sys.stderr,
               flush=True)  # fmt: skip
@@ -65,6 +67,7 @@ def workers_stop_first(grace_s: float = GRACE_S) -> Iterator[None]:
     changes."""
     LEFT_RUNNING.clear()
     POOL_ENDED.clear()
+    CUT_SHORT.clear()
     if not stop_channel.opened():
         yield
         return
@@ -74,11 +77,12 @@ def workers_stop_first(grace_s: float = GRACE_S) -> Iterator[None]:
         RECEIVED.append(signum)
         if stopped:  # a second signal: at once
             LEFT_RUNNING[:] = stop_channel.under_way()
+            CUT_SHORT.append(signum)
         else:
             stopped.append(signum)
             name = signal.Signals(signum).name
             wait_for_workers(grace_s, f"stopping ({name}; again stops at once)")
-        raise KeyboardInterrupt if signum == signal.SIGINT else Terminated(signum)
+        raise Terminated(signum)  # Ctrl-C too: a Terminated Python drops (in a weakref callback) is told once
 
     def before_the_pool_ends() -> None:
         if not stopped:  # after a signal the wait is over: the pool ends now
@@ -95,6 +99,9 @@ def workers_stop_first(grace_s: float = GRACE_S) -> Iterator[None]:
         for s, handler in before.items():
             signal.signal(s, handler)
 
+
+#: not empty once a second signal cut the wait short (:func:`workers_stop_first`)
+CUT_SHORT: list[int] = []
 
 #: not empty once the pool was ended for a job's error, not a signal (:func:`workers_stop_first`)
 POOL_ENDED: list[bool] = []

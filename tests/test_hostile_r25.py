@@ -29,7 +29,7 @@ from conftest import ENV, ROOT, imagenet_files, refused
 from joblib._parallel_backends import LokyBackend
 from joblib.externals.loky.process_executor import TerminatedWorkerError
 
-from svdbench import stop_channel, sweep_stop
+from svdbench import app, stop_channel, sweep_stop
 from svdbench.data import DatasetSplits, TensorSplits, load_dataset
 from svdbench.data.files import imagenet_splits, load_image, read_cifar_batch
 from svdbench.errors import DatasetError, InputError, Terminated
@@ -563,3 +563,88 @@ def test_an_optuna_log_range_from_0_is_one_line_also_in_the_plan(override, messa
     """r27a F1: --plan let it through, and the run was Optuna's traceback."""
     err = refused(capsys, "-m", *tiny(), "+sweep=optuna_pareto", override, f"hydra.sweep.dir={tmp_path}/o", "--plan")
     assert message in err, err
+
+
+# ------------------------------------------------ r27b: orphans, a second signal, the channel removed, idle Ctrl-C
+
+
+def test_a_worker_whose_launching_process_died_stops(tmp_path, monkeypatch):
+    """r27b F1: in a sweep of more than 64 jobs (or Optuna's) no lock is lent, so nothing told an orphan to stop:
+    it trained on for half an hour, holding its job's directory against the rerun."""
+    monkeypatch.setattr(stop_channel, "_owner", [os.getppid()])
+    monkeypatch.setattr(stop_channel, "_last_read", [0.0, False])
+    monkeypatch.delenv(stop_channel.STOP_ENV, raising=False)
+    assert not stop_channel.orphaned() and not stop_channel.stopping()
+    monkeypatch.setattr(stop_channel, "_owner", [os.getppid() + 1])  # the parent it found is gone: re-parented
+    assert stop_channel.orphaned() and stop_channel.stopping()
+
+
+def test_a_removed_channel_is_made_again_and_said(channel, capsys):
+    """r27b F3: its directory cleaned from the temporary directory under the sweep, a stop told no worker and said
+    they had all saved."""
+    where = Path(os.environ[stop_channel.STOP_ENV])
+    shutil.rmtree(where)
+    assert not stop_channel.mark()
+    assert (where / "owner").read_text() == f"{os.getpid()} stopping"  # the workers stop at their next step
+    assert "was removed: the jobs under way stop at their next step but are not waited for" in capsys.readouterr().err
+
+
+def test_the_line_says_a_second_signal_ended_the_jobs_still_running(channel, capsys):
+    """r27b F2: it said they were still running 'after 60 s', 3 s after the first signal."""
+    _busy(channel[:1])
+    threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGTERM)).start()
+
+    def main():
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(10)
+
+    with pytest.raises(SystemExit) as stop:
+        app.launch(main)
+    err = capsys.readouterr().err
+    assert stop.value.code == 128 + signal.SIGTERM
+    assert f"the jobs in {channel[0]} were still running when a second signal came and were ended" in err, err
+
+
+def test_an_idle_worker_ignores_ctrl_c_and_a_working_one_takes_it(tmp_path, monkeypatch):
+    """r27b F4: Ctrl-C to the process group reaching a worker between jobs printed loky's traceback."""
+    monkeypatch.setenv(stop_channel.STOP_ENV, str(tmp_path))
+    monkeypatch.setattr(stop_channel, "_owner", [os.getppid()])
+    (tmp_path / "owner").write_text(str(os.getppid()))
+    before = signal.getsignal(signal.SIGINT)
+    try:
+        with stop_channel.busy(tmp_path / "job"):
+            assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, before)
+
+
+@pytest.mark.slow
+def test_the_workers_of_a_large_sweep_whose_launching_process_is_killed_stop(tmp_path, tiny):
+    """r27b F1 end to end: 65 jobs, the launching process SIGKILLed; each orphan saves, records preempted, ends."""
+    sweep = tmp_path / "sweep"
+    over = ["dataset.num_train=2048", "seed=range(0,65)", "trainer.epochs=400", "hydra/launcher=local_parallel"]
+    argv = [sys.executable, str(ROOT / "run.py"), "-m", *tiny("dataset.num_train"), *over, f"hydra.sweep.dir={sweep}"]
+    proc = subprocess.Popen(argv, cwd=ROOT, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)  # fmt: skip
+    deadline = time.monotonic() + 240
+    checkpoints = [sweep / j / "checkpoint.pt" for j in "01"]
+    while not all(c.is_file() for c in checkpoints) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    workers = [_worker_of(sweep / j) for j in "01"]
+    proc.kill()
+    proc.wait(timeout=60)
+    deadline = time.monotonic() + 90
+    while any(_alive(w) for w in workers) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert not any(_alive(w) for w in workers)
+    for j in "01":
+        assert json.loads((sweep / j / RESULTS_FILE).read_text())["status"] == "preempted"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(") ")[-1][0] != "Z"
+    except OSError:
+        return False
