@@ -4,7 +4,12 @@
   ``--plan`` in ``open()``, where no signal ended it (F1).
 - r25b: a parallel sweep's launching process stopped by a signal let joblib end its workers with SIGKILL at once:
   a worker still saving its checkpoint lost it (a signal to the process group), or none saved any (a signal to the
-  launching process alone), and the command said they all had (F1)."""
+  launching process alone), and the command said they all had (F1); a report rerun moved a run under way in --out.
+- r26b: the same for a worker stopped alone or killed (a traceback), a sweep of more than 64 jobs or Optuna's, and
+  a job making its operating points. r26a: a Dataset's labels and batches past its first sample, in-memory images
+  of the wrong kind, a timm checkpoint that is no state dict, CIFAR batches of lists of floats or float labels.
+- r27a: an Optuna log range from 0, a Dataset's image and label types, a non-finite mean or std, images that
+  require grad. r27b: orphaned workers of a large sweep, a second signal's line, a removed channel, idle Ctrl-C."""
 
 import contextlib
 import fcntl
