@@ -45,6 +45,24 @@ from svdbench.report import build_report
 from svdbench.results import RESULTS_FILE
 from svdbench.rundir import LOCK
 
+
+@pytest.fixture(autouse=True)
+def _channel_state_kept_apart(monkeypatch):
+    """What a worker's side of the stop channel sets in its process (the owner it found and the thread watching
+    it, SIGINT ignored between jobs, the variable naming the channel) stays in the test that set it: a watcher
+    would stop this process, an ignored SIGINT would be inherited by the subprocesses of later tests."""
+    monkeypatch.setattr(stop_channel, "_owner", [])
+    monkeypatch.setattr(stop_channel, "_watch_owner", lambda *args, **kwargs: None)
+    monkeypatch.setattr(stop_channel, "_last_read", [0.0, False])
+    sigint, env = signal.getsignal(signal.SIGINT), os.environ.get(stop_channel.STOP_ENV)
+    yield
+    signal.signal(signal.SIGINT, sigint)
+    if env is None:
+        os.environ.pop(stop_channel.STOP_ENV, None)
+    else:
+        os.environ[stop_channel.STOP_ENV] = env
+
+
 # ------------------------------------------------ r25a F1: an ImageNet tree's image that is not a regular file
 
 

@@ -102,7 +102,7 @@ def _check_images(x: torch.Tensor, y: torch.Tensor, what: str) -> None:
         raise ValueError(f"{what}: images of type {x.dtype}; give uint8 (0..255) or floats in [0, 1]")
     if not bool(torch.isfinite(x).all()):
         raise ValueError(f"{what}: images hold NaN or infinite values")
-    low, high = (float(v) for v in torch.aminmax(x)) if x.numel() else (0.0, 0.0)
+    low, high = (float(v) for v in torch.aminmax(x.detach())) if x.numel() else (0.0, 0.0)
     if low < 0 or high > 1:
         raise ValueError(f"{what}: float images from {low:g} to {high:g}, outside [0, 1]; give uint8 (0..255) or "
                          "floats in [0, 1]")  # fmt: skip
