@@ -27,6 +27,7 @@ from concurrent.futures import Future
 from pathlib import Path
 from types import SimpleNamespace
 
+import joblib.parallel
 import numpy as np
 import pytest
 import torch
@@ -54,6 +55,7 @@ def _channel_state_kept_apart(monkeypatch):
     monkeypatch.setattr(stop_channel, "_owner", [])
     monkeypatch.setattr(stop_channel, "_watch_owner", lambda *args, **kwargs: None)
     monkeypatch.setattr(stop_channel, "_last_read", [0.0, False])
+    monkeypatch.setitem(joblib.parallel.BACKENDS, "loky", joblib.parallel.BACKENDS["loky"])  # launch() registers
     sigint, env = signal.getsignal(signal.SIGINT), os.environ.get(stop_channel.STOP_ENV)
     yield
     signal.signal(signal.SIGINT, sigint)
