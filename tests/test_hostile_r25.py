@@ -223,20 +223,28 @@ def test_the_channel_is_removed_at_exit(tmp_path):
     assert "svdbench-sweep-" in proc.stdout and not os.path.exists(proc.stdout.strip())
 
 
+def _parallel_sweep(sweep, tiny, over, where="", output=subprocess.PIPE, num_train=2048):
+    """``run.py -m`` of the tiny config (``num_train`` training images) with ``over`` under the local_parallel
+    launcher into ``sweep``, in a session of its own, once jobs 0 and 1 hold ``<job>/<where>/checkpoint.pt``: (the
+    process, those checkpoints). ``output``: where its stdout and stderr go (DEVNULL where nothing reads them: a
+    full pipe would block the workers that outlive it)."""
+    over = [f"dataset.num_train={num_train}", *over, "hydra/launcher=local_parallel", f"hydra.sweep.dir={sweep}"]
+    argv = [sys.executable, str(ROOT / "run.py"), "-m", *tiny("dataset.num_train", "method"), *over]
+    proc = subprocess.Popen(argv, cwd=ROOT, env=ENV, stdout=output, stderr=output, text=True, start_new_session=True)
+    deadline = time.monotonic() + 240
+    checkpoints = [sweep / j / where / "checkpoint.pt" for j in "01"]
+    while not all(c.is_file() for c in checkpoints) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return proc, checkpoints
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("to", ["the launching process", "the process group"])
 def test_a_stopped_parallel_sweeps_workers_save_their_checkpoints_first(to, tmp_path, tiny):
     """SIGTERM after each job's first epoch: each job records preempted with a checkpoint saved mid-epoch, later than
     the first epoch's (before: none, or one of the two, was saved; the others stayed 'running')."""
     sweep = tmp_path / "sweep"
-    argv = [sys.executable, str(ROOT / "run.py"), "-m", *tiny("dataset.num_train"), "dataset.num_train=2048",
-            "seed=0,1", "trainer.epochs=400", "hydra/launcher=local_parallel", f"hydra.sweep.dir={sweep}"]  # fmt: skip
-    proc = subprocess.Popen(argv, cwd=ROOT, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)  # fmt: skip
-    deadline = time.monotonic() + 240
-    checkpoints = [sweep / j / "checkpoint.pt" for j in "01"]
-    while not all(c.is_file() for c in checkpoints) and time.monotonic() < deadline:
-        time.sleep(0.1)
+    proc, checkpoints = _parallel_sweep(sweep, tiny, ["seed=0,1", "trainer.epochs=400"])
     first = [c.stat().st_mtime_ns for c in checkpoints]
     time.sleep(0.5)  # into the next epoch
     if to == "the process group":
@@ -259,19 +267,10 @@ def test_a_stopped_parallel_sweep_waits_for_any_job_under_way(kind, tmp_path, ti
     record completed, points pending) was not waited for, and the point lost its epoch."""
     sweep = tmp_path / "sweep"
     if kind.startswith("65"):
-        over = ["seed=range(0,65)", "trainer.epochs=400", "dataset.num_train=2048"]
+        proc, checkpoints = _parallel_sweep(sweep, tiny, ["seed=range(0,65)", "trainer.epochs=400"])
     else:
-        over = ["seed=0,1", "method=svd", "method.energies=[0.01,0.05]", "method.finetune_epochs=4",
-                "dataset.num_train=4096"]  # fmt: skip
-    where = "" if kind.startswith("65") else "energy_0.01"
-    argv = [sys.executable, str(ROOT / "run.py"), "-m", *tiny("dataset.num_train", "method"), *over,
-            "hydra/launcher=local_parallel", f"hydra.sweep.dir={sweep}"]  # fmt: skip
-    proc = subprocess.Popen(argv, cwd=ROOT, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)  # fmt: skip
-    deadline = time.monotonic() + 240
-    checkpoints = [sweep / j / where / "checkpoint.pt" for j in "01"]
-    while not all(c.is_file() for c in checkpoints) and time.monotonic() < deadline:
-        time.sleep(0.1)
+        over = ["seed=0,1", "method=svd", "method.energies=[0.01,0.05]", "method.finetune_epochs=4"]
+        proc, checkpoints = _parallel_sweep(sweep, tiny, over, "energy_0.01", num_train=4096)
     first = [c.stat().st_mtime_ns for c in checkpoints]
     time.sleep(0.5)
     proc.send_signal(signal.SIGTERM)
@@ -356,14 +355,7 @@ def test_a_parallel_sweeps_worker_ended_alone_is_one_line(sig, tmp_path, tiny):
     """SIGKILL (the kernel's out-of-memory killer): Hydra printed joblib's TerminatedWorkerError as a traceback.
     SIGTERM to one worker: its job saved and stopped, and the pool killed the other mid-epoch (now it saves too)."""
     sweep = tmp_path / "sweep"
-    argv = [sys.executable, str(ROOT / "run.py"), "-m", *tiny("dataset.num_train"), "dataset.num_train=2048",
-            "seed=0,1", "trainer.epochs=400", "hydra/launcher=local_parallel", f"hydra.sweep.dir={sweep}"]  # fmt: skip
-    proc = subprocess.Popen(argv, cwd=ROOT, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)  # fmt: skip
-    deadline = time.monotonic() + 240
-    checkpoints = [sweep / j / "checkpoint.pt" for j in "01"]
-    while not all(c.is_file() for c in checkpoints) and time.monotonic() < deadline:
-        time.sleep(0.1)
+    proc, checkpoints = _parallel_sweep(sweep, tiny, ["seed=0,1", "trainer.epochs=400"])
     first = checkpoints[1].stat().st_mtime_ns
     os.kill(_worker_of(sweep / "0"), sig)
     out, err = proc.communicate(timeout=120)
@@ -648,14 +640,7 @@ def test_an_idle_worker_ignores_ctrl_c_and_a_working_one_takes_it(tmp_path, monk
 def test_the_workers_of_a_large_sweep_whose_launching_process_is_killed_stop(tmp_path, tiny):
     """r27b F1 end to end: 65 jobs, the launching process SIGKILLed; each orphan saves, records preempted, ends."""
     sweep = tmp_path / "sweep"
-    over = ["dataset.num_train=2048", "seed=range(0,65)", "trainer.epochs=400", "hydra/launcher=local_parallel"]
-    argv = [sys.executable, str(ROOT / "run.py"), "-m", *tiny("dataset.num_train"), *over, f"hydra.sweep.dir={sweep}"]
-    proc = subprocess.Popen(argv, cwd=ROOT, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)  # fmt: skip
-    deadline = time.monotonic() + 240
-    checkpoints = [sweep / j / "checkpoint.pt" for j in "01"]
-    while not all(c.is_file() for c in checkpoints) and time.monotonic() < deadline:
-        time.sleep(0.1)
+    proc, _ = _parallel_sweep(sweep, tiny, ["seed=range(0,65)", "trainer.epochs=400"], output=subprocess.DEVNULL)
     workers = [_worker_of(sweep / j) for j in "01"]
     proc.kill()
     proc.wait(timeout=60)
