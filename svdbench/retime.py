@@ -15,7 +15,8 @@ Each run directory is taken with the pipeline's lock (:class:`svdbench.rundir.Ru
 process holds is skipped with a warning; under it, the temporary files a killed earlier write left there
 are removed. An older run's ``model.pt`` is a pickled module, and a model named by ``model._target_`` is
 code the file names: both are loaded only with ``--trust`` (for files you made), else the run is skipped
-saying so. Runs that already hold latency are skipped unless ``--force``;
+saying so. Runs that already hold latency are skipped unless ``--force`` (a record without figures of the
+batch sizes, thread count or runtimes asked for is named, and the run counts as not timed);
 a run without a model is named and skipped. Exit code 1 when some run could not be timed.
 """
 
@@ -35,8 +36,9 @@ from .checkpoint import remove_orphans
 from .config import MAX_THREADS
 from .deployed import ARCHITECTURE_FILE, TrustRequired, dense_model, load_deployed, read_document
 from .errors import one_line
-from .latency import latency_report
+from .latency import COMPILED, RUNTIME, latency_report
 from .models import build_from_config
+from .onnx_export import RUNTIME as ONNX_RUNTIME
 from .report.load import pending_points
 from .results import RESULTS_FILE, RunRecord, find_results, read_results, write_json_atomic
 from .rundir import LockBusy, RunLock
@@ -138,6 +140,30 @@ def retime(path: Path, args: argparse.Namespace) -> str:
         return _retime(path, args)
 
 
+class NotAsTimed(ValueError):
+    """A run already timed, but not with the settings asked for (other batch sizes, threads, runtimes)."""
+
+
+def _not_timed(record: dict, args: argparse.Namespace) -> str:
+    """What ``args`` asks for that the run's latency ``record`` has no figures of, in words ("" if none): batch
+    sizes (of the eager run, where the record lists none), another thread count, onnxruntime, torch.compile."""
+    runs = record.get("runs") if isinstance(record.get("runs"), dict) else {}
+    eager = runs.get(f"{RUNTIME}/cpu")
+    sizes = record.get("batch_sizes")
+    if not isinstance(sizes, list):
+        sizes = list((eager or {}).get("deployed") or {}) if isinstance(eager, dict) else []
+    lacking = []
+    missing = [b for b in args.batch_sizes if str(b) not in {str(s) for s in sizes}]
+    if missing:
+        lacking.append(f"at batch size {', '.join(map(str, missing))}")
+    if record.get("threads") not in (None, args.threads):
+        lacking.append(f"on {args.threads} thread(s) (it was timed on {record['threads']})")
+    for asked, runtime, name in ((args.onnx, ONNX_RUNTIME, "onnxruntime"), (args.compile, COMPILED, "torch.compile")):
+        if asked and f"{runtime}/cpu" not in runs:
+            lacking.append(f"in {name}")
+    return ", ".join(lacking)
+
+
 def _retime(path: Path, args: argparse.Namespace) -> str:
     results = read_results(path)
     if results.get("status") != "completed":
@@ -149,6 +175,10 @@ def _retime(path: Path, args: argparse.Namespace) -> str:
         what = f"pending: {', '.join(pending)}" if pending else f"failed: {', '.join(failed)}"
         return f"skipped (operating points {what}; rerun the run to make them, then time it)"
     if results.get("latency") and "error" not in results["latency"] and not args.force:
+        lacking = _not_timed(results["latency"], args)
+        if lacking:  # the record is of other settings: replaced only when asked to
+            raise NotAsTimed(f"its latency record has no figures {lacking}; --force to time it again as asked, "
+                             "replacing that record")  # fmt: skip
         return "skipped (has latency; --force to time again)"
     trust = args.trust
     deployed = load_deployed(path.parent, trust)
@@ -180,7 +210,7 @@ def run(args: argparse.Namespace) -> int:
     for i, path in enumerate(paths, 1):
         try:
             what = retime(path, args)
-        except TrustRequired as err:  # never loaded: skipped, saying why and how
+        except (TrustRequired, NotAsTimed) as err:  # never loaded, or timed otherwise: skipped, saying why and how
             failed += 1
             what = f"skipped: {one_line(err)}"
         except Exception as err:  # one bad run must not stop the others
