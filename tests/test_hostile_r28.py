@@ -2,12 +2,18 @@
 
 - r26a F9 (left then): ``svdbench latency --batch-sizes 2`` on a run timed at batch 1 said "has latency" and exit 0,
   though the run has no figure at batch 2; a record of other settings is now named, and the run counts as not
-  timed (``--force`` replaces it)."""
+  timed (``--force`` replaces it).
+- r27a lead (left then): ``method=scratch`` rebuilt a source's ``deployed.json`` records with real memory before
+  any check, so a hand-edited record of a huge layer allocated it; the records are now counted on the meta device
+  first and must build the parameters the source's results.json records."""
 
 import json
+import resource
+import subprocess
+import sys
 
 import pytest
-from conftest import record
+from conftest import ENV, ROOT, record
 
 from svdbench import cli
 
@@ -49,3 +55,37 @@ def test_an_older_record_without_batch_sizes_is_read_from_its_figures(tmp_path, 
     assert cli.main(["latency", str(run), "--batch-sizes", "1"]) == 0
     assert cli.main(["latency", str(run)]) == 1  # 1 and 64 asked: 64 it has not
     assert "has no figures at batch size 64;" in capsys.readouterr().out
+
+
+FORGE = """
+import json, sys
+sys.path.insert(0, "tests")
+from test_scratch import pruned, write_run
+from pathlib import Path
+src = Path(sys.argv[1])
+write_run(src, pruned())
+doc = json.loads((src / "deployed.json").read_text())
+conv = next(r for r in doc["modules"] if r["kind"] == "Conv2d")
+conv["args"]["out_channels"] = conv["args"]["in_channels"] = 2_000_000  # 36e12 weights: ~144 TB if built
+(src / "deployed.json").write_text(json.dumps(doc))
+(src / "results.json").write_text(json.dumps({**json.loads((src / "results.json").read_text()), **eval(sys.argv[2])}))
+"""
+
+
+@pytest.mark.parametrize(
+    "change, said",
+    [({}, "parameters, not "), ({"params": None}, "parameters, not at most ")],
+)
+def test_a_scratch_source_forged_to_a_huge_layer_is_one_line_before_any_memory_is_taken(tmp_path, change, said):
+    src = tmp_path / "src"
+    subprocess.run([sys.executable, "-c", FORGE, str(src), repr(change)], cwd=ROOT, env=ENV, check=True)
+    run = [sys.executable, "run.py", "+debug=tiny", "method=scratch", f"method.architecture_from={src}",
+           "method.epochs=1", f"hydra.run.dir={tmp_path / 'run'}", "--plan"]  # fmt: skip
+    cap = 4 << 30  # 4 GiB of address space: building the forged layer fails with MemoryError, not a swap storm
+
+    def limit():
+        resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
+
+    proc = subprocess.run(run, cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=300, preexec_fn=limit)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    assert "deployed.json: its records build" in proc.stderr and said in proc.stderr, proc.stderr

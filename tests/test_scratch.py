@@ -38,7 +38,8 @@ def write_run(run_dir, deployed=None, **extra):
     dense = resnet8()
     res = {"status": "completed", "method": "l1_filter", "model": "resnet8", "dataset": "synthetic", "seed": 0,
            "config": {"model": RESNET8, "method": {"speedup": 2.0}}, "top1": 10.0, "input_shape": list(SHAPE),
-           "macs_dense": analyze_macs(dense, SHAPE).macs, "params_dense": count_params(dense), "params": 1,
+           "macs_dense": analyze_macs(dense, SHAPE).macs, "params_dense": count_params(dense),
+           "params": count_params(deployed if deployed is not None else dense),
            "macs": analyze_macs(deployed if deployed is not None else dense, SHAPE).macs, "epochs_after_start": 4,
            **extra}  # fmt: skip
     (run_dir / "results.json").write_text(json.dumps(res))

@@ -41,6 +41,9 @@ from .base import Method, MethodConfig, register_method
 
 RULES = ("scratch_e", "scratch_b")
 KEY = "method.architecture_from"
+#: the most parameters a source's architecture may have, as a multiple of its dense model's, where its
+#: results.json records no count of its own (full-rank spatial SVD doubles them at most)
+LARGEST_GROWTH = 16
 
 
 def _read_results(run_dir: Path) -> dict[str, Any]:
@@ -279,6 +282,11 @@ class Scratch(Method):
                 f"{KEY}: {where} is of another model or dataset: its dense model has {res['macs_dense']} MACs and "
                 f"{res['params_dense']} parameters, this run's {ours[0]} and {ours[1]}"
             )
+        size = count_params(self._rebuild(copy.deepcopy(model).to("meta"), device="meta"))  # takes no memory
+        recorded, limit = res.get("params"), LARGEST_GROWTH * res["params_dense"]
+        if (size != recorded) if _whole(recorded) else (size > limit):  # a forged record: refused before it is built
+            expected = f"{recorded} recorded in its results.json" if _whole(recorded) else f"at most {limit}"
+            raise ValueError(f"{KEY}: {where}/{ARCHITECTURE_FILE}: its records build {size} parameters, not {expected}")
         rebuilt = self._rebuild(copy.deepcopy(model))
         try:
             macs = analyze_macs(rebuilt, input_shape).macs
@@ -290,9 +298,9 @@ class Scratch(Method):
         if macs != res["macs"]:
             raise ValueError(f"{KEY}: the architecture of {where} rebuilds to {macs} MACs, not its {res['macs']}")
 
-    def _rebuild(self, model: nn.Module) -> nn.Module:
+    def _rebuild(self, model: nn.Module, device: str | None = None) -> nn.Module:
         try:
-            return apply_records(model, self.source.architecture["modules"])
+            return apply_records(model, self.source.architecture["modules"], device=device)
         except ValueError as err:
             raise ValueError(f"{KEY}: {self.source.dir}/{ARCHITECTURE_FILE}: {one_line(err)}") from None
 
