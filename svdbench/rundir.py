@@ -702,18 +702,57 @@ class HydraWrites:
             with RunLock(self.dir):
                 pass
         for name in self.paths:
-            p, old = self.dir / name, self.before[name]
             with contextlib.suppress(OSError):
-                if old is not None:
-                    p.write_bytes(old)
-                elif p.is_file() and not p.is_symlink():
-                    p.unlink()
+                if not _put_back(self.dir, name, self.before[name]):
+                    logging.getLogger(__name__).warning("%s is a link or no file: left as it is", self.dir / name)
         for folder in self.folders:
             with contextlib.suppress(OSError):
                 (self.dir / folder).rmdir()  # empty: Hydra made it
         if not self.existed:
             with contextlib.suppress(OSError):
                 self.dir.rmdir()
+
+
+_NO_LINK = os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
+
+
+def _put_back(root: Path, name: str, old: bytes | None) -> bool:
+    """Put ``old`` back at ``root/name`` (a name below ``root``: ``.hydra/config.yaml``), written to a temporary
+    file there and renamed over it; None: remove the file Hydra made there. Every folder below ``root`` is
+    opened without following a link, and the file itself is replaced, never written through: False (nothing
+    done) where a link, or anything but a regular file, stands at the name."""
+    *folders, leaf = Path(name).parts
+    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | _NO_LINK)
+    try:
+        for folder in folders:  # a folder made a link meanwhile: ELOOP / ENOTDIR, nothing done
+            inner = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | _NO_LINK, dir_fd=fd)
+            os.close(fd)
+            fd = inner
+        try:
+            mode = os.stat(leaf, dir_fd=fd, follow_symlinks=False).st_mode
+        except FileNotFoundError:
+            mode = None
+        if mode is not None and not stat.S_ISREG(mode):
+            return False
+        if old is None:
+            if mode is not None:
+                os.unlink(leaf, dir_fd=fd)
+            return True
+        tmp = f".{leaf}.{os.getpid()}.{time.monotonic_ns()}.tmp"
+        out = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NO_LINK, 0o666, dir_fd=fd)
+        try:
+            with os.fdopen(out, "wb") as f:
+                f.write(old)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, leaf, src_dir_fd=fd, dst_dir_fd=fd)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp, dir_fd=fd)
+            raise
+        return True
+    finally:
+        os.close(fd)
 
 
 def close_logs_in(directory: Path) -> None:

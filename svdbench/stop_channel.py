@@ -8,7 +8,8 @@ with a file ``busy-<pid>`` there holding the job's directory (:func:`busy`), rem
 training stage reads it with its signals (:func:`stopping`, at most every 0.2 s) and stops at its next step as on
 SIGTERM, saving its checkpoint, and no worker starts another job; the launching process waits for the busy marks
 to go (:func:`under_way`). A file, not a signal: a worker that the signal reached too (Ctrl-C reaches the whole
-process group) would get it twice. The directory is removed when the launching process exits.
+process group) would get it twice. The directory is removed when the launching process exits; one whose
+launching process was killed (SIGKILL) is removed by the next parallel sweep of the same user.
 """
 
 from __future__ import annotations
@@ -32,6 +33,8 @@ STOP_ENV = "SVDBENCH_SWEEP_STOP"
 #: what ``owner`` says after the launching process's pid once it stops
 STOPPING = "stopping"
 OWNER = "owner"
+#: the channel directory's name in the temporary directory, before ``<pid>-<random>``
+PREFIX = "svdbench-sweep-"
 
 _opened: list[Path] = []  # this process's channel directory
 
@@ -42,8 +45,9 @@ def open_channel() -> None:
     if _opened:
         return
     try:
-        where = Path(tempfile.mkdtemp(prefix=f"svdbench-sweep-{os.getpid()}-"))
-        (where / OWNER).write_text(str(os.getpid()))
+        _remove_stale()
+        where = Path(tempfile.mkdtemp(prefix=f"{PREFIX}{os.getpid()}-"))
+        _write_whole(where / OWNER, str(os.getpid()))
     except OSError as err:  # no temporary directory to write: stopped, the sweep's pool ends its workers at once
         print(f"warning: no directory to tell the sweep's workers to stop ({err.strerror or err}): stopped, the jobs "
               "under way will not save first", file=sys.stderr)  # fmt: skip
@@ -51,6 +55,32 @@ def open_channel() -> None:
     _opened.append(where)
     os.environ[STOP_ENV] = str(where)
     atexit.register(_close)
+
+
+def _write_whole(path: Path, text: str) -> None:
+    """A channel's file written whole: to a temporary file beside it, renamed over it (a process reading it
+    meanwhile reads the old text or the new, never an empty file)."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def _remove_stale() -> None:
+    """Remove the channels, of this user, whose launching process is gone (killed by SIGKILL: its exit never
+    removed it). One whose ``owner`` is not written yet (another sweep starting) is left alone."""
+    for where in Path(tempfile.gettempdir()).glob(f"{PREFIX}*"):
+        try:
+            if where.is_symlink() or not where.is_dir() or where.stat().st_uid != os.getuid():
+                continue
+            owner = _read(where / OWNER)
+            pid = int(owner.split()[0]) if owner and owner.split()[0].isdigit() else None
+            if pid is None or pid == os.getpid():
+                continue
+            os.kill(pid, 0)
+        except ProcessLookupError:  # its launching process is gone: no one reads or removes it now
+            shutil.rmtree(where, ignore_errors=True)
+        except OSError:  # another user's process (EPERM), or a directory read as it went: left alone
+            continue
 
 
 def opened() -> bool:
@@ -68,7 +98,7 @@ def mark() -> bool:
     gone = not where.is_dir()
     try:
         where.mkdir(mode=0o700, exist_ok=True)
-        (where / OWNER).write_text(f"{os.getpid()} {STOPPING}")
+        _write_whole(where / OWNER, f"{os.getpid()} {STOPPING}")
     except OSError as err:
         print(f"warning: the sweep's workers could not be told to stop ({where}: {err.strerror or err}): the pool "
               "ends them at once", file=sys.stderr)  # fmt: skip
@@ -111,7 +141,7 @@ def _worker_channel() -> Path | None:
     if not path or opened():
         return None
     owner = _read(Path(path) / OWNER)
-    if owner is None or owner.split()[0] != str(os.getppid()):
+    if owner is None or owner.split()[:1] != [str(os.getppid())]:  # empty: another's, or one being made
         return None
     if not _owner:
         _owner.append(os.getppid())
@@ -150,7 +180,7 @@ def busy(job_dir: str | os.PathLike) -> Iterator[None]:
         return
     mark_ = channel / f"busy-{os.getpid()}"
     with contextlib.suppress(OSError):
-        mark_.write_text(os.path.abspath(job_dir))
+        _write_whole(mark_, os.path.abspath(job_dir))
     _interruptible(True)
     try:
         yield

@@ -5,17 +5,29 @@
   timed (``--force`` replaces it).
 - r27a lead (left then): ``method=scratch`` rebuilt a source's ``deployed.json`` records with real memory before
   any check, so a hand-edited record of a huge layer allocated it; the records are now counted on the meta device
-  first and must build the parameters the source's results.json records."""
+  first and must build the parameters the source's results.json records.
+- r28b: putting back what Hydra replaced in a refused job's directory (``.hydra/*.yaml``, the log) wrote through a
+  link planted there meanwhile, and not atomically (F1); an empty ``owner`` in the stop channel (as a worker could
+  read it while the launching process rewrote it) was a traceback in every run (F2); a channel whose launching
+  process was killed stayed in the temporary directory for good (F3); a report a full disk cut exited 2, the code
+  of a bad argument (F4)."""
 
+import errno
 import json
+import os
 import resource
 import subprocess
 import sys
+import tempfile
+import threading
+import time
 
 import pytest
 from conftest import ENV, ROOT, record
 
-from svdbench import cli
+from svdbench import cli, stop_channel
+from svdbench.report import build as build_module
+from svdbench.rundir import HydraWrites
 
 TIMED = {"batch_sizes": [1, 64], "threads": 1,
          "runs": {"pytorch-eager/cpu": {"deployed": {"1": {"median_ms": 1.0}, "64": {"median_ms": 9.0}},
@@ -89,3 +101,121 @@ def test_a_scratch_source_forged_to_a_huge_layer_is_one_line_before_any_memory_i
     proc = subprocess.run(run, cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=300, preexec_fn=limit)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
     assert "deployed.json: its records build" in proc.stderr and said in proc.stderr, proc.stderr
+
+
+def _job(tmp_path):
+    job = tmp_path / "sw" / "0"
+    (job / ".hydra").mkdir(parents=True)
+    for name in ("config.yaml", "hydra.yaml", "overrides.yaml"):
+        (job / ".hydra" / name).write_text(f"the previous run's {name}\n")
+    (job / "run.log").write_text("the previous run's log\n")
+    return job
+
+
+def test_putting_back_a_refused_jobs_hydra_files_never_writes_through_a_link_planted_meanwhile(tmp_path):
+    job, victim = _job(tmp_path), tmp_path / "victim.txt"
+    victim.write_text("MY PRECIOUS FILE")
+    HydraWrites.take(job, ("run.log", ".hydra/"))  # as Hydra starts the job
+    (job / ".hydra" / "hydra.yaml").write_text("Hydra's new hydra.yaml")
+    (job / ".hydra" / "config.yaml").unlink()
+    (job / ".hydra" / "config.yaml").symlink_to(victim)  # planted while the job runs
+    HydraWrites.restore(job)  # the job refused
+    assert victim.read_text() == "MY PRECIOUS FILE" and (job / ".hydra" / "config.yaml").is_symlink()
+    assert (job / ".hydra" / "hydra.yaml").read_text() == "the previous run's hydra.yaml\n"  # the others put back
+    assert not [p for p in (job / ".hydra").iterdir() if p.name.endswith(".tmp")]
+
+
+def test_putting_back_never_writes_or_removes_in_a_folder_of_yours_that_hydra_folder_was_made_into(tmp_path):
+    job, yours = _job(tmp_path), tmp_path / "yours"
+    yours.mkdir()
+    for name in ("config.yaml", "overrides.yaml"):
+        (yours / name).write_text(f"my {name}")
+    HydraWrites.take(job, ("run.log", ".hydra/"))
+    (job / ".hydra").rename(tmp_path / "moved")
+    (job / ".hydra").symlink_to(yours)
+    HydraWrites.restore(job)
+    assert sorted(p.name for p in yours.iterdir()) == ["config.yaml", "overrides.yaml"]
+    assert all((yours / n).read_text() == f"my {n}" for n in ("config.yaml", "overrides.yaml"))
+    assert (job / "run.log").read_text() == "the previous run's log\n"
+
+
+def test_a_new_jobs_hydra_files_are_removed_but_not_through_a_folder_link(tmp_path):
+    job, yours = tmp_path / "sw" / "1", tmp_path / "yours"
+    yours.mkdir()
+    (yours / "config.yaml").write_text("mine")
+    HydraWrites.take(job, ("run.log", ".hydra/"))  # a new job: nothing there before
+    job.mkdir(parents=True)
+    (job / ".hydra").symlink_to(yours)
+    HydraWrites.restore(job)
+    assert (yours / "config.yaml").read_text() == "mine"
+
+
+@pytest.fixture
+def channel(tmp_path, monkeypatch):
+    """The stop channel's process state kept to the test: its temporary directory under ``tmp_path``."""
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    monkeypatch.setattr(stop_channel, "_opened", [])
+    monkeypatch.setattr(stop_channel, "_owner", [])
+    monkeypatch.setattr(stop_channel, "_watch_owner", lambda *args, **kwargs: None)
+    monkeypatch.setattr(stop_channel, "_last_read", [0.0, False])
+    monkeypatch.delenv(stop_channel.STOP_ENV, raising=False)
+    return tmp_path
+
+
+@pytest.mark.parametrize("text", ["", "  \n"])
+def test_an_empty_owner_in_the_stop_channel_is_no_channel_not_a_traceback(channel, monkeypatch, text):
+    (channel / "ch").mkdir()
+    (channel / "ch" / "owner").write_text(text)
+    monkeypatch.setenv(stop_channel.STOP_ENV, str(channel / "ch"))
+    assert stop_channel._worker_channel() is None and not stop_channel.stopping()
+    with stop_channel.busy(channel / "job"):  # as every job starts
+        pass
+
+
+def test_a_worker_never_reads_owner_half_written_while_the_sweep_marks_it_stopping(channel):
+    stop_channel.open_channel()
+    owner, seen, done = channel.glob("svdbench-sweep-*/owner").__next__(), set(), threading.Event()
+
+    def read() -> None:
+        while not done.is_set():
+            seen.add(stop_channel._read(owner))
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    try:
+        end = time.monotonic() + 1.0
+        while time.monotonic() < end:
+            stop_channel.mark()
+    finally:
+        done.set()
+        reader.join()
+    assert seen <= {str(os.getpid()), f"{os.getpid()} stopping"}, seen
+    assert sorted(p.name for p in owner.parent.iterdir()) == ["owner"]  # no temporary file left
+    stop_channel._close()
+
+
+def test_a_channel_whose_launching_process_was_killed_is_removed_by_the_next_sweep(channel):
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    stale, live, starting = (channel / f"svdbench-sweep-{n}" for n in ("1-stale", "2-live", "3-starting"))
+    for where, owner in ((stale, f"{gone.pid} stopping"), (live, str(os.getppid())), (starting, None)):
+        where.mkdir()
+        if owner is not None:
+            (where / "owner").write_text(owner)
+    (stale / "busy-1").write_text("/a/job")
+    stop_channel.open_channel()
+    assert not stale.exists() and live.is_dir() and starting.is_dir()
+    assert stop_channel._opened and stop_channel._opened[0].is_dir()
+    stop_channel._close()
+
+
+def test_a_report_a_full_disk_cut_exits_1_not_2_the_code_of_a_bad_argument(runs, tmp_path, monkeypatch, capsys):
+    out = tmp_path / "report"
+    assert cli.main(["report", str(runs), "--out", str(out)]) == 0
+
+    def full_disk(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(build_module, "plot", full_disk)
+    assert cli.main(["report", str(runs), "--out", str(out)]) == 1
+    assert "the previous one there is unchanged" in capsys.readouterr().err

@@ -70,6 +70,10 @@ class NoResults(ValueError):
     """Nothing under the paths to report: no completed or failed run (on the report's axis)."""
 
 
+class NotWritten(OSError):
+    """The report could not be written (a full disk, a failed swap): the previous one, if any, is unchanged."""
+
+
 def build_report(
     paths: Sequence[str | Path],
     out: str | Path | None = None,
@@ -129,7 +133,7 @@ def build_report(
     except OSError as err:
         where = f" ({err.filename})" if err.filename else ""
         kept = "; the previous one there is unchanged" if had_report else ""
-        raise OSError(f"the report was not written to {out}: {err.strerror or err}{where}{kept}") from None
+        raise NotWritten(f"the report was not written to {out}: {err.strerror or err}{where}{kept}") from None
     finally:
         rep.out = out
     rep.files = [out / f.name for f in rep.files]

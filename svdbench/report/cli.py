@@ -13,7 +13,7 @@ import sys
 from .. import tracking
 from ..axes import MACS, MACS_PAPER, latency_axis
 from ..errors import one_line, printable
-from .build import NoResults, build_report, report_tables
+from .build import NoResults, NotWritten, build_report, report_tables
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -66,8 +66,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """``svdbench report``: 0 when written, 1 when nothing was found (or W&B refused what ``--wandb`` logs),
-    2 for a bad argument or path."""
+    """``svdbench report``: 0 when written, 1 when nothing was found or the report could not be written (a full
+    disk), or W&B refused what ``--wandb`` logs, 2 for a bad argument or path."""
     if not args.paths:  # a list option before them (--split) takes every word after it
         took = f": --split took {' '.join(args.split[1:])!r} as keys too; give the paths first, or end --split's " \
                "keys with --" if len(args.split) > 1 else ""  # fmt: skip
@@ -91,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
             runtime=timed.runtime,
             batch=timed.batch,
         )
-    except NoResults as err:  # the previous report, if any, is left as it was
+    except (NoResults, NotWritten) as err:  # the previous report, if any, is left as it was
         print(f"error: {printable(str(err))}", file=sys.stderr)
         return 1
     except (ValueError, OSError) as err:
