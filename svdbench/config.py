@@ -199,6 +199,8 @@ class LoggerConfig:
 
 #: the most CPU threads a timing may ask for: 4 per CPU (a count far beyond it crashes OpenMP)
 MAX_THREADS = 4 * (os.cpu_count() or 1)
+#: the longest timed part a timing may ask for (1e308 seconds overflows the count of timed calls)
+MAX_SECONDS = 1e9
 
 
 @dataclass
@@ -218,7 +220,8 @@ class MeasureConfig:
             "measure.batch_sizes",
             f"must be a non-empty list of positive sizes, got {list(self.batch_sizes)}",
         )
-        check(self.max_seconds > 0, "measure.max_seconds", f"must be > 0, got {self.max_seconds}")
+        check(0 < self.max_seconds <= MAX_SECONDS, "measure.max_seconds",
+              f"must be in (0, {MAX_SECONDS:g}] seconds, got {self.max_seconds}")  # fmt: skip
         most = MAX_THREADS
         check(self.threads is None or 1 <= self.threads <= most, "measure.threads",
               f"must be in [1, {most}] (4 per CPU of this machine), got {self.threads}")  # fmt: skip

@@ -62,18 +62,16 @@ class Workbench:
             shard=distributed.shard(),
         )
         self.model: nn.Module = self.build_model()
+        self.input_shape: tuple[int, ...] = (1, *self.data.input_shape)
+        self._check_output(cfg.model.name)  # first: a lazy module takes its sizes, a tuple is named as one
         #: the dense architecture (state_dict names and shapes), before a method's ``prepare`` changes it
         self.dense_architecture: dict[str, tuple[int, ...]] = architecture(self.model)
-        self.input_shape: tuple[int, ...] = (1, *self.data.input_shape)
         try:
             self.dense_count: MacCount = analyze_macs(self.model, self.input_shape)
         except Exception as err:  # shape errors surface as RuntimeError, AssertionError, ValueError ...
-            raise InputError(
-                f"model {cfg.model.name} cannot take input {tuple(self.data.input_shape)}: {one_line(err)}"
-            ) from None
+            raise self._cannot_take(err) from None
         #: the dense model's MACs in the SVD authors' convention (conv layers only; svdbench.paper_macs)
         self.dense_paper_macs: int = paper_macs(self.model, self.input_shape)
-        self._check_output(cfg.model.name)
         try:
             plan.method.check(self.model, self.input_shape)
         except ValueError as err:
@@ -91,6 +89,8 @@ class Workbench:
         try:
             with torch.no_grad():
                 out = self.model(torch.zeros(2, *self.data.input_shape))
+        except Exception as err:  # shape errors surface as RuntimeError, AssertionError, ValueError ...
+            raise self._cannot_take(err) from None
         finally:
             self.model.train(was)
         want = (2, self.data.num_classes)
@@ -100,6 +100,10 @@ class Workbench:
                 f"model {name} gives outputs of shape {got} for 2 images: expected {want} (one logit per class)"
             )
 
+    def _cannot_take(self, err: Exception) -> InputError:
+        return InputError(f"model {self.cfg.model.name} cannot take input {tuple(self.data.input_shape)}: "
+                          f"{one_line(err)}")  # fmt: skip
+
     def build_model(self) -> nn.Module:
         """A fresh model of the run's architecture (randomly initialised)."""
         try:
@@ -108,6 +112,11 @@ class Workbench:
             raise
         except (ValueError, TypeError) as err:  # e.g. a model.kwargs value of the wrong type
             raise InputError(f"model {self.cfg.model.name}: {one_line(err)}") from None
+        except Exception as err:  # a model of one's own failing, a layer too large to allocate (10**9 classes)
+            raise InputError(
+                f"model {self.cfg.model.name} cannot be built for {self.data.num_classes} classes and "
+                f"{self.data.input_shape[0]} input channels: {one_line(err, with_type=True)}"
+            ) from None
 
     def test_top1(self, model: nn.Module) -> float:
         return evaluate(model, self.data.test, self.device)["top1"]

@@ -23,9 +23,9 @@ import threading
 import time
 
 import pytest
-from conftest import ENV, ROOT, record
+from conftest import ENV, ROOT, record, refused
 
-from svdbench import cli, stop_channel
+from svdbench import cli, preflight, stop_channel
 from svdbench.report import build as build_module
 from svdbench.rundir import HydraWrites
 
@@ -219,3 +219,103 @@ def test_a_report_a_full_disk_cut_exits_1_not_2_the_code_of_a_bad_argument(runs,
     monkeypatch.setattr(build_module, "plot", full_disk)
     assert cli.main(["report", str(runs), "--out", str(out)]) == 1
     assert "the previous one there is unchanged" in capsys.readouterr().err
+
+
+# ------------------------------------------------ r28a: models and data sets of one's own, latency, options
+
+OWN = """
+import torch
+from torch import nn
+from svdbench.data import TensorSplits
+
+def boom(num_classes, in_channels, **kw):
+    raise RuntimeError("cuda thing failed")
+
+def lazy(num_classes, in_channels, **kw):
+    return nn.Sequential(nn.Conv2d(in_channels, 8, 3), nn.Flatten(), nn.LazyLinear(num_classes))
+
+class Pair(nn.Module):
+    def __init__(self, num_classes, in_channels):
+        super().__init__()
+        self.c, self.fc = nn.Conv2d(in_channels, 8, 3, padding=1), nn.Linear(8, num_classes)
+
+    def forward(self, x):
+        return self.fc(self.c(x).mean((2, 3))), 0
+
+def pair(num_classes, in_channels, **kw):
+    return Pair(num_classes, in_channels)
+
+def _draw(shape, classes):
+    return torch.randint(0, 256, shape, dtype=torch.uint8), torch.randint(0, 4, (shape[0],)), classes
+
+def huge_classes(cfg, seed):
+    x, y, _ = _draw((64, 3, 16, 16), 4)
+    return TensorSplits(train=(x, y), test=(x[:8], y[:8]), num_classes=10**9, mean=[0.5] * 3, std=[0.25] * 3)
+
+def flat(cfg, seed):
+    x, y, _ = _draw((64, 16, 16), 4)
+    return TensorSplits(train=(x, y), test=(x[:32], y[:32]), num_classes=4, mean=[0.5], std=[0.25])
+"""
+
+
+@pytest.fixture
+def own(tmp_path, monkeypatch):
+    (tmp_path / "r28own.py").write_text(OWN)
+    monkeypatch.syspath_prepend(str(tmp_path))
+
+
+def _model(name):
+    return [f"model._target_=r28own.{name}", f"model.name={name}"]
+
+
+@pytest.mark.parametrize(
+    "overrides, line",
+    [
+        (_model("boom"), "model boom cannot be built for 10 classes and 3 input channels: RuntimeError: cuda thing "
+                         "failed"),
+        (["dataset._target_=r28own.huge_classes", "dataset.name=huge"],
+         "model resnet8 cannot be built for 1000000000 classes and 3 input channels: RuntimeError:"),
+        (_model("pair"), "model pair gives outputs of shape tuple for 2 images: expected (2, 10) (one logit per "
+                         "class)"),
+        (["dataset._target_=r28own.flat", "dataset.name=flat"],
+         "dataset 'r28own.flat', train: images of shape (64, 16, 16); give N x C x H x W images"),
+    ],
+)  # fmt: skip
+def test_a_model_or_data_set_of_ones_own_that_fails_to_build_or_fit_is_one_line(capsys, own, tiny, overrides, line):
+    err = refused(capsys, *tiny(), "method=dense", *overrides, "--plan")
+    assert line in err, err
+
+
+def test_a_model_of_ones_own_with_a_lazy_layer_takes_its_sizes_and_plans(capsys, own, tiny):
+    with pytest.raises(SystemExit) as done:
+        preflight.preflight(["run.py", *tiny(), "method=l1_filter", "method.ratio=0.5", *_model("lazy"), "--plan"])
+    out = capsys.readouterr()
+    assert done.value.code == 0 and "lazy" in out.out and "Traceback" not in out.err, out.err
+
+
+@pytest.mark.parametrize(
+    "overrides, line",
+    [
+        (["measure.max_seconds=1e308"], "measure.max_seconds must be in (0, 1e+09] seconds, got 1e+308"),
+        (["method=svd", "method.speedup=2", "method.speedups=[2]"], "method.speedups holds the main result's target"),
+        (["method=trp", "method.speedup=2.0", "method.speedups=[1.5,2]"], "method.speedups holds the main result's"),
+        (["method=svd", "method.energies=[0.0003,0.01]"], "method.energies holds the main result's energy "
+                                                            "(method.energy=0.0003, the default where not given)"),
+        (["method=svd", "method.energy=0.1", "method.energies=[0.1]"], "method.energies holds the main result's"),
+    ],
+)  # fmt: skip
+def test_a_setting_that_overflows_or_trains_the_main_result_again_is_refused(capsys, tiny, overrides, line):
+    assert line in refused(capsys, *tiny(), *overrides)
+
+
+@pytest.mark.parametrize("speedup", ["x", float("nan"), -2.0, [2], None])
+def test_latency_takes_the_mac_speedup_from_the_checked_counts_not_the_records_field(tmp_path, capsys, speedup):
+    sys.path.insert(0, str(ROOT / "tests"))
+    from test_scratch import pruned, write_run
+
+    res = write_run(tmp_path / "run", pruned(), speedup=speedup)
+    assert cli.main(["latency", str(tmp_path / "run"), "--batch-sizes", "2", "--max-seconds", "0.01"]) == 0
+    lat = json.loads((tmp_path / "run" / "results.json").read_text())["latency"]
+    assert lat["mac_speedup"] == res["macs_dense"] / res["macs"]  # finite and > 0 (it was NaN or -2 recorded)
+    ratio = lat["runs"]["pytorch-eager/cpu"]["realized_over_mac"]["2"]
+    assert ratio == pytest.approx(lat["runs"]["pytorch-eager/cpu"]["speedup"]["2"] / lat["mac_speedup"])

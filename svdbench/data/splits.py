@@ -75,7 +75,10 @@ def _check_tensor_fields(splits: TensorSplits, what: str) -> None:
             continue
         if not (isinstance(split, (tuple, list)) and len(split) == 2 and all(torch.is_tensor(t) for t in split)):
             raise ValueError(f"dataset {what!r}, {name}: must be (images, labels) as torch tensors")
-    channels = splits.train[0].shape[1] if splits.train[0].dim() == 4 else None
+    if splits.train[0].dim() != 4:  # the images' shape named, not the mean that cannot fit it
+        raise ValueError(f"dataset {what!r}, train: images of shape {tuple(splits.train[0].shape)}; give N x C x H x W "
+                         "images (a grey-scale set too: C = 1, x.unsqueeze(1))")  # fmt: skip
+    channels = splits.train[0].shape[1]
     for key in ("mean", "std"):
         values = getattr(splits, key)
         if not (isinstance(values, (tuple, list)) and len(values) == channels

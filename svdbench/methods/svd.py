@@ -50,12 +50,19 @@ def speedup_label(target: float) -> str:
     return f"speedup_{target:g}"
 
 
-def check_speedups(speedups: list[float]) -> None:
-    """``method.speedups``: each > 1, no two with the same label (``[2, 2.0]`` is refused)."""
+def check_speedups(speedups: list[float], main: float | None = None) -> None:
+    """``method.speedups``: each > 1, no two with the same label (``[2, 2.0]`` is refused), none the main
+    result's target ``main`` (``method.speedup``: the point would train it again)."""
     check(all(x > 1 for x in speedups), "method.speedups", f"must each be > 1, got {speedups}")
     labels = [speedup_label(x) for x in speedups]
     twice = sorted({lab for lab in labels if labels.count(lab) > 1})
     check(not twice, "method.speedups", f"must not repeat a target ({', '.join(twice)} twice), got {speedups}")
+    check(
+        main is None or speedup_label(main) not in labels,
+        "method.speedups",
+        f"holds the main result's target (method.speedup={main}), which it would train again: leave it out, got "
+        f"{speedups}",
+    )
 
 
 @dataclass
@@ -92,7 +99,7 @@ class LowRankConfig(MethodConfig):
         if self.energy is None and self.threshold is None and self.speedup is None:
             self.energy = self.default_energy
         check_pruning_target(self.energy, self.threshold, self.speedup)
-        check_speedups(self.speedups)
+        check_speedups(self.speedups, self.speedup)
         check(self.round_to >= 1, "method.round_to", f"must be >= 1, got {self.round_to}")
 
 
@@ -147,6 +154,13 @@ class SVDConfig(LowRankConfig):
             not twice,
             "method.energies",
             f"label two points alike ({', '.join(twice)}): give distinct energies, got {self.energies}",
+        )
+        main = f"energy_{self.energy:g}" if self.energy is not None else None
+        check(
+            main not in labels,
+            "method.energies",
+            f"holds the main result's energy (method.energy={self.energy:g}, the default where not given), which "
+            f"it would prune and fine-tune again: leave it out or give another method.energy, got {self.energies}",
         )
 
 

@@ -162,7 +162,7 @@ class TRPConfig(MethodConfig):
         if self.threshold is None and self.energy is None and self.speedup is None:
             self.threshold = 0.05
         check_pruning_target(self.energy, self.threshold, self.speedup)
-        check_speedups(self.speedups)
+        check_speedups(self.speedups, self.speedup)
 
 
 @register_method("trp")
