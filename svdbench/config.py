@@ -220,8 +220,12 @@ class MeasureConfig:
             "measure.batch_sizes",
             f"must be a non-empty list of positive sizes, got {list(self.batch_sizes)}",
         )
-        check(0 < self.max_seconds <= MAX_SECONDS, "measure.max_seconds",
-              f"must be in (0, {MAX_SECONDS:g}] seconds, got {self.max_seconds}")  # fmt: skip
+        check(self.max_seconds > 0, "measure.max_seconds", f"must be > 0, got {self.max_seconds}")
+        check(
+            not math.isfinite(self.max_seconds) or self.max_seconds <= MAX_SECONDS,
+            "measure.max_seconds",
+            f"must be at most {MAX_SECONDS:g} seconds, got {self.max_seconds}",
+        )  # inf: the finiteness check says it
         most = MAX_THREADS
         check(self.threads is None or 1 <= self.threads <= most, "measure.threads",
               f"must be in [1, {most}] (4 per CPU of this machine), got {self.threads}")  # fmt: skip

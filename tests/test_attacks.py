@@ -94,7 +94,7 @@ CONFIG = [
     ("dataset.num_classes=1", "dataset.num_classes must be >= 2"),
     ("measure.batch_sizes=[]", "measure.batch_sizes must be a non-empty list of positive sizes"),
     ("measure.batch_sizes=[0]", "measure.batch_sizes must be a non-empty list of positive sizes"),
-    ("measure.max_seconds=0", "measure.max_seconds must be in (0, 1e+09] seconds"),
+    ("measure.max_seconds=0", "measure.max_seconds must be > 0"),
     ("method.energy=1.0", "method.energy must be in [0, 1), got 1.0"),
     ("method.energy=-0.1", "method.energy must be in [0, 1)"),
     ("method.energy=0.1 method.threshold=0.2", "method.energy and method.threshold: set exactly one"),

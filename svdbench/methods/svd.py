@@ -155,13 +155,14 @@ class SVDConfig(LowRankConfig):
             "method.energies",
             f"label two points alike ({', '.join(twice)}): give distinct energies, got {self.energies}",
         )
-        main = f"energy_{self.energy:g}" if self.energy is not None else None
-        check(
-            main not in labels,
-            "method.energies",
-            f"holds the main result's energy (method.energy={self.energy:g}, the default where not given), which "
-            f"it would prune and fine-tune again: leave it out or give another method.energy, got {self.energies}",
-        )
+        if self.energy is not None:
+            check(
+                f"energy_{self.energy:g}" not in labels,
+                "method.energies",
+                f"holds the main result's energy (method.energy={self.energy:g}, the default where not given), "
+                f"which it would prune and fine-tune again: leave it out or give another method.energy, got "
+                f"{self.energies}",
+            )
 
 
 def check_linear_only(model: nn.Module, decompose_linear: bool, decomposition: str) -> None:
