@@ -236,6 +236,10 @@ if not getattr(hydra_utils.configure_log, "takes_job_dir", False):  # in every p
     hydra_utils.configure_log = _take_job_dir_first(hydra_utils.configure_log)
 
 
+#: what an interrupted run says where it saves no checkpoint
+NOT_SAVED = "no checkpoint was saved (checkpoint=false): the same command starts the run again from its beginning"
+
+
 def resume_hint(run_dir: Path, sweep_dir: str | None = None) -> str:
     """How to go on after an interruption: a sweep's job by the sweep's own command into its directory (it keeps
     completed jobs and resumes this one; a time-stamped default would be a new one), a single run by its
@@ -447,12 +451,17 @@ def _job(cfg: DictConfig) -> float | tuple[float, float]:
     except Preempted as err:
         if err.completed:
             log.warning("%s after the last training step: the results in %s are complete", err, run_dir)
+        elif not cfg.get("checkpoint", True):
+            log.warning("%s: %s", err, NOT_SAVED)
         else:
             log.warning("%s: checkpoint saved in %s; %s", err, run_dir, resume_hint(run_dir, sweep))
         raise SystemExit(128 + err.signum) from None
     except KeyboardInterrupt as err:
         name, code = interrupted_by(err)
-        log.warning("interrupted (%s): %s from the last epoch", name, resume_hint(run_dir, sweep))
+        if not cfg.get("checkpoint", True):
+            log.warning("interrupted (%s): %s", name, NOT_SAVED)
+        else:
+            log.warning("interrupted (%s): %s from the last epoch", name, resume_hint(run_dir, sweep))
         raise SystemExit(code) from None
     except (CheckpointError, InputError) as err:
         what = "input error: " if isinstance(err, InputError) else ""

@@ -32,7 +32,7 @@ from .checkpoint import (
     dense_digest,
     save_dense_checkpoint,
 )
-from .errors import InputError, Preempted
+from .errors import InputError, Preempted, one_line
 from .macs import count_params
 from .methods.base import Method
 from .models import model_label, model_options
@@ -156,6 +156,11 @@ class Run:
     def _check_start(self, done: dict) -> None:
         """A completed run is this run only if it started from the weights ``init_from`` holds now (the same text
         can name other weights: a relative path from another directory, a dense run replaced since): InputError."""
+        try:
+            self.plan.method.check_done(done)
+        except ValueError as err:
+            raise InputError(f"{self.dir} holds a completed run of this config, but {one_line(err)}: resume=false "
+                             "to redo it") from None  # fmt: skip
         start, recorded = self.plan.init_from, done.get("dense_start")
         if start is None or not str(recorded).startswith("tensors-sha256:"):
             return

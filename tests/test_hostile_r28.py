@@ -16,6 +16,8 @@ import errno
 import json
 import os
 import resource
+import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -319,3 +321,57 @@ def test_latency_takes_the_mac_speedup_from_the_checked_counts_not_the_records_f
     assert lat["mac_speedup"] == res["macs_dense"] / res["macs"]  # finite and > 0 (it was NaN or -2 recorded)
     ratio = lat["runs"]["pytorch-eager/cpu"]["realized_over_mac"]["2"]
     assert ratio == pytest.approx(lat["runs"]["pytorch-eager/cpu"]["speedup"]["2"] / lat["mac_speedup"])
+
+
+# ------------------------------------------------ r29b: a scratch run of a source remade since; checkpoint=false
+
+
+def test_a_completed_scratch_run_is_not_this_run_once_its_source_holds_another_architecture(tmp_path):
+    sys.path.insert(0, str(ROOT / "tests"))
+    from test_scratch import pruned, resnet8, write_run
+
+    from svdbench.methods import Scratch
+
+    src = tmp_path / "src"
+    write_run(src, pruned())
+    method = Scratch.create(architecture_from=str(src))
+    done = {"method_details": method.details()}
+    method.check_done(done)  # the architecture it trained: its own
+    method.check_done({"method_details": {}})  # an older record: nothing to compare
+    shutil.rmtree(src)
+    write_run(src, resnet8())  # remade with resume=false, into the dense architecture
+    with pytest.raises(ValueError, match=r"another architecture than method.architecture_from .* holds now \(1\.\d\dx "
+                                         r"fewer MACs then, 1\.00x now\)"):  # fmt: skip
+        Scratch.create(architecture_from=str(src)).check_done(done)
+
+
+@pytest.mark.slow
+def test_a_scratch_rerun_after_its_source_was_remade_is_refused_not_handed_the_old_result(tmp_path, run_py, tiny):
+    src, scr = tmp_path / "src", tmp_path / "scr"
+    common = [*tiny("save_model"), "save_model=true"]
+    for cmd in (
+        [*common, "method=l1_filter", "method.speedup=2", f"hydra.run.dir={src}"],
+        [*common, "method=scratch", f"method.architecture_from={src}", f"hydra.run.dir={scr}"],
+        [*common, "method=l1_filter", "method.speedup=3", "resume=false", f"hydra.run.dir={src}"],
+    ):
+        assert run_py(*cmd).returncode == 0
+    again = run_py(*common, "method=scratch", f"method.architecture_from={src}", f"hydra.run.dir={scr}")
+    assert again.returncode == 2 and "Traceback" not in again.stderr, again.stderr[-2000:]
+    assert f"{scr} holds a completed run of this config, but it trained another architecture than" in again.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig, code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_a_run_without_checkpoints_stopped_says_nothing_was_saved_not_how_to_resume(tmp_path, start_run_py, tiny,
+                                                                                    sig, code):  # fmt: skip
+    run = tmp_path / "run"
+    proc = start_run_py(*tiny(), "trainer.epochs=40", "method=dense", "checkpoint=false", f"hydra.run.dir={run}")
+    deadline = time.time() + 240
+    while not (run / "results.json").is_file() and time.time() < deadline:  # status running: training started
+        assert proc.poll() is None, proc.communicate()
+        time.sleep(0.1)
+    proc.send_signal(sig)
+    out, err = proc.communicate(timeout=240)
+    assert proc.returncode == code and "Traceback" not in err, err[-2000:]
+    assert "no checkpoint was saved (checkpoint=false): the same command starts the run again" in out + err
+    assert "to resume" not in out + err and not (run / "checkpoint.pt").exists()

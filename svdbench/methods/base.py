@@ -184,6 +184,11 @@ class Method:
     def load_state_dict(self, state: dict) -> None:
         """Restore what :meth:`state_dict` returned."""
 
+    def check_done(self, done: dict) -> None:
+        """A completed run of this config found in the run directory (its results.json, ``done``) is this run's:
+        raise ValueError (one line) where it is not, for what the config cannot tell (scratch: the architecture
+        its source holds now). Default: it is."""
+
     def details(self) -> dict:
         """What the method found or did (ranks kept, channels pruned, ...), JSON-safe, recorded in
         results.json under ``method_details``; never a copy of a setting (``config.method`` holds those)."""

@@ -22,6 +22,8 @@ They are worked out when the run is planned and recorded as ``method.epochs`` (r
 from __future__ import annotations
 
 import copy
+import hashlib
+import json
 import math
 import os
 from dataclasses import dataclass
@@ -205,6 +207,11 @@ class Source:
         except ValueError as err:
             raise ValueError(f"{KEY}: {one_line(err)}") from None
 
+    def digest(self) -> str:
+        """A digest of the architecture the source holds now (its ``deployed.json``, as data)."""
+        text = json.dumps(self.architecture, sort_keys=True, separators=(",", ":"))
+        return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
+
     def epochs(self, rule: str) -> int:
         """The ``train`` epochs ``rule`` gives (:data:`RULES`)."""
         epochs = sum(total_epochs(self.dir))
@@ -298,6 +305,18 @@ class Scratch(Method):
         if macs != res["macs"]:
             raise ValueError(f"{KEY}: the architecture of {where} rebuilds to {macs} MACs, not its {res['macs']}")
 
+    def check_done(self, done: dict) -> None:
+        """A completed scratch run is this run's only if it trained the architecture its source holds now (a source
+        rerun with ``resume=false`` into another architecture, its path and label alike): ValueError otherwise."""
+        details = done.get("method_details")
+        recorded = details.get("source_architecture") if isinstance(details, dict) else None
+        if self.source is None or recorded is None or recorded == self.source.digest():
+            return
+        then = details.get("source_speedup")
+        now = self.source.results["macs_dense"] / self.source.results["macs"]
+        was = f" ({then:.2f}x fewer MACs then, {now:.2f}x now)" if isinstance(then, (int, float)) else ""
+        raise ValueError(f"it trained another architecture than {KEY} {self.source.dir} holds now{was}")
+
     def _rebuild(self, model: nn.Module, device: str | None = None) -> nn.Module:
         try:
             return apply_records(model, self.source.architecture["modules"], device=device)
@@ -328,6 +347,7 @@ class Scratch(Method):
             start = after = worked_out = None
         return {
             "source": str(self.source.dir),
+            "source_architecture": self.source.digest(),
             "source_method": res.get("method"),
             "speedup_target": self.source.speedup_target(),
             "source_speedup": res["macs_dense"] / res["macs"],
