@@ -125,7 +125,8 @@ class Run:
         own = here is not None and here.get("status") == "completed" and self.plan.cfg.resume
         own = own and self.checkpoints.other_experiment() is None
         if here is not None and here.get("point_of") and not own:
-            return str(here["point_of"])
+            recorded = str(here["point_of"])  # the run moved since (mv): the directory holding the point is its run
+            return recorded if os.path.isdir(recorded) else f"{self.dir.parent} (recorded as {recorded}, moved since)"
         try:
             above = previous_record(self.dir.parent)
         except InputError:  # not svdbench's: no run there to keep whole

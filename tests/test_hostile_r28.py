@@ -23,6 +23,7 @@ import sys
 import tempfile
 import threading
 import time
+from pathlib import Path
 
 import pytest
 from conftest import ENV, ROOT, record, refused
@@ -75,7 +76,7 @@ FORGE = """
 import json, sys
 sys.path.insert(0, "tests")
 from test_scratch import pruned, write_run
-from pathlib import Path
+
 src = Path(sys.argv[1])
 write_run(src, pruned())
 doc = json.loads((src / "deployed.json").read_text())
@@ -375,3 +376,45 @@ def test_a_run_without_checkpoints_stopped_says_nothing_was_saved_not_how_to_res
     assert proc.returncode == code and "Traceback" not in err, err[-2000:]
     assert "no checkpoint was saved (checkpoint=false): the same command starts the run again" in out + err
     assert "to resume" not in out + err and not (run / "checkpoint.pt").exists()
+
+
+def _run_with_points(where, labels=("energy_0.05", "energy_0.1", "energy_0.2")):
+    record(where, operating_points=[{"label": label, "status": "completed"} for label in labels])
+    for i, label in enumerate(labels):
+        record(where / label, top1=80.0 + i, point_of=str(where))
+    return where
+
+
+@pytest.mark.parametrize("when, gone", [("energy_0.1", "energy_0.2"), ("results.json", "energy_0.2"),
+                                        ("energy_0.2", "energy_0.05"), ("results.json", "results.json")])  # fmt: skip
+def test_a_report_never_counts_a_run_that_is_replaced_while_it_reads_it(tmp_path, monkeypatch, when, gone):
+    """A rerun with resume=false removes the points, then the results: read meanwhile, the main result was counted
+    with only some of its points (r29b F4, one read in 27 500)."""
+    from svdbench.report import load
+
+    run, other = _run_with_points(tmp_path / "runs" / "a"), _run_with_points(tmp_path / "runs" / "b")
+    real = load.read_text
+
+    def read_text(path, *args, **kwargs):
+        text = real(path, *args, **kwargs)
+        if Path(path) == (run / when / "results.json" if when != "results.json" else run / when):
+            victim = run / gone
+            if victim.is_dir():
+                shutil.rmtree(victim)
+            else:
+                victim.unlink()
+                record(run, status="running")  # the new run's first record
+        return text
+
+    monkeypatch.setattr(load, "read_text", read_text)
+    runs, _, skipped = load.load_runs([tmp_path / "runs"])
+    assert {r.path.parent for r in runs} == {other, *(other / p for p in ("energy_0.05", "energy_0.1", "energy_0.2"))}
+    assert skipped  # each left out with a warning
+
+
+def test_a_moved_runs_point_names_the_run_that_holds_it_now(tmp_path, capsys, tiny):
+    old = _run_with_points(tmp_path / "e1", labels=("energy_0.05",))
+    moved = tmp_path / "e1moved"
+    old.rename(moved)
+    err = refused(capsys, *tiny(), "method=dense", f"hydra.run.dir={moved / 'energy_0.05'}")
+    assert f"is an operating point of the run in {moved} (recorded as {old}, moved since)" in err, err

@@ -140,7 +140,9 @@ def load_runs(paths: Iterable[str | Path]) -> tuple[list[LoadedRun], list[Failed
         skipped.append((path, why))
         warn(f"skipping {path}: {why}")
 
+    stamps: dict[Path, tuple | None] = {}
     for path in find_results(paths):
+        stamps[path] = _stamp(path)
         try:
             data = json.loads(read_text(path))
         except UnreadableFile as err:  # a file that grew past any record's size (a FIFO is left out before)
@@ -181,7 +183,41 @@ def load_runs(paths: Iterable[str | Path]) -> tuple[list[LoadedRun], list[Failed
     for run in [r for r in runs if r.rec.point_of is not None and r.path.parent.parent in cut]:
         runs.remove(run)  # a point of a run whose other points are missing: the run is counted whole or not at all
         skip(run.path, f"an operating point of {run.path.parent.parent}, whose other points are pending or gone")
+    for run in _changed_while_read(runs, stamps):
+        runs.remove(run)
+        skip(run.path, CHANGED)
     return runs, failed, skipped
+
+
+CHANGED = (
+    "it or another result of its run (main result, operating points) changed or went while read (a run "
+    "replaced or resumed meanwhile): the run is counted whole or not at all"
+)
+
+
+def _stamp(path: Path) -> tuple | None:
+    """What identifies the file at ``path`` and its content's version: device, inode, size, modification time."""
+    try:
+        st = os.stat(path, follow_symlinks=False)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns
+
+
+def _changed_while_read(runs: list[LoadedRun], stamps: dict[Path, tuple | None]) -> list[LoadedRun]:
+    """The runs of every run directory (a main result with its operating points) of which a file is not as it was
+    when read (a run replaced with ``resume=false`` removes its points, then its results), or one of whose
+    completed points, found among the files to read, was not loaded (gone before it was read): they were not read
+    as one run."""
+    family = {r.path: (r.path.parent.parent if r.rec.point_of is not None else r.path.parent) for r in runs}
+    broken = {family[r.path] for r in runs if _stamp(r.path) != stamps.get(r.path)}
+    loaded = {r.path for r in runs}
+    for r in runs:
+        made = [r.path.parent / str(p.get("label")) / RESULTS_FILE for p in r.rec.operating_points or []
+                if isinstance(p, dict) and p.get("status") == "completed"]  # fmt: skip
+        if r.rec.point_of is None and any(p in stamps and p not in loaded for p in made):
+            broken.add(r.path.parent)
+    return [r for r in runs if family[r.path] in broken]
 
 
 def gone_points(rec: RunRecord, run_dir: Path) -> list[str]:
