@@ -76,7 +76,7 @@ FORGE = """
 import json, sys
 sys.path.insert(0, "tests")
 from test_scratch import pruned, write_run
-
+from pathlib import Path
 src = Path(sys.argv[1])
 write_run(src, pruned())
 doc = json.loads((src / "deployed.json").read_text())

@@ -1,6 +1,7 @@
 """``method=scratch`` (Liu et al., ICLR 2019): the deployed architecture of another run, re-initialised
 and trained from scratch for the epochs of Scratch-E or Scratch-B; the source checked before any work."""
 
+import hashlib
 import json
 import shutil
 
@@ -71,6 +72,9 @@ def test_the_epochs_follow_scratch_e_and_scratch_b_and_are_recorded(source, comp
         ("train", 9)
     ]  # what --cfg job prints and results.json records
     details = plan.method.details()
+    doc = json.loads((src / "deployed.json").read_text())  # the architecture trained, as a digest of its data
+    canonical = json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()
+    assert details.pop("source_architecture") == "sha256:" + hashlib.sha256(canonical).hexdigest()
     assert details == {"source": str(src), "source_method": "l1_filter", "speedup_target": 2.0,
                        "source_speedup": speedup, "source_epochs": {"dense_start": 5, "after_start": 4},
                        "epochs_rule": "scratch_e", "epochs": 9}  # fmt: skip
