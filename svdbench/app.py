@@ -236,6 +236,12 @@ if not getattr(hydra_utils.configure_log, "takes_job_dir", False):  # in every p
     hydra_utils.configure_log = _take_job_dir_first(hydra_utils.configure_log)
 
 
+def _data_worker_died(err: BaseException) -> bool:
+    """Whether ``err`` is PyTorch's report of a DataLoader worker that died (killed by the out-of-memory killer, a
+    crash in a dataset's code): raised from its SIGCHLD handler wherever the main process was."""
+    return isinstance(err, RuntimeError) and str(err).startswith("DataLoader worker (pid")
+
+
 #: what an interrupted run says where it saves no checkpoint
 NOT_SAVED = "no checkpoint was saved (checkpoint=false): the same command starts the run again from its beginning"
 
@@ -483,10 +489,16 @@ def _job(cfg: DictConfig) -> float | tuple[float, float]:
         log.error("run failed: %s%s", one_line(err), failure_note(run_dir / RESULTS_FILE))
         raise SystemExit(1) from None
     except Exception as err:
+        if not multirun and _data_worker_died(err):  # raised wherever the main process was: not a bug of ours
+            log.error("run failed: %s%s", one_line(err), failure_note(run_dir / RESULTS_FILE))
+            raise SystemExit(1) from None
         if not multirun:
             raise
         # the pipeline wrote results.json (status failed) if training had started; the sweep goes on
-        log.exception("job %s failed", hc.job.num)
+        if _data_worker_died(err):
+            log.error("job %s failed: %s", hc.job.num, one_line(err))
+        else:
+            log.exception("job %s failed", hc.job.num)
         record_failure(cfg, hc, run_dir, f"{type(err).__name__}: {err}", "run", _config(planned))
         return failed_job(hc, one_line(err))
     finally:

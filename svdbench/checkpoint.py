@@ -290,12 +290,19 @@ class PreemptionGuard:
 
     def __init__(self, orphaned: Callable[[], bool] | None = None) -> None:
         self.signum: int | None = None
+        self.received = 0  # stop signals received (a stop by orphaned() is none)
         self._previous: dict[int, Any] = {}
         #: polled with the signals: true when the process this one works for is gone or stopping (a sweep's
         #: launching process, killed or stopped by a signal: its workers stop as if they had received SIGTERM)
         self.orphaned = orphaned
 
     def _handle(self, signum, frame) -> None:
+        """The first stop signal stops the stage at its next step; a second raises at once, wherever the stage is
+        (waiting for a batch that a stuck DataLoader worker never gives, say): it resumes from its last saved
+        checkpoint."""
+        self.received += 1
+        if self.received > 1:
+            raise_terminated(signum, frame)
         self.signum = signum
 
     def __enter__(self) -> PreemptionGuard:

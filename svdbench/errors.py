@@ -151,6 +151,8 @@ def _first(text: str) -> str:
     """The first non-empty line, with the next one joined when it only introduces it (ends with ``:``,
     as Hydra's "ConfigKeyError raised while composing config:" before the cause)."""
     lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    if len(lines) > 1 and lines[0].startswith("Caught ") and "Original Traceback" in text:
+        return lines[-1]  # an error in a DataLoader worker, re-raised: its worker's traceback, then the error itself
     if len(lines) > 1 and lines[0].endswith(":"):
         return f"{lines[0]} {lines[1]}"
     return lines[0] if lines else ""
@@ -185,7 +187,8 @@ def one_line(err: BaseException, with_type: bool = False) -> str:
             continue
         if key and key not in first:
             first = f"{first} (key: {key})"
-        return f"{type(e).__name__}: {first}" if with_type else first
+        named = first.startswith(f"{type(e).__name__}: ")  # a worker's error, re-raised: its type said already
+        return f"{type(e).__name__}: {first}" if with_type and not named else first
     return type(err).__name__
 
 

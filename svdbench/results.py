@@ -146,6 +146,10 @@ class RunRecord:
         if not isinstance(data, dict) or not isinstance(data.get("status"), str):
             raise ValueError("not a svdbench results file (no status)")
         data = {cls.RENAMED[k] if k in cls.RENAMED and cls.RENAMED[k] not in data else k: v for k, v in data.items()}
+        schema = data.get("schema", SCHEMA_VERSION)  # none: a record written by hand, read as this version's
+        if type(schema) is not int or schema != SCHEMA_VERSION:
+            raise ValueError(f"schema {_short(schema)}: this svdbench reads results of schema {SCHEMA_VERSION} "
+                             "(another version of svdbench wrote it?)")  # fmt: skip
         if data["status"] not in STATUSES:
             raise ValueError(f"status {data['status']!r} is not one of {', '.join(STATUSES)}")
         missing = [k for k in REQUIRED if k not in data] if data["status"] == "completed" else []

@@ -23,7 +23,7 @@ from torch import nn
 from . import distributed, lowrank
 from .checkpoint import CHECKPOINT, PreemptionGuard, RunCheckpoints
 from .deployed import ARCHITECTURE_FILE, WEIGHTS_FILE, document
-from .errors import CheckpointError, DivergedError, InputError, Preempted, one_line
+from .errors import CheckpointError, DivergedError, InputError, Preempted, interrupted_by, one_line
 from .evaluation import recalibrate_batchnorm
 from .held_dirs import DirectoryGone
 from .latency import run_latency
@@ -78,8 +78,8 @@ def recorded(leg: Leg, guard: PreemptionGuard, contain: bool = False) -> Iterato
         distributed.barrier()  # every rank stopped at the same step (train_stage agrees on it)
         guard.chain()
         raise
-    except KeyboardInterrupt:  # Ctrl-C: resumable from the last epoch's checkpoint
-        rec.status, rec.error = "preempted", "interrupted (SIGINT); rerun the same command to resume"
+    except KeyboardInterrupt as err:  # Ctrl-C, a second stop signal: resumable from the last saved checkpoint
+        rec.status, rec.error = "preempted", f"interrupted ({interrupted_by(err)[0]}); rerun the same command to resume"
         leg.write()
         raise
     except (InputError, CheckpointError) as err:  # bad input: a checkpoint of another experiment, or one that does

@@ -26,9 +26,12 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 from conftest import ENV, ROOT, record, refused
 
 from svdbench import cli, preflight, stop_channel
+from svdbench.checkpoint import PreemptionGuard
+from svdbench.errors import Terminated, one_line
 from svdbench.report import build as build_module
 from svdbench.rundir import HydraWrites
 
@@ -418,3 +421,93 @@ def test_a_moved_runs_point_names_the_run_that_holds_it_now(tmp_path, capsys, ti
     old.rename(moved)
     err = refused(capsys, *tiny(), "method=dense", f"hydra.run.dir={moved / 'energy_0.05'}")
     assert f"is an operating point of the run in {moved} (recorded as {old}, moved since)" in err, err
+
+
+# ------------------------------------------------ r29a: the report's --split, the record's schema
+
+
+def test_split_by_a_key_the_dense_runs_have_keeps_them_the_dense_reference(tmp_path):
+    from svdbench.report import build_report
+
+    for seed in (0, 1):
+        config = {"seed": seed, "trainer": {"lr": 0.002}}
+        record(tmp_path / "runs" / f"d{seed}", "dense", seed, 90.0, 1000, config=config)
+        record(tmp_path / "runs" / f"a{seed}", "alpha", seed, 88.0, 500, config={**config, "method": {"k": 1}})
+    rep = build_report([tmp_path / "runs"], tmp_path / "rep", split=["trainer.lr", "trainer.lr"])
+    assert sorted(r.method for r in rep.rows) == ["alpha (lr=0.002)", "dense"]
+    table = (tmp_path / "rep" / "comparison.md").read_text()
+    assert "-2.00" in table  # Δ dense of alpha against the dense runs: 88 - 90
+
+
+@pytest.mark.parametrize("schema", [999, "1", 0, None, 1.0])
+def test_a_record_of_another_schema_is_skipped_with_a_warning_not_read_as_this_ones(tmp_path, capsys, schema):
+    from svdbench.report.load import load_runs
+
+    record(tmp_path / "runs" / "other", schema=schema)
+    record(tmp_path / "runs" / "ours", schema=1)
+    record(tmp_path / "runs" / "by_hand")  # no schema: read as this version's
+    runs, _, skipped = load_runs([tmp_path / "runs"])
+    assert sorted(r.path.parent.name for r in runs) == ["by_hand", "ours"]
+    assert "this svdbench reads results of schema 1" in skipped[0][1]
+    assert "skipping" in capsys.readouterr().err
+
+
+# ------------------------------------------------ r29a: DataLoader workers that fail, die or hang
+
+
+class _Bad(torch.utils.data.Dataset):
+    def __len__(self):
+        return 8
+
+    def __getitem__(self, i):
+        raise ValueError(f"bad sample {i}")
+
+
+def test_an_error_in_a_dataloader_worker_is_named_by_its_own_line_not_torchs_wrapper():
+    loader = torch.utils.data.DataLoader(_Bad(), batch_size=2, num_workers=1)
+    with pytest.raises(ValueError) as caught:
+        next(iter(loader))
+    assert one_line(caught.value) == "ValueError: bad sample 0"
+    assert one_line(caught.value, with_type=True) == "ValueError: bad sample 0"
+
+
+def test_a_second_stop_signal_raises_at_once_where_the_first_waits_for_the_next_step():
+    with PreemptionGuard() as guard:
+        os.kill(os.getpid(), signal.SIGTERM)
+        assert guard() and guard.signum == signal.SIGTERM  # the stage stops at its next step
+        with pytest.raises(Terminated):
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(1)  # a wait that never ends (a stuck DataLoader worker): the signal ends it
+    with PreemptionGuard(orphaned=lambda: True) as guard:
+        assert guard()  # orphaned: a stop, but no signal received
+        os.kill(os.getpid(), signal.SIGTERM)  # the orphan watcher's: the first signal, taken at the next step
+        assert guard.signum == signal.SIGTERM
+
+
+DYING = """
+import os
+import torch
+from svdbench.data.splits import DatasetSplits
+
+class DS(torch.utils.data.Dataset):
+    def __len__(self):
+        return 128
+
+    def __getitem__(self, i):
+        if torch.utils.data.get_worker_info() is not None and i == 70:
+            os._exit(3)  # as the out-of-memory killer ends a worker
+        return torch.rand(3, 16, 16), i % 4
+
+def dying(cfg, seed):
+    return DatasetSplits(train=DS(), test=DS(), num_classes=4, input_shape=(3, 16, 16))
+"""
+
+
+@pytest.mark.slow
+def test_a_dataloader_worker_that_dies_is_one_line_not_a_traceback(tmp_path, run_py, tiny):
+    (tmp_path / "r29dying.py").write_text(DYING)
+    mine = ["dataset._target_=r29dying.dying", "dataset.name=dying", "trainer.num_workers=2"]
+    proc = run_py(*tiny(), "method=dense", *mine, f"hydra.run.dir={tmp_path / 'r'}", env={"PYTHONPATH": str(tmp_path)})
+    said = proc.stdout + proc.stderr
+    assert proc.returncode == 1 and "Traceback" not in said, said[-3000:]
+    assert "run failed: DataLoader worker (pid" in said and "exited unexpectedly" in said

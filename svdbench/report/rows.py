@@ -274,7 +274,10 @@ def split_methods(runs: Sequence[LoadedRun], keys: Sequence[str]) -> None:
     ``method.decomposition``: ``svd`` becomes ``svd (channel)`` and ``svd (spatial)``; a number is shown
     with its key, ``svd (channel, round_to=8)``), so they are separate methods in tables, fronts and
     plot. Runs without the key keep their name; a key no run has is a warning (a typo splits nothing); a
-    bookkeeping key (:data:`~.load.IGNORED_KEYS`: the seed, paths, logging) is a ValueError."""
+    bookkeeping key (:data:`~.load.IGNORED_KEYS`: the seed, paths, logging) is a ValueError. A key given twice
+    counts once, and the dense runs keep their name: they are each task's reference (Δ dense, the fronts' y_ref),
+    whatever the methods are split by."""
+    keys = list(dict.fromkeys(keys))
     for k in keys:
         ignored = next((i for i in IGNORED_KEYS if k == i or k.startswith(i + ".")), None)
         if ignored is not None:
@@ -293,7 +296,7 @@ def split_methods(runs: Sequence[LoadedRun], keys: Sequence[str]) -> None:
             raise ValueError(f"--split {k}: a group of keys, not a value; give one of its keys (e.g. {inner[0]})")
         if runs and not any(k in r.flat for r in runs):
             warn(f"--split {k}: no run's config has this key; nothing is split by it")
-    for r in runs:  # a word as it is (channel), a number with its key's last part (round_to=8)
+    for r in (r for r in runs if r.rec.method != DENSE):  # a word as it is (channel), a number: round_to=8
         found = [(k, r.flat[k]) for k in keys if k in r.flat]
         values = [v if isinstance(v, str) else f"{k.rsplit('.', 1)[-1]}={v}" for k, v in found]
         if values:
