@@ -74,6 +74,9 @@ def torchrun_argv(argv: list[str]) -> list[str]:
     multirun is refused (launch one torchrun per job). Ranks other than 0 write no ``.hydra/``
     folder and log to ``<job>_rank<r>.log`` beside rank 0's ``<job>.log``.
     """
+    problem = distributed.launcher_var_problem()
+    if problem:
+        raise ValueError(f"{problem}: torchrun sets it (see docs/distributed.md); unset WORLD_SIZE for one process")
     if distributed.world_size() <= 1:
         return argv
     missing = distributed.missing_launcher_vars()

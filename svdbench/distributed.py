@@ -12,8 +12,11 @@ only rank 0 writes files.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
-from typing import Sequence
+import signal
+from typing import Any, Sequence
 
 import torch
 import torch.distributed as dist
@@ -44,6 +47,29 @@ def rank() -> int:
     if initialized():
         return dist.get_rank()
     return _env_int("RANK", 0) if world_size() > 1 else 0
+
+
+def launcher_var_problem() -> str | None:
+    """What is wrong with torchrun's variables set by hand (None: nothing): ``WORLD_SIZE`` that is no whole
+    number >= 1; in a multi-process job, ``RANK`` outside [0, WORLD_SIZE), ``LOCAL_RANK`` below 0 or
+    ``MASTER_PORT`` outside 1..65535 (or not numbers: torch's rendezvous would raise a traceback, or wait 30
+    minutes for a rank that cannot come)."""
+    ranges = {"WORLD_SIZE": (1, None)}
+    world = _env_int("WORLD_SIZE", 1)
+    if world > 1:
+        ranges.update({"RANK": (0, world - 1), "LOCAL_RANK": (0, None), "MASTER_PORT": (1, 65535)})
+    for name, (low, high) in ranges.items():
+        text = os.environ.get(name)
+        if text is None:
+            continue
+        try:
+            value = int(text)
+        except ValueError:
+            return f"{name}={text!r} is not a whole number"
+        if value < low or (high is not None and value > high):
+            within = f"in [{low}, {high}]" if high is not None else f">= {low}"
+            return f"{name}={value} must be {within}" + (f" (WORLD_SIZE={world})" if name == "RANK" else "")
+    return None
 
 
 def missing_launcher_vars() -> list[str]:
@@ -80,8 +106,30 @@ def init(device: torch.device) -> bool:
         raise RuntimeError(f"WORLD_SIZE > 1 but {', '.join(missing)} not set: launch with torchrun")
     if device.type == "cuda":
         torch.cuda.set_device(device)
-    dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    stops = (signal.SIGINT, signal.SIGTERM)
+    before = [signal.signal(s, signal.SIG_DFL) for s in stops]  # Python's handlers never run while torch waits
+    try:
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    finally:
+        for s, handler in zip(stops, before, strict=True):
+            signal.signal(s, handler)
     return True
+
+
+def check_same_config(config: Any) -> None:
+    """Every rank runs the same ``config`` (the resolved config the run records): a digest of it gathered from
+    every rank; ValueError (one line, on every rank) naming the first rank of another config. Ranks started by hand
+    (or on several nodes, each with its own command line) could otherwise train with other settings than rank 0
+    records, or wait for each other forever."""
+    if not initialized():
+        return
+    digest = hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()
+    digests: list[Any] = [None] * world_size()
+    dist.all_gather_object(digests, digest)
+    other = next((r for r, d in enumerate(digests) if d != digests[0]), None)
+    if other is not None:
+        raise ValueError(f"rank {other} runs another config than rank 0 (another command line or config file): "
+                         "start every rank with the same one")  # fmt: skip
 
 
 def cleanup() -> None:

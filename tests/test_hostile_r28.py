@@ -511,3 +511,71 @@ def test_a_dataloader_worker_that_dies_is_one_line_not_a_traceback(tmp_path, run
     said = proc.stdout + proc.stderr
     assert proc.returncode == 1 and "Traceback" not in said, said[-3000:]
     assert "run failed: DataLoader worker (pid" in said and "exited unexpectedly" in said
+
+
+@pytest.mark.parametrize("method", [["method=l1_filter", "method.speedup=1.5"], ["method=fpgm", "method.ratio=0.3"]])
+def test_filter_pruning_of_a_model_torch_pruning_cannot_trace_is_one_line(capsys, tiny, method):
+    vit = ["model=vit_fmnist", "model.kwargs.img_size=16", "model.kwargs.depth=0"]
+    err = refused(capsys, *tiny(), *vit, *method, "--plan")
+    assert "Torch-Pruning cannot trace the model's channels (ZeroDivisionError:" in err, err
+
+
+# ------------------------------------------------ r29a: torchrun's variables set by hand
+
+
+@pytest.mark.parametrize(
+    "env, said",
+    [
+        ({"WORLD_SIZE": "abc"}, "WORLD_SIZE='abc' is not a whole number"),
+        ({"RANK": "abc"}, "RANK='abc' is not a whole number"),
+        ({"MASTER_PORT": "abc"}, "MASTER_PORT='abc' is not a whole number"),
+        ({"RANK": "5"}, "RANK=5 must be in [0, 1] (WORLD_SIZE=2)"),
+        ({"RANK": "-1"}, "RANK=-1 must be in [0, 1] (WORLD_SIZE=2)"),
+        ({"LOCAL_RANK": "-1"}, "LOCAL_RANK=-1 must be >= 0"),
+        ({"MASTER_PORT": "70000"}, "MASTER_PORT=70000 must be in [1, 65535]"),
+    ],
+)
+def test_torchruns_variables_set_by_hand_are_checked_before_anything_starts(monkeypatch, env, said):
+    from svdbench import app
+
+    base = {"WORLD_SIZE": "2", "RANK": "0", "LOCAL_RANK": "0", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "29500"}
+    for name, value in {**base, **env}.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(ValueError) as refused_:
+        app.torchrun_argv(["run.py", "hydra.run.dir=/x"])
+    assert str(refused_.value).startswith(f"{said}: torchrun sets it")
+
+
+def _rank(rank, port, tmp_path, *overrides):
+    env = {**ENV, "WORLD_SIZE": "2", "RANK": str(rank), "LOCAL_RANK": str(rank), "MASTER_ADDR": "127.0.0.1",
+           "MASTER_PORT": str(port)}  # fmt: skip
+    cmd = [sys.executable, "run.py", "+debug=tiny", "method=dense", f"hydra.run.dir={tmp_path / 'run'}", *overrides]
+    return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_ranks_started_with_other_configs_are_refused_in_one_line_on_every_rank(tmp_path):
+    port = _free_port()
+    procs = [_rank(0, port, tmp_path, "seed=0"), _rank(1, port, tmp_path, "seed=1", "trainer.lr=5")]
+    outs = [p.communicate(timeout=240) for p in procs]
+    for p, (out, err) in zip(procs, outs, strict=True):
+        assert p.returncode == 2 and "Traceback" not in err, err[-3000:]
+        assert "rank 1 runs another config than rank 0" in out + err
+
+
+@pytest.mark.slow
+def test_a_rank_waiting_for_a_partner_that_never_comes_ends_on_sigterm(tmp_path):
+    proc = _rank(0, _free_port(), tmp_path)
+    time.sleep(12)  # in torch's rendezvous by now (or still starting: a stop there is one line too)
+    assert proc.poll() is None
+    proc.send_signal(signal.SIGTERM)
+    proc.communicate(timeout=20)  # torch's wait is 30 minutes
+    assert proc.returncode in (143, -signal.SIGTERM)

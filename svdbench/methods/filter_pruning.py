@@ -35,6 +35,7 @@ A method of your own with a criterion of your own::
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field
 from typing import ClassVar, List
 
@@ -130,8 +131,12 @@ class FilterPruning(Method):
         return self._searched[1]
 
     def check(self, model: nn.Module, input_shape) -> None:
+        """The model's channels can be traced (ValueError otherwise), and a speed-up target is within reach."""
         if self.config.speedup is not None:  # raises ValueError when the target is out of reach
             self._ratio_for_speedup(model, input_shape)
+        else:
+            c = self.config
+            FilterPruner(copy.deepcopy(model), input_shape, c.skip, c.rounding, c.round_to)
 
     def prepare(self, model: nn.Module, input_shape) -> nn.Module:
         c = self.config

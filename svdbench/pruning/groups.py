@@ -42,6 +42,7 @@ from collections.abc import Callable, Iterable, Sequence
 import torch
 from torch import nn
 
+from ..errors import one_line
 from ..lowrank import round_rank
 from ..models import roles
 from ..torch_utils import eval_mode, example_input
@@ -122,7 +123,11 @@ class FilterPruner:
             # dimension, the residual stream's, which the ignored patch embedding keeps whole
             warnings.filterwarnings("ignore", message="Unwrapped parameters detected")
             graph = _torch_pruning().DependencyGraph()
-            self.graph = graph.build_dependency(model, example_inputs=example_input(model, input_shape))
+            try:
+                self.graph = graph.build_dependency(model, example_inputs=example_input(model, input_shape))
+            except Exception as err:  # a model Torch-Pruning cannot trace (a ViT of depth 0: ZeroDivisionError)
+                raise ValueError(f"Torch-Pruning cannot trace the model's channels ({one_line(err, with_type=True)})"
+                                 ) from None  # fmt: skip
         self.names = {m: n for n, m in model.named_modules()}
         self.initial = {self.root_name(g): len(g[0].idxs) for g in self.groups()}
         if not self.initial:
