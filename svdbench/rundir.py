@@ -12,7 +12,6 @@ import fcntl
 import hashlib
 import logging
 import os
-import signal
 import stat
 import tempfile
 import threading
@@ -23,7 +22,7 @@ from pathlib import Path
 import torch
 import yaml
 
-from . import held_dirs
+from . import held_dirs, stop_channel
 from .checkpoint import (
     CHECKPOINT,
     DENSE_CHECKPOINT,
@@ -536,9 +535,7 @@ def _watch_lender(every: float = 0.5, grace: float = 30.0) -> None:
     def watch() -> None:
         while not RunLock.lender_gone():
             time.sleep(every)
-        os.kill(os.getpid(), signal.SIGTERM)
-        time.sleep(grace)  # a training stage saves its checkpoint and stops; an idle worker lingers: ended here
-        os._exit(128 + signal.SIGTERM)
+        stop_channel.end_orphan(grace)  # once, whichever watcher sees it first
 
     _watching.append(threading.Thread(target=watch, name="svdbench-lender-watch", daemon=True))
     _watching[0].start()

@@ -163,11 +163,24 @@ def _watch_owner(every: float = 0.5, grace: float = 30.0) -> None:
     def watch() -> None:
         while not orphaned():
             time.sleep(every)
-        os.kill(os.getpid(), signal.SIGTERM)
-        time.sleep(grace)
-        os._exit(128 + signal.SIGTERM)
+        end_orphan(grace)
 
     threading.Thread(target=watch, name="svdbench-owner-watch", daemon=True).start()
+
+
+_ending = threading.Lock()
+
+
+def end_orphan(grace: float = 30.0) -> None:
+    """End this orphaned worker: SIGTERM to itself (a training stage saves its checkpoint and stops; the job
+    ends), then ``os._exit`` ``grace`` seconds later (an idle worker of a pool would linger). Once per process,
+    whichever watcher finds the orphan first (:func:`_watch_owner`, :func:`svdbench.rundir._watch_lender`): a
+    second SIGTERM would stop the stage at once, before it saved."""
+    if not _ending.acquire(blocking=False):
+        return
+    os.kill(os.getpid(), signal.SIGTERM)
+    time.sleep(grace)
+    os._exit(128 + signal.SIGTERM)
 
 
 @contextlib.contextmanager

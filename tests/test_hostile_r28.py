@@ -579,3 +579,27 @@ def test_a_rank_waiting_for_a_partner_that_never_comes_ends_on_sigterm(tmp_path)
     proc.send_signal(signal.SIGTERM)
     proc.communicate(timeout=20)  # torch's wait is 30 minutes
     assert proc.returncode in (143, -signal.SIGTERM)
+
+
+TWIN = """
+import signal, time
+from svdbench import rundir, stop_channel
+got = []
+signal.signal(signal.SIGTERM, lambda s, f: got.append(s))
+rundir.RunLock.lender_gone = staticmethod(lambda: True)  # its locks' lender gone
+stop_channel._owner.append(-1)  # and the channel's owner: both watchers find the orphan
+rundir._watch_lender(0.01, grace=1.0)
+stop_channel._watch_owner(0.01, grace=1.0)
+time.sleep(0.5)
+print(got, flush=True)
+time.sleep(5)
+print("still alive")
+"""
+
+
+def test_an_orphan_found_by_both_watchers_gets_one_sigterm_so_its_stage_still_saves():
+    """A second SIGTERM stops a training stage at once (before it saves): the lender's and the channel's watchers
+    each sent one to a worker of a lent sweep whose launching process died."""
+    proc = subprocess.run([sys.executable, "-c", TWIN], capture_output=True, text=True, cwd=ROOT, env=ENV, timeout=60)
+    assert proc.stdout.strip() == f"[{int(signal.SIGTERM)}]", proc.stdout + proc.stderr
+    assert proc.returncode == 128 + signal.SIGTERM
