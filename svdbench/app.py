@@ -19,7 +19,7 @@ import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import hydra.core.utils as hydra_utils
 from hydra.core.hydra_config import HydraConfig
@@ -36,6 +36,7 @@ from .errors import (
     InputError,
     Preempted,
     interrupted_by,
+    interruption_in,
     one_line,
     printable,
     sigterm_raises,
@@ -237,6 +238,16 @@ def _take_job_dir_first(configure_log: Callable) -> Callable:
 
 if not getattr(hydra_utils.configure_log, "takes_job_dir", False):  # in every process that runs jobs (joblib's too)
     hydra_utils.configure_log = _take_job_dir_first(hydra_utils.configure_log)
+
+
+def _interrupted(err: KeyboardInterrupt, cfg, run_dir: Path, sweep: str | None) -> NoReturn:
+    """A job stopped by Ctrl-C or a stop signal: one line saying how to go on, exit 128 + signal."""
+    name, code = interrupted_by(err)
+    if not cfg.get("checkpoint", True):
+        log.warning("interrupted (%s): %s", name, NOT_SAVED)
+    else:
+        log.warning("interrupted (%s): %s from the last epoch", name, resume_hint(run_dir, sweep))
+    raise SystemExit(code) from None
 
 
 def _data_worker_died(err: BaseException) -> bool:
@@ -466,12 +477,7 @@ def _job(cfg: DictConfig) -> float | tuple[float, float]:
             log.warning("%s: checkpoint saved in %s; %s", err, run_dir, resume_hint(run_dir, sweep))
         raise SystemExit(128 + err.signum) from None
     except KeyboardInterrupt as err:
-        name, code = interrupted_by(err)
-        if not cfg.get("checkpoint", True):
-            log.warning("interrupted (%s): %s", name, NOT_SAVED)
-        else:
-            log.warning("interrupted (%s): %s from the last epoch", name, resume_hint(run_dir, sweep))
-        raise SystemExit(code) from None
+        _interrupted(err, cfg, run_dir, sweep)
     except (CheckpointError, InputError) as err:
         what = "input error: " if isinstance(err, InputError) else ""
         log.error("%s%s", what, err)
@@ -492,6 +498,8 @@ def _job(cfg: DictConfig) -> float | tuple[float, float]:
         log.error("run failed: %s%s", one_line(err), failure_note(run_dir / RESULTS_FILE))
         raise SystemExit(1) from None
     except Exception as err:
+        if interruption_in(err) is not None:  # a stop signal wrapped in another error: an interruption still
+            _interrupted(interruption_in(err), cfg, run_dir, sweep)
         if not multirun and _data_worker_died(err):  # raised wherever the main process was: not a bug of ours
             log.error("run failed: %s%s", one_line(err), failure_note(run_dir / RESULTS_FILE))
             raise SystemExit(1) from None

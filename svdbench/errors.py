@@ -54,6 +54,18 @@ class Terminated(KeyboardInterrupt):
         self.signum = signum
 
 
+def interruption_in(err: BaseException) -> KeyboardInterrupt | None:
+    """The Ctrl-C or :class:`Terminated` that ``err`` wraps (its causes and contexts: Python 3.11 wraps an exception
+    raised in a class's creation, ``__set_name__``, in a RuntimeError; a library may turn one into its own error),
+    else None."""
+    seen = 0
+    while err is not None and seen < 20:
+        if isinstance(err, KeyboardInterrupt):
+            return err
+        err, seen = err.__cause__ or err.__context__, seen + 1
+    return None
+
+
 def interrupted_by(err: BaseException) -> tuple[str, int]:
     """The signal's name and the exit code (128 + signal) of an interruption: Ctrl-C or a :class:`Terminated`."""
     signum = err.signum if isinstance(err, Terminated) else signal.SIGINT

@@ -23,7 +23,7 @@ from torch import nn
 from . import distributed, lowrank
 from .checkpoint import CHECKPOINT, PreemptionGuard, RunCheckpoints
 from .deployed import ARCHITECTURE_FILE, WEIGHTS_FILE, document
-from .errors import CheckpointError, DivergedError, InputError, Preempted, interrupted_by, one_line
+from .errors import CheckpointError, DivergedError, InputError, Preempted, interrupted_by, interruption_in, one_line
 from .evaluation import recalibrate_batchnorm
 from .held_dirs import DirectoryGone
 from .latency import run_latency
@@ -63,6 +63,13 @@ class Leg:
         self.record.files = [*files, *(n for n in names if n not in files)]
 
 
+def _record_interruption(leg: Leg, err: KeyboardInterrupt) -> None:
+    """The leg's record says it was interrupted (by which signal) and can be resumed."""
+    leg.record.status = "preempted"
+    leg.record.error = f"interrupted ({interrupted_by(err)[0]}); rerun the same command to resume"
+    leg.write()
+
+
 @contextlib.contextmanager
 def recorded(leg: Leg, guard: PreemptionGuard, contain: bool = False) -> Iterator[None]:
     """Record in ``leg``'s results.json how its block ended other than normally: ``preempted`` (a
@@ -79,8 +86,7 @@ def recorded(leg: Leg, guard: PreemptionGuard, contain: bool = False) -> Iterato
         guard.chain()
         raise
     except KeyboardInterrupt as err:  # Ctrl-C, a second stop signal: resumable from the last saved checkpoint
-        rec.status, rec.error = "preempted", f"interrupted ({interrupted_by(err)[0]}); rerun the same command to resume"
-        leg.write()
+        _record_interruption(leg, err)
         raise
     except (InputError, CheckpointError) as err:  # bad input: a checkpoint of another experiment, or one that does
         if rec.status == "running":  # not fit, found once this leg had begun: its record says so, not "running"
@@ -90,6 +96,10 @@ def recorded(leg: Leg, guard: PreemptionGuard, contain: bool = False) -> Iterato
     except DirectoryGone:  # its directory moved or removed: nothing can be recorded there, nor any point go on
         raise
     except BaseException as err:
+        stop = interruption_in(err)
+        if stop is not None:  # a stop signal wrapped in another error (raised while a class was being made)
+            _record_interruption(leg, stop)
+            raise stop from None
         rec.status, rec.error = "failed", f"{type(err).__name__}: {err}"
         if contain and isinstance(err, Exception):
             log.error("%s failed: %s", leg.label or leg.dir.name, one_line(err))

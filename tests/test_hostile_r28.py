@@ -603,3 +603,64 @@ def test_an_orphan_found_by_both_watchers_gets_one_sigterm_so_its_stage_still_sa
     proc = subprocess.run([sys.executable, "-c", TWIN], capture_output=True, text=True, cwd=ROOT, env=ENV, timeout=60)
     assert proc.stdout.strip() == f"[{int(signal.SIGTERM)}]", proc.stdout + proc.stderr
     assert proc.returncode == 128 + signal.SIGTERM
+
+
+# ------------------------------------------------ r30b: a stop signal wrapped in another error
+
+
+class _StopsWhileNamed:
+    def __set_name__(self, owner, name):
+        raise Terminated(signal.SIGTERM)  # as a signal handler raises it while a class is being made
+
+
+def _wrapped_stop() -> BaseException:
+    try:
+        type("Made", (), {"field": _StopsWhileNamed()})  # Python 3.11: RuntimeError("Error calling __set_name__")
+    except BaseException as err:
+        return err
+    raise AssertionError("no error")
+
+
+def test_a_stop_signal_wrapped_in_another_error_is_an_interruption_recorded_as_such(tmp_path):
+    from types import SimpleNamespace
+
+    from svdbench.errors import interruption_in
+    from svdbench.results import RunRecord
+    from svdbench.stages import Leg, recorded
+
+    wrapped = _wrapped_stop()
+    assert isinstance(interruption_in(wrapped), Terminated) and interruption_in(ValueError("x")) is None
+    rec = RunRecord(method="svd", model="m", dataset="d", seed=0, config={}, status="running")
+    leg = Leg(method=None, record=rec, dir=tmp_path, checkpoints=None)
+    with pytest.raises(Terminated), recorded(leg, SimpleNamespace(chain=lambda: None)):
+        raise wrapped
+    saved = json.loads((tmp_path / "results.json").read_text())
+    assert saved["status"] == "preempted" and saved["error"].startswith("interrupted (SIGTERM)")
+
+
+WRAPPED_IN_JOB = """
+import signal, sys
+sys.argv = ["run.py", "+debug=tiny", "hydra.run.dir=" + sys.argv[1]]
+from svdbench import train
+from svdbench.errors import Terminated
+
+def make_optimizer(*args, **kwargs):
+    class Stops:
+        def __set_name__(self, owner, name):
+            raise Terminated(signal.SIGTERM)
+    type("Made", (), {"field": Stops()})
+
+train.make_optimizer = make_optimizer
+import runpy
+runpy.run_path("run.py", run_name="__main__")
+"""
+
+
+@pytest.mark.slow
+def test_a_run_whose_stop_signal_came_wrapped_says_interrupted_in_one_line(tmp_path):
+    proc = subprocess.run([sys.executable, "-c", WRAPPED_IN_JOB, str(tmp_path / "run")], cwd=ROOT, env=ENV,
+                          capture_output=True, text=True, timeout=240)  # fmt: skip
+    said = proc.stdout + proc.stderr
+    assert proc.returncode == 143 and "Traceback" not in said, said[-3000:]
+    assert "interrupted (SIGTERM): rerun with" in said
+    assert json.loads((tmp_path / "run" / "results.json").read_text())["status"] == "preempted"
