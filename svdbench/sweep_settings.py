@@ -11,7 +11,7 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 from .command_line import fail
-from .errors import printable
+from .errors import one_line, printable
 from .report.outdir import check_out
 
 __all__ = ["check_launcher", "check_report_callback", "check_report_out", "check_sweeper"]
@@ -92,9 +92,41 @@ def check_sweeper(sweeper, launcher) -> None:
         directions = list(direction) if OmegaConf.is_list(direction) else [direction]
         if not directions or any(str(d).lower() not in ("minimize", "maximize") for d in directions):
             fail(f"hydra.sweeper.direction must be minimize or maximize (or a list of them), got {direction!r}")
+        check_storage(sweeper.get("storage"), sweeper.get("study_name"), [str(d).lower() for d in directions])
     elif sweeper is not None:
         positive(sweeper, "max_batch_size", allow_none=True)
     positive(launcher, "n_jobs", allow_none=True, allow_negative=True)
+
+
+def check_storage(storage, study_name, directions: list[str]) -> None:
+    """Optuna's ``hydra.sweeper.storage`` (null: in memory) can be used before the sweep starts (each case was
+    Optuna's or SQLAlchemy's traceback, some after a trial was asked for in the study): a database URL; for SQLite,
+    a file in a folder that exists; a study of that name there runs in the same directions. Another search space
+    in the same study is Optuna's to refuse (its message, in one line)."""
+    if storage is None:
+        return
+    text = str(storage)
+    if "://" not in text:
+        fail(f"hydra.sweeper.storage={text!r} is not a database URL (sqlite:///path/to/study.db)")
+    if text.startswith("sqlite:///"):
+        where = Path(text.removeprefix("sqlite:///"))
+        if not where.parent.is_dir():
+            fail(f"hydra.sweeper.storage={text!r}: the folder {where.parent} does not exist")
+        if not where.exists():
+            return  # a new study
+    try:
+        import optuna
+
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        summaries = optuna.get_all_study_summaries(storage=text)
+    except Exception as err:  # not a database, a server that cannot be reached, ...
+        fail(f"hydra.sweeper.storage={text!r} cannot be opened ({one_line(err, with_type=True)})")
+    for study in summaries:
+        if study.study_name == study_name:
+            theirs = [d.name.lower() for d in study.directions]
+            if theirs != directions:
+                fail(f"hydra.sweeper.storage: its study {study_name!r} runs in the directions {theirs}, this sweep's "
+                     f"are {directions}: give another hydra.sweeper.study_name, or the same directions")  # fmt: skip
 
 
 def check_launcher(target: str) -> None:

@@ -664,3 +664,36 @@ def test_a_run_whose_stop_signal_came_wrapped_says_interrupted_in_one_line(tmp_p
     assert proc.returncode == 143 and "Traceback" not in said, said[-3000:]
     assert "interrupted (SIGTERM): rerun with" in said
     assert json.loads((tmp_path / "run" / "results.json").read_text())["status"] == "preempted"
+
+
+# ------------------------------------------------ r30a: the settings column, a budget over finetune_epochs
+
+
+def test_a_headline_key_that_varies_is_shown_at_its_default_too(tmp_path):
+    from svdbench.report import build_report
+
+    for target, macs in ((1.5, 660), (2.0, 500)):
+        for seed in (0, 1):
+            record(tmp_path / "runs" / f"l1_{target}_{seed}", "l1_filter", seed, 80.0, macs,
+                   config={"seed": seed, "method": {"speedup": target}})  # fmt: skip
+    rep = build_report([tmp_path / "runs"], tmp_path / "rep")
+    assert sorted(r.settings for r in rep.rows) == ["speedup=1.5", "speedup=2"]
+
+
+@pytest.mark.parametrize("case", ["not a url", "no folder", "other directions"])
+def test_an_optuna_storage_the_sweep_cannot_use_is_one_line_before_it_starts(capsys, tiny, tmp_path, case):
+    import optuna
+
+    url = f"sqlite:///{tmp_path / 'st.db'}"
+    if case == "other directions":
+        optuna.create_study(study_name="svd_pareto", storage=url, directions=["maximize"])
+        capsys.readouterr()  # Optuna's own line
+    storage = {"not a url": "notaurl", "no folder": f"sqlite:///{tmp_path / 'nodir' / 'x.db'}"}.get(case, url)
+    err = refused(capsys, "-m", "+sweep=optuna_pareto", *tiny(), "hydra.sweeper.n_trials=1",
+                  f"hydra.sweeper.storage='{storage}'", f"hydra.sweep.dir={tmp_path / 'sw'}")  # fmt: skip
+    said = {"not a url": "is not a database URL", "no folder": f"the folder {tmp_path / 'nodir'} does not exist",
+            "other directions": "its study 'svd_pareto' runs in the directions ['maximize'], this sweep's are "
+                                "['maximize', 'minimize']"}[case]  # fmt: skip
+    assert said in err, err
+    if case == "other directions":
+        assert [t.state for t in optuna.load_study(study_name="svd_pareto", storage=url).trials] == []

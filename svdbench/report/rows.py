@@ -173,18 +173,21 @@ def short_key(k: str) -> str:
 
 def _settings(rows: Sequence[Row]) -> None:
     """A row's settings: the method's headline keys, then every key that varies among the
-    configurations of the same method, where the row has it set to other than the schema's default."""
+    configurations of the same method, where the row has it set to other than the schema's default (a headline
+    key that varies is shown at its default too: ``speedup=2``, ``decomposition=channel``)."""
     by_method: dict[str, list[Row]] = {}
     for r in rows:
         by_method.setdefault(r.method, []).append(r)
     for rs in by_method.values():
         keys = sorted({k for r in rs for k in r.flat})
         varying = [k for k in keys if len({repr(r.flat.get(k)) for r in rs}) > 1 and not k.endswith("_target_")]
-        head = [k for k in rs[0].runs[0].headline if k not in varying]
+        headline = rs[0].runs[0].headline
+        head = [k for k in headline if k not in varying]
         defaults = schema_defaults(rs[0].runs[0].rec.method)
-        for r in rs:  # a varying key where the row has it unset or at its default: not shown
+        for r in rs:  # a varying key where the row has it unset or at its default (but a headline one): not shown
             parts = [f"{short_key(k)}={fmt_value(r.flat[k])}" for k in head if r.flat.get(k) is not None]
-            shown = [k for k in varying if r.flat.get(k) is not None and r.flat.get(k) != defaults.get(k, MISSING)]
+            shown = [k for k in varying if r.flat.get(k) is not None
+                     and (k in headline or r.flat.get(k) != defaults.get(k, MISSING))]  # fmt: skip
             parts += [f"{short_key(k)}={fmt_value(r.flat[k])}" for k in shown]
             r.settings = ", ".join(parts)
 
