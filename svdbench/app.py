@@ -35,6 +35,7 @@ from .errors import (
     DivergedError,
     InputError,
     Preempted,
+    data_worker_died,
     interrupted_by,
     interruption_in,
     one_line,
@@ -248,12 +249,6 @@ def _interrupted(err: KeyboardInterrupt, cfg, run_dir: Path, sweep: str | None) 
     else:
         log.warning("interrupted (%s): %s from the last epoch", name, resume_hint(run_dir, sweep))
     raise SystemExit(code) from None
-
-
-def _data_worker_died(err: BaseException) -> bool:
-    """Whether ``err`` is PyTorch's report of a DataLoader worker that died (killed by the out-of-memory killer, a
-    crash in a dataset's code): raised from its SIGCHLD handler wherever the main process was."""
-    return isinstance(err, RuntimeError) and str(err).startswith("DataLoader worker (pid")
 
 
 #: what an interrupted run says where it saves no checkpoint
@@ -500,13 +495,13 @@ def _job(cfg: DictConfig) -> float | tuple[float, float]:
     except Exception as err:
         if interruption_in(err) is not None:  # a stop signal wrapped in another error: an interruption still
             _interrupted(interruption_in(err), cfg, run_dir, sweep)
-        if not multirun and _data_worker_died(err):  # raised wherever the main process was: not a bug of ours
+        if not multirun and data_worker_died(err):  # raised wherever the main process was: not a bug of ours
             log.error("run failed: %s%s", one_line(err), failure_note(run_dir / RESULTS_FILE))
             raise SystemExit(1) from None
         if not multirun:
             raise
         # the pipeline wrote results.json (status failed) if training had started; the sweep goes on
-        if _data_worker_died(err):
+        if data_worker_died(err):
             log.error("job %s failed: %s", hc.job.num, one_line(err))
         else:
             log.exception("job %s failed", hc.job.num)

@@ -54,6 +54,12 @@ class Terminated(KeyboardInterrupt):
         self.signum = signum
 
 
+def data_worker_died(err: BaseException) -> bool:
+    """Whether ``err`` is PyTorch's report of a DataLoader worker that died (killed by the out-of-memory killer, a
+    crash in a dataset's code): raised from its SIGCHLD handler wherever the main process was, or by the loader."""
+    return isinstance(err, RuntimeError) and str(err).startswith("DataLoader worker (pid")
+
+
 def interruption_in(err: BaseException) -> KeyboardInterrupt | None:
     """The Ctrl-C or :class:`Terminated` that ``err`` wraps (its causes and contexts: Python 3.11 wraps an exception
     raised in a class's creation, ``__set_name__``, in a RuntimeError; a library may turn one into its own error),

@@ -697,3 +697,21 @@ def test_an_optuna_storage_the_sweep_cannot_use_is_one_line_before_it_starts(cap
     assert said in err, err
     if case == "other directions":
         assert [t.state for t in optuna.load_study(study_name="svd_pareto", storage=url).trials] == []
+
+
+def test_a_worker_death_the_loader_reports_is_not_called_an_input_error():
+    """Seen by the loader itself (not by torch's SIGCHLD handler elsewhere), it was "input error: ... a batch could
+    not be read", exit 2: the run failed, the data is not at fault."""
+    from svdbench.data.batches import LoaderBatches
+
+    class Dies:
+        sampler = None
+
+        def __iter__(self):
+            return self
+
+        def __next__(self):
+            raise RuntimeError("DataLoader worker (pid 1) exited unexpectedly with exit code 3.")
+
+    with pytest.raises(RuntimeError, match=r"^DataLoader worker \(pid 1\) exited unexpectedly"):
+        next(iter(LoaderBatches(Dies(), torch.device("cpu"))))

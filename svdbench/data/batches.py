@@ -9,7 +9,7 @@ from typing import Iterator, Protocol
 
 import torch
 
-from ..errors import DatasetError, one_line
+from ..errors import DatasetError, data_worker_died, one_line
 
 
 class Batches(Protocol):
@@ -162,6 +162,8 @@ class LoaderBatches:
             except DatasetError:
                 raise
             except Exception as err:  # the user's Dataset: its error in one line, not the DataLoader's traceback
+                if data_worker_died(err):  # not the data's fault: the run fails (exit 1), as wherever torch sees it
+                    raise
                 raise DatasetError(
                     f"{self.what}: a batch could not be read ({one_line(err, with_type=True)})"
                 ) from None
