@@ -493,8 +493,9 @@ def _job(cfg: DictConfig) -> float | tuple[float, float]:
         log.error("run failed: %s%s", one_line(err), failure_note(run_dir / RESULTS_FILE))
         raise SystemExit(1) from None
     except Exception as err:
-        if interruption_in(err) is not None:  # a stop signal wrapped in another error: an interruption still
-            _interrupted(interruption_in(err), cfg, run_dir, sweep)
+        stop = interruption_in(err)
+        if stop is not None:  # a stop signal wrapped in another error: an interruption still
+            _interrupted(stop, cfg, run_dir, sweep)
         if not multirun and data_worker_died(err):  # raised wherever the main process was: not a bug of ours
             log.error("run failed: %s%s", one_line(err), failure_note(run_dir / RESULTS_FILE))
             raise SystemExit(1) from None

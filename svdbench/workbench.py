@@ -48,10 +48,11 @@ class Workbench:
         seed_everything(cfg.seed, tr.deterministic)
         self.device: torch.device = resolve_device(tr.device)
         self.owns_group: bool = distributed.init(self.device)  # torchrun: join the process group
-        try:  # every rank the same experiment (where data lives, workers, logging may differ)
-            distributed.check_same_config(resume_key(plan.config, plan.method.name))
-        except ValueError as err:
-            raise InputError(one_line(err)) from None
+        if distributed.initialized():  # every rank the same experiment (where data lives, workers, logging may differ)
+            try:
+                distributed.check_same_config(resume_key(plan.config, plan.method.name))
+            except ValueError as err:
+                raise InputError(one_line(err)) from None
         self.accel: Accel = resolve_accel(
             self.device, tr.amp, tr.channels_last, tr.compile, tr.cudnn_benchmark, tr.deterministic
         )
