@@ -456,9 +456,10 @@ def _job(cfg: DictConfig) -> float | tuple[float, float]:
         typed, method = planned.cfg, planned.method
         _warn_unused_groups(method, hc)
         tags = [method.name, typed.model.name, typed.dataset.name]
-        if distributed.is_main():  # torchrun: one tracked run, from rank 0
-            tracker = tracking.start(typed.logger, config=planned.config, run_dir=run_dir, tags=tags, **wandb_names(hc))
-        results = Run(planned, run_dir, on_epoch=tracker.log_epoch).execute()
+        if distributed.is_main():  # torchrun: one tracked run, from rank 0, begun once the directory is the run's
+            tracker = tracking.Pending(typed.logger, config=planned.config, run_dir=run_dir, tags=tags,
+                                       **wandb_names(hc))  # fmt: skip
+        results = Run(planned, run_dir, tracker=tracker).execute()
         if multirun:  # a completed run of this config, kept as it was (results.json unchanged): its .hydra and log too
             HydraWrites.restore(run_dir)
         tracker.log_results(RunRecord.from_dict(results))

@@ -39,8 +39,9 @@ from .models import model_label, model_options
 from .plan import RunPlan, make_plan
 from .points import OperatingPoints, Trained
 from .results import RunRecord, versions
-from .rundir import HYDRA_WRITES, RunLock, check_run_dir, clear_run, previous_record
+from .rundir import HYDRA_WRITES, RunLock, check_run_dir, clear_run, previous_record, tracked_before
 from .stages import Leg, StageRunner, recorded
+from .tracking import Tracker
 from .workbench import Workbench
 
 log = logging.getLogger("svdbench")
@@ -71,8 +72,18 @@ class Run:
     :class:`~svdbench.stages.Leg`. Every stage is checkpointed; a rerun in the same directory
     continues where it stopped."""
 
-    def __init__(self, plan: RunPlan, run_dir: str | Path, *, on_epoch: Callable[[dict], None] | None = None) -> None:
-        self.plan, self.dir, self.on_epoch = plan, Path(run_dir), on_epoch
+    def __init__(
+        self,
+        plan: RunPlan,
+        run_dir: str | Path,
+        *,
+        on_epoch: Callable[[dict], None] | None = None,
+        tracker: Tracker | None = None,
+    ) -> None:
+        """``tracker``: begun once the directory is this run's (:meth:`Tracker.begin`), it receives every epoch
+        unless ``on_epoch`` is given."""
+        self.tracker = tracker or Tracker()
+        self.plan, self.dir, self.on_epoch = plan, Path(run_dir), on_epoch or self.tracker.log_epoch
         self.checkpoints = RunCheckpoints(self.dir, plan.config, plan.method.name, enabled=plan.cfg.checkpoint)
         self.points = OperatingPoints(plan, self.dir)
 
@@ -182,7 +193,9 @@ class Run:
                 for f in clear_run(self.dir):
                     log.info("resume=false: removed %s of the previous run", f)
         done = self.checkpoints.completed() if cfg.resume else None
+        tracked = self.tracker.begin(tracked_before(self.dir) if cfg.resume else None)
         record = self.new_record(bench)
+        record.tracking = tracked
         if cfg.resume:
             self.checkpoints.load(start=record.dense_start)
         main = Leg(self.plan.method, record, self.dir, self.checkpoints)
@@ -196,6 +209,7 @@ class Run:
         else:  # the main result is complete, some operating points are not: back to the trained model
             log.info("run directory %s: completing the operating points %s", self.dir, ", ".join(self.points.pending()))
             main.record = RunRecord.from_dict(done)
+            main.record.tracking = tracked
             trained = self.restore_trained(bench, main)
         if self.points:
             main.record.operating_points = self.points.make(bench, runner, main.record, trained)

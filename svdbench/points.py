@@ -108,6 +108,7 @@ class OperatingPoints:
             point_of=str(self.dir),
         )
         rec.restore(progress)
+        rec.tracking = main.tracking  # the run's one W&B run, the same record: its steps as logged when cut here
         rec.stage_top1 = {k: v for k, v in rec.stage_top1.items() if k == "dense" or k in BEFORE_COMPRESS}
         rec.wall_time = {k: v for k, v in rec.wall_time.items() if k in BEFORE_COMPRESS}
         for key in MEASURED:

@@ -112,6 +112,8 @@ class RunRecord:
     # point's headline settings (``settings``: dotted key -> value)
     operating_points: list | None = None
     point_of: str | None = None  # an operating point: the run directory it was made from
+    # its W&B run (logger=wandb): {"id", "dirs" (the offline folders of its legs), "steps"}; svdbench.tracked_runs
+    tracking: dict | None = None
     extra: dict = field(default_factory=dict)  # keys this version does not know, kept as read
 
     #: kept in the file even when null
@@ -171,7 +173,7 @@ class RunRecord:
         for key in ("stage_top1", "wall_time", "ranks"):
             if not isinstance(values.get(key, {}), dict):
                 raise ValueError(f"{key} is not a mapping")
-        for key in ("method_details", "latency", "samples", "top1_best_epoch", "macs_paper"):  # optional mappings
+        for key in ("method_details", "latency", "samples", "top1_best_epoch", "macs_paper", "tracking"):
             if values.get(key) is not None and not isinstance(values[key], dict):
                 raise ValueError(f"{key} is {_short(values[key])}, not a mapping")
         runs = (values.get("latency") or {}).get("runs")

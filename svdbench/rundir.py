@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 import yaml
 
-from . import held_dirs, stop_channel
+from . import held_dirs, stop_channel, tracked_runs
 from .checkpoint import (
     CHECKPOINT,
     DENSE_CHECKPOINT,
@@ -51,6 +51,7 @@ __all__ = [
     "failed_job_dir",
     "point_dirs",
     "superseded_failure",
+    "tracked_before",
     "written_by",
 ]
 
@@ -600,7 +601,27 @@ def clear_run(run_dir: str | os.PathLike) -> list[Path]:
     for point in points:
         with contextlib.suppress(OSError):  # a point directory left empty goes too
             point.rmdir()
+    removed += tracked_runs.remove(path, record.get("tracking"))  # its W&B run's offline folders
     return removed + _remove(path, (RESULTS_FILE, *written_by(record), *CHECKPOINTS))
+
+
+def tracked_before(path: Path) -> dict | None:
+    """The ``tracking`` record (:mod:`svdbench.tracked_runs`) of the run in ``path``, to be continued by a
+    resumed leg: its steps the most any of its records says (a point's record is the last written when the
+    run was cut during its points). None: no W&B run recorded."""
+    try:
+        record = previous_record(path)
+    except InputError:
+        return None
+    info = tracked_runs.check((record or {}).get("tracking"))
+    if info is None:
+        return None
+    for point in point_dirs(path, record):
+        with contextlib.suppress(InputError):
+            other = tracked_runs.check((previous_record(point) or {}).get("tracking"))
+            if other is not None and other["id"] == info["id"]:
+                info["steps"] = max(info["steps"], other["steps"])
+    return info
 
 
 def point_dirs(path: Path, record: dict) -> list[Path]:

@@ -4,7 +4,9 @@
   :class:`WandbTracker` (config, per-epoch metrics, summary metrics, per-layer ranks and the
   operating points as tables), anything else a :class:`Tracker` that does nothing. Call
   :meth:`Tracker.finish` always, with ``exit_code=1`` on failure (in a Hydra multirun, runs would
-  otherwise merge).
+  otherwise merge). :class:`Pending` starts it only once the run directory is the run's own
+  (:meth:`Pending.begin`): a run refused, or handed back complete, makes no W&B run; a resumed one
+  continues its W&B run (what results.json records of it: :mod:`svdbench.tracked_runs`).
 - :func:`log_report` logs a report's typed tables (:class:`ReportTables`, built by
   :mod:`svdbench.report`: comparison table, Pareto scatter, plot, front quality, matched targets
   and paired verdicts) as a run of its own and,
@@ -26,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from . import tracked_runs
 from .errors import one_line
 from .results import RunRecord
 
@@ -59,6 +62,11 @@ def _scalar(v: Any) -> bool:
 class Tracker:
     """No tracking (``logger=console``): every call does nothing."""
 
+    def begin(self, previous: dict | None = None) -> dict | None:
+        """Start tracking the run; returns what its results.json records of the W&B run (``tracking``):
+        here, what an earlier leg recorded (``previous``), so that a run replacing this one still removes it."""
+        return previous
+
     def log_epoch(self, rec: dict) -> None:
         """One per-epoch record of the training loop (stage, epoch, losses, top-1, lr)."""
 
@@ -70,10 +78,17 @@ class Tracker:
 
 
 class WandbTracker(Tracker):
-    def __init__(self, run) -> None:
+    """One W&B run; ``info`` is its ``tracking`` record (:mod:`svdbench.tracked_runs`), its ``steps`` kept up to
+    date: the record written when the run is cut says where a resumed leg goes on logging."""
+
+    def __init__(self, run, info: dict | None = None) -> None:
         self.run = run
-        self.step = 0
+        self.info = info if info is not None else {"steps": 0}
+        self.step = self.info["steps"]
         self.finished = False
+
+    def begin(self, previous: dict | None = None) -> dict | None:
+        return self.info if "id" in self.info else previous  # disabled: no folder of its own
 
     def _safely(self, what: str, fn, *args) -> None:
         try:
@@ -93,6 +108,7 @@ class WandbTracker(Tracker):
         metrics["epoch"] = rec.get("epoch")
         self.run.log(metrics, step=self.step)
         self.step += 1
+        self.info["steps"] = self.step
 
     def _log_results(self, rec: RunRecord) -> None:
         import wandb
@@ -119,6 +135,27 @@ class WandbTracker(Tracker):
             self.run.finish(exit_code=exit_code)
 
 
+class Pending(Tracker):
+    """The tracker :func:`start` makes, started only by :meth:`begin` (once the run directory is the run's own);
+    until then, and when it is never begun, every call does nothing."""
+
+    def __init__(self, logger_cfg, **start_args) -> None:
+        self.logger_cfg, self.start_args, self.tracker = logger_cfg, start_args, Tracker()
+
+    def begin(self, previous: dict | None = None) -> dict | None:
+        self.tracker = start(self.logger_cfg, previous=previous, **self.start_args)
+        return self.tracker.begin(previous)
+
+    def log_epoch(self, rec: dict) -> None:
+        self.tracker.log_epoch(rec)
+
+    def log_results(self, rec: RunRecord) -> None:
+        self.tracker.log_results(rec)
+
+    def finish(self, exit_code: int = 0) -> None:
+        self.tracker.finish(exit_code)
+
+
 def start(
     logger_cfg,
     *,
@@ -127,13 +164,17 @@ def start(
     group: str | None = None,
     name: str | None = None,
     tags: list[str] | None = None,
+    previous: dict | None = None,
 ) -> Tracker:
-    """The tracker configured by ``logger_cfg`` (a ``LoggerConfig`` or anything with its fields)."""
+    """The tracker configured by ``logger_cfg`` (a ``LoggerConfig`` or anything with its fields). ``previous``:
+    the ``tracking`` record of the run's earlier legs (a cut run resumed): the same W&B run goes on."""
     if getattr(logger_cfg, "name", "console") != "wandb":
         return Tracker()
     mode = resolve_mode(getattr(logger_cfg, "mode", None))
     wdir = getattr(logger_cfg, "dir", None) or os.environ.get("WANDB_DIR") or str(run_dir)
     all_tags = [*(getattr(logger_cfg, "tags", None) or []), *(tags or [])]
+    previous = tracked_runs.check(previous)
+    same = {"id": previous["id"], "resume": "allow"} if previous else {}
     try:
         Path(wdir).mkdir(parents=True, exist_ok=True)  # a place that cannot be made: tracking off, the run goes on
         import wandb
@@ -149,13 +190,17 @@ def start(
             config=config,
             job_type="train",
             reinit="finish_previous",
+            **same,
         )
     except Exception as err:  # never lose a training run to its tracking
         log.warning("W&B tracking off (mode %s): %s", mode, one_line(err))
         return Tracker()
     if run is None:
         return Tracker()
-    return WandbTracker(run)
+    folder = Path(run.dir).parent if getattr(run, "dir", None) else None  # <dir>/wandb/[offline-]run-<time>-<id>
+    if folder is None or mode == "disabled":
+        return WandbTracker(run)
+    return WandbTracker(run, tracked_runs.describe(run_dir, folder, previous, run.id))
 
 
 # ---------------------------------------------------------------- report
