@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +22,8 @@ from .models import check_checkpoint_path
 from .optim import OptimConfig
 from .paths import absolute
 from .results import relevant
+
+log = logging.getLogger("svdbench")
 
 __all__ = ["RunPlan", "Stage", "configure", "make_plan", "optim_config", "record_config"]
 
@@ -77,8 +80,19 @@ def configure(cfg, method: Method) -> Method:
                 "(trainer.epochs and the method's stages before it)"
             )
         if method.finetune_epochs != budget - train:
+            if method.finetune_epochs != _default(method, "finetune_epochs"):  # set by you or a preset: say so
+                log.warning(
+                    "trainer.budget=%d replaces method.finetune_epochs=%d with %d (the budget less the %d epochs "
+                    "before compression)", budget, method.finetune_epochs, budget - train, train,
+                )  # fmt: skip
             method = method.reconfigured(finetune_epochs=budget - train)
     return method
+
+
+def _default(method: Method, key: str):
+    """The default of ``key`` in ``method``'s config schema (None: none)."""
+    field = next((f for f in dataclasses.fields(method.config) if f.name == key), None)
+    return None if field is None or field.default is dataclasses.MISSING else field.default
 
 
 def stages_before_compress(cfg, method: Method) -> tuple[Stage, ...]:

@@ -1,0 +1,23 @@
+"""Round 31 of the hostile pass, and the items round 30 left (the W&B records of a replaced or resumed run are in
+tests/test_tracked_runs.py).
+
+- r30a F4 (left then): ``trainer.budget`` replaced a ``method.finetune_epochs`` set by you or a preset without a
+  word; it is still replaced (the budget is the fair comparison), with a warning naming both values."""
+
+import logging
+
+from svdbench.methods import L1FilterPruning, SVDTraining
+from svdbench.plan import configure
+
+
+def test_a_budget_says_when_it_replaces_finetune_epochs_that_were_set(tiny_cfg, caplog):
+    cfg = tiny_cfg(trainer={"epochs": 1, "budget": 4})
+    with caplog.at_level(logging.WARNING, logger="svdbench"):
+        method = configure(cfg, SVDTraining.create(finetune_epochs=7))
+    assert method.finetune_epochs == 3
+    assert "trainer.budget=4 replaces method.finetune_epochs=7 with 3" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="svdbench"):  # the schema's default: nothing was set to replace
+        assert configure(cfg, L1FilterPruning.create(ratio=0.5)).finetune_epochs == 4
+        assert configure(cfg, SVDTraining.create(finetune_epochs=3)).finetune_epochs == 3  # already the budget's
+    assert "replaces" not in caplog.text
