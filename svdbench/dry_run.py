@@ -20,7 +20,7 @@ import itertools
 import os
 import statistics
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from pathlib import Path
 
 import torch
@@ -152,6 +152,7 @@ def show_plan(
     sweep_dir: str | None = None,
     count: int | None = None,
     launch: Launch = Launch(1),
+    complete: Collection[Path] = (),
 ) -> None:
     """Print each job's plan (``(label, plan, run directory)``; one job for a single run) with its
     estimated time, the sweep's total, and the config the first job records; nothing is written. A
@@ -159,7 +160,8 @@ def show_plan(
     sweeper's trials) says so, and its total is the shown jobs' mean times ``count``; run by ``launch``
     several at a time, the total is the jobs' time, and its wall time the mean job's times the rounds of
     jobs that run at once. A data set that is not here yet (the run would download it) is said in one line
-    instead of the counts."""
+    instead of the counts. A job whose directory is in ``complete`` (it holds a completed run of its config,
+    which the sweep keeps) is said so, and counts no time."""
     total, timed, measured = 0.0, 0, {}
     count = len(jobs) if count is None else count
     if sweep_dir is not None:
@@ -167,6 +169,10 @@ def show_plan(
         print(f"sweep of {count} job{'s' * (count != 1)} into {sweep_dir}, {launch.phrase()}{shown}:")
     for label, plan, run_dir in jobs:
         prefix = f"  job {label}: " if sweep_dir is not None else ""
+        if run_dir in complete:
+            print(f"{prefix}{plan.method.name}: {run_dir} already holds a completed run of this config (kept; no time)")
+            timed += 1
+            continue
         points = [p for p, _ in OperatingPoints(plan, run_dir).points]
         # the start's weights do not change the time, and a plan downloads nothing
         probe = dataclasses.replace(plan, init_from=None, cfg=copy.deepcopy(plan.cfg))

@@ -309,6 +309,7 @@ class Job:
     subdir: str = ""  # a multirun's hydra.sweep.subdir, as given
     label: str = ""  # the job's values of the sweep's axes (its overrides that vary from job to job)
     named_dir: bool = False  # a run directory of no time stamp (${now:...}): Hydra makes the very same one
+    complete: bool = False  # its directory holds a completed run of its config (checked): kept, nothing to run
 
     @property
     def called(self) -> str:
@@ -726,7 +727,8 @@ def _show_plan(
 ) -> None:
     """``--plan``: print the jobs' plans and exit 0 (:func:`svdbench.dry_run.show_plan`), nothing written."""
     try:
-        show_plan([(label, job.plan, job.dir) for label, job in jobs], sweep_dir, count, launch)
+        kept = [job.dir for _, job in jobs if job.complete]
+        show_plan([(label, job.plan, job.dir) for label, job in jobs], sweep_dir, count, launch, kept)
     except InputError as err:
         fail(str(err))
     print("# a plan only: nothing was run or written (drop --plan to run it)")
@@ -766,9 +768,10 @@ def check_sweep(
         return
     for job in jobs:
         try:
-            check_job_dir(job, made_by=[d for d in seen if d != Path(os.path.realpath(job.dir))])
+            done = check_job_dir(job, made_by=[d for d in seen if d != Path(os.path.realpath(job.dir))])
         except (InputError, CheckpointError) as err:
             fail(f"{job.called}: {err}")
+        job.complete = done is not None
     if not jobs[0].plan.cfg.resume:  # the sweep replaces the one before: none of that one's runs may stay
         _check_leftovers(base, list(seen) + [failed_job_dir(base, j.num, j.dir) for j in jobs])
 
