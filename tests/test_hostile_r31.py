@@ -4,11 +4,14 @@ tests/test_tracked_runs.py).
 - r30a F5 (left then): ``--plan`` of a sweep estimated the jobs it keeps complete; they are named, and count no
   time.
 - r30a F4 (left then): ``trainer.budget`` replaced a ``method.finetune_epochs`` set by you or a preset without a
-  word; it is still replaced (the budget is the fair comparison), with a warning naming both values."""
+  word; it is still replaced (the budget is the fair comparison), with a warning naming both values.
+- r29a (left then): ``model.kwargs.embed_dim=0`` (timm) was "config error: 0.0 cannot be raised to a negative power",
+  naming neither the model nor a key; a size timm cannot take names the model and the kwargs given."""
 
 import logging
 
 import pytest
+from conftest import refused
 
 from svdbench.methods import L1FilterPruning, SVDTraining
 from svdbench.plan import configure
@@ -43,3 +46,15 @@ def test_plan_of_a_sweep_counts_no_time_for_the_jobs_it_keeps(tmp_path, run_py, 
     total = next(ln for ln in lines if ln.startswith("in all: about "))
     assert total.removeprefix("in all: ") == later.strip().removeprefix("time: ").split(" on ")[0]
     assert not (sweep / "1").exists()
+
+
+@pytest.mark.filterwarnings("ignore:Initializing zero-element tensors")
+@pytest.mark.parametrize(
+    ("key", "reason"),
+    [("model.kwargs.embed_dim=0", "cannot be raised to a negative power"),
+     ("model.kwargs.num_heads=3", "dim should be divisible by num_heads")],
+)  # fmt: skip
+def test_a_size_timm_cannot_take_names_the_model_and_its_kwargs(capsys, tiny, key, reason):
+    err = refused(capsys, *tiny(), "model=vit_fmnist", key)
+    assert err.startswith("config error: timm model 'vit_tiny_patch16_224' cannot be built here with ")
+    assert key in err and reason in err

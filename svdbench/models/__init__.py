@@ -121,6 +121,12 @@ def build_torchvision(name: str, num_classes: int, in_channels: int) -> nn.Modul
     return model
 
 
+def _given(kwargs: dict) -> str:
+    """`` with model.kwargs.a=1, model.kwargs.b=2`` (nothing without kwargs): what the message of a model that
+    cannot be built names, as the keys were given."""
+    return " with " + ", ".join(f"model.kwargs.{k}={v}" for k, v in kwargs.items()) if kwargs else ""
+
+
 @MODELS.register("timm")
 def build_timm(name: str, num_classes: int, in_channels: int, **kwargs: Any) -> nn.Module:
     """Any ``timm.list_models()`` name (exactly: not a pattern), ``pretrained=False``; ``kwargs``
@@ -138,9 +144,9 @@ def build_timm(name: str, num_classes: int, in_channels: int, **kwargs: Any) -> 
     except TypeError as err:
         if kwargs and "keyword argument" in str(err):
             raise InputError(f"model.kwargs: timm model {name!r} does not take it ({one_line(err)})") from None
-        raise InputError(f"timm model {name!r} cannot be built here: {one_line(err)}") from None
-    except (RuntimeError, ValueError, AssertionError) as err:
-        raise InputError(f"timm model {name!r} cannot be built here: {one_line(err)}") from None
+        raise InputError(f"timm model {name!r} cannot be built here{_given(kwargs)}: {one_line(err)}") from None
+    except (RuntimeError, ValueError, AssertionError, ArithmeticError, IndexError) as err:  # a size timm cannot take
+        raise InputError(f"timm model {name!r} cannot be built here{_given(kwargs)}: {one_line(err)}") from None
     except (EOFError, KeyError, AttributeError, pickle.UnpicklingError) as err:
         if not kwargs.get("checkpoint_path"):
             raise
