@@ -63,6 +63,7 @@ from .rundir import (
     HydraWrites,
     RunLock,
     check_sweep_dir,
+    check_writable,
     failed_job_dir,
     point_dirs,
     previous_record,
@@ -623,6 +624,10 @@ def preflight(argv: list[str]) -> list[str]:
         print(f"run directory {jobs[0].dir} already holds a completed run of this config{point}\n"
               f"{summary(done, jobs[0].dir)}")  # fmt: skip
         raise SystemExit(0)
+    try:
+        check_writable(jobs[0].dir, jobs[0].hydra)
+    except InputError as err:
+        fail(str(err))
     _warn_other_modes_dir(line)
     if line.show_plan:
         state = directory_state(jobs[0])
@@ -745,6 +750,7 @@ def check_sweep(
     own (:func:`check_job_dir`)."""
     try:
         check_sweep_dir(sweep_dir or "")
+        check_writable(sweep_dir or "", ("multirun.yaml", "optimization_results.yaml"), "sweep directory")
     except InputError as err:
         fail(str(err))
     seen: dict[Path, Job] = {}
@@ -769,6 +775,7 @@ def check_sweep(
     for job in jobs:
         try:
             done = check_job_dir(job, made_by=[d for d in seen if d != Path(os.path.realpath(job.dir))])
+            check_writable(job.dir, job.hydra)  # Hydra writes its log and .hydra even for a job complete
         except (InputError, CheckpointError) as err:
             fail(f"{job.called}: {err}")
         job.complete = done is not None

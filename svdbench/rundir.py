@@ -46,6 +46,7 @@ __all__ = [
     "RunLock",
     "check_run_dir",
     "check_sweep_dir",
+    "check_writable",
     "clear_failed_job",
     "clear_run",
     "failed_job_dir",
@@ -301,6 +302,22 @@ def _check_kinds(path: Path, files: Sequence[str], folders: Sequence[str], what:
             raise InputError(
                 f"{what} {_short(path)}: {name} is a hard link (to a file elsewhere); svdbench never writes through a "
                 "link: remove it or use another directory"
+            )
+
+
+def check_writable(run_dir: str | os.PathLike, hydra: Sequence[str], what: str = "run directory") -> None:
+    """Every file written in place in ``run_dir`` that is there already can be written: Hydra's (``hydra``: its
+    log, opened to append, and the files of its output folder, rewritten) and the run lock; its output folder
+    can take files. Checked where a job will start (Hydra writes them even for a completed job of a sweep):
+    an immutable or read-only one is one line here, not a traceback from Hydra's logging. InputError."""
+    path = Path(os.path.abspath(run_dir))
+    folders, files = _hydra_paths(hydra)
+    for name in (*folders, *files, LOCK):
+        p = path / name
+        if p.exists() and not p.is_symlink() and not os.access(p, os.W_OK | (os.X_OK if p.is_dir() else 0)):
+            raise InputError(
+                f"{what} {_short(path)}: {name} cannot be written (read-only or immutable), and Hydra or svdbench "
+                "writes it: make it writable, or use another directory"
             )
 
 

@@ -6,9 +6,17 @@ tests/test_tracked_runs.py).
 - r30a F4 (left then): ``trainer.budget`` replaced a ``method.finetune_epochs`` set by you or a preset without a
   word; it is still replaced (the budget is the fair comparison), with a warning naming both values.
 - r29a (left then): ``model.kwargs.embed_dim=0`` (timm) was "config error: 0.0 cannot be raised to a negative power",
-  naming neither the model nor a key; a size timm cannot take names the model and the kwargs given."""
+  naming neither the model nor a key; a size timm cannot take names the model and the kwargs given.
+- r31b F1: a ``run.log`` or ``.hydra/*.yaml`` that cannot be written (read-only, immutable) was Hydra's traceback, in
+  a single run and in any job of a sweep (also a complete one: Hydra writes them for every job); now one line
+  before any job starts."""
 
+import contextlib
 import logging
+import os
+import shutil
+import subprocess
+from pathlib import Path
 
 import pytest
 from conftest import refused
@@ -58,3 +66,51 @@ def test_a_size_timm_cannot_take_names_the_model_and_its_kwargs(capsys, tiny, ke
     err = refused(capsys, *tiny(), "model=vit_fmnist", key)
     assert err.startswith("config error: timm model 'vit_tiny_patch16_224' cannot be built here with ")
     assert key in err and reason in err
+
+
+@contextlib.contextmanager
+def unwritable(path: Path):
+    """``path`` made read-only (``chmod a-w``; as root, which writes through that, immutable with ``chattr +i``)."""
+    mode = path.stat().st_mode
+    path.chmod(0o444 if path.is_file() else 0o555)
+    immutable = False
+    try:
+        if os.access(path, os.W_OK):  # root
+            path.chmod(mode)
+            if shutil.which("chattr") is None or subprocess.run(["chattr", "+i", str(path)]).returncode != 0:
+                pytest.skip("cannot make a file unwritable here (root, no chattr)")
+            immutable = True
+        yield path
+    finally:
+        if immutable:
+            subprocess.run(["chattr", "-i", str(path)], check=False)
+        path.chmod(mode)
+
+
+@pytest.mark.parametrize("name", ["run.log", ".hydra/config.yaml", ".svdbench.lock"])
+def test_a_file_hydra_or_svdbench_writes_in_place_that_cannot_be_written_is_one_line(capsys, tmp_path, tiny, name):
+    """r31b F1: an unwritable ``run.log`` or ``.hydra/config.yaml`` in the run directory was Hydra's traceback."""
+    out = tmp_path / "run"
+    (out / ".hydra").mkdir(parents=True)
+    (out / name).write_text("")
+    with unwritable(out / name):
+        err = refused(capsys, *tiny(), f"hydra.run.dir={out}")
+    assert f"run directory {out}: {name} cannot be written (read-only or immutable)" in err
+
+
+@pytest.mark.slow
+def test_a_sweep_refuses_before_its_first_job_when_a_jobs_hydra_file_cannot_be_written(tmp_path, run_py, tiny):
+    """r31b F1: in a sweep rerun (the jobs complete), job 1's unwritable ``.hydra/config.yaml`` stopped the sweep
+    after job 0 with a traceback and no report."""
+    sweep = tmp_path / "sweep"
+    args = ["-m", *tiny(), "seed=0,1", f"hydra.sweep.dir={sweep}"]
+    assert run_py(*args).returncode == 0
+    before = (sweep / "0" / "run.log").read_bytes()
+    with unwritable(sweep / "1" / ".hydra" / "config.yaml"):
+        proc = run_py(*args)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines()[-1] == (
+        f"config error: job 1 (seed=1): run directory {sweep / '1'}: .hydra/config.yaml cannot be written "
+        "(read-only or immutable), and Hydra or svdbench writes it: make it writable, or use another directory"
+    )
+    assert (sweep / "0" / "run.log").read_bytes() == before  # refused before any job
