@@ -9,9 +9,12 @@ tests/test_tracked_runs.py).
   naming neither the model nor a key; a size timm cannot take names the model and the kwargs given.
 - r31b F1: a ``run.log`` or ``.hydra/*.yaml`` that cannot be written (read-only, immutable) was Hydra's traceback, in
   a single run and in any job of a sweep (also a complete one: Hydra writes them for every job); now one line
-  before any job starts."""
+  before any job starts.
+- r31b F2 (silently wrong): a report counted a run's operating points as runs of their own when the run's main
+  results.json was removed (without a word) or left out (unreadable, failed)."""
 
 import contextlib
+import json
 import logging
 import os
 import shutil
@@ -19,10 +22,12 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import refused
+from conftest import record, refused
 
 from svdbench.methods import L1FilterPruning, SVDTraining
 from svdbench.plan import configure
+from svdbench.report.load import load_runs
+from svdbench.results import RESULTS_FILE
 
 
 def test_a_budget_says_when_it_replaces_finetune_epochs_that_were_set(tiny_cfg, caplog):
@@ -114,3 +119,37 @@ def test_a_sweep_refuses_before_its_first_job_when_a_jobs_hydra_file_cannot_be_w
         "(read-only or immutable), and Hydra or svdbench writes it: make it writable, or use another directory"
     )
     assert (sweep / "0" / "run.log").read_bytes() == before  # refused before any job
+
+
+@pytest.mark.parametrize(
+    ("damage", "why"),
+    [("removed", "whose main result {main} is gone (moved or removed)"),
+     ("truncated", "whose main result was left out (see its warning)"),
+     ("failed", "whose main result was left out (see its warning)")],
+)  # fmt: skip
+def test_the_points_of_a_run_whose_main_result_is_gone_or_left_out_are_not_counted(tmp_path, damage, why):
+    """r31b F2: with the main results.json removed (no warning at all) or unreadable, a report counted the run's
+    points as runs of their own: the run is counted whole or not at all."""
+    run = record(tmp_path / "A", operating_points=[{"label": "energy_0.1", "status": "completed"}])
+    record(run / "energy_0.1", top1=80.0, point_of=str(run))
+    assert len(load_runs([run])[0]) == 2
+    main = run / RESULTS_FILE
+    if damage == "removed":
+        main.unlink()
+    elif damage == "truncated":
+        main.write_text("")
+    else:
+        main.write_text(json.dumps({**json.loads(main.read_text()), "status": "failed", "error": "x"}))
+    runs, _, skipped = load_runs([run])
+    assert runs == []
+    line = f"an operating point of {run}, {why.format(main=main)}: the run is counted whole or not at all"
+    assert (run / "energy_0.1" / RESULTS_FILE, line) in skipped
+
+
+def test_a_points_own_directory_reported_alone_still_counts_when_its_run_is_whole(tmp_path):
+    run = record(tmp_path / "A", operating_points=[{"label": "energy_0.1", "status": "completed"}])
+    record(run / "energy_0.1", top1=80.0, point_of=str(run))
+    assert [r.path for r in load_runs([run / "energy_0.1"])[0]] == [run / "energy_0.1" / RESULTS_FILE]
+    record(run, operating_points=[{"label": "energy_0.1", "status": "pending"}])  # not listed as made
+    runs, _, skipped = load_runs([run / "energy_0.1"])
+    assert runs == [] and "whose main result does not list it as made" in skipped[0][1]

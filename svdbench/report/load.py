@@ -183,10 +183,39 @@ def load_runs(paths: Iterable[str | Path]) -> tuple[list[LoadedRun], list[Failed
     for run in [r for r in runs if r.rec.point_of is not None and r.path.parent.parent in cut]:
         runs.remove(run)  # a point of a run whose other points are missing: the run is counted whole or not at all
         skip(run.path, f"an operating point of {run.path.parent.parent}, whose other points are pending or gone")
+    mains = {r.path.parent for r in runs if r.rec.point_of is None}
+    for run in [r for r in runs if r.rec.point_of is not None and r.path.parent.parent not in mains]:
+        why = _without_main(run, stamps)
+        if why:  # its run's main result is gone or left out: the run is counted whole or not at all
+            runs.remove(run)
+            skip(run.path, why)
     for run in _changed_while_read(runs, stamps):
         runs.remove(run)
         skip(run.path, CHANGED)
     return runs, failed, skipped
+
+
+def _without_main(point: LoadedRun, read: dict[Path, tuple | None]) -> str | None:
+    """Why the operating point ``point`` is left out when the main result of its run was not loaded: that main
+    result was read and left out (``read``: the files read), is gone, or is not a completed run listing the point
+    as made. None: its run is whole, only outside the paths reported (a point's own directory was given)."""
+    run_dir = point.path.parent.parent
+    main = run_dir / RESULTS_FILE
+    whole = "the run is counted whole or not at all"
+    if main in read:
+        return f"an operating point of {run_dir}, whose main result was left out (see its warning): {whole}"
+    if not os.path.lexists(main):
+        return f"an operating point of {run_dir}, whose main result {main} is gone (moved or removed): {whole}"
+    try:
+        rec = RunRecord.from_dict(read_json(main))
+    except (OSError, ValueError, TypeError, AttributeError) as err:
+        return f"an operating point of {run_dir}, whose main result cannot be read ({one_line(err)}): {whole}"
+    made = [
+        p.get("label") for p in rec.operating_points or [] if isinstance(p, dict) and p.get("status") == "completed"
+    ]
+    if rec.status != "completed" or point.path.parent.name not in made:
+        return f"an operating point of {run_dir}, whose main result does not list it as made: {whole}"
+    return None
 
 
 CHANGED = (
