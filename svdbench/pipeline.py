@@ -39,7 +39,15 @@ from .models import model_label, model_options
 from .plan import RunPlan, make_plan
 from .points import OperatingPoints, Trained
 from .results import RunRecord, versions
-from .rundir import HYDRA_WRITES, RunLock, check_run_dir, clear_run, previous_record, tracked_before
+from .rundir import (
+    HYDRA_WRITES,
+    RunLock,
+    check_run_dir,
+    clear_run,
+    missing_files,
+    previous_record,
+    tracked_before,
+)
 from .stages import Leg, StageRunner, recorded
 from .tracking import Tracker
 from .workbench import Workbench
@@ -157,6 +165,12 @@ class Run:
         done = self.checkpoints.completed()
         if done is None or self.points.pending():
             return None
+        gone = missing_files(self.dir, done)
+        if gone:
+            raise InputError(
+                f"{self.dir} holds a completed run of this config, but {gone[0]}, which it wrote, is gone (moved or "
+                "removed): resume=false to redo the run"
+            )
         self._check_start(done)
         log.info("run directory %s already holds a completed run of this config", self.dir)
         if self.plan.cfg.measure.latency and not done.get("latency"):

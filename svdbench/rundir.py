@@ -50,6 +50,7 @@ __all__ = [
     "clear_failed_job",
     "clear_run",
     "failed_job_dir",
+    "missing_files",
     "point_dirs",
     "superseded_failure",
     "tracked_before",
@@ -592,6 +593,18 @@ def written_by(record: dict) -> list[str]:
     if record.get("method") == "dense" or "pretrain" in (record.get("wall_time") or {}):
         names.append(DENSE_CHECKPOINT)
     return [n for n in names if n in OWN_FILES]
+
+
+def missing_files(run_dir: str | os.PathLike, record: dict) -> list[Path]:
+    """The files the run of ``record`` in ``run_dir`` records writing (:func:`written_by`), and those of its
+    operating points, that are no longer regular files there (moved, removed, replaced by a link): a completed
+    run lacking them is not handed back as complete."""
+    path = Path(run_dir)
+    found = [(path, record)]
+    for point in point_dirs(path, record):
+        with contextlib.suppress(InputError):
+            found.append((point, previous_record(point) or {}))
+    return [d / n for d, rec in found for n in written_by(rec) if (d / n).is_symlink() or not (d / n).is_file()]
 
 
 def clear_run(run_dir: str | os.PathLike) -> list[Path]:

@@ -11,7 +11,9 @@ tests/test_tracked_runs.py).
   a single run and in any job of a sweep (also a complete one: Hydra writes them for every job); now one line
   before any job starts.
 - r31b F2 (silently wrong): a report counted a run's operating points as runs of their own when the run's main
-  results.json was removed (without a word) or left out (unreadable, failed)."""
+  results.json was removed (without a word) or left out (unreadable, failed).
+- r31b F3 (silently wrong): a completed run whose deployed model (or a point's) was removed was handed back as
+  complete; it is refused in one line naming the file."""
 
 import contextlib
 import json
@@ -153,3 +155,23 @@ def test_a_points_own_directory_reported_alone_still_counts_when_its_run_is_whol
     record(run, operating_points=[{"label": "energy_0.1", "status": "pending"}])  # not listed as made
     runs, _, skipped = load_runs([run / "energy_0.1"])
     assert runs == [] and "whose main result does not list it as made" in skipped[0][1]
+
+
+@pytest.mark.slow
+def test_a_completed_run_missing_a_file_it_wrote_is_not_handed_back_as_complete(tmp_path, run_py, tiny):
+    """r31b F3: a completed run whose deployed.pt (of the run or of a point) was removed was handed back as
+    complete, exit 0, its summary naming the model that is gone."""
+    out = tmp_path / "run"
+    args = [*tiny("save_model"), "save_model=true", "method.energies=[0.01]", f"hydra.run.dir={out}"]
+    assert run_py(*args).returncode == 0
+    assert run_py(*args).returncode == 0  # whole: handed back
+    for gone in (out / "energy_0.01" / "deployed.pt", out / "deployed.json"):
+        kept = gone.read_bytes()
+        gone.unlink()
+        proc = run_py(*args)
+        assert proc.returncode == 2 and proc.stderr.strip().splitlines()[-1] == (
+            f"config error: {out} holds a completed run of this config, but {gone}, which it wrote, is gone (moved "
+            "or removed): resume=false to redo the run"
+        )
+        gone.write_bytes(kept)
+    assert run_py(*args, "resume=false").returncode == 0
