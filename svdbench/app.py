@@ -512,4 +512,12 @@ def _job(cfg: DictConfig) -> float | tuple[float, float]:
     finally:
         tracker.finish(exit_code=0 if ok else 1)
     log.info(summary(results, run_dir))
+    failed = [str(p.get("label")) for p in results.get("operating_points") or [] if p.get("status") == "failed"]
+    if failed:  # the main result stands (a sweep goes on with it); a single run ends with exit code 1
+        log.error(
+            "operating point%s %s failed (the reasons are above and in %s); rerun the same command to make %s",
+            "s" * (len(failed) > 1), ", ".join(failed), RESULTS_FILE, "them" if len(failed) > 1 else "it",
+        )  # fmt: skip
+        if not multirun:
+            raise SystemExit(1)
     return objective(hc, results)

@@ -13,7 +13,9 @@ tests/test_tracked_runs.py).
 - r31b F2 (silently wrong): a report counted a run's operating points as runs of their own when the run's main
   results.json was removed (without a word) or left out (unreadable, failed).
 - r31b F3 (silently wrong): a completed run whose deployed model (or a point's) was removed was handed back as
-  complete; it is refused in one line naming the file."""
+  complete; it is refused in one line naming the file.
+- r31b F4: a run whose operating points failed exited 0, saying so only mid-log; its last line names them, and a
+  single run exits 1 (a sweep goes on with the main result)."""
 
 import contextlib
 import json
@@ -21,10 +23,11 @@ import logging
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
-from conftest import record, refused
+from conftest import ENV, ROOT, record, refused
 
 from svdbench.methods import L1FilterPruning, SVDTraining
 from svdbench.plan import configure
@@ -175,3 +178,31 @@ def test_a_completed_run_missing_a_file_it_wrote_is_not_handed_back_as_complete(
         )
         gone.write_bytes(kept)
     assert run_py(*args, "resume=false").returncode == 0
+
+
+FAILING_POINTS = """
+import runpy, sys
+from svdbench import stages
+finish = stages.StageRunner.finish
+def finish_or_fail(self, leg, model):
+    if leg.label is not None:  # an operating point: as a full disk would
+        raise OSError(28, "No space left on device")
+    return finish(self, leg, model)
+stages.StageRunner.finish = finish_or_fail
+sys.argv = ["run.py", *sys.argv[1:]]
+runpy.run_path("run.py", run_name="__main__")
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("multirun", [False, True])
+def test_a_run_whose_operating_points_failed_says_so_last_and_exits_1(tmp_path, tiny, multirun):
+    """r31b F4: a run whose points all failed (a full disk) exited 0, the failures only in ERROR lines mid-log."""
+    where = f"hydra.sweep.dir={tmp_path / 's'}" if multirun else f"hydra.run.dir={tmp_path / 'r'}"
+    args = [*(["-m"] if multirun else []), *tiny(), "method.energies=[0.01,0.05]", where]
+    proc = subprocess.run([sys.executable, "-c", FAILING_POINTS, *args], cwd=ROOT, env=ENV, capture_output=True,
+                          text=True, timeout=300)  # fmt: skip
+    last = [ln for ln in (proc.stdout + proc.stderr).splitlines() if "operating points" in ln][-1]
+    assert last.endswith("operating points energy_0.01, energy_0.05 failed (the reasons are above and in "
+                         "results.json); rerun the same command to make them")  # fmt: skip
+    assert proc.returncode == (0 if multirun else 1), proc.stderr[-2000:]  # a sweep goes on with the main result
