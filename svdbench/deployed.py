@@ -243,4 +243,21 @@ def load_deployed(run_dir: str | Path, trust: bool = False) -> nn.Module:
                 return torch.load(f, map_location="cpu", weights_only=False).eval()
         except Exception as err:
             raise ValueError(f"{run_dir / LEGACY_FILE}: {load_failure(err, run_dir / LEGACY_FILE)}") from None
-    raise FileNotFoundError(f"no {ARCHITECTURE_FILE} in {run_dir} (the run was made with save_model=false)")
+    raise FileNotFoundError(f"no {ARCHITECTURE_FILE} in {run_dir}{_why_none(run_dir)}")
+
+
+def _why_none(run_dir: Path) -> str:
+    """Why a run has no deployed model, as its results.json tells: it wrote one, which is gone since, or it was
+    made with ``save_model=false`` (nothing: it does not say)."""
+    try:
+        rec = read_json(run_dir / "results.json")
+    except (OSError, ValueError):
+        return ""
+    if not isinstance(rec, dict):
+        return ""
+    if ARCHITECTURE_FILE in (rec.get("files") or []):
+        return " (the run wrote it: moved or removed since)"
+    config = rec.get("config")
+    if isinstance(config, dict) and config.get("save_model") is False:
+        return " (the run was made with save_model=false)"
+    return ""

@@ -15,7 +15,9 @@ tests/test_tracked_runs.py).
 - r31b F3 (silently wrong): a completed run whose deployed model (or a point's) was removed was handed back as
   complete; it is refused in one line naming the file.
 - r31b F4: a run whose operating points failed exited 0, saying so only mid-log; its last line names them, and a
-  single run exits 1 (a sweep goes on with the main result)."""
+  single run exits 1 (a sweep goes on with the main result).
+- r31b F5: ``svdbench latency`` said a run whose deployed.json was removed "was made with save_model=false"; the
+  reason now comes from what the run recorded."""
 
 import contextlib
 import json
@@ -29,6 +31,7 @@ from pathlib import Path
 import pytest
 from conftest import ENV, ROOT, record, refused
 
+from svdbench.deployed import load_deployed
 from svdbench.methods import L1FilterPruning, SVDTraining
 from svdbench.plan import configure
 from svdbench.report.load import load_runs
@@ -206,3 +209,22 @@ def test_a_run_whose_operating_points_failed_says_so_last_and_exits_1(tmp_path, 
     assert last.endswith("operating points energy_0.01, energy_0.05 failed (the reasons are above and in "
                          "results.json); rerun the same command to make them")  # fmt: skip
     assert proc.returncode == (0 if multirun else 1), proc.stderr[-2000:]  # a sweep goes on with the main result
+
+
+@pytest.mark.parametrize(
+    ("extra", "said"),
+    [({"files": ["deployed.json", "deployed.pt"], "config": {"save_model": True}}, " (the run wrote it: moved or "
+      "removed since)"),
+     ({"config": {"save_model": False}}, " (the run was made with save_model=false)"),
+     ({}, "")],
+)  # fmt: skip
+def test_a_missing_deployed_model_is_explained_by_what_the_run_recorded(tmp_path, extra, said):
+    """r31b F5: a run whose deployed.json was removed was said to be made with save_model=false."""
+    run = record(tmp_path / "A")
+    rec = json.loads((run / RESULTS_FILE).read_text())
+    (run / RESULTS_FILE).write_text(
+        json.dumps({**rec, **extra, "config": {**rec["config"], **extra.get("config", {})}})
+    )
+    with pytest.raises(FileNotFoundError) as err:
+        load_deployed(run)
+    assert str(err.value) == f"no deployed.json in {run}{said}"
