@@ -339,7 +339,8 @@ def explain(err: BaseException) -> str:
     if "missing 1 required positional argument: 'pattern'" in text:  # Hydra's now resolver, given no pattern
         key = text[text.index(" (key: ") :] if " (key: " in text else ""
         text = "${now:} needs a strftime pattern, e.g. ${now:%Y-%m-%d_%H-%M-%S}" + key
-    if "LexerNoViableAltException" in text or "token recognition error" in text:  # a character the grammar reserves
+    reserved = ("LexerNoViableAltException", "token recognition error", "mismatched input '='")
+    if any(r in text for r in reserved):  # a character the grammar reserves (a second '=' in a value)
         text += " (quote a value holding such characters: key='value', within the shell's own quotes)"
     return text + _remedy(str(err), text)
 

@@ -17,7 +17,8 @@ tests/test_tracked_runs.py).
 - r31b F4: a run whose operating points failed exited 0, saying so only mid-log; its last line names them, and a
   single run exits 1 (a sweep goes on with the main result).
 - r31b F5: ``svdbench latency`` said a run whose deployed.json was removed "was made with save_model=false"; the
-  reason now comes from what the run recorded."""
+  reason now comes from what the run recorded.
+- r31b F6: a second ``=`` in a value had no quoting hint."""
 
 import contextlib
 import json
@@ -228,3 +229,10 @@ def test_a_missing_deployed_model_is_explained_by_what_the_run_recorded(tmp_path
     with pytest.raises(FileNotFoundError) as err:
         load_deployed(run)
     assert str(err.value) == f"no deployed.json in {run}{said}"
+
+
+def test_a_second_equals_sign_in_a_value_gets_the_quoting_hint(capsys, tiny, tmp_path):
+    """r31b F6: ``hydra.run.dir=a=b`` was Hydra's bare "mismatched input '='"; a space or a comma got the hint."""
+    err = refused(capsys, *tiny(), f"hydra.run.dir={tmp_path}/x=y")
+    assert err == ("config error: mismatched input '=' expecting <EOF> (quote a value holding such characters: "
+                   "key='value', within the shell's own quotes)")  # fmt: skip
