@@ -66,6 +66,7 @@ def fake_hydra(sweep: Path, num: int):
 def test_a_job_refused_when_it_starts_is_a_failed_job_of_the_sweeps_report(tmp_path):
     sweep = tmp_path / "sw"
     record(sweep / "0", seed=0)
+    record(sweep / "x", seed=1, operating_points=[{"label": "energy_0.1", "status": "completed"}])
     other = record(sweep / "x" / "energy_0.1", seed=1, point_of=str(sweep / "x"))  # another job's point
     before = (other / RESULTS_FILE).read_bytes()
     cfg = OmegaConf.create({"seed": 1, "model": {"name": "resnet8"}, "dataset": {"name": "synthetic"}})
@@ -73,7 +74,7 @@ def test_a_job_refused_when_it_starts_is_a_failed_job_of_the_sweeps_report(tmp_p
     assert (other / RESULTS_FILE).read_bytes() == before  # a finished result is never replaced
     runs, failed, _ = load_runs([sweep])
     assert len(failed) == 1 and f"job 1 in {other}" in failed[0].error  # the sweep's report counts it
-    assert len(runs) == 2
+    assert len(runs) == 3
     rundir.clear_failed_job(sweep, 1, other)  # the job runs again: its old failure goes
     assert load_runs([sweep])[1] == [] and not (sweep / rundir.FAILED_JOBS).exists()
 
