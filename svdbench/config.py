@@ -98,6 +98,10 @@ class DatasetConfig:
 SCHEDULES = ("cosine", "multistep", "constant")
 
 
+#: the largest float32 number: a scalar the optimiser multiplies float32 tensors by must fit one
+FLOAT32_MAX = 3.4028234663852886e38
+
+
 @dataclass
 class TrainerConfig:
     """The default trainer: Adam, as the original SVD-training CIFAR recipe; lr tuned for the
@@ -146,6 +150,10 @@ class TrainerConfig:
         ft_lr = self.finetune_lr
         check(ft_lr is None or ft_lr > 0, "trainer.finetune_lr", f"must be > 0, got {ft_lr}")
         check(self.weight_decay >= 0, "trainer.weight_decay", f"must be >= 0, got {self.weight_decay}")
+        for key in ("lr", "finetune_lr", "weight_decay"):  # the optimiser multiplies float32 tensors by them
+            v = getattr(self, key)
+            check(v is None or not v > FLOAT32_MAX, f"trainer.{key}", f"must be at most {FLOAT32_MAX:.4g} (a float32 "
+                  f"number, as the optimiser takes it), got {v}")  # fmt: skip
         check(0 <= self.momentum < 1, "trainer.momentum", f"must be in [0, 1), got {self.momentum}")
         check(0 < self.gamma <= 1, "trainer.gamma", f"must be in (0, 1] (the lr is multiplied by it), got {self.gamma}")
         check(

@@ -18,21 +18,27 @@ tests/test_tracked_runs.py).
   single run exits 1 (a sweep goes on with the main result).
 - r31b F5: ``svdbench latency`` said a run whose deployed.json was removed "was made with save_model=false"; the
   reason now comes from what the run recorded.
-- r31b F6: a second ``=`` in a value had no quoting hint."""
+- r31b F6: a second ``=`` in a value had no quoting hint.
+- r31a F1 (traceback): ``trainer.lr``, ``finetune_lr`` or ``weight_decay`` beyond float32 passed every check.
+- r31a F2 (silently wrong): a CIFAR batch of another layout (N x 32 x 32 x 3, grey rows) was reshaped."""
 
 import contextlib
 import json
 import logging
 import os
+import pickle
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from conftest import ENV, ROOT, record, refused
 
+from svdbench.data.files import read_cifar_batch
 from svdbench.deployed import load_deployed
+from svdbench.errors import DatasetError
 from svdbench.methods import L1FilterPruning, SVDTraining
 from svdbench.plan import configure
 from svdbench.report.load import load_runs
@@ -236,3 +242,31 @@ def test_a_second_equals_sign_in_a_value_gets_the_quoting_hint(capsys, tiny, tmp
     err = refused(capsys, *tiny(), f"hydra.run.dir={tmp_path}/x=y")
     assert err == ("config error: mismatched input '=' expecting <EOF> (quote a value holding such characters: "
                    "key='value', within the shell's own quotes)")  # fmt: skip
+
+
+@pytest.mark.parametrize("key", ["trainer.lr=1e39", "trainer.finetune_lr=1e300", "trainer.weight_decay=1e300"])
+def test_an_optimiser_setting_beyond_float32_is_one_line_before_any_work(capsys, tiny, key):
+    """r31a F1: it passed every check, then the optimiser's step was a traceback (finetune_lr: after training)."""
+    name, value = key.split("=")
+    assert refused(capsys, *tiny(), key) == (
+        f"config error: {name} must be at most 3.403e+38 (a float32 number, as the optimiser takes it), got "
+        f"{float(value)}"
+    )
+
+
+@pytest.mark.parametrize(("shape", "n"), [((8, 32, 32, 3), 8), ((24, 1024), 8), ((8 * 3072,), 8)])
+def test_a_cifar_batch_of_another_layout_is_refused_not_reshaped(tmp_path, shape, n):
+    """r31a F2: images stored N x 32 x 32 x 3 (torchvision's ``CIFAR10.data``), or grey rows, were reshaped into
+    scrambled colour images without a word."""
+    path = tmp_path / "data_batch_1"
+    data = np.random.default_rng(0).integers(0, 256, shape, dtype=np.uint8)
+    path.write_bytes(pickle.dumps({b"data": data, b"labels": list(range(n))}))
+    with pytest.raises(DatasetError) as err:
+        read_cifar_batch(path, b"labels")
+    assert str(err.value) == (
+        f"cannot read {path}: its b'data' has shape {shape}, not N x 3072 (the distributed rows: 1024 red, then "
+        "green, then blue values) nor N x 3 x 32 x 32"
+    )
+    for good in ((n, 3072), (n, 3, 32, 32)):
+        path.write_bytes(pickle.dumps({b"data": np.zeros(good, np.uint8), b"labels": list(range(n))}))
+        assert read_cifar_batch(path, b"labels")[0].shape == (n, 3, 32, 32)

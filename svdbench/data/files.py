@@ -253,6 +253,11 @@ def read_cifar_batch(path: Path, label_key: bytes) -> tuple[np.ndarray, np.ndarr
         raise DatasetError(f"cannot read {path}: its {b'data'!r} holds {raw.dtype} values, not bytes 0..255")
     if labels.dtype.kind in "bfc":  # a cast to classes would cut 1.7 to 1 and read True as class 1
         raise DatasetError(f"cannot read {path}: its {label_key!r} hold {labels.dtype} values, not integer classes")
+    if raw.shape[1:] not in ((3072,), (3, 32, 32)):  # another layout (N x 32 x 32 x 3, grey rows) reshapes scrambled
+        raise DatasetError(
+            f"cannot read {path}: its {b'data'!r} has shape {tuple(raw.shape)}, not N x 3072 (the distributed rows: "
+            "1024 red, then green, then blue values) nor N x 3 x 32 x 32"
+        )
     try:
         x = np.asarray(d[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32)
         y = np.asarray(d[label_key], dtype=np.int64).reshape(-1)
