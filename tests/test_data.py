@@ -179,7 +179,10 @@ def test_cifar_batch_that_runs_code_is_refused(tmp_path, how, write_cifar):
         (lambda whole: b"<html>not found</html>", "truncated or not a pickle (invalid load key, '<'.)"),
         (lambda whole: b"", "truncated or not a pickle (Ran out of input)"),
         (lambda whole: pickle.dumps([1, 2]), "not a CIFAR batch (no b'data' and b'labels' entries)"),
-        (lambda whole: pickle.dumps({b"data": np.zeros(5, np.uint8), b"labels": [1]}), "has shape (5,), not N x 3072"),
+        (
+            lambda whole: pickle.dumps({b"data": np.zeros(5, np.uint8), b"labels": [1]}),
+            "its b'data' has shape (5,), not N x 3072",
+        ),
         (lambda whole: pickle.dumps({b"data": np.zeros((2, 3072), np.uint8), b"labels": [1]}), "2 images but 1 labels"),
     ],
 )
