@@ -60,6 +60,10 @@ class ModelConfig:
         check_kwargs(self.family if self._target_ is None else None, self.kwargs)
 
 
+#: the largest ``dataset.image_size``: a side of 8/7 of it is decoded first (ImageNet's resize), 3 x 4681^2 floats
+MAX_IMAGE_SIZE = 4096
+
+
 @dataclass
 class DatasetConfig:
     name: str = "fashion_mnist"  # a registered dataset (svdbench.data.DATASETS), or your own with _target_
@@ -90,6 +94,8 @@ class DatasetConfig:
             check(v is None or v > 0, f"dataset.{key}", f"must be positive, got {v}")
         check(self.val_size is None or self.val_size >= 0, "dataset.val_size", f"must be >= 0, got {self.val_size}")
         check(len(self.shape) == 3 and min(self.shape) > 0, "dataset.shape", f"must be [C, H, W] > 0, got {self.shape}")
+        check(1 <= self.image_size <= MAX_IMAGE_SIZE, "dataset.image_size", f"must be in [1, {MAX_IMAGE_SIZE}] (the "
+              f"side of the square images, in pixels), got {self.image_size}")  # fmt: skip
         check(self.num_classes >= 2, "dataset.num_classes", f"must be >= 2, got {self.num_classes}")
         for key in ("num_train", "num_test"):
             check(getattr(self, key) > 0, f"dataset.{key}", f"must be > 0, got {getattr(self, key)}")

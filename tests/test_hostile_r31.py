@@ -20,7 +20,8 @@ tests/test_tracked_runs.py).
   reason now comes from what the run recorded.
 - r31b F6: a second ``=`` in a value had no quoting hint.
 - r31a F1 (traceback): ``trainer.lr``, ``finetune_lr`` or ``weight_decay`` beyond float32 passed every check.
-- r31a F2 (silently wrong): a CIFAR batch of another layout (N x 32 x 32 x 3, grey rows) was reshaped."""
+- r31a F2 (silently wrong): a CIFAR batch of another layout (N x 32 x 32 x 3, grey rows) was reshaped.
+- r31a F3: ``dataset.image_size`` was not checked (0 blamed the data; 100000 exhausted the memory)."""
 
 import contextlib
 import json
@@ -270,3 +271,11 @@ def test_a_cifar_batch_of_another_layout_is_refused_not_reshaped(tmp_path, shape
     for good in ((n, 3072), (n, 3, 32, 32)):
         path.write_bytes(pickle.dumps({b"data": np.zeros(good, np.uint8), b"labels": list(range(n))}))
         assert read_cifar_batch(path, b"labels")[0].shape == (n, 3, 32, 32)
+
+
+@pytest.mark.parametrize("size", [0, -3, 100000])
+def test_an_image_size_out_of_range_is_named_before_any_image_is_decoded(capsys, tiny, size):
+    """r31a F3: 0 or -3 blamed "its first sample"; 100000 took the machine's memory resizing it (killed, no line)."""
+    assert refused(capsys, *tiny(), f"dataset.image_size={size}") == (
+        f"config error: dataset.image_size must be in [1, 4096] (the side of the square images, in pixels), got {size}"
+    )
