@@ -202,6 +202,10 @@ def load_dense_checkpoint(model: nn.Module, path: str | Path) -> None:
     bad = [k for k, v in state.items() if torch.is_tensor(v) and v.is_floating_point() and not torch.isfinite(v).all()]
     if bad:
         raise InputError(f"init_from: {p} holds non-finite weights ({bad[0]}): not a usable starting point")
+    negative = [k for k, v in state.items() if k.endswith("running_var") and torch.is_tensor(v) and (v < 0).any()]
+    if negative:  # a BatchNorm divides by its square root: every output NaN, scored without a word
+        raise InputError(f"init_from: {p} holds negative running variances ({negative[0]}): not a usable starting "
+                         "point")  # fmt: skip
     check_architecture(state, architecture(model), p)
     try:
         model.load_state_dict(state)

@@ -12,9 +12,16 @@ from typing import Any
 import torch
 
 from .errors import InputError, load_failure
-from .jsonfile import open_regular
+from .jsonfile import open_regular, read_json
 
-__all__ = ["DENSE_CHECKPOINT", "dense_checkpoint_path", "dense_digest", "read_dense_state", "state_digest"]
+__all__ = [
+    "DENSE_CHECKPOINT",
+    "dense_checkpoint_path",
+    "dense_digest",
+    "read_dense_state",
+    "start_differences",
+    "state_digest",
+]
 
 #: the dense weights a run saves in its directory, which ``init_from`` names
 DENSE_CHECKPOINT = "dense.pt"
@@ -58,3 +65,26 @@ def read_dense_state(p: Path) -> dict[str, Any]:
     if not isinstance(state, dict):
         raise InputError(f"init_from: {p} is not a state_dict")
     return state
+
+
+def start_differences(path: str | Path, dataset: str, seed: int | None, num_val: int) -> list[str]:
+    """How the run that trained the dense start at ``path`` (its ``results.json`` beside ``dense.pt``) differs from
+    a run on ``dataset`` with ``seed`` that holds out ``num_val`` validation images: another dataset, another
+    seed (seeds that share a start are not independent), or fewer images held out (it trained on images this run
+    validates on). Empty where it does not, or where no record says (a ``dense.pt`` of one's own)."""
+    try:
+        rec = read_json(dense_checkpoint_path(path).parent / "results.json")
+    except (OSError, ValueError):
+        return []
+    if not isinstance(rec, dict):
+        return []
+    out = []
+    if "seed" in rec and rec["seed"] != seed:
+        out.append(f"it was trained with seed {rec['seed']}, this run has seed {seed}")
+    if isinstance(rec.get("dataset"), str) and rec["dataset"] != dataset:
+        return [f"it was trained on dataset {rec['dataset']}, this run uses {dataset}", *out]
+    held = (rec.get("samples") or {}).get("val") if isinstance(rec.get("samples"), dict) else None
+    if isinstance(held, int) and not isinstance(held, bool) and held < num_val:  # the split is drawn with a fixed seed
+        out.append(f"it held out {held} validation images, this run {num_val}: it trained on images this run "
+                   "validates on")  # fmt: skip
+    return out

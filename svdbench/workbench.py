@@ -5,12 +5,15 @@ built (with the ``init_from`` weights), its dense MAC count and the input shape.
 
 from __future__ import annotations
 
+import logging
+
 import torch
 from torch import nn
 
 from . import distributed
 from .checkpoint import architecture, load_dense_checkpoint, resume_key
 from .data import DataBundle, load_dataset
+from .dense_start import start_differences
 from .errors import InputError, one_line
 from .evaluation import evaluate
 from .macs import MacCount, analyze_macs
@@ -19,6 +22,8 @@ from .optim import Accel, resolve_accel
 from .paper_macs import paper_macs
 from .plan import RunPlan
 from .seeding import seed_everything
+
+log = logging.getLogger("svdbench")
 
 __all__ = ["Workbench", "resolve_device"]
 
@@ -83,6 +88,9 @@ class Workbench:
             raise InputError(one_line(err)) from None
         if plan.init_from is not None:
             load_dense_checkpoint(self.model, plan.init_from)
+            if distributed.is_main():
+                for why in start_differences(plan.init_from, cfg.dataset.name, cfg.seed, self.data.num_val):
+                    log.warning("init_from %s: %s", plan.init_from, why)
         #: the data-order generator a checkpoint carries (None for DataLoader splits)
         self.generator: torch.Generator | None = getattr(self.data.train, "generator", None)
 

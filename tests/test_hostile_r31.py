@@ -21,7 +21,10 @@ tests/test_tracked_runs.py).
 - r31b F6: a second ``=`` in a value had no quoting hint.
 - r31a F1 (traceback): ``trainer.lr``, ``finetune_lr`` or ``weight_decay`` beyond float32 passed every check.
 - r31a F2 (silently wrong): a CIFAR batch of another layout (N x 32 x 32 x 3, grey rows) was reshaped.
-- r31a F3: ``dataset.image_size`` was not checked (0 blamed the data; 100000 exhausted the memory)."""
+- r31a F3: ``dataset.image_size`` was not checked (0 blamed the data; 100000 exhausted the memory).
+- r31a F4 (silently wrong): ``init_from`` a dense run of another dataset, seed or validation split was used without
+  a word; each difference is a warning now (a start of another dataset can be meant: transfer).
+- r31a F6: a dense start with negative BatchNorm variances was loaded and scored."""
 
 import contextlib
 import json
@@ -35,12 +38,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from conftest import ENV, ROOT, record, refused
 
+from svdbench.checkpoint import load_dense_checkpoint
 from svdbench.data.files import read_cifar_batch
+from svdbench.dense_start import start_differences
 from svdbench.deployed import load_deployed
-from svdbench.errors import DatasetError
+from svdbench.errors import DatasetError, InputError
 from svdbench.methods import L1FilterPruning, SVDTraining
+from svdbench.models import build_model
 from svdbench.plan import configure
 from svdbench.report.load import load_runs
 from svdbench.results import RESULTS_FILE
@@ -279,3 +286,53 @@ def test_an_image_size_out_of_range_is_named_before_any_image_is_decoded(capsys,
     assert refused(capsys, *tiny(), f"dataset.image_size={size}") == (
         f"config error: dataset.image_size must be in [1, 4096] (the side of the square images, in pixels), got {size}"
     )
+
+
+def dense_record(run: Path, **fields) -> Path:
+    run.mkdir(parents=True, exist_ok=True)
+    (run / "dense.pt").write_bytes(b"")
+    rec = {"status": "completed", "dataset": "synthetic", "seed": 0, "samples": {"train": 96, "val": 32, "test": 64}}
+    (run / RESULTS_FILE).write_text(json.dumps({**rec, **fields}))
+    return run
+
+
+@pytest.mark.parametrize(
+    ("fields", "said"),
+    [({}, []),
+     ({"seed": 7}, ["it was trained with seed 7, this run has seed 0"]),
+     ({"dataset": "fashion_mnist"}, ["it was trained on dataset fashion_mnist, this run uses synthetic"]),
+     ({"samples": {"train": 128, "val": 0, "test": 64}},
+      ["it held out 0 validation images, this run 32: it trained on images this run validates on"]),
+     ({"samples": {"train": 64, "val": 64, "test": 64}}, [])],
+)  # fmt: skip
+def test_a_dense_start_of_another_dataset_seed_or_split_is_named(tmp_path, fields, said):
+    """r31a F4: ``init_from`` a dense run of another dataset, seed or validation split was used without a word."""
+    run = dense_record(tmp_path / "dense", **fields)
+    assert start_differences(run, "synthetic", 0, 32) == said
+    assert start_differences(run / "dense.pt", "synthetic", 0, 32) == said  # the file named, its run beside it
+    (run / RESULTS_FILE).unlink()
+    assert start_differences(run, "synthetic", 0, 32) == []  # a dense.pt of one's own: nothing to compare
+
+
+@pytest.mark.slow
+def test_a_run_from_another_seeds_dense_start_warns_in_its_log(tmp_path, run_py, tiny):
+    dense = tmp_path / "d7"
+    assert run_py(*tiny(), "method=dense", "seed=7", f"hydra.run.dir={dense}").returncode == 0
+    proc = run_py(*tiny(), "method=svd_posthoc", f"init_from={dense}", f"hydra.run.dir={tmp_path / 'r'}")
+    assert proc.returncode == 0
+    assert (
+        f"init_from {dense}: it was trained with seed 7, this run has seed 0"
+        in (tmp_path / "r" / "run.log").read_text()
+    )
+
+
+def test_a_dense_start_with_a_negative_running_variance_is_refused(tmp_path):
+    """r31a F6: a dense.pt whose BatchNorm variance was edited negative was loaded and scored (all outputs NaN)."""
+    model = build_model("cifar_resnet", "resnet8", 10, 3)
+    state = model.state_dict()
+    state["bn1.running_var"][0] = -1.0
+    torch.save(state, tmp_path / "dense.pt")
+    with pytest.raises(InputError) as err:
+        load_dense_checkpoint(build_model("cifar_resnet", "resnet8", 10, 3), tmp_path)
+    assert str(err.value) == (f"init_from: {tmp_path / 'dense.pt'} holds negative running variances (bn1.running_var): "
+                              "not a usable starting point")  # fmt: skip
