@@ -225,7 +225,8 @@ def _count(v: Any) -> bool:
 
 
 def _fits(state: Any, net: nn.Module, path: Path) -> None:
-    """The model state of a checkpoint has ``net``'s tensors, names and shapes: CheckpointError otherwise."""
+    """The model state of a checkpoint has ``net``'s tensors, names and shapes, all finite: CheckpointError
+    otherwise."""
     want = architecture(net)
     have = {k: tuple(v.shape) for k, v in state.items() if torch.is_tensor(v)} if isinstance(state, dict) else {}
     if have != want:
@@ -233,6 +234,12 @@ def _fits(state: Any, net: nn.Module, path: Path) -> None:
         raise CheckpointError(
             f"checkpoint {path} holds another model ({_listed(other)} differ): use another run "
             "directory or resume=false"
+        )
+    bad = [k for k, v in state.items() if torch.is_tensor(v) and v.is_floating_point() and not torch.isfinite(v).all()]
+    if bad:  # edited, or saved by a training that diverged: resuming would only fail on a NaN loss
+        raise CheckpointError(
+            f"checkpoint {path} holds non-finite weights ({bad[0]}): nothing to resume from; resume=false to start "
+            "again"
         )
 
 

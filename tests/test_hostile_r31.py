@@ -24,7 +24,8 @@ tests/test_tracked_runs.py).
 - r31a F3: ``dataset.image_size`` was not checked (0 blamed the data; 100000 exhausted the memory).
 - r31a F4 (silently wrong): ``init_from`` a dense run of another dataset, seed or validation split was used without
   a word; each difference is a warning now (a start of another dataset can be meant: transfer).
-- r31a F6: a dense start with negative BatchNorm variances was loaded and scored."""
+- r31a F6: a dense start with negative BatchNorm variances was loaded and scored.
+- r31a F5: a checkpoint with non-finite weights resumed and failed as a NaN loss of training; it is named."""
 
 import contextlib
 import json
@@ -336,3 +337,22 @@ def test_a_dense_start_with_a_negative_running_variance_is_refused(tmp_path):
         load_dense_checkpoint(build_model("cifar_resnet", "resnet8", 10, 3), tmp_path)
     assert str(err.value) == (f"init_from: {tmp_path / 'dense.pt'} holds negative running variances (bn1.running_var): "
                               "not a usable starting point")  # fmt: skip
+
+
+@pytest.mark.slow
+def test_a_checkpoint_with_non_finite_weights_is_named_not_blamed_on_training(tmp_path, run_py, tiny):
+    """r31a F5: NaN weights in checkpoint.pt resumed and failed as "loss became nan in stage 'train'"."""
+    out = tmp_path / "run"
+    args = [*tiny("trainer.epochs"), "trainer.epochs=2", f"hydra.run.dir={out}", "keep_checkpoints=true"]
+    assert run_py(*args).returncode == 0
+    ck = torch.load(out / "stage_train.pt", weights_only=True)
+    name = next(iter(ck["model"]))
+    ck["model"][name].fill_(float("nan"))
+    (out / RESULTS_FILE).unlink()
+    for f in ("deployed.json", "deployed.pt"):
+        (out / f).unlink(missing_ok=True)
+    torch.save(ck, out / "stage_train.pt")
+    proc = run_py(*args)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert (f"checkpoint {out / 'stage_train.pt'} holds non-finite weights ({name}): nothing to resume from; "
+            "resume=false to start again") in proc.stderr + proc.stdout  # fmt: skip
