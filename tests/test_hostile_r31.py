@@ -25,9 +25,12 @@ tests/test_tracked_runs.py).
 - r31a F4 (silently wrong): ``init_from`` a dense run of another dataset, seed or validation split was used without
   a word; each difference is a warning now (a start of another dataset can be meant: transfer).
 - r31a F6: a dense start with negative BatchNorm variances was loaded and scored.
-- r31a F5: a checkpoint with non-finite weights resumed and failed as a NaN loss of training; it is named."""
+- r31a F5: a checkpoint with non-finite weights resumed and failed as a NaN loss of training; it is named.
+- r31a F6, F7: swapped Fashion-MNIST train and test files (a warning), a gzip file named without .gz and images of
+  a side 0 (named as such)."""
 
 import contextlib
+import gzip
 import json
 import logging
 import os
@@ -43,7 +46,7 @@ import torch
 from conftest import ENV, ROOT, record, refused
 
 from svdbench.checkpoint import load_dense_checkpoint
-from svdbench.data.files import read_cifar_batch
+from svdbench.data.files import FASHION_FILES, load_fashion_mnist, read_cifar_batch
 from svdbench.dense_start import start_differences
 from svdbench.deployed import load_deployed
 from svdbench.errors import DatasetError, InputError
@@ -356,3 +359,44 @@ def test_a_checkpoint_with_non_finite_weights_is_named_not_blamed_on_training(tm
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert (f"checkpoint {out / 'stage_train.pt'} holds non-finite weights ({name}): nothing to resume from; "
             "resume=false to start again") in proc.stderr + proc.stdout  # fmt: skip
+
+
+def fashion(root: Path, n_train: int, n_test: int, shape=(28, 28)) -> Path:
+    """The four Fashion-MNIST files, gzipped IDX, of ``n_train`` and ``n_test`` images of ``shape``."""
+    root.mkdir(parents=True, exist_ok=True)
+    for split, n in (("train", n_train), ("test", n_test)):
+        for kind, array in (("images", np.zeros((n, *shape), np.uint8)), ("labels", np.zeros(n, np.uint8))):
+            header = bytes([0, 0, 8, array.ndim]) + b"".join(d.to_bytes(4, "big") for d in array.shape)
+            with gzip.open(root / f"{FASHION_FILES[f'{split}_{kind}']}.gz", "wb") as f:
+                f.write(header + array.tobytes())
+    return root
+
+
+def test_swapped_fashion_mnist_files_are_named_in_a_warning(tmp_path, caplog):
+    """r31a F6: the 10000 test images under the train-* names trained, and scored on the 60000, without a word."""
+    root = fashion(tmp_path / "fm", 10, 60)
+    with caplog.at_level(logging.WARNING, logger="svdbench"):
+        load_fashion_mnist(str(root), download=False)
+    assert (f"Fashion-MNIST in {root}: the training files hold 10 images, the test files 60: are the train-* and "
+            "t10k-* files swapped?") in caplog.text  # fmt: skip
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="svdbench"):
+        load_fashion_mnist(str(fashion(tmp_path / "ok", 60, 10)), download=False)
+    assert "swapped" not in caplog.text
+
+
+def test_a_gzip_file_without_gz_and_images_of_a_side_0_are_named_as_such(tmp_path):
+    """r31a F7: a gzip file named without .gz was "not an unsigned-byte IDX file"; images of 0 x 28 were blamed on
+    the pad."""
+    root = fashion(tmp_path / "fm", 20, 10)
+    gz = root / f"{FASHION_FILES['train_labels']}.gz"
+    plain = gz.with_suffix("")
+    gz.rename(plain)
+    with pytest.raises(DatasetError) as err:
+        load_fashion_mnist(str(root), download=False)
+    assert str(err.value) == f"{plain}: gzip-compressed, but not named .gz: rename it {plain.name}.gz"
+    root = fashion(tmp_path / "flat", 20, 10, shape=(0, 28))
+    with pytest.raises(DatasetError) as err:
+        load_fashion_mnist(str(root), download=False)
+    train = root / f"{FASHION_FILES['train_images']}.gz"
+    assert str(err.value) == f"{train}: images of 20 x 0 x 28, not N x H x W (grey images, of a side 0)"

@@ -45,6 +45,8 @@ def _read_idx(path: Path) -> torch.Tensor:
             data = f.read()
     except (OSError, EOFError, UnreadableFile) as err:  # a truncated or corrupt .gz too; a FIFO or device
         raise DatasetError(f"cannot read {path}: {one_line(err)}") from None
+    if data[:2] == b"\x1f\x8b" and path.suffix != ".gz":  # gzip's magic number under a plain name
+        raise DatasetError(f"{path}: gzip-compressed, but not named .gz: rename it {path.name}.gz")
     if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] != 8:
         raise DatasetError(f"{path}: not an unsigned-byte IDX file")
     ndim = data[3]
@@ -169,9 +171,13 @@ def load_fashion_mnist(root: str | None, download: bool) -> tuple[torch.Tensor, 
     log.debug("Fashion-MNIST from %s%s", os.path.abspath(found), source)
     t = {k: _read_idx(_find_idx(found, s)) for k, s in FASHION_FILES.items()}
     for k in ("train_images", "test_images"):
-        if t[k].dim() != 3:  # N x H x W: one channel, added below
+        if t[k].dim() != 3 or 0 in t[k].shape[1:]:  # N x H x W: one channel, added below
             shape = " x ".join(map(str, t[k].shape))
-            raise DatasetError(f"{_find_idx(found, FASHION_FILES[k])}: images of {shape}, not N x H x W (grey images)")
+            raise DatasetError(f"{_find_idx(found, FASHION_FILES[k])}: images of {shape}, not N x H x W (grey images"
+                               f"{', of a side 0' if t[k].dim() == 3 else ''})")  # fmt: skip
+    if len(t["train_images"]) < len(t["test_images"]):  # Fashion-MNIST's are 60000 and 10000
+        log.warning("Fashion-MNIST in %s: the training files hold %d images, the test files %d: are the train-* and "
+                    "t10k-* files swapped?", found, len(t["train_images"]), len(t["test_images"]))  # fmt: skip
     return (
         t["train_images"].unsqueeze(1),
         t["train_labels"].long(),
