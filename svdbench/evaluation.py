@@ -14,6 +14,11 @@ __all__ = ["evaluate", "recalibrate_batchnorm"]
 
 
 @torch.no_grad()
+def has_batchnorm(model: nn.Module) -> bool:
+    """Whether ``model`` holds a BatchNorm layer (a ViT holds none: nothing to recalibrate, no stale statistics)."""
+    return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
+
+
 def recalibrate_batchnorm(model: nn.Module, batches, num_batches: int, device: torch.device | str = "cpu") -> int:
     """Re-estimate every BatchNorm's running mean and variance from ``num_batches`` training batches
     (forward passes in train mode, no gradient step); returns the batches used.
@@ -23,7 +28,7 @@ def recalibrate_batchnorm(model: nn.Module, batches, num_batches: int, device: t
     stale statistics and was back at 74% after recalibration).
     """
     bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-    if not bns or num_batches <= 0:
+    if not bns or num_batches <= 0:  # nothing to recalibrate
         return 0
     momenta = [m.momentum for m in bns]
     used = 0

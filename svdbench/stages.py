@@ -24,7 +24,7 @@ from . import distributed, lowrank
 from .checkpoint import CHECKPOINT, PreemptionGuard, RunCheckpoints
 from .deployed import ARCHITECTURE_FILE, WEIGHTS_FILE, document
 from .errors import CheckpointError, DivergedError, InputError, Preempted, interrupted_by, interruption_in, one_line
-from .evaluation import recalibrate_batchnorm
+from .evaluation import has_batchnorm, recalibrate_batchnorm
 from .held_dirs import DirectoryGone
 from .latency import run_latency
 from .macs import analyze_macs, count_params
@@ -225,7 +225,7 @@ class StageRunner:
             t = time.perf_counter()
             method.compress(model)
             model.to(bench.device)
-            if tr.bn_recalibration_batches:
+            if tr.bn_recalibration_batches and has_batchnorm(model):  # a ViT has no statistics to go stale
                 rec.stage_top1["pruned_stale_bn"] = bench.test_top1(model)
                 recalibrate_batchnorm(model, bench.data.train, tr.bn_recalibration_batches, bench.device)
             rec.wall_time["compress"] = time.perf_counter() - t

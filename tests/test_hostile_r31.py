@@ -27,7 +27,7 @@ tests/test_tracked_runs.py).
 - r31a F6: a dense start with negative BatchNorm variances was loaded and scored.
 - r31a F5: a checkpoint with non-finite weights resumed and failed as a NaN loss of training; it is named.
 - r31a F6, F7: swapped Fashion-MNIST train and test files (a warning), a gzip file named without .gz and images of
-  a side 0 (named as such)."""
+  a side 0 (named as such); a model without BatchNorm (a ViT) showed a "stale BatchNorm" stage."""
 
 import contextlib
 import gzip
@@ -400,3 +400,14 @@ def test_a_gzip_file_without_gz_and_images_of_a_side_0_are_named_as_such(tmp_pat
         load_fashion_mnist(str(root), download=False)
     train = root / f"{FASHION_FILES['train_images']}.gz"
     assert str(err.value) == f"{train}: images of 20 x 0 x 28, not N x H x W (grey images, of a side 0)"
+
+
+@pytest.mark.slow
+def test_a_model_without_batchnorm_records_no_stale_batchnorm_stage(tmp_path, run_py, tiny):
+    """r31a F7: a ViT (no BatchNorm) printed and recorded the stage "pruned (stale BatchNorm)"; a ResNet still does."""
+    proc = run_py(*tiny(), "model=vit_fmnist", "method=random_filter", "dataset.shape=[1,28,28]",
+                  f"hydra.run.dir={tmp_path / 'vit'}")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "stale BatchNorm" not in proc.stdout + proc.stderr
+    stages = json.loads((tmp_path / "vit" / RESULTS_FILE).read_text())["stage_top1"]
+    assert "pruned_stale_bn" not in stages and "pruned" in stages
