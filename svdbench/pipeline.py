@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import logging
 import os
 import time
@@ -23,7 +24,7 @@ from typing import Any
 
 from torch import nn
 
-from . import distributed, lowrank, stop_channel
+from . import distributed, lowrank, stop_channel, tracked_runs
 from .checkpoint import (
     DENSE_CHECKPOINT,
     PreemptionGuard,
@@ -207,23 +208,24 @@ class Run:
                 for f in clear_run(self.dir):
                     log.info("resume=false: removed %s of the previous run", f)
         done = self.checkpoints.completed() if cfg.resume else None
-        tracked = self.tracker.begin(tracked_before(self.dir) if cfg.resume else None)
         record = self.new_record(bench)
-        record.tracking = tracked
         if cfg.resume:
             self.checkpoints.load(start=record.dense_start)
+        record.tracking = self.tracker.reserve(self.dir, self._tracked_before(done))
         main = Leg(self.plan.method, record, self.dir, self.checkpoints)
         if done is None:
             # the points it will make, listed from the start: a replacing run clears them even when this one is cut
             pending = [{"label": label, "status": "pending"} for label, _ in self.points.points]
             main.record.operating_points = pending or None
             main.write()  # status running: the directory is this run's from its first step
+            self.tracker.begin()  # its W&B run's id recorded first: a cut while W&B starts leaves no folder unnamed
             trained = self.train_and_finish(bench, runner, main, t_start)
             main.write()
         else:  # the main result is complete, some operating points are not: back to the trained model
             log.info("run directory %s: completing the operating points %s", self.dir, ", ".join(self.points.pending()))
-            main.record = RunRecord.from_dict(done)
-            main.record.tracking = tracked
+            main.record = dataclasses.replace(RunRecord.from_dict(done), tracking=record.tracking)
+            main.write()
+            self.tracker.begin()
             trained = self.restore_trained(bench, main)
         if self.points:
             main.record.operating_points = self.points.make(bench, runner, main.record, trained)
@@ -235,6 +237,20 @@ class Run:
             runner.guard.chain()
             raise Preempted(runner.guard.signum, completed=True)
         return main.record.to_dict()
+
+    def _tracked_before(self, done: dict | None) -> dict | None:
+        """The W&B record (``tracking``) of the run this one goes on with: none for a run that replaces it; and where
+        nothing is resumed (no checkpoint: ``checkpoint=false``, or none saved yet) the run starts again from its
+        beginning, in a W&B run of its own, the cut legs' folders removed (their epochs are trained again)."""
+        if not self.plan.cfg.resume:
+            return None
+        before = tracked_before(self.dir)
+        if before is None or done is not None or self.checkpoints.latest is not None or self.checkpoints.stages:
+            return before
+        if distributed.is_main():
+            for f in tracked_runs.remove(self.dir, before):
+                log.info("starting again from the beginning: removed %s of the cut run", f)
+        return None
 
     def train_and_finish(self, bench: Workbench, runner: StageRunner, leg: Leg, t_start: float) -> Trained | None:
         """Dense pretraining where needed, prepare, the stages before compression, then compress ...

@@ -62,10 +62,13 @@ def _scalar(v: Any) -> bool:
 class Tracker:
     """No tracking (``logger=console``): every call does nothing."""
 
-    def begin(self, previous: dict | None = None) -> dict | None:
-        """Start tracking the run; returns what its results.json records of the W&B run (``tracking``):
-        here, what an earlier leg recorded (``previous``), so that a run replacing this one still removes it."""
+    def reserve(self, run_dir: str | os.PathLike, previous: dict | None = None) -> dict | None:
+        """What the run's results.json records of its W&B run (``tracking``), before it starts: here, what an
+        earlier leg recorded (``previous``), so that a run replacing this one still removes its folders."""
         return previous
+
+    def begin(self) -> None:
+        """Start the W&B run :meth:`reserve` recorded (once that record is written)."""
 
     def log_epoch(self, rec: dict) -> None:
         """One per-epoch record of the training loop (stage, epoch, losses, top-1, lr)."""
@@ -86,9 +89,6 @@ class WandbTracker(Tracker):
         self.info = info if info is not None else {"steps": 0}
         self.step = self.info["steps"]
         self.finished = False
-
-    def begin(self, previous: dict | None = None) -> dict | None:
-        return self.info if "id" in self.info else previous  # disabled: no folder of its own
 
     def _safely(self, what: str, fn, *args) -> None:
         try:
@@ -135,16 +135,31 @@ class WandbTracker(Tracker):
             self.run.finish(exit_code=exit_code)
 
 
+def _wandb_dir(logger_cfg, run_dir: str | os.PathLike) -> str:
+    """Where W&B writes its ``wandb/`` folder: ``logger.dir``, else ``$WANDB_DIR``, else the run directory."""
+    return getattr(logger_cfg, "dir", None) or os.environ.get("WANDB_DIR") or str(run_dir)
+
+
 class Pending(Tracker):
-    """The tracker :func:`start` makes, started only by :meth:`begin` (once the run directory is the run's own);
-    until then, and when it is never begun, every call does nothing."""
+    """The tracker of ``logger_cfg``: :meth:`reserve` chooses its W&B run id (the earlier legs' where the run
+    goes on in it), which the run records before :meth:`begin` starts W&B (:func:`start`) once the run directory
+    is the run's own; until then, and when it is never begun, every call does nothing."""
 
     def __init__(self, logger_cfg, **start_args) -> None:
         self.logger_cfg, self.start_args, self.tracker = logger_cfg, start_args, Tracker()
+        self.info: dict | None = None
 
-    def begin(self, previous: dict | None = None) -> dict | None:
-        self.tracker = start(self.logger_cfg, previous=previous, **self.start_args)
-        return self.tracker.begin(previous)
+    def reserve(self, run_dir: str | os.PathLike, previous: dict | None = None) -> dict | None:
+        wandb = getattr(self.logger_cfg, "name", "console") == "wandb"
+        if not wandb or resolve_mode(getattr(self.logger_cfg, "mode", None)) == "disabled":
+            return previous
+        root = _wandb_dir(self.logger_cfg, run_dir)
+        self.info = tracked_runs.reserve(run_dir, root, previous, tracked_runs.new_id())
+        return self.info
+
+    def begin(self) -> None:
+        if self.info is not None:
+            self.tracker = start(self.logger_cfg, info=self.info, **self.start_args)
 
     def log_epoch(self, rec: dict) -> None:
         self.tracker.log_epoch(rec)
@@ -164,17 +179,17 @@ def start(
     group: str | None = None,
     name: str | None = None,
     tags: list[str] | None = None,
-    previous: dict | None = None,
+    info: dict | None = None,
 ) -> Tracker:
-    """The tracker configured by ``logger_cfg`` (a ``LoggerConfig`` or anything with its fields). ``previous``:
-    the ``tracking`` record of the run's earlier legs (a cut run resumed): the same W&B run goes on."""
+    """The tracker configured by ``logger_cfg`` (a ``LoggerConfig`` or anything with its fields). ``info``: the
+    run's ``tracking`` record (:meth:`Pending.reserve`): the W&B run of that id, its folder recorded there and
+    marked as the run directory's (:func:`svdbench.tracked_runs.claim`)."""
     if getattr(logger_cfg, "name", "console") != "wandb":
         return Tracker()
     mode = resolve_mode(getattr(logger_cfg, "mode", None))
-    wdir = getattr(logger_cfg, "dir", None) or os.environ.get("WANDB_DIR") or str(run_dir)
+    wdir = _wandb_dir(logger_cfg, run_dir)
     all_tags = [*(getattr(logger_cfg, "tags", None) or []), *(tags or [])]
-    previous = tracked_runs.check(previous)
-    same = {"id": previous["id"], "resume": "allow"} if previous else {}
+    same = {"id": info["id"], "resume": "allow"} if info else {}
     try:
         Path(wdir).mkdir(parents=True, exist_ok=True)  # a place that cannot be made: tracking off, the run goes on
         import wandb
@@ -197,10 +212,9 @@ def start(
         return Tracker()
     if run is None:
         return Tracker()
-    folder = Path(run.dir).parent if getattr(run, "dir", None) else None  # <dir>/wandb/[offline-]run-<time>-<id>
-    if folder is None or mode == "disabled":
-        return WandbTracker(run)
-    return WandbTracker(run, tracked_runs.describe(run_dir, folder, previous, run.id))
+    if info is not None and getattr(run, "dir", None) and mode != "disabled":  # <dir>/wandb/[offline-]run-<time>-<id>
+        tracked_runs.claim(run_dir, info, Path(run.dir).parent)
+    return WandbTracker(run, info)
 
 
 # ---------------------------------------------------------------- report
