@@ -181,6 +181,11 @@ class RunRecord:
             raise ValueError("latency.runs is not a mapping of runtimes")
         if not isinstance(values.get("history", []), list):
             raise ValueError("history is not a list")
+        points = values.get("operating_points")
+        if points is not None and (not isinstance(points, list) or not all(isinstance(x, dict) for x in points)):
+            raise ValueError(f"operating_points is {_short(points)}, not a list of points")
+        if values.get("point_of") is not None and not isinstance(values["point_of"], str):
+            raise ValueError(f"point_of is {_short(values['point_of'])}, not a run directory")
         for key in ("headline", "files"):
             v = values.get(key)
             if v is not None and (not isinstance(v, list) or not all(isinstance(x, str) for x in v)):

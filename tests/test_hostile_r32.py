@@ -1,0 +1,42 @@
+"""Round 32 of the hostile pass (the W&B records of r32b F1-F3 are in tests/test_tracked_runs.py).
+
+- r32a F1 (traceback): a results.json whose ``operating_points`` is a number was a traceback in a report and in a
+  rerun (a string or a mapping was iterated without a word); ``point_of`` of another type named the wrong run.
+- r32a F2 (traceback after work): an Optuna sweep of three directions trained its first trial, then failed in
+  Optuna's traceback with no report (svdbench returns at most top-1 and MACs).
+- r32a F3: the Optuna sweeper's own default direction (an enum) was refused as if it were not minimize; it is
+  refused for what it is: svdbench maximises top-1."""
+
+import json
+import re
+
+import pytest
+from conftest import record, refused
+
+from svdbench.report.load import load_runs
+from svdbench.results import RESULTS_FILE, RunRecord
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "said"),
+    [("operating_points", 5, "operating_points is 5, not a list of points"),
+     ("operating_points", "abc", "operating_points is 'abc', not a list of points"),
+     ("operating_points", {"a": 1}, "operating_points is {'a': 1}, not a list of points"),
+     ("operating_points", [1, 2], "operating_points is [1, 2], not a list of points"),
+     ("point_of", 7, "point_of is 7, not a run directory"),
+     ("point_of", ["a"], "point_of is ['a'], not a run directory")],
+)  # fmt: skip
+def test_a_points_field_of_another_type_is_named_and_the_file_skipped(tmp_path, field, value, said):
+    run = record(tmp_path / "A", **{field: value})
+    data = json.loads((run / RESULTS_FILE).read_text())
+    with pytest.raises(ValueError, match=f"^{re.escape(said)}$"):
+        RunRecord.from_dict(data)
+    runs, _, skipped = load_runs([run])
+    assert runs == [] and skipped == [(run / RESULTS_FILE, said)]
+
+
+def test_a_rerun_into_a_run_whose_points_field_is_a_number_is_one_line(capsys, tmp_path, tiny):
+    run = record(tmp_path / "A", operating_points=5)
+    err = refused(capsys, *tiny(), f"hydra.run.dir={run}")
+    assert err == (f"config error: {run / RESULTS_FILE} is not a svdbench result (operating_points is 5, not a list "
+                   "of points): svdbench replaces only its own runs; use another run directory")  # fmt: skip
