@@ -72,8 +72,8 @@ def check_report_out(node, sweep_dir: str, job_dirs: Iterable[tuple[str, Path]] 
 def check_sweeper(sweeper, launcher) -> None:
     """The sweeper's and launcher's counts and directions, checked before the sweep (each was a traceback
     from the plugin, some after multirun.yaml was written): Optuna's ``n_trials`` and ``n_jobs`` >= 1 and
-    ``direction`` minimize/maximize (or a list of them), the basic sweeper's ``max_batch_size`` >= 1 (or
-    null), a launcher's ``n_jobs`` not 0 (joblib: -1 is every core)."""
+    ``direction`` what svdbench returns (maximize: top-1; [maximize, minimize]: top-1 and MACs), the basic
+    sweeper's ``max_batch_size`` >= 1 (or null), a launcher's ``n_jobs`` not 0 (joblib: -1 is every core)."""
 
     def positive(node, key: str, allow_none: bool = False, allow_negative: bool = False) -> None:
         if node is None or key not in node:
@@ -89,10 +89,15 @@ def check_sweeper(sweeper, launcher) -> None:
         positive(sweeper, "n_trials")
         positive(sweeper, "n_jobs")
         direction = sweeper.get("direction")
-        directions = list(direction) if OmegaConf.is_list(direction) else [direction]
-        if not directions or any(str(d).lower() not in ("minimize", "maximize") for d in directions):
-            fail(f"hydra.sweeper.direction must be minimize or maximize (or a list of them), got {direction!r}")
-        check_storage(sweeper.get("storage"), sweeper.get("study_name"), [str(d).lower() for d in directions])
+        given = list(direction) if OmegaConf.is_list(direction) else [direction]
+        directions = [str(getattr(d, "name", d)).lower() for d in given]  # the plugin's default is an enum
+        shown = directions[0] if len(directions) == 1 else f"[{', '.join(directions)}]"
+        if not directions or any(d not in ("minimize", "maximize") for d in directions):
+            fail(f"hydra.sweeper.direction must be minimize or maximize (or a list of them), got {shown}")
+        if directions not in (["maximize"], ["maximize", "minimize"]):  # what app.objective returns, in this order
+            fail(f"hydra.sweeper.direction is {shown}: svdbench returns top-1, to maximize, and for a second "
+                 "objective the MACs, to minimize: give maximize or [maximize,minimize]")  # fmt: skip
+        check_storage(sweeper.get("storage"), sweeper.get("study_name"), directions)
     elif sweeper is not None:
         positive(sweeper, "max_batch_size", allow_none=True)
     positive(launcher, "n_jobs", allow_none=True, allow_negative=True)

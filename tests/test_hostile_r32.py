@@ -40,3 +40,19 @@ def test_a_rerun_into_a_run_whose_points_field_is_a_number_is_one_line(capsys, t
     err = refused(capsys, *tiny(), f"hydra.run.dir={run}")
     assert err == (f"config error: {run / RESULTS_FILE} is not a svdbench result (operating_points is 5, not a list "
                    "of points): svdbench replaces only its own runs; use another run directory")  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("direction", "shown"),
+    [(["'hydra.sweeper.direction=[maximize,minimize,minimize]'"], "[maximize, minimize, minimize]"),
+     (["hydra.sweeper.direction=minimize"], "minimize"),
+     (["'hydra.sweeper.direction=[minimize,minimize]'"], "[minimize, minimize]"),
+     ([], "minimize")],  # the Optuna sweeper's own default, an enum
+)  # fmt: skip
+def test_an_optuna_direction_svdbench_does_not_return_is_one_line_before_any_trial(capsys, tiny, direction, shown):
+    args = [*tiny(), "hydra/sweeper=optuna", "hydra.sweeper.n_trials=1", *[d.strip("'") for d in direction],
+            "seed=range(0,3)"]  # fmt: skip
+    assert refused(capsys, "-m", *args) == (
+        f"config error: hydra.sweeper.direction is {shown}: svdbench returns top-1, to maximize, and for a second "
+        "objective the MACs, to minimize: give maximize or [maximize,minimize]"
+    )
