@@ -89,10 +89,10 @@ class Run:
         on_epoch: Callable[[dict], None] | None = None,
         tracker: Tracker | None = None,
     ) -> None:
-        """``tracker``: begun once the directory is this run's (:meth:`Tracker.begin`), it receives every epoch
-        unless ``on_epoch`` is given."""
+        """``on_epoch`` receives every epoch's record; ``tracker`` (W&B) too, begun once the directory is this run's
+        (:meth:`Tracker.begin`)."""
         self.tracker = tracker or Tracker()
-        self.plan, self.dir, self.on_epoch = plan, Path(run_dir), on_epoch or self.tracker.log_epoch
+        self.plan, self.dir, self.on_epoch = plan, Path(run_dir), on_epoch
         self.checkpoints = RunCheckpoints(self.dir, plan.config, plan.method.name, enabled=plan.cfg.checkpoint)
         self.points = OperatingPoints(plan, self.dir)
 
@@ -110,7 +110,7 @@ class Run:
             if distributed.is_main():
                 log.info("%s", plan_line(self.plan, bench, self.dir, [label for label, _ in self.points.points]))
             with PreemptionGuard(orphaned=_sweep_stops) as guard:
-                results = self._run(bench, StageRunner(self.plan, bench, guard, self.on_epoch), t_start)
+                results = self._run(bench, StageRunner(self.plan, bench, guard, self.on_epoch, self.tracker), t_start)
         bench.close()
         return results
 

@@ -73,17 +73,18 @@ class OperatingPoints:
         as the main record's ``operating_points`` entries: label, status, top-1, MACs, path and the
         point's headline settings."""
         entries = []
+        step = len(main.history)  # the W&B steps of the main result's epochs come first, then each point's in turn
         for label, method in self.points:
             checkpoints = self.checkpoints(label, method)
             done = checkpoints.completed() if self.plan.cfg.resume else None
             if done is not None:
                 rec = RunRecord.from_dict(done)
             else:
-                leg = Leg(
-                    method, self.start_record(main, method, trained.progress), self.dir / label, checkpoints, label
-                )
+                start = self.start_record(main, method, trained.progress)
+                leg = Leg(method, start, self.dir / label, checkpoints, label, step, len(start.history))
                 self.make_one(bench, runner, leg, trained)
                 rec = leg.record
+            step += method.finetune_epochs
             entries.append(
                 {
                     "label": label,

@@ -32,6 +32,7 @@ from .methods.base import Method
 from .paper_macs import paper_record
 from .plan import RunPlan, Stage
 from .results import RunRecord, atomic_torch_save, best_epoch, write_json_atomic, write_results
+from .tracking import Tracker
 from .train import StageHooks, StageOptions, train_stage
 from .workbench import Workbench
 
@@ -50,6 +51,14 @@ class Leg:
     dir: Path
     checkpoints: RunCheckpoints
     label: str | None = None
+    #: where its own epochs go in the run's W&B history: the epochs of the legs before it (``step_base``), and the
+    #: epochs its record inherits (``history_base``: an operating point's copy of the main result's training)
+    step_base: int = 0
+    history_base: int = 0
+
+    def step(self) -> int:
+        """The W&B step of the epoch the leg's record last took: the same in a resumed run as in an uncut one."""
+        return self.step_base + len(self.record.history) - 1 - self.history_base
 
     def write(self) -> None:
         """results.json, written by rank 0 only (the one process that writes files)."""
@@ -131,13 +140,20 @@ def pace(elapsed: float, done: int, total: int, later: int = 0) -> str:
 
 
 class StageRunner:
-    """The steps every leg goes through on one workbench, logged and checkpointed. ``on_epoch``
-    receives every epoch's record (the tracker); ``guard`` is polled for preemption."""
+    """The steps every leg goes through on one workbench, logged and checkpointed. ``on_epoch`` receives every
+    epoch's record, and ``tracker`` (W&B) too, with its step (:meth:`Leg.step`); ``guard`` is polled for
+    preemption."""
 
     def __init__(
-        self, plan: RunPlan, bench: Workbench, guard: PreemptionGuard, on_epoch: Callable[[dict], None] | None = None
+        self,
+        plan: RunPlan,
+        bench: Workbench,
+        guard: PreemptionGuard,
+        on_epoch: Callable[[dict], None] | None = None,
+        tracker: Tracker | None = None,
     ) -> None:
         self.plan, self.bench, self.guard, self.on_epoch = plan, bench, guard, on_epoch
+        self.tracker = tracker or Tracker()
 
     def epochs_after(self, name: str) -> int:
         """The epochs of the run's main stages after stage ``name`` (pretrain, the method's, train, finetune;
@@ -174,6 +190,7 @@ class StageRunner:
             )
             if self.on_epoch:
                 self.on_epoch(epoch)
+            self.tracker.log_epoch(epoch, leg.step())
 
         later = self.epochs_after(name)
         resume = ck.resume_state(name, method, rec, net, stage.epochs, len(bench.data.train))

@@ -4,8 +4,9 @@
 <epochs logged>}``: one W&B run per svdbench run. The id is chosen and recorded before W&B starts (a run cut while
 W&B starts leaves a folder of that id, found by it). A run cut and resumed continues the same id
 (``resume="allow"``), in a new folder per leg (``wandb sync`` uploads the folders of one id in the order they were
-started), its epochs logged from ``steps`` on. Paths inside the run directory are recorded relative to it (the run
-can be moved), others absolutely; an operating point's record holds its run's (the same W&B run).
+started); every epoch goes at the step an uncut run gives it (:meth:`svdbench.stages.Leg.step`). Paths inside
+the run directory are recorded relative to it (the run can be moved), others absolutely; an operating point's
+record holds its run's (the same W&B run).
 
 A folder is the run's own (:func:`folders`) when it is named as W&B names its folders
 (``[offline-]run-<YYYYMMDD_HHMMSS>-<id>``), is no link, and either lies inside the run directory (no link on the

@@ -70,8 +70,9 @@ class Tracker:
     def begin(self) -> None:
         """Start the W&B run :meth:`reserve` recorded (once that record is written)."""
 
-    def log_epoch(self, rec: dict) -> None:
-        """One per-epoch record of the training loop (stage, epoch, losses, top-1, lr)."""
+    def log_epoch(self, rec: dict, step: int | None = None) -> None:
+        """One per-epoch record of the training loop (stage, epoch, losses, top-1, lr), at W&B ``step`` (None:
+        the next)."""
 
     def log_results(self, rec: RunRecord) -> None:
         """The run's final record."""
@@ -96,18 +97,19 @@ class WandbTracker(Tracker):
         except Exception as err:  # tracking never stops training
             log.warning("W&B: could not log %s: %s", what, err)
 
-    def log_epoch(self, rec: dict) -> None:
-        self._safely("epoch metrics", self._log_epoch, rec)
+    def log_epoch(self, rec: dict, step: int | None = None) -> None:
+        self._safely("epoch metrics", self._log_epoch, rec, step)
 
     def log_results(self, rec: RunRecord) -> None:
         self._safely("results", self._log_results, rec)
 
-    def _log_epoch(self, rec: dict) -> None:
+    def _log_epoch(self, rec: dict, step: int | None) -> None:
         stage = rec.get("stage", "train")
         metrics = {f"{stage}/{k}": v for k, v in rec.items() if k not in ("stage", "epoch") and _scalar(v)}
         metrics["epoch"] = rec.get("epoch")
-        self.run.log(metrics, step=self.step)
-        self.step += 1
+        step = self.step if step is None else step
+        self.run.log(metrics, step=step)
+        self.step = max(self.step, step + 1)
         self.info["steps"] = self.step
 
     def _log_results(self, rec: RunRecord) -> None:
@@ -161,8 +163,8 @@ class Pending(Tracker):
         if self.info is not None:
             self.tracker = start(self.logger_cfg, info=self.info, **self.start_args)
 
-    def log_epoch(self, rec: dict) -> None:
-        self.tracker.log_epoch(rec)
+    def log_epoch(self, rec: dict, step: int | None = None) -> None:
+        self.tracker.log_epoch(rec, step)
 
     def log_results(self, rec: RunRecord) -> None:
         self.tracker.log_results(rec)

@@ -196,3 +196,26 @@ def test_a_run_started_again_from_its_beginning_is_a_wandb_run_of_its_own(tmp_pa
     (second,) = folders_in(out)
     assert rec["id"] != cut["id"] and not first.exists() and not unnamed.exists()
     assert steps_and_id(second)[1][0] == 0  # its epochs from the first
+
+
+@pytest.mark.slow
+def test_a_run_killed_and_resumed_logs_each_epoch_at_its_own_step(tmp_path, start_run_py, wait_for_checkpoint, run_py,
+                                                                  tiny):  # fmt: skip
+    """SIGKILL writes no record: the resumed leg's epochs go at the steps an uncut run gives them (their index in
+    the run's history), not after the steps the record said when the leg began."""
+    out, env = tmp_path / "run", wandb_env(tmp_path)
+    args = ["logger=wandb", *tiny("trainer.epochs"), "trainer.epochs=20", "method.energies=[0.01]",
+            f"hydra.run.dir={out}"]  # fmt: skip
+    proc = start_run_py(*args, env=env)
+    wait_for_checkpoint(proc, out, "train")
+    time.sleep(0.5)  # an epoch or two on
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    done = run_py(*args, env=env)
+    assert done.returncode == 0, done.stderr[-2000:]
+    main = json.loads((out / "results.json").read_text())
+    epochs = len(main["history"]) + 1  # and the point fine-tunes one
+    _, second = folders_in(out)  # the killed leg's history may be lost with it: W&B had not written it yet
+    steps = steps_and_id(second)[1]
+    assert steps[-1] == epochs  # the results' tables, after every epoch
+    assert steps[0] >= 1 and steps[:-1] == list(range(steps[0], epochs))  # from the checkpoint's epoch on
