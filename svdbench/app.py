@@ -28,6 +28,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from . import config as schema
 from . import distributed, stop_channel, tracking
+from .checkpoint import CHECKPOINT
 from .command_line import fail
 from .errors import (
     RECEIVED,
@@ -244,15 +245,29 @@ if not getattr(hydra_utils.configure_log, "takes_job_dir", False):  # in every p
 def _interrupted(err: KeyboardInterrupt, cfg, run_dir: Path, sweep: str | None) -> NoReturn:
     """A job stopped by Ctrl-C or a stop signal: one line saying how to go on, exit 128 + signal."""
     name, code = interrupted_by(err)
-    if not cfg.get("checkpoint", True):
-        log.warning("interrupted (%s): %s", name, NOT_SAVED)
+    if _completed(run_dir):  # it arrived as the run ended: nothing to resume
+        log.warning("interrupted (%s) as the run ended: the results in %s are complete", name, run_dir)
+    elif not cfg.get("checkpoint", True):
+        log.warning("interrupted (%s): %s", name, not_saved(run_dir))
     else:
         log.warning("interrupted (%s): %s from the last epoch", name, resume_hint(run_dir, sweep))
     raise SystemExit(code) from None
 
 
-#: what an interrupted run says where it saves no checkpoint
-NOT_SAVED = "no checkpoint was saved (checkpoint=false): the same command starts the run again from its beginning"
+def _completed(run_dir: Path) -> bool:
+    try:
+        return read_results(run_dir / RESULTS_FILE).get("status") == "completed"
+    except (ValueError, OSError):
+        return False
+
+
+def not_saved(run_dir: Path) -> str:
+    """What an interrupted run with ``checkpoint=false`` says: the next run starts again from the beginning, or
+    resumes from the checkpoint an earlier run left there (this run's work since it is lost)."""
+    if (run_dir / CHECKPOINT).is_file():
+        return (f"no checkpoint was saved (checkpoint=false): the same command resumes from the one an earlier run "
+                f"left ({run_dir / CHECKPOINT}), without this run's work since; resume=false starts again")  # fmt: skip
+    return "no checkpoint was saved (checkpoint=false): the same command starts the run again from its beginning"
 
 
 def resume_hint(run_dir: Path, sweep_dir: str | None = None) -> str:
@@ -468,7 +483,7 @@ def _job(cfg: DictConfig) -> float | tuple[float, float]:
         if err.completed:
             log.warning("%s after the last training step: the results in %s are complete", err, run_dir)
         elif not cfg.get("checkpoint", True):
-            log.warning("%s: %s", err, NOT_SAVED)
+            log.warning("%s: %s", err, not_saved(run_dir))
         else:
             log.warning("%s: checkpoint saved in %s; %s", err, run_dir, resume_hint(run_dir, sweep))
         raise SystemExit(128 + err.signum) from None

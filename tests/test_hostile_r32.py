@@ -5,14 +5,19 @@
 - r32a F2 (traceback after work): an Optuna sweep of three directions trained its first trial, then failed in
   Optuna's traceback with no report (svdbench returns at most top-1 and MACs).
 - r32a F3: the Optuna sweeper's own default direction (an enum) was refused as if it were not minimize; it is
-  refused for what it is: svdbench maximises top-1."""
+  refused for what it is: svdbench maximises top-1.
+- r32b F4, F5: a stop with ``checkpoint=false`` named no checkpoint an earlier run left (it is resumed next); a
+  Ctrl-C as the run ended said to resume it."""
 
 import json
+import logging
 import re
 
 import pytest
 from conftest import record, refused
+from omegaconf import OmegaConf
 
+from svdbench import app
 from svdbench.report.load import load_runs
 from svdbench.results import RESULTS_FILE, RunRecord
 
@@ -56,3 +61,27 @@ def test_an_optuna_direction_svdbench_does_not_return_is_one_line_before_any_tri
         f"config error: hydra.sweeper.direction is {shown}: svdbench returns top-1, to maximize, and for a second "
         "objective the MACs, to minimize: give maximize or [maximize,minimize]"
     )
+
+
+def test_a_stop_with_checkpoint_false_names_the_checkpoint_an_earlier_run_left(tmp_path):
+    """r32b F4: it said the next run "starts the run again from its beginning", but an earlier leg's checkpoint.pt
+    was resumed, this leg's work lost without a word."""
+    assert app.not_saved(tmp_path) == ("no checkpoint was saved (checkpoint=false): the same command starts the run "
+                                       "again from its beginning")  # fmt: skip
+    (tmp_path / "checkpoint.pt").write_bytes(b"x")
+    assert app.not_saved(tmp_path) == (
+        f"no checkpoint was saved (checkpoint=false): the same command resumes from the one an earlier run left "
+        f"({tmp_path / 'checkpoint.pt'}), without this run's work since; resume=false starts again"
+    )
+
+
+@pytest.mark.parametrize("completed", [True, False])
+def test_a_ctrl_c_as_the_run_ends_says_its_results_are_complete(tmp_path, caplog, completed):
+    """r32b F5: a Ctrl-C at completion said "rerun ... to resume from the last epoch" though results.json said
+    completed."""
+    record(tmp_path, status="completed" if completed else "running")
+    with caplog.at_level(logging.WARNING, logger="svdbench"), pytest.raises(SystemExit) as stop:
+        app._interrupted(KeyboardInterrupt(), OmegaConf.create({"checkpoint": True}), tmp_path, None)
+    assert stop.value.code == 130
+    done = f"interrupted (SIGINT) as the run ended: the results in {tmp_path} are complete"
+    assert (done in caplog.text) == completed and ("to resume" in caplog.text) != completed
