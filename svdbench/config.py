@@ -158,8 +158,9 @@ class TrainerConfig:
         check(self.weight_decay >= 0, "trainer.weight_decay", f"must be >= 0, got {self.weight_decay}")
         for key in ("lr", "finetune_lr", "weight_decay"):  # the optimiser multiplies float32 tensors by them
             v = getattr(self, key)
-            check(v is None or not v > FLOAT32_MAX, f"trainer.{key}", f"must be at most {FLOAT32_MAX:.4g} (a float32 "
-                  f"number, as the optimiser takes it), got {v}")  # fmt: skip
+            fits = v is None or not math.isfinite(v) or v <= FLOAT32_MAX  # inf: the finiteness check names it
+            check(fits, f"trainer.{key}", f"must be at most {FLOAT32_MAX:.4g} (a float32 number, as the optimiser "
+                  f"takes it), got {v}")  # fmt: skip
         check(0 <= self.momentum < 1, "trainer.momentum", f"must be in [0, 1), got {self.momentum}")
         check(0 < self.gamma <= 1, "trainer.gamma", f"must be in (0, 1] (the lr is multiplied by it), got {self.gamma}")
         check(
