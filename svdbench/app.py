@@ -503,7 +503,8 @@ def _job(cfg: DictConfig) -> float | tuple[float, float]:
         log.error("run failed: %s%s", one_line(err), "; the sweep stops" if multirun else "")
         raise SystemExit(1) from None
     except (DivergedError, OSError) as err:  # not a bug: one line (the pipeline recorded it where it could)
-        if multirun:
+        if multirun:  # the sweep goes on; the line says which job failed, as for any other failure
+            log.error("job %s failed: %s", hc.job.num, one_line(err))
             record_failure(cfg, hc, run_dir, f"{type(err).__name__}: {err}", "run", _config(planned))
             return failed_job(hc, one_line(err))
         log.error("run failed: %s%s", one_line(err), failure_note(run_dir / RESULTS_FILE))

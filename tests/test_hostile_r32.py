@@ -85,3 +85,15 @@ def test_a_ctrl_c_as_the_run_ends_says_its_results_are_complete(tmp_path, caplog
     assert stop.value.code == 130
     done = f"interrupted (SIGINT) as the run ended: the results in {tmp_path} are complete"
     assert (done in caplog.text) == completed and ("to resume" in caplog.text) != completed
+
+
+@pytest.mark.slow
+def test_a_sweep_job_that_diverges_says_so_in_a_line_of_its_own(tmp_path, run_py, tiny):
+    """r33b F1: a sweep job that failed on a full disk or a NaN loss printed no line; with the end-of-sweep report off,
+    nothing said it had failed."""
+    sweep = tmp_path / "s"
+    proc = run_py("-m", *tiny(), "trainer.optimizer=sgd", "trainer.lr=1e30", "hydra.callbacks.report.enabled=false",
+                  f"hydra.sweep.dir={sweep}")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]  # the sweep goes on
+    lines = [ln for ln in (proc.stdout + proc.stderr).splitlines() if "job 0 failed: loss became" in ln]
+    assert len(lines) == 1 and "Traceback" not in proc.stderr
