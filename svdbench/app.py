@@ -40,6 +40,7 @@ from .errors import (
     interrupted_by,
     interruption_in,
     one_line,
+    output_closed,
     printable,
     sigterm_raises,
     swallowed,
@@ -172,6 +173,9 @@ def start(argv: list[str]) -> list[str]:
         name, code = interrupted_by(err)
         print(f"interrupted ({name}) while starting: nothing was run or written", file=sys.stderr)
         raise SystemExit(code) from None
+    except BrokenPipeError:  # --plan or --cfg job read by `| head`: it has what it wanted
+        RunLock.release_held(remove_made=True)
+        raise SystemExit(output_closed()) from None
 
 
 # ---------------------------------------------------------------------- the job

@@ -11,7 +11,7 @@ import sys
 from collections.abc import Sequence
 
 from . import __version__, retime
-from .errors import RECEIVED, interrupted_by, sigterm_raises, swallowed
+from .errors import RECEIVED, interrupted_by, output_closed, sigterm_raises, swallowed
 from .report import cli as report_cli
 
 #: name, module (``add_arguments``, ``run``), one-line help
@@ -48,6 +48,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"svdbench {args.command}: interrupted ({name}); what it had not finished was not written", file=sys.stderr
         )
         return code
+    except BrokenPipeError:  # its lines read by `| head`: it has what it wanted (a report is written before)
+        return output_closed()
 
 
 if __name__ == "__main__":

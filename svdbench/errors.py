@@ -220,3 +220,15 @@ def load_failure(err: BaseException, path: str | os.PathLike | None = None) -> s
     if "Weights only load failed" in str(err) or "weights_only" in text:
         return "it holds Python objects besides tensors (svdbench reads tensors only and never unpickles code)"
     return text
+
+
+#: the exit code of a command whose reader closed its output (``| head``): 128 + SIGPIPE, as the shell's tools give
+BROKEN_PIPE = 141
+
+
+def output_closed() -> int:
+    """After a BrokenPipeError on stdout (its reader, ``| head``, has what it wanted): stdout pointed at /dev/null, so
+    that Python's flush at exit raises nothing more; returns :data:`BROKEN_PIPE`, the exit code."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    return BROKEN_PIPE

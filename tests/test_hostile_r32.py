@@ -7,14 +7,18 @@
 - r32a F3: the Optuna sweeper's own default direction (an enum) was refused as if it were not minimize; it is
   refused for what it is: svdbench maximises top-1.
 - r32b F4, F5: a stop with ``checkpoint=false`` named no checkpoint an earlier run left (it is resumed next); a
-  Ctrl-C as the run ended said to resume it."""
+  Ctrl-C as the run ended said to resume it.
+- r33b F1: a sweep job that failed on a full disk or a NaN loss printed no line.
+- r33a F1: ``--plan`` or ``--cfg job`` read by ``| head`` ended in a BrokenPipeError traceback."""
 
 import json
 import logging
 import re
+import subprocess
+import sys
 
 import pytest
-from conftest import record, refused
+from conftest import ENV, ROOT, record, refused
 from omegaconf import OmegaConf
 
 from svdbench import app
@@ -97,3 +101,14 @@ def test_a_sweep_job_that_diverges_says_so_in_a_line_of_its_own(tmp_path, run_py
     assert proc.returncode == 0, proc.stderr[-2000:]  # the sweep goes on
     lines = [ln for ln in (proc.stdout + proc.stderr).splitlines() if "job 0 failed: loss became" in ln]
     assert len(lines) == 1 and "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("args", [["+debug=tiny", "--plan"], ["--cfg", "job"]])
+def test_a_plan_read_by_head_ends_quietly(args):
+    """r33a F1: ``--plan | head -1`` or ``--cfg job | head -1`` ended in a BrokenPipeError traceback, exit 1."""
+    proc = subprocess.Popen([sys.executable, str(ROOT / "run.py"), *args], cwd=ROOT, env=ENV, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)  # fmt: skip
+    assert proc.stdout.readline()  # what `head -1` takes, then it closes the pipe
+    proc.stdout.close()
+    err = proc.stderr.read()
+    assert proc.wait(timeout=120) == 141 and "Traceback" not in err and "BrokenPipe" not in err, err[-2000:]
