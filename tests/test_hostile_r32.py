@@ -9,7 +9,8 @@
 - r32b F4, F5: a stop with ``checkpoint=false`` named no checkpoint an earlier run left (it is resumed next); a
   Ctrl-C as the run ended said to resume it.
 - r33b F1: a sweep job that failed on a full disk or a NaN loss printed no line.
-- r33a F1: ``--plan`` or ``--cfg job`` read by ``| head`` ended in a BrokenPipeError traceback."""
+- r33a F1: ``--plan`` or ``--cfg job`` read by ``| head`` ended in a BrokenPipeError traceback.
+- r33a F2: ``--split`` by a key every run holds at its default said no run had it."""
 
 import json
 import logging
@@ -23,6 +24,7 @@ from omegaconf import OmegaConf
 
 from svdbench import app
 from svdbench.report.load import load_runs
+from svdbench.report.rows import split_methods
 from svdbench.results import RESULTS_FILE, RunRecord
 
 
@@ -112,3 +114,15 @@ def test_a_plan_read_by_head_ends_quietly(args):
     proc.stdout.close()
     err = proc.stderr.read()
     assert proc.wait(timeout=120) == 141 and "Traceback" not in err and "BrokenPipe" not in err, err[-2000:]
+
+
+def test_split_by_a_key_every_run_holds_at_its_default_says_so(tmp_path, capsys):
+    """r33a F2: ``--split method.round_to`` said "no run's config has this key", though every SVD run records it (at its
+    default, which the configurations leave out)."""
+    for seed in (0, 1):
+        record(tmp_path / f"s{seed}", seed=seed, config={"seed": seed, "method": {"energy": 0.1, "round_to": 1}})
+    runs = load_runs([tmp_path])[0]
+    split_methods(runs, ["method.round_to", "method.nosuchkey"])
+    err = capsys.readouterr().err
+    assert "warning: --split method.round_to: every run has it at its default (1); nothing is split by it" in err
+    assert "warning: --split method.nosuchkey: no run's config has this key; nothing is split by it" in err

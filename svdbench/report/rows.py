@@ -27,6 +27,7 @@ from ..axes import MACS, Axis
 from ..config import Config
 from ..methods import METHODS
 from ..methods.base import METHOD_GROUPS
+from ..results import dotted
 from .load import IGNORED_KEYS, LoadedRun, flatten, is_number, run_value, warn
 
 DENSE = "dense"
@@ -272,6 +273,9 @@ def fronts(rows: Sequence[Row]) -> list[Member]:
     return sorted(front_members(rows), key=lambda m: (m.row.task, m.scope != "overall", m.scope, m.row.mean("x")))
 
 
+_ABSENT = object()
+
+
 def split_methods(runs: Sequence[LoadedRun], keys: Sequence[str]) -> None:
     """Name each run's method after the values of ``keys`` too (dotted config keys, e.g.
     ``method.decomposition``: ``svd`` becomes ``svd (channel)`` and ``svd (spatial)``; a number is shown
@@ -298,7 +302,11 @@ def split_methods(runs: Sequence[LoadedRun], keys: Sequence[str]) -> None:
         if runs and not any(k in r.flat for r in runs) and inner:
             raise ValueError(f"--split {k}: a group of keys, not a value; give one of its keys (e.g. {inner[0]})")
         if runs and not any(k in r.flat for r in runs):
-            warn(f"--split {k}: no run's config has this key; nothing is split by it")
+            held = sorted({repr(v) for r in runs if (v := dotted(r.rec.config, k, _ABSENT)) is not _ABSENT})
+            if held:  # recorded, but at its default in every run: the configurations leave it out
+                warn(f"--split {k}: every run has it at its default ({', '.join(held)}); nothing is split by it")
+            else:
+                warn(f"--split {k}: no run's config has this key; nothing is split by it")
     for r in (r for r in runs if r.rec.method != DENSE):  # a word as it is (channel), a number: round_to=8
         found = [(k, r.flat[k]) for k in keys if k in r.flat]
         values = [v if isinstance(v, str) else f"{k.rsplit('.', 1)[-1]}={v}" for k, v in found]
