@@ -22,13 +22,16 @@ STAGE_WORDS = {
 
 def speedups_text(pair: dict) -> str:
     """One runtime's realized speed-ups, each with its batch size, a noisy one flagged with its rounds' range:
-    ``1.13x at batch 1, 0.97x at batch 64 (noisy: rounds 0.77-1.87x, not to be trusted)``."""
+    ``1.13x at batch 1, 0.97x at batch 64 (noisy: rounds 0.77-1.87x, not to be trusted)``; a pooled speed-up outside
+    rounds that agree: ``1.04x at batch 1 (noisy: outside its rounds' 1.03-1.04x, not to be trusted)``."""
     rounds, flagged = pair.get("speedup_rounds") or {}, set(pair.get("noisy") or ())
     parts = []
     for b, v in (pair.get("speedup") or {}).items():
         text = f"{v:.2f}x at batch {b}"
         if b in flagged and rounds.get(b):
-            text += f" (noisy: rounds {min(rounds[b]):.2f}-{max(rounds[b]):.2f}x, not to be trusted)"
+            lo, hi = min(rounds[b]), max(rounds[b])
+            why = "outside its rounds'" if not lo <= v <= hi else "rounds"  # the rounds agree, the pooled one does not
+            text += f" (noisy: {why} {lo:.2f}-{hi:.2f}x, not to be trusted)"
         parts.append(text)
     return ", ".join(parts)
 

@@ -10,7 +10,8 @@
   Ctrl-C as the run ended said to resume it.
 - r33b F1: a sweep job that failed on a full disk or a NaN loss printed no line.
 - r33a F1: ``--plan`` or ``--cfg job`` read by ``| head`` ended in a BrokenPipeError traceback.
-- r33a F2: ``--split`` by a key every run holds at its default said no run had it."""
+- r33a F2: ``--split`` by a key every run holds at its default said no run had it.
+- r33a F3: a "noisy" speed-up whose rounds agree named them as the reason; the pooled figure lay outside them."""
 
 import json
 import logging
@@ -26,6 +27,7 @@ from svdbench import app
 from svdbench.report.load import load_runs
 from svdbench.report.rows import split_methods
 from svdbench.results import RESULTS_FILE, RunRecord
+from svdbench.summary import speedups_text
 
 
 @pytest.mark.parametrize(
@@ -126,3 +128,11 @@ def test_split_by_a_key_every_run_holds_at_its_default_says_so(tmp_path, capsys)
     err = capsys.readouterr().err
     assert "warning: --split method.round_to: every run has it at its default (1); nothing is split by it" in err
     assert "warning: --split method.nosuchkey: no run's config has this key; nothing is split by it" in err
+
+
+def test_a_noisy_flag_says_which_rule_it_is():
+    """r33a F3: "1.04x (noisy: rounds 1.03-1.04x)" named rounds that agree; the pooled figure lay outside them."""
+    pair = {"speedup": {"1": 1.0436, "64": 1.5}, "speedup_rounds": {"1": [1.027, 1.037, 1.03], "64": [1.0, 1.6, 1.3]},
+            "noisy": ["1", "64"]}  # fmt: skip
+    assert speedups_text(pair) == ("1.04x at batch 1 (noisy: outside its rounds' 1.03-1.04x, not to be trusted), "
+                                   "1.50x at batch 64 (noisy: rounds 1.00-1.60x, not to be trusted)")  # fmt: skip
