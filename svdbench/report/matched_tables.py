@@ -184,7 +184,8 @@ def matched_section(tg: Targets) -> str:
         "parentheses: `n=k` where a cell has fewer seeds than its task; the realized speed-up "
         f"(`latency.runs[{tg.runtime}].speedup[{tg.batch}]`, the dense model's median latency / the deployed "
         "model's, mean over the seeds that measured it) where measured, `noisy` where a seed's timing rounds "
-        "disagreed by more than 20 % (a change of load: not to be trusted); `MACs 2.08x`, the mean reached MAC "
+        "disagreed by more than 20 %, or its pooled speed-up lay outside them (a change of load: not to be "
+        "trusted); `MACs 2.08x`, the mean reached MAC "
         f"speed-up, where it is more than {TARGET_TOLERANCE:.0%} from the target. Runs without a target are not "
         "in this table.\n\n" + render.markdown(matched_columns(tg), tg.matched)
     )
