@@ -129,6 +129,10 @@ class RunRecord:
                 out[f.name] = v
         return {**out, **{k: v for k, v in self.extra.items() if k not in out}}
 
+    def made_points(self) -> list[str]:
+        """The labels of the operating points this record lists as made (``status: completed``)."""
+        return [str(p.get("label")) for p in self.operating_points or [] if p.get("status") == "completed"]
+
     def snapshot(self) -> dict[str, Any]:
         """What a checkpoint carries of the record: the progress so far."""
         return copy.deepcopy(

@@ -210,10 +210,7 @@ def _without_main(point: LoadedRun, read: dict[Path, tuple | None]) -> str | Non
         rec = RunRecord.from_dict(read_json(main))
     except (OSError, ValueError, TypeError, AttributeError) as err:
         return f"an operating point of {run_dir}, whose main result cannot be read ({one_line(err)}): {whole}"
-    made = [
-        p.get("label") for p in rec.operating_points or [] if isinstance(p, dict) and p.get("status") == "completed"
-    ]
-    if rec.status != "completed" or point.path.parent.name not in made:
+    if rec.status != "completed" or point.path.parent.name not in rec.made_points():
         return f"an operating point of {run_dir}, whose main result does not list it as made: {whole}"
     return None
 
@@ -242,8 +239,7 @@ def _changed_while_read(runs: list[LoadedRun], stamps: dict[Path, tuple | None])
     broken = {family[r.path] for r in runs if _stamp(r.path) != stamps.get(r.path)}
     loaded = {r.path for r in runs}
     for r in runs:
-        made = [r.path.parent / str(p.get("label")) / RESULTS_FILE for p in r.rec.operating_points or []
-                if isinstance(p, dict) and p.get("status") == "completed"]  # fmt: skip
+        made = [r.path.parent / label / RESULTS_FILE for label in r.rec.made_points()]
         if r.rec.point_of is None and any(p in stamps and p not in loaded for p in made):
             broken.add(r.path.parent)
     return [r for r in runs if family[r.path] in broken]
@@ -252,12 +248,7 @@ def _changed_while_read(runs: list[LoadedRun], stamps: dict[Path, tuple | None])
 def gone_points(rec: RunRecord, run_dir: Path) -> list[str]:
     """The labels of the operating points ``rec`` (a completed main result in ``run_dir``) records as completed
     whose results.json is no longer there (its directory moved or removed since)."""
-    return [
-        str(p.get("label"))
-        for p in rec.operating_points or []
-        if isinstance(p, dict) and p.get("status") == "completed"
-        and not os.path.lexists(run_dir / str(p.get("label")) / RESULTS_FILE)
-    ]  # fmt: skip
+    return [label for label in rec.made_points() if not os.path.lexists(run_dir / label / RESULTS_FILE)]
 
 
 def pending_points(rec: RunRecord, run_dir: Path) -> list[str]:
