@@ -57,6 +57,8 @@ class Workbench:
             try:
                 distributed.check_same_config(resume_key(plan.config, plan.method.name))
             except ValueError as err:
+                if self.owns_group:  # left before the line: a process group alive at exit can abort the process
+                    distributed.cleanup()
                 raise InputError(one_line(err)) from None
         self.accel: Accel = resolve_accel(
             self.device, tr.amp, tr.channels_last, tr.compile, tr.cudnn_benchmark, tr.deterministic
